@@ -1,0 +1,3 @@
+from qrlogin.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,104 @@
+"""The few primitives qrlogin needs, as thin, typed functions over ``cryptography``.
+
+Everything constant-time (X25519, HMAC, ChaCha20-Poly1305) runs inside OpenSSL/Rust; nothing here does field
+arithmetic or compares secrets in Python (THREATS.md T12). The functions map ``cryptography``'s generic exceptions
+onto qrlogin's hierarchy:
+
+* an all-zero X25519 output (a low-order peer point, RFC 7748 §6.1; ``cryptography`` raises ``ValueError``) becomes
+  :class:`~qrlogin.errors.NonContributoryKeyError`;
+* a public key of the wrong length becomes :class:`~qrlogin.errors.InvalidKeyError`;
+* a ciphertext that does not authenticate becomes :class:`~qrlogin.errors.AuthenticationError`.
+
+Those are :class:`~qrlogin.errors.RemoteProtocolError` subclasses because their inputs come from the peer. A private
+key or AEAD key of the wrong length is the caller's mistake and raises
+:class:`~qrlogin.errors.LocalProtocolError`.
+
+HKDF is offered with SHA-256 and SHA-512 because deployed ECIES peers use SHA-512 where the texts say SHA-256
+(PROTOCOL.md §4), and as separate extract/expand steps because RFC 9180's LabeledExtract/LabeledExpand need them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
+
+from .errors import AuthenticationError, InvalidKeyError, LocalProtocolError, NonContributoryKeyError
+
+X25519_KEY_LENGTH = 32
+AEAD_KEY_LENGTH = 32
+AEAD_NONCE_LENGTH = 12
+AEAD_TAG_LENGTH = 16
+
+HashName = Literal["sha256", "sha512"]
+
+_HASHES: dict[HashName, type[hashes.SHA256] | type[hashes.SHA512]] = {
+    "sha256": hashes.SHA256,
+    "sha512": hashes.SHA512,
+}
+
+
+def x25519_public_key(private_key: bytes) -> bytes:
+    """The X25519 public key (RFC 7748 ``X25519(k, 9)``) for a 32-byte private key."""
+    return _private(private_key).public_key().public_bytes_raw()
+
+
+def x25519(private_key: bytes, peer_public_key: bytes) -> bytes:
+    """The X25519 shared secret; refuses the all-zero output of a low-order peer point."""
+    private = _private(private_key)
+    if len(peer_public_key) != X25519_KEY_LENGTH:
+        raise InvalidKeyError(f"an X25519 public key is {X25519_KEY_LENGTH} bytes, got {len(peer_public_key)}")
+    peer = X25519PublicKey.from_public_bytes(peer_public_key)
+    try:
+        return private.exchange(peer)
+    except ValueError:
+        raise NonContributoryKeyError("X25519 produced the all-zero shared secret (low-order public key)") from None
+
+
+def _private(private_key: bytes) -> X25519PrivateKey:
+    if len(private_key) != X25519_KEY_LENGTH:
+        raise LocalProtocolError(f"an X25519 private key is {X25519_KEY_LENGTH} bytes, got {len(private_key)}")
+    return X25519PrivateKey.from_private_bytes(private_key)
+
+
+def hkdf(hash_name: HashName, ikm: bytes, *, salt: bytes | None, info: bytes, length: int) -> bytes:
+    """RFC 5869 HKDF. ``salt=None`` means "not provided", i.e. HashLen zero bytes."""
+    return HKDF(algorithm=_HASHES[hash_name](), length=length, salt=salt, info=info).derive(ikm)
+
+
+def hkdf_extract(hash_name: HashName, *, salt: bytes, ikm: bytes) -> bytes:
+    """RFC 5869 HKDF-Extract: ``HMAC-Hash(salt, ikm)``; an empty salt means HashLen zero bytes."""
+    return HKDF.extract(_HASHES[hash_name](), salt or None, ikm)
+
+
+def hkdf_expand(hash_name: HashName, *, prk: bytes, info: bytes, length: int) -> bytes:
+    """RFC 5869 HKDF-Expand."""
+    return HKDFExpand(algorithm=_HASHES[hash_name](), length=length, info=info).derive(prk)
+
+
+def aead_seal(key: bytes, nonce: bytes, plaintext: bytes, aad: bytes = b"") -> bytes:
+    """ChaCha20-Poly1305 (RFC 8439) encryption; returns ciphertext || 16-byte tag."""
+    return _aead(key, nonce).encrypt(nonce, plaintext, aad)
+
+
+def aead_open(key: bytes, nonce: bytes, ciphertext: bytes, aad: bytes = b"") -> bytes:
+    """ChaCha20-Poly1305 decryption; raises :class:`AuthenticationError` if the tag does not verify."""
+    aead = _aead(key, nonce)
+    if len(ciphertext) < AEAD_TAG_LENGTH:
+        raise AuthenticationError("ciphertext is shorter than the authentication tag")
+    try:
+        return aead.decrypt(nonce, ciphertext, aad)
+    except InvalidTag:
+        raise AuthenticationError("ciphertext did not authenticate") from None
+
+
+def _aead(key: bytes, nonce: bytes) -> ChaCha20Poly1305:
+    if len(key) != AEAD_KEY_LENGTH:
+        raise LocalProtocolError(f"a ChaCha20-Poly1305 key is {AEAD_KEY_LENGTH} bytes, got {len(key)}")
+    if len(nonce) != AEAD_NONCE_LENGTH:
+        raise LocalProtocolError(f"a ChaCha20-Poly1305 nonce is {AEAD_NONCE_LENGTH} bytes, got {len(nonce)}")
+    return ChaCha20Poly1305(key)
