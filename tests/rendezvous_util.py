@@ -7,7 +7,7 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
-from qrlogin.rendezvous import ApiGeneration, Request, Response
+from qrlogin.rendezvous import ApiGeneration, Request, Response, client
 from qrlogin.rendezvous.server import (
     STABLE_PREFIX,
     V1_V2_UNSTABLE_PREFIX,
@@ -60,7 +60,7 @@ def json_of(response: Response) -> Any:
     return json.loads(response.body)
 
 
-def req(method: str, path: str, body: bytes = b"", **headers: str) -> Request:
+def req(method: str, path: str, body: bytes = b"", /, **headers: str) -> Request:
     return Request(
         method=method, target=path, headers=tuple((k.replace("_", "-"), v) for k, v in headers.items()), body=body
     )
@@ -71,3 +71,55 @@ def jbody(**fields: object) -> bytes:
 
 
 __all__ = ["ALL", "BASE", "PREFIX", "STABLE_PREFIX", "Entropy", "Loopback", "jbody", "json_of", "req"]
+
+
+class Device:
+    """Feeds one client machine against a Loopback; records what it surfaced."""
+
+    def __init__(self, net: Loopback, start: tuple[object, tuple[object, ...]]) -> None:
+        self.client = client
+        self.net = net
+        self.state: client.State = start[0]  # type: ignore[assignment]
+        self.in_flight: client.SendRequest | None = None
+        self.delivered: list[client.PayloadReceived] = []
+        self.confirmed: list[client.WriteConfirmed] = []
+        self.rejected: list[client.WriteRejected] = []
+        self.created: client.SessionCreated | None = None
+        self.ended: client.SessionClosed | client.SessionFailed | None = None
+        self.sent: list[Request] = []
+        self.absorb(start[1])
+
+    def absorb(self, effects: tuple[object, ...]) -> None:
+        c = self.client
+        for effect in effects:
+            if isinstance(effect, c.SendRequest):
+                self.in_flight = effect
+                self.sent.append(effect.request)
+            elif isinstance(effect, c.PayloadReceived):
+                self.delivered.append(effect)
+            elif isinstance(effect, c.WriteConfirmed):
+                self.confirmed.append(effect)
+            elif isinstance(effect, c.WriteRejected):
+                self.rejected.append(effect)
+            elif isinstance(effect, c.SessionCreated):
+                self.created = effect
+            elif isinstance(effect, c.SessionClosed | c.SessionFailed):
+                self.ended = effect
+
+    def feed(self, event: object) -> None:
+        self.state, effects = self.client.transition(self.state, event, now_ms=self.net.now_ms)  # type: ignore[arg-type]
+        self.absorb(effects)
+
+    def deliver(self, *, lose_response: bool = False) -> Response | None:
+        """Send the in-flight request to the server; optionally lose the response after the server applied it."""
+        assert self.in_flight is not None
+        effect, self.in_flight = self.in_flight, None
+        response = self.net.send(effect.request)
+        if lose_response:
+            self.feed(self.client.RequestFailed(request_id=effect.request_id, reason="lost"))
+            return None
+        self.feed(self.client.ResponseReceived(request_id=effect.request_id, response=response))
+        return response
+
+    def timer(self) -> int | None:
+        return self.client.next_timer(self.state)

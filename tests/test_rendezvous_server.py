@@ -207,7 +207,7 @@ def test_v3_refuses_browser_navigation(headers: dict[str, str]) -> None:
     net = Loopback()
     created = create_json(net, V3)
     path = f"{V3_UNSTABLE_PREFIX}/{created['id']}"
-    refused = call(net, req("GET", path, **headers))
+    refused = call(net, req("GET", path, b"", **headers))
     assert (refused.status, json_of(refused)["errcode"]) == (403, "M_FORBIDDEN")
     fetch = call(net, req("GET", path, sec_fetch_mode="cors", sec_fetch_dest="empty", sec_fetch_site="cross-site"))
     assert fetch.status == 200
