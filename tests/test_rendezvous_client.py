@@ -334,3 +334,30 @@ def test_arbitrary_responses_only_move_the_machine(
             | c.SessionClosed
             | c.SessionFailed,
         )
+
+
+@pytest.mark.parametrize("generation", ALL)
+def test_lost_put_response_after_which_the_peer_already_answered(generation: ApiGeneration) -> None:
+    net = Loopback()
+    creator, joiner = pair(net, generation)
+    joiner.deliver()
+    joiner.feed(c.SendRequested(payload="initiate"))
+    joiner.deliver(lose_response=True)  # applied, response lost
+    # Before the joiner retries, the creator reads the write and replies.
+    net.now_ms += 1_000
+    creator.feed(c.TimerFired())
+    creator.deliver()
+    assert [p.data for p in creator.delivered] == ["initiate"]
+    creator.feed(c.SendRequested(payload="ok"))
+    creator.deliver()
+    timer = joiner.timer()
+    assert timer is not None
+    net.now_ms = max(net.now_ms, timer)
+    joiner.feed(c.TimerFired())
+    joiner.deliver()  # the identical PUT: conflict, since the slot moved on
+    assert isinstance(joiner.state, c.Reconciling)
+    joiner.deliver()
+    assert joiner.confirmed == [c.WriteConfirmed(token=None)]
+    assert [p.data for p in joiner.delivered][-1] == "ok"
+    assert not joiner.rejected
+    assert isinstance(joiner.state, c.ReadyToSend)

@@ -29,6 +29,8 @@ Rules the machine keeps:
 * Conflicts. 409/412 is never answered by a blind overwrite: the machine re-reads. If the slot holds our own data,
   an earlier attempt of this very PUT landed (its response was lost) and the write is confirmed; otherwise the peer
   wrote first: its payload is delivered and our payload is reported back in :class:`WriteRejected`.
+* A write whose response was lost may have landed; if the re-read then finds the peer's data, the peer has
+  already answered it (ping-pong), so the write is confirmed without a token and the reply delivered.
 * Retries resend the identical request bytes (a v3 server acknowledges a repeated PUT; v1/v2 servers answer with
   a conflict and the re-read sorts it out). 429 and 5xx back off exponentially, honouring ``retry_after_ms`` or
   ``Retry-After``. 404 means the session is gone: terminal. So is the caller's own deadline.
@@ -182,9 +184,14 @@ class PayloadReceived:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WriteConfirmed:
-    """Our payload is in the slot; ``token`` is what the server returned for it."""
+    """Our payload reached the slot; ``token`` is what the server returned for it.
 
-    token: str
+    ``token`` is None in one case only: an attempt whose response was lost landed, and the peer answered it before
+    the machine could look, so the slot now holds the peer's reply (delivered next) and our write's token was never
+    seen. A layer that needs that token (the v3 AAD) cannot continue and must abort.
+    """
+
+    token: str | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -256,6 +263,7 @@ class Writing:
     request: Request
     request_id: int
     attempts: int = 0
+    maybe_applied: bool = False  # an earlier attempt got no answer (or a 5xx): it may have landed
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -265,6 +273,7 @@ class Reconciling:
     request: Request
     request_id: int
     attempts: int = 0
+    maybe_applied: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -532,6 +541,8 @@ def _back_off(state: InFlight, now_ms: int, response: Response | None) -> Result
     if response is not None:
         delay = max(delay, _retry_after_ms(response))
     resume = replace(state, attempts=state.attempts + 1)
+    if isinstance(resume, Writing):
+        resume = replace(resume, maybe_applied=True)
     return BackingOff(resume=resume, until_ms=now_ms + delay), ()
 
 
@@ -677,7 +688,9 @@ def _on_written(state: Writing, response: Response, now_ms: int) -> Result:
         request_id = _next_id(state)
         request = _get(link, conditional=False)
         link = replace(link, last_request_id=request_id)
-        reconciling = Reconciling(link=link, payload=state.payload, request=request, request_id=request_id)
+        reconciling = Reconciling(
+            link=link, payload=state.payload, request=request, request_id=request_id, maybe_applied=state.maybe_applied
+        )
         return reconciling, (SendRequest(request_id=request_id, request=request),)
     if link.config.generation is ApiGeneration.V1:
         if response.status not in (200, 202, 204):
@@ -703,7 +716,11 @@ def _on_reconciled(state: Reconciling, response: Response, now_ms: int) -> Resul
     if token == link.seen_token:
         return _fail("conflict_without_change", "the server refused our write but the slot did not change")
     link = replace(link, seen_token=token)
-    return ReadyToSend(link=link), (PayloadReceived(data=data, token=token), WriteRejected(payload=state.payload))
+    received = PayloadReceived(data=data, token=token)
+    if state.maybe_applied:
+        # Ping-pong: a peer writes only after reading our write, so foreign data after a lost response is its reply.
+        return ReadyToSend(link=link), (WriteConfirmed(token=None), received)
+    return ReadyToSend(link=link), (received, WriteRejected(payload=state.payload))
 
 
 def is_finished(state: State) -> bool:
