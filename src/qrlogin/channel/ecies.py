@@ -85,6 +85,29 @@ from ._common import (
     judge_check_code,
 )
 
+__all__ = [
+    "COUNTER_LIMIT",
+    "LEGAL_MOVES",
+    "LOGIN_INITIATE",
+    "LOGIN_OK",
+    "MAX_PLAINTEXT_LENGTH",
+    "AwaitingCheckCode",
+    "AwaitingInitiate",
+    "AwaitingLoginOk",
+    "EciesState",
+    "Established",
+    "Failed",
+    "Profile",
+    "ReadyToInitiate",
+    "Role",
+    "check_code",
+    "derive_keys",
+    "nonce",
+    "start_g",
+    "start_s",
+    "transition",
+]
+
 INFO_PREFIX: Final = "MATRIX_QR_CODE_LOGIN"
 LOGIN_INITIATE: Final = b"MATRIX_QR_CODE_LOGIN_INITIATE"
 LOGIN_OK: Final = b"MATRIX_QR_CODE_LOGIN_OK"
