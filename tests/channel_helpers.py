@@ -1,6 +1,6 @@
 """Test helpers shared by every secure channel generation (ECIES here, HPKE beside it).
 
-* :func:`load_vectors` reads a file of ``spec_vectors/``.
+* :func:`load_vectors` reads a file of ``spec_vectors/``; :func:`load_fuzz_target` imports a file of ``fuzz/``.
 * :func:`check_every_pair` tries every (state, event kind) pair of a legal-moves table against ``transition``.
 * :func:`run_handshake` runs G and S against each other in memory and returns both established states.
 * :class:`SealRecorder` instruments a module's ``aead_seal`` to prove no (key, nonce) pair seals two plaintexts.
@@ -8,9 +8,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -36,6 +39,19 @@ Transition = Callable[..., tuple[Any, tuple[Any, ...]]]
 def load_vectors(name: str) -> Any:
     with (SPEC_VECTORS / name).open(encoding="utf-8") as file:
         return json.load(file)
+
+
+def load_fuzz_target(name: str) -> ModuleType:
+    """Import ``fuzz/<name>.py`` (the fuzz folder is not a package: atheris runs its files as scripts)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    path = SPEC_VECTORS.parent / "fuzz" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def check_every_pair(
