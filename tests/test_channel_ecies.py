@@ -194,7 +194,9 @@ SAMPLE_EVENTS: dict[type, list[object]] = {
 
 
 def test_every_state_and_event_pair() -> None:
-    tried = check_every_pair(ecies.LEGAL_MOVES, ecies.transition, sample_states(), SAMPLE_EVENTS)
+    tried = check_every_pair(
+        ecies.LEGAL_MOVES, ecies.transition, sample_states(), SAMPLE_EVENTS, outcomes=ecies.OUTCOMES
+    )
     assert tried == 7 * 8
 
 
