@@ -66,9 +66,7 @@ def test_key_schedule_reproduces_every_intermediate_value(vector: dict[str, Any]
 @pytest.mark.parametrize("vector", RFC9180, ids=lambda v: f"aead-{v['aead_id']:#06x}")
 def test_exports_from_both_roles(vector: dict[str, Any]) -> None:
     aead = AEADS[vector["aead_id"]]
-    enc, sender = hpke.setup_base_s(
-        X(vector["pkRm"]), X(vector["info"]), ephemeral_secret=X(vector["skEm"]), aead=aead
-    )
+    enc, sender = hpke.setup_base_s(X(vector["pkRm"]), X(vector["info"]), ephemeral_secret=X(vector["skEm"]), aead=aead)
     recipient = hpke.setup_base_r(enc, X(vector["skRm"]), X(vector["info"]), aead=aead)
     for export in vector["exports"]:
         for context in (sender, recipient):
@@ -134,9 +132,7 @@ def test_sequence_number_never_wraps() -> None:
     with pytest.raises(hpke.MessageLimitReachedError):
         exhausted.open(ct, aad=b"")
     with pytest.raises(LocalProtocolError):
-        hpke.Context(
-            aead=base.aead, key=base.key, base_nonce=base.base_nonce, seq=2**96, exporter_secret=None
-        )
+        hpke.Context(aead=base.aead, key=base.key, base_nonce=base.base_nonce, seq=2**96, exporter_secret=None)
 
 
 def test_sealing_is_refused_for_key_schedule_only_aeads() -> None:

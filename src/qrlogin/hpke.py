@@ -128,9 +128,7 @@ def derive_key_pair(ikm: bytes) -> tuple[bytes, bytes]:
 
 def _extract_and_expand(dh: bytes, kem_context: bytes) -> bytes:
     eae_prk = labeled_extract(_KEM_SUITE_ID, salt=b"", label=b"eae_prk", ikm=dh)
-    return labeled_expand(
-        _KEM_SUITE_ID, prk=eae_prk, label=b"shared_secret", info=kem_context, length=N_SECRET
-    )
+    return labeled_expand(_KEM_SUITE_ID, prk=eae_prk, label=b"shared_secret", info=kem_context, length=N_SECRET)
 
 
 def encap(recipient_public_key: bytes, *, ephemeral_secret: bytes) -> tuple[Secret, bytes]:
@@ -184,9 +182,7 @@ def key_schedule(shared_secret: Secret, info: bytes, *, aead: Aead = CHACHA20_PO
         key_schedule_context=context,
         secret=Secret(secret),
         key=Secret(labeled_expand(suite_id, prk=secret, label=b"key", info=context, length=aead.nk)),
-        base_nonce=Secret(
-            labeled_expand(suite_id, prk=secret, label=b"base_nonce", info=context, length=aead.nn)
-        ),
+        base_nonce=Secret(labeled_expand(suite_id, prk=secret, label=b"base_nonce", info=context, length=aead.nn)),
         exporter_secret=Secret(labeled_expand(suite_id, prk=secret, label=b"exp", info=context, length=N_H)),
     )
 
@@ -199,9 +195,7 @@ def setup_base_s(
     return enc, key_schedule(shared_secret, info, aead=aead).context()
 
 
-def setup_base_r(
-    enc: bytes, recipient_secret: bytes, info: bytes, *, aead: Aead = CHACHA20_POLY1305
-) -> Context:
+def setup_base_r(enc: bytes, recipient_secret: bytes, info: bytes, *, aead: Aead = CHACHA20_POLY1305) -> Context:
     """``SetupBaseR(enc, skR, info)`` (RFC 9180 §5.1.1)."""
     return key_schedule(decap(enc, recipient_secret=recipient_secret), info, aead=aead).context()
 
