@@ -329,7 +329,7 @@ def test_wrong_token_for_an_application_message_fails() -> None:
 
 
 @pytest.mark.parametrize("where", ["initiate", "g_open", "g_reply", "s_open", "seal", "open"])
-@pytest.mark.parametrize("token", ["", "t" * 256])
+@pytest.mark.parametrize("token", ["", "t" * 256, "é" * 128, "\ud800"])
 def test_unencodable_tokens_are_typed_failures(where: str, token: str) -> None:
     h = _handshake_events()
     if where == "initiate":

@@ -22,9 +22,9 @@ A payload is sealed with the token of the sender's last GET and opened with the 
 last write (G's POST for ``LoginInitiate``). The events carry them (see :mod:`qrlogin.channel._common`):
 ``InitiateRequested.sequence_token`` and ``SealRequested.sequence_token`` seal; ``PayloadReceived.sequence_token``
 opens; ``PayloadReceived.reply_sequence_token`` seals G's ``LoginOk`` in the same transition. The rendezvous layer
-knows the tokens, the channel only binds to them. Tokens are sent by the server, so a token that cannot be encoded
-(empty, or over 255 bytes) ends the channel in :class:`~qrlogin.channel._common.Failed`; a missing token is the
-caller's error.
+knows the tokens, the channel only binds to them. Tokens are sent by the server, so a token that cannot be
+encoded (empty, not UTF-8, or over 255 bytes) ends the channel in :class:`~qrlogin.channel._common.Failed`; a
+missing token is the caller's error.
 
 States, each holding only what is valid in it::
 
@@ -175,25 +175,35 @@ def encode_aad(base_url: str, rendezvous_id: str, sequence_token: str) -> bytes:
     return _aad_prefix(base_url, rendezvous_id) + _encode_token(sequence_token)
 
 
+def _utf8(text: str, what: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, which JSON decoding can produce
+        raise LocalProtocolError(f"the {what} is not encodable as UTF-8") from None
+
+
 def _aad_prefix(base_url: str, rendezvous_id: str) -> bytes:
-    url = base_url.encode("utf-8")
+    url = _utf8(base_url, "base URL")
     if len(url) > MAX_BASE_URL_LENGTH:
         raise LocalProtocolError(f"a base URL is at most {MAX_BASE_URL_LENGTH} bytes")
-    rid = rendezvous_id.encode("utf-8")
+    rid = _utf8(rendezvous_id, "rendezvous id")
     if not 1 <= len(rid) <= MAX_IDENTIFIER_LENGTH:
         raise LocalProtocolError(f"a rendezvous id is 1 to {MAX_IDENTIFIER_LENGTH} bytes, got {len(rid)}")
     return len(url).to_bytes(2, "big") + url + bytes([len(rid)]) + rid
 
 
 def _encode_token(sequence_token: str) -> bytes:
-    token = sequence_token.encode("utf-8")
+    token = _utf8(sequence_token, "sequence token")
     if not 1 <= len(token) <= MAX_IDENTIFIER_LENGTH:
         raise LocalProtocolError(f"a sequence token is 1 to {MAX_IDENTIFIER_LENGTH} bytes, got {len(token)}")
     return bytes([len(token)]) + token
 
 
 def _token_is_encodable(sequence_token: str) -> bool:
-    return 1 <= len(sequence_token.encode("utf-8")) <= MAX_IDENTIFIER_LENGTH
+    try:
+        return 1 <= len(sequence_token.encode("utf-8")) <= MAX_IDENTIFIER_LENGTH
+    except UnicodeEncodeError:
+        return False
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -405,7 +415,7 @@ def _require_tokens(state: HpkeState, event: ChannelEvent) -> None:
 
 
 def _bad_token(profile: Profile, role: Role, which: str) -> _Result:
-    detail = f"the {which} sequence token is empty or longer than {MAX_IDENTIFIER_LENGTH} bytes"
+    detail = f"the {which} sequence token is empty, not UTF-8, or longer than {MAX_IDENTIFIER_LENGTH} bytes"
     return fail(profile, role, FailureReason.INVALID_SEQUENCE_TOKEN, detail)
 
 
