@@ -1,6 +1,6 @@
 """Fuzz target: arbitrary strings into every network-facing input of the HPKE machines, in every reachable state.
 
-Run with atheris (not installed in CI): ``python -m fuzz.fuzz_channel_hpke [corpus_dir]`` from the repository root.
+Run with atheris (not installed in CI): ``pip install atheris; python fuzz/fuzz_channel_hpke.py -max_total_time=60``.
 CI runs the same :func:`target` from ``tests/test_fuzz_channel_hpke.py`` under hypothesis.
 
 The contract (the one the ECIES target checks too): for each reachable state and each event the network or the user

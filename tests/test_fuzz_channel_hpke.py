@@ -6,10 +6,15 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from fuzz.fuzz_channel_hpke import STATES, target
 from qrlogin.channel import hpke
 from qrlogin.channel._common import DeliverPayload, Failed
 from qrlogin.encoding import b64encode
+
+from .channel_helpers import load_fuzz_target
+
+FUZZ = load_fuzz_target("fuzz_channel_hpke")
+STATES = FUZZ.STATES
+target = FUZZ.target
 
 BASE64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 WIRE_LIKE = st.text(alphabet=BASE64_ALPHABET + "=", max_size=200)
