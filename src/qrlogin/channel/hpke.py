@@ -57,6 +57,7 @@ and to show, by test, that the two do not interoperate. ``docs/hpke.md`` has the
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Final, Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -287,6 +288,22 @@ LEGAL_MOVES: Final[LegalMoves] = {
     AwaitingCheckCode: frozenset({CheckCodeEntered, PayloadReceived, RetryRequested}),
     Established: frozenset({SealRequested, PayloadReceived, RetryRequested}),
     Failed: frozenset(),
+}
+
+
+#: Every state class each legal move can lead to; ``docs/hpke.md``'s diagram is generated from it and the tests
+#: check it against ``LEGAL_MOVES`` and observe every edge.
+OUTCOMES: Final[Mapping[tuple[type, type], frozenset[type]]] = {
+    (ReadyToInitiate, InitiateRequested): frozenset({AwaitingLoginOk, Failed}),
+    (AwaitingLoginOk, PayloadReceived): frozenset({Established, Failed}),
+    (AwaitingLoginOk, RetryRequested): frozenset({AwaitingLoginOk}),
+    (AwaitingInitiate, PayloadReceived): frozenset({AwaitingCheckCode, Failed}),
+    (AwaitingCheckCode, CheckCodeEntered): frozenset({Established, Failed}),
+    (AwaitingCheckCode, PayloadReceived): frozenset({AwaitingCheckCode, Failed}),
+    (AwaitingCheckCode, RetryRequested): frozenset({AwaitingCheckCode}),
+    (Established, SealRequested): frozenset({Established, Failed}),
+    (Established, PayloadReceived): frozenset({Established, Failed}),
+    (Established, RetryRequested): frozenset({Established}),
 }
 
 
