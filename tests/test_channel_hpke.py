@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qrlogin import _crypto, hpke
+from qrlogin import _crypto, hpke, qr
 from qrlogin._machine import is_terminal
 from qrlogin._secret import Secret
 from qrlogin.channel import hpke as ch
@@ -663,3 +663,23 @@ def test_states_and_effects_never_show_secrets() -> None:
 def test_secret_wrapper_is_what_holds_the_check_code() -> None:
     _, s, _, code = establish()
     assert s.state.check_code == Secret(code.encode())
+
+
+def test_s_starts_from_a_decoded_v3_qr_code_and_only_from_one() -> None:
+    g, _ = _pair()
+    shown = qr.QrCode(
+        generation=qr.Generation.V3,
+        intent=qr.Intent.NEW_DEVICE,
+        public_key=g.public_key,
+        rendezvous_id=RID,
+        base_url=BASE_URL,
+        id_length_layout=qr.IdLengthLayout.U8,
+    )
+    scanned = qr.decode(qr.encode(shown))
+    s = ch.start_s_from_qr(scanned, _key("s"))
+    assert s == ch.start_s(_key("s"), peer_public_key=g.public_key, base_url=BASE_URL, rendezvous_id=RID)
+    v2 = dataclasses.replace(
+        scanned, generation=qr.Generation.V2, base_url=None, server_name="matrix.org", id_length_layout=None
+    )
+    with pytest.raises(LocalProtocolError):
+        ch.start_s_from_qr(v2, _key("s"))
