@@ -104,7 +104,7 @@ def target(text: str) -> None:
 
 
 def _atheris_main() -> None:  # pragma: no cover - needs atheris
-    import atheris  # noqa: PLC0415 - only the fuzzing entry point needs it
+    import atheris
 
     def one_input(data: bytes) -> None:
         target(atheris.FuzzedDataProvider(data).ConsumeUnicodeNoSurrogates(8192))

@@ -62,7 +62,7 @@ def test_the_target_detects_a_breach(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_benchmark_sessions_run() -> None:
     """The benchmark's two workloads stay runnable (no timing here: benchmarks/ prints the ratio)."""
-    from benchmarks.bench_channel_hpke import floor_session, machine_session  # noqa: PLC0415
+    from benchmarks.bench_channel_hpke import floor_session, machine_session
 
     machine_session()
     floor_session()
