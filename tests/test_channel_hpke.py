@@ -683,3 +683,13 @@ def test_s_starts_from_a_decoded_v3_qr_code_and_only_from_one() -> None:
     )
     with pytest.raises(LocalProtocolError):
         ch.start_s_from_qr(v2, _key("s"))
+
+
+@pytest.mark.parametrize(
+    "cls", [*(c for c in ch.LEGAL_MOVES if c is not Failed), hpke.Context, hpke.KeySchedule, hpke.Aead]
+)
+def test_states_and_contexts_are_frozen_slotted_kw_only(cls: type) -> None:
+    params = cls.__dataclass_params__  # type: ignore[attr-defined]
+    assert params.frozen
+    assert "__slots__" in cls.__dict__
+    assert all(f.kw_only for f in dataclasses.fields(cls))

@@ -224,8 +224,8 @@ class Context:
 
     def nonce(self) -> bytes:
         """``ComputeNonce(seq)``: the base nonce XORed with the big-endian sequence number."""
-        seq_bytes = self.seq.to_bytes(self.aead.nn, "big")
-        return bytes(a ^ b for a, b in zip(self.base_nonce.value, seq_bytes, strict=True))
+        nn = self.aead.nn
+        return (int.from_bytes(self.base_nonce.value, "big") ^ self.seq).to_bytes(nn, "big")
 
     def _next(self) -> Context:
         return Context(
