@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from qrlogin import _crypto, hpke, qr
 from qrlogin._machine import is_terminal
 from qrlogin._secret import Secret
+from qrlogin.channel import ecies
 from qrlogin.channel import hpke as ch
 from qrlogin.channel._common import (
     CheckCodeEntered,
@@ -693,3 +694,50 @@ def test_states_and_contexts_are_frozen_slotted_kw_only(cls: type) -> None:
     assert params.frozen
     assert "__slots__" in cls.__dict__
     assert all(f.kw_only for f in dataclasses.fields(cls))
+
+
+def test_replayed_reordered_and_dropped_messages_are_fatal() -> None:
+    """THREATS.md T4: the receive sequence admits each message once, in order; any open failure is terminal."""
+    for mutation in ("replay", "swap", "drop"):
+        g, s, _, _ = establish()
+        payloads = []
+        for i in range(2):
+            payloads.append(payload_of(s.feed(SealRequested(plaintext=b"m%d" % i, sequence_token="3"))))
+        if mutation == "replay":
+            order = [payloads[0], payloads[0]]
+        elif mutation == "swap":
+            order = [payloads[1], payloads[0]]
+        else:
+            order = [payloads[1]]
+        results = [ch.transition(g.state, PayloadReceived(payload=order[0], sequence_token="3"))]
+        if len(order) > 1 and isinstance(results[0][0], ch.Established):
+            results.append(ch.transition(results[0][0], PayloadReceived(payload=order[1], sequence_token="3")))
+        final, effects = results[-1]
+        assert isinstance(final, Failed) and final.reason is FailureReason.AUTHENTICATION_FAILED, mutation
+        assert effects == (ReportFailure(reason=FailureReason.AUTHENTICATION_FAILED),)
+
+
+def test_a_payload_from_another_session_is_fatal() -> None:
+    """THREATS.md T3: fresh keys per session, so nothing from session A opens in session B."""
+    g_a, s_a, _, _ = establish(tag="a")
+    g_b, _, _, _ = establish(tag="b")
+    assert g_a.state.public_key != g_b.state.public_key
+    payload = payload_of(s_a.feed(SealRequested(plaintext=b"x", sequence_token="3")))
+    assert g_b.feed(PayloadReceived(payload=payload, sequence_token="3")) == (
+        ReportFailure(reason=FailureReason.AUTHENTICATION_FAILED),
+    )
+
+
+def test_no_cross_generation_payloads() -> None:
+    """THREATS.md T5: an ECIES LoginInitiate is malformed for an HPKE G, and the HPKE one for an ECIES G."""
+    hpke_g, hpke_s = _pair()
+    ecies_g = ecies.start_g(_key("g"))
+    ecies_s = ecies.start_s(ecies_g.public_key, _key("s"))
+    _, ecies_effects = ecies.transition(ecies_s, InitiateRequested())
+    failed, _ = ch.transition(
+        hpke_g, PayloadReceived(payload=payload_of(ecies_effects), sequence_token="1", reply_sequence_token="2")
+    )
+    assert isinstance(failed, Failed) and failed.reason is FailureReason.MALFORMED_PAYLOAD
+    _, hpke_effects = ch.transition(hpke_s, InitiateRequested(sequence_token="1"))
+    other, _ = ecies.transition(ecies_g, PayloadReceived(payload=payload_of(hpke_effects)))
+    assert isinstance(other, Failed) and other.reason is FailureReason.MALFORMED_PAYLOAD
