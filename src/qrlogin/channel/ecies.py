@@ -1,0 +1,438 @@
+"""The MSC4108 ECIES secure channel (generations v1 and v2) as one pure state machine for both roles.
+
+Theory of operation
+-------------------
+This implements PROTOCOL.md §4 and the "Secure channel" section of MSC4108 (seed-era text): X25519, HKDF with no
+salt, ChaCha20-Poly1305 without AAD, and one 96-bit little-endian message counter per sender. With ``gp``/``sp``
+the generator's and scanner's public keys and ``tail = "|" + B64(gp) + "|" + B64(sp)``::
+
+    EncKey_S = HKDF(SH, "MATRIX_QR_CODE_LOGIN_ENCKEY_S" + tail, 32)     # S seals, G opens
+    EncKey_G = HKDF(SH, "MATRIX_QR_CODE_LOGIN_ENCKEY_G" + tail, 32)     # G seals, S opens
+    Check    = HKDF(SH, "MATRIX_QR_CODE_LOGIN_CHECKCODE" + tail, 2)     # b0 % 10, b1 % 10
+
+The machine's states, each holding only what is valid in it::
+
+    S: ReadyToInitiate --InitiateRequested--> AwaitingLoginOk --PayloadReceived(LoginOk)--> Established
+    G: AwaitingInitiate --PayloadReceived(LoginInitiate)--> AwaitingCheckCode --CheckCodeEntered--> Established
+
+and :class:`~qrlogin.channel._common.Failed` from every non-terminal state. ``LEGAL_MOVES`` is the single
+statement of which events each state accepts; :func:`transition` checks it before doing anything, and the tests and
+``docs/channel.md`` are generated from or checked against it.
+
+Why the states look the way they do:
+
+* The ephemeral secret lives only in the first state of each role. It is used once for X25519 and is gone from every
+  later state, which is all "discard Gs/Ss" can mean for immutable values.
+* G's check code and keys sit in ``AwaitingCheckCode``; G cannot seal or open application payloads until the user's
+  one attempt matched. A payload S sends in the meantime (S trusts the channel as soon as ``LoginOk`` opens) is kept
+  sealed, at most one, and opened after the code matched.
+* Counters start at 1 in ``Established`` because both handshake messages used nonce 0 (deployed behaviour and the
+  seed-era text; the 2024 text gives G's ``LoginOk`` nonce 1, which no peer does).
+* Every state that has written remembers the exact text of its last write, so ``RetryRequested`` re-emits it.
+  Nothing ever seals twice at one counter: the counter is part of the state value and only moves forward.
+
+Profiles: ``DEPLOYED`` derives with HKDF-SHA512, as vodozemac and therefore every Element client does, and decodes
+padded or unpadded base64 as vodozemac does; ``SPEC_TEXT`` derives with HKDF-SHA256 and accepts only the unpadded
+base64 the text prescribes. Both encode unpadded. Only ``DEPLOYED`` interoperates with real peers.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass, replace
+from typing import Final, Protocol
+
+from .._crypto import (
+    AEAD_TAG_LENGTH,
+    X25519_KEY_LENGTH,
+    HashName,
+    aead_open,
+    aead_seal,
+    hkdf_expand,
+    hkdf_extract,
+    x25519,
+    x25519_public_key,
+)
+from .._machine import LegalMoves, require_legal
+from .._secret import Secret
+from ..encoding import PaddingPolicy, b64decode, b64encode
+from ..errors import (
+    AuthenticationError,
+    Base64DecodeError,
+    LocalProtocolError,
+    NonContributoryKeyError,
+)
+from ._common import (
+    MAX_PAYLOAD_LENGTH,
+    ChannelEffect,
+    ChannelEvent,
+    CheckCodeEntered,
+    DeliverPayload,
+    Failed,
+    FailureReason,
+    InitiateRequested,
+    PayloadReceived,
+    Profile,
+    PromptForCheckCode,
+    ReportEstablished,
+    RetryRequested,
+    Role,
+    SealRequested,
+    SendPayload,
+    ShowCheckCode,
+    check_code_digits,
+    fail,
+    judge_check_code,
+)
+
+INFO_PREFIX: Final = "MATRIX_QR_CODE_LOGIN"
+LOGIN_INITIATE: Final = b"MATRIX_QR_CODE_LOGIN_INITIATE"
+LOGIN_OK: Final = b"MATRIX_QR_CODE_LOGIN_OK"
+
+#: The nonce is the counter's first 12 little-endian bytes, so 2**96 counters exist; none may be used twice.
+COUNTER_LIMIT: Final = 1 << 96
+#: The largest plaintext whose sealed, base64-encoded form still fits the rendezvous limit.
+MAX_PLAINTEXT_LENGTH: Final = MAX_PAYLOAD_LENGTH * 3 // 4 - AEAD_TAG_LENGTH
+
+
+@dataclass(frozen=True, slots=True)
+class _ProfileParameters:
+    hkdf_hash: HashName
+    padding: PaddingPolicy
+
+
+_PARAMETERS: Final = {
+    Profile.DEPLOYED: _ProfileParameters(hkdf_hash="sha512", padding="allow"),
+    Profile.SPEC_TEXT: _ProfileParameters(hkdf_hash="sha256", padding="forbid"),
+}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# States
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AwaitingInitiate:
+    """G: the QR code is shown; waiting for S's ``LoginInitiateMessage``."""
+
+    profile: Profile
+    secret: Secret
+    public_key: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AwaitingCheckCode:
+    """G: ``LoginOk`` is sent; waiting for the user's one attempt at the code S shows."""
+
+    profile: Profile
+    public_key: bytes
+    peer_public_key: bytes
+    send_key: Secret
+    recv_key: Secret
+    check_code: Secret
+    last_sent: str
+    pending: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadyToInitiate:
+    """S: the QR code is scanned; waiting for the caller to ask for ``LoginInitiateMessage``."""
+
+    profile: Profile
+    secret: Secret
+    public_key: bytes
+    peer_public_key: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AwaitingLoginOk:
+    """S: ``LoginInitiateMessage`` is sent; waiting for G's ``LoginOkMessage``."""
+
+    profile: Profile
+    public_key: bytes
+    peer_public_key: bytes
+    send_key: Secret
+    recv_key: Secret
+    check_code: Secret
+    last_sent: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Established:
+    """Either role, trusted: seals with ``send_counter``, opens with ``recv_counter``."""
+
+    profile: Profile
+    role: Role
+    public_key: bytes
+    peer_public_key: bytes
+    send_key: Secret
+    recv_key: Secret
+    check_code: Secret
+    send_counter: int
+    recv_counter: int
+    last_sent: str
+
+
+EciesState = AwaitingInitiate | AwaitingCheckCode | ReadyToInitiate | AwaitingLoginOk | Established | Failed
+
+LEGAL_MOVES: Final[LegalMoves] = {
+    ReadyToInitiate: frozenset({InitiateRequested}),
+    AwaitingLoginOk: frozenset({PayloadReceived, RetryRequested}),
+    AwaitingInitiate: frozenset({PayloadReceived}),
+    AwaitingCheckCode: frozenset({CheckCodeEntered, PayloadReceived, RetryRequested}),
+    Established: frozenset({SealRequested, PayloadReceived, RetryRequested}),
+    Failed: frozenset(),
+}
+
+
+class _HasPublicKey(Protocol):
+    @property
+    def public_key(self) -> bytes: ...
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Construction
+
+
+def start_g(secret: bytes, *, profile: Profile = Profile.DEPLOYED) -> AwaitingInitiate:
+    """Device G from a fresh 32-byte ephemeral X25519 secret; show ``state.public_key`` in the QR code."""
+    return AwaitingInitiate(profile=profile, secret=Secret(secret), public_key=x25519_public_key(secret))
+
+
+def start_s(qr: _HasPublicKey | bytes, secret: bytes, *, profile: Profile = Profile.DEPLOYED) -> ReadyToInitiate:
+    """Device S from the decoded QR code (or G's bare public key) and a fresh 32-byte ephemeral secret.
+
+    The generation (v1/v2) is the QR codec's business: it is the caller's job not to build an ECIES channel from a
+    v3 QR code (THREATS.md T5).
+    """
+    peer = qr if isinstance(qr, bytes) else qr.public_key
+    if len(peer) != X25519_KEY_LENGTH:
+        raise LocalProtocolError(f"G's public key is {X25519_KEY_LENGTH} bytes, got {len(peer)}")
+    return ReadyToInitiate(
+        profile=profile, secret=Secret(secret), public_key=x25519_public_key(secret), peer_public_key=bytes(peer)
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Wire format and key schedule
+
+
+def nonce(counter: int) -> bytes:
+    """``counter`` as 16 little-endian bytes, truncated to 12 (vodozemac's ``u128::to_le_bytes()[..12]``)."""
+    return counter.to_bytes(12, "little")
+
+
+def derive_keys(profile: Profile, shared_secret: bytes, gp: bytes, sp: bytes) -> tuple[bytes, bytes, bytes]:
+    """``(EncKey_S, EncKey_G, CheckBytes)`` for the shared secret and the two public keys (G's first)."""
+    hash_name = _PARAMETERS[profile].hkdf_hash
+    tail = f"|{b64encode(gp)}|{b64encode(sp)}".encode("ascii")
+    # HKDF with the salt absent: one Extract with HashLen zero bytes, then three Expands (RFC 5869 §2.2).
+    prk = hkdf_extract(hash_name, salt=b"", ikm=shared_secret)
+    enc_s = hkdf_expand(hash_name, prk=prk, info=f"{INFO_PREFIX}_ENCKEY_S".encode() + tail, length=32)
+    enc_g = hkdf_expand(hash_name, prk=prk, info=f"{INFO_PREFIX}_ENCKEY_G".encode() + tail, length=32)
+    check = hkdf_expand(hash_name, prk=prk, info=f"{INFO_PREFIX}_CHECKCODE".encode() + tail, length=2)
+    return enc_s, enc_g, check
+
+
+def _decode(profile: Profile, text: str) -> bytes:
+    return b64decode(text, padding=_PARAMETERS[profile].padding)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Transition
+
+
+def transition(
+    state: EciesState, event: ChannelEvent, *, now_ms: int = 0
+) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
+    """Feed one event; return the next state and what the caller must do. ``now_ms`` is unused: ECIES has no timers.
+
+    Raises :class:`~qrlogin.errors.LocalProtocolError` (before anything changes) for an event the state does not
+    accept or a misuse such as an oversized plaintext. Never raises for anything that came from the network.
+    """
+    require_legal(LEGAL_MOVES, state, event)
+    if isinstance(state, Established):
+        if isinstance(event, SealRequested):
+            return _seal(state, event.plaintext)
+        if isinstance(event, PayloadReceived):
+            return _open(state, event.payload)
+    elif isinstance(state, ReadyToInitiate):
+        return _initiate(state)
+    elif isinstance(state, AwaitingLoginOk):
+        if isinstance(event, PayloadReceived):
+            return _receive_login_ok(state, event.payload)
+    elif isinstance(state, AwaitingInitiate):
+        assert isinstance(event, PayloadReceived)
+        return _receive_initiate(state, event.payload)
+    elif isinstance(state, AwaitingCheckCode):
+        if isinstance(event, CheckCodeEntered):
+            return _confirm(state, event.code)
+        if isinstance(event, PayloadReceived):
+            return _hold(state, event.payload)
+    assert isinstance(event, RetryRequested), "LEGAL_MOVES and transition() disagree"
+    assert not isinstance(state, Failed | AwaitingInitiate | ReadyToInitiate)
+    return state, (SendPayload(payload=state.last_sent),)
+
+
+def _initiate(state: ReadyToInitiate) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
+    if hmac.compare_digest(state.peer_public_key, state.public_key):
+        return fail(state.profile, Role.S, FailureReason.REFLECTED_KEY, "G's public key equals our own")
+    try:
+        shared = x25519(state.secret.value, state.peer_public_key)
+    except NonContributoryKeyError:
+        return fail(state.profile, Role.S, FailureReason.NON_CONTRIBUTORY_KEY, "G's public key is a low-order point")
+    enc_s, enc_g, check = derive_keys(state.profile, shared, state.peer_public_key, state.public_key)
+    ciphertext = aead_seal(enc_s, nonce(0), LOGIN_INITIATE)
+    message = f"{b64encode(ciphertext)}|{b64encode(state.public_key)}"
+    return (
+        AwaitingLoginOk(
+            profile=state.profile,
+            public_key=state.public_key,
+            peer_public_key=state.peer_public_key,
+            send_key=Secret(enc_s),
+            recv_key=Secret(enc_g),
+            check_code=Secret(check_code_digits(check, leading_zero=True).encode("ascii")),
+            last_sent=message,
+        ),
+        (SendPayload(payload=message),),
+    )
+
+
+def _receive_initiate(state: AwaitingInitiate, payload: str) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
+    profile, role = state.profile, Role.G
+    if len(payload) > MAX_PAYLOAD_LENGTH:
+        return fail(profile, role, FailureReason.OVERSIZED_PAYLOAD, "LoginInitiateMessage is too long")
+    ciphertext_text, separator, key_text = payload.partition("|")
+    if not separator:
+        return fail(profile, role, FailureReason.MALFORMED_PAYLOAD, "LoginInitiateMessage has no '|' separator")
+    try:
+        ciphertext = _decode(profile, ciphertext_text)
+        peer = _decode(profile, key_text)
+    except Base64DecodeError:
+        return fail(profile, role, FailureReason.MALFORMED_PAYLOAD, "LoginInitiateMessage is not valid base64")
+    if len(peer) != X25519_KEY_LENGTH:
+        return fail(profile, role, FailureReason.INVALID_PUBLIC_KEY, "S's public key is not 32 bytes")
+    if hmac.compare_digest(peer, state.public_key):
+        return fail(profile, role, FailureReason.REFLECTED_KEY, "S's public key equals our own")
+    try:
+        shared = x25519(state.secret.value, peer)
+    except NonContributoryKeyError:
+        return fail(profile, role, FailureReason.NON_CONTRIBUTORY_KEY, "S's public key is a low-order point")
+    enc_s, enc_g, check = derive_keys(profile, shared, state.public_key, peer)
+    try:
+        plaintext = aead_open(enc_s, nonce(0), ciphertext)
+    except AuthenticationError:
+        return fail(profile, role, FailureReason.AUTHENTICATION_FAILED, "LoginInitiateMessage did not authenticate")
+    if not hmac.compare_digest(plaintext, LOGIN_INITIATE):
+        return fail(profile, role, FailureReason.UNEXPECTED_PLAINTEXT, "LoginInitiateMessage has the wrong content")
+    reply = b64encode(aead_seal(enc_g, nonce(0), LOGIN_OK))
+    return (
+        AwaitingCheckCode(
+            profile=profile,
+            public_key=state.public_key,
+            peer_public_key=peer,
+            send_key=Secret(enc_g),
+            recv_key=Secret(enc_s),
+            check_code=Secret(check_code_digits(check, leading_zero=True).encode("ascii")),
+            last_sent=reply,
+        ),
+        (SendPayload(payload=reply), PromptForCheckCode()),
+    )
+
+
+def _receive_login_ok(state: AwaitingLoginOk, payload: str) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
+    profile, role = state.profile, Role.S
+    if len(payload) > MAX_PAYLOAD_LENGTH:
+        return fail(profile, role, FailureReason.OVERSIZED_PAYLOAD, "LoginOkMessage is too long")
+    try:
+        ciphertext = _decode(profile, payload)
+    except Base64DecodeError:
+        return fail(profile, role, FailureReason.MALFORMED_PAYLOAD, "LoginOkMessage is not valid base64")
+    try:
+        plaintext = aead_open(state.recv_key.value, nonce(0), ciphertext)
+    except AuthenticationError:
+        return fail(profile, role, FailureReason.AUTHENTICATION_FAILED, "LoginOkMessage did not authenticate")
+    if not hmac.compare_digest(plaintext, LOGIN_OK):
+        return fail(profile, role, FailureReason.UNEXPECTED_PLAINTEXT, "LoginOkMessage has the wrong content")
+    established = Established(
+        profile=profile,
+        role=role,
+        public_key=state.public_key,
+        peer_public_key=state.peer_public_key,
+        send_key=state.send_key,
+        recv_key=state.recv_key,
+        check_code=state.check_code,
+        send_counter=1,
+        recv_counter=1,
+        last_sent=state.last_sent,
+    )
+    code = state.check_code.value.decode("ascii")
+    return established, (ShowCheckCode(code=code), ReportEstablished(role=role))
+
+
+def _hold(state: AwaitingCheckCode, payload: str) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
+    if len(payload) > MAX_PAYLOAD_LENGTH:
+        return fail(state.profile, Role.G, FailureReason.OVERSIZED_PAYLOAD, "payload is too long")
+    if state.pending is not None:
+        return fail(state.profile, Role.G, FailureReason.UNEXPECTED_PAYLOAD, "a second payload before the check code")
+    return replace(state, pending=payload), ()
+
+
+def _confirm(state: AwaitingCheckCode, code: str) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
+    verdict = judge_check_code(code, state.check_code, leading_zero=True)
+    if verdict is not None:
+        malformed = verdict is FailureReason.CHECK_CODE_MALFORMED
+        detail = "the entry is not two ASCII digits" if malformed else "the entry does not match the check code"
+        return fail(state.profile, Role.G, verdict, detail)
+    established = Established(
+        profile=state.profile,
+        role=Role.G,
+        public_key=state.public_key,
+        peer_public_key=state.peer_public_key,
+        send_key=state.send_key,
+        recv_key=state.recv_key,
+        check_code=state.check_code,
+        send_counter=1,
+        recv_counter=1,
+        last_sent=state.last_sent,
+    )
+    effects: tuple[ChannelEffect, ...] = (ReportEstablished(role=Role.G),)
+    if state.pending is None:
+        return established, effects
+    opened, more = _open(established, state.pending)
+    return opened, effects + more
+
+
+def _seal(state: Established, plaintext: bytes) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
+    if len(plaintext) > MAX_PLAINTEXT_LENGTH:
+        raise LocalProtocolError(f"a plaintext longer than {MAX_PLAINTEXT_LENGTH} bytes does not fit a payload")
+    counter = state.send_counter
+    if counter >= COUNTER_LIMIT:
+        return fail(state.profile, state.role, FailureReason.COUNTER_EXHAUSTED, "the send counter is exhausted")
+    payload = b64encode(aead_seal(state.send_key.value, nonce(counter), plaintext))
+    return replace(state, send_counter=counter + 1, last_sent=payload), (SendPayload(payload=payload),)
+
+
+def _open(state: Established, payload: str) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
+    profile, role = state.profile, state.role
+    if len(payload) > MAX_PAYLOAD_LENGTH:
+        return fail(profile, role, FailureReason.OVERSIZED_PAYLOAD, "payload is too long")
+    counter = state.recv_counter
+    if counter >= COUNTER_LIMIT:
+        return fail(profile, role, FailureReason.COUNTER_EXHAUSTED, "the receive counter is exhausted")
+    try:
+        ciphertext = _decode(profile, payload)
+    except Base64DecodeError:
+        return fail(profile, role, FailureReason.MALFORMED_PAYLOAD, "payload is not valid base64")
+    try:
+        plaintext = aead_open(state.recv_key.value, nonce(counter), ciphertext)
+    except AuthenticationError:
+        return fail(profile, role, FailureReason.AUTHENTICATION_FAILED, "payload did not authenticate")
+    return replace(state, recv_counter=counter + 1), (DeliverPayload(plaintext=plaintext),)
+
+
+def check_code(state: EciesState) -> str:
+    """The two digits of an established channel (S shows them; G has matched them)."""
+    if not isinstance(state, Established):
+        raise LocalProtocolError(f"there is no trusted check code in state {type(state).__name__}")
+    return state.check_code.value.decode("ascii")

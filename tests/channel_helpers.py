@@ -1,0 +1,116 @@
+"""Test helpers shared by every secure channel generation (ECIES here, HPKE beside it).
+
+* :func:`load_vectors` reads a file of ``spec_vectors/``.
+* :func:`check_every_pair` tries every (state, event kind) pair of a legal-moves table against ``transition``.
+* :func:`run_handshake` runs G and S against each other in memory and returns both established states.
+* :class:`SealRecorder` instruments a module's ``aead_seal`` to prove no (key, nonce) pair seals two plaintexts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qrlogin._machine import LegalMoves, is_terminal
+from qrlogin.channel._common import (
+    CheckCodeEntered,
+    Failed,
+    InitiateRequested,
+    PayloadReceived,
+    PromptForCheckCode,
+    ReportEstablished,
+    SendPayload,
+    ShowCheckCode,
+)
+from qrlogin.errors import LocalProtocolError
+
+SPEC_VECTORS = Path(__file__).resolve().parent.parent / "spec_vectors"
+
+Transition = Callable[..., tuple[Any, tuple[Any, ...]]]
+
+
+def load_vectors(name: str) -> Any:
+    with (SPEC_VECTORS / name).open(encoding="utf-8") as file:
+        return json.load(file)
+
+
+def check_every_pair(
+    table: LegalMoves,
+    transition: Transition,
+    states: Mapping[type, Sequence[object]],
+    events: Mapping[type, Sequence[object]],
+) -> int:
+    """For every state class of ``table`` and every event class: illegal pairs raise ``LocalProtocolError``; legal
+    pairs return a state of the table (never raise for these samples). ``states``/``events`` give samples per class.
+    Returns the number of pairs tried."""
+    assert set(states) == set(table), "give a sample of every state class of the table"
+    event_classes = set(events)
+    assert set().union(*table.values()) <= event_classes, "give a sample of every event class the table names"
+    tried = 0
+    for state_class, samples in states.items():
+        for state in samples:
+            assert type(state) is state_class
+            for event_class in event_classes:
+                for event in events[event_class]:
+                    tried += 1
+                    if event_class in table[state_class]:
+                        new_state, effects = transition(state, event, now_ms=0)
+                        assert type(new_state) in table
+                        assert isinstance(effects, tuple)
+                    else:
+                        with pytest.raises(LocalProtocolError):
+                            transition(state, event, now_ms=0)
+    return tried
+
+
+def run_handshake(g: Any, s: Any, transition: Transition, *, code: str | None = None) -> tuple[Any, Any, str]:
+    """Drive S's initiate, G's reply and the check code (S's, unless ``code`` overrides it) in memory.
+
+    Returns ``(g_state, s_state, shown_code)``; asserts the effects a caller relies on.
+    """
+    s, effects = transition(s, InitiateRequested(), now_ms=0)
+    (initiate,) = effects
+    assert isinstance(initiate, SendPayload)
+    g, effects = transition(g, PayloadReceived(payload=initiate.payload), now_ms=0)
+    assert [type(e) for e in effects] == [SendPayload, PromptForCheckCode]
+    s, effects = transition(s, PayloadReceived(payload=effects[0].payload), now_ms=0)
+    assert [type(e) for e in effects] == [ShowCheckCode, ReportEstablished]
+    shown = effects[0].code
+    g, effects = transition(g, CheckCodeEntered(code=shown if code is None else code), now_ms=0)
+    return g, s, shown
+
+
+def is_failed(table: LegalMoves, state: object) -> bool:
+    return isinstance(state, Failed) and is_terminal(table, state)
+
+
+class SealRecorder:
+    """Wraps ``module.aead_seal``; remembers every (key, nonce) and the plaintext sealed under it."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, module: object) -> None:
+        self.uses: dict[tuple[bytes, bytes], bytes] = {}
+        self.reused: list[tuple[bytes, bytes]] = []
+        original: Callable[..., bytes] = module.aead_seal  # type: ignore[attr-defined]
+
+        def recording(key: bytes, nonce: bytes, plaintext: bytes, aad: bytes = b"") -> bytes:
+            slot = (key, nonce)
+            if slot in self.uses:
+                self.reused.append(slot)
+            self.uses[slot] = plaintext
+            return original(key, nonce, plaintext, aad)
+
+        monkeypatch.setattr(module, "aead_seal", recording)
+
+    def reset(self) -> None:
+        self.uses.clear()
+        self.reused.clear()
+
+
+def payload_of(effects: Iterable[object]) -> str:
+    """The one ``SendPayload`` among ``effects``."""
+    (send,) = [e for e in effects if isinstance(e, SendPayload)]
+    return send.payload
