@@ -82,9 +82,7 @@ def parse_or_none(plaintext: bytes) -> Message | None:
         return None
 
 
-def unexpected(
-    message: Message | None, *, created_rendezvous: bool, now_ms: int
-) -> tuple[Aborted, tuple[Effect, ...]]:
+def unexpected(message: Message | None, *, created_rendezvous: bool, now_ms: int) -> tuple[Aborted, tuple[Effect, ...]]:
     """The peer's message does not fit the current step: a failure ends us; anything else is answered."""
     if isinstance(message, Failure):
         return abort(message.reason, created_rendezvous=created_rendezvous, now_ms=now_ms, by_peer=True)

@@ -182,6 +182,4 @@ class Failed:
     by_peer: bool = False
 
 
-Effect = (
-    SendMessage | SendHttpRequest | OpenVerificationUri | ShowUserCode | DeleteRendezvous | Completed | Failed
-)
+Effect = SendMessage | SendHttpRequest | OpenVerificationUri | ShowUserCode | DeleteRendezvous | Completed | Failed

@@ -229,9 +229,7 @@ def _abort(
     *,
     by_peer: bool = False,
 ) -> Result:
-    return abort(
-        reason, created_rendezvous=config.created_rendezvous, now_ms=now_ms, tell=tell, by_peer=by_peer
-    )
+    return abort(reason, created_rendezvous=config.created_rendezvous, now_ms=now_ms, tell=tell, by_peer=by_peer)
 
 
 def _advertised(config: ExistingDeviceConfig) -> str:
@@ -275,9 +273,7 @@ def _on_message(state: State, plaintext: bytes, now_ms: int) -> Result:
     if isinstance(state, AwaitingLoginResult):
         if isinstance(message, Success):
             deadline_ms = now_ms + config.device_check_timeout_ms
-            new_state = AwaitingDevicePresent(
-                config=config, device_id=state.device_id, deadline_ms=deadline_ms
-            )
+            new_state = AwaitingDevicePresent(config=config, device_id=state.device_id, deadline_ms=deadline_ms)
             return new_state, (SendHttpRequest(request=device_request(config.base_url, state.device_id)),)
         if isinstance(message, Declined):
             return _abort(config, LocalReason.DECLINED, now_ms, by_peer=True)
@@ -290,18 +286,14 @@ def _on_http(state: AwaitingDeviceAbsent | AwaitingDevicePresent, event: Event, 
     if isinstance(state, AwaitingDeviceAbsent):
         # Only a 404 shows the id is free; anything else (200, an error, no answer) refuses the login.
         if status != 404:
-            return _abort(
-                config, FailureReason.DEVICE_ALREADY_EXISTS, now_ms, FailureReason.DEVICE_ALREADY_EXISTS
-            )
+            return _abort(config, FailureReason.DEVICE_ALREADY_EXISTS, now_ms, FailureReason.DEVICE_ALREADY_EXISTS)
         if not _uri_acceptable(config, state.verification_uri):
             reason = FailureReason.UNABLE_TO_OPEN_VERIFICATION_URI
             return _abort(config, reason, now_ms, reason)
         new_state = AwaitingVerificationUriOpened(config=config, device_id=state.device_id)
         return new_state, (OpenVerificationUri(uri=state.verification_uri),)
     if status == 200:
-        return finish(
-            Completed(), created_rendezvous=config.created_rendezvous, now_ms=now_ms, last=config.secrets
-        )
+        return finish(Completed(), created_rendezvous=config.created_rendezvous, now_ms=now_ms, last=config.secrets)
     next_check_ms = now_ms + config.device_check_interval_ms
     if next_check_ms > state.deadline_ms:
         return _abort(config, FailureReason.DEVICE_NOT_FOUND, now_ms, FailureReason.DEVICE_NOT_FOUND)
@@ -325,9 +317,7 @@ def transition(state: State, event: Event, *, now_ms: int) -> Result:
         return _on_message(state, event.plaintext, now_ms)
     if isinstance(event, TimerFired):
         if isinstance(state, WaitingToRecheckDevice) and now_ms >= state.next_check_ms:
-            new_state = AwaitingDevicePresent(
-                config=config, device_id=state.device_id, deadline_ms=state.deadline_ms
-            )
+            new_state = AwaitingDevicePresent(config=config, device_id=state.device_id, deadline_ms=state.deadline_ms)
             return new_state, (SendHttpRequest(request=device_request(config.base_url, state.device_id)),)
         return state, ()
     if isinstance(event, HttpResponseReceived | HttpFailed):
@@ -335,9 +325,7 @@ def transition(state: State, event: Event, *, now_ms: int) -> Result:
         return _on_http(state, event, now_ms)
     if isinstance(event, VerificationUriOpened):
         assert isinstance(state, AwaitingVerificationUriOpened)
-        return AwaitingLoginResult(config=config, device_id=state.device_id), (
-            SendMessage(message=ProtocolAccepted()),
-        )
+        return AwaitingLoginResult(config=config, device_id=state.device_id), (SendMessage(message=ProtocolAccepted()),)
     if isinstance(event, VerificationUriUnavailable):
         reason = FailureReason.UNABLE_TO_OPEN_VERIFICATION_URI
         return _abort(config, reason, now_ms, reason)

@@ -81,6 +81,7 @@ __all__ = [
     "AwaitingToken",
     "AwaitingWellKnown",
     "Finished",
+    "Grant",
     "NewDeviceConfig",
     "State",
     "WaitingToPoll",
@@ -113,7 +114,7 @@ class NewDeviceConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class _Grant:
+class Grant:
     """The device grant once authorized: everything needed to poll."""
 
     metadata: oauth.AuthMetadata
@@ -163,13 +164,13 @@ class AwaitingDeviceAuthorization:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AwaitingProtocolAccepted:
     config: NewDeviceConfig
-    grant: _Grant
+    grant: Grant
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WaitingToPoll:
     config: NewDeviceConfig
-    grant: _Grant
+    grant: Grant
     interval_ms: int
     next_poll_ms: int
 
@@ -177,7 +178,7 @@ class WaitingToPoll:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AwaitingToken:
     config: NewDeviceConfig
-    grant: _Grant
+    grant: Grant
     interval_ms: int
 
 
@@ -233,9 +234,7 @@ def start(config: NewDeviceConfig) -> AwaitingChannel:
         except JsonError:
             raise LocalProtocolError("client_metadata is not a JSON object") from None
     if config.role is QrRole.SCANNED and (config.homeserver is None) == (config.base_url is None):
-        raise LocalProtocolError(
-            "a scanning new device needs exactly one of homeserver and base_url from the QR"
-        )
+        raise LocalProtocolError("a scanning new device needs exactly one of homeserver and base_url from the QR")
     if not config.device_id:
         raise LocalProtocolError("device_id must not be empty")
     return AwaitingChannel(config=config)
@@ -271,15 +270,11 @@ def _discover(config: NewDeviceConfig, homeserver: str | None, base_url: str | N
         server_name, base_url = oauth.resolve_homeserver(homeserver)
         if server_name is not None:
             request = oauth.well_known_request(server_name)
-            return AwaitingWellKnown(config=config, server_name=server_name), (
-                SendHttpRequest(request=request),
-            )
+            return AwaitingWellKnown(config=config, server_name=server_name), (SendHttpRequest(request=request),)
     assert base_url is not None
     base_url = oauth.checked_base_url(base_url)
     config = _with_base_url(config, base_url)
-    return AwaitingAuthMetadata(config=config), (
-        SendHttpRequest(request=oauth.auth_metadata_request(base_url)),
-    )
+    return AwaitingAuthMetadata(config=config), (SendHttpRequest(request=oauth.auth_metadata_request(base_url)),)
 
 
 def _with_base_url(config: NewDeviceConfig, base_url: str) -> NewDeviceConfig:
@@ -341,7 +336,7 @@ def _on_http(state: State, event: HttpResponseReceived | HttpFailed, now_ms: int
         authorization = oauth.parse_device_authorization(response)
     except RemoteProtocolError:
         return _homeserver_error(config, now_ms)
-    grant = _Grant(
+    grant = Grant(
         metadata=state.metadata,
         client_id=state.client_id,
         authorization=authorization,
@@ -358,14 +353,10 @@ def _on_http(state: State, event: HttpResponseReceived | HttpFailed, now_ms: int
     return AwaitingProtocolAccepted(config=config, grant=grant), (SendMessage(message=message),)
 
 
-def _schedule_poll(config: NewDeviceConfig, grant: _Grant, interval_ms: int, now_ms: int) -> Result:
+def _schedule_poll(config: NewDeviceConfig, grant: Grant, interval_ms: int, now_ms: int) -> Result:
     if now_ms + interval_ms >= grant.expires_at_ms:
-        return _abort(
-            config, FailureReason.AUTHORIZATION_EXPIRED, now_ms, FailureReason.AUTHORIZATION_EXPIRED
-        )
-    state = WaitingToPoll(
-        config=config, grant=grant, interval_ms=interval_ms, next_poll_ms=now_ms + interval_ms
-    )
+        return _abort(config, FailureReason.AUTHORIZATION_EXPIRED, now_ms, FailureReason.AUTHORIZATION_EXPIRED)
+    state = WaitingToPoll(config=config, grant=grant, interval_ms=interval_ms, next_poll_ms=now_ms + interval_ms)
     return state, ()
 
 
@@ -412,9 +403,7 @@ def _on_message(state: State, plaintext: bytes, now_ms: int) -> Result:
 
 def _on_timer(state: State, now_ms: int) -> Result:
     if isinstance(state, AwaitingProtocolAccepted | WaitingToPoll) and now_ms >= state.grant.expires_at_ms:
-        return _abort(
-            state.config, FailureReason.AUTHORIZATION_EXPIRED, now_ms, FailureReason.AUTHORIZATION_EXPIRED
-        )
+        return _abort(state.config, FailureReason.AUTHORIZATION_EXPIRED, now_ms, FailureReason.AUTHORIZATION_EXPIRED)
     if isinstance(state, WaitingToPoll) and now_ms >= state.next_poll_ms:
         grant = state.grant
         request = oauth.token_request(grant.metadata, grant.client_id, grant.authorization.device_code)
@@ -431,9 +420,7 @@ def transition(state: State, event: Event, *, now_ms: int) -> Result:
         return _abort(config, LocalReason.CHANNEL_CLOSED, now_ms)
     if isinstance(event, UserCancelled):
         trusted = not isinstance(state, AwaitingChannel)
-        return _abort(
-            config, FailureReason.USER_CANCELLED, now_ms, FailureReason.USER_CANCELLED if trusted else None
-        )
+        return _abort(config, FailureReason.USER_CANCELLED, now_ms, FailureReason.USER_CANCELLED if trusted else None)
     if isinstance(event, TimerFired):
         return _on_timer(state, now_ms)
     if isinstance(event, MessageReceived):

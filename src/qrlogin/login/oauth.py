@@ -159,9 +159,7 @@ def parse_auth_metadata(response: HttpResponse) -> AuthMetadata:
         device_authorization_endpoint=_https_url(
             body.get("device_authorization_endpoint"), "device_authorization_endpoint"
         ),
-        registration_endpoint=None
-        if registration is None
-        else _https_url(registration, "registration_endpoint"),
+        registration_endpoint=None if registration is None else _https_url(registration, "registration_endpoint"),
     )
 
 
@@ -242,9 +240,7 @@ def parse_device_authorization(response: HttpResponse) -> DeviceAuthorization:
         device_code=Secret(device_code.encode("utf-8")),
         user_code=user_code,
         verification_uri=_https_url(body.get("verification_uri"), "verification_uri"),
-        verification_uri_complete=None
-        if complete is None
-        else _https_url(complete, "verification_uri_complete"),
+        verification_uri_complete=None if complete is None else _https_url(complete, "verification_uri_complete"),
         expires_in_s=_positive_int(body.get("expires_in"), "expires_in"),
         interval_s=_positive_int(interval, "interval"),
     )
