@@ -29,6 +29,7 @@ from qrlogin.channel import Failed as ChannelFailedState
 from qrlogin.encoding import b64decode
 from qrlogin.login import existing_device, new_device
 from qrlogin.login.events import (
+    ChannelClosed,
     ChannelSecured,
     Completed,
     DeleteRendezvous,
@@ -191,6 +192,19 @@ def approving_browser(hs: Homeserver) -> Browser:
     return act
 
 
+class _Timed(list[dict[str, Any]]):
+    """A transcript list that remembers the virtual time of each append."""
+
+    def __init__(self, clock: Callable[[], int]) -> None:
+        super().__init__()
+        self.clock = clock
+        self.times: list[int] = []
+
+    def append(self, entry: dict[str, Any]) -> None:
+        self.times.append(self.clock())
+        super().append(entry)
+
+
 @dataclass
 class Side:
     name: str
@@ -262,7 +276,7 @@ def run_pair(
     peer = {"new": "existing", "existing": "new"}
     scanner = "new" if new_role is QrRole.SCANNED else "existing"
     generator = peer[scanner]
-    transcript: list[dict[str, Any]] = []
+    transcript = _Timed(lambda: now_ms)
     # Inbox items: (layer, device, event) with layer "login" or "channel".
     inbox: list[tuple[str, str, Any]] = []
     channels: dict[str, Any] = {}
@@ -276,6 +290,7 @@ def run_pair(
         inbox.append(("login", scanner, ChannelSecured()))
         prompt_pending = True
     now_ms = 0
+    closes: list[tuple[int, str]] = []  # (when, device): the peer deleted the rendezvous under this device
     steps = {"new": 0, "existing": 0}
     interventions = dict(interventions or {})
 
@@ -300,6 +315,8 @@ def run_pair(
         side = sides[name]
         if is_terminal(_table(side), side.state):
             return  # a message to a device that has already finished goes unread
+        if isinstance(event, ChannelSecured):
+            transcript.append({"to": name, "channel_secured": True})
         side.state, effects = side.transition(side.state, event, now_ms=now_ms)
         side.effects.extend(effects)
         for effect in effects:
@@ -321,6 +338,7 @@ def run_pair(
                 transcript.append({"from": name, "show_user_code": effect.user_code})
             elif isinstance(effect, DeleteRendezvous):
                 transcript.append({"from": name, "delete_rendezvous_not_before_ms": effect.not_before_ms})
+                closes.append((effect.not_before_ms, peer[name]))
             elif isinstance(effect, Completed):
                 transcript.append({"from": name, "completed": True})
             elif isinstance(effect, Failed):
@@ -336,10 +354,22 @@ def run_pair(
                     inbox.append(("login", generator, ChannelSecured()))
                 continue
             live = [s for s in sides.values() if not is_terminal(_table(s), s.state)]
-            deadlines = [d for s in live if (d := s.deadline(s.state)) is not None]
-            if not deadlines:
+            if not live:
                 break
+            deadlines = [d for s in live if (d := s.deadline(s.state)) is not None]
+            deadlines += [when for when, _ in closes]
+            if not deadlines:
+                # Nothing can happen any more: the rendezvous expires under whoever is still waiting.
+                for s in live:
+                    transcript.append({"to": s.name, "rendezvous_expired": True})
+                    inbox.append(("login", s.name, ChannelClosed()))
+                continue
             now_ms = max(now_ms, min(deadlines))
+            for when, name in [c for c in closes if c[0] <= now_ms]:
+                closes.remove((when, name))
+                if not is_terminal(_table(sides[name]), sides[name].state):
+                    transcript.append({"to": name, "rendezvous_deleted": True})
+                    inbox.append(("login", name, ChannelClosed()))
             for s in live:
                 d = s.deadline(s.state)
                 if d is not None and d <= now_ms:
@@ -358,7 +388,8 @@ def run_pair(
         feed_login(name, event)
     else:
         raise AssertionError("runner did not settle")
-    return Run(transcript=transcript, new=new, existing=existing, now_ms=now_ms, channels=channels)
+    timed = [{**entry, "at_ms": when} for entry, when in zip(transcript, transcript.times, strict=True)]
+    return Run(transcript=timed, new=new, existing=existing, now_ms=now_ms, channels=channels)
 
 
 def _table(side: Side) -> dict[type, frozenset[type]]:
