@@ -127,7 +127,7 @@ def fuzz_one(data: bytes) -> None:
 
 
 def main() -> None:  # pragma: no cover - needs atheris
-    import atheris  # noqa: PLC0415 - optional, absent in CI
+    import atheris
 
     atheris.Setup(sys.argv, fuzz_one)
     atheris.Fuzz()
