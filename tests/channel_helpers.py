@@ -1,16 +1,20 @@
 """Test helpers shared by every secure channel generation (ECIES here, HPKE beside it).
 
-* :func:`load_vectors` reads a file of ``spec_vectors/``.
+* :func:`load_vectors` reads a file of ``spec_vectors/``; :func:`load_fuzz_target` imports a file of ``fuzz/``.
 * :func:`check_every_pair` tries every (state, event kind) pair of a legal-moves table against ``transition``.
 * :func:`run_handshake` runs G and S against each other in memory and returns both established states.
+* :func:`mermaid_state_diagram` draws an outcome table for the docs (a test keeps the docs in step).
 * :class:`SealRecorder` instruments a module's ``aead_seal`` to prove no (key, nonce) pair seals two plaintexts.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -38,15 +42,29 @@ def load_vectors(name: str) -> Any:
         return json.load(file)
 
 
+def load_fuzz_target(name: str) -> ModuleType:
+    """Import ``fuzz/<name>.py`` (the fuzz folder is not a package: atheris runs its files as scripts)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    path = SPEC_VECTORS.parent / "fuzz" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def check_every_pair(
     table: LegalMoves,
     transition: Transition,
     states: Mapping[type, Sequence[object]],
     events: Mapping[type, Sequence[object]],
+    outcomes: Mapping[tuple[type, type], frozenset[type]] | None = None,
 ) -> int:
     """For every state class of ``table`` and every event class: illegal pairs raise ``LocalProtocolError``; legal
-    pairs return a state of the table (never raise for these samples). ``states``/``events`` give samples per class.
-    Returns the number of pairs tried."""
+    pairs return a state of the table (and of ``outcomes``, if given) without raising for these samples.
+    ``states``/``events`` give samples per class. Returns the number of pairs tried."""
     assert set(states) == set(table), "give a sample of every state class of the table"
     event_classes = set(events)
     assert set().union(*table.values()) <= event_classes, "give a sample of every event class the table names"
@@ -60,6 +78,8 @@ def check_every_pair(
                     if event_class in table[state_class]:
                         new_state, effects = transition(state, event, now_ms=0)
                         assert type(new_state) in table
+                        if outcomes is not None:
+                            assert type(new_state) in outcomes[state_class, event_class], (state, event, new_state)
                         assert isinstance(effects, tuple)
                     else:
                         with pytest.raises(LocalProtocolError):
@@ -82,6 +102,19 @@ def run_handshake(g: Any, s: Any, transition: Transition, *, code: str | None = 
     shown = effects[0].code
     g, effects = transition(g, CheckCodeEntered(code=shown if code is None else code), now_ms=0)
     return g, s, shown
+
+
+def mermaid_state_diagram(outcomes: Mapping[tuple[type, type], frozenset[type]], *, initial: Sequence[type]) -> str:
+    """A Mermaid ``stateDiagram-v2`` of a machine's outcome table (one edge per possible target), stable order."""
+    lines = ["stateDiagram-v2"]
+    lines += [f"    [*] --> {cls.__name__}" for cls in initial]
+    edges = sorted(
+        (state.__name__, target.__name__, event.__name__)
+        for (state, event), targets in outcomes.items()
+        for target in targets
+    )
+    lines += [f"    {source} --> {target}: {event}" for source, target, event in edges]
+    return "\n".join(lines) + "\n"
 
 
 def is_failed(table: LegalMoves, state: object) -> bool:

@@ -39,6 +39,7 @@ base64 the text prescribes. Both encode unpadded. Only ``DEPLOYED`` interoperate
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Final, Protocol
 
@@ -84,6 +85,30 @@ from ._common import (
     fail,
     judge_check_code,
 )
+
+__all__ = [
+    "COUNTER_LIMIT",
+    "LEGAL_MOVES",
+    "LOGIN_INITIATE",
+    "LOGIN_OK",
+    "MAX_PLAINTEXT_LENGTH",
+    "OUTCOMES",
+    "AwaitingCheckCode",
+    "AwaitingInitiate",
+    "AwaitingLoginOk",
+    "EciesState",
+    "Established",
+    "Failed",
+    "Profile",
+    "ReadyToInitiate",
+    "Role",
+    "check_code",
+    "derive_keys",
+    "nonce",
+    "start_g",
+    "start_s",
+    "transition",
+]
 
 INFO_PREFIX: Final = "MATRIX_QR_CODE_LOGIN"
 LOGIN_INITIATE: Final = b"MATRIX_QR_CODE_LOGIN_INITIATE"
@@ -182,6 +207,22 @@ LEGAL_MOVES: Final[LegalMoves] = {
     AwaitingCheckCode: frozenset({CheckCodeEntered, PayloadReceived, RetryRequested}),
     Established: frozenset({SealRequested, PayloadReceived, RetryRequested}),
     Failed: frozenset(),
+}
+
+
+#: Every state a legal (state, event) pair can lead to; checked against LEGAL_MOVES and against observed runs by the
+#: tests, and drawn as the state diagram in docs/channel.md.
+OUTCOMES: Final[Mapping[tuple[type, type], frozenset[type]]] = {
+    (ReadyToInitiate, InitiateRequested): frozenset({AwaitingLoginOk, Failed}),
+    (AwaitingLoginOk, PayloadReceived): frozenset({Established, Failed}),
+    (AwaitingLoginOk, RetryRequested): frozenset({AwaitingLoginOk}),
+    (AwaitingInitiate, PayloadReceived): frozenset({AwaitingCheckCode, Failed}),
+    (AwaitingCheckCode, CheckCodeEntered): frozenset({Established, Failed}),
+    (AwaitingCheckCode, PayloadReceived): frozenset({AwaitingCheckCode, Failed}),
+    (AwaitingCheckCode, RetryRequested): frozenset({AwaitingCheckCode}),
+    (Established, SealRequested): frozenset({Established, Failed}),
+    (Established, PayloadReceived): frozenset({Established, Failed}),
+    (Established, RetryRequested): frozenset({Established}),
 }
 
 
