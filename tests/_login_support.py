@@ -24,6 +24,7 @@ from qrlogin.channel import (
     SendPayload,
     ShowCheckCode,
     ecies,
+    hpke,
 )
 from qrlogin.channel import Failed as ChannelFailedState
 from qrlogin.encoding import b64decode
@@ -62,6 +63,7 @@ DEVICE_CODE = "device-code-XYZ"
 ACCESS_TOKEN = "access-token-ABC"
 # Fixed ephemeral X25519 secrets for the channel (any 32 bytes; these are RFC 7748 §6.1's Alice and Bob).
 G_SECRET = bytes.fromhex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
+RENDEZVOUS_ID = "e8da6355-550b-4a32-a193-1619d9830668"
 S_SECRET = bytes.fromhex("5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb")
 
 # The key values of matrix-rust-sdk's m.login.secrets fixture (shared/vectors/matrix-rust-sdk.json).
@@ -250,7 +252,7 @@ def run_pair(
     dynamic: bool = False,
     interventions: dict[tuple[str, int], Event] | None = None,
     existing_kwargs: dict[str, Any] | None = None,
-    channel: bool = False,
+    channel: bool | str = False,
     max_steps: int = 500,
 ) -> Run:
     """Run both machines to their ends and return the transcript.
@@ -282,10 +284,20 @@ def run_pair(
     channels: dict[str, Any] = {}
     shown_code: list[str] = []
     prompt_pending = False
-    if channel:
+    slot_token = 1  # G's POST created the session
+    module: Any = hpke if channel == "hpke" else ecies
+    if channel == "hpke":
+        channels[generator] = hpke.start_g(
+            G_SECRET, base_url=BASE_URL, rendezvous_id=RENDEZVOUS_ID, response_nonce=bytes(32)
+        )
+        channels[scanner] = hpke.start_s(
+            S_SECRET, peer_public_key=channels[generator].public_key, base_url=BASE_URL, rendezvous_id=RENDEZVOUS_ID
+        )
+    elif channel:
         channels[generator] = ecies.start_g(G_SECRET)
         channels[scanner] = ecies.start_s(channels[generator].public_key, S_SECRET)
-        inbox.append(("channel", scanner, InitiateRequested()))
+    if channel:
+        inbox.append(("channel", scanner, InitiateRequested(sequence_token=str(slot_token))))
     else:
         inbox.append(("login", scanner, ChannelSecured()))
         prompt_pending = True
@@ -295,13 +307,17 @@ def run_pair(
     interventions = dict(interventions or {})
 
     def feed_channel(name: str, event: Any) -> None:
-        nonlocal prompt_pending
+        nonlocal prompt_pending, slot_token
         if isinstance(channels[name], ChannelFailedState):
             return
-        channels[name], effects = ecies.transition(channels[name], event, now_ms=now_ms)
+        channels[name], effects = module.transition(channels[name], event, now_ms=now_ms)
         for effect in effects:
             if isinstance(effect, SendPayload):
-                inbox.append(("channel", peer[name], PayloadReceived(payload=effect.payload)))
+                sealed_with, slot_token = str(slot_token), slot_token + 1
+                received = PayloadReceived(
+                    payload=effect.payload, sequence_token=sealed_with, reply_sequence_token=str(slot_token)
+                )
+                inbox.append(("channel", peer[name], received))
             elif isinstance(effect, ShowCheckCode):
                 shown_code.append(effect.code)
             elif isinstance(effect, PromptForCheckCode):
@@ -323,7 +339,7 @@ def run_pair(
             if isinstance(effect, SendMessage):
                 transcript.append({"from": name, "message": message_to_json(effect.message)})
                 if channel:
-                    seal = login_effect_to_channel_event(effect)
+                    seal = login_effect_to_channel_event(effect, sequence_token=str(slot_token))
                     assert seal is not None
                     feed_channel(name, seal)
                 else:
