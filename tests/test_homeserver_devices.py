@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from homeserver_support import V3, new_server, password_auth
-
 from qrlogin.homeserver import HttpRequest, add_user
+
+from .homeserver_support import V3, new_server, password_auth
 
 
 def test_registration_generates_a_device_id_and_uses_the_initial_display_name() -> None:

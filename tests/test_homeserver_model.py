@@ -6,7 +6,6 @@ import json
 from dataclasses import dataclass
 
 import pytest
-from homeserver_support import V3, new_server, password_auth
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +19,8 @@ from qrlogin.homeserver import (
     with_rendezvous,
 )
 from qrlogin.homeserver._http import MAX_BODY_BYTES, MAX_JSON_DEPTH
+
+from .homeserver_support import V3, new_server, password_auth
 
 JSON_ENDPOINTS = [
     ("POST", f"{V3}/login"),

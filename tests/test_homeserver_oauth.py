@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from homeserver_support import BASE_URL, Server, device_scope, new_server
 
 from qrlogin.homeserver import ConsentResult, HttpRequest, approve_user_code, deny_user_code
 from qrlogin.homeserver.oauth import DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT
+
+from .homeserver_support import BASE_URL, Server, device_scope, new_server
 
 USER = "@alice:example.org"
 

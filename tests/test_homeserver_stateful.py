@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from homeserver_support import Server, device_scope, new_server, password_auth
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -22,6 +21,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from qrlogin.homeserver import ConsentResult, HttpRequest, approve_user_code, deny_user_code
 from qrlogin.homeserver.devices import lookup_access_token
 from qrlogin.homeserver.oauth import REFRESH_TOKEN_GRANT
+
+from .homeserver_support import Server, device_scope, new_server, password_auth
 
 USERS = ("alice", "bob")
 DEVICE_IDS = ("PHONE00001", "LAPTOP0001", "TV00000001")

@@ -10,7 +10,9 @@ import pytest
 
 from qrlogin.homeserver import HttpRequest, add_user, approve_user_code, deny_user_code, handle, new_homeserver
 
-VECTORS = sorted((Path(__file__).resolve().parent.parent / "spec_vectors").glob("homeserver_*.json"))
+from .vectors import SPEC_VECTORS
+
+VECTORS = sorted(SPEC_VECTORS.glob("homeserver_*.json"))
 
 
 def substitute(value: Any, captured: dict[str, str]) -> Any:
