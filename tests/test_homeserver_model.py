@@ -134,6 +134,10 @@ def test_state_is_hashable_and_hides_secrets() -> None:
     text = repr(server.hs)
     assert content["access_token"] not in text and "hunter2" not in text and "hide me" not in text
     assert hash(server.hs) == hash(server.hs)
+    request = HttpRequest.json("PUT", "/x", {"password": "hunter2"}, access_token=content["access_token"])
+    shown = repr(request)
+    assert content["access_token"] not in shown and "hunter2" not in shown and "authorization" in shown
+    assert "t0k" not in repr(HttpRequest(method="GET", path="/", query=(("access_token", "t0k"),)))
     replay = new_server(b"hide me")
     replay.register("alice", password="hunter2")
     replay.login("alice", "hunter2")
@@ -154,6 +158,8 @@ def test_state_is_hashable_and_hides_secrets() -> None:
         (b'{"a": 1, "a": 2}', 400, "M_BAD_JSON"),
         (b'{"a": NaN}', 400, "M_BAD_JSON"),
         (b'{"a": -Infinity}', 400, "M_BAD_JSON"),
+        (b'{"a": 1e400}', 400, "M_BAD_JSON"),
+        (b'{"a": ' + b"9" * 5000 + b"}", 400, "M_NOT_JSON"),
     ],
 )
 def test_malformed_json_bodies(method: str, path: str, body: bytes, status: int, errcode: str) -> None:

@@ -10,7 +10,8 @@ Everything that comes from the network is hostile (THREATS.md T6, T14), so the p
 
 * a body larger than :data:`MAX_BODY_BYTES` is refused before it is decoded or parsed;
 * JSON must be UTF-8, nest at most :data:`MAX_JSON_DEPTH` deep (checked by a scan *before* :func:`json.loads`, so
-  no ``RecursionError`` can happen), and may not repeat a key or use ``NaN``/``Infinity``;
+  no ``RecursionError`` can happen), and may not repeat a key, use ``NaN``/``Infinity`` or a number that overflows
+  to infinity (``1e400``);
 * ``application/x-www-form-urlencoded`` bodies (the OAuth endpoints, RFC 6749 §3.2) must be ASCII, well formed and
   may not repeat a parameter (RFC 6749 §3.1).
 
@@ -52,7 +53,15 @@ class HttpRequest:
     path: str
     query: tuple[tuple[str, str], ...] = ()
     headers: Headers = ()
-    body: bytes = field(default=b"", repr=False)
+    body: bytes = b""
+
+    def __repr__(self) -> str:
+        # Bearer tokens ride in a header or in the query, passwords and codes in the body: show only their shape.
+        headers = tuple(name if name.lower() == "authorization" else f"{name}: {value}" for name, value in self.headers)
+        return (
+            f"HttpRequest(method={self.method!r}, path={self.path!r}, query=<{len(self.query)} parameters>, "
+            f"headers={headers!r}, body=<{len(self.body)} bytes>)"
+        )
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (compared case-insensitively), or None."""
@@ -147,6 +156,13 @@ def _reject_constant(name: str) -> Any:
     raise BodyError(400, "M_BAD_JSON", f"JSON constant {name} is not allowed")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise BodyError(400, "M_BAD_JSON", "JSON number out of range")
+    return value
+
+
 def _unique_pairs(pairs: list[tuple[str, Any]]) -> JsonObject:
     result: JsonObject = {}
     for key, value in pairs:
@@ -195,7 +211,9 @@ def parse_json_object(body: bytes, *, allow_empty: bool = False) -> JsonObject:
     if _nesting_depth(text) > MAX_JSON_DEPTH:
         raise BodyError(400, "M_NOT_JSON", "JSON nested too deeply")
     try:
-        value = json.loads(text, object_pairs_hook=_unique_pairs, parse_constant=_reject_constant)
+        value = json.loads(
+            text, object_pairs_hook=_unique_pairs, parse_constant=_reject_constant, parse_float=_finite_float
+        )
     except ValueError:
         raise BodyError(400, "M_NOT_JSON", "body is not valid JSON") from None
     if not isinstance(value, dict):
