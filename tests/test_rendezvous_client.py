@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rendezvous_util import ALL, BASE, PREFIX, Device, Loopback
 
 from qrlogin.errors import LocalProtocolError
 from qrlogin.rendezvous import ApiGeneration, Request, Response
 from qrlogin.rendezvous import client as c
+
+from .rendezvous_util import ALL, BASE, PREFIX, Device, Loopback
 
 V1, V2, V3 = ApiGeneration.V1, ApiGeneration.V2, ApiGeneration.V3
 

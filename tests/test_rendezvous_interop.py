@@ -14,13 +14,14 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from peers import run_qrlogin, run_synapse
 
 from qrlogin.adapters.conformance import Finding, check_server
 from qrlogin.adapters.httpx_client import RendezvousSession
 from qrlogin.rendezvous import ApiGeneration
 from qrlogin.rendezvous import client as c
 from qrlogin.rendezvous.server import V1_V2_UNSTABLE_PREFIX, V3_UNSTABLE_PREFIX
+
+from .peers import run_qrlogin, run_synapse
 
 pytestmark = pytest.mark.interop
 

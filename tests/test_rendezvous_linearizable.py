@@ -17,7 +17,6 @@ import json
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-from rendezvous_util import Entropy, jbody
 
 from qrlogin.rendezvous import ApiGeneration, Request, Response
 from qrlogin.rendezvous.server import (
@@ -30,6 +29,8 @@ from qrlogin.rendezvous.server import (
     ServerConfig,
     plan,
 )
+
+from .rendezvous_util import Entropy, jbody
 
 CLIENTS = 4
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rendezvous_util import BASE, PREFIX, STABLE_PREFIX, Loopback, jbody, json_of, req
 
 from qrlogin.rendezvous import MAX_PAYLOAD_BYTES, ApiGeneration, Request
 from qrlogin.rendezvous._http import is_opaque_id
@@ -21,6 +20,8 @@ from qrlogin.rendezvous.server import (
     handle,
     plan,
 )
+
+from .rendezvous_util import BASE, PREFIX, STABLE_PREFIX, Loopback, jbody, json_of, req
 
 V1, V2, V3 = ApiGeneration.V1, ApiGeneration.V2, ApiGeneration.V3
 

@@ -27,7 +27,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        from ..adapters.conformance import check_server, render_table  # noqa: PLC0415 (optional extra)
+        from ..adapters.conformance import check_server, render_table
     except ImportError:
         print("qrlogin check-server needs the 'client' extra: pip install 'qrlogin[client]'", file=sys.stderr)
         return 2

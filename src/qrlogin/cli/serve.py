@@ -57,9 +57,9 @@ def run(args: argparse.Namespace) -> int:
     config = build_config(args)
     try:
         # The server extra is optional: import it only when the command runs.
-        import uvicorn  # noqa: PLC0415
+        import uvicorn
 
-        from ..adapters.asgi import create_app  # noqa: PLC0415
+        from ..adapters.asgi import create_app
     except ImportError:
         print("qrlogin serve needs the 'server' extra: pip install 'qrlogin[server]'", file=sys.stderr)
         return 2

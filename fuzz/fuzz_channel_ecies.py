@@ -1,0 +1,62 @@
+"""Fuzz target: arbitrary strings into every network-facing input of the ECIES machines, in every reachable state.
+
+Run with atheris (not installed in CI): ``pip install atheris; python fuzz/fuzz_channel_ecies.py -max_total_time=60``.
+CI runs the same :func:`target` from ``tests/test_fuzz_channel_ecies.py`` under hypothesis.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from qrlogin.channel import ecies
+from qrlogin.channel._common import CheckCodeEntered, InitiateRequested, PayloadReceived, Profile, SealRequested
+
+# The harness sits beside this file; make it importable the same way under atheris and when tests load this file.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from channel_harness import exercise
+
+
+def reachable_states() -> list[Any]:
+    """One state of every kind each role can reach, for both profiles (fixed secrets: this is a fixture)."""
+    transition: Callable[..., Any] = ecies.transition
+    states: list[Any] = []
+    for profile in Profile:
+        g: Any = ecies.start_g(bytes(range(1, 33)), profile=profile)
+        s: Any = ecies.start_s(g.public_key, bytes(range(33, 65)), profile=profile)
+        states += [g, s]
+        s, (send,) = transition(s, InitiateRequested())
+        states.append(s)
+        g, effects = transition(g, PayloadReceived(payload=send.payload))
+        states.append(g)
+        s, shown = transition(s, PayloadReceived(payload=effects[0].payload))
+        states.append(s)
+        s_after, (early,) = transition(s, SealRequested(plaintext=b"early"))
+        held, _ = transition(g, PayloadReceived(payload=early.payload))
+        states.append(held)
+        g, _ = transition(g, CheckCodeEntered(code=shown[0].code))
+        states += [g, s_after]
+    return states
+
+
+STATES = reachable_states()
+
+
+def target(text: str) -> None:
+    exercise(ecies.LEGAL_MOVES, ecies.transition, STATES, text)
+
+
+def main() -> None:
+    import atheris
+
+    def one_input(data: bytes) -> None:
+        target(atheris.FuzzedDataProvider(data).ConsumeUnicodeNoSurrogates(8192))
+
+    atheris.Setup(sys.argv, one_input)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()

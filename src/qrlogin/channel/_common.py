@@ -1,0 +1,230 @@
+"""The generation-neutral vocabulary of every secure channel machine (ECIES v1/v2, HPKE v3).
+
+Theory of operation
+-------------------
+A secure channel (PROTOCOL.md §4 for ECIES, §5 for HPKE) has two roles. Device **G** generated the QR code and
+waits for the scanner's first payload; device **S** scanned it and speaks first. Each generation has its own state
+classes (they hold different key material) and its own legal-moves table, but they all consume the events and emit
+the effects defined here, so the layers above (rendezvous, login) drive every generation the same way:
+
+* S is created ready to initiate. ``InitiateRequested`` makes it emit ``SendPayload(LoginInitiate)``.
+* G is created waiting for that payload. ``PayloadReceived`` makes it emit ``SendPayload(LoginOk)`` and
+  ``PromptForCheckCode``. S, on receiving ``LoginOk``, emits ``ShowCheckCode`` and ``ReportEstablished``.
+* G becomes trusted only after ``CheckCodeEntered`` matches (one attempt, exactly two ASCII digits,
+  :func:`hmac.compare_digest`); then it emits ``ReportEstablished``.
+* Established channels take ``SealRequested`` (emit ``SendPayload``) and ``PayloadReceived`` (emit
+  ``DeliverPayload``). ``RetryRequested`` re-emits the bytes of the last ``SendPayload`` unchanged: a lost PUT is
+  retried by resending, never by sealing again, so no nonce is ever used twice (THREATS.md T1).
+* Anything wrong that came from the network ends in the terminal :class:`Failed` state with a
+  :class:`FailureReason` and a ``ReportFailure`` effect, never in an exception.
+
+Sequence tokens: HPKE binds every ciphertext to the rendezvous ``sequence_token`` it overwrites (its AAD). A payload
+is sealed with the token from the sender's last GET and opened with the token returned by the receiver's own last
+PUT/POST. Events that seal or open therefore carry an optional ``sequence_token``; ``PayloadReceived`` also carries
+``reply_sequence_token`` for a machine that seals a reply in the same transition (HPKE G's ``LoginOk``, sealed with
+the token of the GET that delivered ``LoginInitiate``). ECIES has no AAD and ignores both.
+
+Profiles: the texts and the deployed peers disagree on details (ECIES: HKDF-SHA256 in the text, HKDF-SHA512 in
+vodozemac; HPKE: export labels). A machine is built for one :class:`Profile`, recorded in its state; ``DEPLOYED``
+is the default because it is what interoperates.
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+from dataclasses import dataclass, field
+
+from .._secret import Secret
+
+#: The rendezvous servers' payload limit (MSC4108 "Maximum payload size", MSC4388); checked before any parsing.
+MAX_PAYLOAD_LENGTH = 4096
+
+
+class Profile(enum.Enum):
+    """Which reading of the specification a channel follows; chosen at construction, recorded in the state."""
+
+    DEPLOYED = "deployed"
+    """What Element clients (vodozemac, matrix-sdk-crypto-wasm) speak; the default."""
+    SPEC_TEXT = "spec_text"
+    """What the MSC text says, where that differs from the deployed peers."""
+
+
+class Role(enum.Enum):
+    """G generated (shows) the QR code; S scanned it and sends the first payload."""
+
+    G = "g"
+    S = "s"
+
+
+class FailureReason(enum.Enum):
+    """Why a channel ended in :class:`Failed`; shared by every generation."""
+
+    OVERSIZED_PAYLOAD = "oversized_payload"
+    """A payload longer than :data:`MAX_PAYLOAD_LENGTH`, refused before parsing (THREATS.md T6)."""
+    MALFORMED_PAYLOAD = "malformed_payload"
+    """Not the wire format: bad base64, a missing separator, a truncated field (THREATS.md T7)."""
+    INVALID_PUBLIC_KEY = "invalid_public_key"
+    """A public key of the wrong length."""
+    REFLECTED_KEY = "reflected_key"
+    """The peer presented our own public key back to us (THREATS.md T8, defence in depth)."""
+    NON_CONTRIBUTORY_KEY = "non_contributory_key"
+    """X25519 gave the all-zero secret: a low-order point (THREATS.md T8)."""
+    AUTHENTICATION_FAILED = "authentication_failed"
+    """A ciphertext did not authenticate: wrong key, replayed, reordered or tampered (THREATS.md T4)."""
+    UNEXPECTED_PAYLOAD = "unexpected_payload"
+    """A payload arrived where the protocol allows none (e.g. a second one while G awaits the check code)."""
+    UNEXPECTED_PLAINTEXT = "unexpected_plaintext"
+    """A handshake payload authenticated but did not hold the expected fixed string."""
+    CHECK_CODE_MALFORMED = "check_code_malformed"
+    """The user's entry was not exactly two ASCII digits (or had a leading zero where none is possible)."""
+    CHECK_CODE_MISMATCH = "check_code_mismatch"
+    """The user's entry differed from the code: terminal, there is exactly one attempt (THREATS.md T2)."""
+    COUNTER_EXHAUSTED = "counter_exhausted"
+    """A message counter reached its limit; it never wraps (THREATS.md T1)."""
+    INVALID_SEQUENCE_TOKEN = "invalid_sequence_token"
+    """HPKE: a rendezvous sequence token the AAD cannot carry (empty, or longer than 255 bytes)."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Events: what happened (past tense).
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InitiateRequested:
+    """S's caller is ready to write ``LoginInitiate`` (for HPKE: after a GET that returned ``sequence_token``)."""
+
+    sequence_token: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PayloadReceived:
+    """A payload arrived from the rendezvous. Untrusted: anything wrong with it is a typed terminal failure.
+
+    ``sequence_token`` is the token to open it with (HPKE: the one returned by the receiver's own last write);
+    ``reply_sequence_token`` is the token a reply sealed in the same transition is bound to (HPKE: the token of the
+    GET that delivered this payload). ECIES ignores both.
+    """
+
+    payload: str
+    sequence_token: str | None = None
+    reply_sequence_token: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SealRequested:
+    """The caller wants ``plaintext`` sent over an established channel."""
+
+    plaintext: bytes = field(repr=False)
+    sequence_token: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckCodeEntered:
+    """The user typed ``code`` on G. Exactly one is accepted per channel."""
+
+    code: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryRequested:
+    """The last write was lost; re-emit its exact bytes (never re-seal)."""
+
+
+ChannelEvent = InitiateRequested | PayloadReceived | SealRequested | CheckCodeEntered | RetryRequested
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Effects: what the caller must do (imperative).
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SendPayload:
+    """Write ``payload`` to the rendezvous. Retries must send these same characters."""
+
+    payload: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliverPayload:
+    """An authenticated application payload for the layer above."""
+
+    plaintext: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShowCheckCode:
+    """S: display this two-digit code for the user to type on G."""
+
+    code: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PromptForCheckCode:
+    """G: ask the user for the code S shows, then feed :class:`CheckCodeEntered`."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReportEstablished:
+    """The channel is trusted by this side from now on."""
+
+    role: Role
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReportFailure:
+    """The channel failed for good; the layer above tells the peer if it can and deletes the rendezvous."""
+
+    reason: FailureReason
+
+
+ChannelEffect = SendPayload | DeliverPayload | ShowCheckCode | PromptForCheckCode | ReportEstablished | ReportFailure
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The terminal failure state, shared by every generation's legal-moves table (it accepts no event).
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Failed:
+    """Terminal. ``detail`` names what was wrong, never the bytes that were."""
+
+    profile: Profile
+    role: Role
+    reason: FailureReason
+    detail: str
+
+
+def fail(profile: Profile, role: Role, reason: FailureReason, detail: str) -> tuple[Failed, tuple[ReportFailure]]:
+    """The (state, effects) pair of every failing transition."""
+    return Failed(profile=profile, role=role, reason=reason, detail=detail), (ReportFailure(reason=reason),)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Check codes (PROTOCOL.md §2: ECIES allows a leading zero, HPKE does not).
+
+
+def check_code_digits(check_bytes: bytes, *, leading_zero: bool) -> str:
+    """The two-digit string for two check bytes: ``b0%10, b1%10`` or, without a leading zero, ``b0%9+1, b1%10``."""
+    if len(check_bytes) != 2:
+        raise ValueError("a check code is derived from exactly two bytes")
+    first = check_bytes[0] % 10 if leading_zero else check_bytes[0] % 9 + 1
+    return f"{first}{check_bytes[1] % 10}"
+
+
+_ASCII_DIGITS = frozenset("0123456789")
+
+
+def judge_check_code(entered: str, expected: Secret, *, leading_zero: bool) -> FailureReason | None:
+    """``None`` if ``entered`` is the code, else why not. The comparison is constant-time (THREATS.md T2, T12).
+
+    Only exactly two ASCII digits are a well-formed entry (``str.isdigit`` would admit ``"٣٤"``); without a leading
+    zero, ``0`` cannot be the first digit.
+    """
+    if len(entered) != 2 or not _ASCII_DIGITS.issuperset(entered):
+        return FailureReason.CHECK_CODE_MALFORMED
+    if not leading_zero and entered[0] == "0":
+        return FailureReason.CHECK_CODE_MALFORMED
+    if not hmac.compare_digest(entered.encode("ascii"), expected.value):
+        return FailureReason.CHECK_CODE_MISMATCH
+    return None

@@ -1,0 +1,513 @@
+"""The MSC4108 ECIES secure channel (generations v1 and v2) as one pure state machine for both roles.
+
+Theory of operation
+-------------------
+This implements PROTOCOL.md §4 and the "Secure channel" section of MSC4108 (seed-era text): X25519, HKDF with no
+salt, ChaCha20-Poly1305 without AAD, and one 96-bit little-endian message counter per sender. With ``gp``/``sp``
+the generator's and scanner's public keys and ``tail = "|" + B64(gp) + "|" + B64(sp)``::
+
+    EncKey_S = HKDF(SH, "MATRIX_QR_CODE_LOGIN_ENCKEY_S" + tail, 32)     # S seals, G opens
+    EncKey_G = HKDF(SH, "MATRIX_QR_CODE_LOGIN_ENCKEY_G" + tail, 32)     # G seals, S opens
+    Check    = HKDF(SH, "MATRIX_QR_CODE_LOGIN_CHECKCODE" + tail, 2)     # b0 % 10, b1 % 10
+
+The machine's states, each holding only what is valid in it::
+
+    S: ReadyToInitiate --InitiateRequested--> AwaitingLoginOk --PayloadReceived(LoginOk)--> Established
+    G: AwaitingInitiate --PayloadReceived(LoginInitiate)--> AwaitingCheckCode --CheckCodeEntered--> Established
+
+and :class:`~qrlogin.channel._common.Failed` from every non-terminal state. ``LEGAL_MOVES`` is the single
+statement of which events each state accepts; :func:`transition` checks it before doing anything, and the tests and
+``docs/channel.md`` are generated from or checked against it.
+
+Why the states look the way they do:
+
+* The ephemeral secret lives only in the first state of each role. It is used once for X25519 and is gone from every
+  later state, which is all "discard Gs/Ss" can mean for immutable values.
+* G's check code and keys sit in ``AwaitingCheckCode``; G cannot seal or open application payloads until the user's
+  one attempt matched. A payload S sends in the meantime (S trusts the channel as soon as ``LoginOk`` opens) is kept
+  sealed, at most one, and opened after the code matched.
+* Counters start at 1 in ``Established`` because both handshake messages used nonce 0 (deployed behaviour and the
+  seed-era text; the 2024 text gives G's ``LoginOk`` nonce 1, which no peer does).
+* Every state that has written remembers the exact text of its last write, so ``RetryRequested`` re-emits it.
+  Nothing ever seals twice at one counter: the counter is part of the state value and only moves forward.
+
+Profiles: ``DEPLOYED`` derives with HKDF-SHA512, as vodozemac and therefore every Element client does, and decodes
+padded or unpadded base64 as vodozemac does; ``SPEC_TEXT`` derives with HKDF-SHA256 and accepts only the unpadded
+base64 the text prescribes. Both encode unpadded. Only ``DEPLOYED`` interoperates with real peers.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from .._crypto import (
+    AEAD_TAG_LENGTH,
+    X25519_KEY_LENGTH,
+    AeadKey,
+    HashName,
+    X25519Secret,
+    hkdf_expand,
+    hkdf_extract,
+)
+from .._machine import LegalMoves, require_legal
+from .._secret import Secret
+from ..encoding import PaddingPolicy, b64decode, b64encode
+from ..errors import (
+    AuthenticationError,
+    Base64DecodeError,
+    LocalProtocolError,
+    NonContributoryKeyError,
+)
+from ._common import (
+    MAX_PAYLOAD_LENGTH,
+    ChannelEffect,
+    ChannelEvent,
+    CheckCodeEntered,
+    DeliverPayload,
+    Failed,
+    FailureReason,
+    InitiateRequested,
+    PayloadReceived,
+    Profile,
+    PromptForCheckCode,
+    ReportEstablished,
+    RetryRequested,
+    Role,
+    SealRequested,
+    SendPayload,
+    ShowCheckCode,
+    check_code_digits,
+    fail,
+    judge_check_code,
+)
+
+__all__ = [
+    "COUNTER_LIMIT",
+    "LEGAL_MOVES",
+    "LOGIN_INITIATE",
+    "LOGIN_OK",
+    "MAX_PLAINTEXT_LENGTH",
+    "OUTCOMES",
+    "AwaitingCheckCode",
+    "AwaitingInitiate",
+    "AwaitingLoginOk",
+    "EciesKeys",
+    "EciesState",
+    "Established",
+    "Failed",
+    "Profile",
+    "ReadyToInitiate",
+    "Role",
+    "check_code",
+    "derive_keys",
+    "nonce",
+    "start_g",
+    "start_s",
+    "transition",
+]
+
+INFO_PREFIX: Final = "MATRIX_QR_CODE_LOGIN"
+LOGIN_INITIATE: Final = b"MATRIX_QR_CODE_LOGIN_INITIATE"
+LOGIN_OK: Final = b"MATRIX_QR_CODE_LOGIN_OK"
+
+#: The nonce is the counter's first 12 little-endian bytes, so 2**96 counters exist; none may be used twice.
+COUNTER_LIMIT: Final = 1 << 96
+#: The largest plaintext whose sealed, base64-encoded form still fits the rendezvous limit.
+MAX_PLAINTEXT_LENGTH: Final = MAX_PAYLOAD_LENGTH * 3 // 4 - AEAD_TAG_LENGTH
+
+
+@dataclass(frozen=True, slots=True)
+class _ProfileParameters:
+    hkdf_hash: HashName
+    padding: PaddingPolicy
+
+
+_PARAMETERS: Final = {
+    Profile.DEPLOYED: _ProfileParameters(hkdf_hash="sha512", padding="allow"),
+    Profile.SPEC_TEXT: _ProfileParameters(hkdf_hash="sha256", padding="forbid"),
+}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# States
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EciesKeys:
+    """What both sides hold once the keys are derived; shared, unchanged, by every later state of one channel."""
+
+    profile: Profile
+    role: Role
+    public_key: bytes
+    peer_public_key: bytes
+    sender: AeadKey
+    receiver: AeadKey
+    check_code: Secret
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AwaitingInitiate:
+    """G: the QR code is shown; waiting for S's ``LoginInitiateMessage``."""
+
+    profile: Profile
+    secret: X25519Secret
+
+    @property
+    def public_key(self) -> bytes:
+        return self.secret.public_key
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AwaitingCheckCode:
+    """G: ``LoginOk`` is sent; waiting for the user's one attempt at the code S shows."""
+
+    keys: EciesKeys
+    last_sent: str
+    pending: str | None = None
+
+    @property
+    def profile(self) -> Profile:
+        return self.keys.profile
+
+    @property
+    def public_key(self) -> bytes:
+        return self.keys.public_key
+
+    @property
+    def peer_public_key(self) -> bytes:
+        return self.keys.peer_public_key
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadyToInitiate:
+    """S: the QR code is scanned; waiting for the caller to ask for ``LoginInitiateMessage``."""
+
+    profile: Profile
+    secret: X25519Secret
+    peer_public_key: bytes
+
+    @property
+    def public_key(self) -> bytes:
+        return self.secret.public_key
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AwaitingLoginOk:
+    """S: ``LoginInitiateMessage`` is sent; waiting for G's ``LoginOkMessage``."""
+
+    keys: EciesKeys
+    last_sent: str
+
+    @property
+    def profile(self) -> Profile:
+        return self.keys.profile
+
+    @property
+    def public_key(self) -> bytes:
+        return self.keys.public_key
+
+    @property
+    def peer_public_key(self) -> bytes:
+        return self.keys.peer_public_key
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Established:
+    """Either role, trusted: seals with ``send_counter``, opens with ``recv_counter``."""
+
+    keys: EciesKeys
+    send_counter: int
+    recv_counter: int
+    last_sent: str
+
+    @property
+    def profile(self) -> Profile:
+        return self.keys.profile
+
+    @property
+    def public_key(self) -> bytes:
+        return self.keys.public_key
+
+    @property
+    def peer_public_key(self) -> bytes:
+        return self.keys.peer_public_key
+
+    @property
+    def role(self) -> Role:
+        return self.keys.role
+
+
+EciesState = AwaitingInitiate | AwaitingCheckCode | ReadyToInitiate | AwaitingLoginOk | Established | Failed
+
+LEGAL_MOVES: Final[LegalMoves] = {
+    ReadyToInitiate: frozenset({InitiateRequested}),
+    AwaitingLoginOk: frozenset({PayloadReceived, RetryRequested}),
+    AwaitingInitiate: frozenset({PayloadReceived}),
+    AwaitingCheckCode: frozenset({CheckCodeEntered, PayloadReceived, RetryRequested}),
+    Established: frozenset({SealRequested, PayloadReceived, RetryRequested}),
+    Failed: frozenset(),
+}
+
+
+#: Every state a legal (state, event) pair can lead to; checked against LEGAL_MOVES and against observed runs by the
+#: tests, and drawn as the state diagram in docs/channel.md.
+OUTCOMES: Final[Mapping[tuple[type, type], frozenset[type]]] = {
+    (ReadyToInitiate, InitiateRequested): frozenset({AwaitingLoginOk, Failed}),
+    (AwaitingLoginOk, PayloadReceived): frozenset({Established, Failed}),
+    (AwaitingLoginOk, RetryRequested): frozenset({AwaitingLoginOk}),
+    (AwaitingInitiate, PayloadReceived): frozenset({AwaitingCheckCode, Failed}),
+    (AwaitingCheckCode, CheckCodeEntered): frozenset({Established, Failed}),
+    (AwaitingCheckCode, PayloadReceived): frozenset({AwaitingCheckCode, Failed}),
+    (AwaitingCheckCode, RetryRequested): frozenset({AwaitingCheckCode}),
+    (Established, SealRequested): frozenset({Established, Failed}),
+    (Established, PayloadReceived): frozenset({Established, Failed}),
+    (Established, RetryRequested): frozenset({Established}),
+}
+
+
+class _HasPublicKey(Protocol):
+    @property
+    def public_key(self) -> bytes: ...
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Construction
+
+
+def start_g(secret: bytes, *, profile: Profile = Profile.DEPLOYED) -> AwaitingInitiate:
+    """Device G from a fresh 32-byte ephemeral X25519 secret; show ``state.public_key`` in the QR code."""
+    return AwaitingInitiate(profile=profile, secret=X25519Secret(secret))
+
+
+def start_s(qr: _HasPublicKey | bytes, secret: bytes, *, profile: Profile = Profile.DEPLOYED) -> ReadyToInitiate:
+    """Device S from the decoded QR code (or G's bare public key) and a fresh 32-byte ephemeral secret.
+
+    The generation (v1/v2) is the QR codec's business: it is the caller's job not to build an ECIES channel from a
+    v3 QR code (THREATS.md T5).
+    """
+    peer = qr if isinstance(qr, bytes) else qr.public_key
+    if len(peer) != X25519_KEY_LENGTH:
+        raise LocalProtocolError(f"G's public key is {X25519_KEY_LENGTH} bytes, got {len(peer)}")
+    return ReadyToInitiate(profile=profile, secret=X25519Secret(secret), peer_public_key=bytes(peer))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Wire format and key schedule
+
+
+def nonce(counter: int) -> bytes:
+    """``counter`` as 16 little-endian bytes, truncated to 12 (vodozemac's ``u128::to_le_bytes()[..12]``)."""
+    return counter.to_bytes(12, "little")
+
+
+_NONCE_0: Final = nonce(0)
+
+
+def derive_keys(profile: Profile, shared_secret: bytes, gp: bytes, sp: bytes) -> tuple[bytes, bytes, bytes]:
+    """``(EncKey_S, EncKey_G, CheckBytes)`` for the shared secret and the two public keys (G's first)."""
+    hash_name = _PARAMETERS[profile].hkdf_hash
+    tail = f"|{b64encode(gp)}|{b64encode(sp)}".encode("ascii")
+    # HKDF with the salt absent: one Extract with HashLen zero bytes, then three Expands (RFC 5869 §2.2).
+    prk = hkdf_extract(hash_name, salt=b"", ikm=shared_secret)
+    enc_s = hkdf_expand(hash_name, prk=prk, info=f"{INFO_PREFIX}_ENCKEY_S".encode() + tail, length=32)
+    enc_g = hkdf_expand(hash_name, prk=prk, info=f"{INFO_PREFIX}_ENCKEY_G".encode() + tail, length=32)
+    check = hkdf_expand(hash_name, prk=prk, info=f"{INFO_PREFIX}_CHECKCODE".encode() + tail, length=2)
+    return enc_s, enc_g, check
+
+
+def _decode(profile: Profile, text: str) -> bytes:
+    return b64decode(text, padding=_PARAMETERS[profile].padding)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Transition
+
+
+def transition(
+    state: EciesState, event: ChannelEvent, *, now_ms: int = 0
+) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
+    """Feed one event; return the next state and what the caller must do. ``now_ms`` is unused: ECIES has no timers.
+
+    Raises :class:`~qrlogin.errors.LocalProtocolError` (before anything changes) for an event the state does not
+    accept or a misuse such as an oversized plaintext. Never raises for anything that came from the network.
+    """
+    require_legal(LEGAL_MOVES, state, event)
+    return _HANDLERS[type(state), type(event)](state, event)
+
+
+def _keys(profile: Profile, role: Role, own: bytes, peer: bytes, shared: bytes) -> EciesKeys:
+    gp, sp = (own, peer) if role is Role.G else (peer, own)
+    enc_s, enc_g, check = derive_keys(profile, shared, gp, sp)
+    return EciesKeys(
+        profile=profile,
+        role=role,
+        public_key=own,
+        peer_public_key=peer,
+        sender=AeadKey(enc_g if role is Role.G else enc_s),
+        receiver=AeadKey(enc_s if role is Role.G else enc_g),
+        check_code=Secret(check_code_digits(check, leading_zero=True).encode("ascii")),
+    )
+
+
+def _initiate(state: ReadyToInitiate, event: InitiateRequested) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
+    own, peer = state.secret.public_key, state.peer_public_key
+    if hmac.compare_digest(peer, own):
+        return fail(state.profile, Role.S, FailureReason.REFLECTED_KEY, "G's public key equals our own")
+    try:
+        shared = state.secret.exchange(peer)
+    except NonContributoryKeyError:
+        return fail(state.profile, Role.S, FailureReason.NON_CONTRIBUTORY_KEY, "G's public key is a low-order point")
+    keys = _keys(state.profile, Role.S, own, peer, shared)
+    message = f"{b64encode(keys.sender.seal(_NONCE_0, LOGIN_INITIATE))}|{b64encode(own)}"
+    return AwaitingLoginOk(keys=keys, last_sent=message), (SendPayload(payload=message),)
+
+
+def _receive_initiate(state: AwaitingInitiate, event: PayloadReceived) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
+    payload = event.payload
+    profile, role = state.profile, Role.G
+    if len(payload) > MAX_PAYLOAD_LENGTH:
+        return fail(profile, role, FailureReason.OVERSIZED_PAYLOAD, "LoginInitiateMessage is too long")
+    ciphertext_text, separator, key_text = payload.partition("|")
+    if not separator:
+        return fail(profile, role, FailureReason.MALFORMED_PAYLOAD, "LoginInitiateMessage has no '|' separator")
+    try:
+        ciphertext = _decode(profile, ciphertext_text)
+        peer = _decode(profile, key_text)
+    except Base64DecodeError:
+        return fail(profile, role, FailureReason.MALFORMED_PAYLOAD, "LoginInitiateMessage is not valid base64")
+    if len(peer) != X25519_KEY_LENGTH:
+        return fail(profile, role, FailureReason.INVALID_PUBLIC_KEY, "S's public key is not 32 bytes")
+    own = state.secret.public_key
+    if hmac.compare_digest(peer, own):
+        return fail(profile, role, FailureReason.REFLECTED_KEY, "S's public key equals our own")
+    try:
+        shared = state.secret.exchange(peer)
+    except NonContributoryKeyError:
+        return fail(profile, role, FailureReason.NON_CONTRIBUTORY_KEY, "S's public key is a low-order point")
+    keys = _keys(profile, role, own, peer, shared)
+    try:
+        plaintext = keys.receiver.open(_NONCE_0, ciphertext)
+    except AuthenticationError:
+        return fail(profile, role, FailureReason.AUTHENTICATION_FAILED, "LoginInitiateMessage did not authenticate")
+    if not hmac.compare_digest(plaintext, LOGIN_INITIATE):
+        return fail(profile, role, FailureReason.UNEXPECTED_PLAINTEXT, "LoginInitiateMessage has the wrong content")
+    reply = b64encode(keys.sender.seal(_NONCE_0, LOGIN_OK))
+    return AwaitingCheckCode(keys=keys, last_sent=reply), (SendPayload(payload=reply), PromptForCheckCode())
+
+
+def _receive_login_ok(state: AwaitingLoginOk, event: PayloadReceived) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
+    payload = event.payload
+    keys = state.keys
+    profile, role = keys.profile, Role.S
+    if len(payload) > MAX_PAYLOAD_LENGTH:
+        return fail(profile, role, FailureReason.OVERSIZED_PAYLOAD, "LoginOkMessage is too long")
+    try:
+        ciphertext = _decode(profile, payload)
+    except Base64DecodeError:
+        return fail(profile, role, FailureReason.MALFORMED_PAYLOAD, "LoginOkMessage is not valid base64")
+    try:
+        plaintext = keys.receiver.open(_NONCE_0, ciphertext)
+    except AuthenticationError:
+        return fail(profile, role, FailureReason.AUTHENTICATION_FAILED, "LoginOkMessage did not authenticate")
+    if not hmac.compare_digest(plaintext, LOGIN_OK):
+        return fail(profile, role, FailureReason.UNEXPECTED_PLAINTEXT, "LoginOkMessage has the wrong content")
+    established = Established(keys=keys, send_counter=1, recv_counter=1, last_sent=state.last_sent)
+    code = keys.check_code.value.decode("ascii")
+    return established, (ShowCheckCode(code=code), ReportEstablished(role=role))
+
+
+def _hold(state: AwaitingCheckCode, event: PayloadReceived) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
+    payload = event.payload
+    if len(payload) > MAX_PAYLOAD_LENGTH:
+        return fail(state.profile, Role.G, FailureReason.OVERSIZED_PAYLOAD, "payload is too long")
+    if state.pending is not None:
+        return fail(state.profile, Role.G, FailureReason.UNEXPECTED_PAYLOAD, "a second payload before the check code")
+    return AwaitingCheckCode(keys=state.keys, last_sent=state.last_sent, pending=payload), ()
+
+
+def _confirm(state: AwaitingCheckCode, event: CheckCodeEntered) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
+    verdict = judge_check_code(event.code, state.keys.check_code, leading_zero=True)
+    if verdict is not None:
+        malformed = verdict is FailureReason.CHECK_CODE_MALFORMED
+        detail = "the entry is not two ASCII digits" if malformed else "the entry does not match the check code"
+        return fail(state.profile, Role.G, verdict, detail)
+    established = Established(keys=state.keys, send_counter=1, recv_counter=1, last_sent=state.last_sent)
+    effects: tuple[ChannelEffect, ...] = (ReportEstablished(role=Role.G),)
+    if state.pending is None:
+        return established, effects
+    opened, more = _open_payload(established, state.pending)
+    return opened, effects + more
+
+
+def _seal(state: Established, event: SealRequested) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
+    plaintext = event.plaintext
+    if len(plaintext) > MAX_PLAINTEXT_LENGTH:
+        raise LocalProtocolError(f"a plaintext longer than {MAX_PLAINTEXT_LENGTH} bytes does not fit a payload")
+    counter = state.send_counter
+    if counter >= COUNTER_LIMIT:
+        return fail(state.profile, state.role, FailureReason.COUNTER_EXHAUSTED, "the send counter is exhausted")
+    payload = b64encode(state.keys.sender.seal(counter.to_bytes(12, "little"), plaintext))
+    return (
+        Established(keys=state.keys, send_counter=counter + 1, recv_counter=state.recv_counter, last_sent=payload),
+        (SendPayload(payload=payload),),
+    )
+
+
+def _open(state: Established, event: PayloadReceived) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
+    return _open_payload(state, event.payload)
+
+
+def _open_payload(state: Established, payload: str) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
+    keys = state.keys
+    if len(payload) > MAX_PAYLOAD_LENGTH:
+        return fail(keys.profile, keys.role, FailureReason.OVERSIZED_PAYLOAD, "payload is too long")
+    counter = state.recv_counter
+    if counter >= COUNTER_LIMIT:
+        return fail(keys.profile, keys.role, FailureReason.COUNTER_EXHAUSTED, "the receive counter is exhausted")
+    try:
+        ciphertext = _decode(keys.profile, payload)
+    except Base64DecodeError:
+        return fail(keys.profile, keys.role, FailureReason.MALFORMED_PAYLOAD, "payload is not valid base64")
+    try:
+        plaintext = keys.receiver.open(counter.to_bytes(12, "little"), ciphertext)
+    except AuthenticationError:
+        return fail(keys.profile, keys.role, FailureReason.AUTHENTICATION_FAILED, "payload did not authenticate")
+    return (
+        Established(keys=keys, send_counter=state.send_counter, recv_counter=counter + 1, last_sent=state.last_sent),
+        (DeliverPayload(plaintext=plaintext),),
+    )
+
+
+def _retry(
+    state: AwaitingLoginOk | AwaitingCheckCode | Established, event: RetryRequested
+) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
+    return state, (SendPayload(payload=state.last_sent),)
+
+
+_Handler = Callable[[Any, Any], tuple[EciesState, tuple[ChannelEffect, ...]]]
+
+# One handler per legal (state, event) pair; the import-time check below keeps it in step with LEGAL_MOVES.
+_HANDLERS: Final[dict[tuple[type, type], _Handler]] = {
+    (ReadyToInitiate, InitiateRequested): _initiate,
+    (AwaitingLoginOk, PayloadReceived): _receive_login_ok,
+    (AwaitingLoginOk, RetryRequested): _retry,
+    (AwaitingInitiate, PayloadReceived): _receive_initiate,
+    (AwaitingCheckCode, CheckCodeEntered): _confirm,
+    (AwaitingCheckCode, PayloadReceived): _hold,
+    (AwaitingCheckCode, RetryRequested): _retry,
+    (Established, SealRequested): _seal,
+    (Established, PayloadReceived): _open,
+    (Established, RetryRequested): _retry,
+}
+if set(_HANDLERS) != {(state, event) for state, events in LEGAL_MOVES.items() for event in events}:
+    raise AssertionError("LEGAL_MOVES and the transition handlers disagree")
+
+
+def check_code(state: EciesState) -> str:
+    """The two digits of an established channel (S shows them; G has matched them)."""
+    if not isinstance(state, Established):
+        raise LocalProtocolError(f"there is no trusted check code in state {type(state).__name__}")
+    return state.keys.check_code.value.decode("ascii")

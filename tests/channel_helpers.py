@@ -1,0 +1,166 @@
+"""Test helpers shared by every secure channel generation (ECIES here, HPKE beside it).
+
+* :func:`load_vectors` reads a file of ``spec_vectors/``; :func:`load_fuzz_target` imports a file of ``fuzz/``.
+* :func:`check_every_pair` tries every (state, event kind) pair of a legal-moves table against ``transition``.
+* :func:`run_handshake` runs G and S against each other in memory and returns both established states.
+* :func:`mermaid_state_diagram` draws an outcome table for the docs (a test keeps the docs in step).
+* :class:`SealRecorder` instruments a module's ``aead_seal`` to prove no (key, nonce) pair seals two plaintexts.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from qrlogin._crypto import AeadKey
+from qrlogin._machine import LegalMoves, is_terminal
+from qrlogin.channel._common import (
+    CheckCodeEntered,
+    Failed,
+    InitiateRequested,
+    PayloadReceived,
+    PromptForCheckCode,
+    ReportEstablished,
+    SendPayload,
+    ShowCheckCode,
+)
+from qrlogin.errors import LocalProtocolError
+
+SPEC_VECTORS = Path(__file__).resolve().parent.parent / "spec_vectors"
+
+Transition = Callable[..., tuple[Any, tuple[Any, ...]]]
+
+
+def load_vectors(name: str) -> Any:
+    with (SPEC_VECTORS / name).open(encoding="utf-8") as file:
+        return json.load(file)
+
+
+def load_fuzz_target(name: str) -> ModuleType:
+    """Import ``fuzz/<name>.py`` (the fuzz folder is not a package: atheris runs its files as scripts)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    path = SPEC_VECTORS.parent / "fuzz" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def check_every_pair(
+    table: LegalMoves,
+    transition: Transition,
+    states: Mapping[type, Sequence[object]],
+    events: Mapping[type, Sequence[object]],
+    outcomes: Mapping[tuple[type, type], frozenset[type]] | None = None,
+) -> int:
+    """For every state class of ``table`` and every event class: illegal pairs raise ``LocalProtocolError``; legal
+    pairs return a state of the table (and of ``outcomes``, if given) without raising for these samples.
+    ``states``/``events`` give samples per class. Returns the number of pairs tried."""
+    assert set(states) == set(table), "give a sample of every state class of the table"
+    event_classes = set(events)
+    assert set().union(*table.values()) <= event_classes, "give a sample of every event class the table names"
+    tried = 0
+    for state_class, samples in states.items():
+        for state in samples:
+            assert type(state) is state_class
+            for event_class in event_classes:
+                for event in events[event_class]:
+                    tried += 1
+                    if event_class in table[state_class]:
+                        new_state, effects = transition(state, event, now_ms=0)
+                        assert type(new_state) in table
+                        if outcomes is not None:
+                            assert type(new_state) in outcomes[state_class, event_class], (state, event, new_state)
+                        assert isinstance(effects, tuple)
+                    else:
+                        with pytest.raises(LocalProtocolError):
+                            transition(state, event, now_ms=0)
+    return tried
+
+
+def run_handshake(g: Any, s: Any, transition: Transition, *, code: str | None = None) -> tuple[Any, Any, str]:
+    """Drive S's initiate, G's reply and the check code (S's, unless ``code`` overrides it) in memory.
+
+    Returns ``(g_state, s_state, shown_code)``; asserts the effects a caller relies on.
+    """
+    s, effects = transition(s, InitiateRequested(), now_ms=0)
+    (initiate,) = effects
+    assert isinstance(initiate, SendPayload)
+    g, effects = transition(g, PayloadReceived(payload=initiate.payload), now_ms=0)
+    assert [type(e) for e in effects] == [SendPayload, PromptForCheckCode]
+    s, effects = transition(s, PayloadReceived(payload=effects[0].payload), now_ms=0)
+    assert [type(e) for e in effects] == [ShowCheckCode, ReportEstablished]
+    shown = effects[0].code
+    g, effects = transition(g, CheckCodeEntered(code=shown if code is None else code), now_ms=0)
+    return g, s, shown
+
+
+def mermaid_state_diagram(outcomes: Mapping[tuple[type, type], frozenset[type]], *, initial: Sequence[type]) -> str:
+    """A Mermaid ``stateDiagram-v2`` of a machine's outcome table (one edge per possible target), stable order."""
+    lines = ["stateDiagram-v2"]
+    lines += [f"    [*] --> {cls.__name__}" for cls in initial]
+    edges = sorted(
+        (state.__name__, target.__name__, event.__name__)
+        for (state, event), targets in outcomes.items()
+        for target in targets
+    )
+    lines += [f"    {source} --> {target}: {event}" for source, target, event in edges]
+    return "\n".join(lines) + "\n"
+
+
+def is_failed(table: LegalMoves, state: object) -> bool:
+    return isinstance(state, Failed) and is_terminal(table, state)
+
+
+class SealRecorder:
+    """Instruments every seal (:meth:`AeadKey.seal`, and ``aead_seal`` in the given modules); remembers each
+    (key, nonce) and the plaintext sealed under it, and every pair used a second time."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, *modules: object) -> None:
+        self.uses: dict[tuple[bytes, bytes], bytes] = {}
+        self.reused: list[tuple[bytes, bytes]] = []
+
+        def record(key: bytes, nonce: bytes, plaintext: bytes) -> None:
+            slot = (bytes(key), bytes(nonce))
+            if slot in self.uses:
+                self.reused.append(slot)
+            self.uses[slot] = bytes(plaintext)
+
+        original_method = AeadKey.seal
+
+        def recording_method(self: AeadKey, nonce: bytes, plaintext: bytes, aad: bytes = b"") -> bytes:
+            record(self._key, nonce, plaintext)
+            return original_method(self, nonce, plaintext, aad)
+
+        monkeypatch.setattr(AeadKey, "seal", recording_method)
+        for module in modules:
+            original_function: Callable[..., bytes] = module.aead_seal  # type: ignore[attr-defined]
+
+            def recording_function(
+                key: bytes, nonce: bytes, plaintext: bytes, aad: bytes = b"", _original: Any = original_function
+            ) -> bytes:
+                record(key, nonce, plaintext)
+                result: bytes = _original(key, nonce, plaintext, aad)
+                return result
+
+            monkeypatch.setattr(module, "aead_seal", recording_function)
+
+    def reset(self) -> None:
+        self.uses.clear()
+        self.reused.clear()
+
+
+def payload_of(effects: Iterable[object]) -> str:
+    """The one ``SendPayload`` among ``effects``."""
+    (send,) = [e for e in effects if isinstance(e, SendPayload)]
+    return send.payload
