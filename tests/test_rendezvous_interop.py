@@ -49,7 +49,7 @@ def synapse_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def check_cli(url: str, *args: str) -> tuple[int, str]:
     done = subprocess.run(
-        [sys.executable, "-m", "qrlogin.cli.check_server", url, *args],
+        [sys.executable, "-m", "qrlogin", "check-server", url, *args],
         capture_output=True,
         text=True,
         timeout=120,
