@@ -283,10 +283,13 @@ def _plan_collection(config: ServerConfig, mount: Mount, request: Request) -> Re
         return _error(413, "M_TOO_LARGE", "Payload too large", generation=None, stable=mount.stable)
     kind = media_type(request.header("content-type"))
     json_generation = mount.json_generation
-    if ApiGeneration.V1 in mount.generations and (json_generation is None or kind == "text/plain"):
+    if ApiGeneration.V1 in mount.generations and kind != "application/json":
+        # Anything that is not JSON here is (or claims to be) v1, whose body limit is the payload limit, and it
+        # comes before the content-type checks.
         oversize = _oversize(request, ApiGeneration.V1, mount.stable)
         if oversize is not None:
             return oversize
+    if ApiGeneration.V1 in mount.generations and (json_generation is None or kind == "text/plain"):
         if kind is None:
             return _error(
                 400,
