@@ -344,3 +344,18 @@ def test_handle_is_pure() -> None:
     second = handle(config, step, session, request, now_ms=1, entropy=b"\x01" * 32)
     assert first == second
     assert net.store.get(str(created["id"])) is session  # nothing was written by handle itself
+
+
+def test_in_memory_store_purges_in_expiry_order() -> None:
+    net = Loopback(ServerConfig(max_sessions=1_000, ttl_ms=1_000))
+    ids = []
+    for _ in range(5):
+        net.now_ms += 100
+        ids.append(str(create_json(net, V3)["id"]))
+    # Delete one early: its heap entry is skipped later, not counted twice.
+    assert call(net, req("DELETE", f"{V3_UNSTABLE_PREFIX}/{ids[1]}")).status == 200
+    assert net.store.purge_expired(net.now_ms + 1_000 - 400) == 1  # the first one (created 400 ms before the last)
+    assert net.store.purge_expired(net.now_ms + 1_000 - 200) == 1  # the second went already, so only the third
+    assert [i for i in ids if net.store.get(i) is not None] == ids[3:]
+    assert net.store.purge_expired(net.now_ms + 1_000) == 2
+    assert len(net.store) == 0

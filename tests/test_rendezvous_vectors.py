@@ -79,7 +79,7 @@ def _capture(how: str, response: Response) -> str:
         return value
     content = json.loads(response.body)
     if kind == "json_url_path":
-        return urlsplit(content[name]).path
+        return str(urlsplit(content[name]).path)
     return str(content[name])
 
 

@@ -30,6 +30,7 @@ token without writing anything.
 from __future__ import annotations
 
 import base64
+import heapq
 import hmac
 import re
 import threading
@@ -595,12 +596,18 @@ class Store(Protocol):
 
 
 class InMemoryStore:
-    """A dict behind a lock: the embedded default for ``qrlogin serve``, and the reference for tests."""
+    """A dict behind a lock: the embedded default for ``qrlogin serve``, and the reference for tests.
 
-    __slots__ = ("_lock", "_sessions")
+    Expiry is fixed at creation, so a heap of ``(expires_ms, id)`` finds the expired sessions in order: purging
+    costs O(log n) per expired session, never a scan of the live ones. Entries of sessions deleted early stay in the
+    heap until their time comes and are then skipped.
+    """
+
+    __slots__ = ("_expiries", "_lock", "_sessions")
 
     def __init__(self) -> None:
         self._sessions: dict[str, Session] = {}
+        self._expiries: list[tuple[int, str]] = []
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -618,6 +625,7 @@ class InMemoryStore:
                 if len(self._sessions) >= capacity:
                     return False
             self._sessions[session.id] = session
+            heapq.heappush(self._expiries, (session.expires_ms, session.id))
             return True
 
     def compare_and_set(self, session_id: str, expected: Session | None, new: Session | None) -> bool:
@@ -636,10 +644,18 @@ class InMemoryStore:
             return self._purge(now_ms)
 
     def _purge(self, now_ms: int) -> int:
-        dead = [key for key, value in self._sessions.items() if not value.is_live(now_ms)]
-        for key in dead:
-            del self._sessions[key]
-        return len(dead)
+        dropped = 0
+        while self._expiries and self._expiries[0][0] <= now_ms:
+            _, session_id = heapq.heappop(self._expiries)
+            session = self._sessions.get(session_id)
+            if session is not None and not session.is_live(now_ms):
+                del self._sessions[session_id]
+                dropped += 1
+        if len(self._expiries) > 2 * len(self._sessions) + 1024:
+            # Many sessions were deleted before expiring: rebuild so the heap stays proportional to the live set.
+            self._expiries = [(value.expires_ms, key) for key, value in self._sessions.items()]
+            heapq.heapify(self._expiries)
+        return dropped
 
 
 # --------------------------------------------------------------------------------------------------------- server
