@@ -19,9 +19,12 @@ from ..rendezvous.server import STABLE_PREFIX, Mount, ServerConfig, default_moun
 
 def _generations(text: str) -> frozenset[ApiGeneration]:
     try:
-        return frozenset(ApiGeneration(part.strip()) for part in text.split(",") if part.strip())
+        chosen = frozenset(ApiGeneration(part.strip()) for part in text.split(",") if part.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError("generations are a comma-separated subset of v1,v2,v3") from None
+        chosen = frozenset()
+    if not chosen:
+        raise argparse.ArgumentTypeError("generations are a non-empty, comma-separated subset of v1,v2,v3")
+    return chosen
 
 
 def register(subparsers: Any) -> None:
@@ -39,10 +42,10 @@ def register(subparsers: Any) -> None:
 
 
 def build_config(args: argparse.Namespace) -> ServerConfig:
-    mounts = list(default_mounts(args.generations))
-    if args.stable:
-        mounts.append(Mount(prefix=STABLE_PREFIX, generations=args.stable, stable=True))
     try:
+        mounts = list(default_mounts(args.generations))
+        if args.stable:
+            mounts.append(Mount(prefix=STABLE_PREFIX, generations=args.stable, stable=True))
         return ServerConfig(
             mounts=tuple(mounts),
             ttl_ms=round(args.ttl * 1000),

@@ -1,0 +1,104 @@
+"""The ASGI adapter in-process: body limits before reading, lifespan, header and query mapping; serve's arguments."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import MutableMapping
+from typing import Any
+
+import pytest
+
+from qrlogin.adapters.asgi import RendezvousApp, create_app
+from qrlogin.cli import main
+from qrlogin.rendezvous.server import (
+    MAX_JSON_BODY_BYTES,
+    V3_UNSTABLE_PREFIX,
+    InMemoryStore,
+    RendezvousServer,
+    ServerConfig,
+)
+
+Message = MutableMapping[str, Any]
+
+
+def run_app(
+    app: RendezvousApp, method: str, path: str, chunks: list[bytes], headers: list[tuple[bytes, bytes]]
+) -> tuple[int, dict[str, str], bytes, int]:
+    """Drive one HTTP request; returns status, headers, body and how many body chunks the app consumed."""
+    sent: list[Message] = []
+    pending = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
+    consumed = 0
+
+    async def receive() -> Message:
+        nonlocal consumed
+        consumed += 1
+        return pending.pop(0) if pending else {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": method, "path": path, "query_string": b"", "headers": headers}
+    asyncio.run(app(scope, receive, send))
+    start, body = sent
+    response_headers = {k.decode(): v.decode() for k, v in start["headers"]}
+    return start["status"], response_headers, body["body"], consumed
+
+
+def test_declared_oversize_body_is_refused_without_reading() -> None:
+    app = create_app()
+    status, _, body, consumed = run_app(
+        app, "POST", V3_UNSTABLE_PREFIX, [b"x"], [(b"content-length", str(10**9).encode())]
+    )
+    assert (status, json.loads(body)["errcode"], consumed) == (413, "M_TOO_LARGE", 0)
+
+
+def test_streamed_body_is_cut_one_byte_past_the_limit() -> None:
+    app = create_app()
+    chunk = b"x" * 8192
+    chunks = [chunk] * 100  # 800 KiB offered
+    status, _, _, consumed = run_app(app, "POST", V3_UNSTABLE_PREFIX, chunks, [(b"content-type", b"application/json")])
+    assert status == 413
+    assert consumed <= MAX_JSON_BODY_BYTES // len(chunk) + 2
+
+
+def test_create_then_read_through_asgi() -> None:
+    store = InMemoryStore()
+    app = RendezvousApp(RendezvousServer(ServerConfig(), store), clock=lambda: 5_000, entropy=bytes)
+    status, headers, body, _ = run_app(
+        app, "POST", V3_UNSTABLE_PREFIX, [b'{"data":', b'"hi"}'], [(b"content-type", b"application/json")]
+    )
+    assert status == 200 and headers["content-length"] == str(len(body))
+    created = json.loads(body)
+    status, _, body, _ = run_app(app, "GET", f"{V3_UNSTABLE_PREFIX}/{created['id']}", [b""], [])
+    assert json.loads(body) == {"data": "hi", "sequence_token": created["sequence_token"], "expires_in_ms": 120_000}
+    assert len(store) == 1
+
+
+def test_lifespan_is_acknowledged() -> None:
+    app = create_app()
+    messages = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return messages.pop(0)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    asyncio.run(app({"type": "lifespan"}, receive, send))
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["serve", "--ttl", "0.5"], ["serve", "--ttl", "301"], ["serve", "--generations", "v1", "--stable", "v2,v3"]],
+)
+def test_serve_refuses_bad_configurations(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 1
+    assert capsys.readouterr().err.startswith("qrlogin:")
+
+
+def test_serve_rejects_unknown_generations() -> None:
+    with pytest.raises(SystemExit):
+        main(["serve", "--generations", "v4"])
