@@ -7,6 +7,7 @@ CI runs the same :func:`target` from ``tests/test_fuzz_channel_ecies.py`` under 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +21,22 @@ from channel_harness import exercise
 
 def reachable_states() -> list[Any]:
     """One state of every kind each role can reach, for both profiles (fixed secrets: this is a fixture)."""
+    transition: Callable[..., Any] = ecies.transition
     states: list[Any] = []
     for profile in Profile:
         g: Any = ecies.start_g(bytes(range(1, 33)), profile=profile)
         s: Any = ecies.start_s(g.public_key, bytes(range(33, 65)), profile=profile)
         states += [g, s]
-        s, (send,) = ecies.transition(s, InitiateRequested())
+        s, (send,) = transition(s, InitiateRequested())
         states.append(s)
-        g, effects = ecies.transition(g, PayloadReceived(payload=send.payload))
+        g, effects = transition(g, PayloadReceived(payload=send.payload))
         states.append(g)
-        s, shown = ecies.transition(s, PayloadReceived(payload=effects[0].payload))
+        s, shown = transition(s, PayloadReceived(payload=effects[0].payload))
         states.append(s)
-        s_after, (early,) = ecies.transition(s, SealRequested(plaintext=b"early"))
-        held, _ = ecies.transition(g, PayloadReceived(payload=early.payload))
+        s_after, (early,) = transition(s, SealRequested(plaintext=b"early"))
+        held, _ = transition(g, PayloadReceived(payload=early.payload))
         states.append(held)
-        g, _ = ecies.transition(g, CheckCodeEntered(code=shown[0].code))
+        g, _ = transition(g, CheckCodeEntered(code=shown[0].code))
         states += [g, s_after]
     return states
 

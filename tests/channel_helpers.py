@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from qrlogin._crypto import AeadKey
 from qrlogin._machine import LegalMoves, is_terminal
 from qrlogin.channel._common import (
     CheckCodeEntered,
@@ -122,21 +123,37 @@ def is_failed(table: LegalMoves, state: object) -> bool:
 
 
 class SealRecorder:
-    """Wraps ``module.aead_seal``; remembers every (key, nonce) and the plaintext sealed under it."""
+    """Instruments every seal (:meth:`AeadKey.seal`, and ``aead_seal`` in the given modules); remembers each
+    (key, nonce) and the plaintext sealed under it, and every pair used a second time."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, module: object) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, *modules: object) -> None:
         self.uses: dict[tuple[bytes, bytes], bytes] = {}
         self.reused: list[tuple[bytes, bytes]] = []
-        original: Callable[..., bytes] = module.aead_seal  # type: ignore[attr-defined]
 
-        def recording(key: bytes, nonce: bytes, plaintext: bytes, aad: bytes = b"") -> bytes:
-            slot = (key, nonce)
+        def record(key: bytes, nonce: bytes, plaintext: bytes) -> None:
+            slot = (bytes(key), bytes(nonce))
             if slot in self.uses:
                 self.reused.append(slot)
-            self.uses[slot] = plaintext
-            return original(key, nonce, plaintext, aad)
+            self.uses[slot] = bytes(plaintext)
 
-        monkeypatch.setattr(module, "aead_seal", recording)
+        original_method = AeadKey.seal
+
+        def recording_method(self: AeadKey, nonce: bytes, plaintext: bytes, aad: bytes = b"") -> bytes:
+            record(self._key, nonce, plaintext)
+            return original_method(self, nonce, plaintext, aad)
+
+        monkeypatch.setattr(AeadKey, "seal", recording_method)
+        for module in modules:
+            original_function: Callable[..., bytes] = module.aead_seal  # type: ignore[attr-defined]
+
+            def recording_function(
+                key: bytes, nonce: bytes, plaintext: bytes, aad: bytes = b"", _original: Any = original_function
+            ) -> bytes:
+                record(key, nonce, plaintext)
+                result: bytes = _original(key, nonce, plaintext, aad)
+                return result
+
+            monkeypatch.setattr(module, "aead_seal", recording_function)
 
     def reset(self) -> None:
         self.uses.clear()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from qrlogin.channel._common import (
 
 from .channel_helpers import load_fuzz_target, mermaid_state_diagram, run_handshake
 
+transition: Callable[..., Any] = ecies.transition
 DOC = Path(__file__).resolve().parent.parent / "docs" / "channel.md"
 
 
@@ -47,7 +49,7 @@ def test_every_outcome_is_reached() -> None:
     g = ecies.start_g(bytes(range(1, 33)))
     s = ecies.start_s(g.public_key, bytes(range(33, 65)))
     g_est, s_est, _ = run_handshake(g, s, ecies.transition)
-    _, (sealed,) = ecies.transition(s_est, SealRequested(plaintext=b"x"))
+    _, (sealed,) = transition(s_est, SealRequested(plaintext=b"x"))
     low_order = ecies.start_s(bytes(32), bytes(range(33, 65)))
     exhausted = dataclasses.replace(s_est, send_counter=ecies.COUNTER_LIMIT)
     pairs: list[tuple[Any, object]] = [
@@ -59,18 +61,18 @@ def test_every_outcome_is_reached() -> None:
         pairs += [(state, event) for event in (RetryRequested(), PayloadReceived(payload="AAAA"), InitiateRequested())]
         pairs += [(state, SealRequested(plaintext=b"")), (state, CheckCodeEntered(code="xx"))]
         if isinstance(state, ecies.AwaitingCheckCode):
-            pairs.append((state, CheckCodeEntered(code=state.check_code.value.decode())))
+            pairs.append((state, CheckCodeEntered(code=state.keys.check_code.value.decode())))
         if isinstance(state, ecies.AwaitingInitiate):
             peer = ecies.start_s(state.public_key, bytes(range(33, 65)), profile=state.profile)
-            pairs.append((state, PayloadReceived(payload=ecies.transition(peer, InitiateRequested())[0].last_sent)))
+            pairs.append((state, PayloadReceived(payload=transition(peer, InitiateRequested())[0].last_sent)))
         if isinstance(state, ecies.AwaitingLoginOk):
             peer_g = ecies.start_g(bytes(range(1, 33)), profile=state.profile)
-            _, (reply, _) = ecies.transition(peer_g, PayloadReceived(payload=state.last_sent))
+            _, (reply, _) = transition(peer_g, PayloadReceived(payload=state.last_sent))
             pairs.append((state, PayloadReceived(payload=reply.payload)))
     seen = set()
     for state, event in pairs:
         if type(event) in ecies.LEGAL_MOVES[type(state)]:
-            new_state, _ = ecies.transition(state, event)
+            new_state, _ = transition(state, event)
             seen.add((type(state), type(event), type(new_state)))
     expected = {(state, event, target) for (state, event), targets in ecies.OUTCOMES.items() for target in targets}
     assert seen == expected

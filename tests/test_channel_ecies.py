@@ -7,9 +7,8 @@ from typing import Any
 
 import pytest
 
-from qrlogin._crypto import aead_seal, x25519
+from qrlogin._crypto import X25519Secret, aead_seal, x25519
 from qrlogin._machine import Driver, is_terminal
-from qrlogin._secret import Secret
 from qrlogin.channel import ecies
 from qrlogin.channel._common import (
     ChannelEvent,
@@ -269,7 +268,7 @@ def test_every_wrong_code_fails_and_only_the_right_one_passes() -> None:
     g, s = pair()
     _, effects = step(s, InitiateRequested())
     g_waiting, _ = step(g, PayloadReceived(payload=payload_of(effects)))
-    right = g_waiting.check_code.value.decode()
+    right = g_waiting.keys.check_code.value.decode()
     outcomes = {f"{n:02d}": type(step(g_waiting, CheckCodeEntered(code=f"{n:02d}"))[0]) for n in range(100)}
     assert [code for code, cls in outcomes.items() if cls is ecies.Established] == [right]
 
@@ -302,7 +301,7 @@ def test_held_payload_is_dropped_with_a_wrong_code_and_a_second_one_fails() -> N
     g_state, _ = step(g_state, PayloadReceived(payload="AAAA"))
     second, effects = step(g_state, PayloadReceived(payload="AAAA"))
     assert isinstance(second, Failed) and second.reason is FailureReason.UNEXPECTED_PAYLOAD
-    right = g_state.check_code.value.decode()
+    right = g_state.keys.check_code.value.decode()
     wrong = f"{(int(right) + 1) % 100:02d}"
     _failed, effects = step(g_state, CheckCodeEntered(code=wrong))
     assert effects == (ReportFailure(reason=FailureReason.CHECK_CODE_MISMATCH),)
@@ -313,7 +312,7 @@ def test_held_payload_that_does_not_authenticate_fails_after_the_code() -> None:
     _, effects = step(s, InitiateRequested())
     g_state, _ = step(g, PayloadReceived(payload=payload_of(effects)))
     g_state, _ = step(g_state, PayloadReceived(payload="AAAAAAAAAAAAAAAAAAAAAA"))
-    failed, effects = step(g_state, CheckCodeEntered(code=g_state.check_code.value.decode()))
+    failed, effects = step(g_state, CheckCodeEntered(code=g_state.keys.check_code.value.decode()))
     assert isinstance(failed, Failed) and failed.reason is FailureReason.AUTHENTICATION_FAILED
     assert effects == (ReportEstablished(role=Role.G), ReportFailure(reason=FailureReason.AUTHENTICATION_FAILED))
 
@@ -376,7 +375,9 @@ def test_initiate_with_wrong_plaintext_is_refused() -> None:
 def test_login_ok_with_wrong_plaintext_is_refused() -> None:
     _g, s = pair()
     s_state, _effects = step(s, InitiateRequested())
-    forged = b64encode(aead_seal(s_state.recv_key.value, ecies.nonce(0), b"MATRIX_QR_CODE_LOGIN_NO"))
+    gp, sp = s.peer_public_key, s.public_key
+    _, enc_g, _ = ecies.derive_keys(Profile.DEPLOYED, x25519(S_SECRET, gp), gp, sp)
+    forged = b64encode(aead_seal(enc_g, ecies.nonce(0), b"MATRIX_QR_CODE_LOGIN_NO"))
     state, _ = step(s_state, PayloadReceived(payload=forged))
     assert isinstance(state, Failed) and state.reason is FailureReason.UNEXPECTED_PLAINTEXT
 
@@ -422,7 +423,7 @@ def test_a_payload_from_another_session_is_fatal() -> None:
 
 def test_retry_resends_identical_bytes_without_sealing(monkeypatch: pytest.MonkeyPatch) -> None:
     g, s = pair()
-    recorder = SealRecorder(monkeypatch, ecies)
+    recorder = SealRecorder(monkeypatch)
     s_waiting, effects = step(s, InitiateRequested())
     initiate = payload_of(effects)
     assert step(s_waiting, RetryRequested()) == (s_waiting, (SendPayload(payload=initiate),))
@@ -489,7 +490,9 @@ def test_no_secret_in_any_repr() -> None:
     g_est, _ = step(g_waiting, CheckCodeEntered(code=code))
     s_est, seal_effects = step(s_est, SealRequested(plaintext=b"very-secret-plaintext"))
     _, delivered = step(g_est, PayloadReceived(payload=payload_of(seal_effects)))
-    secrets = [G_SECRET, S_SECRET, g_est.send_key.value, g_est.recv_key.value]
+    gp, sp = g.public_key, s.public_key
+    enc_s, enc_g, _ = ecies.derive_keys(Profile.DEPLOYED, x25519(G_SECRET, sp), gp, sp)
+    secrets = [G_SECRET, S_SECRET, enc_s, enc_g]
     forbidden = [x for secret in secrets for x in (secret.hex(), repr(secret), b64encode(secret))]
     forbidden += ["very-secret-plaintext", f"'{code}'", f'"{code}"']
     everything = [g, s, s_waiting, g_waiting, s_est, g_est, *effects, *g_effects, *s_effects, *delivered]
@@ -497,4 +500,4 @@ def test_no_secret_in_any_repr() -> None:
         text = repr(value)
         for needle in forbidden:
             assert needle not in text, (type(value).__name__, needle)
-    assert isinstance(g.secret, Secret)
+    assert isinstance(g.secret, X25519Secret)

@@ -115,7 +115,7 @@ class Conversation(RuleBasedStateMachine):
 
 
 def test_any_interleaving_round_trips_and_no_nonce_is_reused(monkeypatch: pytest.MonkeyPatch) -> None:
-    recorder = SealRecorder(monkeypatch, ecies)
+    recorder = SealRecorder(monkeypatch)
     run_state_machine_as_test(
         Conversation,
         settings=settings(max_examples=60, stateful_step_count=30, deadline=None),

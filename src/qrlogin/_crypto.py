@@ -19,6 +19,7 @@ HKDF is offered with SHA-256 and SHA-512 because deployed ECIES peers use SHA-51
 
 from __future__ import annotations
 
+import hmac
 from typing import Literal
 
 from cryptography.exceptions import InvalidTag
@@ -110,3 +111,80 @@ def _aead(key: bytes, nonce: bytes) -> ChaCha20Poly1305:
     if len(nonce) != AEAD_NONCE_LENGTH:
         raise LocalProtocolError(f"a ChaCha20-Poly1305 nonce is {AEAD_NONCE_LENGTH} bytes, got {len(nonce)}")
     return ChaCha20Poly1305(key)
+
+
+class AeadKey:
+    """A ChaCha20-Poly1305 key set up once for a whole direction of a channel.
+
+    :func:`aead_seal`/:func:`aead_open` build the cipher on every call; a channel that seals and opens many
+    messages under one key keeps one of these instead. ``repr`` never shows the key and ``==`` is constant-time.
+    """
+
+    __slots__ = ("_aead", "_key")
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != AEAD_KEY_LENGTH:
+            raise LocalProtocolError(f"a ChaCha20-Poly1305 key is {AEAD_KEY_LENGTH} bytes, got {len(key)}")
+        self._key = bytes(key)
+        self._aead = ChaCha20Poly1305(self._key)
+
+    def seal(self, nonce: bytes, plaintext: bytes, aad: bytes = b"") -> bytes:
+        """Ciphertext || 16-byte tag."""
+        if len(nonce) != AEAD_NONCE_LENGTH:
+            raise LocalProtocolError(f"a ChaCha20-Poly1305 nonce is {AEAD_NONCE_LENGTH} bytes, got {len(nonce)}")
+        return self._aead.encrypt(nonce, plaintext, aad)
+
+    def open(self, nonce: bytes, ciphertext: bytes, aad: bytes = b"") -> bytes:
+        """The plaintext, or :class:`AuthenticationError` if the tag does not verify."""
+        if len(nonce) != AEAD_NONCE_LENGTH:
+            raise LocalProtocolError(f"a ChaCha20-Poly1305 nonce is {AEAD_NONCE_LENGTH} bytes, got {len(nonce)}")
+        if len(ciphertext) < AEAD_TAG_LENGTH:
+            raise AuthenticationError("ciphertext is shorter than the authentication tag")
+        try:
+            return self._aead.decrypt(nonce, ciphertext, aad)
+        except InvalidTag:
+            raise AuthenticationError("ciphertext did not authenticate") from None
+
+    def __repr__(self) -> str:
+        return "AeadKey(<redacted>)"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AeadKey):
+            return NotImplemented
+        return hmac.compare_digest(self._key, other._key)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class X25519Secret:
+    """An ephemeral X25519 private key, loaded once (loading computes the public key, the costly part).
+
+    ``public_key`` is the 32-byte public key; :meth:`exchange` is :func:`x25519` without reloading the key.
+    ``repr`` never shows the secret and ``==`` is constant-time.
+    """
+
+    __slots__ = ("_private", "public_key")
+
+    def __init__(self, private_key: bytes) -> None:
+        self._private = _private(private_key)
+        self.public_key: bytes = self._private.public_key().public_bytes_raw()
+
+    def exchange(self, peer_public_key: bytes) -> bytes:
+        """The shared secret; :class:`InvalidKeyError` for a bad length, :class:`NonContributoryKeyError` for a
+        low-order point."""
+        if len(peer_public_key) != X25519_KEY_LENGTH:
+            raise InvalidKeyError(f"an X25519 public key is {X25519_KEY_LENGTH} bytes, got {len(peer_public_key)}")
+        try:
+            return self._private.exchange(X25519PublicKey.from_public_bytes(peer_public_key))
+        except ValueError:
+            raise NonContributoryKeyError("X25519 produced the all-zero shared secret (low-order public key)") from None
+
+    def __repr__(self) -> str:
+        return "X25519Secret(<redacted>)"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, X25519Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._private.private_bytes_raw(), other._private.private_bytes_raw())
+
+    __hash__ = None  # type: ignore[assignment]

@@ -15,7 +15,6 @@ Encoding always emits the unpadded form the MSC texts and vodozemac use.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import re
 from typing import Literal
@@ -24,12 +23,14 @@ from .errors import Base64DecodeError
 
 PaddingPolicy = Literal["forbid", "allow", "require"]
 
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _UNPADDED = re.compile(r"[A-Za-z0-9+/]*")
+_SEXTETS = {character: value for value, character in enumerate(_ALPHABET)}
 
 
 def b64encode(data: bytes) -> str:
     """Standard-alphabet base64 without padding."""
-    return base64.b64encode(data).decode("ascii").rstrip("=")
+    return binascii.b2a_base64(data, newline=False).decode("ascii").rstrip("=")
 
 
 def b64decode(text: str | bytes, *, padding: PaddingPolicy = "forbid", max_length: int | None = None) -> bytes:
@@ -53,14 +54,20 @@ def b64decode(text: str | bytes, *, padding: PaddingPolicy = "forbid", max_lengt
             raise Base64DecodeError("base64 padding is malformed")
     elif padding == "require" and len(body) % 4 != 0:
         raise Base64DecodeError("base64 padding is required here")
-    if _UNPADDED.fullmatch(body) is None:
-        raise Base64DecodeError("base64 text contains characters outside the standard alphabet")
-    if len(body) % 4 == 1:
-        raise Base64DecodeError("base64 text has an impossible length")
-    try:
-        data = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
-    except binascii.Error:  # unreachable after the checks above; kept so no binascii.Error can ever escape
-        raise Base64DecodeError("base64 text is malformed") from None
-    if b64encode(data) != body:
+    remainder = len(body) % 4
+    data: bytes | None = None
+    if remainder != 1:
+        try:  # the fast path: binascii's strict mode refuses everything outside the alphabet
+            data = binascii.a2b_base64(body + "=" * (-len(body) % 4), strict_mode=True)
+        except ValueError:  # binascii.Error, or a non-ASCII str
+            data = None
+    if data is None:
+        if _UNPADDED.fullmatch(body) is None:
+            raise Base64DecodeError("base64 text contains characters outside the standard alphabet")
+        if remainder == 1:
+            raise Base64DecodeError("base64 text has an impossible length")
+        raise Base64DecodeError("base64 text is malformed")  # unreachable after the checks above
+    # Canonical form: the bits of the last character that carry no data must be zero (RFC 4648 §3.5).
+    if remainder and _SEXTETS[body[-1]] & (0x0F if remainder == 2 else 0x03):
         raise Base64DecodeError("base64 text is not canonical (non-zero trailing bits)")
     return data

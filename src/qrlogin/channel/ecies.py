@@ -39,20 +39,18 @@ base64 the text prescribes. Both encode unpadded. Only ``DEPLOYED`` interoperate
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from typing import Final, Protocol
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
 
 from .._crypto import (
     AEAD_TAG_LENGTH,
     X25519_KEY_LENGTH,
+    AeadKey,
     HashName,
-    aead_open,
-    aead_seal,
+    X25519Secret,
     hkdf_expand,
     hkdf_extract,
-    x25519,
-    x25519_public_key,
 )
 from .._machine import LegalMoves, require_legal
 from .._secret import Secret
@@ -96,6 +94,7 @@ __all__ = [
     "AwaitingCheckCode",
     "AwaitingInitiate",
     "AwaitingLoginOk",
+    "EciesKeys",
     "EciesState",
     "Established",
     "Failed",
@@ -137,26 +136,49 @@ _PARAMETERS: Final = {
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class EciesKeys:
+    """What both sides hold once the keys are derived; shared, unchanged, by every later state of one channel."""
+
+    profile: Profile
+    role: Role
+    public_key: bytes
+    peer_public_key: bytes
+    sender: AeadKey
+    receiver: AeadKey
+    check_code: Secret
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AwaitingInitiate:
     """G: the QR code is shown; waiting for S's ``LoginInitiateMessage``."""
 
     profile: Profile
-    secret: Secret
-    public_key: bytes
+    secret: X25519Secret
+
+    @property
+    def public_key(self) -> bytes:
+        return self.secret.public_key
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AwaitingCheckCode:
     """G: ``LoginOk`` is sent; waiting for the user's one attempt at the code S shows."""
 
-    profile: Profile
-    public_key: bytes
-    peer_public_key: bytes
-    send_key: Secret
-    recv_key: Secret
-    check_code: Secret
+    keys: EciesKeys
     last_sent: str
     pending: str | None = None
+
+    @property
+    def profile(self) -> Profile:
+        return self.keys.profile
+
+    @property
+    def public_key(self) -> bytes:
+        return self.keys.public_key
+
+    @property
+    def peer_public_key(self) -> bytes:
+        return self.keys.peer_public_key
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -164,38 +186,58 @@ class ReadyToInitiate:
     """S: the QR code is scanned; waiting for the caller to ask for ``LoginInitiateMessage``."""
 
     profile: Profile
-    secret: Secret
-    public_key: bytes
+    secret: X25519Secret
     peer_public_key: bytes
+
+    @property
+    def public_key(self) -> bytes:
+        return self.secret.public_key
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AwaitingLoginOk:
     """S: ``LoginInitiateMessage`` is sent; waiting for G's ``LoginOkMessage``."""
 
-    profile: Profile
-    public_key: bytes
-    peer_public_key: bytes
-    send_key: Secret
-    recv_key: Secret
-    check_code: Secret
+    keys: EciesKeys
     last_sent: str
+
+    @property
+    def profile(self) -> Profile:
+        return self.keys.profile
+
+    @property
+    def public_key(self) -> bytes:
+        return self.keys.public_key
+
+    @property
+    def peer_public_key(self) -> bytes:
+        return self.keys.peer_public_key
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Established:
     """Either role, trusted: seals with ``send_counter``, opens with ``recv_counter``."""
 
-    profile: Profile
-    role: Role
-    public_key: bytes
-    peer_public_key: bytes
-    send_key: Secret
-    recv_key: Secret
-    check_code: Secret
+    keys: EciesKeys
     send_counter: int
     recv_counter: int
     last_sent: str
+
+    @property
+    def profile(self) -> Profile:
+        return self.keys.profile
+
+    @property
+    def public_key(self) -> bytes:
+        return self.keys.public_key
+
+    @property
+    def peer_public_key(self) -> bytes:
+        return self.keys.peer_public_key
+
+    @property
+    def role(self) -> Role:
+        return self.keys.role
 
 
 EciesState = AwaitingInitiate | AwaitingCheckCode | ReadyToInitiate | AwaitingLoginOk | Established | Failed
@@ -237,7 +279,7 @@ class _HasPublicKey(Protocol):
 
 def start_g(secret: bytes, *, profile: Profile = Profile.DEPLOYED) -> AwaitingInitiate:
     """Device G from a fresh 32-byte ephemeral X25519 secret; show ``state.public_key`` in the QR code."""
-    return AwaitingInitiate(profile=profile, secret=Secret(secret), public_key=x25519_public_key(secret))
+    return AwaitingInitiate(profile=profile, secret=X25519Secret(secret))
 
 
 def start_s(qr: _HasPublicKey | bytes, secret: bytes, *, profile: Profile = Profile.DEPLOYED) -> ReadyToInitiate:
@@ -249,9 +291,7 @@ def start_s(qr: _HasPublicKey | bytes, secret: bytes, *, profile: Profile = Prof
     peer = qr if isinstance(qr, bytes) else qr.public_key
     if len(peer) != X25519_KEY_LENGTH:
         raise LocalProtocolError(f"G's public key is {X25519_KEY_LENGTH} bytes, got {len(peer)}")
-    return ReadyToInitiate(
-        profile=profile, secret=Secret(secret), public_key=x25519_public_key(secret), peer_public_key=bytes(peer)
-    )
+    return ReadyToInitiate(profile=profile, secret=X25519Secret(secret), peer_public_key=bytes(peer))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -261,6 +301,9 @@ def start_s(qr: _HasPublicKey | bytes, secret: bytes, *, profile: Profile = Prof
 def nonce(counter: int) -> bytes:
     """``counter`` as 16 little-endian bytes, truncated to 12 (vodozemac's ``u128::to_le_bytes()[..12]``)."""
     return counter.to_bytes(12, "little")
+
+
+_NONCE_0: Final = nonce(0)
 
 
 def derive_keys(profile: Profile, shared_secret: bytes, gp: bytes, sp: bytes) -> tuple[bytes, bytes, bytes]:
@@ -292,54 +335,38 @@ def transition(
     accept or a misuse such as an oversized plaintext. Never raises for anything that came from the network.
     """
     require_legal(LEGAL_MOVES, state, event)
-    if isinstance(state, Established):
-        if isinstance(event, SealRequested):
-            return _seal(state, event.plaintext)
-        if isinstance(event, PayloadReceived):
-            return _open(state, event.payload)
-    elif isinstance(state, ReadyToInitiate):
-        return _initiate(state)
-    elif isinstance(state, AwaitingLoginOk):
-        if isinstance(event, PayloadReceived):
-            return _receive_login_ok(state, event.payload)
-    elif isinstance(state, AwaitingInitiate):
-        assert isinstance(event, PayloadReceived)
-        return _receive_initiate(state, event.payload)
-    elif isinstance(state, AwaitingCheckCode):
-        if isinstance(event, CheckCodeEntered):
-            return _confirm(state, event.code)
-        if isinstance(event, PayloadReceived):
-            return _hold(state, event.payload)
-    assert isinstance(event, RetryRequested), "LEGAL_MOVES and transition() disagree"
-    assert not isinstance(state, Failed | AwaitingInitiate | ReadyToInitiate)
-    return state, (SendPayload(payload=state.last_sent),)
+    return _HANDLERS[type(state), type(event)](state, event)
 
 
-def _initiate(state: ReadyToInitiate) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
-    if hmac.compare_digest(state.peer_public_key, state.public_key):
-        return fail(state.profile, Role.S, FailureReason.REFLECTED_KEY, "G's public key equals our own")
-    try:
-        shared = x25519(state.secret.value, state.peer_public_key)
-    except NonContributoryKeyError:
-        return fail(state.profile, Role.S, FailureReason.NON_CONTRIBUTORY_KEY, "G's public key is a low-order point")
-    enc_s, enc_g, check = derive_keys(state.profile, shared, state.peer_public_key, state.public_key)
-    ciphertext = aead_seal(enc_s, nonce(0), LOGIN_INITIATE)
-    message = f"{b64encode(ciphertext)}|{b64encode(state.public_key)}"
-    return (
-        AwaitingLoginOk(
-            profile=state.profile,
-            public_key=state.public_key,
-            peer_public_key=state.peer_public_key,
-            send_key=Secret(enc_s),
-            recv_key=Secret(enc_g),
-            check_code=Secret(check_code_digits(check, leading_zero=True).encode("ascii")),
-            last_sent=message,
-        ),
-        (SendPayload(payload=message),),
+def _keys(profile: Profile, role: Role, own: bytes, peer: bytes, shared: bytes) -> EciesKeys:
+    gp, sp = (own, peer) if role is Role.G else (peer, own)
+    enc_s, enc_g, check = derive_keys(profile, shared, gp, sp)
+    return EciesKeys(
+        profile=profile,
+        role=role,
+        public_key=own,
+        peer_public_key=peer,
+        sender=AeadKey(enc_g if role is Role.G else enc_s),
+        receiver=AeadKey(enc_s if role is Role.G else enc_g),
+        check_code=Secret(check_code_digits(check, leading_zero=True).encode("ascii")),
     )
 
 
-def _receive_initiate(state: AwaitingInitiate, payload: str) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
+def _initiate(state: ReadyToInitiate, event: InitiateRequested) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
+    own, peer = state.secret.public_key, state.peer_public_key
+    if hmac.compare_digest(peer, own):
+        return fail(state.profile, Role.S, FailureReason.REFLECTED_KEY, "G's public key equals our own")
+    try:
+        shared = state.secret.exchange(peer)
+    except NonContributoryKeyError:
+        return fail(state.profile, Role.S, FailureReason.NON_CONTRIBUTORY_KEY, "G's public key is a low-order point")
+    keys = _keys(state.profile, Role.S, own, peer, shared)
+    message = f"{b64encode(keys.sender.seal(_NONCE_0, LOGIN_INITIATE))}|{b64encode(own)}"
+    return AwaitingLoginOk(keys=keys, last_sent=message), (SendPayload(payload=message),)
+
+
+def _receive_initiate(state: AwaitingInitiate, event: PayloadReceived) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
+    payload = event.payload
     profile, role = state.profile, Role.G
     if len(payload) > MAX_PAYLOAD_LENGTH:
         return fail(profile, role, FailureReason.OVERSIZED_PAYLOAD, "LoginInitiateMessage is too long")
@@ -353,36 +380,28 @@ def _receive_initiate(state: AwaitingInitiate, payload: str) -> tuple[EciesState
         return fail(profile, role, FailureReason.MALFORMED_PAYLOAD, "LoginInitiateMessage is not valid base64")
     if len(peer) != X25519_KEY_LENGTH:
         return fail(profile, role, FailureReason.INVALID_PUBLIC_KEY, "S's public key is not 32 bytes")
-    if hmac.compare_digest(peer, state.public_key):
+    own = state.secret.public_key
+    if hmac.compare_digest(peer, own):
         return fail(profile, role, FailureReason.REFLECTED_KEY, "S's public key equals our own")
     try:
-        shared = x25519(state.secret.value, peer)
+        shared = state.secret.exchange(peer)
     except NonContributoryKeyError:
         return fail(profile, role, FailureReason.NON_CONTRIBUTORY_KEY, "S's public key is a low-order point")
-    enc_s, enc_g, check = derive_keys(profile, shared, state.public_key, peer)
+    keys = _keys(profile, role, own, peer, shared)
     try:
-        plaintext = aead_open(enc_s, nonce(0), ciphertext)
+        plaintext = keys.receiver.open(_NONCE_0, ciphertext)
     except AuthenticationError:
         return fail(profile, role, FailureReason.AUTHENTICATION_FAILED, "LoginInitiateMessage did not authenticate")
     if not hmac.compare_digest(plaintext, LOGIN_INITIATE):
         return fail(profile, role, FailureReason.UNEXPECTED_PLAINTEXT, "LoginInitiateMessage has the wrong content")
-    reply = b64encode(aead_seal(enc_g, nonce(0), LOGIN_OK))
-    return (
-        AwaitingCheckCode(
-            profile=profile,
-            public_key=state.public_key,
-            peer_public_key=peer,
-            send_key=Secret(enc_g),
-            recv_key=Secret(enc_s),
-            check_code=Secret(check_code_digits(check, leading_zero=True).encode("ascii")),
-            last_sent=reply,
-        ),
-        (SendPayload(payload=reply), PromptForCheckCode()),
-    )
+    reply = b64encode(keys.sender.seal(_NONCE_0, LOGIN_OK))
+    return AwaitingCheckCode(keys=keys, last_sent=reply), (SendPayload(payload=reply), PromptForCheckCode())
 
 
-def _receive_login_ok(state: AwaitingLoginOk, payload: str) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
-    profile, role = state.profile, Role.S
+def _receive_login_ok(state: AwaitingLoginOk, event: PayloadReceived) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
+    payload = event.payload
+    keys = state.keys
+    profile, role = keys.profile, Role.S
     if len(payload) > MAX_PAYLOAD_LENGTH:
         return fail(profile, role, FailureReason.OVERSIZED_PAYLOAD, "LoginOkMessage is too long")
     try:
@@ -390,90 +409,105 @@ def _receive_login_ok(state: AwaitingLoginOk, payload: str) -> tuple[EciesState,
     except Base64DecodeError:
         return fail(profile, role, FailureReason.MALFORMED_PAYLOAD, "LoginOkMessage is not valid base64")
     try:
-        plaintext = aead_open(state.recv_key.value, nonce(0), ciphertext)
+        plaintext = keys.receiver.open(_NONCE_0, ciphertext)
     except AuthenticationError:
         return fail(profile, role, FailureReason.AUTHENTICATION_FAILED, "LoginOkMessage did not authenticate")
     if not hmac.compare_digest(plaintext, LOGIN_OK):
         return fail(profile, role, FailureReason.UNEXPECTED_PLAINTEXT, "LoginOkMessage has the wrong content")
-    established = Established(
-        profile=profile,
-        role=role,
-        public_key=state.public_key,
-        peer_public_key=state.peer_public_key,
-        send_key=state.send_key,
-        recv_key=state.recv_key,
-        check_code=state.check_code,
-        send_counter=1,
-        recv_counter=1,
-        last_sent=state.last_sent,
-    )
-    code = state.check_code.value.decode("ascii")
+    established = Established(keys=keys, send_counter=1, recv_counter=1, last_sent=state.last_sent)
+    code = keys.check_code.value.decode("ascii")
     return established, (ShowCheckCode(code=code), ReportEstablished(role=role))
 
 
-def _hold(state: AwaitingCheckCode, payload: str) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
+def _hold(state: AwaitingCheckCode, event: PayloadReceived) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
+    payload = event.payload
     if len(payload) > MAX_PAYLOAD_LENGTH:
         return fail(state.profile, Role.G, FailureReason.OVERSIZED_PAYLOAD, "payload is too long")
     if state.pending is not None:
         return fail(state.profile, Role.G, FailureReason.UNEXPECTED_PAYLOAD, "a second payload before the check code")
-    return replace(state, pending=payload), ()
+    return AwaitingCheckCode(keys=state.keys, last_sent=state.last_sent, pending=payload), ()
 
 
-def _confirm(state: AwaitingCheckCode, code: str) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
-    verdict = judge_check_code(code, state.check_code, leading_zero=True)
+def _confirm(state: AwaitingCheckCode, event: CheckCodeEntered) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
+    verdict = judge_check_code(event.code, state.keys.check_code, leading_zero=True)
     if verdict is not None:
         malformed = verdict is FailureReason.CHECK_CODE_MALFORMED
         detail = "the entry is not two ASCII digits" if malformed else "the entry does not match the check code"
         return fail(state.profile, Role.G, verdict, detail)
-    established = Established(
-        profile=state.profile,
-        role=Role.G,
-        public_key=state.public_key,
-        peer_public_key=state.peer_public_key,
-        send_key=state.send_key,
-        recv_key=state.recv_key,
-        check_code=state.check_code,
-        send_counter=1,
-        recv_counter=1,
-        last_sent=state.last_sent,
-    )
+    established = Established(keys=state.keys, send_counter=1, recv_counter=1, last_sent=state.last_sent)
     effects: tuple[ChannelEffect, ...] = (ReportEstablished(role=Role.G),)
     if state.pending is None:
         return established, effects
-    opened, more = _open(established, state.pending)
+    opened, more = _open_payload(established, state.pending)
     return opened, effects + more
 
 
-def _seal(state: Established, plaintext: bytes) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
+def _seal(state: Established, event: SealRequested) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
+    plaintext = event.plaintext
     if len(plaintext) > MAX_PLAINTEXT_LENGTH:
         raise LocalProtocolError(f"a plaintext longer than {MAX_PLAINTEXT_LENGTH} bytes does not fit a payload")
     counter = state.send_counter
     if counter >= COUNTER_LIMIT:
         return fail(state.profile, state.role, FailureReason.COUNTER_EXHAUSTED, "the send counter is exhausted")
-    payload = b64encode(aead_seal(state.send_key.value, nonce(counter), plaintext))
-    return replace(state, send_counter=counter + 1, last_sent=payload), (SendPayload(payload=payload),)
+    payload = b64encode(state.keys.sender.seal(counter.to_bytes(12, "little"), plaintext))
+    return (
+        Established(keys=state.keys, send_counter=counter + 1, recv_counter=state.recv_counter, last_sent=payload),
+        (SendPayload(payload=payload),),
+    )
 
 
-def _open(state: Established, payload: str) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
-    profile, role = state.profile, state.role
+def _open(state: Established, event: PayloadReceived) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
+    return _open_payload(state, event.payload)
+
+
+def _open_payload(state: Established, payload: str) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
+    keys = state.keys
     if len(payload) > MAX_PAYLOAD_LENGTH:
-        return fail(profile, role, FailureReason.OVERSIZED_PAYLOAD, "payload is too long")
+        return fail(keys.profile, keys.role, FailureReason.OVERSIZED_PAYLOAD, "payload is too long")
     counter = state.recv_counter
     if counter >= COUNTER_LIMIT:
-        return fail(profile, role, FailureReason.COUNTER_EXHAUSTED, "the receive counter is exhausted")
+        return fail(keys.profile, keys.role, FailureReason.COUNTER_EXHAUSTED, "the receive counter is exhausted")
     try:
-        ciphertext = _decode(profile, payload)
+        ciphertext = _decode(keys.profile, payload)
     except Base64DecodeError:
-        return fail(profile, role, FailureReason.MALFORMED_PAYLOAD, "payload is not valid base64")
+        return fail(keys.profile, keys.role, FailureReason.MALFORMED_PAYLOAD, "payload is not valid base64")
     try:
-        plaintext = aead_open(state.recv_key.value, nonce(counter), ciphertext)
+        plaintext = keys.receiver.open(counter.to_bytes(12, "little"), ciphertext)
     except AuthenticationError:
-        return fail(profile, role, FailureReason.AUTHENTICATION_FAILED, "payload did not authenticate")
-    return replace(state, recv_counter=counter + 1), (DeliverPayload(plaintext=plaintext),)
+        return fail(keys.profile, keys.role, FailureReason.AUTHENTICATION_FAILED, "payload did not authenticate")
+    return (
+        Established(keys=keys, send_counter=state.send_counter, recv_counter=counter + 1, last_sent=state.last_sent),
+        (DeliverPayload(plaintext=plaintext),),
+    )
+
+
+def _retry(
+    state: AwaitingLoginOk | AwaitingCheckCode | Established, event: RetryRequested
+) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
+    return state, (SendPayload(payload=state.last_sent),)
+
+
+_Handler = Callable[[Any, Any], tuple[EciesState, tuple[ChannelEffect, ...]]]
+
+# One handler per legal (state, event) pair; the import-time check below keeps it in step with LEGAL_MOVES.
+_HANDLERS: Final[dict[tuple[type, type], _Handler]] = {
+    (ReadyToInitiate, InitiateRequested): _initiate,
+    (AwaitingLoginOk, PayloadReceived): _receive_login_ok,
+    (AwaitingLoginOk, RetryRequested): _retry,
+    (AwaitingInitiate, PayloadReceived): _receive_initiate,
+    (AwaitingCheckCode, CheckCodeEntered): _confirm,
+    (AwaitingCheckCode, PayloadReceived): _hold,
+    (AwaitingCheckCode, RetryRequested): _retry,
+    (Established, SealRequested): _seal,
+    (Established, PayloadReceived): _open,
+    (Established, RetryRequested): _retry,
+}
+if set(_HANDLERS) != {(state, event) for state, events in LEGAL_MOVES.items() for event in events}:
+    raise AssertionError("LEGAL_MOVES and the transition handlers disagree")
 
 
 def check_code(state: EciesState) -> str:
     """The two digits of an established channel (S shows them; G has matched them)."""
     if not isinstance(state, Established):
         raise LocalProtocolError(f"there is no trusted check code in state {type(state).__name__}")
-    return state.check_code.value.decode("ascii")
+    return state.keys.check_code.value.decode("ascii")
