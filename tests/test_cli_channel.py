@@ -1,0 +1,123 @@
+"""``qrlogin channel``: one side of a channel on stdin/stdout, driven here against the other side in memory."""
+
+from __future__ import annotations
+
+import argparse
+import io
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from qrlogin.channel import ecies
+from qrlogin.channel._common import CheckCodeEntered, InitiateRequested, PayloadReceived, SealRequested
+from qrlogin.cli import channel as cli_channel
+from qrlogin.encoding import b64decode, b64encode
+from qrlogin.errors import LocalProtocolError
+
+transition: Callable[..., Any] = ecies.transition
+G_SECRET = bytes(range(1, 33))
+S_SECRET = bytes(range(33, 65))
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    cli_channel.register(parser.add_subparsers())
+    return parser.parse_args(["channel", *argv])
+
+
+def run(argv: list[str], stdin: str) -> tuple[int, list[str]]:
+    out = io.StringIO()
+    status = cli_channel.run(parse(*argv), stdin=io.StringIO(stdin), stdout=out)
+    return status, out.getvalue().splitlines()
+
+
+def initiate_of(argv: list[str]) -> str:
+    """S's first output line: it prints LoginInitiate, then runs out of input waiting for LoginOk."""
+    out = io.StringIO()
+    with pytest.raises(LocalProtocolError, match="input ended"):
+        cli_channel.run(parse(*argv), stdin=io.StringIO(""), stdout=out)
+    return out.getvalue().splitlines()[0]
+
+
+def test_g_side_against_an_in_memory_s() -> None:
+    g_public = ecies.start_g(G_SECRET).public_key
+    s: Any = ecies.start_s(g_public, S_SECRET)
+    s, (initiate,) = transition(s, InitiateRequested())
+    # Run G once to learn its LoginOk (deterministic with --secret), then S can produce its messages.
+    _, first = run(["g", "--secret", G_SECRET.hex()], initiate.payload + "\n00\n")
+    s, (shown, _) = transition(s, PayloadReceived(payload=first[1]))
+    s, (hello,) = transition(s, SealRequested(plaintext="grüß dich".encode()))
+    script = f"{initiate.payload}\n{shown.code}\nrecv {hello.payload}\nsend answer\nretry\n"
+    status, lines = run(["g", "--secret", G_SECRET.hex()], script)
+    assert status == 0
+    assert lines[0] == b64encode(g_public)
+    assert lines[1] == first[1]
+    assert lines[2] == "established"
+    assert lines[3] == "grüß dich"
+    s, (answer,) = transition(s, PayloadReceived(payload=lines[4]))
+    assert answer.plaintext == b"answer"
+    assert lines[5] == lines[4]  # retry: the same bytes
+
+
+def test_g_side_wrong_code_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    g_public = ecies.start_g(G_SECRET).public_key
+    _, (initiate,) = transition(ecies.start_s(g_public, S_SECRET), InitiateRequested())
+    status, lines = run(["g", "--secret", G_SECRET.hex()], f"{initiate.payload}\nab\n")
+    assert status == 1
+    assert "check_code_malformed" in capsys.readouterr().err
+    assert "established" not in lines
+
+
+def test_s_side_against_an_in_memory_g() -> None:
+    g: Any = ecies.start_g(G_SECRET)
+    key = b64encode(g.public_key)
+    initiate = initiate_of(["s", key, "--secret", S_SECRET.hex()])
+    g, (login_ok, _) = transition(g, PayloadReceived(payload=initiate))
+    code = g.keys.check_code.value.decode()
+    g, _ = transition(g, CheckCodeEntered(code=code))
+    g, (hello,) = transition(g, SealRequested(plaintext=b"hello S"))
+    status, lines = run(
+        ["s", key, "--secret", S_SECRET.hex()], f"{login_ok.payload}\nsend hi G\nbogus\nrecv {hello.payload}\n"
+    )
+    assert status == 0
+    assert lines[0] == initiate
+    assert lines[1:3] == [f"check code {code}", "established"]
+    g, (delivered,) = transition(g, PayloadReceived(payload=lines[3]))
+    assert delivered.plaintext == b"hi G"
+    assert lines[4] == "hello S"
+
+
+def test_s_side_tampered_payload_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    key = b64encode(ecies.start_g(G_SECRET).public_key)
+    status, _ = run(["s", key, "--secret", S_SECRET.hex()], "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n")
+    assert status == 1
+    assert "authentication_failed" in capsys.readouterr().err
+
+
+def test_spec_text_profile_is_selectable() -> None:
+    key = b64encode(ecies.start_g(G_SECRET).public_key)
+    deployed = initiate_of(["s", key, "--secret", S_SECRET.hex()])
+    spec_text = initiate_of(["s", key, "--secret", S_SECRET.hex(), "--profile", "spec_text"])
+    assert deployed != spec_text
+    assert deployed.split("|")[1] == spec_text.split("|")[1]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [(["s"], "needs G's public key"), (["g", "AAAA"], "takes no KEY"), (["s", "!!"], "not base64")],
+)
+def test_misuse(argv: list[str], message: str) -> None:
+    with pytest.raises(LocalProtocolError, match=message):
+        run(argv, "")
+
+
+def test_short_key_without_codec_is_refused() -> None:
+    with pytest.raises(LocalProtocolError):
+        run(["s", b64encode(bytes(31))], "")
+    assert b64decode(b64encode(bytes(31))) == bytes(31)
+
+
+def test_input_ending_early() -> None:
+    with pytest.raises(LocalProtocolError, match="input ended"):
+        run(["g"], "")
