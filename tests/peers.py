@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -169,7 +168,3 @@ def run_qrlogin(*args: str) -> Iterator[str]:
         yield base
     finally:
         stop(process)
-
-
-def has_synapse_binary() -> bool:
-    return shutil.which(str(SYNAPSE_PYTHON)) is not None

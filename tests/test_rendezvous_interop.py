@@ -11,7 +11,6 @@ import asyncio
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -186,7 +185,3 @@ def test_driver_against_qrlogin_serve(qrlogin_url: str, generation: ApiGeneratio
 def test_driver_against_synapse(synapse_url: str, generation: ApiGeneration) -> None:
     asyncio.run(ping_pong(synapse_url, generation, rounds=3))
     asyncio.run(ping_pong(synapse_url, generation, rounds=1, lose_first_put=True))
-
-
-def test_peers_module_paths() -> None:
-    assert (Path(__file__).parent / "peers.py").exists()

@@ -2,8 +2,11 @@
 
 Each request is split the way RendezvousServer.respond runs it: ``prepare`` (read the session, run the pure core)
 and ``commit`` (compare-and-set). Hypothesis interleaves the two steps of many requests over two server objects that
-share one InMemoryStore. The linearization point of a request is its successful commit, so at that instant its
-response must be exactly what a sequential reference model answers, and the model then takes its effect. Every
+share one InMemoryStore. The linearization point of a request is the read of its last, successful attempt: a
+request that changes nothing (a GET, a refused write, a v3 retry) stands on that read, and one that writes commits
+only if the session is still exactly what it read. So the response must be what a sequential reference model
+answers in the state of that read, and a write takes its effect on the model at its commit, which must find the
+model unchanged since the read. Every
 write carries a unique marker, so the checks "no write is lost" and "no write is applied twice" are exact.
 """
 
@@ -50,7 +53,7 @@ class SharedStoreMachine(RuleBasedStateMachine):
         # Per client: last token it saw, its pending request, that request's current attempt, and its acked writes.
         self.view: list[str] = []
         self.pending: list[Request | None] = [None] * CLIENTS
-        self.attempt: list[Prepared | None] = [None] * CLIENTS
+        self.attempt: list[tuple[Prepared, tuple[str, str]] | None] = [None] * CLIENTS
         self.acked: list[str] = []
         self.serial = 0
 
@@ -106,29 +109,34 @@ class SharedStoreMachine(RuleBasedStateMachine):
             return
         step = plan(self.config, request)
         assert isinstance(step, Access)
-        self.attempt[client] = self.servers[server].prepare(step, request, now_ms=self.now_ms, entropy=self.entropy())
+        attempt = self.servers[server].prepare(step, request, now_ms=self.now_ms, entropy=self.entropy())
+        self.attempt[client] = (attempt, (self.model_data, self.model_token))
 
     @precondition(_ready)
     @rule(client=st.integers(0, CLIENTS - 1), server=st.integers(0, 1))
     def commit(self, client: int, server: int) -> None:
-        attempt, request = self.attempt[client], self.pending[client]
-        if attempt is None or request is None:
+        prepared, request = self.attempt[client], self.pending[client]
+        if prepared is None or request is None:
             return
         self.attempt[client] = None
+        attempt, snapshot = prepared
         if not self.servers[server].commit(attempt):
             return  # lost the race: this request is still pending and will be prepared again
         self.pending[client] = None
-        self._linearize(client, request, attempt.response)
+        if attempt.changes:
+            assert snapshot == (self.model_data, self.model_token), "a write committed over a session it did not read"
+        self._linearize(client, request, attempt.response, snapshot)
 
-    def _linearize(self, client: int, request: Request, response: Response) -> None:
+    def _linearize(self, client: int, request: Request, response: Response, snapshot: tuple[str, str]) -> None:
         content = json.loads(response.body)
+        data, token = snapshot
         if request.method == "GET":
             assert response.status == 200
-            assert (content["data"], content["sequence_token"]) == (self.model_data, self.model_token)
-            self.view[client] = self.model_token
+            assert (content["data"], content["sequence_token"]) == (data, token)
+            self.view[client] = token
             return
         sent = json.loads(request.body)
-        if sent["sequence_token"] == self.model_token:
+        if sent["sequence_token"] == token:
             assert response.status == 200
             new_token = content["sequence_token"]
             assert new_token not in self.tokens_seen, "a token was reused"
@@ -137,9 +145,9 @@ class SharedStoreMachine(RuleBasedStateMachine):
             self.applied.append(sent["data"])
             self.acked.append(sent["data"])
             self.view[client] = new_token
-        elif self.generation is ApiGeneration.V3 and sent["data"] == self.model_data:
+        elif self.generation is ApiGeneration.V3 and sent["data"] == data:
             assert response.status == 200
-            assert content["sequence_token"] == self.model_token  # acknowledged, not applied again
+            assert content["sequence_token"] == token  # acknowledged, not applied again
         else:
             assert response.status == 409
 
