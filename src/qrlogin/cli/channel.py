@@ -25,9 +25,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from importlib import import_module
 from typing import Any, TextIO
 
+from .. import qr
 from ..channel import ecies
 from ..channel._common import (
     ChannelEffect,
@@ -88,11 +88,9 @@ def _peer_key(text: str) -> bytes:
     if len(raw) == 32:
         return raw
     try:
-        qr = import_module("qrlogin.qr")
-    except ImportError:
-        raise LocalProtocolError("KEY must be G's 32-byte public key in base64") from None
-    key: bytes = qr.decode(raw).public_key
-    return key
+        return qr.decode(raw, allow_http=True).public_key
+    except qr.QrDecodeError as exc:
+        raise LocalProtocolError(f"KEY is neither a 32-byte public key nor a login QR code ({exc})") from None
 
 
 class _Session:
