@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from peers import run_qrlogin, run_synapse
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.peers import run_qrlogin, run_synapse
 
 PREFIX = "/_matrix/client/unstable/io.element.msc4388/rendezvous"
 ROUNDS = 6
