@@ -49,7 +49,7 @@ def target(text: str) -> None:
 
 
 def main() -> None:
-    import atheris  # noqa: PLC0415 - only the fuzzing entry point needs it
+    import atheris
 
     def one_input(data: bytes) -> None:
         target(atheris.FuzzedDataProvider(data).ConsumeUnicodeNoSurrogates(8192))

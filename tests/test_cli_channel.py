@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
+from qrlogin import qr
 from qrlogin.channel import ecies
 from qrlogin.channel._common import CheckCodeEntered, InitiateRequested, PayloadReceived, SealRequested
 from qrlogin.cli import channel as cli_channel
-from qrlogin.encoding import b64decode, b64encode
-from qrlogin.errors import LocalProtocolError
+from qrlogin.encoding import b64encode
+from qrlogin.errors import LocalProtocolError, RemoteProtocolError
 
 transition: Callable[..., Any] = ecies.transition
 G_SECRET = bytes(range(1, 33))
@@ -112,10 +113,24 @@ def test_misuse(argv: list[str], message: str) -> None:
         run(argv, "")
 
 
-def test_short_key_without_codec_is_refused() -> None:
-    with pytest.raises(LocalProtocolError):
+def test_key_may_be_a_qr_payload() -> None:
+    g_public = ecies.start_g(G_SECRET).public_key
+    code = qr.QrCode(
+        generation=qr.Generation.V2,
+        intent=qr.Intent.NEW_DEVICE,
+        public_key=g_public,
+        rendezvous_id="abc-def",
+        server_name="example.org",
+    )
+    via_qr = initiate_of(["s", b64encode(qr.encode(code)), "--secret", S_SECRET.hex()])
+    assert via_qr == initiate_of(["s", b64encode(g_public), "--secret", S_SECRET.hex()])
+
+
+def test_a_key_that_is_neither_key_nor_qr_is_refused() -> None:
+    with pytest.raises(qr.QrDecodeError):
         run(["s", b64encode(bytes(31))], "")
-    assert b64decode(b64encode(bytes(31))) == bytes(31)
+    with pytest.raises(RemoteProtocolError):
+        run(["s", b64encode(b"MATRIX" + bytes(40))], "")
 
 
 def test_input_ending_early() -> None:

@@ -68,6 +68,7 @@ def _private(private_key: bytes) -> X25519PrivateKey:
 
 def hkdf(hash_name: HashName, ikm: bytes, *, salt: bytes | None, info: bytes, length: int) -> bytes:
     """RFC 5869 HKDF. ``salt=None`` means "not provided", i.e. HashLen zero bytes."""
+    _check_okm_length(hash_name, length)
     return HKDF(algorithm=_HASHES[hash_name](), length=length, salt=salt, info=info).derive(ikm)
 
 
@@ -78,7 +79,14 @@ def hkdf_extract(hash_name: HashName, *, salt: bytes, ikm: bytes) -> bytes:
 
 def hkdf_expand(hash_name: HashName, *, prk: bytes, info: bytes, length: int) -> bytes:
     """RFC 5869 HKDF-Expand."""
+    _check_okm_length(hash_name, length)
     return HKDFExpand(algorithm=_HASHES[hash_name](), length=length, info=info).derive(prk)
+
+
+def _check_okm_length(hash_name: HashName, length: int) -> None:
+    limit = 255 * _HASHES[hash_name].digest_size
+    if not 0 < length <= limit:
+        raise LocalProtocolError(f"HKDF-{hash_name.upper()} output length must be 1..{limit}, got {length}")
 
 
 def aead_seal(key: bytes, nonce: bytes, plaintext: bytes, aad: bytes = b"") -> bytes:

@@ -2,7 +2,8 @@
 
 The generation-neutral events, effects, failure reasons and profiles live in :mod:`qrlogin.channel._common` and are
 re-exported here. Each generation has its own module holding its state classes, legal-moves table and
-``transition`` function: :mod:`qrlogin.channel.ecies` (v1/v2, MSC4108).
+``transition`` function: :mod:`qrlogin.channel.ecies` (v1/v2, MSC4108) and
+:mod:`qrlogin.channel.hpke` (v3, MSC4388).
 """
 
 from __future__ import annotations

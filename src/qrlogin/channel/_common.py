@@ -82,6 +82,8 @@ class FailureReason(enum.Enum):
     """The user's entry differed from the code: terminal, there is exactly one attempt (THREATS.md T2)."""
     COUNTER_EXHAUSTED = "counter_exhausted"
     """A message counter reached its limit; it never wraps (THREATS.md T1)."""
+    INVALID_SEQUENCE_TOKEN = "invalid_sequence_token"
+    """HPKE: a rendezvous sequence token the AAD cannot carry (empty, or longer than 255 bytes)."""
 
 
 # ---------------------------------------------------------------------------------------------------------------

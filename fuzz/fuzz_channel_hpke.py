@@ -1,0 +1,117 @@
+"""Fuzz target: arbitrary strings into every network-facing input of the HPKE machines, in every reachable state.
+
+Run with atheris (not installed in CI): ``pip install atheris; python fuzz/fuzz_channel_hpke.py -max_total_time=60``.
+CI runs the same :func:`target` from ``tests/test_fuzz_channel_hpke.py`` under hypothesis.
+
+The contract (the one the ECIES target checks too): for each reachable state and each event the network or the user
+controls, an arbitrary string either yields a state of ``LEGAL_MOVES`` or raises a
+:class:`~qrlogin.errors.RemoteProtocolError`; nothing else escapes, and random input never authenticates, so it never
+produces ``DeliverPayload`` or ``ReportEstablished``. The inputs the fuzzer controls are a payload, the sequence
+tokens the server hands out (which the AAD must carry), and G's check-code entry.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from qrlogin.channel import hpke
+from qrlogin.channel._common import (
+    ChannelEvent,
+    CheckCodeEntered,
+    DeliverPayload,
+    Failed,
+    InitiateRequested,
+    PayloadReceived,
+    Profile,
+    ReportEstablished,
+    SealRequested,
+    SendPayload,
+)
+from qrlogin.errors import RemoteProtocolError
+
+BASE_URL = "https://matrix.example.org"
+RID = "fuzz-session"
+
+
+def _sent(effects: tuple[Any, ...]) -> str:
+    (send,) = [e for e in effects if isinstance(e, SendPayload)]
+    return send.payload
+
+
+def reachable_states() -> list[Any]:
+    """One state of every non-terminal kind, for both profiles (fixed secrets: this is a fixture)."""
+    states: list[Any] = []
+    for profile in Profile:
+        g: Any = hpke.start_g(
+            bytes(range(1, 33)), base_url=BASE_URL, rendezvous_id=RID, response_nonce=bytes(32), profile=profile
+        )
+        s: Any = hpke.start_s(
+            bytes(range(33, 65)), peer_public_key=g.public_key, base_url=BASE_URL, rendezvous_id=RID, profile=profile
+        )
+        states += [g, s]
+        s, effects = hpke.transition(s, InitiateRequested(sequence_token="1"))
+        states.append(s)
+        event = PayloadReceived(payload=_sent(effects), sequence_token="1", reply_sequence_token="2")
+        g, effects = hpke.transition(g, event)
+        states.append(g)
+        s, effects = hpke.transition(s, PayloadReceived(payload=_sent(effects), sequence_token="2"))
+        states.append(s)
+        g, _ = hpke.transition(g, CheckCodeEntered(code=hpke.check_code(s)))
+        states.append(g)
+    return states
+
+
+STATES = reachable_states()
+
+
+def _events(text: str) -> list[tuple[ChannelEvent, bool]]:
+    """(event, is_untrusted_payload) for every input the fuzzer controls."""
+    return [
+        (PayloadReceived(payload=text, sequence_token="1", reply_sequence_token="2"), True),
+        (PayloadReceived(payload=text, sequence_token=text, reply_sequence_token=text), True),
+        (
+            PayloadReceived(
+                payload="AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+                sequence_token=text,
+                reply_sequence_token=text,
+            ),
+            True,
+        ),
+        (CheckCodeEntered(code=text), False),
+        (InitiateRequested(sequence_token=text), False),
+        (SealRequested(plaintext=b"x", sequence_token=text), False),
+    ]
+
+
+def target(text: str) -> None:
+    """Feed ``text`` through every legal fuzzer-controlled event of every state; AssertionError on a breach."""
+    for state in STATES:
+        for event, untrusted in _events(text):
+            if type(event) not in hpke.LEGAL_MOVES[type(state)]:
+                continue
+            try:
+                new_state, effects = hpke.transition(state, event, now_ms=0)
+            except RemoteProtocolError:
+                continue
+            assert type(new_state) in hpke.LEGAL_MOVES, type(new_state)
+            if not untrusted:
+                continue
+            assert not any(isinstance(e, DeliverPayload | ReportEstablished) for e in effects), effects
+            if not isinstance(new_state, Failed):
+                # Unauthenticated input may at most be held (G before the check code).
+                assert type(new_state) is type(state), (type(state), type(new_state))
+
+
+def _atheris_main() -> None:  # pragma: no cover - needs atheris
+    import atheris
+
+    def one_input(data: bytes) -> None:
+        target(atheris.FuzzedDataProvider(data).ConsumeUnicodeNoSurrogates(8192))
+
+    atheris.Setup(sys.argv, one_input)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    _atheris_main()

@@ -1,0 +1,137 @@
+"""Fuzz target for the login layer's network-facing inputs.
+
+Contract checked on every input (h11's fuzz contract, adapted):
+
+* :func:`qrlogin.login.messages.parse_message` returns a message or raises :class:`MessageError`, nothing else;
+  whatever it returns serializes and parses back to the same value;
+* every live state of both login machines takes the bytes as ``MessageReceived`` without raising, and ends in a
+  state of its legal-moves table;
+* every state that awaits HTTP takes the bytes as a response body (under several status codes) without raising.
+
+Run with atheris (``python fuzz/fuzz_login.py``); ``tests/test_login_fuzz.py`` runs the same :func:`fuzz_one` under
+hypothesis in CI, where atheris is not installed.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from qrlogin._secret import Secret
+from qrlogin.login import existing_device, new_device, oauth
+from qrlogin.login.events import HttpResponseReceived, MessageReceived, QrRole
+from qrlogin.login.http import HttpResponse
+from qrlogin.login.messages import CrossSigningKeys, MessageError, Secrets, parse_message, serialize_message
+
+_METADATA = oauth.AuthMetadata(
+    issuer="https://auth.example.org/",
+    token_endpoint="https://auth.example.org/token",
+    device_authorization_endpoint="https://auth.example.org/device",
+    registration_endpoint="https://auth.example.org/register",
+)
+_AUTHORIZATION = oauth.DeviceAuthorization(
+    device_code=Secret(b"device-code"),
+    user_code="123456",
+    verification_uri="https://auth.example.org/link",
+    verification_uri_complete=None,
+    expires_in_s=120,
+    interval_s=5,
+)
+_TOKENS = oauth.Tokens(access_token=Secret(b"token"), refresh_token=None, expires_in_s=None)
+_SECRETS = Secrets(
+    cross_signing=CrossSigningKeys(
+        master_key=Secret(bytes(32)), self_signing_key=Secret(bytes(32)), user_signing_key=Secret(bytes(32))
+    )
+)
+
+
+def sample_new_states() -> list[new_device.State]:
+    """One state of every class of the new device's machine, in both roles where the role matters."""
+    states: list[new_device.State] = []
+    for role in QrRole:
+        config = new_device.start(
+            new_device.NewDeviceConfig(
+                role=role,
+                device_id="NEWDEVICE",
+                client_id="client",
+                homeserver="example.org" if role is QrRole.SCANNED else None,
+            )
+        ).config
+        grant = new_device.Grant(
+            metadata=_METADATA, client_id="client", authorization=_AUTHORIZATION, expires_at_ms=120_000
+        )
+        states += [
+            new_device.AwaitingChannel(config=config),
+            new_device.AwaitingChannel(config=config, pending=b'{"type":"m.login.protocols"}'),
+            new_device.AwaitingProtocols(config=config),
+            new_device.AwaitingWellKnown(config=config, server_name="example.org"),
+            new_device.AwaitingAuthMetadata(config=config),
+            new_device.AwaitingRegistration(config=config, metadata=_METADATA),
+            new_device.AwaitingDeviceAuthorization(config=config, metadata=_METADATA, client_id="client"),
+            new_device.AwaitingProtocolAccepted(config=config, grant=grant),
+            new_device.WaitingToPoll(config=config, grant=grant, interval_ms=5000, next_poll_ms=5000),
+            new_device.AwaitingToken(config=config, grant=grant, interval_ms=5000),
+            new_device.AwaitingSecrets(config=config, tokens=_TOKENS),
+        ]
+    return [*states, new_device.Finished(), new_device.Aborted(reason="user_cancelled")]
+
+
+def sample_existing_states() -> list[existing_device.State]:
+    """One state of every class of the existing device's machine, in both roles."""
+    states: list[existing_device.State] = []
+    for role in QrRole:
+        config = existing_device.start(
+            existing_device.ExistingDeviceConfig(role=role, base_url="https://matrix.example.org", secrets=_SECRETS)
+        ).config
+        states += [
+            existing_device.AwaitingChannel(config=config),
+            existing_device.AwaitingChannel(config=config, pending=b'{"type":"m.login.protocol"}'),
+            existing_device.AwaitingProtocol(config=config),
+            existing_device.AwaitingDeviceAbsent(
+                config=config, device_id="NEWDEVICE", verification_uri="https://auth.example.org/link"
+            ),
+            existing_device.AwaitingVerificationUriOpened(config=config, device_id="NEWDEVICE"),
+            existing_device.AwaitingLoginResult(config=config, device_id="NEWDEVICE"),
+            existing_device.AwaitingDevicePresent(config=config, device_id="NEWDEVICE", deadline_ms=10_000),
+            existing_device.WaitingToRecheckDevice(
+                config=config, device_id="NEWDEVICE", deadline_ms=10_000, next_check_ms=500
+            ),
+        ]
+    return [*states, existing_device.Finished(), existing_device.Aborted(reason="user_cancelled")]
+
+
+_NEW = sample_new_states()
+_EXISTING = sample_existing_states()
+
+
+def fuzz_one(data: bytes) -> None:
+    try:
+        message = parse_message(data)
+    except MessageError:
+        pass
+    else:
+        assert parse_message(serialize_message(message)) == message
+    event = MessageReceived(plaintext=data)
+    for state in _NEW:
+        if MessageReceived in new_device.LEGAL_MOVES[type(state)]:
+            after, _ = new_device.transition(state, event, now_ms=1)
+            assert type(after) in new_device.LEGAL_MOVES
+        if HttpResponseReceived in new_device.LEGAL_MOVES[type(state)]:
+            for status in (200, 400, 404):
+                response = HttpResponseReceived(response=HttpResponse(status=status, body=data))
+                after, _ = new_device.transition(state, response, now_ms=1)
+                assert type(after) in new_device.LEGAL_MOVES
+    for existing_state in _EXISTING:
+        if MessageReceived in existing_device.LEGAL_MOVES[type(existing_state)]:
+            after_e, _ = existing_device.transition(existing_state, event, now_ms=1)
+            assert type(after_e) in existing_device.LEGAL_MOVES
+
+
+def main() -> None:  # pragma: no cover - needs atheris
+    import atheris
+
+    atheris.Setup(sys.argv, fuzz_one)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,1 @@
+"""I/O at the edge: each adapter maps a pure core onto a third-party library, imported only here."""

@@ -1,0 +1,114 @@
+"""An ASGI application serving the rendezvous core (all generations) over a store.
+
+Theory of operation
+-------------------
+Each HTTP request is read into a plain :class:`~qrlogin.rendezvous.Request`, answered by
+:meth:`RendezvousServer.respond <qrlogin.rendezvous.server.RendezvousServer.respond>` with the wall-clock time and
+32 fresh bytes from :func:`os.urandom`, and written back. The body is read at most up to the largest size the core
+accepts plus one byte: a larger ``Content-Length`` is refused before reading anything, and a body that keeps
+coming is cut there, so the core (which checks sizes before anything else) answers 413 without the server ever
+buffering more. No framework is needed for this; any ASGI server (uvicorn in ``qrlogin serve``) can host it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from ..rendezvous._http import Request, Response
+from ..rendezvous.server import MAX_JSON_BODY_BYTES, InMemoryStore, RendezvousServer, ServerConfig, Store
+
+__all__ = ["RendezvousApp", "create_app"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_READ_LIMIT = MAX_JSON_BODY_BYTES + 1
+_PURGE_EVERY_MS = 10_000
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class RendezvousApp:
+    """``await app(scope, receive, send)``: HTTP requests go to the rendezvous core; lifespan is acknowledged."""
+
+    def __init__(
+        self,
+        server: RendezvousServer,
+        *,
+        clock: Callable[[], int] = _now_ms,
+        entropy: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self.server = server
+        self._clock = clock
+        self._entropy = entropy
+        self._last_purge_ms = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        request = await self._read(scope, receive)
+        now_ms = self._clock()
+        self._maybe_purge(now_ms)
+        response = self.server.respond(request, now_ms=now_ms, entropy=self._entropy(32))
+        await _write(send, response)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _read(self, scope: Scope, receive: Receive) -> Request:
+        headers = tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"])
+        target = scope["path"]
+        if scope.get("query_string"):
+            target += "?" + scope["query_string"].decode("latin-1")
+        declared = next((value for name, value in headers if name.lower() == "content-length"), None)
+        body = b""
+        if declared is not None and declared.isdigit() and int(declared) > _READ_LIMIT:
+            body = b"\0" * _READ_LIMIT  # stands in for the refused body: the core answers 413 from its size alone
+        else:
+            chunks: list[bytes] = []
+            size = 0
+            more = True
+            while more and size <= _READ_LIMIT:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    break
+                chunk = message.get("body", b"")
+                chunks.append(chunk)
+                size += len(chunk)
+                more = message.get("more_body", False)
+            body = b"".join(chunks)[:_READ_LIMIT]
+        return Request(method=scope["method"], target=target, headers=headers, body=body)
+
+    def _maybe_purge(self, now_ms: int) -> None:
+        purge = getattr(self.server.store, "purge_expired", None)
+        if purge is not None and now_ms - self._last_purge_ms >= _PURGE_EVERY_MS:
+            self._last_purge_ms = now_ms
+            purge(now_ms)
+
+
+async def _write(send: Send, response: Response) -> None:
+    headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers]
+    headers.append((b"content-length", str(len(response.body)).encode("ascii")))
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": response.body})
+
+
+def create_app(config: ServerConfig | None = None, store: Store | None = None) -> RendezvousApp:
+    """An app over ``store`` (default: a fresh in-memory store) with ``config`` (default: all generations)."""
+    return RendezvousApp(RendezvousServer(config or ServerConfig(), store or InMemoryStore()))

@@ -1,0 +1,86 @@
+"""``qrlogin serve``: run the rendezvous server (ASGI app on uvicorn) with the embedded in-memory store.
+
+By default all three generations are served at their unstable paths: v1 and v2 share
+``/_matrix/client/unstable/org.matrix.msc4108/rendezvous`` (a POST is dispatched on its ``Content-Type``) and v3
+lives at ``/_matrix/client/unstable/io.element.msc4388/rendezvous``. ``--stable`` adds generations at the stable
+``/_matrix/client/v1/rendezvous`` (v1 plus at most one of v2/v3, since those two cannot share a path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ..errors import LocalProtocolError
+from ..rendezvous._http import ApiGeneration
+from ..rendezvous.server import STABLE_PREFIX, Mount, ServerConfig, default_mounts
+
+
+def _generations(text: str) -> frozenset[ApiGeneration]:
+    try:
+        return frozenset(ApiGeneration(part.strip()) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError("generations are a comma-separated subset of v1,v2,v3") from None
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("serve", help="run a rendezvous server (v1, v2, v3) on loopback")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8008, help="port to bind (default 8008)")
+    parser.add_argument(
+        "--generations", type=_generations, default=frozenset(ApiGeneration), help="unstable paths (default v1,v2,v3)"
+    )
+    parser.add_argument("--stable", type=_generations, default=frozenset(), help="generations at the stable path")
+    parser.add_argument("--ttl", type=float, default=120.0, help="session lifetime in seconds (default 120)")
+    parser.add_argument("--max-sessions", type=int, default=100_000, help="live session limit (default 100000)")
+    parser.add_argument("--public-base-url", default=None, help="base of the v1 session URLs (default: Host header)")
+    parser.set_defaults(func=run)
+
+
+def build_config(args: argparse.Namespace) -> ServerConfig:
+    mounts = list(default_mounts(args.generations))
+    if args.stable:
+        mounts.append(Mount(prefix=STABLE_PREFIX, generations=args.stable, stable=True))
+    try:
+        return ServerConfig(
+            mounts=tuple(mounts),
+            ttl_ms=round(args.ttl * 1000),
+            max_sessions=args.max_sessions,
+            public_base_url=args.public_base_url,
+        )
+    except ValueError as exc:
+        raise LocalProtocolError(str(exc)) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    config = build_config(args)
+    try:
+        # The server extra is optional: import it only when the command runs.
+        import uvicorn
+
+        from ..adapters.asgi import create_app
+    except ImportError:
+        print("qrlogin serve needs the 'server' extra: pip install 'qrlogin[server]'", file=sys.stderr)
+        return 2
+    for mount in config.mounts:
+        names = ",".join(sorted(g.value for g in mount.generations))
+        print(f"qrlogin: serving {names} at http://{args.host}:{args.port}{mount.prefix}", file=sys.stderr, flush=True)
+    uvicorn.run(create_app(config), host=args.host, port=args.port, log_level="warning", lifespan="on")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m qrlogin.cli.serve ...``: the same command without going through the full CLI."""
+    parser = argparse.ArgumentParser(prog="qrlogin")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["serve", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return int(args.func(args))
+    except LocalProtocolError as exc:
+        print(f"qrlogin: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""A pure, deterministic Matrix homeserver model for simulation and conformance tests.
+
+It answers the HTTP requests the two devices of a sign-in with QR code make (PROTOCOL.md §7–8) as values:
+``handle(hs, request, *, now_ms) -> (hs, response)``. See :mod:`qrlogin.homeserver.model` for the routing and the
+guarantees, :mod:`~qrlogin.homeserver.devices` for the device management API and
+:mod:`~qrlogin.homeserver.oauth` for the RFC 8628 device authorization grant. ``docs/homeserver.md`` lists what is
+implemented and where the model simplifies.
+"""
+
+from __future__ import annotations
+
+from ._http import HttpRequest, HttpResponse
+from .model import (
+    RENDEZVOUS_PREFIXES,
+    Homeserver,
+    RendezvousService,
+    add_user,
+    approve_user_code,
+    deny_user_code,
+    handle,
+    new_homeserver,
+    with_rendezvous,
+)
+from .oauth import ConsentResult
+
+__all__ = [
+    "RENDEZVOUS_PREFIXES",
+    "ConsentResult",
+    "Homeserver",
+    "HttpRequest",
+    "HttpResponse",
+    "RendezvousService",
+    "add_user",
+    "approve_user_code",
+    "deny_user_code",
+    "handle",
+    "new_homeserver",
+    "with_rendezvous",
+]

@@ -1,0 +1,212 @@
+"""The homeserver model: one immutable value that answers every HTTP request a QR login makes.
+
+Theory of operation
+-------------------
+:class:`Homeserver` bundles the three services a sign-in with QR code talks to:
+
+* the device registry and the device management API (:mod:`qrlogin.homeserver.devices`, PROTOCOL.md §8);
+* the OAuth 2.0 device authorization grant server (:mod:`qrlogin.homeserver.oauth`, PROTOCOL.md §7, MSC4341);
+* the rendezvous store, supplied by the rendezvous layer through the :class:`RendezvousService` hook.
+
+::
+
+    handle(hs, request, *, now_ms) -> (hs, response)
+
+routes one :class:`~qrlogin.homeserver.HttpRequest` to its endpoint and returns the next homeserver value with the
+:class:`~qrlogin.homeserver.HttpResponse`. It is total: any request, however malformed, gets a well-formed JSON
+response (unknown path: ``404 M_UNRECOGNIZED``; known path, wrong method: ``405 M_UNRECOGNIZED``; bad body:
+``400``; oversized body: ``413``), and it never raises. With the same seed, the same requests at the same times give
+the same responses, byte for byte. Time enters only through ``now_ms``; randomness only through the seed given to
+:func:`new_homeserver`.
+
+The simulated user acts through :func:`approve_user_code` and :func:`deny_user_code` (the consent page of RFC 8628
+§3.3, which a browser would show) and can be given an account with :func:`add_user`.
+
+Rendezvous hook
+---------------
+The rendezvous store is the rendezvous layer's server core. Any value with
+``handle(request, *, now_ms) -> (service, response)`` can be installed with :func:`with_rendezvous`; every request
+whose path starts with one of :data:`RENDEZVOUS_PREFIXES` is handed to it unchanged and its answer returned
+unchanged. Without a service those paths answer ``404 M_UNRECOGNIZED``, which is what Synapse answers when the
+feature is disabled (PROTOCOL.md §6, v3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from . import devices, oauth
+from ._http import HttpRequest, HttpResponse, bearer_token, json_response, matrix_error, split_path
+from .devices import DeviceRegistry, TokenBinding
+from .oauth import ConsentResult, OAuthServer
+
+CLIENT_V3 = ("_matrix", "client", "v3")
+AUTH_METADATA_PATH = "/_matrix/client/v1/auth_metadata"
+
+RENDEZVOUS_PREFIXES = (
+    "/_matrix/client/unstable/org.matrix.msc4108/rendezvous",
+    "/_matrix/client/unstable/io.element.msc4388/rendezvous",
+    "/_matrix/client/v1/rendezvous",
+)
+
+
+class RendezvousService(Protocol):
+    """The rendezvous layer's server core, seen from the homeserver: an immutable value that answers requests."""
+
+    def handle(self, request: HttpRequest, *, now_ms: int) -> tuple[RendezvousService, HttpResponse]: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Homeserver:
+    server_name: str
+    base_url: str
+    registry: DeviceRegistry
+    oauth: OAuthServer
+    rendezvous: RendezvousService | None = None
+
+
+def new_homeserver(
+    *,
+    server_name: str,
+    base_url: str,
+    seed: bytes,
+    grant_expires_in_s: int = oauth.DEFAULT_EXPIRES_IN_S,
+    poll_interval_s: int = oauth.DEFAULT_INTERVAL_S,
+) -> Homeserver:
+    """A homeserver with no accounts; every id and token it will ever issue follows from ``seed``."""
+    base_url = base_url.rstrip("/")
+    return Homeserver(
+        server_name=server_name,
+        base_url=base_url,
+        registry=devices.new_registry(server_name, seed),
+        oauth=oauth.new_oauth_server(base_url, seed, expires_in_s=grant_expires_in_s, interval_s=poll_interval_s),
+    )
+
+
+def with_rendezvous(hs: Homeserver, service: RendezvousService | None) -> Homeserver:
+    return replace(hs, rendezvous=service)
+
+
+def add_user(hs: Homeserver, localpart: str, password: str) -> tuple[Homeserver, str]:
+    """Create an account directly (test and simulation setup); returns its user id."""
+    registry, user_id = devices.add_account(hs.registry, localpart, password)
+    return replace(hs, registry=registry), user_id
+
+
+def approve_user_code(hs: Homeserver, user_code: str, user_id: str, *, now_ms: int) -> tuple[Homeserver, ConsentResult]:
+    server, result = oauth.approve(hs.oauth, hs.registry, user_code, user_id, now_ms=now_ms)
+    return replace(hs, oauth=server), result
+
+
+def deny_user_code(hs: Homeserver, user_code: str, *, now_ms: int) -> tuple[Homeserver, ConsentResult]:
+    server, result = oauth.deny(hs.oauth, user_code, now_ms=now_ms)
+    return replace(hs, oauth=server), result
+
+
+def _unrecognized() -> HttpResponse:
+    return matrix_error(404, "M_UNRECOGNIZED", "unrecognized request")
+
+
+def _bad_method() -> HttpResponse:
+    return matrix_error(405, "M_UNRECOGNIZED", "method not allowed on this path")
+
+
+def _authenticate(
+    hs: Homeserver, request: HttpRequest, *, now_ms: int
+) -> tuple[Homeserver, TokenBinding | HttpResponse]:
+    token = bearer_token(request)
+    if token is None:
+        return hs, matrix_error(401, "M_MISSING_TOKEN", "missing access token")
+    binding = devices.lookup_access_token(hs.registry, token)
+    if binding is None:
+        return hs, matrix_error(401, "M_UNKNOWN_TOKEN", "unknown or invalidated access token", soft_logout=False)
+    return replace(hs, registry=devices.touch(hs.registry, binding, now_ms)), binding
+
+
+def _well_known(hs: Homeserver) -> HttpResponse:
+    return json_response(200, {"m.homeserver": {"base_url": hs.base_url}})
+
+
+def _client_api(
+    hs: Homeserver, request: HttpRequest, rest: tuple[str, ...], *, now_ms: int
+) -> tuple[Homeserver, HttpResponse]:
+    method = request.method
+    if rest == ("login",):
+        if method == "GET":
+            return hs, devices.login_flows()
+        if method != "POST":
+            return hs, _bad_method()
+        registry, response = devices.login(hs.registry, request, now_ms=now_ms)
+        return replace(hs, registry=registry), response
+    if rest == ("register",):
+        if method != "POST":
+            return hs, _bad_method()
+        registry, response = devices.register(hs.registry, request, now_ms=now_ms)
+        return replace(hs, registry=registry), response
+
+    allowed: tuple[str, ...]
+    if rest in (("account", "whoami"), ("devices",)):
+        allowed = ("GET",)
+    elif len(rest) == 2 and rest[0] == "devices" and rest[1]:
+        allowed = ("GET", "PUT", "DELETE")
+    else:
+        return hs, _unrecognized()
+    if method not in allowed:
+        return hs, _bad_method()
+
+    hs, auth = _authenticate(hs, request, now_ms=now_ms)
+    if isinstance(auth, HttpResponse):
+        return hs, auth
+    if rest == ("account", "whoami"):
+        return hs, devices.whoami(auth)
+    if rest == ("devices",):
+        return hs, devices.list_devices(hs.registry, auth)
+    device_id = rest[-1]
+    if method == "GET":
+        return hs, devices.show_device(hs.registry, auth, device_id)
+    if method == "PUT":
+        registry, response = devices.update_device(hs.registry, auth, device_id, request)
+    else:
+        registry, response = devices.delete_device_request(hs.registry, auth, device_id, request)
+    return replace(hs, registry=registry), response
+
+
+def _oauth_api(hs: Homeserver, request: HttpRequest, *, now_ms: int) -> tuple[Homeserver, HttpResponse] | None:
+    path = request.path
+    if path == AUTH_METADATA_PATH:
+        return hs, oauth.metadata(hs.oauth) if request.method == "GET" else _bad_method()
+    if path not in (oauth.REGISTRATION_PATH, oauth.DEVICE_AUTHORIZATION_PATH, oauth.TOKEN_PATH):
+        return None
+    if request.method != "POST":
+        return hs, _bad_method()
+    if path == oauth.REGISTRATION_PATH:
+        server, response = oauth.register_client(hs.oauth, request)
+        return replace(hs, oauth=server), response
+    if path == oauth.DEVICE_AUTHORIZATION_PATH:
+        server, response = oauth.device_authorization(hs.oauth, request, now_ms=now_ms)
+        return replace(hs, oauth=server), response
+    server, registry, response = oauth.token(hs.oauth, hs.registry, request, now_ms=now_ms)
+    return replace(hs, oauth=server, registry=registry), response
+
+
+def _is_rendezvous(path: str) -> bool:
+    return any(path == prefix or path.startswith(prefix + "/") for prefix in RENDEZVOUS_PREFIXES)
+
+
+def handle(hs: Homeserver, request: HttpRequest, *, now_ms: int) -> tuple[Homeserver, HttpResponse]:
+    """Answer one request; see the module docstring for the routing table and the guarantees."""
+    if _is_rendezvous(request.path):
+        if hs.rendezvous is None:
+            return hs, _unrecognized()
+        service, response = hs.rendezvous.handle(request, now_ms=now_ms)
+        return replace(hs, rendezvous=service), response
+    if request.path == "/.well-known/matrix/client":
+        return hs, _well_known(hs) if request.method == "GET" else _bad_method()
+    routed = _oauth_api(hs, request, now_ms=now_ms)
+    if routed is not None:
+        return routed
+    segments = split_path(request.path)
+    if segments is None or segments[:3] != CLIENT_V3:
+        return hs, _unrecognized()
+    return _client_api(hs, request, segments[3:], now_ms=now_ms)

@@ -1,0 +1,292 @@
+"""RFC 9180 HPKE, base mode, built from qrlogin's primitives; plus the RFC 9458 response context.
+
+Theory of operation
+-------------------
+``cryptography`` ships HPKE only as a single-shot ``Suite.encrypt``/``decrypt``: no ``Export`` and no way to
+seal a second message under the same context. MSC4388 needs both (the check code is an export, every later
+message is a further seal), so this module rebuilds the key schedule from HKDF, X25519 and ChaCha20-Poly1305
+(:mod:`qrlogin._crypto`). It implements exactly one KEM and one KDF, DHKEM(X25519, HKDF-SHA256) and
+HKDF-SHA256, and mode ``mode_base`` (0x00) only; the AEAD is parameterised by its identifier and sizes so that
+the key schedule also reproduces RFC 9180's export-only vectors and RFC 9458's AES-128-GCM example, but
+sealing is implemented for ChaCha20-Poly1305 alone.
+
+The pieces, in the RFC's order:
+
+* :func:`labeled_extract` / :func:`labeled_expand` (RFC 9180 §4): HKDF with the ``"HPKE-v1" || suite_id``
+  prefix.
+* :func:`derive_key_pair`, :func:`encap`, :func:`decap` (§4.1, §7.1.3): DHKEM(X25519). The ephemeral private
+  key is an *input* (randomness is never drawn inside the core); a low-order public key raises
+  :class:`~qrlogin.errors.NonContributoryKeyError` from the X25519 step.
+* :func:`key_schedule` (§5.1) returns every intermediate value in a :class:`KeySchedule` (the RFC vectors list
+  them all), and :func:`setup_base_s` / :func:`setup_base_r` (§5.1.1) wrap encapsulation and the schedule.
+* :class:`Context` (§5.2, §5.3) is an immutable value: :meth:`Context.seal` and :meth:`Context.open` return
+  the result together with the *next* context instead of bumping a counter in place. A caller that keeps using
+  an old context value would reuse a nonce, which is why the state machines thread contexts through their
+  states and never keep two. The sequence number never wraps: the RFC's ``MessageLimitReachedError`` is raised
+  before a seal or open at ``2**(8*Nn) - 1``.
+* :func:`response_context` (RFC 9458 §4.4, as adapted by MSC4388 "Secure channel" step 5): the
+  reverse-direction context that device G sends with, derived from an export of the base context, the
+  encapsulated key and a response nonce. Its exporter is disabled (MSC4388 initialises it with a dummy secret
+  and forbids its use; here it is absent, and :meth:`Context.export` refuses).
+
+Secrets (shared secret, key, base nonce, exporter secret) are held in :class:`~qrlogin._secret.Secret`, so no
+repr of a context shows them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import _crypto
+from ._secret import Secret
+from .errors import LocalProtocolError
+
+__all__ = [
+    "AES_128_GCM",
+    "CHACHA20_POLY1305",
+    "EXPORT_ONLY",
+    "KDF_ID",
+    "KEM_ID",
+    "MODE_BASE",
+    "N_ENC",
+    "N_H",
+    "N_SECRET",
+    "Aead",
+    "Context",
+    "KeySchedule",
+    "MessageLimitReachedError",
+    "decap",
+    "derive_key_pair",
+    "encap",
+    "key_schedule",
+    "labeled_expand",
+    "labeled_extract",
+    "response_context",
+    "setup_base_r",
+    "setup_base_s",
+]
+
+MODE_BASE = 0x00
+KEM_ID = 0x0020  # DHKEM(X25519, HKDF-SHA256)
+KDF_ID = 0x0001  # HKDF-SHA256
+N_SECRET = 32  # DHKEM(X25519) Nsecret
+N_ENC = 32  # DHKEM(X25519) Nenc = Npk
+N_H = 32  # HKDF-SHA256 Nh
+
+_VERSION_LABEL = b"HPKE-v1"
+_KEM_SUITE_ID = b"KEM" + KEM_ID.to_bytes(2, "big")
+
+
+class MessageLimitReachedError(LocalProtocolError):
+    """The context's sequence number is exhausted (RFC 9180 §5.2); a new context is needed."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Aead:
+    """An AEAD as the key schedule sees it: its identifier and its key and nonce sizes (RFC 9180 §7.3)."""
+
+    aead_id: int
+    nk: int
+    nn: int
+
+
+CHACHA20_POLY1305 = Aead(aead_id=0x0003, nk=32, nn=12)
+#: Key schedule only: RFC 9458's example uses it; sealing with it is not implemented.
+AES_128_GCM = Aead(aead_id=0x0001, nk=16, nn=12)
+#: RFC 9180 §7.3 "Export-only": the schedule derives no key or nonce.
+EXPORT_ONLY = Aead(aead_id=0xFFFF, nk=0, nn=0)
+
+
+def _suite_id(aead: Aead) -> bytes:
+    return b"HPKE" + KEM_ID.to_bytes(2, "big") + KDF_ID.to_bytes(2, "big") + aead.aead_id.to_bytes(2, "big")
+
+
+def labeled_extract(suite_id: bytes, *, salt: bytes, label: bytes, ikm: bytes) -> bytes:
+    """``LabeledExtract(salt, label, ikm)`` of RFC 9180 §4 over HKDF-SHA256."""
+    return _crypto.hkdf_extract("sha256", salt=salt, ikm=_VERSION_LABEL + suite_id + label + ikm)
+
+
+def labeled_expand(suite_id: bytes, *, prk: bytes, label: bytes, info: bytes, length: int) -> bytes:
+    """``LabeledExpand(prk, label, info, L)`` of RFC 9180 §4 over HKDF-SHA256."""
+    if not 0 <= length <= 255 * N_H:
+        raise LocalProtocolError(f"HKDF-SHA256 cannot expand to {length} bytes")
+    if length == 0:  # the export-only AEAD's key and nonce; HKDF-Expand to zero bytes is the empty string
+        return b""
+    labeled_info = length.to_bytes(2, "big") + _VERSION_LABEL + suite_id + label + info
+    return _crypto.hkdf_expand("sha256", prk=prk, info=labeled_info, length=length)
+
+
+# --- DHKEM(X25519, HKDF-SHA256), RFC 9180 §4.1 -------------------------------------------------------------
+
+
+def derive_key_pair(ikm: bytes) -> tuple[bytes, bytes]:
+    """``DeriveKeyPair(ikm)`` (RFC 9180 §7.1.3): the (private, public) pair derived from ikmE/ikmR."""
+    dkp_prk = labeled_extract(_KEM_SUITE_ID, salt=b"", label=b"dkp_prk", ikm=ikm)
+    private = labeled_expand(_KEM_SUITE_ID, prk=dkp_prk, label=b"sk", info=b"", length=N_SECRET)
+    return private, _crypto.x25519_public_key(private)
+
+
+def _extract_and_expand(dh: bytes, kem_context: bytes) -> bytes:
+    eae_prk = labeled_extract(_KEM_SUITE_ID, salt=b"", label=b"eae_prk", ikm=dh)
+    return labeled_expand(_KEM_SUITE_ID, prk=eae_prk, label=b"shared_secret", info=kem_context, length=N_SECRET)
+
+
+def encap(recipient_public_key: bytes, *, ephemeral_secret: bytes) -> tuple[Secret, bytes]:
+    """``Encap(pkR)`` with the ephemeral private key supplied: returns (shared_secret, enc)."""
+    dh = _crypto.x25519(ephemeral_secret, recipient_public_key)
+    enc = _crypto.x25519_public_key(ephemeral_secret)
+    return Secret(_extract_and_expand(dh, enc + recipient_public_key)), enc
+
+
+def decap(enc: bytes, *, recipient_secret: bytes) -> Secret:
+    """``Decap(enc, skR)``: the shared secret. ``enc`` is the peer's; a bad one raises RemoteProtocolError."""
+    dh = _crypto.x25519(recipient_secret, enc)
+    recipient_public = _crypto.x25519_public_key(recipient_secret)
+    return Secret(_extract_and_expand(dh, enc + recipient_public))
+
+
+# --- Key schedule and context, RFC 9180 §5 -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeySchedule:
+    """Every value ``KeySchedule<ROLE>()`` computes, so that each can be checked against the RFC vectors."""
+
+    aead: Aead
+    key_schedule_context: bytes
+    secret: Secret
+    key: Secret
+    base_nonce: Secret
+    exporter_secret: Secret
+
+    def context(self) -> Context:
+        """The encryption context at sequence number 0."""
+        return Context(
+            aead=self.aead,
+            key=self.key,
+            base_nonce=self.base_nonce,
+            seq=0,
+            exporter_secret=self.exporter_secret,
+        )
+
+
+def key_schedule(shared_secret: Secret, info: bytes, *, aead: Aead = CHACHA20_POLY1305) -> KeySchedule:
+    """``KeySchedule(mode_base, shared_secret, info, psk="", psk_id="")`` (RFC 9180 §5.1)."""
+    suite_id = _suite_id(aead)
+    psk_id_hash = labeled_extract(suite_id, salt=b"", label=b"psk_id_hash", ikm=b"")
+    info_hash = labeled_extract(suite_id, salt=b"", label=b"info_hash", ikm=info)
+    context = bytes([MODE_BASE]) + psk_id_hash + info_hash
+    secret = labeled_extract(suite_id, salt=shared_secret.value, label=b"secret", ikm=b"")
+    return KeySchedule(
+        aead=aead,
+        key_schedule_context=context,
+        secret=Secret(secret),
+        key=Secret(labeled_expand(suite_id, prk=secret, label=b"key", info=context, length=aead.nk)),
+        base_nonce=Secret(labeled_expand(suite_id, prk=secret, label=b"base_nonce", info=context, length=aead.nn)),
+        exporter_secret=Secret(labeled_expand(suite_id, prk=secret, label=b"exp", info=context, length=N_H)),
+    )
+
+
+def setup_base_s(
+    recipient_public_key: bytes, info: bytes, *, ephemeral_secret: bytes, aead: Aead = CHACHA20_POLY1305
+) -> tuple[bytes, Context]:
+    """``SetupBaseS(pkR, info)`` (RFC 9180 §5.1.1), ephemeral secret supplied: returns (enc, context)."""
+    shared_secret, enc = encap(recipient_public_key, ephemeral_secret=ephemeral_secret)
+    return enc, key_schedule(shared_secret, info, aead=aead).context()
+
+
+def setup_base_r(enc: bytes, recipient_secret: bytes, info: bytes, *, aead: Aead = CHACHA20_POLY1305) -> Context:
+    """``SetupBaseR(enc, skR, info)`` (RFC 9180 §5.1.1)."""
+    return key_schedule(decap(enc, recipient_secret=recipient_secret), info, aead=aead).context()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Context:
+    """An HPKE encryption context at one sequence number; seal/open return the next one (RFC 9180 §5.2).
+
+    ``exporter_secret`` is ``None`` for a response context, whose exporter MSC4388 forbids using.
+    """
+
+    aead: Aead
+    key: Secret
+    base_nonce: Secret
+    seq: int
+    exporter_secret: Secret | None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.seq <= self.max_seq:
+            raise LocalProtocolError("sequence number out of range for this AEAD")
+
+    @property
+    def max_seq(self) -> int:
+        """The sequence number at which the context is exhausted: ``2**(8*Nn) - 1``."""
+        return (1 << (8 * self.aead.nn)) - 1
+
+    def nonce(self) -> bytes:
+        """``ComputeNonce(seq)``: the base nonce XORed with the big-endian sequence number."""
+        nn = self.aead.nn
+        return (int.from_bytes(self.base_nonce.value, "big") ^ self.seq).to_bytes(nn, "big")
+
+    def _next(self) -> Context:
+        return Context(
+            aead=self.aead,
+            key=self.key,
+            base_nonce=self.base_nonce,
+            seq=self.seq + 1,
+            exporter_secret=self.exporter_secret,
+        )
+
+    def _check_usable(self) -> None:
+        if self.aead != CHACHA20_POLY1305:
+            raise LocalProtocolError("this context's AEAD is supported by the key schedule only")
+        if self.seq >= self.max_seq:
+            raise MessageLimitReachedError("the context's sequence number is exhausted")
+
+    def seal(self, plaintext: bytes, *, aad: bytes) -> tuple[bytes, Context]:
+        """``ContextS.Seal(aad, pt)``: the ciphertext and the context for the next message."""
+        self._check_usable()
+        return _crypto.aead_seal(self.key.value, self.nonce(), plaintext, aad), self._next()
+
+    def open(self, ciphertext: bytes, *, aad: bytes) -> tuple[bytes, Context]:
+        """``ContextR.Open(aad, ct)``: the plaintext and the context for the next message.
+
+        A ciphertext that does not authenticate raises :class:`~qrlogin.errors.AuthenticationError`; the
+        caller's context value is unchanged, as the RFC requires.
+        """
+        self._check_usable()
+        return _crypto.aead_open(self.key.value, self.nonce(), ciphertext, aad), self._next()
+
+    def export(self, exporter_context: bytes, length: int) -> bytes:
+        """``Context.Export(exporter_context, L)`` (RFC 9180 §5.3); does not change the context."""
+        if self.exporter_secret is None:
+            raise LocalProtocolError("this context's exporter is disabled (a response context never exports)")
+        return labeled_expand(
+            _suite_id(self.aead),
+            prk=self.exporter_secret.value,
+            label=b"sec",
+            info=exporter_context,
+            length=length,
+        )
+
+
+def response_context(base: Context, *, label: bytes, enc: bytes, response_nonce: bytes) -> Context:
+    """The response context of RFC 9458 §4.4 (MSC4388 step 5: ``Context_DeviceG_Send``, ``_DeviceS_Receive``).
+
+    ``secret = base.Export(label, max(Nn, Nk))``; ``prk = Extract(enc || response_nonce, secret)``; key and
+    base nonce are ``Expand(prk, "key", Nk)`` and ``Expand(prk, "nonce", Nn)``: plain RFC 5869 HKDF-SHA256,
+    not the labelled variants. The response nonce must be ``max(Nn, Nk)`` bytes (32 for ChaCha20-Poly1305).
+    """
+    size = max(base.aead.nn, base.aead.nk)
+    if len(response_nonce) != size:
+        raise LocalProtocolError(f"the response nonce must be {size} bytes, got {len(response_nonce)}")
+    if len(enc) != N_ENC:
+        raise LocalProtocolError(f"enc must be {N_ENC} bytes, got {len(enc)}")
+    secret = base.export(label, size)
+    prk = _crypto.hkdf_extract("sha256", salt=enc + response_nonce, ikm=secret)
+    return Context(
+        aead=base.aead,
+        key=Secret(_crypto.hkdf_expand("sha256", prk=prk, info=b"key", length=base.aead.nk)),
+        base_nonce=Secret(_crypto.hkdf_expand("sha256", prk=prk, info=b"nonce", length=base.aead.nn)),
+        seq=0,
+        exporter_secret=None,
+    )

@@ -1,0 +1,64 @@
+"""The MSC4108 login handshake over an established secure channel.
+
+* :mod:`.messages`: the ``m.login.*`` messages, strict parse and serialize.
+* :mod:`.oauth`: the new device's RFC 8628 steps as request builders and response parsers.
+* :mod:`.new_device`, :mod:`.existing_device`: the two pure machines, each for both QR directions.
+* :mod:`.events`: the events and effects they share; :mod:`.http`: plain HTTP values.
+
+See ``docs/login.md`` for the state diagrams and the message order of each combination.
+"""
+
+from __future__ import annotations
+
+from . import existing_device, new_device
+from .events import (
+    ChannelClosed,
+    ChannelSecured,
+    Completed,
+    DeleteRendezvous,
+    Failed,
+    HttpFailed,
+    HttpResponseReceived,
+    LocalReason,
+    MessageReceived,
+    OpenVerificationUri,
+    QrRole,
+    SendHttpRequest,
+    SendMessage,
+    ShowUserCode,
+    TimerFired,
+    UserCancelled,
+    VerificationUriOpened,
+    VerificationUriUnavailable,
+)
+from .http import HttpRequest, HttpResponse
+from .messages import FailureReason, MessageError, parse_message, serialize_message
+
+__all__ = [
+    "ChannelClosed",
+    "ChannelSecured",
+    "Completed",
+    "DeleteRendezvous",
+    "Failed",
+    "FailureReason",
+    "HttpFailed",
+    "HttpRequest",
+    "HttpResponse",
+    "HttpResponseReceived",
+    "LocalReason",
+    "MessageError",
+    "MessageReceived",
+    "OpenVerificationUri",
+    "QrRole",
+    "SendHttpRequest",
+    "SendMessage",
+    "ShowUserCode",
+    "TimerFired",
+    "UserCancelled",
+    "VerificationUriOpened",
+    "VerificationUriUnavailable",
+    "existing_device",
+    "new_device",
+    "parse_message",
+    "serialize_message",
+]

@@ -1,0 +1,97 @@
+"""Terminal states and the ending rules both login machines share.
+
+Every way a login ends goes through :func:`finish` or :func:`abort`, so the rules in the issue hold on every
+path by construction: tell the peer when it can (one ``m.login.failure``), delete the rendezvous when this
+device created it (after a grace period if a last message is still in the slot), and emit exactly one
+``Completed`` or ``Failed``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .events import (
+    FINAL_MESSAGE_GRACE_MS,
+    Completed,
+    DeleteRendezvous,
+    Effect,
+    Failed,
+    LocalReason,
+    SendMessage,
+)
+from .messages import Failure, FailureReason, Message, MessageError, parse_message
+
+__all__ = ["Aborted", "Finished", "abort", "finish", "parse_or_none"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finished:
+    """Terminal: the login completed."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Aborted:
+    """Terminal: the login ended with ``reason``; ``by_peer`` when the peer's message ended it."""
+
+    reason: FailureReason | LocalReason | str
+    by_peer: bool = False
+
+
+def _delete(created_rendezvous: bool, sent: bool, now_ms: int) -> tuple[Effect, ...]:
+    if not created_rendezvous:
+        return ()
+    return (DeleteRendezvous(not_before_ms=now_ms + FINAL_MESSAGE_GRACE_MS if sent else now_ms),)
+
+
+def abort(
+    reason: FailureReason | LocalReason | str,
+    *,
+    created_rendezvous: bool,
+    now_ms: int,
+    tell: FailureReason | Message | None = None,
+    by_peer: bool = False,
+) -> tuple[Aborted, tuple[Effect, ...]]:
+    """End in :class:`Aborted`: optionally send one message to the peer, delete our rendezvous, report."""
+    effects: list[Effect] = []
+    if isinstance(tell, FailureReason):
+        tell = Failure(reason=tell)
+    if tell is not None:
+        effects.append(SendMessage(message=tell))
+    effects.extend(_delete(created_rendezvous, tell is not None, now_ms))
+    effects.append(Failed(reason=reason, by_peer=by_peer))
+    return Aborted(reason=reason, by_peer=by_peer), tuple(effects)
+
+
+def finish(
+    completed: Completed, *, created_rendezvous: bool, now_ms: int, last: Message | None = None
+) -> tuple[Finished, tuple[Effect, ...]]:
+    """End in :class:`Finished`, optionally sending one last message first."""
+    effects: list[Effect] = []
+    if last is not None:
+        effects.append(SendMessage(message=last))
+    effects.extend(_delete(created_rendezvous, last is not None, now_ms))
+    effects.append(completed)
+    return Finished(), tuple(effects)
+
+
+def parse_or_none(plaintext: bytes) -> Message | None:
+    """Parse a message; ``None`` for anything malformed (the caller answers it as unexpected)."""
+    try:
+        return parse_message(plaintext)
+    except MessageError:
+        return None
+
+
+def unexpected(message: Message | None, *, created_rendezvous: bool, now_ms: int) -> tuple[Aborted, tuple[Effect, ...]]:
+    """The peer's message does not fit the current step: a failure ends us; anything else is answered."""
+    if isinstance(message, Failure):
+        return abort(message.reason, created_rendezvous=created_rendezvous, now_ms=now_ms, by_peer=True)
+    reason: FailureReason | LocalReason = (
+        LocalReason.INVALID_MESSAGE if message is None else FailureReason.UNEXPECTED_MESSAGE_RECEIVED
+    )
+    return abort(
+        reason,
+        created_rendezvous=created_rendezvous,
+        now_ms=now_ms,
+        tell=FailureReason.UNEXPECTED_MESSAGE_RECEIVED,
+    )

@@ -1,0 +1,133 @@
+"""Strict JSON for everything the peer or the homeserver sends.
+
+Theory of operation
+-------------------
+``json.loads`` is almost right for hostile input but not quite: it keeps the *last* of duplicate keys (so two
+parsers can disagree about one message), accepts ``NaN``/``Infinity``, turns ``1e400`` into ``inf``, admits
+lone UTF-16 surrogates, and recurses once per nesting level so that ``[[[[...]]]]`` raises
+:class:`RecursionError` from deep in the standard library. :func:`loads_object` closes each gap before or
+around the call:
+
+1. the size is checked first (a caller-chosen byte limit, 4096 for channel messages, THREATS.md T6);
+2. the bytes must be strict UTF-8;
+3. a linear pre-scan counts bracket nesting outside strings and refuses anything deeper than ``max_depth``, so
+   the recursive parser never gets near the interpreter's limit;
+4. ``object_pairs_hook`` rejects duplicate keys, ``parse_constant`` rejects ``NaN``/``Infinity``,
+   ``parse_float`` rejects overflow to infinity;
+5. a final walk rejects strings that cannot be encoded as UTF-8 (lone surrogates from ``\\ud800`` escapes).
+
+Whatever goes wrong, the only exception that leaves this module is :class:`JsonError`, a
+:class:`~qrlogin.errors.RemoteProtocolError`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from ..errors import RemoteProtocolError
+
+__all__ = ["DEFAULT_MAX_DEPTH", "JsonError", "JsonObject", "dumps", "loads_object"]
+
+DEFAULT_MAX_DEPTH = 16
+
+JsonObject = dict[str, Any]
+
+
+class JsonError(RemoteProtocolError):
+    """Input is not a strict JSON object within the limits."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise JsonError(f"non-finite number {name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise JsonError("number overflows to infinity")
+    return value
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> JsonObject:
+    result: JsonObject = {}
+    for key, value in pairs:
+        if key in result:
+            raise JsonError("duplicate key in object")
+        result[key] = value
+    return result
+
+
+def _nesting_depth(text: str) -> int:
+    """Deepest bracket nesting outside string literals; a linear scan with no recursion."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _check_strings(value: Any) -> None:
+    # Iterative, so a wide (already depth-bounded) value costs no recursion either.
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise JsonError("string holds a lone surrogate") from None
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def loads_object(data: bytes | str, *, max_bytes: int, max_depth: int = DEFAULT_MAX_DEPTH) -> JsonObject:
+    """Parse ``data`` as one strict JSON object, or raise :class:`JsonError`."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    if len(raw) > max_bytes:
+        raise JsonError(f"JSON text of {len(raw)} bytes exceeds the limit of {max_bytes}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise JsonError("JSON text is not valid UTF-8") from None
+    if _nesting_depth(text) > max_depth:
+        raise JsonError(f"JSON nesting deeper than {max_depth}")
+    try:
+        value = json.loads(
+            text,
+            object_pairs_hook=_unique_pairs,
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
+        )
+    except JsonError:
+        raise
+    except (ValueError, RecursionError, TypeError) as exc:
+        # ValueError covers JSONDecodeError and int-string conversion limits; RecursionError cannot happen
+        # after the depth check but is caught so that it can never escape.
+        raise JsonError(f"invalid JSON: {type(exc).__name__}") from None
+    if not isinstance(value, dict):
+        raise JsonError("JSON text is not an object")
+    _check_strings(value)
+    return value
+
+
+def dumps(value: JsonObject) -> bytes:
+    """Compact, deterministic UTF-8 JSON (insertion order kept, no NaN)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")

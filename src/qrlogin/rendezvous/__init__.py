@@ -1,0 +1,13 @@
+"""The insecure rendezvous session (PROTOCOL.md §6): a pure server core and a pure client session machine.
+
+* :mod:`qrlogin.rendezvous.server`: ``plan`` / ``create`` / ``handle`` over frozen sessions, the :class:`Store`
+  protocol with an atomic compare-and-set, an in-memory store, and :class:`RendezvousServer` tying them together.
+* :mod:`qrlogin.rendezvous.client`: the session machine one device runs (what to POST, GET, PUT or DELETE next).
+* :mod:`qrlogin.rendezvous._http`: the plain request/response values both speak.
+
+HTTP itself lives in the adapters (:mod:`qrlogin.adapters.asgi`, :mod:`qrlogin.adapters.httpx_client`).
+"""
+
+from ._http import MAX_PAYLOAD_BYTES, ApiGeneration, Request, Response
+
+__all__ = ["MAX_PAYLOAD_BYTES", "ApiGeneration", "Request", "Response"]

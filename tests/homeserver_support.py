@@ -1,0 +1,84 @@
+"""Helpers shared by the homeserver model tests: a running homeserver value and the requests devices make."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from qrlogin.homeserver import Homeserver, HttpRequest, HttpResponse, handle, new_homeserver
+from qrlogin.homeserver.oauth import DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT
+
+SERVER_NAME = "example.org"
+BASE_URL = "https://matrix.example.org"
+V3 = "/_matrix/client/v3"
+API_SCOPE = "urn:matrix:client:api:*"
+PASSWORD = "secret"
+
+
+def device_scope(device_id: str) -> str:
+    return f"{API_SCOPE} urn:matrix:client:device:{device_id}"
+
+
+@dataclass
+class Server:
+    """A mutable holder for tests only: each call threads the homeserver value and the clock."""
+
+    hs: Homeserver
+    now_ms: int = 1_000_000
+
+    def send(self, request: HttpRequest, *, advance_ms: int = 0) -> HttpResponse:
+        self.now_ms += advance_ms
+        self.hs, response = handle(self.hs, request, now_ms=self.now_ms)
+        return response
+
+    def register(self, username: str, password: str = PASSWORD, **extra: Any) -> dict[str, Any]:
+        body = {"username": username, "password": password, **extra}
+        response = self.send(HttpRequest.json("POST", f"{V3}/register", body))
+        assert response.status == 200, response.json()
+        content: dict[str, Any] = response.json()
+        return content
+
+    def login(self, username: str, password: str = PASSWORD, **extra: Any) -> HttpResponse:
+        body = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": username}, "password": password}
+        return self.send(HttpRequest.json("POST", f"{V3}/login", {**body, **extra}))
+
+    def devices(self, token: str) -> HttpResponse:
+        return self.send(HttpRequest.get(f"{V3}/devices", access_token=token))
+
+    def device(self, token: str, device_id: str) -> HttpResponse:
+        return self.send(HttpRequest.get(f"{V3}/devices/{device_id}", access_token=token))
+
+    def whoami(self, token: str) -> HttpResponse:
+        return self.send(HttpRequest.get(f"{V3}/account/whoami", access_token=token))
+
+    def delete_device(self, token: str, device_id: str, body: object) -> HttpResponse:
+        return self.send(HttpRequest.json("DELETE", f"{V3}/devices/{device_id}", body, access_token=token))
+
+    def register_client(self, grant_types: tuple[str, ...] = (DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT)) -> str:
+        body = {"client_name": "test", "client_uri": "https://client.example", "grant_types": list(grant_types)}
+        response = self.send(HttpRequest.json("POST", "/oauth2/registration", body))
+        assert response.status == 201, response.json()
+        client_id: str = response.json()["client_id"]
+        return client_id
+
+    def authorize_device(self, client_id: str, scope: str) -> HttpResponse:
+        return self.send(HttpRequest.form("/oauth2/device", {"client_id": client_id, "scope": scope}))
+
+    def poll(self, client_id: str, device_code: str, *, advance_ms: int = 0) -> HttpResponse:
+        form = {"grant_type": DEVICE_CODE_GRANT, "device_code": device_code, "client_id": client_id}
+        return self.send(HttpRequest.form("/oauth2/token", form), advance_ms=advance_ms)
+
+
+def new_server(seed: bytes = b"test seed", **options: Any) -> Server:
+    return Server(hs=new_homeserver(server_name=SERVER_NAME, base_url=BASE_URL, seed=seed, **options))
+
+
+def password_auth(user: str, password: str, session: str | None = None) -> dict[str, Any]:
+    auth: dict[str, Any] = {
+        "type": "m.login.password",
+        "identifier": {"type": "m.id.user", "user": user},
+        "password": password,
+    }
+    if session is not None:
+        auth["session"] = session
+    return {"auth": auth}

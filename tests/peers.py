@@ -1,0 +1,175 @@
+"""Start and stop real rendezvous servers on loopback for the interop tests: Synapse 1.163 and ``qrlogin serve``.
+
+Synapse comes from ``scripts/peers.d/synapse.sh`` (``.peers/synapse-venv``). Its config is generated here, once per
+test session, with both rendezvous APIs on (PEERS.md): v1 at ``/_matrix/client/unstable/org.matrix.msc4108`` and v3
+at ``/_matrix/client/unstable/io.element.msc4388``. Waits are bounded; a server that does not answer in time fails
+the test run. When Synapse is not installed the tests are skipped locally but fail when ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SYNAPSE_PYTHON = ROOT / ".peers" / "synapse-venv" / "bin" / "python"
+START_TIMEOUT_S = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout_s: float = START_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with status {process.returncode} before answering {url}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1.0).status_code < 500:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout_s} s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def synapse_available() -> bool:
+    return SYNAPSE_PYTHON.exists()
+
+
+def require_synapse() -> None:
+    if synapse_available():
+        return
+    message = "Synapse is not installed (run scripts/peers.d/synapse.sh)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+SYNAPSE_CONFIG = """\
+server_name: "localhost"
+pid_file: "{dir}/homeserver.pid"
+public_baseurl: "http://127.0.0.1:{port}/"
+listeners:
+  - port: {port}
+    tls: false
+    type: http
+    x_forwarded: false
+    bind_addresses: ['127.0.0.1']
+    resources:
+      - names: [client]
+        compress: false
+database:
+  name: sqlite3
+  args:
+    database: "{dir}/homeserver.db"
+log_config: "{dir}/log.yaml"
+media_store_path: "{dir}/media_store"
+signing_key_path: "{dir}/localhost.signing.key"
+report_stats: false
+macaroon_secret_key: "test-macaroon-secret-not-used"
+form_secret: "test-form-secret-not-used"
+registration_shared_secret: "test-registration-secret-not-used"
+trusted_key_servers: []
+federation_domain_whitelist: []
+password_config:
+  enabled: false
+matrix_authentication_service:
+  enabled: true
+  endpoint: "http://127.0.0.1:9/"
+  secret: "not-a-real-secret-nothing-listens-on-port-9"
+experimental_features:
+  msc4108_enabled: true
+  msc4388_mode: open
+"""
+
+LOG_CONFIG = """\
+version: 1
+formatters:
+  precise:
+    format: '%(asctime)s - %(name)s - %(levelname)s - %(message)s'
+handlers:
+  file:
+    class: logging.FileHandler
+    filename: {dir}/homeserver.log
+    formatter: precise
+root:
+  level: WARNING
+  handlers: [file]
+disable_existing_loggers: false
+"""
+
+
+@contextlib.contextmanager
+def run_synapse(workdir: Path) -> Iterator[str]:
+    """Yield the base URL of a fresh Synapse (v1 and v3 rendezvous on) on a free loopback port."""
+    require_synapse()
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "homeserver.yaml").write_text(SYNAPSE_CONFIG.format(dir=workdir, port=port))
+    (workdir / "log.yaml").write_text(LOG_CONFIG.format(dir=workdir))
+    subprocess.run(
+        [
+            str(SYNAPSE_PYTHON),
+            "-m",
+            "synapse.app.homeserver",
+            "-c",
+            str(workdir / "homeserver.yaml"),
+            "--generate-keys",
+        ],
+        check=True,
+        cwd=workdir,
+        capture_output=True,
+        timeout=60,
+    )
+    process = subprocess.Popen(
+        [str(SYNAPSE_PYTHON), "-m", "synapse.app.homeserver", "-c", str(workdir / "homeserver.yaml")],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(base + "/_matrix/client/versions", process)
+        yield base
+    finally:
+        stop(process)
+
+
+@contextlib.contextmanager
+def run_qrlogin(*args: str) -> Iterator[str]:
+    """Yield the base URL of ``qrlogin serve`` (the real command, in a subprocess) on a free loopback port."""
+    port = free_port()
+    command = [sys.executable, "-m", "qrlogin.cli.serve", "--host", "127.0.0.1", "--port", str(port), *args]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(base + "/_matrix/client/unstable/io.element.msc4388/rendezvous", process)
+        yield base
+    finally:
+        stop(process)
+
+
+def has_synapse_binary() -> bool:
+    return shutil.which(str(SYNAPSE_PYTHON)) is not None

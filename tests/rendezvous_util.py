@@ -1,0 +1,125 @@
+"""Shared helpers for the rendezvous tests: a server in memory and a deterministic entropy source."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+from qrlogin.rendezvous import ApiGeneration, Request, Response, client
+from qrlogin.rendezvous.server import (
+    STABLE_PREFIX,
+    V1_V2_UNSTABLE_PREFIX,
+    V3_UNSTABLE_PREFIX,
+    InMemoryStore,
+    RendezvousServer,
+    ServerConfig,
+    default_mounts,
+)
+
+BASE = "http://rdv.test"
+PREFIX = {
+    ApiGeneration.V1: V1_V2_UNSTABLE_PREFIX,
+    ApiGeneration.V2: V1_V2_UNSTABLE_PREFIX,
+    ApiGeneration.V3: V3_UNSTABLE_PREFIX,
+}
+ALL = tuple(ApiGeneration)
+
+
+class Entropy:
+    """Deterministic 32-byte blocks: a counter through SHA-256."""
+
+    def __init__(self, seed: bytes = b"") -> None:
+        self.seed = seed
+        self.count = 0
+
+    def __call__(self) -> bytes:
+        self.count += 1
+        return hashlib.sha256(self.seed + self.count.to_bytes(8, "big")).digest()
+
+
+class Loopback:
+    """A RendezvousServer on a virtual clock; ``send`` maps a client's absolute-URL request onto it."""
+
+    def __init__(self, config: ServerConfig | None = None, *, now_ms: int = 1_700_000_000_000) -> None:
+        self.config = config or ServerConfig(mounts=default_mounts(stable=ApiGeneration.V3), public_base_url=BASE)
+        self.store = InMemoryStore()
+        self.server = RendezvousServer(self.config, self.store)
+        self.entropy = Entropy()
+        self.now_ms = now_ms
+
+    def send(self, request: Request) -> Response:
+        parts = urlsplit(request.target)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        local = Request(method=request.method, target=target, headers=request.headers, body=request.body)
+        return self.server.respond(local, now_ms=self.now_ms, entropy=self.entropy())
+
+
+def json_of(response: Response) -> Any:
+    return json.loads(response.body)
+
+
+def req(method: str, path: str, body: bytes = b"", /, **headers: str) -> Request:
+    return Request(
+        method=method, target=path, headers=tuple((k.replace("_", "-"), v) for k, v in headers.items()), body=body
+    )
+
+
+def jbody(**fields: object) -> bytes:
+    return json.dumps(fields).encode()
+
+
+__all__ = ["ALL", "BASE", "PREFIX", "STABLE_PREFIX", "Entropy", "Loopback", "jbody", "json_of", "req"]
+
+
+class Device:
+    """Feeds one client machine against a Loopback; records what it surfaced."""
+
+    def __init__(self, net: Loopback, start: tuple[object, tuple[object, ...]]) -> None:
+        self.client = client
+        self.net = net
+        self.state: client.State = start[0]  # type: ignore[assignment]
+        self.in_flight: client.SendRequest | None = None
+        self.delivered: list[client.PayloadReceived] = []
+        self.confirmed: list[client.WriteConfirmed] = []
+        self.rejected: list[client.WriteRejected] = []
+        self.created: client.SessionCreated | None = None
+        self.ended: client.SessionClosed | client.SessionFailed | None = None
+        self.sent: list[Request] = []
+        self.absorb(start[1])
+
+    def absorb(self, effects: tuple[object, ...]) -> None:
+        c = self.client
+        for effect in effects:
+            if isinstance(effect, c.SendRequest):
+                self.in_flight = effect
+                self.sent.append(effect.request)
+            elif isinstance(effect, c.PayloadReceived):
+                self.delivered.append(effect)
+            elif isinstance(effect, c.WriteConfirmed):
+                self.confirmed.append(effect)
+            elif isinstance(effect, c.WriteRejected):
+                self.rejected.append(effect)
+            elif isinstance(effect, c.SessionCreated):
+                self.created = effect
+            elif isinstance(effect, c.SessionClosed | c.SessionFailed):
+                self.ended = effect
+
+    def feed(self, event: object) -> None:
+        self.state, effects = self.client.transition(self.state, event, now_ms=self.net.now_ms)  # type: ignore[arg-type]
+        self.absorb(effects)
+
+    def deliver(self, *, lose_response: bool = False) -> Response | None:
+        """Send the in-flight request to the server; optionally lose the response after the server applied it."""
+        assert self.in_flight is not None
+        effect, self.in_flight = self.in_flight, None
+        response = self.net.send(effect.request)
+        if lose_response:
+            self.feed(self.client.RequestFailed(request_id=effect.request_id, reason="lost"))
+            return None
+        self.feed(self.client.ResponseReceived(request_id=effect.request_id, response=response))
+        return response
+
+    def timer(self) -> int | None:
+        return self.client.next_timer(self.state)

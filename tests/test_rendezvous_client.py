@@ -1,0 +1,364 @@
+"""The client session machine against the real server core on a virtual clock, plus its edge cases."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from qrlogin.errors import LocalProtocolError
+from qrlogin.rendezvous import ApiGeneration, Request, Response
+from qrlogin.rendezvous import client as c
+
+from .rendezvous_util import ALL, BASE, PREFIX, Device, Loopback
+
+V1, V2, V3 = ApiGeneration.V1, ApiGeneration.V2, ApiGeneration.V3
+
+
+def config(generation: ApiGeneration, **overrides: Any) -> c.ClientConfig:
+    return c.ClientConfig(generation=generation, endpoint=BASE + PREFIX[generation], **overrides)
+
+
+def pair(net: Loopback, generation: ApiGeneration, initial: str = "") -> tuple[Device, Device]:
+    creator = Device(net, c.create_session(config(generation), initial, now_ms=net.now_ms))
+    creator.deliver()
+    assert creator.created is not None
+    name = creator.created.url if generation is V1 else creator.created.rendezvous_id
+    assert name is not None
+    joiner = Device(net, c.join_session(config(generation), name, now_ms=net.now_ms))
+    return creator, joiner
+
+
+def run(net: Loopback, devices: list[Device], script: dict[int, list[str]], limit: int = 2_000) -> None:
+    """Run until every script is sent and delivered; each device sends its next line when it is its turn."""
+    for _ in range(limit):
+        progressed = False
+        for index, device in enumerate(devices):
+            if device.in_flight is not None:
+                device.deliver()
+                progressed = True
+            elif isinstance(device.state, c.ReadyToSend) and script[index]:
+                device.feed(c.SendRequested(payload=script[index].pop(0)))
+                progressed = True
+        if not progressed:
+            idle = all(isinstance(d.state, c.ReadyToSend | c.AwaitingPeer) for d in devices)
+            if idle and all(not lines for lines in script.values()) and _settled(devices):
+                return
+            timers = [t for t in (d.timer() for d in devices) if t is not None]
+            net.now_ms = max(net.now_ms, min(timers))
+            for device in devices:
+                timer = device.timer()
+                if timer is not None and timer <= net.now_ms:
+                    device.feed(c.TimerFired())
+    raise AssertionError("did not settle")
+
+
+def _settled(devices: list[Device]) -> bool:
+    sent = sum(len(d.confirmed) for d in devices)
+    received = sum(len(d.delivered) for d in devices)
+    # Creation counts as a confirmed write that the joiner delivered too.
+    return received >= sent
+
+
+@pytest.mark.parametrize("generation", ALL)
+def test_ping_pong_delivers_each_payload_once_in_order(generation: ApiGeneration) -> None:
+    net = Loopback()
+    creator, joiner = pair(net, generation, initial="hello")
+    g_lines = [f"g{i}" for i in range(6)]
+    s_lines = [f"s{i}" for i in range(6)]
+    run(net, [creator, joiner], {0: list(g_lines), 1: list(s_lines)})
+    assert [p.data for p in joiner.delivered] == ["hello", *g_lines]
+    assert [p.data for p in creator.delivered] == s_lines
+    # The token a receiver gets with a payload is the token its sender got back for that write (the AAD inputs).
+    assert [p.token for p in joiner.delivered] == [w.token for w in creator.confirmed]
+    assert [p.token for p in creator.delivered] == [w.token for w in joiner.confirmed]
+    if generation is V1:
+        polls = [r for r in creator.sent if r.method == "GET"]
+        assert polls and all(r.header("if-none-match") for r in polls)
+        puts = [r for r in joiner.sent if r.method == "PUT"]
+        assert all(r.header("if-match") and r.header("content-type") == "text/plain" for r in puts)
+    else:
+        bodies = [json.loads(r.body) for r in joiner.sent if r.method == "PUT"]
+        # Each PUT is based on the payload just delivered (the joiner's last delivery has no answer).
+        assert [p["sequence_token"] for p in bodies] == [d.token for d in joiner.delivered][:-1]
+
+
+@pytest.mark.parametrize("generation", ALL)
+def test_lost_put_response_is_resent_identically_and_delivered_once(generation: ApiGeneration) -> None:
+    net = Loopback()
+    creator, joiner = pair(net, generation)
+    joiner.deliver()  # reads the creator's empty payload
+    joiner.feed(c.SendRequested(payload="initiate"))
+    put = joiner.sent[-1]
+    joiner.deliver(lose_response=True)  # applied by the server, response lost
+    assert isinstance(joiner.state, c.BackingOff)
+    timer = joiner.timer()
+    assert timer is not None
+    net.now_ms = timer
+    joiner.feed(c.TimerFired())
+    assert joiner.sent[-1] == put  # the very same bytes, never rebuilt
+    joiner.deliver()
+    if generation is not V3:
+        assert isinstance(joiner.state, c.Reconciling)  # v1/v2 answer 412/409; the re-read sorts it out
+        joiner.deliver()
+    assert isinstance(joiner.state, c.AwaitingPeer)
+    assert len(joiner.confirmed) == 1 and not joiner.rejected
+    run(net, [creator, joiner], {0: [], 1: []})
+    assert [p.data for p in creator.delivered] == ["initiate"]
+
+
+@pytest.mark.parametrize("generation", ALL)
+def test_conflict_rereads_and_never_overwrites(generation: ApiGeneration) -> None:
+    net = Loopback()
+    creator, first = pair(net, generation)
+    assert creator.created is not None
+    name = creator.created.url if generation is V1 else creator.created.rendezvous_id
+    assert name is not None
+    second = Device(net, c.join_session(config(generation), name, now_ms=net.now_ms))
+    first.deliver()
+    second.deliver()
+    first.feed(c.SendRequested(payload="from-first"))
+    second.feed(c.SendRequested(payload="from-second"))
+    first.deliver()
+    second.deliver()  # 409/412
+    assert isinstance(second.state, c.Reconciling)
+    assert second.sent[-1].method == "GET"
+    second.deliver()
+    assert [p.data for p in second.delivered][-1] == "from-first"
+    assert [r.payload for r in second.rejected] == ["from-second"]
+    assert isinstance(second.state, c.ReadyToSend)
+    creator.feed(c.TimerFired()) if creator.timer() == net.now_ms else None
+    net.now_ms += 1_000
+    creator.feed(c.TimerFired())
+    creator.deliver()
+    assert [p.data for p in creator.delivered] == ["from-first"]
+
+
+@pytest.mark.parametrize("generation", ALL)
+def test_gone_is_terminal(generation: ApiGeneration) -> None:
+    net = Loopback()
+    creator, joiner = pair(net, generation)
+    joiner.deliver()
+    joiner.feed(c.CloseRequested())
+    assert joiner.sent[-1].method == "DELETE"
+    joiner.deliver()
+    assert joiner.ended == c.SessionClosed(reason="deleted")
+    net.now_ms += 1_000
+    creator.feed(c.TimerFired())
+    creator.deliver()
+    assert creator.state == c.Closed(reason="gone")
+    assert creator.ended == c.SessionClosed(reason="gone")
+    assert c.next_timer(creator.state) is None
+    with pytest.raises(LocalProtocolError):
+        creator.feed(c.TimerFired())
+
+
+def _fake(device: Device, response: Response) -> None:
+    assert device.in_flight is not None
+    request_id = device.in_flight.request_id
+    device.in_flight = None
+    device.feed(c.ResponseReceived(request_id=request_id, response=response))
+
+
+def test_429_backs_off_honouring_retry_after_then_resends() -> None:
+    net = Loopback()
+    creator = Device(net, c.create_session(config(V3), "x", now_ms=net.now_ms))
+    post = creator.sent[-1]
+    _fake(creator, Response(status=429, body=b'{"errcode":"M_LIMIT_EXCEEDED","retry_after_ms":3000}'))
+    assert isinstance(creator.state, c.BackingOff)
+    assert creator.timer() == net.now_ms + 3_000
+    net.now_ms += 2_999
+    creator.feed(c.TimerFired())  # early: nothing happens
+    assert creator.in_flight is None
+    net.now_ms += 1
+    creator.feed(c.TimerFired())
+    assert creator.sent[-1] == post
+    _fake(creator, Response(status=503))
+    assert isinstance(creator.state, c.BackingOff)
+    assert creator.timer() == net.now_ms + 2 * config(V3).retry_base_ms
+
+
+def test_413_fails_and_oversize_send_is_refused_locally() -> None:
+    net = Loopback()
+    _, joiner = pair(net, V3)
+    joiner.deliver()
+    before = joiner.state
+    with pytest.raises(LocalProtocolError):
+        joiner.feed(c.SendRequested(payload="x" * 4097))
+    assert joiner.state is before
+    joiner.feed(c.SendRequested(payload="ok"))
+    _fake(joiner, Response(status=413, body=b'{"errcode":"M_TOO_LARGE"}'))
+    assert isinstance(joiner.state, c.Failed) and joiner.state.reason == "too_large"
+    with pytest.raises(LocalProtocolError):
+        c.create_session(config(V3), "é" * 2049, now_ms=0)
+
+
+def test_deadline_is_terminal() -> None:
+    net = Loopback()
+    creator, _ = pair(net, V3)
+    net.now_ms += 300_000
+    creator.feed(c.TimerFired())
+    assert isinstance(creator.state, c.Failed) and creator.state.reason == "deadline"
+
+
+def test_server_expiry_shortens_the_deadline() -> None:
+    net = Loopback()
+    creator, _ = pair(net, V3)
+    assert c.next_deadline(creator.state) == net.now_ms + 120_000
+
+
+def test_stale_response_ids_are_ignored() -> None:
+    net = Loopback()
+    creator = Device(net, c.create_session(config(V3), "x", now_ms=net.now_ms))
+    state = creator.state
+    creator.feed(c.ResponseReceived(request_id=99, response=Response(status=200)))
+    assert creator.state is state
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "text/plain; charset=utf-8"])
+def test_v1_reads_text_plain(content_type: str) -> None:
+    net = Loopback()
+    joiner = Device(net, c.join_session(config(V1), BASE + "/s/abc", now_ms=net.now_ms))
+    _fake(joiner, Response(status=200, headers=(("content-type", content_type), ("etag", '"e1"')), body=b"hi"))
+    assert joiner.delivered == [c.PayloadReceived(data="hi", token='"e1"')]
+
+
+def test_v1_refuses_other_content_types() -> None:
+    net = Loopback()
+    joiner = Device(net, c.join_session(config(V1), BASE + "/s/abc", now_ms=net.now_ms))
+    _fake(joiner, Response(status=200, headers=(("content-type", "application/json"), ("etag", '"e"')), body=b"{}"))
+    assert isinstance(joiner.state, c.Failed) and joiner.state.reason == "malformed_response"
+
+
+def test_join_validates_its_input() -> None:
+    with pytest.raises(LocalProtocolError):
+        c.join_session(config(V3), "../escape", now_ms=0)
+    with pytest.raises(LocalProtocolError):
+        c.join_session(config(V1), "not-a-url", now_ms=0)
+    with pytest.raises(LocalProtocolError):
+        c.ClientConfig(generation=V3, endpoint="ftp://x")
+
+
+# ------------------------------------------------------------------------------------------- legal-moves table
+
+_LINK = c.Link(config=config(V3), url=BASE + "/r/x", deadline_ms=10_000, seen_token="t", last_request_id=1)
+_REQ = Request(method="GET", target=BASE + "/r/x")
+SAMPLE_STATES: list[c.State] = [
+    c.Creating(config=config(V3), deadline_ms=10_000, request=_REQ, request_id=1),
+    c.Reading(link=_LINK, request=_REQ, request_id=1),
+    c.AwaitingPeer(link=_LINK, poll_at_ms=500),
+    c.ReadyToSend(link=_LINK),
+    c.Writing(link=_LINK, payload="p", request=_REQ, request_id=1),
+    c.Reconciling(link=_LINK, payload="p", request=_REQ, request_id=1),
+    c.Deleting(link=_LINK, request=_REQ, request_id=1),
+    c.BackingOff(resume=c.Reading(link=_LINK, request=_REQ, request_id=1), until_ms=500),
+    c.Closed(reason="gone"),
+    c.Failed(reason="deadline", detail=""),
+]
+SAMPLE_EVENTS: list[c.Event] = [
+    c.ResponseReceived(request_id=1, response=Response(status=404)),
+    c.RequestFailed(request_id=1),
+    c.TimerFired(),
+    c.SendRequested(payload="p"),
+    c.CloseRequested(),
+]
+
+
+def test_samples_cover_the_table() -> None:
+    assert {type(s) for s in SAMPLE_STATES} == set(c.LEGAL_MOVES)
+    assert {type(e) for e in SAMPLE_EVENTS} == set().union(*c.LEGAL_MOVES.values())
+
+
+@pytest.mark.parametrize("state", SAMPLE_STATES, ids=lambda s: type(s).__name__)
+@pytest.mark.parametrize("event", SAMPLE_EVENTS, ids=lambda e: type(e).__name__)
+def test_every_state_event_pair(state: c.State, event: c.Event) -> None:
+    if type(event) in c.LEGAL_MOVES[type(state)]:
+        new_state, effects = c.transition(state, event, now_ms=1_000)
+        assert type(new_state) in c.LEGAL_MOVES
+        assert all(type(e).__name__ for e in effects)
+    else:
+        with pytest.raises(LocalProtocolError):
+            c.transition(state, event, now_ms=1_000)
+
+
+# ------------------------------------------------------------------------------- arbitrary responses never raise
+
+responses = st.builds(
+    Response,
+    status=st.sampled_from([200, 201, 202, 204, 304, 400, 404, 409, 412, 413, 429, 500, 503]) | st.integers(100, 599),
+    headers=st.lists(
+        st.tuples(
+            st.sampled_from(["content-type", "etag", "retry-after"]),
+            st.sampled_from(["text/plain", '"e"', "5", "x" * 2000, ""]),
+        )
+    ).map(tuple),
+    body=st.one_of(
+        st.binary(max_size=64),
+        st.sampled_from(
+            [
+                b'{"id":"abc","sequence_token":"t","expires_in_ms":5}',
+                b'{"id":"../x","sequence_token":"t"}',
+                b'{"url":"http://h/x"}',
+                b'{"url":"javascript:alert(1)"}',
+                b'{"data":"d","sequence_token":"t2","expires_in_ms":true}',
+                b'{"data":1,"sequence_token":""}',
+                b'{"sequence_token":"new"}',
+                b'{"retry_after_ms":99999999999}',
+                b"[" * 3000,
+            ]
+        ),
+    ),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(state=st.sampled_from(SAMPLE_STATES[:8]), generation=st.sampled_from(ALL), response=responses)
+def test_arbitrary_responses_only_move_the_machine(
+    state: c.State, generation: ApiGeneration, response: Response
+) -> None:
+    cfg = config(generation)
+    state = replace(state, config=cfg) if isinstance(state, c.Creating) else state
+    new_state, effects = c.transition(state, c.ResponseReceived(request_id=1, response=response), now_ms=1_000)
+    assert type(new_state) in c.LEGAL_MOVES
+    for effect in effects:
+        assert isinstance(
+            effect,
+            c.SendRequest
+            | c.SessionCreated
+            | c.PayloadReceived
+            | c.WriteConfirmed
+            | c.WriteRejected
+            | c.SessionClosed
+            | c.SessionFailed,
+        )
+
+
+@pytest.mark.parametrize("generation", ALL)
+def test_lost_put_response_after_which_the_peer_already_answered(generation: ApiGeneration) -> None:
+    net = Loopback()
+    creator, joiner = pair(net, generation)
+    joiner.deliver()
+    joiner.feed(c.SendRequested(payload="initiate"))
+    joiner.deliver(lose_response=True)  # applied, response lost
+    # Before the joiner retries, the creator reads the write and replies.
+    net.now_ms += 1_000
+    creator.feed(c.TimerFired())
+    creator.deliver()
+    assert [p.data for p in creator.delivered] == ["initiate"]
+    creator.feed(c.SendRequested(payload="ok"))
+    creator.deliver()
+    timer = joiner.timer()
+    assert timer is not None
+    net.now_ms = max(net.now_ms, timer)
+    joiner.feed(c.TimerFired())
+    joiner.deliver()  # the identical PUT: conflict, since the slot moved on
+    assert isinstance(joiner.state, c.Reconciling)
+    joiner.deliver()
+    assert joiner.confirmed == [c.WriteConfirmed(token=None)]
+    assert [p.data for p in joiner.delivered][-1] == "ok"
+    assert not joiner.rejected
+    assert isinstance(joiner.state, c.ReadyToSend)
