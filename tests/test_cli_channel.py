@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import io
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -136,3 +138,47 @@ def test_a_key_that_is_neither_key_nor_qr_is_refused() -> None:
 def test_input_ending_early() -> None:
     with pytest.raises(LocalProtocolError, match="input ended"):
         run(["g"], "")
+
+
+def test_two_qrlogin_processes_talk_to_each_other() -> None:
+    """The manual-interop workflow end to end: `qrlogin channel g` and `qrlogin channel s KEY` as real processes."""
+
+    def start(*argv: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "qrlogin", "channel", *argv],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            encoding="utf-8",
+        )
+
+    def tell(process: subprocess.Popen[str], line: str) -> None:
+        assert process.stdin is not None
+        process.stdin.write(line + "\n")
+        process.stdin.flush()
+
+    def hear(process: subprocess.Popen[str]) -> str:
+        assert process.stdout is not None
+        return process.stdout.readline().rstrip("\n")
+
+    g = start("g")
+    s = start("s", hear(g))
+    try:
+        tell(g, hear(s))  # LoginInitiate
+        tell(s, hear(g))  # LoginOk
+        shown = hear(s)
+        assert shown.startswith("check code ") and hear(s) == "established"
+        tell(g, shown.removeprefix("check code "))
+        assert hear(g) == "established"
+        for sender, receiver, text in ((s, g, "hello G"), (g, s, "hello S"), (s, g, "ünïcødé")):
+            tell(sender, f"send {text}")
+            tell(receiver, f"recv {hear(sender)}")
+            assert hear(receiver) == text
+    finally:
+        for process in (g, s):
+            assert process.stdin is not None
+            process.stdin.close()
+            assert process.wait(timeout=30) == 0
+            assert process.stdout is not None
+            process.stdout.close()
