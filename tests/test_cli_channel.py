@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import argparse
 import io
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from qrlogin import qr
 from qrlogin.channel import ecies
 from qrlogin.channel._common import CheckCodeEntered, InitiateRequested, PayloadReceived, SealRequested
 from qrlogin.cli import channel as cli_channel
-from qrlogin.encoding import b64decode, b64encode
-from qrlogin.errors import LocalProtocolError
+from qrlogin.encoding import b64encode
+from qrlogin.errors import LocalProtocolError, RemoteProtocolError
 
 transition: Callable[..., Any] = ecies.transition
 G_SECRET = bytes(range(1, 33))
@@ -112,12 +115,70 @@ def test_misuse(argv: list[str], message: str) -> None:
         run(argv, "")
 
 
-def test_short_key_without_codec_is_refused() -> None:
-    with pytest.raises(LocalProtocolError):
+def test_key_may_be_a_qr_payload() -> None:
+    g_public = ecies.start_g(G_SECRET).public_key
+    code = qr.QrCode(
+        generation=qr.Generation.V2,
+        intent=qr.Intent.NEW_DEVICE,
+        public_key=g_public,
+        rendezvous_id="abc-def",
+        server_name="example.org",
+    )
+    via_qr = initiate_of(["s", b64encode(qr.encode(code)), "--secret", S_SECRET.hex()])
+    assert via_qr == initiate_of(["s", b64encode(g_public), "--secret", S_SECRET.hex()])
+
+
+def test_a_key_that_is_neither_key_nor_qr_is_refused() -> None:
+    with pytest.raises(qr.QrDecodeError):
         run(["s", b64encode(bytes(31))], "")
-    assert b64decode(b64encode(bytes(31))) == bytes(31)
+    with pytest.raises(RemoteProtocolError):
+        run(["s", b64encode(b"MATRIX" + bytes(40))], "")
 
 
 def test_input_ending_early() -> None:
     with pytest.raises(LocalProtocolError, match="input ended"):
         run(["g"], "")
+
+
+def test_two_qrlogin_processes_talk_to_each_other() -> None:
+    """The manual-interop workflow end to end: `qrlogin channel g` and `qrlogin channel s KEY` as real processes."""
+
+    def start(*argv: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "qrlogin", "channel", *argv],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            encoding="utf-8",
+        )
+
+    def tell(process: subprocess.Popen[str], line: str) -> None:
+        assert process.stdin is not None
+        process.stdin.write(line + "\n")
+        process.stdin.flush()
+
+    def hear(process: subprocess.Popen[str]) -> str:
+        assert process.stdout is not None
+        return process.stdout.readline().rstrip("\n")
+
+    g = start("g")
+    s = start("s", hear(g))
+    try:
+        tell(g, hear(s))  # LoginInitiate
+        tell(s, hear(g))  # LoginOk
+        shown = hear(s)
+        assert shown.startswith("check code ") and hear(s) == "established"
+        tell(g, shown.removeprefix("check code "))
+        assert hear(g) == "established"
+        for sender, receiver, text in ((s, g, "hello G"), (g, s, "hello S"), (s, g, "ünïcødé")):
+            tell(sender, f"send {text}")
+            tell(receiver, f"recv {hear(sender)}")
+            assert hear(receiver) == text
+    finally:
+        for process in (g, s):
+            assert process.stdin is not None
+            process.stdin.close()
+            assert process.wait(timeout=30) == 0
+            assert process.stdout is not None
+            process.stdout.close()

@@ -17,7 +17,7 @@ S (scanned)::
 
 Then, on both sides, until end of input: ``send TEXT`` prints the sealed payload of TEXT (UTF-8); ``recv PAYLOAD``
 prints the plaintext; ``retry`` prints the last payload again. A failure prints its reason on stderr and exits 1.
-``KEY`` is G's public key in base64; once the QR codec is available it may also be a whole QR payload in base64.
+``KEY`` is G's public key in base64, or a whole v1/v2 QR payload in base64 (a v3 code needs the HPKE channel).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("role", choices=["g", "s"], help="g: generated the QR code; s: scanned it")
-    parser.add_argument("key", nargs="?", help="s only: G's public key (or QR payload) in base64")
+    parser.add_argument("key", nargs="?", help="s only: G's public key, or the v1/v2 QR payload, in base64")
     parser.add_argument(
         "--profile",
         choices=[profile.value for profile in Profile],
@@ -80,17 +80,15 @@ def run(args: argparse.Namespace, stdin: TextIO | None = None, stdout: TextIO | 
     return session.run_s(ecies.start_s(_peer_key(args.key), secret, profile=profile))
 
 
-def _peer_key(text: str) -> bytes:
+def _peer_key(text: str) -> bytes | qr.QrCode:
+    """G's bare 32-byte public key, or a whole QR payload (then its generation and intent come along)."""
     try:
         raw = b64decode(text.strip(), padding="allow")
     except Base64DecodeError:
         raise LocalProtocolError("KEY is not base64") from None
     if len(raw) == 32:
         return raw
-    try:
-        return qr.decode(raw, allow_http=True).public_key
-    except qr.QrDecodeError as exc:
-        raise LocalProtocolError(f"KEY is neither a 32-byte public key nor a login QR code ({exc})") from None
+    return qr.decode(raw)  # a QrDecodeError (a RemoteProtocolError) is printed by the CLI's main()
 
 
 class _Session:
