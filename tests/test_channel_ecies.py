@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from qrlogin import qr
 from qrlogin._crypto import X25519Secret, aead_seal, x25519
 from qrlogin._machine import Driver, is_terminal
 from qrlogin.channel import ecies
@@ -476,6 +477,29 @@ def test_start_rejects_misuse() -> None:
         public_key: bytes
 
     assert ecies.start_s(FakeQr(public_key=bytes(range(32))), S_SECRET).peer_public_key == bytes(range(32))
+
+
+@pytest.mark.parametrize("generation", list(qr.Generation))
+def test_start_s_from_a_real_qr_code_refuses_v3(generation: qr.Generation) -> None:
+    g = ecies.start_g(G_SECRET)
+    per_generation: dict[qr.Generation, dict[str, Any]] = {
+        qr.Generation.V1: {"rendezvous_url": "https://example.org/r/1"},
+        qr.Generation.V2: {"rendezvous_id": "abc", "server_name": "example.org"},
+        qr.Generation.V3: {
+            "rendezvous_id": "abc",
+            "base_url": "https://example.org",
+            "id_length_layout": qr.IdLengthLayout.U8,
+        },
+    }
+    fields = per_generation[generation]
+    built = qr.QrCode(generation=generation, intent=qr.Intent.NEW_DEVICE, public_key=g.public_key, **fields)
+    code = qr.decode(qr.encode(built))
+    if generation is qr.Generation.V3:
+        with pytest.raises(LocalProtocolError, match="HPKE"):
+            ecies.start_s(code, S_SECRET)
+    else:
+        g_state, _, _ = run_handshake(g, ecies.start_s(code, S_SECRET), ecies.transition)
+        assert isinstance(g_state, ecies.Established)
 
 
 # -- Secrets never show --------------------------------------------------------------------------------------------

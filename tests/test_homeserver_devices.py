@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from qrlogin.homeserver import HttpRequest, add_user
 
 from .homeserver_support import V3, new_server, password_auth
@@ -258,3 +262,53 @@ def test_add_user_creates_an_account_that_can_log_in() -> None:
     server.hs, user_id = add_user(server.hs, "carol", "pw")
     assert user_id == "@carol:example.org"
     assert server.login("carol", "pw").status == 200
+
+
+LOGIN = {"type": "m.login.password", "user": "alice", "password": "secret"}
+
+
+@pytest.mark.parametrize(
+    ("body", "errcode"),
+    [
+        ({"type": 1, "user": "alice", "password": "secret"}, "M_BAD_JSON"),
+        ({"type": "m.login.password", "password": "secret"}, "M_BAD_JSON"),
+        ({"type": "m.login.password", "user": "alice"}, "M_BAD_JSON"),
+        ({"type": "m.login.password", "user": 5, "password": "secret"}, "M_BAD_JSON"),
+        ({"type": "m.login.password", "identifier": "alice", "password": "secret"}, "M_BAD_JSON"),
+        ({"type": "m.login.password", "identifier": {"type": "m.id.thirdparty"}, "password": "secret"}, "M_UNKNOWN"),
+        ({**LOGIN, "device_id": "a\nb"}, "M_INVALID_PARAM"),
+        ({**LOGIN, "initial_device_display_name": "x" * 101}, "M_INVALID_PARAM"),
+    ],
+)
+def test_login_rejects_malformed_fields(body: dict[str, Any], errcode: str) -> None:
+    server = new_server()
+    server.register("alice", inhibit_login=True)
+    response = server.send(HttpRequest.json("POST", f"{V3}/login", body))
+    assert (response.status, response.json()["errcode"]) == (400, errcode)
+
+
+@pytest.mark.parametrize(
+    ("body", "query", "errcode"),
+    [
+        ({"username": "bob", "password": "pw", "inhibit_login": "yes"}, (), "M_BAD_JSON"),
+        ({"username": "bob", "password": ""}, (), "M_BAD_JSON"),
+        ({"username": "bob", "password": "pw"}, (("kind", "admin"),), "M_INVALID_PARAM"),
+        ({"username": "bob", "password": "pw", "device_id": "x" * 256}, (), "M_INVALID_PARAM"),
+    ],
+)
+def test_registration_rejects_malformed_fields(
+    body: dict[str, Any], query: tuple[tuple[str, str], ...], errcode: str
+) -> None:
+    server = new_server()
+    response = server.send(HttpRequest.json("POST", f"{V3}/register", body, query=query))
+    assert (response.status, response.json()["errcode"]) == (400, errcode)
+    assert not server.hs.registry.accounts
+
+
+def test_put_rejects_a_too_long_display_name() -> None:
+    server = new_server()
+    content = server.register("alice")
+    path = f"{V3}/devices/{content['device_id']}"
+    token = content["access_token"]
+    response = server.send(HttpRequest.json("PUT", path, {"display_name": "x" * 101}, access_token=token))
+    assert (response.status, response.json()["errcode"]) == (400, "M_INVALID_PARAM")

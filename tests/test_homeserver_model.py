@@ -173,7 +173,7 @@ def test_malformed_json_bodies(method: str, path: str, body: bytes, status: int,
 
 
 def test_deep_json_inside_strings_is_not_counted_as_nesting() -> None:
-    body = json.dumps({"type": "m.login.password", "user": "[" * 1000, "password": "{" * 1000}).encode()
+    body = json.dumps({"type": "m.login.password", "user": '\\"[' * 1000, "password": '"{' * 1000}).encode()
     response = new_server().send(raw("POST", f"{V3}/login", body))
     assert (response.status, response.json()["errcode"]) == (403, "M_FORBIDDEN")
 

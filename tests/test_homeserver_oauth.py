@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from qrlogin.homeserver import ConsentResult, HttpRequest, approve_user_code, deny_user_code
-from qrlogin.homeserver.oauth import DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT
+from qrlogin.homeserver.oauth import DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT, pending_grant
 
 from .homeserver_support import BASE_URL, Server, device_scope, new_server
 
@@ -199,9 +199,7 @@ def test_consent_errors() -> None:
     server = new_server()
     server.register("alice")
     _, grant = start_grant(server)
-    assert approve(server, "BCDF-GHJK" if grant["user_code"] != "BCDF-GHJK" else "ZZZZ-ZZZZ") is (
-        ConsentResult.UNKNOWN_CODE
-    )
+    assert approve(server, "AAAA-AAAA") is ConsentResult.UNKNOWN_CODE  # A is not in the user code alphabet
     server.hs, result = approve_user_code(server.hs, grant["user_code"], "@nobody:example.org", now_ms=server.now_ms)
     assert result is ConsentResult.UNKNOWN_USER
 
@@ -264,3 +262,23 @@ def test_deleting_a_granted_device_revokes_its_refresh_token() -> None:
     assert deleted.status == 200
     form = {"grant_type": REFRESH_TOKEN_GRANT, "refresh_token": issued["refresh_token"], "client_id": client_id}
     assert server.send(HttpRequest.form("/oauth2/token", form)).json()["error"] == "invalid_grant"
+
+
+def test_pending_grant_shows_what_the_user_is_asked_to_approve() -> None:
+    server = new_server()
+    server.register("alice")
+    client_id, grant = start_grant(server, "SHOWNDEV01")
+    shown = pending_grant(server.hs.oauth, grant["user_code"].lower(), now_ms=server.now_ms)
+    assert shown is not None and (shown.device_id, shown.client_id) == ("SHOWNDEV01", client_id)
+    assert pending_grant(server.hs.oauth, "AAAA-AAAA", now_ms=server.now_ms) is None  # A is not in the alphabet
+    assert pending_grant(server.hs.oauth, grant["user_code"], now_ms=server.now_ms + 300_000) is None
+    approve(server, grant["user_code"])
+    assert pending_grant(server.hs.oauth, grant["user_code"], now_ms=server.now_ms) is None
+
+
+def test_refresh_without_a_refresh_token_is_invalid_request() -> None:
+    server = new_server()
+    client_id = server.register_client()
+    form = {"grant_type": REFRESH_TOKEN_GRANT, "client_id": client_id}
+    response = server.send(HttpRequest.form("/oauth2/token", form))
+    assert (response.status, response.json()["error"]) == (400, "invalid_request")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from hypothesis import settings
+from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -110,6 +110,7 @@ class HomeserverMachine(RuleBasedStateMachine):
         (user_id, _), token = data.draw(st.sampled_from(sorted(self.active.items())))
         localpart = user_id[1:].split(":")[0]
         response = self.server.delete_device(token, device_id, password_auth(localpart, PASSWORD) if with_auth else {})
+        event(f"delete with_auth={with_auth}")
         if not with_auth:
             assert response.status == 401
             return
@@ -123,6 +124,21 @@ class HomeserverMachine(RuleBasedStateMachine):
         response = self.server.authorize_device(self.client_id, device_scope(device_id))
         content = response.json()
         self.grants.append(Grant(self.client_id, content["device_code"], content["user_code"], device_id))
+
+    @precondition(lambda self: bool(self.registered))
+    @rule(data=st.data(), device_id=st.sampled_from(DEVICE_IDS))
+    def sign_in_with_grant(self, data: st.DataObject, device_id: str) -> None:
+        """A whole new-device sign-in at once (the piecemeal rules rarely line up before the grant expires)."""
+        user = data.draw(st.sampled_from(sorted(self.registered)))
+        self.start_grant(device_id)
+        grant = self.grants[-1]
+        self.server.hs, result = approve_user_code(
+            self.server.hs, grant.user_code, uid(user), now_ms=self.server.now_ms
+        )
+        assert result is ConsentResult.APPROVED
+        grant.decided, grant.user_id = True, uid(user)
+        self.poll_grant(grant, 0)
+        assert grant.finished
 
     @precondition(lambda self: bool(self.grants))
     @rule(data=st.data(), user=st.sampled_from(USERS), approve=st.booleans())
@@ -143,9 +159,12 @@ class HomeserverMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.grants))
     @rule(data=st.data(), wait_ms=st.sampled_from((0, 1000, 5000, 10_000, 20_000)))
     def poll(self, data: st.DataObject, wait_ms: int) -> None:
-        grant = data.draw(st.sampled_from(self.grants))
+        self.poll_grant(data.draw(st.sampled_from(self.grants)), wait_ms)
+
+    def poll_grant(self, grant: Grant, wait_ms: int) -> None:
         response = self.server.poll(grant.client_id, grant.device_code, advance_ms=wait_ms)
         content = response.json()
+        event(f"poll -> {content.get('error', 'tokens')}")
         if response.status == 200:
             assert not grant.finished
             grant.finished = True
@@ -172,9 +191,10 @@ class HomeserverMachine(RuleBasedStateMachine):
         (user_id, device_id), refresh = data.draw(st.sampled_from(sorted(self.refresh.items())))
         form = {"grant_type": REFRESH_TOKEN_GRANT, "refresh_token": refresh, "client_id": self.client_id}
         content = self.server.send(HttpRequest.form("/oauth2/token", form)).json()
+        event("refresh")
         self._issue(user_id, device_id, content["access_token"], content["refresh_token"])
 
-    @rule(ms=st.integers(min_value=0, max_value=400_000))
+    @rule(ms=st.sampled_from((1_000, 5_000, 60_000)) | st.integers(min_value=0, max_value=400_000))
     def wait(self, ms: int) -> None:
         self.server.now_ms += ms
 
@@ -206,5 +226,5 @@ class HomeserverMachine(RuleBasedStateMachine):
             assert all(device.device_id == key for key, device in account.devices.items())
 
 
-HomeserverMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+HomeserverMachine.TestCase.settings = settings(max_examples=100, stateful_step_count=50, deadline=None)
 TestHomeserverMachine = HomeserverMachine.TestCase

@@ -88,11 +88,11 @@ def test_dumps_is_compact_and_refuses_nan() -> None:
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
-    max_leaves=20,
+    max_leaves=10,
 )
 
 
-@settings(max_examples=150)
+@settings(max_examples=100)
 @given(st.dictionaries(st.text(max_size=8), json_values, max_size=5))
 def test_round_trip(value: dict[str, object]) -> None:
     text = dumps(value)

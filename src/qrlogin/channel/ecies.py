@@ -61,6 +61,7 @@ from ..errors import (
     LocalProtocolError,
     NonContributoryKeyError,
 )
+from ..qr import Generation
 from ._common import (
     MAX_PAYLOAD_LENGTH,
     ChannelEffect,
@@ -283,12 +284,14 @@ def start_g(secret: bytes, *, profile: Profile = Profile.DEPLOYED) -> AwaitingIn
 
 
 def start_s(qr: _HasPublicKey | bytes, secret: bytes, *, profile: Profile = Profile.DEPLOYED) -> ReadyToInitiate:
-    """Device S from the decoded QR code (or G's bare public key) and a fresh 32-byte ephemeral secret.
-
-    The generation (v1/v2) is the QR codec's business: it is the caller's job not to build an ECIES channel from a
-    v3 QR code (THREATS.md T5).
-    """
-    peer = qr if isinstance(qr, bytes) else qr.public_key
+    """Device S from the decoded QR code (a :class:`qrlogin.qr.QrCode`, or G's bare public key) and a fresh
+    32-byte ephemeral secret. A v3 QR code is refused: it needs the HPKE channel, never ECIES (THREATS.md T5)."""
+    if isinstance(qr, bytes):
+        peer = qr
+    else:
+        if getattr(qr, "generation", None) is Generation.V3:
+            raise LocalProtocolError("a v3 (MSC4388) QR code needs the HPKE channel, qrlogin.channel.hpke")
+        peer = qr.public_key
     if len(peer) != X25519_KEY_LENGTH:
         raise LocalProtocolError(f"G's public key is {X25519_KEY_LENGTH} bytes, got {len(peer)}")
     return ReadyToInitiate(profile=profile, secret=X25519Secret(secret), peer_public_key=bytes(peer))

@@ -370,9 +370,8 @@ def _poll(
         return server, registry, oauth_error(400, "authorization_pending", "the user has not decided yet")
     if grant.status is GrantStatus.DENIED:
         return server, registry, oauth_error(400, "access_denied", "the user denied the request")
+    # Approval checked that the account exists, and accounts are never removed.
     assert grant.user_id is not None
-    if grant.user_id not in registry.accounts:
-        raise BodyError(400, "invalid_grant", "the approving account no longer exists")
     registry, _, issued = bind_device(
         registry, grant.user_id, grant.device_id, initial_display_name=None, with_refresh_token=True, now_ms=now_ms
     )

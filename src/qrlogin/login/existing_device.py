@@ -221,6 +221,11 @@ def device_request(base_url: str, device_id: str) -> HttpRequest:
 # ------------------------------------------------------------------------------------------------ transitions
 
 
+def _config(state: State) -> ExistingDeviceConfig:
+    assert not isinstance(state, Finished | Aborted), "require_legal refuses every event in a terminal state"
+    return state.config
+
+
 def _abort(
     config: ExistingDeviceConfig,
     reason: FailureReason | LocalReason | str,
@@ -262,7 +267,7 @@ def _on_protocol(config: ExistingDeviceConfig, plaintext: bytes, now_ms: int) ->
 
 
 def _on_message(state: State, plaintext: bytes, now_ms: int) -> Result:
-    config: ExistingDeviceConfig = state.config  # type: ignore[union-attr]
+    config: ExistingDeviceConfig = _config(state)
     if isinstance(state, AwaitingChannel):
         if state.pending is None:
             return AwaitingChannel(config=config, pending=plaintext), ()
@@ -306,7 +311,7 @@ def _on_http(state: AwaitingDeviceAbsent | AwaitingDevicePresent, event: Event, 
 def transition(state: State, event: Event, *, now_ms: int) -> Result:
     """Advance the existing device's machine by one event."""
     require_legal(LEGAL_MOVES, state, event)
-    config: ExistingDeviceConfig = state.config  # type: ignore[union-attr]
+    config: ExistingDeviceConfig = _config(state)
     if isinstance(event, ChannelClosed):
         return _abort(config, LocalReason.CHANNEL_CLOSED, now_ms)
     if isinstance(event, UserCancelled):

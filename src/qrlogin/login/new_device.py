@@ -31,7 +31,7 @@ misuse.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .._machine import require_legal
 from ..errors import LocalProtocolError, RemoteProtocolError
@@ -252,6 +252,11 @@ def deadline(state: State) -> int | None:
 # ------------------------------------------------------------------------------------------------ transitions
 
 
+def _config(state: State) -> NewDeviceConfig:
+    assert not isinstance(state, Finished | Aborted), "require_legal refuses every event in a terminal state"
+    return state.config
+
+
 def _abort(
     config: NewDeviceConfig,
     reason: FailureReason | LocalReason | str,
@@ -273,19 +278,8 @@ def _discover(config: NewDeviceConfig, homeserver: str | None, base_url: str | N
             return AwaitingWellKnown(config=config, server_name=server_name), (SendHttpRequest(request=request),)
     assert base_url is not None
     base_url = oauth.checked_base_url(base_url)
-    config = _with_base_url(config, base_url)
+    config = replace(config, base_url=base_url)
     return AwaitingAuthMetadata(config=config), (SendHttpRequest(request=oauth.auth_metadata_request(base_url)),)
-
-
-def _with_base_url(config: NewDeviceConfig, base_url: str) -> NewDeviceConfig:
-    return NewDeviceConfig(
-        role=config.role,
-        device_id=config.device_id,
-        client_id=config.client_id,
-        client_metadata=config.client_metadata,
-        homeserver=config.homeserver,
-        base_url=base_url,
-    )
 
 
 def _on_protocols(config: NewDeviceConfig, plaintext: bytes, now_ms: int) -> Result:
@@ -318,7 +312,7 @@ def _authorize(config: NewDeviceConfig, metadata: oauth.AuthMetadata, client_id:
 
 
 def _on_http(state: State, event: HttpResponseReceived | HttpFailed, now_ms: int) -> Result:
-    config = state.config  # type: ignore[union-attr]
+    config = _config(state)
     if isinstance(state, AwaitingToken):
         return _on_token(state, event, now_ms)
     if isinstance(event, HttpFailed):
@@ -381,7 +375,7 @@ def _on_token(state: AwaitingToken, event: HttpResponseReceived | HttpFailed, no
 
 
 def _on_message(state: State, plaintext: bytes, now_ms: int) -> Result:
-    config = state.config  # type: ignore[union-attr]
+    config = _config(state)
     if isinstance(state, AwaitingChannel):
         if state.pending is None:
             return AwaitingChannel(config=config, pending=plaintext), ()
@@ -415,7 +409,7 @@ def _on_timer(state: State, now_ms: int) -> Result:
 def transition(state: State, event: Event, *, now_ms: int) -> Result:
     """Advance the new device's machine by one event."""
     require_legal(LEGAL_MOVES, state, event)
-    config: NewDeviceConfig = state.config  # type: ignore[union-attr]
+    config: NewDeviceConfig = _config(state)
     if isinstance(event, ChannelClosed):
         return _abort(config, LocalReason.CHANNEL_CLOSED, now_ms)
     if isinstance(event, UserCancelled):

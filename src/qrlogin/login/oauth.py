@@ -324,4 +324,5 @@ def parse_token_response(response: HttpResponse) -> TokenOutcome:
     error = body.get("error")
     if response.status in (400, 401) and isinstance(error, str) and error in _TOKEN_ERRORS:
         return _TOKEN_ERRORS[error]
-    raise OAuthError(f"token endpoint answered HTTP {response.status} with error {error!r}")
+    shown = error[:64] if isinstance(error, str) else type(error).__name__
+    raise OAuthError(f"token endpoint answered HTTP {response.status} with error {shown!r}")
