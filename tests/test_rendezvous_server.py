@@ -227,7 +227,8 @@ def test_json_body_validation(generation: ApiGeneration) -> None:
         (b"[" * 5000 + b"]" * 5000, "M_NOT_JSON"),
         (b'{"data": "a"}', "M_MISSING_PARAM"),
         (b'{"data": 1, "sequence_token": "t"}', "M_INVALID_PARAM"),
-        (b'{"data": "\\ud800", "sequence_token": "t"}', "M_INVALID_PARAM"),
+        # A lone surrogate escape is refused by the shared strict JSON reader itself (qrlogin._json).
+        (b'{"data": "\\ud800", "sequence_token": "t"}', "M_NOT_JSON"),
         (b"\xff", "M_NOT_JSON"),
     ]
     for body, errcode in cases:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode
 
+from .._json import JsonError, JsonSyntaxError, loads_object
 from ..errors import RemoteProtocolError
 
 MAX_BODY_BYTES = 16 * 1024
@@ -152,48 +153,6 @@ class BodyError(RemoteProtocolError):
         self.errcode = errcode
 
 
-def _reject_constant(name: str) -> Any:
-    raise BodyError(400, "M_BAD_JSON", f"JSON constant {name} is not allowed")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if value in (float("inf"), float("-inf")):
-        raise BodyError(400, "M_BAD_JSON", "JSON number out of range")
-    return value
-
-
-def _unique_pairs(pairs: list[tuple[str, Any]]) -> JsonObject:
-    result: JsonObject = {}
-    for key, value in pairs:
-        if key in result:
-            raise BodyError(400, "M_BAD_JSON", "duplicate key in JSON object")
-        result[key] = value
-    return result
-
-
-def _nesting_depth(text: str) -> int:
-    """Maximum bracket nesting of ``text``, ignoring brackets inside strings; exact for valid JSON."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth -= 1
-    return deepest
-
-
 def check_size(body: bytes) -> None:
     if len(body) > MAX_BODY_BYTES:
         raise BodyError(413, "M_TOO_LARGE", f"request body exceeds {MAX_BODY_BYTES} bytes")
@@ -205,20 +164,11 @@ def parse_json_object(body: bytes, *, allow_empty: bool = False) -> JsonObject:
     if allow_empty and not body.strip():
         return {}
     try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise BodyError(400, "M_NOT_JSON", "body is not UTF-8") from None
-    if _nesting_depth(text) > MAX_JSON_DEPTH:
-        raise BodyError(400, "M_NOT_JSON", "JSON nested too deeply")
-    try:
-        value = json.loads(
-            text, object_pairs_hook=_unique_pairs, parse_constant=_reject_constant, parse_float=_finite_float
-        )
-    except ValueError:
-        raise BodyError(400, "M_NOT_JSON", "body is not valid JSON") from None
-    if not isinstance(value, dict):
-        raise BodyError(400, "M_BAD_JSON", "body must be a JSON object")
-    return value
+        return loads_object(body, max_bytes=MAX_BODY_BYTES, max_depth=MAX_JSON_DEPTH)
+    except JsonSyntaxError as exc:
+        raise BodyError(400, "M_NOT_JSON", f"body is not valid JSON ({exc})") from None
+    except JsonError as exc:
+        raise BodyError(400, "M_BAD_JSON", f"body is not an acceptable JSON object ({exc})") from None
 
 
 def parse_form(request: HttpRequest) -> dict[str, str]:

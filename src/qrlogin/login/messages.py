@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from .._json import JsonError, JsonObject, dumps, loads_object
 from .._secret import Secret
 from ..encoding import b64decode, b64encode
 from ..errors import Base64DecodeError, RemoteProtocolError
-from ._json import JsonError, JsonObject, dumps, loads_object
 
 __all__ = [
     "DEVICE_AUTHORIZATION_GRANT",

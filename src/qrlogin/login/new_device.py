@@ -33,11 +33,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from .._json import JsonError, loads_object
 from .._machine import require_legal
 from ..errors import LocalProtocolError, RemoteProtocolError
 from . import oauth
 from ._common import Aborted, Finished, abort, finish, parse_or_none, unexpected
-from ._json import JsonError, loads_object
 from .events import (
     ChannelClosed,
     ChannelSecured,

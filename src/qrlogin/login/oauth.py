@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
+from .._json import JsonError, JsonObject, dumps, loads_object
 from .._secret import Secret
 from ..errors import RemoteProtocolError
-from ._json import JsonError, JsonObject, dumps, loads_object
 from .http import HttpRequest, HttpResponse
 
 __all__ = [

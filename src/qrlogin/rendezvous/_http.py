@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._json import JsonError, loads_object
 from ..errors import RemoteProtocolError
 
 __all__ = [
@@ -36,6 +37,9 @@ __all__ = [
 
 #: Every generation limits the payload to 4096 bytes (v1: the body; v2/v3: the UTF-8 encoding of ``data``).
 MAX_PAYLOAD_BYTES = 4096
+#: Bound on a JSON body before parsing: ``data`` of 4096 bytes escaped as ``\\u00XX`` (6 characters per byte), a
+#: 255-character token escaped the same way, and room for the keys.
+MAX_JSON_BODY_BYTES = 6 * MAX_PAYLOAD_BYTES + 6 * 255 + 512
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -117,28 +121,9 @@ class MalformedJsonError(RemoteProtocolError):
     """A body is not one strict JSON object (bad UTF-8, bad syntax, duplicate key, NaN, too deep, not an object)."""
 
 
-def _reject_constant(name: str) -> Any:
-    raise MalformedJsonError(f"JSON constant {name} is not allowed")
-
-
-def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise MalformedJsonError("duplicate key in JSON object")
-        result[key] = value
-    return result
-
-
 def parse_json_object(body: bytes) -> dict[str, Any]:
-    """Parse ``body`` as exactly one strict JSON object, raising only :class:`MalformedJsonError`."""
+    """Parse ``body`` as one strict JSON object (``qrlogin._json``); raise only :class:`MalformedJsonError`."""
     try:
-        text = body.decode("utf-8")
-        value = json.loads(text, object_pairs_hook=_unique_pairs, parse_constant=_reject_constant)
-    except MalformedJsonError:
-        raise
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise MalformedJsonError(f"not valid JSON: {type(exc).__name__}") from None
-    if not isinstance(value, dict):
-        raise MalformedJsonError("JSON body is not an object")
-    return value
+        return loads_object(body, max_bytes=MAX_JSON_BODY_BYTES)
+    except JsonError as exc:
+        raise MalformedJsonError(str(exc)) from None

@@ -40,6 +40,7 @@ from email.utils import formatdate
 from typing import Protocol
 
 from ._http import (
+    MAX_JSON_BODY_BYTES,
     MAX_PAYLOAD_BYTES,
     ApiGeneration,
     MalformedJsonError,
@@ -77,9 +78,6 @@ V1_V2_UNSTABLE_PREFIX = "/_matrix/client/unstable/org.matrix.msc4108/rendezvous"
 V3_UNSTABLE_PREFIX = "/_matrix/client/unstable/io.element.msc4388/rendezvous"
 
 DEFAULT_TTL_MS = 120_000
-#: Bound on a JSON body before parsing: ``data`` of 4096 bytes escaped as ``\\u00XX`` (6 characters per byte), a
-#: 255-character token escaped the same way, and room for the keys.
-MAX_JSON_BODY_BYTES = 6 * MAX_PAYLOAD_BYTES + 6 * 255 + 512
 ENTROPY_BYTES = 32
 
 _JSON_GENERATIONS = frozenset({ApiGeneration.V2, ApiGeneration.V3})

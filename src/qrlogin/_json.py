@@ -1,4 +1,4 @@
-"""Strict JSON for everything the peer or the homeserver sends.
+"""Strict JSON for everything that comes from the network: login messages, HTTP bodies, server responses.
 
 Theory of operation
 -------------------
@@ -17,7 +17,12 @@ around the call:
 5. a final walk rejects strings that cannot be encoded as UTF-8 (lone surrogates from ``\\ud800`` escapes).
 
 Whatever goes wrong, the only exception that leaves this module is :class:`JsonError`, a
-:class:`~qrlogin.errors.RemoteProtocolError`.
+:class:`~qrlogin.errors.RemoteProtocolError`. Its subclass :class:`JsonSyntaxError` means "this is not JSON at all"
+(bad UTF-8, bad syntax, too deep, too large); every other :class:`JsonError` means "JSON, but not acceptable"
+(duplicate keys, non-finite numbers, lone surrogates, not an object). Servers map the two onto Matrix's
+``M_NOT_JSON`` and ``M_BAD_JSON``.
+
+This is the one strict JSON reader of the project; the login, rendezvous and homeserver layers all call it.
 """
 
 from __future__ import annotations
@@ -26,9 +31,9 @@ import json
 import math
 from typing import Any
 
-from ..errors import RemoteProtocolError
+from .errors import RemoteProtocolError
 
-__all__ = ["DEFAULT_MAX_DEPTH", "JsonError", "JsonObject", "dumps", "loads_object"]
+__all__ = ["DEFAULT_MAX_DEPTH", "JsonError", "JsonObject", "JsonSyntaxError", "dumps", "loads_object"]
 
 DEFAULT_MAX_DEPTH = 16
 
@@ -37,6 +42,10 @@ JsonObject = dict[str, Any]
 
 class JsonError(RemoteProtocolError):
     """Input is not a strict JSON object within the limits."""
+
+
+class JsonSyntaxError(JsonError):
+    """Input is not JSON at all: not UTF-8, malformed, nested too deeply or larger than the limit."""
 
 
 def _reject_constant(name: str) -> Any:
@@ -102,13 +111,13 @@ def loads_object(data: bytes | str, *, max_bytes: int, max_depth: int = DEFAULT_
     """Parse ``data`` as one strict JSON object, or raise :class:`JsonError`."""
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
     if len(raw) > max_bytes:
-        raise JsonError(f"JSON text of {len(raw)} bytes exceeds the limit of {max_bytes}")
+        raise JsonSyntaxError(f"JSON text of {len(raw)} bytes exceeds the limit of {max_bytes}")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise JsonError("JSON text is not valid UTF-8") from None
+        raise JsonSyntaxError("JSON text is not valid UTF-8") from None
     if _nesting_depth(text) > max_depth:
-        raise JsonError(f"JSON nesting deeper than {max_depth}")
+        raise JsonSyntaxError(f"JSON nesting deeper than {max_depth}")
     try:
         value = json.loads(
             text,
@@ -121,7 +130,7 @@ def loads_object(data: bytes | str, *, max_bytes: int, max_depth: int = DEFAULT_
     except (ValueError, RecursionError, TypeError) as exc:
         # ValueError covers JSONDecodeError and int-string conversion limits; RecursionError cannot happen
         # after the depth check but is caught so that it can never escape.
-        raise JsonError(f"invalid JSON: {type(exc).__name__}") from None
+        raise JsonSyntaxError(f"invalid JSON: {type(exc).__name__}") from None
     if not isinstance(value, dict):
         raise JsonError("JSON text is not an object")
     _check_strings(value)

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from qrlogin._json import DEFAULT_MAX_DEPTH, JsonError, dumps, loads_object
 from qrlogin.errors import RemoteProtocolError
-from qrlogin.login._json import DEFAULT_MAX_DEPTH, JsonError, dumps, loads_object
 
 
 def test_accepts_a_plain_object() -> None:
