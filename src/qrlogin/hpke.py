@@ -131,18 +131,25 @@ def _extract_and_expand(dh: bytes, kem_context: bytes) -> bytes:
     return labeled_expand(_KEM_SUITE_ID, prk=eae_prk, label=b"shared_secret", info=kem_context, length=N_SECRET)
 
 
-def encap(recipient_public_key: bytes, *, ephemeral_secret: bytes) -> tuple[Secret, bytes]:
-    """``Encap(pkR)`` with the ephemeral private key supplied: returns (shared_secret, enc)."""
-    dh = _crypto.x25519(ephemeral_secret, recipient_public_key)
-    enc = _crypto.x25519_public_key(ephemeral_secret)
+def _loaded(private_key: bytes | _crypto.X25519Secret) -> _crypto.X25519Secret:
+    # Loading a private key derives its public key, the costly part; a caller that keeps the key (the channel
+    # machines) passes it loaded so that it is loaded once per key, not once per use.
+    return private_key if isinstance(private_key, _crypto.X25519Secret) else _crypto.X25519Secret(private_key)
+
+
+def encap(recipient_public_key: bytes, *, ephemeral_secret: bytes | _crypto.X25519Secret) -> tuple[Secret, bytes]:
+    """``Encap(pkR)`` with the ephemeral private key supplied (raw or loaded): returns (shared_secret, enc)."""
+    ephemeral = _loaded(ephemeral_secret)
+    dh = ephemeral.exchange(recipient_public_key)
+    enc = ephemeral.public_key
     return Secret(_extract_and_expand(dh, enc + recipient_public_key)), enc
 
 
-def decap(enc: bytes, *, recipient_secret: bytes) -> Secret:
+def decap(enc: bytes, *, recipient_secret: bytes | _crypto.X25519Secret) -> Secret:
     """``Decap(enc, skR)``: the shared secret. ``enc`` is the peer's; a bad one raises RemoteProtocolError."""
-    dh = _crypto.x25519(recipient_secret, enc)
-    recipient_public = _crypto.x25519_public_key(recipient_secret)
-    return Secret(_extract_and_expand(dh, enc + recipient_public))
+    recipient = _loaded(recipient_secret)
+    dh = recipient.exchange(enc)
+    return Secret(_extract_and_expand(dh, enc + recipient.public_key))
 
 
 # --- Key schedule and context, RFC 9180 §5 -----------------------------------------------------------------
@@ -188,14 +195,20 @@ def key_schedule(shared_secret: Secret, info: bytes, *, aead: Aead = CHACHA20_PO
 
 
 def setup_base_s(
-    recipient_public_key: bytes, info: bytes, *, ephemeral_secret: bytes, aead: Aead = CHACHA20_POLY1305
+    recipient_public_key: bytes,
+    info: bytes,
+    *,
+    ephemeral_secret: bytes | _crypto.X25519Secret,
+    aead: Aead = CHACHA20_POLY1305,
 ) -> tuple[bytes, Context]:
     """``SetupBaseS(pkR, info)`` (RFC 9180 §5.1.1), ephemeral secret supplied: returns (enc, context)."""
     shared_secret, enc = encap(recipient_public_key, ephemeral_secret=ephemeral_secret)
     return enc, key_schedule(shared_secret, info, aead=aead).context()
 
 
-def setup_base_r(enc: bytes, recipient_secret: bytes, info: bytes, *, aead: Aead = CHACHA20_POLY1305) -> Context:
+def setup_base_r(
+    enc: bytes, recipient_secret: bytes | _crypto.X25519Secret, info: bytes, *, aead: Aead = CHACHA20_POLY1305
+) -> Context:
     """``SetupBaseR(enc, skR, info)`` (RFC 9180 §5.1.1)."""
     return key_schedule(decap(enc, recipient_secret=recipient_secret), info, aead=aead).context()
 

@@ -63,7 +63,7 @@ from typing import Final, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from .. import hpke
-from .._crypto import AEAD_TAG_LENGTH, X25519_KEY_LENGTH, x25519_public_key
+from .._crypto import AEAD_TAG_LENGTH, X25519_KEY_LENGTH, X25519Secret
 from .._machine import LegalMoves, require_legal
 from .._secret import Secret
 from ..encoding import PaddingPolicy, b64decode, b64encode
@@ -216,7 +216,7 @@ class AwaitingInitiate:
     """G: the QR code is shown; waiting for S's ``LoginInitiateMessage``."""
 
     profile: Profile
-    secret: Secret
+    secret: X25519Secret
     public_key: bytes
     aad_prefix: bytes
     response_nonce: bytes
@@ -242,7 +242,7 @@ class ReadyToInitiate:
     """S: the QR code is scanned; waiting for the caller to ask for ``LoginInitiateMessage``."""
 
     profile: Profile
-    secret: Secret
+    secret: X25519Secret
     public_key: bytes
     peer_public_key: bytes
     aad_prefix: bytes
@@ -336,10 +336,11 @@ def start_g(
     """
     if len(response_nonce) != RESPONSE_NONCE_LENGTH:
         raise LocalProtocolError(f"the response nonce is {RESPONSE_NONCE_LENGTH} bytes, got {len(response_nonce)}")
+    loaded = X25519Secret(secret)
     return AwaitingInitiate(
         profile=profile,
-        secret=Secret(secret),
-        public_key=x25519_public_key(secret),
+        secret=loaded,
+        public_key=loaded.public_key,
         aad_prefix=_aad_prefix(aad_base_url(profile, base_url), rendezvous_id),
         response_nonce=bytes(response_nonce),
     )
@@ -356,10 +357,11 @@ def start_s(
     """Device S from a fresh 32-byte ephemeral secret and what the v3 QR code carried."""
     if len(peer_public_key) != X25519_KEY_LENGTH:
         raise LocalProtocolError(f"G's public key is {X25519_KEY_LENGTH} bytes, got {len(peer_public_key)}")
+    loaded = X25519Secret(secret)
     return ReadyToInitiate(
         profile=profile,
-        secret=Secret(secret),
-        public_key=x25519_public_key(secret),
+        secret=loaded,
+        public_key=loaded.public_key,
         peer_public_key=bytes(peer_public_key),
         aad_prefix=_aad_prefix(aad_base_url(profile, base_url), rendezvous_id),
     )
@@ -448,7 +450,7 @@ def _initiate(state: ReadyToInitiate, event: InitiateRequested) -> _Result:
     if hmac.compare_digest(state.peer_public_key, state.public_key):
         return fail(profile, role, FailureReason.REFLECTED_KEY, "G's public key equals our own")
     try:
-        enc, base = hpke.setup_base_s(state.peer_public_key, INFO, ephemeral_secret=state.secret.value)
+        enc, base = hpke.setup_base_s(state.peer_public_key, INFO, ephemeral_secret=state.secret)
     except NonContributoryKeyError:
         return fail(profile, role, FailureReason.NON_CONTRIBUTORY_KEY, "G's public key is a low-order point")
     check = base.export(check_code_context(profile, state.peer_public_key, state.public_key), 2)
@@ -490,7 +492,7 @@ def _receive_initiate(state: AwaitingInitiate, event: PayloadReceived) -> _Resul
     if hmac.compare_digest(peer, state.public_key):
         return fail(profile, role, FailureReason.REFLECTED_KEY, "S's public key equals our own")
     try:
-        base = hpke.setup_base_r(peer, state.secret.value, INFO)
+        base = hpke.setup_base_r(peer, state.secret, INFO)
     except NonContributoryKeyError:
         return fail(profile, role, FailureReason.NON_CONTRIBUTORY_KEY, "S's public key is a low-order point")
     try:
