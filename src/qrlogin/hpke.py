@@ -35,7 +35,8 @@ repr of a context shows them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Final
 
 from . import _crypto
 from ._secret import Secret
@@ -75,6 +76,9 @@ N_H = 32  # HKDF-SHA256 Nh
 
 _VERSION_LABEL = b"HPKE-v1"
 _KEM_SUITE_ID = b"KEM" + KEM_ID.to_bytes(2, "big")
+
+
+_set = object.__setattr__  # builds frozen values without going through __init__ (see Context._next)
 
 
 class MessageLimitReachedError(LocalProtocolError):
@@ -213,11 +217,30 @@ def setup_base_r(
     return key_schedule(decap(enc, recipient_secret=recipient_secret), info, aead=aead).context()
 
 
+class _Cipher:
+    """What a ChaCha20-Poly1305 context seals and opens with, set up once per key rather than once per message:
+    the cipher object and the base nonce as an integer (``ComputeNonce`` is then one XOR). Never shown by repr."""
+
+    __slots__ = ("aead", "base_nonce")
+
+    def __init__(self, key: bytes, base_nonce: bytes) -> None:
+        self.aead = _crypto.AeadKey(key)
+        self.base_nonce = int.from_bytes(base_nonce, "big")
+
+    def __repr__(self) -> str:
+        return "_Cipher(<redacted>)"
+
+
+#: ``2**(8*Nn) - 1`` for ChaCha20-Poly1305, the only AEAD a context seals with.
+_CHACHA20_POLY1305_MAX_SEQ: Final = (1 << (8 * CHACHA20_POLY1305.nn)) - 1
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Context:
     """An HPKE encryption context at one sequence number; seal/open return the next one (RFC 9180 §5.2).
 
-    ``exporter_secret`` is ``None`` for a response context, whose exporter MSC4388 forbids using.
+    ``exporter_secret`` is ``None`` for a response context, whose exporter MSC4388 forbids using. The cipher is
+    built when the context at sequence number 0 is and handed on to each next context, never rebuilt per message.
     """
 
     aead: Aead
@@ -225,10 +248,17 @@ class Context:
     base_nonce: Secret
     seq: int
     exporter_secret: Secret | None
+    _cipher: _Cipher | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.seq <= self.max_seq:
             raise LocalProtocolError("sequence number out of range for this AEAD")
+        usable = (
+            self.aead == CHACHA20_POLY1305
+            and len(self.key) == _crypto.AEAD_KEY_LENGTH
+            and len(self.base_nonce) == _crypto.AEAD_NONCE_LENGTH
+        )
+        object.__setattr__(self, "_cipher", _Cipher(self.key.value, self.base_nonce.value) if usable else None)
 
     @property
     def max_seq(self) -> int:
@@ -241,13 +271,16 @@ class Context:
         return (int.from_bytes(self.base_nonce.value, "big") ^ self.seq).to_bytes(nn, "big")
 
     def _next(self) -> Context:
-        return Context(
-            aead=self.aead,
-            key=self.key,
-            base_nonce=self.base_nonce,
-            seq=self.seq + 1,
-            exporter_secret=self.exporter_secret,
-        )
+        # The context for seq + 1, built without __init__: every field but seq is this context's, already
+        # validated, and seq + 1 <= max_seq because seal/open only get here while seq < max_seq.
+        following = object.__new__(Context)
+        _set(following, "aead", self.aead)
+        _set(following, "key", self.key)
+        _set(following, "base_nonce", self.base_nonce)
+        _set(following, "seq", self.seq + 1)
+        _set(following, "exporter_secret", self.exporter_secret)
+        _set(following, "_cipher", self._cipher)
+        return following
 
     def _check_usable(self) -> None:
         if self.aead != CHACHA20_POLY1305:
@@ -257,8 +290,12 @@ class Context:
 
     def seal(self, plaintext: bytes, *, aad: bytes) -> tuple[bytes, Context]:
         """``ContextS.Seal(aad, pt)``: the ciphertext and the context for the next message."""
-        self._check_usable()
-        return _crypto.aead_seal(self.key.value, self.nonce(), plaintext, aad), self._next()
+        cipher, seq = self._cipher, self.seq
+        if cipher is None or seq >= _CHACHA20_POLY1305_MAX_SEQ:
+            self._check_usable()  # raises; or a hand-built context with a bad key, which aead_seal refuses
+            return _crypto.aead_seal(self.key.value, self.nonce(), plaintext, aad), self._next()
+        nonce = (cipher.base_nonce ^ seq).to_bytes(_crypto.AEAD_NONCE_LENGTH, "big")
+        return cipher.aead.seal(nonce, plaintext, aad), self._next()
 
     def open(self, ciphertext: bytes, *, aad: bytes) -> tuple[bytes, Context]:
         """``ContextR.Open(aad, ct)``: the plaintext and the context for the next message.
@@ -266,8 +303,12 @@ class Context:
         A ciphertext that does not authenticate raises :class:`~qrlogin.errors.AuthenticationError`; the
         caller's context value is unchanged, as the RFC requires.
         """
-        self._check_usable()
-        return _crypto.aead_open(self.key.value, self.nonce(), ciphertext, aad), self._next()
+        cipher, seq = self._cipher, self.seq
+        if cipher is None or seq >= _CHACHA20_POLY1305_MAX_SEQ:
+            self._check_usable()
+            return _crypto.aead_open(self.key.value, self.nonce(), ciphertext, aad), self._next()
+        nonce = (cipher.base_nonce ^ seq).to_bytes(_crypto.AEAD_NONCE_LENGTH, "big")
+        return cipher.aead.open(nonce, ciphertext, aad), self._next()
 
     def export(self, exporter_context: bytes, length: int) -> bytes:
         """``Context.Export(exporter_context, L)`` (RFC 9180 §5.3); does not change the context."""
