@@ -200,11 +200,15 @@ def _encode_token(sequence_token: str) -> bytes:
     return bytes([len(token)]) + token
 
 
-def _token_is_encodable(sequence_token: str) -> bool:
+def _token_field(sequence_token: str) -> bytes | None:
+    """``EncodeStringAsBytes8(Token)``, or ``None`` for a token the AAD cannot carry (empty, not UTF-8, too long)."""
     try:
-        return 1 <= len(sequence_token.encode("utf-8")) <= MAX_IDENTIFIER_LENGTH
-    except UnicodeEncodeError:
-        return False
+        token = sequence_token.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, which JSON decoding can produce
+        return None
+    if not 1 <= len(token) <= MAX_IDENTIFIER_LENGTH:
+        return None
+    return bytes((len(token),)) + token
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -445,7 +449,8 @@ def _decode(profile: Profile, payload: str) -> bytes:
 def _initiate(state: ReadyToInitiate, event: InitiateRequested) -> _Result:
     profile, role = state.profile, Role.S
     assert event.sequence_token is not None
-    if not _token_is_encodable(event.sequence_token):
+    token = _token_field(event.sequence_token)
+    if token is None:
         return _bad_token(profile, role, "GET")
     if hmac.compare_digest(state.peer_public_key, state.public_key):
         return fail(profile, role, FailureReason.REFLECTED_KEY, "G's public key equals our own")
@@ -454,8 +459,7 @@ def _initiate(state: ReadyToInitiate, event: InitiateRequested) -> _Result:
     except NonContributoryKeyError:
         return fail(profile, role, FailureReason.NON_CONTRIBUTORY_KEY, "G's public key is a low-order point")
     check = base.export(check_code_context(profile, state.peer_public_key, state.public_key), 2)
-    aad = state.aad_prefix + _encode_token(event.sequence_token)
-    ciphertext, send = base.seal(LOGIN_INITIATE, aad=aad)
+    ciphertext, send = base.seal(LOGIN_INITIATE, aad=state.aad_prefix + token)
     message = b64encode(enc + ciphertext)
     return (
         AwaitingLoginOk(
@@ -476,11 +480,12 @@ def _receive_initiate(state: AwaitingInitiate, event: PayloadReceived) -> _Resul
     if len(payload) > MAX_PAYLOAD_LENGTH:
         return fail(profile, role, FailureReason.OVERSIZED_PAYLOAD, "LoginInitiateMessage is too long")
     assert event.sequence_token is not None
-    if not _token_is_encodable(event.sequence_token):
+    token = _token_field(event.sequence_token)
+    if token is None:
         return _bad_token(profile, role, "POST")
-    reply_token = event.reply_sequence_token
-    assert reply_token is not None
-    if not _token_is_encodable(reply_token):
+    assert event.reply_sequence_token is not None
+    reply_token = _token_field(event.reply_sequence_token)
+    if reply_token is None:
         return _bad_token(profile, role, "GET")
     try:
         data = _decode(profile, payload)
@@ -496,14 +501,14 @@ def _receive_initiate(state: AwaitingInitiate, event: PayloadReceived) -> _Resul
     except NonContributoryKeyError:
         return fail(profile, role, FailureReason.NON_CONTRIBUTORY_KEY, "S's public key is a low-order point")
     try:
-        plaintext, recv = base.open(ciphertext, aad=state.aad_prefix + _encode_token(event.sequence_token))
+        plaintext, recv = base.open(ciphertext, aad=state.aad_prefix + token)
     except AuthenticationError:
         return fail(profile, role, FailureReason.AUTHENTICATION_FAILED, "LoginInitiateMessage did not authenticate")
     if not hmac.compare_digest(plaintext, LOGIN_INITIATE):
         return fail(profile, role, FailureReason.UNEXPECTED_PLAINTEXT, "LoginInitiateMessage has the wrong content")
     check = base.export(check_code_context(profile, state.public_key, peer), 2)
     send = hpke.response_context(base, label=response_label(profile), enc=peer, response_nonce=state.response_nonce)
-    reply_ct, send = send.seal(LOGIN_OK, aad=state.aad_prefix + _encode_token(reply_token))
+    reply_ct, send = send.seal(LOGIN_OK, aad=state.aad_prefix + reply_token)
     reply = b64encode(state.response_nonce + reply_ct)
     return (
         AwaitingCheckCode(
@@ -525,7 +530,8 @@ def _receive_login_ok(state: AwaitingLoginOk, event: PayloadReceived) -> _Result
     if len(payload) > MAX_PAYLOAD_LENGTH:
         return fail(profile, role, FailureReason.OVERSIZED_PAYLOAD, "LoginOkMessage is too long")
     assert event.sequence_token is not None
-    if not _token_is_encodable(event.sequence_token):
+    token = _token_field(event.sequence_token)
+    if token is None:
         return _bad_token(profile, role, "PUT")
     try:
         data = _decode(profile, payload)
@@ -538,7 +544,7 @@ def _receive_login_ok(state: AwaitingLoginOk, event: PayloadReceived) -> _Result
         state.send, label=response_label(profile), enc=state.public_key, response_nonce=response_nonce
     )
     try:
-        plaintext, recv = recv.open(ciphertext, aad=state.aad_prefix + _encode_token(event.sequence_token))
+        plaintext, recv = recv.open(ciphertext, aad=state.aad_prefix + token)
     except AuthenticationError:
         return fail(profile, role, FailureReason.AUTHENTICATION_FAILED, "LoginOkMessage did not authenticate")
     if not hmac.compare_digest(plaintext, LOGIN_OK):
@@ -563,7 +569,7 @@ def _hold(state: AwaitingCheckCode, event: PayloadReceived) -> _Result:
         return fail(state.profile, Role.G, FailureReason.OVERSIZED_PAYLOAD, "payload is too long")
     if state.pending is not None:
         return fail(state.profile, Role.G, FailureReason.UNEXPECTED_PAYLOAD, "a second payload before the check code")
-    return replace(state, pending=event), ()
+    return replace(state, pending=event), ()  # at most once per session: not worth a hand-written copy
 
 
 def _confirm(state: AwaitingCheckCode, code: str) -> _Result:
@@ -592,15 +598,15 @@ def _confirm(state: AwaitingCheckCode, code: str) -> _Result:
 
 def _seal(state: Established, event: SealRequested) -> _Result:
     assert event.sequence_token is not None
-    if not _token_is_encodable(event.sequence_token):
+    token = _token_field(event.sequence_token)
+    if token is None:
         return _bad_token(state.profile, state.role, "GET")
-    aad = state.aad_prefix + _encode_token(event.sequence_token)
     try:
-        ciphertext, send = state.send.seal(event.plaintext, aad=aad)
+        ciphertext, send = state.send.seal(event.plaintext, aad=state.aad_prefix + token)
     except hpke.MessageLimitReachedError:
         return fail(state.profile, state.role, FailureReason.COUNTER_EXHAUSTED, "the send sequence is exhausted")
     payload = b64encode(ciphertext)
-    return replace(state, send=send, last_sent=payload), (SendPayload(payload=payload),)
+    return _established(state, send=send, recv=state.recv, last_sent=payload), (SendPayload(payload=payload),)
 
 
 def _open(state: Established, event: PayloadReceived) -> _Result:
@@ -608,7 +614,8 @@ def _open(state: Established, event: PayloadReceived) -> _Result:
     if len(event.payload) > MAX_PAYLOAD_LENGTH:
         return fail(profile, role, FailureReason.OVERSIZED_PAYLOAD, "payload is too long")
     assert event.sequence_token is not None
-    if not _token_is_encodable(event.sequence_token):
+    token = _token_field(event.sequence_token)
+    if token is None:
         return _bad_token(profile, role, "PUT")
     try:
         ciphertext = _decode(profile, event.payload)
@@ -617,12 +624,29 @@ def _open(state: Established, event: PayloadReceived) -> _Result:
     if len(ciphertext) < AEAD_TAG_LENGTH:
         return fail(profile, role, FailureReason.MALFORMED_PAYLOAD, "payload is shorter than a tag")
     try:
-        plaintext, recv = state.recv.open(ciphertext, aad=state.aad_prefix + _encode_token(event.sequence_token))
+        plaintext, recv = state.recv.open(ciphertext, aad=state.aad_prefix + token)
     except hpke.MessageLimitReachedError:
         return fail(profile, role, FailureReason.COUNTER_EXHAUSTED, "the receive sequence is exhausted")
     except AuthenticationError:
         return fail(profile, role, FailureReason.AUTHENTICATION_FAILED, "payload did not authenticate")
-    return replace(state, recv=recv), (DeliverPayload(plaintext=plaintext),)
+    return _established(state, send=state.send, recv=recv, last_sent=state.last_sent), (
+        DeliverPayload(plaintext=plaintext),
+    )
+
+
+def _established(state: Established, *, send: hpke.Context, recv: hpke.Context, last_sent: str) -> Established:
+    """``state`` after one message: the same channel with the contexts (and last write) moved on."""
+    return Established(
+        profile=state.profile,
+        role=state.role,
+        public_key=state.public_key,
+        peer_public_key=state.peer_public_key,
+        aad_prefix=state.aad_prefix,
+        send=send,
+        recv=recv,
+        check_code=state.check_code,
+        last_sent=last_sent,
+    )
 
 
 def check_code(state: HpkeState) -> str:
