@@ -76,6 +76,7 @@ N_H = 32  # HKDF-SHA256 Nh
 
 _VERSION_LABEL = b"HPKE-v1"
 _KEM_SUITE_ID = b"KEM" + KEM_ID.to_bytes(2, "big")
+_ZERO_SALT = bytes(N_H)
 
 
 _set = object.__setattr__  # builds frozen values without going through __init__ (see Context._next)
@@ -105,9 +106,22 @@ def _suite_id(aead: Aead) -> bytes:
     return b"HPKE" + KEM_ID.to_bytes(2, "big") + KDF_ID.to_bytes(2, "big") + aead.aead_id.to_bytes(2, "big")
 
 
+def _extract(salt: bytes, ikm: bytes) -> bytes:
+    # RFC 5869 HKDF-Extract over SHA-256; an empty salt means Nh zero bytes.
+    return _crypto.hmac_sha256(salt or _ZERO_SALT, ikm)
+
+
+def _expand(prk: bytes, info: bytes, length: int) -> bytes:
+    # RFC 5869 HKDF-Expand over SHA-256. Every expand HPKE and MSC4388 perform here fits one block, T(1), which is
+    # a single HMAC; other lengths (long exports; zero, which it refuses) take the general path.
+    if 0 < length <= N_H:
+        return _crypto.hmac_sha256(prk, info + b"\x01")[:length]
+    return _crypto.hkdf_expand("sha256", prk=prk, info=info, length=length)
+
+
 def labeled_extract(suite_id: bytes, *, salt: bytes, label: bytes, ikm: bytes) -> bytes:
     """``LabeledExtract(salt, label, ikm)`` of RFC 9180 §4 over HKDF-SHA256."""
-    return _crypto.hkdf_extract("sha256", salt=salt, ikm=_VERSION_LABEL + suite_id + label + ikm)
+    return _extract(salt, _VERSION_LABEL + suite_id + label + ikm)
 
 
 def labeled_expand(suite_id: bytes, *, prk: bytes, label: bytes, info: bytes, length: int) -> bytes:
@@ -117,7 +131,7 @@ def labeled_expand(suite_id: bytes, *, prk: bytes, label: bytes, info: bytes, le
     if length == 0:  # the export-only AEAD's key and nonce; HKDF-Expand to zero bytes is the empty string
         return b""
     labeled_info = length.to_bytes(2, "big") + _VERSION_LABEL + suite_id + label + info
-    return _crypto.hkdf_expand("sha256", prk=prk, info=labeled_info, length=length)
+    return _expand(prk, labeled_info, length)
 
 
 # --- DHKEM(X25519, HKDF-SHA256), RFC 9180 §4.1 -------------------------------------------------------------
@@ -336,11 +350,11 @@ def response_context(base: Context, *, label: bytes, enc: bytes, response_nonce:
     if len(enc) != N_ENC:
         raise LocalProtocolError(f"enc must be {N_ENC} bytes, got {len(enc)}")
     secret = base.export(label, size)
-    prk = _crypto.hkdf_extract("sha256", salt=enc + response_nonce, ikm=secret)
+    prk = _extract(enc + response_nonce, secret)
     return Context(
         aead=base.aead,
-        key=Secret(_crypto.hkdf_expand("sha256", prk=prk, info=b"key", length=base.aead.nk)),
-        base_nonce=Secret(_crypto.hkdf_expand("sha256", prk=prk, info=b"nonce", length=base.aead.nn)),
+        key=Secret(_expand(prk, b"key", base.aead.nk)),
+        base_nonce=Secret(_expand(prk, b"nonce", base.aead.nn)),
         seq=0,
         exporter_secret=None,
     )
