@@ -388,6 +388,7 @@ def start_s_from_qr(qr: _V3QrCode, secret: bytes, *, profile: Profile = Profile.
 # Transition
 
 _Result = tuple[HpkeState, tuple[ChannelEffect, ...]]
+_set = object.__setattr__
 
 
 def transition(state: HpkeState, event: ChannelEvent, *, now_ms: int = 0) -> _Result:
@@ -397,13 +398,24 @@ def transition(state: HpkeState, event: ChannelEvent, *, now_ms: int = 0) -> _Re
     accept, a missing sequence token or an oversized plaintext. Never raises for anything from the network.
     """
     require_legal(LEGAL_MOVES, state, event)
-    _require_tokens(state, event)
-    if isinstance(state, Established):
-        if isinstance(event, SealRequested):
+    # From here type(state) and type(event) are exactly classes of the table, so identity tests suffice; the
+    # established channel's two moves come first because every application message takes one of them.
+    if type(state) is Established:
+        kind = type(event)
+        if kind is SealRequested:
+            assert isinstance(event, SealRequested)
+            if event.sequence_token is None:
+                raise LocalProtocolError("an HPKE seal needs the sequence token of the sender's last GET")
+            if len(event.plaintext) > MAX_PLAINTEXT_LENGTH:
+                raise LocalProtocolError(f"a plaintext longer than {MAX_PLAINTEXT_LENGTH} bytes does not fit a payload")
             return _seal(state, event)
-        if isinstance(event, PayloadReceived):
+        if kind is PayloadReceived:
+            assert isinstance(event, PayloadReceived)
+            if event.sequence_token is None:
+                raise LocalProtocolError("an HPKE open needs the sequence token of the receiver's last write")
             return _open(state, event)
-    elif isinstance(state, ReadyToInitiate):
+    _require_tokens(state, event)
+    if isinstance(state, ReadyToInitiate):
         assert isinstance(event, InitiateRequested)
         return _initiate(state, event)
     elif isinstance(state, AwaitingLoginOk):
@@ -635,18 +647,23 @@ def _open(state: Established, event: PayloadReceived) -> _Result:
 
 
 def _established(state: Established, *, send: hpke.Context, recv: hpke.Context, last_sent: str) -> Established:
-    """``state`` after one message: the same channel with the contexts (and last write) moved on."""
-    return Established(
-        profile=state.profile,
-        role=state.role,
-        public_key=state.public_key,
-        peer_public_key=state.peer_public_key,
-        aad_prefix=state.aad_prefix,
-        send=send,
-        recv=recv,
-        check_code=state.check_code,
-        last_sent=last_sent,
-    )
+    """``state`` after one message: the same channel with the contexts (and last write) moved on.
+
+    Built without ``__init__`` (a frozen dataclass's costs about twice as much, and this runs for every message):
+    every field is copied from an already valid state or is a context the previous one produced.
+    ``tests/test_channel_hpke_fast_paths.py`` checks it sets every field.
+    """
+    following = object.__new__(Established)
+    _set(following, "profile", state.profile)
+    _set(following, "role", state.role)
+    _set(following, "public_key", state.public_key)
+    _set(following, "peer_public_key", state.peer_public_key)
+    _set(following, "aad_prefix", state.aad_prefix)
+    _set(following, "send", send)
+    _set(following, "recv", recv)
+    _set(following, "check_code", state.check_code)
+    _set(following, "last_sent", last_sent)
+    return following
 
 
 def check_code(state: HpkeState) -> str:
