@@ -42,9 +42,14 @@ MESSAGE = b'{"type":"m.login.protocol","protocol":"device_authorization_grant","
 MESSAGES_EACH_WAY = 10
 
 
+#: The rendezvous tokens each message is bound to, as the server would hand them over (strings, not built per use).
+TOKENS = [(str(3 + 2 * i), str(4 + 2 * i)) for i in range(MESSAGES_EACH_WAY)]
+
+
 def _sent(effects: tuple[Any, ...]) -> str:
-    (send,) = [e for e in effects if isinstance(e, SendPayload)]
-    return send.payload
+    (send,) = [e for e in effects if type(e) is SendPayload]
+    payload: str = send.payload
+    return payload
 
 
 def machine_session() -> None:
@@ -57,19 +62,13 @@ def machine_session() -> None:
     s, effects = hpke.transition(s, PayloadReceived(payload=_sent(effects), sequence_token="2"))
     (shown,) = [e for e in effects if isinstance(e, ShowCheckCode)]
     g, _ = hpke.transition(g, CheckCodeEntered(code=shown.code))
-    token = 3
-    for _ in range(MESSAGES_EACH_WAY):
-        for sender, receiver in (("s", "g"), ("g", "s")):
-            states = {"g": g, "s": s}
-            states[sender], effects = hpke.transition(
-                states[sender], SealRequested(plaintext=MESSAGE, sequence_token=str(token))
-            )
-            states[receiver], delivered = hpke.transition(
-                states[receiver], PayloadReceived(payload=_sent(effects), sequence_token=str(token))
-            )
-            assert isinstance(delivered[0], DeliverPayload)
-            g, s = states["g"], states["s"]
-            token += 1
+    for s_token, g_token in TOKENS:
+        s, effects = hpke.transition(s, SealRequested(plaintext=MESSAGE, sequence_token=s_token))
+        g, delivered = hpke.transition(g, PayloadReceived(payload=_sent(effects), sequence_token=s_token))
+        assert type(delivered[0]) is DeliverPayload
+        g, effects = hpke.transition(g, SealRequested(plaintext=MESSAGE, sequence_token=g_token))
+        s, delivered = hpke.transition(s, PayloadReceived(payload=_sent(effects), sequence_token=g_token))
+        assert type(delivered[0]) is DeliverPayload
 
 
 _KEY = hashlib.sha256(b"floor key").digest()
