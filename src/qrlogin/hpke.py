@@ -35,6 +35,7 @@ repr of a context shows them.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -103,7 +104,23 @@ EXPORT_ONLY = Aead(aead_id=0xFFFF, nk=0, nn=0)
 
 
 def _suite_id(aead: Aead) -> bytes:
-    return b"HPKE" + KEM_ID.to_bytes(2, "big") + KDF_ID.to_bytes(2, "big") + aead.aead_id.to_bytes(2, "big")
+    if aead is CHACHA20_POLY1305:  # the channel's suite, on every seal-side derivation: built once
+        return _CHACHA20_POLY1305_SUITE_ID
+    return _SUITE_PREFIX + aead.aead_id.to_bytes(2, "big")
+
+
+_SUITE_PREFIX: Final = b"HPKE" + KEM_ID.to_bytes(2, "big") + KDF_ID.to_bytes(2, "big")
+_CHACHA20_POLY1305_SUITE_ID: Final = _SUITE_PREFIX + CHACHA20_POLY1305.aead_id.to_bytes(2, "big")
+
+
+@functools.lru_cache(maxsize=16)
+def _schedule_context(suite_id: bytes, info: bytes) -> bytes:
+    # key_schedule_context = mode || LabeledExtract("", "psk_id_hash", psk_id) || LabeledExtract("", "info_hash", info)
+    # depends only on the suite and the public info string (mode_base, empty psk_id): two HMACs computed once per
+    # (suite, info) instead of once per key schedule. Nothing secret goes in or comes out.
+    psk_id_hash = labeled_extract(suite_id, salt=b"", label=b"psk_id_hash", ikm=b"")
+    info_hash = labeled_extract(suite_id, salt=b"", label=b"info_hash", ikm=info)
+    return bytes([MODE_BASE]) + psk_id_hash + info_hash
 
 
 def _extract(salt: bytes, ikm: bytes) -> bytes:
@@ -198,9 +215,7 @@ class KeySchedule:
 def key_schedule(shared_secret: Secret, info: bytes, *, aead: Aead = CHACHA20_POLY1305) -> KeySchedule:
     """``KeySchedule(mode_base, shared_secret, info, psk="", psk_id="")`` (RFC 9180 §5.1)."""
     suite_id = _suite_id(aead)
-    psk_id_hash = labeled_extract(suite_id, salt=b"", label=b"psk_id_hash", ikm=b"")
-    info_hash = labeled_extract(suite_id, salt=b"", label=b"info_hash", ikm=info)
-    context = bytes([MODE_BASE]) + psk_id_hash + info_hash
+    context = _schedule_context(suite_id, bytes(info))
     secret = labeled_extract(suite_id, salt=shared_secret.value, label=b"secret", ikm=b"")
     return KeySchedule(
         aead=aead,
@@ -268,7 +283,7 @@ class Context:
         if not 0 <= self.seq <= self.max_seq:
             raise LocalProtocolError("sequence number out of range for this AEAD")
         usable = (
-            self.aead == CHACHA20_POLY1305
+            (self.aead is CHACHA20_POLY1305 or self.aead == CHACHA20_POLY1305)
             and len(self.key) == _crypto.AEAD_KEY_LENGTH
             and len(self.base_nonce) == _crypto.AEAD_NONCE_LENGTH
         )
