@@ -209,9 +209,10 @@ def _token_field(sequence_token: str) -> bytes | None:
         token = sequence_token.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate, which JSON decoding can produce
         return None
-    if not 1 <= len(token) <= MAX_IDENTIFIER_LENGTH:
+    length = len(token)
+    if not 1 <= length <= MAX_IDENTIFIER_LENGTH:
         return None
-    return bytes((len(token),)) + token
+    return bytes((length,)) + token
 
 
 # ---------------------------------------------------------------------------------------------------------------
