@@ -5,7 +5,10 @@ application messages each way, each sealed by one side and opened by the other. 
 cryptographic operations directly on ``cryptography``/``hmac`` with no HPKE structure, state objects, AAD building
 or base64: two X25519 key derivations and two exchanges, 26 HMAC-SHA256 computations (every HKDF extract and
 every single-block expand the two key schedules, exports and response contexts perform) and 44 ChaCha20-Poly1305
-operations. The ratio is what the protocol core costs on top of the unavoidable crypto.
+operations. The ratio is what the protocol core costs on top of the unavoidable crypto. (qrlogin now computes the
+two key-schedule-context HMACs per key schedule once per process, as they depend only on public constants, so
+the floor's 26 are slightly generous; it also builds two ChaCha20-Poly1305 objects where the two devices build
+four. Neither is changed, so ratios stay comparable with earlier measurements.)
 
 Run: ``python benchmarks/bench_channel_hpke.py [rounds]`` from the repository root. Prints microseconds per session
 and the ratio; asserts nothing about time.
@@ -42,9 +45,14 @@ MESSAGE = b'{"type":"m.login.protocol","protocol":"device_authorization_grant","
 MESSAGES_EACH_WAY = 10
 
 
+#: The rendezvous tokens each message is bound to, as the server would hand them over (strings, not built per use).
+TOKENS = [(str(3 + 2 * i), str(4 + 2 * i)) for i in range(MESSAGES_EACH_WAY)]
+
+
 def _sent(effects: tuple[Any, ...]) -> str:
-    (send,) = [e for e in effects if isinstance(e, SendPayload)]
-    return send.payload
+    (send,) = [e for e in effects if type(e) is SendPayload]
+    payload: str = send.payload
+    return payload
 
 
 def machine_session() -> None:
@@ -57,19 +65,13 @@ def machine_session() -> None:
     s, effects = hpke.transition(s, PayloadReceived(payload=_sent(effects), sequence_token="2"))
     (shown,) = [e for e in effects if isinstance(e, ShowCheckCode)]
     g, _ = hpke.transition(g, CheckCodeEntered(code=shown.code))
-    token = 3
-    for _ in range(MESSAGES_EACH_WAY):
-        for sender, receiver in (("s", "g"), ("g", "s")):
-            states = {"g": g, "s": s}
-            states[sender], effects = hpke.transition(
-                states[sender], SealRequested(plaintext=MESSAGE, sequence_token=str(token))
-            )
-            states[receiver], delivered = hpke.transition(
-                states[receiver], PayloadReceived(payload=_sent(effects), sequence_token=str(token))
-            )
-            assert isinstance(delivered[0], DeliverPayload)
-            g, s = states["g"], states["s"]
-            token += 1
+    for s_token, g_token in TOKENS:
+        s, effects = hpke.transition(s, SealRequested(plaintext=MESSAGE, sequence_token=s_token))
+        g, delivered = hpke.transition(g, PayloadReceived(payload=_sent(effects), sequence_token=s_token))
+        assert type(delivered[0]) is DeliverPayload
+        g, effects = hpke.transition(g, SealRequested(plaintext=MESSAGE, sequence_token=g_token))
+        s, delivered = hpke.transition(s, PayloadReceived(payload=_sent(effects), sequence_token=g_token))
+        assert type(delivered[0]) is DeliverPayload
 
 
 _KEY = hashlib.sha256(b"floor key").digest()

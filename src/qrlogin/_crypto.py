@@ -83,6 +83,12 @@ def hkdf_expand(hash_name: HashName, *, prk: bytes, info: bytes, length: int) ->
     return HKDFExpand(algorithm=_HASHES[hash_name](), length=length, info=info).derive(prk)
 
 
+def hmac_sha256(key: bytes, message: bytes) -> bytes:
+    """HMAC-SHA256 (RFC 2104) in one OpenSSL call, for hot paths where an HKDF step is a single HMAC: Extract is
+    ``HMAC(salt, ikm)`` and an Expand to at most 32 bytes is ``HMAC(prk, info || 0x01)`` truncated."""
+    return hmac.digest(key, message, "sha256")
+
+
 def _check_okm_length(hash_name: HashName, length: int) -> None:
     limit = 255 * _HASHES[hash_name].digest_size
     if not 0 < length <= limit:

@@ -35,7 +35,9 @@ repr of a context shows them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, field
+from typing import Final
 
 from . import _crypto
 from ._secret import Secret
@@ -75,6 +77,10 @@ N_H = 32  # HKDF-SHA256 Nh
 
 _VERSION_LABEL = b"HPKE-v1"
 _KEM_SUITE_ID = b"KEM" + KEM_ID.to_bytes(2, "big")
+_ZERO_SALT = bytes(N_H)
+
+
+_set = object.__setattr__  # builds frozen values without going through __init__ (see Context._next)
 
 
 class MessageLimitReachedError(LocalProtocolError):
@@ -98,12 +104,41 @@ EXPORT_ONLY = Aead(aead_id=0xFFFF, nk=0, nn=0)
 
 
 def _suite_id(aead: Aead) -> bytes:
-    return b"HPKE" + KEM_ID.to_bytes(2, "big") + KDF_ID.to_bytes(2, "big") + aead.aead_id.to_bytes(2, "big")
+    if aead is CHACHA20_POLY1305:  # the channel's suite, on every seal-side derivation: built once
+        return _CHACHA20_POLY1305_SUITE_ID
+    return _SUITE_PREFIX + aead.aead_id.to_bytes(2, "big")
+
+
+_SUITE_PREFIX: Final = b"HPKE" + KEM_ID.to_bytes(2, "big") + KDF_ID.to_bytes(2, "big")
+_CHACHA20_POLY1305_SUITE_ID: Final = _SUITE_PREFIX + CHACHA20_POLY1305.aead_id.to_bytes(2, "big")
+
+
+@functools.lru_cache(maxsize=16)
+def _schedule_context(suite_id: bytes, info: bytes) -> bytes:
+    # key_schedule_context = mode || LabeledExtract("", "psk_id_hash", psk_id) || LabeledExtract("", "info_hash", info)
+    # depends only on the suite and the public info string (mode_base, empty psk_id): two HMACs computed once per
+    # (suite, info) instead of once per key schedule. Nothing secret goes in or comes out.
+    psk_id_hash = labeled_extract(suite_id, salt=b"", label=b"psk_id_hash", ikm=b"")
+    info_hash = labeled_extract(suite_id, salt=b"", label=b"info_hash", ikm=info)
+    return bytes([MODE_BASE]) + psk_id_hash + info_hash
+
+
+def _extract(salt: bytes, ikm: bytes) -> bytes:
+    # RFC 5869 HKDF-Extract over SHA-256; an empty salt means Nh zero bytes.
+    return _crypto.hmac_sha256(salt or _ZERO_SALT, ikm)
+
+
+def _expand(prk: bytes, info: bytes, length: int) -> bytes:
+    # RFC 5869 HKDF-Expand over SHA-256. Every expand HPKE and MSC4388 perform here fits one block, T(1), which is
+    # a single HMAC; other lengths (long exports; zero, which it refuses) take the general path.
+    if 0 < length <= N_H:
+        return _crypto.hmac_sha256(prk, info + b"\x01")[:length]
+    return _crypto.hkdf_expand("sha256", prk=prk, info=info, length=length)
 
 
 def labeled_extract(suite_id: bytes, *, salt: bytes, label: bytes, ikm: bytes) -> bytes:
     """``LabeledExtract(salt, label, ikm)`` of RFC 9180 §4 over HKDF-SHA256."""
-    return _crypto.hkdf_extract("sha256", salt=salt, ikm=_VERSION_LABEL + suite_id + label + ikm)
+    return _extract(salt, _VERSION_LABEL + suite_id + label + ikm)
 
 
 def labeled_expand(suite_id: bytes, *, prk: bytes, label: bytes, info: bytes, length: int) -> bytes:
@@ -113,7 +148,7 @@ def labeled_expand(suite_id: bytes, *, prk: bytes, label: bytes, info: bytes, le
     if length == 0:  # the export-only AEAD's key and nonce; HKDF-Expand to zero bytes is the empty string
         return b""
     labeled_info = length.to_bytes(2, "big") + _VERSION_LABEL + suite_id + label + info
-    return _crypto.hkdf_expand("sha256", prk=prk, info=labeled_info, length=length)
+    return _expand(prk, labeled_info, length)
 
 
 # --- DHKEM(X25519, HKDF-SHA256), RFC 9180 §4.1 -------------------------------------------------------------
@@ -131,18 +166,25 @@ def _extract_and_expand(dh: bytes, kem_context: bytes) -> bytes:
     return labeled_expand(_KEM_SUITE_ID, prk=eae_prk, label=b"shared_secret", info=kem_context, length=N_SECRET)
 
 
-def encap(recipient_public_key: bytes, *, ephemeral_secret: bytes) -> tuple[Secret, bytes]:
-    """``Encap(pkR)`` with the ephemeral private key supplied: returns (shared_secret, enc)."""
-    dh = _crypto.x25519(ephemeral_secret, recipient_public_key)
-    enc = _crypto.x25519_public_key(ephemeral_secret)
+def _loaded(private_key: bytes | _crypto.X25519Secret) -> _crypto.X25519Secret:
+    # Loading a private key derives its public key, the costly part; a caller that keeps the key (the channel
+    # machines) passes it loaded so that it is loaded once per key, not once per use.
+    return private_key if isinstance(private_key, _crypto.X25519Secret) else _crypto.X25519Secret(private_key)
+
+
+def encap(recipient_public_key: bytes, *, ephemeral_secret: bytes | _crypto.X25519Secret) -> tuple[Secret, bytes]:
+    """``Encap(pkR)`` with the ephemeral private key supplied (raw or loaded): returns (shared_secret, enc)."""
+    ephemeral = _loaded(ephemeral_secret)
+    dh = ephemeral.exchange(recipient_public_key)
+    enc = ephemeral.public_key
     return Secret(_extract_and_expand(dh, enc + recipient_public_key)), enc
 
 
-def decap(enc: bytes, *, recipient_secret: bytes) -> Secret:
+def decap(enc: bytes, *, recipient_secret: bytes | _crypto.X25519Secret) -> Secret:
     """``Decap(enc, skR)``: the shared secret. ``enc`` is the peer's; a bad one raises RemoteProtocolError."""
-    dh = _crypto.x25519(recipient_secret, enc)
-    recipient_public = _crypto.x25519_public_key(recipient_secret)
-    return Secret(_extract_and_expand(dh, enc + recipient_public))
+    recipient = _loaded(recipient_secret)
+    dh = recipient.exchange(enc)
+    return Secret(_extract_and_expand(dh, enc + recipient.public_key))
 
 
 # --- Key schedule and context, RFC 9180 §5 -----------------------------------------------------------------
@@ -173,9 +215,7 @@ class KeySchedule:
 def key_schedule(shared_secret: Secret, info: bytes, *, aead: Aead = CHACHA20_POLY1305) -> KeySchedule:
     """``KeySchedule(mode_base, shared_secret, info, psk="", psk_id="")`` (RFC 9180 §5.1)."""
     suite_id = _suite_id(aead)
-    psk_id_hash = labeled_extract(suite_id, salt=b"", label=b"psk_id_hash", ikm=b"")
-    info_hash = labeled_extract(suite_id, salt=b"", label=b"info_hash", ikm=info)
-    context = bytes([MODE_BASE]) + psk_id_hash + info_hash
+    context = _schedule_context(suite_id, bytes(info))
     secret = labeled_extract(suite_id, salt=shared_secret.value, label=b"secret", ikm=b"")
     return KeySchedule(
         aead=aead,
@@ -188,23 +228,48 @@ def key_schedule(shared_secret: Secret, info: bytes, *, aead: Aead = CHACHA20_PO
 
 
 def setup_base_s(
-    recipient_public_key: bytes, info: bytes, *, ephemeral_secret: bytes, aead: Aead = CHACHA20_POLY1305
+    recipient_public_key: bytes,
+    info: bytes,
+    *,
+    ephemeral_secret: bytes | _crypto.X25519Secret,
+    aead: Aead = CHACHA20_POLY1305,
 ) -> tuple[bytes, Context]:
     """``SetupBaseS(pkR, info)`` (RFC 9180 §5.1.1), ephemeral secret supplied: returns (enc, context)."""
     shared_secret, enc = encap(recipient_public_key, ephemeral_secret=ephemeral_secret)
     return enc, key_schedule(shared_secret, info, aead=aead).context()
 
 
-def setup_base_r(enc: bytes, recipient_secret: bytes, info: bytes, *, aead: Aead = CHACHA20_POLY1305) -> Context:
+def setup_base_r(
+    enc: bytes, recipient_secret: bytes | _crypto.X25519Secret, info: bytes, *, aead: Aead = CHACHA20_POLY1305
+) -> Context:
     """``SetupBaseR(enc, skR, info)`` (RFC 9180 §5.1.1)."""
     return key_schedule(decap(enc, recipient_secret=recipient_secret), info, aead=aead).context()
+
+
+class _Cipher:
+    """What a ChaCha20-Poly1305 context seals and opens with, set up once per key rather than once per message:
+    the cipher object and the base nonce as an integer (``ComputeNonce`` is then one XOR). Never shown by repr."""
+
+    __slots__ = ("aead", "base_nonce")
+
+    def __init__(self, key: bytes, base_nonce: bytes) -> None:
+        self.aead = _crypto.AeadKey(key)
+        self.base_nonce = int.from_bytes(base_nonce, "big")
+
+    def __repr__(self) -> str:
+        return "_Cipher(<redacted>)"
+
+
+#: ``2**(8*Nn) - 1`` for ChaCha20-Poly1305, the only AEAD a context seals with.
+_CHACHA20_POLY1305_MAX_SEQ: Final = (1 << (8 * CHACHA20_POLY1305.nn)) - 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Context:
     """An HPKE encryption context at one sequence number; seal/open return the next one (RFC 9180 §5.2).
 
-    ``exporter_secret`` is ``None`` for a response context, whose exporter MSC4388 forbids using.
+    ``exporter_secret`` is ``None`` for a response context, whose exporter MSC4388 forbids using. The cipher is
+    built when the context at sequence number 0 is and handed on to each next context, never rebuilt per message.
     """
 
     aead: Aead
@@ -212,10 +277,17 @@ class Context:
     base_nonce: Secret
     seq: int
     exporter_secret: Secret | None
+    _cipher: _Cipher | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.seq <= self.max_seq:
             raise LocalProtocolError("sequence number out of range for this AEAD")
+        usable = (
+            (self.aead is CHACHA20_POLY1305 or self.aead == CHACHA20_POLY1305)
+            and len(self.key) == _crypto.AEAD_KEY_LENGTH
+            and len(self.base_nonce) == _crypto.AEAD_NONCE_LENGTH
+        )
+        object.__setattr__(self, "_cipher", _Cipher(self.key.value, self.base_nonce.value) if usable else None)
 
     @property
     def max_seq(self) -> int:
@@ -228,13 +300,16 @@ class Context:
         return (int.from_bytes(self.base_nonce.value, "big") ^ self.seq).to_bytes(nn, "big")
 
     def _next(self) -> Context:
-        return Context(
-            aead=self.aead,
-            key=self.key,
-            base_nonce=self.base_nonce,
-            seq=self.seq + 1,
-            exporter_secret=self.exporter_secret,
-        )
+        # The context for seq + 1, built without __init__: every field but seq is this context's, already
+        # validated, and seq + 1 <= max_seq because seal/open only get here while seq < max_seq.
+        following = object.__new__(Context)
+        _set(following, "aead", self.aead)
+        _set(following, "key", self.key)
+        _set(following, "base_nonce", self.base_nonce)
+        _set(following, "seq", self.seq + 1)
+        _set(following, "exporter_secret", self.exporter_secret)
+        _set(following, "_cipher", self._cipher)
+        return following
 
     def _check_usable(self) -> None:
         if self.aead != CHACHA20_POLY1305:
@@ -244,8 +319,12 @@ class Context:
 
     def seal(self, plaintext: bytes, *, aad: bytes) -> tuple[bytes, Context]:
         """``ContextS.Seal(aad, pt)``: the ciphertext and the context for the next message."""
-        self._check_usable()
-        return _crypto.aead_seal(self.key.value, self.nonce(), plaintext, aad), self._next()
+        cipher, seq = self._cipher, self.seq
+        if cipher is None or seq >= _CHACHA20_POLY1305_MAX_SEQ:
+            self._check_usable()  # raises; or a hand-built context with a bad key, which aead_seal refuses
+            return _crypto.aead_seal(self.key.value, self.nonce(), plaintext, aad), self._next()
+        nonce = (cipher.base_nonce ^ seq).to_bytes(_crypto.AEAD_NONCE_LENGTH, "big")
+        return cipher.aead.seal(nonce, plaintext, aad), self._next()
 
     def open(self, ciphertext: bytes, *, aad: bytes) -> tuple[bytes, Context]:
         """``ContextR.Open(aad, ct)``: the plaintext and the context for the next message.
@@ -253,8 +332,12 @@ class Context:
         A ciphertext that does not authenticate raises :class:`~qrlogin.errors.AuthenticationError`; the
         caller's context value is unchanged, as the RFC requires.
         """
-        self._check_usable()
-        return _crypto.aead_open(self.key.value, self.nonce(), ciphertext, aad), self._next()
+        cipher, seq = self._cipher, self.seq
+        if cipher is None or seq >= _CHACHA20_POLY1305_MAX_SEQ:
+            self._check_usable()
+            return _crypto.aead_open(self.key.value, self.nonce(), ciphertext, aad), self._next()
+        nonce = (cipher.base_nonce ^ seq).to_bytes(_crypto.AEAD_NONCE_LENGTH, "big")
+        return cipher.aead.open(nonce, ciphertext, aad), self._next()
 
     def export(self, exporter_context: bytes, length: int) -> bytes:
         """``Context.Export(exporter_context, L)`` (RFC 9180 §5.3); does not change the context."""
@@ -282,11 +365,11 @@ def response_context(base: Context, *, label: bytes, enc: bytes, response_nonce:
     if len(enc) != N_ENC:
         raise LocalProtocolError(f"enc must be {N_ENC} bytes, got {len(enc)}")
     secret = base.export(label, size)
-    prk = _crypto.hkdf_extract("sha256", salt=enc + response_nonce, ikm=secret)
+    prk = _extract(enc + response_nonce, secret)
     return Context(
         aead=base.aead,
-        key=Secret(_crypto.hkdf_expand("sha256", prk=prk, info=b"key", length=base.aead.nk)),
-        base_nonce=Secret(_crypto.hkdf_expand("sha256", prk=prk, info=b"nonce", length=base.aead.nn)),
+        key=Secret(_expand(prk, b"key", base.aead.nk)),
+        base_nonce=Secret(_expand(prk, b"nonce", base.aead.nn)),
         seq=0,
         exporter_secret=None,
     )
