@@ -653,6 +653,10 @@ def _on_rz_effect(step: _Step, effect: rz.Effect, now_ms: int) -> None:
             # G's creating POST: its (empty) content carries nothing; our turn to write LoginInitiate.
             step.device = replace(step.device, initiated=True)
             step.channel.append(InitiateRequested(sequence_token=effect.token))
+        elif device.write_token is None and device.config.generation is qr.Generation.V3:
+            # Nothing of ours was confirmed in the slot, so there is no token to open this payload with: it
+            # cannot be from our peer (whose reply would follow our write). The channel is over.
+            step.login.append(ChannelClosed())
         else:
             step.channel.append(
                 PayloadReceived(
@@ -660,9 +664,11 @@ def _on_rz_effect(step: _Step, effect: rz.Effect, now_ms: int) -> None:
                 )
             )
     elif isinstance(effect, rz.WriteRejected):
-        # Someone else wrote where our payload should have gone: the sealed message is lost and cannot be sealed
-        # again, so the channel is over.
-        step.login.append(ChannelClosed())
+        # The slot held someone else's data when our write conflicted, and that data was just handed to the channel.
+        # If it authenticated, it is our peer's reply, which the peer can only write after reading ours: an earlier
+        # copy of our write (a duplicated request) had landed. Otherwise the channel has failed already. Either
+        # way there is nothing to resend: a sealed message is never sealed again.
+        pass
     else:  # SessionClosed, SessionFailed
         step.device = replace(device, rendezvous=None)
         step.login.append(ChannelClosed())
