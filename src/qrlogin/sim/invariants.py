@@ -81,8 +81,8 @@ def check(result: Run) -> Verdict:
     outcomes = tuple((name, _outcome(world, name)) for name in (NEW, EXISTING, ATTACKER))
     if not result.finished:
         violations.append(f"hang: not finished after {len(result.trace)} actions; outcomes {outcomes}")
-    for name, outcome in outcomes[:2]:
-        if outcome == "running":
+    for name, summary in outcomes[:2]:
+        if summary == "running":
             violations.append(f"{name} device never reached an outcome")
     if is_honest(world):
         if outcomes[0][1] != "success" or outcomes[1][1] != "success":

@@ -304,8 +304,9 @@ def _user_actions(world: World) -> list[Action]:
     if generator is not None and generator.asked_code and generator.device.outcome is None:
         if scanner is not None and scanner.shown_code is not None:
             found.append(Action(kind="type_code", actor=generator.name))
-        elif scenario.attacker and scanner is not None and scanner.device.outcome is not None:
-            # The user's own scanner gave up without a code: the prompt on G can only be answered by a guess.
+        elif scenario.attacker and scanner is not None:
+            # The user's own scanner shows no code (its handshake was hijacked): the user may answer G's prompt
+            # with a guess, or cancel.
             found.append(Action(kind="guess", actor=generator.name))
             found.append(Action(kind="cancel_prompt", actor=generator.name))
     existing = world.actor(EXISTING)
@@ -396,7 +397,11 @@ def _user_or_attacker(world: World, action: Action) -> World:
         assert code is not None
         world = _update(world, name, asked_code=False)
         world = replace(world, record=replace(world.record, typed=(*world.record.typed, (name, code))))
-        world = _note(world, "user", f"types check code {code} on the {name} device")
+        if kind == "guess":
+            text = f"types {code} on the {name} device (the other device shows no code: a guess)"
+        else:
+            text = f"types check code {code} on the {name} device"
+        world = _note(world, "user", text)
         return _feed(world, name, dv.CheckCodeTyped(code=code))
     if kind == "cancel_prompt":
         world = _update(world, name, asked_code=False)
