@@ -17,7 +17,6 @@ import json
 
 from .. import homeserver as hsm
 from .. import qr
-from ..channel import ecies, hpke
 from ..device import Kind, derive
 from ..login.events import Completed
 from ..sim.invariants import check
@@ -166,22 +165,13 @@ def _outcome(world: World, name: str) -> str:
     return f"failed: {outcome.reason}{peer}{detail}"
 
 
-def _pending_check_code(state: object) -> str | None:
-    """The two digits an attacker's channel derived (shown on the attacker's own screen, never the user's)."""
-    if isinstance(state, ecies.AwaitingLoginOk | ecies.Established):
-        return state.keys.check_code.value.decode("ascii")
-    if isinstance(state, hpke.AwaitingLoginOk | hpke.Established):
-        return state.check_code.value.decode("ascii")
-    return None
-
-
 def _attack_summary(world: World, ok: bool, guessed: bool, violations: tuple[str, ...]) -> int:
     attacker = world.actor(ATTACKER)
     outcome = attacker.device.outcome if attacker is not None else None
     secrets = isinstance(outcome, Completed) and outcome.secrets is not None
     tokens = isinstance(outcome, Completed) and outcome.tokens is not None
     print(f"the attacker's device:          {_outcome(world, ATTACKER)}")
-    code = _pending_check_code(attacker.device.channel) if attacker is not None else None
+    code = world.record.attacker_code
     typed = [code for _, code in world.record.typed]
     if code is not None and typed:
         verdict = "they differ" if code not in typed else "they are the same"

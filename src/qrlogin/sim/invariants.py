@@ -91,9 +91,7 @@ def check(result: Run) -> Verdict:
             violations.append(f"honest run ended at {world.now_ms} ms, after the rendezvous expired")
 
     typed = [code for _, code in world.record.typed]
-    attacker = world.actor(ATTACKER)
-    attacker_code = _check_code(attacker.device.channel) if attacker is not None else None
-    guessed = attacker_code is not None and attacker_code in typed
+    guessed = world.record.attacker_code is not None and world.record.attacker_code in typed
     user_id = f"@{USER}:{world.hs.server_name}"
     for actor in world.actors:
         outcome = actor.device.outcome

@@ -137,6 +137,7 @@ class Record:
 
     seals: tuple[tuple[str, str, int, str], ...] = ()  # (actor, key fingerprint, nonce counter, payload)
     typed: tuple[tuple[str, str], ...] = ()  # (actor typed on, code)
+    attacker_code: str | None = None  # the code of the attacker's channel when the user typed one
     transcript: tuple[tuple[int, str, str], ...] = ()  # (time, actor or "user"/"network", text)
     qr_payload: bytes | None = None
     expires_ms: int | None = None
@@ -262,9 +263,10 @@ def _scanner(scenario: Scenario) -> str:
 
 
 def actions(world: World) -> tuple[Action, ...]:
-    """Everything that may happen next, in a fixed order: deliveries, the user, the attacker, then faults, then time.
+    """Everything that may happen next, in a fixed order: deliveries, the user, the attacker, time, then faults.
 
-    The first action is what a fair, prompt world does; a finished world has none.
+    The first action is what a fair, prompt world does (time passes only when nothing else can happen); a finished
+    world has none.
     """
     if is_finished(world):
         return ()
@@ -275,6 +277,11 @@ def actions(world: World) -> tuple[Action, ...]:
     found.extend(_user_actions(world))
     if world.scenario.attacker and world.qr_payload is not None and not world.attacker_scanned:
         found.append(Action(kind="attacker_scan", actor=ATTACKER))
+    timer = _next_timer(world)
+    if not found and timer is not None:
+        found.append(TICK)  # nothing else can happen: time passes (fair: never while something waits)
+    elif faults.delays > 0 and world.pending and timer is not None:
+        found.append(Action(kind="delay"))
     for index, item in enumerate(world.pending):
         if faults.drops > 0:
             found.append(Action(kind="drop", actor=item.actor, index=index))
@@ -286,11 +293,6 @@ def actions(world: World) -> tuple[Action, ...]:
                 found.append(Action(kind="cancel", actor=actor.name))
     if world.scenario.attacker and faults.overwrites > 0 and world.attacker_scanned:
         found.append(Action(kind="overwrite", actor=ATTACKER))
-    if _next_timer(world) is not None:
-        if not found:
-            found.append(TICK)
-        elif faults.delays > 0 and world.pending:
-            found.append(Action(kind="delay"))
     return tuple(found)
 
 
@@ -304,9 +306,9 @@ def _user_actions(world: World) -> list[Action]:
     if generator is not None and generator.asked_code and generator.device.outcome is None:
         if scanner is not None and scanner.shown_code is not None:
             found.append(Action(kind="type_code", actor=generator.name))
-        elif scenario.attacker and scanner is not None:
-            # The user's own scanner shows no code (its handshake was hijacked): the user may answer G's prompt
-            # with a guess, or cancel.
+        elif scenario.attacker:
+            # G asks, but the user's own scanner shows no code (its handshake was hijacked, or the user has not
+            # scanned yet and the prompt came from the attacker): the user may answer with a guess, or cancel.
             found.append(Action(kind="guess", actor=generator.name))
             found.append(Action(kind="cancel_prompt", actor=generator.name))
     existing = world.actor(EXISTING)
@@ -392,11 +394,14 @@ def _user_or_attacker(world: World, action: Action) -> World:
         return _apply_effects(world, ATTACKER, effects)
     if kind in ("type_code", "guess"):
         scanner = world.actor(_scanner(scenario))
-        assert scanner is not None
-        code = scanner.shown_code if kind == "type_code" else scenario.user_guess
+        code = scanner.shown_code if kind == "type_code" and scanner is not None else scenario.user_guess
         assert code is not None
         world = _update(world, name, asked_code=False)
-        world = replace(world, record=replace(world.record, typed=(*world.record.typed, (name, code))))
+        attacker = world.actor(ATTACKER)
+        attacker_code = channel_check_code(attacker.device.channel) if attacker is not None else None
+        typed = (*world.record.typed, (name, code))
+        record = replace(world.record, typed=typed, attacker_code=attacker_code or world.record.attacker_code)
+        world = replace(world, record=record)
         if kind == "guess":
             text = f"types {code} on the {name} device (the other device shows no code: a guess)"
         else:
@@ -605,6 +610,15 @@ def _apply_effects(world: World, name: str, effects: tuple[dv.DeviceEffect, ...]
             assert isinstance(effect, dv.Finished)
             world = _note(world, name, _describe(effect))
     return world
+
+
+def channel_check_code(state: object) -> str | None:
+    """The two digits a scanner's channel derived once it sent ``LoginInitiate`` (what its own screen shows)."""
+    if isinstance(state, ecies.AwaitingLoginOk | ecies.Established):
+        return state.keys.check_code.value.decode("ascii")
+    if isinstance(state, hpke.AwaitingLoginOk | hpke.Established):
+        return state.check_code.value.decode("ascii")
+    return None
 
 
 def _describe(effect: dv.Finished) -> str:
