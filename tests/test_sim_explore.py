@@ -41,7 +41,8 @@ def test_every_honest_interleaving_signs_in(generation: qr.Generation, qr_on: Ki
 
 
 @pytest.mark.parametrize(
-    ("generation", "qr_on"), [(qr.Generation.V3, Kind.NEW), (qr.Generation.V3, Kind.EXISTING), (qr.Generation.V1, Kind.NEW)]
+    ("generation", "qr_on"),
+    [(qr.Generation.V3, Kind.NEW), (qr.Generation.V3, Kind.EXISTING), (qr.Generation.V1, Kind.NEW)],
 )
 def test_every_attack_interleaving_is_stopped(generation: qr.Generation, qr_on: Kind) -> None:
     result = explore(Scenario(generation=generation, qr_on=qr_on, attacker=True), max_states=12_000)

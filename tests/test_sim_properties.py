@@ -53,11 +53,26 @@ def test_honest_runs_succeed_under_any_reordering(generation: qr.Generation, qr_
     assert result.world.now_ms < result.world.scenario.rendezvous_ttl_ms
 
 
+SCENARIOS = st.builds(
+    Scenario,
+    generation=GENERATIONS,
+    qr_on=DIRECTIONS,
+    attacker=st.booleans(),
+    faults=FAULTS,
+    user_guess=GUESSES,
+)
+
+
 @settings(max_examples=120, deadline=None)
-@given(GENERATIONS, DIRECTIONS, st.booleans(), FAULTS, GUESSES, SCHEDULES)
-def test_every_run_ends_typed_and_safe(
-    generation: qr.Generation, qr_on: Kind, attacker: bool, faults: Faults, guess: str, choices: list[int]
-) -> None:
+@given(SCENARIOS, SCHEDULES)
+def test_every_run_ends_typed_and_safe(scenario: Scenario, choices: list[int]) -> None:
+    generation, qr_on, attacker, faults, guess = (
+        scenario.generation,
+        scenario.qr_on,
+        scenario.attacker,
+        scenario.faults,
+        scenario.user_guess,
+    )
     if not attacker:
         faults = Faults(**{**{f: getattr(faults, f) for f in Faults.__slots__}, "overwrites": 0})
     scenario = Scenario(generation=generation, qr_on=qr_on, attacker=attacker, faults=faults, user_guess=guess)
@@ -66,7 +81,7 @@ def test_every_run_ends_typed_and_safe(
     assert verdict.ok, verdict.violations
     assert result.finished
     for name, outcome in verdict.outcomes[:2]:
-        assert outcome == "absent" or outcome == "success" or outcome.startswith("failed:"), (name, outcome)
+        assert outcome in {"absent", "success"} or outcome.startswith("failed:"), (name, outcome)
 
 
 @settings(max_examples=60, deadline=None)
@@ -101,7 +116,8 @@ def _attack_with_code_typed(scenario: Scenario) -> Run:
         if not options:
             break
         attacker = world.actor(ATTACKER)
-        options = tuple(o for o in options if o.kind in ORDER_KINDS and (o.kind != "guess" or attacker.shown_code))
+        code_shown = attacker is not None and attacker.shown_code is not None
+        options = tuple(o for o in options if o.kind in ORDER_KINDS and (o.kind != "guess" or code_shown))
         options = options or (TICK,)
         ranked = [
             o for w in order for o in options if o.kind == w.partition(":")[0] and w.partition(":")[2] in ("", o.actor)
