@@ -55,6 +55,7 @@ from typing import Any
 
 from . import qr
 from ._machine import is_terminal
+from ._secret import Secret
 from .channel import (
     ChannelEffect,
     ChannelEvent,
@@ -95,7 +96,7 @@ from .login.events import VerificationUriOpened as LoginUriOpened
 from .login.events import VerificationUriUnavailable as LoginUriUnavailable
 from .login.glue import channel_effect_to_login_event
 from .login.http import HttpRequest, HttpResponse
-from .login.messages import Message, Secrets, message_to_json, parse_message, serialize_message
+from .login.messages import CrossSigningKeys, Message, Secrets, message_to_json, parse_message, serialize_message
 from .rendezvous import ApiGeneration, Request, Response
 from .rendezvous import client as rz
 from .rendezvous.server import V1_V2_UNSTABLE_PREFIX, V3_UNSTABLE_PREFIX
@@ -451,15 +452,10 @@ def _login_start_placeholder(config: DeviceConfig) -> LoginState:
     )
 
 
-def _no_secrets() -> Secrets:
-    from ._secret import Secret
-    from .login.messages import CrossSigningKeys
-
-    blank = Secret(bytes(32))
-    return Secrets(cross_signing=CrossSigningKeys(master_key=blank, self_signing_key=blank, user_signing_key=blank))
-
-
-_NO_SECRETS = _no_secrets()
+_BLANK = Secret(bytes(32))
+_NO_SECRETS = Secrets(
+    cross_signing=CrossSigningKeys(master_key=_BLANK, self_signing_key=_BLANK, user_signing_key=_BLANK)
+)
 
 # -------------------------------------------------------------------------------------------------- queries
 
