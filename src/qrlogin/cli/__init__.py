@@ -15,7 +15,7 @@ from importlib import import_module
 from ..errors import QrLoginError
 
 # Subcommand modules, in the order `qrlogin --help` lists them.
-_SUBCOMMANDS = ("qr", "channel", "serve", "check_server")
+_SUBCOMMANDS = ("demo", "qr", "channel", "serve", "check_server")
 
 Handler = Callable[[argparse.Namespace], int]
 

@@ -708,7 +708,12 @@ class RendezvousServer:
         return Prepared(step=step, read=read, write=write, response=response)
 
     def commit(self, attempt: Prepared) -> bool:
-        """Store the attempt's result if the session is still what it read; True when the response stands."""
+        """Store the attempt's result if the session is still what it read; True when the response stands.
+
+        An attempt that writes nothing (a read, or an error answer) still checks that the session is unchanged, so
+        that its answer is linearized at the commit like a write's: a read prepared before a concurrent write and
+        committed after it must not return the older payload.
+        """
         if not attempt.changes:
-            return True
+            return self.store.get(attempt.step.session_id) == attempt.read
         return self.store.compare_and_set(attempt.step.session_id, attempt.read, attempt.write)

@@ -1,0 +1,187 @@
+"""``qrlogin demo``: a complete sign-in with QR code, offline, in one process, as the user would see it.
+
+The demo runs the simulator (:mod:`qrlogin.sim`): two devices built from :mod:`qrlogin.device`, the homeserver model
+with the rendezvous server behind its hook, and a user who scans, types the check code and approves. It prints what
+each device shows (the QR code, the check code, the user code), each login message, the user's devices before and
+after, and the outcome. ``--attacker`` adds a shoulder-surfer who photographs the QR code and wins the race into the
+rendezvous; the demo shows the sign-in stopped at the check code and that the attacker got nothing.
+
+Exit status 0 means the expected ending happened: a sign-in without attacker succeeded on both devices, or the
+attack was stopped, and the simulator's invariants (``docs/simulation.md``) held.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from .. import homeserver as hsm
+from .. import qr
+from ..device import Kind, derive
+from ..login.events import Completed
+from ..sim.invariants import check
+from ..sim.run import MAX_STEPS, Run
+from ..sim.world import (
+    ATTACKER,
+    BASE_URL,
+    EXISTING,
+    NEW,
+    SERVER_NAME,
+    TICK,
+    USER,
+    Action,
+    Scenario,
+    World,
+    actions,
+    is_finished,
+    new_world,
+    step,
+)
+from .qr import format_text, render_terminal
+
+_GENERATIONS = {"v1": qr.Generation.V1, "v2": qr.Generation.V2, "v3": qr.Generation.V3}
+_TITLES = {
+    qr.Generation.V1: "v1: MSC4108 as deployed in 2024 (ECIES, ETag rendezvous)",
+    qr.Generation.V2: "v2: MSC4108 at its September 2025 revision (ECIES, sequence-token rendezvous)",
+    qr.Generation.V3: "v3: MSC4388 (HPKE, sequence-token rendezvous)",
+}
+_WHO = {NEW: "new device", EXISTING: "existing device", ATTACKER: "ATTACKER", "user": "user", "network": "network"}
+# The attack as the demo plays it: the attacker acts as soon as it can, the user's devices a moment later.
+_ATTACK_ORDER = ("attacker_scan", "deliver:attacker", "scan", "guess", "deliver", "type_code", "open_uri", "approve")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("demo", help="run a complete sign-in with QR code offline and show each device")
+    parser.add_argument("--generation", choices=sorted(_GENERATIONS), default="v3", help="protocol generation")
+    parser.add_argument("--qr-on", choices=("new", "existing"), default="new", help="which device shows the QR code")
+    parser.add_argument("--attacker", action="store_true", help="add a shoulder-surfer who races the user's device")
+    parser.add_argument("--seed", type=int, default=1, help="seed for every key, id and token (default 1)")
+    parser.add_argument("--verbose", action="store_true", help="also show every HTTP exchange")
+    parser.set_defaults(func=_demo)
+
+
+def _user_guess(seed: bytes) -> str:
+    """The two digits a user types when the device they scanned with shows none (first digit never 0)."""
+    raw = derive(seed, "user guess", 2)
+    return f"{raw[0] % 9 + 1}{raw[1] % 10}"
+
+
+def _attack_choice(world: World, options: tuple[Action, ...]) -> Action:
+    """The attack as the demo tells it: the user picks up the other device only once G has answered the attacker."""
+    generator = world.actor(NEW if world.scenario.qr_on is Kind.NEW else EXISTING)
+    if generator is not None and not generator.asked_code:
+        options = tuple(option for option in options if option.kind != "scan")
+        if not options:
+            return TICK
+    for wanted in _ATTACK_ORDER:
+        kind, _, actor = wanted.partition(":")
+        for option in options:
+            if option.kind == kind and (not actor or option.actor == actor):
+                return option
+    return options[0]
+
+
+def _play(scenario: Scenario) -> Run:
+    world = new_world(scenario)
+    trace: list[Action] = []
+    for _ in range(MAX_STEPS):
+        options = actions(world)
+        if not options:
+            break
+        action = _attack_choice(world, options) if scenario.attacker else options[0]
+        world = step(world, action)
+        trace.append(action)
+    return Run(world=world, trace=tuple(trace), finished=is_finished(world))
+
+
+def _devices(hs: hsm.Homeserver, token: str) -> str:
+    request = hsm.HttpRequest.get("/_matrix/client/v3/devices", access_token=token)
+    _, response = hsm.handle(hs, request, now_ms=0)
+    return ", ".join(device["device_id"] for device in json.loads(response.body)["devices"])
+
+
+def _line(time_ms: int, who: str, text: str) -> str:
+    return f"  {time_ms / 1000:6.1f} s  {_WHO.get(who, who):<16} {text}"
+
+
+def _demo(args: argparse.Namespace) -> int:
+    generation = _GENERATIONS[args.generation]
+    qr_on = Kind(args.qr_on)
+    seed = f"qrlogin demo {args.seed}".encode()
+    scenario = Scenario(
+        generation=generation, qr_on=qr_on, attacker=args.attacker, seed=seed, user_guess=_user_guess(seed)
+    )
+    start = new_world(scenario)
+    token = dict(start.tokens)[EXISTING]
+    user_id = f"@{USER}:{SERVER_NAME}"
+
+    print(f"qrlogin demo: sign in with QR code, generation {_TITLES[generation]}")
+    print(f"homeserver {BASE_URL} ({SERVER_NAME}), user {user_id}; the {qr_on.value} device shows the QR code")
+    if args.attacker:
+        print("an attacker is watching the screen that shows the QR code")
+    print(f"\ndevices of {user_id} before: {_devices(start.hs, token)}\n")
+
+    result = _play(scenario)
+    world = result.world
+    for time_ms, who, text in world.record.transcript:
+        if who == "network" and not args.verbose:
+            continue
+        print(_line(time_ms, who, text))
+        if text == "shows the QR code" and world.record.qr_payload is not None:
+            code = qr.decode(world.record.qr_payload)
+            print()
+            print(render_terminal(world.record.qr_payload))
+            print("\n".join(f"            {row}" for row in format_text(code).splitlines()))
+            print()
+
+    print(f"\ndevices of {user_id} after: {_devices(world.hs, token)}")
+    verdict = check(result)
+    print()
+    print(f"outcome on the new device:      {_outcome(world, NEW)}")
+    print(f"outcome on the existing device: {_outcome(world, EXISTING)}")
+    if args.attacker:
+        return _attack_summary(world, verdict.ok, verdict.guessed_attacker_code, verdict.violations)
+    for violation in verdict.violations:
+        print(f"invariant violated: {violation}")
+    succeeded = all(_outcome(world, name).startswith("success") for name in (NEW, EXISTING))
+    return 0 if succeeded and verdict.ok else 1
+
+
+def _outcome(world: World, name: str) -> str:
+    actor = world.actor(name)
+    if actor is None:
+        return "never started (the QR code was not scanned)"
+    outcome = actor.device.outcome
+    if outcome is None:
+        return "still waiting for an answer that will not come"
+    if isinstance(outcome, Completed):
+        if outcome.secrets is not None:
+            backup = " and the key backup key" if outcome.secrets.backup is not None else ""
+            return f"success: signed in as {actor.device.config.device_id}, received the cross-signing keys{backup}"
+        return "success: the new device is signed in and has the secrets"
+    peer = ", reported by the other device" if outcome.by_peer else ""
+    channel = actor.device.channel_failure
+    detail = f"; secure channel: {channel.value}" if channel is not None else ""
+    return f"failed: {outcome.reason}{peer}{detail}"
+
+
+def _attack_summary(world: World, ok: bool, guessed: bool, violations: tuple[str, ...]) -> int:
+    attacker = world.actor(ATTACKER)
+    outcome = attacker.device.outcome if attacker is not None else None
+    secrets = isinstance(outcome, Completed) and outcome.secrets is not None
+    tokens = isinstance(outcome, Completed) and outcome.tokens is not None
+    print(f"the attacker's device:          {_outcome(world, ATTACKER)}")
+    code = world.record.attacker_code
+    typed = [code for _, code in world.record.typed]
+    if code is not None and typed:
+        verdict = "they differ" if code not in typed else "they are the same"
+        print(f"the code of the attacker's channel was {code}; the user typed {', '.join(typed)}: {verdict}")
+    print(f"the attacker obtained secrets: {'YES' if secrets else 'no'}; an access token: {'YES' if tokens else 'no'}")
+    for violation in violations:
+        print(f"invariant violated: {violation}")
+    if guessed:
+        print("the user's guess was the attacker's code (a 1 in 90 chance): the check code could not stop this one")
+        return 1
+    stopped = not secrets and not tokens and ok
+    print("the attack was stopped" if stopped else "the attack was NOT stopped")
+    return 0 if stopped else 1

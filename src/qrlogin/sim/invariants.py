@@ -1,0 +1,121 @@
+"""What every simulated run must satisfy (issue 7 part 3), as a function from a finished run to its violations.
+
+* **termination**: the run finished; both of the user's devices ended in ``Completed`` or a typed ``Failed`` and
+  need nothing more (no deadlock, no hang);
+* **liveness of honest runs**: with no attacker and no fault, both devices succeed, and before the rendezvous
+  session expires;
+* **secrets go only where the user confirmed**: a device that received ``m.login.secrets`` is the user's new device,
+  signed in to the user's account with its own device id, and its channel's check code is the code the user typed
+  on the device that showed the QR;
+* **the attacker gets nothing**: no secrets, and no access token for the user's account; the single exception is a
+  user who typed the attacker's own check code (a guess that hit, the residual risk of a two-digit code, THREATS.md
+  T2), which :func:`check` reports separately through ``guessed_attacker_code``;
+* **no nonce reuse**: no (key, nonce) pair sealed two different payloads.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from .. import homeserver as hsm
+from ..channel import ecies, hpke
+from ..login.events import Completed
+from ..login.messages import Secrets, serialize_message
+from .run import Run
+from .world import ATTACKER, EXISTING, NEW, USER, Faults, World, user_secrets
+
+__all__ = ["Verdict", "check", "is_honest"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Verdict:
+    violations: tuple[str, ...]
+    guessed_attacker_code: bool
+    outcomes: tuple[tuple[str, str], ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+def is_honest(world: World) -> bool:
+    """No attacker and no fault budget: the network may reorder freely but loses, duplicates and delays nothing."""
+    return not world.scenario.attacker and world.scenario.faults == Faults()
+
+
+def _outcome(world: World, name: str) -> str:
+    actor = world.actor(name)
+    if actor is None:
+        return "absent"
+    outcome = actor.device.outcome
+    if outcome is None:
+        return "running"
+    return "success" if isinstance(outcome, Completed) else f"failed:{outcome.reason}"
+
+
+def _whoami(world: World, token: str) -> str | None:
+    request = hsm.HttpRequest.get("/_matrix/client/v3/account/whoami", access_token=token)
+    _, response = hsm.handle(world.hs, request, now_ms=world.now_ms)
+    if response.status != 200:
+        return None
+    body = json.loads(response.body)
+    return f"{body['user_id']}|{body['device_id']}"
+
+
+def _same_secrets(a: Secrets, b: Secrets) -> bool:
+    return serialize_message(a) == serialize_message(b)
+
+
+def _check_code(state: object) -> str | None:
+    if isinstance(state, ecies.Established):
+        return ecies.check_code(state)
+    if isinstance(state, hpke.Established):
+        return hpke.check_code(state)
+    return None
+
+
+def check(result: Run) -> Verdict:
+    world = result.world
+    violations: list[str] = []
+    outcomes = tuple((name, _outcome(world, name)) for name in (NEW, EXISTING, ATTACKER))
+    if not result.finished:
+        violations.append(f"hang: not finished after {len(result.trace)} actions; outcomes {outcomes}")
+    for name, summary in outcomes[:2]:
+        if summary == "running":
+            violations.append(f"{name} device never reached an outcome")
+    if is_honest(world):
+        if outcomes[0][1] != "success" or outcomes[1][1] != "success":
+            violations.append(f"honest run did not succeed on both devices: {outcomes}")
+        if world.now_ms >= world.scenario.rendezvous_ttl_ms:
+            violations.append(f"honest run ended at {world.now_ms} ms, after the rendezvous expired")
+
+    typed = [code for _, code in world.record.typed]
+    guessed = world.record.attacker_code is not None and world.record.attacker_code in typed
+    user_id = f"@{USER}:{world.hs.server_name}"
+    for actor in world.actors:
+        outcome = actor.device.outcome
+        if not isinstance(outcome, Completed):
+            continue
+        if outcome.secrets is not None and _same_secrets(outcome.secrets, user_secrets(USER)):
+            if actor.name != NEW:
+                if not guessed:
+                    violations.append(f"the user's secrets reached {actor.name}")
+                continue
+            code = _check_code(actor.device.channel)
+            if code is None or code not in typed:
+                violations.append("secrets reached a device whose check code the user never confirmed")
+            tokens = outcome.tokens
+            who = _whoami(world, tokens.access_token.value.decode()) if tokens is not None else None
+            if who != f"{user_id}|{actor.device.config.device_id}":
+                violations.append(f"secrets reached a device not signed in as itself for the user ({who})")
+        if actor.name == ATTACKER and outcome.tokens is not None:
+            who = _whoami(world, outcome.tokens.access_token.value.decode())
+            if who is not None and who.startswith(user_id + "|") and not guessed:
+                violations.append("the attacker obtained an access token for the user's account")
+    seen: dict[tuple[str, str, int], str] = {}
+    for name, key, counter, payload in world.record.seals:
+        previous = seen.setdefault((name, key, counter), payload)
+        if previous != payload:
+            violations.append(f"nonce reuse: {name} sealed two payloads under {key} at counter {counter}")
+    return Verdict(violations=tuple(violations), guessed_attacker_code=guessed, outcomes=outcomes)
