@@ -143,11 +143,15 @@ def test_misuse_raises_before_anything_changes() -> None:
         )
 
 
-def test_unknown_and_duplicate_answers_are_ignored() -> None:
+def test_duplicate_answers_are_ignored_and_never_issued_ids_are_misuse() -> None:
     device, (post,) = generate(_config(Kind.NEW), now_ms=0)
     assert isinstance(post, SendHttp)
-    same, effects = transition(device, HttpAnswered(request_id=999, response=HttpResponse(status=200)), now_ms=0)
-    assert same == device and effects == ()
+    # Request ids are minted by the device; one it never issued can only come from the embedder.
+    for rid in (0, -1, post.request_id + 1, 999):
+        with pytest.raises(LocalProtocolError, match="never issued"):
+            transition(device, HttpAnswered(request_id=rid, response=HttpResponse(status=200)), now_ms=0)
+        with pytest.raises(LocalProtocolError, match="never issued"):
+            transition(device, HttpLost(request_id=rid), now_ms=0)
     device, _ = transition(
         device, HttpAnswered(request_id=post.request_id, response=_created(qr.Generation.V3)), now_ms=0
     )

@@ -38,8 +38,21 @@ more.
 
 Inputs are values: HTTP answers (:class:`HttpAnswered`, :class:`HttpLost`), timers (:class:`TimerFired`, due at
 :func:`next_timer`) and the user's acts (:class:`CheckCodeTyped`, :class:`VerificationUriOpened`,
-:class:`VerificationUriUnavailable`, :class:`UserCancelled`). All randomness (the ephemeral X25519 secret, the HPKE
-response nonce) is derived from ``DeviceConfig.seed`` with HMAC-SHA256, so a device is reproducible from its seed.
+:class:`VerificationUriUnavailable`, :class:`UserCancelled`).
+
+The device is one value holding three machines that run concurrently (the rendezvous keeps polling whatever the
+login does), so its states are not classes of their own: :func:`phase` reads what the device waits for off the
+sub-machines (a :class:`Phase`), and ``LEGAL_MOVES`` maps each phase to the events it accepts. :func:`transition`
+checks it before anything changes, so a user act out of place (a check code nobody asked for, consent on a device
+that was not asked for it, anything after the login ended) raises :class:`~qrlogin.errors.LocalProtocolError`.
+Timers are legal in every phase and one that is not due changes nothing. HTTP answers are legal in every phase,
+but their ``request_id`` must be one this device issued (another is the embedder's bug: LocalProtocolError); an
+answer to an issued request that is no longer outstanding (a duplicate, one after :class:`HttpLost`, one after the
+device let go of the session) is network noise and is ignored. ``OUTCOMES`` lists the phases each legal move can
+lead to; ``docs/simulation.md`` draws it and the tests observe every edge.
+
+All randomness (the ephemeral X25519 secret, the HPKE response nonce) is derived from ``DeviceConfig.seed`` with
+HMAC-SHA256, so a device is reproducible from its seed.
 
 HTTP requests keep the login layer's :class:`~qrlogin.login.http.HttpRequest` shape (absolute URL); requests marked
 ``authenticated`` need the signed-in user's access token, which the embedder adds (the core never holds it).
@@ -50,8 +63,9 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Final
 
 from . import qr
 from ._machine import is_terminal
@@ -102,6 +116,8 @@ from .rendezvous import client as rz
 from .rendezvous.server import V1_V2_UNSTABLE_PREFIX, V3_UNSTABLE_PREFIX
 
 __all__ = [
+    "LEGAL_MOVES",
+    "OUTCOMES",
     "AskForCheckCode",
     "AskForConsent",
     "CheckCodeTyped",
@@ -115,6 +131,7 @@ __all__ = [
     "Kind",
     "MessageReceivedNote",
     "MessageSentNote",
+    "Phase",
     "SendHttp",
     "ShowCheckCode",
     "ShowQrCode",
@@ -127,6 +144,7 @@ __all__ = [
     "generate",
     "is_done",
     "next_timer",
+    "phase",
     "rendezvous_endpoint",
     "scan",
     "transition",
@@ -494,21 +512,121 @@ def next_timer(device: Device) -> int | None:
     return min(times) if times else None
 
 
+# ------------------------------------------------------------------------------------------------- phases
+
+
+class Phase(enum.Enum):
+    """What the device waits for, read off its sub-machines by :func:`phase`. Values are the diagram's names."""
+
+    AWAITING_SESSION = "AwaitingSession"  # G: the rendezvous is being created; no QR yet
+    AWAITING_DISCOVERY = "AwaitingDiscovery"  # v2 S: .well-known names the homeserver to join on
+    AWAITING_PEER = "AwaitingPeer"  # the channel handshake: G's QR is up, or S has written LoginInitiate
+    AWAITING_CHECK_CODE = "AwaitingCheckCode"  # G: the user types the code the other device shows
+    AWAITING_CONSENT = "AwaitingConsent"  # existing device: the user opens the verification URI
+    AWAITING_LOGIN = "AwaitingLogin"  # channel up: the peer's next login message or the homeserver's answer
+    AWAITING_CLOSE = "AwaitingClose"  # login over: the last write, the deletion time, the DELETE's answer
+    DONE = "Done"  # nothing more to do; late answers and timers are ignored
+
+
+def phase(device: Device) -> Phase:
+    """The device's phase: a function of the sub-machines' states, so it is never out of step with them."""
+    if device.outcome is not None:
+        return Phase.DONE if is_done(device) else Phase.AWAITING_CLOSE
+    if device.discovery_request is not None:
+        return Phase.AWAITING_DISCOVERY
+    if device.channel is None:
+        return Phase.AWAITING_SESSION
+    if isinstance(device.channel, ecies.AwaitingCheckCode | hpke.AwaitingCheckCode):
+        return Phase.AWAITING_CHECK_CODE
+    if isinstance(device.login, existing_device.AwaitingVerificationUriOpened):
+        return Phase.AWAITING_CONSENT
+    if isinstance(device.login, new_device.AwaitingChannel | existing_device.AwaitingChannel):
+        return Phase.AWAITING_PEER
+    return Phase.AWAITING_LOGIN
+
+
+_NETWORK: Final = frozenset({HttpAnswered, HttpLost, TimerFired})
+_LIVE: Final = _NETWORK | {UserCancelled}
+
+#: The events each phase accepts; :func:`transition` raises LocalProtocolError for any other before doing anything.
+LEGAL_MOVES: Final[Mapping[Phase, frozenset[type]]] = {
+    Phase.AWAITING_SESSION: _LIVE,
+    Phase.AWAITING_DISCOVERY: _LIVE,
+    Phase.AWAITING_PEER: _LIVE,
+    Phase.AWAITING_CHECK_CODE: _LIVE | {CheckCodeTyped},
+    Phase.AWAITING_CONSENT: _LIVE | {VerificationUriOpened, VerificationUriUnavailable},
+    Phase.AWAITING_LOGIN: _LIVE,
+    Phase.AWAITING_CLOSE: _NETWORK,
+    Phase.DONE: _NETWORK,
+}
+
+#: The phases each legal move leads to, as observed by ``tests/test_device_legal_moves.py`` (the simulator's moves
+#: over seeded schedules with faults and the attacker, and every legal event sent to a sample of every shape of
+#: device), which checks this table both ways; ``docs/simulation.md`` draws it. Any live phase can end in
+#: ``AwaitingClose`` (the creator still has to delete) or ``Done`` (nothing left to do).
+OUTCOMES: Final[Mapping[tuple[Phase, type], frozenset[Phase]]] = {
+    (Phase.AWAITING_SESSION, HttpAnswered): frozenset({Phase.AWAITING_SESSION, Phase.AWAITING_PEER}),
+    (Phase.AWAITING_SESSION, HttpLost): frozenset({Phase.AWAITING_SESSION}),
+    (Phase.AWAITING_SESSION, TimerFired): frozenset({Phase.AWAITING_SESSION, Phase.DONE}),
+    (Phase.AWAITING_SESSION, UserCancelled): frozenset({Phase.AWAITING_CLOSE, Phase.DONE}),
+    (Phase.AWAITING_DISCOVERY, HttpAnswered): frozenset({Phase.AWAITING_PEER, Phase.DONE}),
+    (Phase.AWAITING_DISCOVERY, HttpLost): frozenset({Phase.DONE}),
+    (Phase.AWAITING_DISCOVERY, TimerFired): frozenset({Phase.AWAITING_DISCOVERY}),
+    (Phase.AWAITING_DISCOVERY, UserCancelled): frozenset({Phase.AWAITING_CLOSE}),
+    (Phase.AWAITING_PEER, HttpAnswered): frozenset(
+        {Phase.AWAITING_PEER, Phase.AWAITING_CHECK_CODE, Phase.AWAITING_LOGIN, Phase.AWAITING_CLOSE, Phase.DONE}
+    ),
+    (Phase.AWAITING_PEER, HttpLost): frozenset({Phase.AWAITING_PEER}),
+    (Phase.AWAITING_PEER, TimerFired): frozenset({Phase.AWAITING_PEER, Phase.DONE}),
+    (Phase.AWAITING_PEER, UserCancelled): frozenset({Phase.AWAITING_CLOSE, Phase.DONE}),
+    (Phase.AWAITING_CHECK_CODE, HttpAnswered): frozenset({Phase.AWAITING_CHECK_CODE}),
+    (Phase.AWAITING_CHECK_CODE, HttpLost): frozenset({Phase.AWAITING_CHECK_CODE}),
+    (Phase.AWAITING_CHECK_CODE, TimerFired): frozenset({Phase.AWAITING_CHECK_CODE, Phase.DONE}),
+    (Phase.AWAITING_CHECK_CODE, CheckCodeTyped): frozenset({Phase.AWAITING_LOGIN, Phase.AWAITING_CLOSE}),
+    (Phase.AWAITING_CHECK_CODE, UserCancelled): frozenset({Phase.AWAITING_CLOSE}),
+    (Phase.AWAITING_CONSENT, HttpAnswered): frozenset({Phase.AWAITING_CONSENT}),
+    (Phase.AWAITING_CONSENT, HttpLost): frozenset({Phase.AWAITING_CONSENT}),
+    (Phase.AWAITING_CONSENT, TimerFired): frozenset({Phase.AWAITING_CONSENT, Phase.DONE}),
+    (Phase.AWAITING_CONSENT, VerificationUriOpened): frozenset({Phase.AWAITING_LOGIN}),
+    (Phase.AWAITING_CONSENT, VerificationUriUnavailable): frozenset({Phase.AWAITING_CLOSE}),
+    (Phase.AWAITING_CONSENT, UserCancelled): frozenset({Phase.AWAITING_CLOSE}),
+    (Phase.AWAITING_LOGIN, HttpAnswered): frozenset(
+        {Phase.AWAITING_CONSENT, Phase.AWAITING_LOGIN, Phase.AWAITING_CLOSE, Phase.DONE}
+    ),
+    (Phase.AWAITING_LOGIN, HttpLost): frozenset({Phase.AWAITING_LOGIN, Phase.AWAITING_CLOSE}),
+    (Phase.AWAITING_LOGIN, TimerFired): frozenset({Phase.AWAITING_LOGIN, Phase.AWAITING_CLOSE, Phase.DONE}),
+    (Phase.AWAITING_LOGIN, UserCancelled): frozenset({Phase.AWAITING_CLOSE, Phase.DONE}),
+    (Phase.AWAITING_CLOSE, HttpAnswered): frozenset({Phase.AWAITING_CLOSE, Phase.DONE}),
+    (Phase.AWAITING_CLOSE, HttpLost): frozenset({Phase.AWAITING_CLOSE, Phase.DONE}),
+    (Phase.AWAITING_CLOSE, TimerFired): frozenset({Phase.AWAITING_CLOSE, Phase.DONE}),
+    (Phase.DONE, HttpAnswered): frozenset({Phase.DONE}),
+    (Phase.DONE, HttpLost): frozenset({Phase.DONE}),
+    (Phase.DONE, TimerFired): frozenset({Phase.DONE}),
+}
+
+
+def _require_legal(device: Device, event: DeviceEvent) -> None:
+    current = phase(device)
+    if type(event) not in LEGAL_MOVES[current]:
+        raise LocalProtocolError(f"{type(event).__name__} is not legal in phase {current.value}")
+    if isinstance(event, HttpAnswered | HttpLost) and not 0 < event.request_id < device.next_request_id:
+        raise LocalProtocolError(f"request id {event.request_id} was never issued by this device")
+
+
 # ---------------------------------------------------------------------------------------------- transitions
 
 
 def transition(device: Device, event: DeviceEvent, *, now_ms: int) -> Result:
-    """Advance the device by one event. Misuse (an unknown request id, an unasked code) raises LocalProtocolError."""
+    """Advance the device by one event. Misuse (an event its phase does not accept, a request id it never issued)
+    raises LocalProtocolError before anything changes."""
+    _require_legal(device, event)
     if isinstance(event, HttpAnswered | HttpLost):
         return _on_http(device, event, now_ms)
     if isinstance(event, TimerFired):
         return _on_timer(device, now_ms)
     if isinstance(event, CheckCodeTyped):
-        if not isinstance(device.channel, ecies.AwaitingCheckCode | hpke.AwaitingCheckCode):
-            raise LocalProtocolError("no check code was asked for")
         return _run(device, channel_events=(CheckCodeEntered(code=event.code),), now_ms=now_ms)
-    if device.outcome is not None:
-        return device, ()  # the user acted on a device that has already finished: nothing to do
+    # A live phase: the login machine has not ended, and it accepts these (its own table says which).
     login_event: LoginEvent
     if isinstance(event, VerificationUriOpened):
         login_event = LoginUriOpened()
@@ -548,7 +666,7 @@ def _on_http(device: Device, event: HttpAnswered | HttpLost, now_ms: int) -> Res
             else:
                 rz_event = rz.RequestFailed(request_id=rz_id)
             return _run(device, rz_events=(rz_event,), now_ms=now_ms)
-    return device, ()  # an answer to a request this device no longer waits for (a duplicate, or after the end)
+    return device, ()  # an issued request no longer outstanding (a duplicate, a late answer): network noise
 
 
 def _on_discovery(device: Device, event: HttpAnswered | HttpLost, now_ms: int) -> Result:
