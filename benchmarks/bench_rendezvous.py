@@ -2,23 +2,33 @@
 
 Workload (the one a QR login makes): create a v3 session, 6 rounds of PUT by one device and GET by the other, then
 DELETE; several such pairs run concurrently over keep-alive connections for a fixed time per server. Reported per
-server: requests per second, p50/p99 latency, and resident memory (the process's RSS after the load, and its growth
-per 10,000 live sessions). Synapse keeps at most 200 live v3 sessions (hard limit, PEERS.md), so its growth is
-measured at 200 sessions and scaled; that figure is marked. Ratios are qrlogin relative to Synapse (>1 means
-qrlogin is ahead). Bounded: about ``--seconds`` per server plus start-up. Not part of pytest.
+server: requests per second, p50/p99 latency, and resident memory.
 
-    .venv/bin/python benchmarks/bench_rendezvous.py [--seconds 4] [--pairs 8]
+Memory is measured the same way for both servers, in several fresh processes each (``--trials``): warm the process
+up with half a second of the workload, read its RSS empty, create sessions with a 256-byte payload and read the RSS
+holding them. Growth per session is (RSS holding N - RSS empty) / N; the table gives the median and the range over
+the trials. Synapse keeps at most 200 live v3 sessions (hard limit: at 200 a POST evicts the oldest down to 100), so
+both servers are measured at 200, and qrlogin also at 10,000. 200 sessions of a few hundred bytes are a few dozen
+pages: those figures carry allocator noise of the same order as the signal, which the range shows.
+
+Ratios are qrlogin relative to Synapse (>1 means qrlogin is ahead). Bounded: about 5 s per qrlogin trial, 8 s per
+Synapse trial, plus ``--seconds`` of load per server (about 80 s with the defaults). Not part of pytest.
+
+    .venv/bin/python benchmarks/bench_rendezvous.py [--seconds 4] [--pairs 8] [--trials 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +38,8 @@ from tests.peers import run_qrlogin, run_synapse
 PREFIX = "/_matrix/client/unstable/io.element.msc4388/rendezvous"
 ROUNDS = 6
 PAYLOAD = "x" * 256  # about the size of a sealed login message
+SYNAPSE_LIMIT = 200  # live v3 sessions Synapse keeps (its hard limit)
+SETTLE_S = 0.3
 
 
 def rss_kib(pid: int) -> int:
@@ -139,60 +151,153 @@ async def load(base: str, seconds: float, pairs: int) -> tuple[float, float, flo
     return len(latencies) / elapsed, statistics.median(latencies) * 1000, p99 * 1000
 
 
-async def fill(base: str, sessions: int) -> None:
+async def fill(base: str, count: int, ids: list[str]) -> None:
+    """Create ``count`` more live sessions over 10 connections, appending their ids to ``ids``."""
     connections = [await Connection.open(base) for _ in range(10)]
 
-    async def create(connection: Connection, count: int) -> None:
-        for _ in range(count):
-            status, _ = await connection.request("POST", PREFIX, {"data": PAYLOAD})
+    async def create(connection: Connection, n: int) -> None:
+        for _ in range(n):
+            status, content = await connection.request("POST", PREFIX, {"data": PAYLOAD})
             if status != 200:
-                raise RuntimeError(f"create: HTTP {status}")
+                raise RuntimeError(f"create: HTTP {status} {content}")
+            ids.append(content["id"])
 
-    await asyncio.gather(*(create(c, sessions // len(connections)) for c in connections))
+    share, extra = divmod(count, len(connections))
+    await asyncio.gather(*(create(c, share + (i < extra)) for i, c in enumerate(connections)))
     for connection in connections:
         connection.close()
 
 
-def measure(name: str, base: str, seconds: float, pairs: int, sessions: int) -> dict[str, float]:
+async def delete_all(base: str, ids: list[str]) -> None:
+    connections = [await Connection.open(base) for _ in range(10)]
+
+    async def delete(connection: Connection, chunk: list[str]) -> None:
+        for session_id in chunk:
+            await connection.request("DELETE", f"{PREFIX}/{session_id}")
+
+    await asyncio.gather(*(delete(c, ids[i :: len(connections)]) for i, c in enumerate(connections)))
+    for connection in connections:
+        connection.close()
+
+
+async def warm_up(base: str, pairs: int) -> None:
+    """Half a second of the workload, so that the request path has allocated what it keeps."""
+    await asyncio.gather(*(pair_loop(base, time.perf_counter() + 0.5, []) for _ in range(pairs)))
+
+
+def footprint(base: str, pairs: int, counts: tuple[int, ...]) -> tuple[int, dict[int, int], list[str]]:
+    """RSS (KiB) of a warmed-up empty server, then its RSS holding each of ``counts`` live sessions."""
     pid = server_pid(int(base.rsplit(":", 1)[1]))
-    rps, p50, p99 = asyncio.run(load(base, seconds, pairs))
-    before = rss_kib(pid)
-    asyncio.run(fill(base, sessions))
-    time.sleep(0.5)
-    after = rss_kib(pid)
-    per_10k = (after - before) / sessions * 10_000 / 1024
-    print(
-        f"  {name}: {rps:,.0f} req/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms, RSS {after / 1024:.1f} MiB, "
-        f"+{per_10k:.1f} MiB per 10k sessions (measured at {sessions})",
-        flush=True,
+    asyncio.run(warm_up(base, pairs))
+    time.sleep(SETTLE_S)
+    empty = rss_kib(pid)
+    held: dict[int, int] = {}
+    ids: list[str] = []
+    for count in counts:
+        asyncio.run(fill(base, count - len(ids), ids))
+        time.sleep(SETTLE_S)
+        held[count] = rss_kib(pid)
+    return empty, held, ids
+
+
+class Figures:
+    """What one server measured: throughput once, and the footprint in each fresh-process trial."""
+
+    def __init__(self, counts: tuple[int, ...]) -> None:
+        self.rps = self.p50 = self.p99 = 0.0
+        self.empty: list[int] = []
+        self.held: dict[int, list[int]] = {count: [] for count in counts}
+
+    def add(self, empty: int, held: dict[int, int]) -> None:
+        self.empty.append(empty)
+        for count, value in held.items():
+            self.held[count].append(value)
+
+    def rss_mib(self, count: int) -> float:
+        return statistics.median(self.held[count]) / 1024
+
+    def per_session(self, count: int) -> list[float]:
+        """Bytes of RSS growth per live session, one figure per trial, sorted."""
+        return sorted((held - empty) * 1024 / count for held, empty in zip(self.held[count], self.empty, strict=True))
+
+    def per_10k(self, count: int) -> tuple[float, float, float]:
+        """(median, min, max) of the growth per 10,000 sessions, in MiB."""
+        values = [value * 10_000 / 2**20 for value in self.per_session(count)]
+        return statistics.median(values), values[0], values[-1]
+
+
+def run_server(
+    name: str, start: Callable[[], AbstractContextManager[str]], args: argparse.Namespace, counts: tuple[int, ...]
+) -> Figures:
+    figures = Figures(counts)
+    for trial in range(args.trials):
+        with start() as base:
+            empty, held, ids = footprint(base, args.pairs, counts)
+            figures.add(empty, held)
+            if trial == args.trials - 1:
+                # Throughput once, in the last process, after its sessions are gone again.
+                asyncio.run(delete_all(base, ids))
+                figures.rps, figures.p50, figures.p99 = asyncio.run(load(base, args.seconds, args.pairs))
+        growth = ", ".join(f"{count:,} live +{(held[count] - empty) / 1024:.2f}" for count in counts)
+        print(f"  {name} trial {trial + 1}: RSS empty {empty / 1024:.1f} MiB, {growth} MiB", flush=True)
+    per_session = "; ".join(
+        f"{count:,} live: {', '.join(f'{value:.0f}' for value in figures.per_session(count))} B/session"
+        for count in counts
     )
-    return {"rps": rps, "p50": p50, "p99": p99, "rss": after / 1024, "per_10k": per_10k}
+    print(f"  {name}: {figures.rps:,.0f} req/s, p50 {figures.p50:.2f} ms, p99 {figures.p99:.2f} ms; {per_session}")
+    return figures
+
+
+@contextlib.contextmanager
+def synapse() -> Iterator[str]:
+    with tempfile.TemporaryDirectory() as workdir, run_synapse(Path(workdir)) as base:
+        yield base
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--pairs", type=int, default=8)
+    parser.add_argument("--trials", type=int, default=5, help="fresh processes per server for the memory figures")
     args = parser.parse_args()
-    print(f"ping-pong workload: POST, {ROUNDS} x (PUT, GET), DELETE; {args.pairs} concurrent pairs, {args.seconds} s")
-    with run_qrlogin() as base:
-        ours = measure("qrlogin serve", base, args.seconds, args.pairs, 10_000)
-    with tempfile.TemporaryDirectory() as workdir, run_synapse(Path(workdir)) as base:
-        synapse = measure("Synapse 1.163", base, args.seconds, args.pairs, 200)
+    print(
+        f"workload: POST, {ROUNDS} x (PUT, GET), DELETE; {args.pairs} concurrent pairs, {args.seconds} s; "
+        f"memory: {args.trials} fresh processes per server, {len(PAYLOAD)}-byte payloads",
+        flush=True,
+    )
+    ours = run_server("qrlogin serve", run_qrlogin, args, (SYNAPSE_LIMIT, 10_000))
+    theirs = run_server("Synapse 1.163", synapse, args, (SYNAPSE_LIMIT,))
+
+    def growth(figures: Figures, count: int) -> str:
+        median, low, high = figures.per_10k(count)
+        return f"{median:.1f} ({low:.1f} .. {high:.1f})"
+
+    rows = [
+        ("requests per second", f"{ours.rps:,.0f}", f"{theirs.rps:,.0f}", ours.rps / theirs.rps),
+        ("p50 latency (ms)", f"{ours.p50:.2f}", f"{theirs.p50:.2f}", theirs.p50 / ours.p50),
+        ("p99 latency (ms)", f"{ours.p99:.2f}", f"{theirs.p99:.2f}", theirs.p99 / ours.p99),
+        (
+            "RSS holding 200 live sessions (MiB)",
+            f"{ours.rss_mib(SYNAPSE_LIMIT):.1f}",
+            f"{theirs.rss_mib(SYNAPSE_LIMIT):.1f}",
+            theirs.rss_mib(SYNAPSE_LIMIT) / ours.rss_mib(SYNAPSE_LIMIT),
+        ),
+        ("RSS holding 10,000 live sessions (MiB)", f"{ours.rss_mib(10_000):.1f}", "cannot [1]", None),
+        (
+            "RSS growth per 10,000, measured over 200 (MiB) [2]",
+            growth(ours, SYNAPSE_LIMIT),
+            growth(theirs, SYNAPSE_LIMIT),
+            theirs.per_10k(SYNAPSE_LIMIT)[0] / max(ours.per_10k(SYNAPSE_LIMIT)[0], 0.01),
+        ),
+        ("RSS growth per 10,000, measured over 10,000 (MiB) [2]", growth(ours, 10_000), "cannot [1]", None),
+    ]
     print("\n| figure | qrlogin serve | Synapse 1.163 | ratio |")
     print("|---|---:|---:|---:|")
-    rows = (
-        ("requests per second", "rps", "{:,.0f}", ours["rps"] / synapse["rps"]),
-        ("p50 latency (ms)", "p50", "{:.2f}", synapse["p50"] / ours["p50"]),
-        ("p99 latency (ms)", "p99", "{:.2f}", synapse["p99"] / ours["p99"]),
-        ("RSS holding 10,000 live sessions (MiB) [1]", "rss", "{:.1f}", synapse["rss"] / ours["rss"]),
-        ("RSS growth per 10k sessions (MiB) [2]", "per_10k", "{:.1f}", synapse["per_10k"] / max(ours["per_10k"], 0.01)),
-    )
-    for label, key, fmt, ratio in rows:
-        print(f"| {label} | {fmt.format(ours[key])} | {fmt.format(synapse[key])} | {ratio:.1f}x |")
+    for label, mine, synapses, ratio in rows:
+        print(f"| {label} | {mine} | {synapses} | {'–' if ratio is None else f'{ratio:.1f}x'} |")
     print(
-        "\nratio > 1: qrlogin ahead. [1] Synapse cannot hold 10,000 live v3 sessions (hard limit 200): its figure is"
-        " its RSS holding 200. [2] Synapse's growth is scaled from 200 sessions and is within allocator noise."
+        "\nratio > 1: qrlogin ahead. [1] Synapse keeps at most 200 live v3 sessions. [2] median (min .. max) over"
+        f" {args.trials} fresh processes of (RSS holding N - RSS empty) / N, scaled to 10,000 sessions."
     )
     return 0
 

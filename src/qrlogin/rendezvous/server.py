@@ -34,6 +34,7 @@ import heapq
 import hmac
 import re
 import threading
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from email.utils import formatdate
@@ -171,17 +172,25 @@ class ServerConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Session:
-    """One rendezvous slot. ``revision`` counts successful writes; ``token`` names the current revision."""
+    """One rendezvous slot. ``revision`` counts successful writes; ``token`` names the current revision.
+
+    A server holds one of these per live session, so it is kept small: the token is not stored as text but as its
+    two parts, the revision and the 16 random bytes drawn for it (``nonce``, as an int: 48 bytes of heap rather than
+    80 for the string), and spelled out when asked for. ``generation`` and ``prefix`` point at shared objects.
+    """
 
     id: str
     generation: ApiGeneration
     prefix: str
     data: bytes = field(repr=False)
-    token: str
     revision: int
-    created_ms: int
+    nonce: int = field(repr=False)
     modified_ms: int
     expires_ms: int
+
+    @property
+    def token(self) -> str:
+        return _token(self.revision, self.nonce)
 
     def is_live(self, now_ms: int) -> bool:
         return now_ms < self.expires_ms
@@ -191,8 +200,12 @@ def _b64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-def _token(revision: int, entropy: bytes) -> str:
-    return f"{revision}.{_b64url(entropy[:16])}"
+def _nonce(entropy: bytes) -> int:
+    return int.from_bytes(entropy[:16], "big")
+
+
+def _token(revision: int, nonce: int) -> str:
+    return f"{revision}.{_b64url(nonce.to_bytes(16, 'big'))}"
 
 
 def _check_entropy(entropy: bytes) -> None:
@@ -409,9 +422,8 @@ def create(
         generation=generation,
         prefix=step.mount.prefix,
         data=data,
-        token=_token(0, entropy[:16]),
         revision=0,
-        created_ms=now_ms,
+        nonce=_nonce(entropy),
         modified_ms=now_ms,
         expires_ms=now_ms + config.ttl_ms,
     )
@@ -541,7 +553,7 @@ def _handle_v1(
 
 def _advance(session: Session, data: bytes, *, now_ms: int, entropy: bytes) -> Session:
     revision = session.revision + 1
-    return replace(session, data=data, revision=revision, token=_token(revision, entropy), modified_ms=now_ms)
+    return replace(session, data=data, revision=revision, nonce=_nonce(entropy), modified_ms=now_ms)
 
 
 def _handle_json(
@@ -596,16 +608,23 @@ class Store(Protocol):
 class InMemoryStore:
     """A dict behind a lock: the embedded default for ``qrlogin serve``, and the reference for tests.
 
-    Expiry is fixed at creation, so a heap of ``(expires_ms, id)`` finds the expired sessions in order: purging
-    costs O(log n) per expired session, never a scan of the live ones. Entries of sessions deleted early stay in the
-    heap until their time comes and are then skipped.
+    Expiry is fixed at creation, so the expired sessions can be found in order without scanning the live ones. A
+    server with one ``ttl_ms`` and a clock that does not step back creates sessions in expiry order: those go into
+    two parallel queues, of ids and of their ``expires_ms`` (the session's own int object, so an entry costs two
+    pointers and allocates nothing). A session that would break the order (a clock stepped back, stores shared by
+    servers with different TTLs) goes into a heap of ``(expires_ms, id)`` instead. Purging pops from the front of
+    both while the front has expired: O(1) per expired session, O(log n) for the rare heap entry. Entries of
+    sessions deleted early stay until their time comes and are then skipped; if they outnumber the live sessions
+    the index is rebuilt, so it stays proportional to the live set.
     """
 
-    __slots__ = ("_expiries", "_lock", "_sessions")
+    __slots__ = ("_heap", "_lock", "_queue_expiries", "_queue_ids", "_sessions")
 
     def __init__(self) -> None:
         self._sessions: dict[str, Session] = {}
-        self._expiries: list[tuple[int, str]] = []
+        self._queue_ids: deque[str] = deque()
+        self._queue_expiries: deque[int] = deque()
+        self._heap: list[tuple[int, str]] = []
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -623,7 +642,7 @@ class InMemoryStore:
                 if len(self._sessions) >= capacity:
                     return False
             self._sessions[session.id] = session
-            heapq.heappush(self._expiries, (session.expires_ms, session.id))
+            self._index(session.id, session.expires_ms)
             return True
 
     def compare_and_set(self, session_id: str, expected: Session | None, new: Session | None) -> bool:
@@ -633,6 +652,8 @@ class InMemoryStore:
             if new is None:
                 self._sessions.pop(session_id, None)
             else:
+                if expected is None or new.expires_ms != expected.expires_ms:
+                    self._index(session_id, new.expires_ms)
                 self._sessions[session_id] = new
             return True
 
@@ -641,18 +662,34 @@ class InMemoryStore:
         with self._lock:
             return self._purge(now_ms)
 
+    def _index(self, session_id: str, expires_ms: int) -> None:
+        if not self._queue_expiries or self._queue_expiries[-1] <= expires_ms:
+            self._queue_ids.append(session_id)
+            self._queue_expiries.append(expires_ms)
+        else:
+            heapq.heappush(self._heap, (expires_ms, session_id))
+
+    def _drop_if_expired(self, session_id: str, now_ms: int) -> int:
+        session = self._sessions.get(session_id)
+        if session is not None and not session.is_live(now_ms):
+            del self._sessions[session_id]
+            return 1
+        return 0
+
     def _purge(self, now_ms: int) -> int:
         dropped = 0
-        while self._expiries and self._expiries[0][0] <= now_ms:
-            _, session_id = heapq.heappop(self._expiries)
-            session = self._sessions.get(session_id)
-            if session is not None and not session.is_live(now_ms):
-                del self._sessions[session_id]
-                dropped += 1
-        if len(self._expiries) > 2 * len(self._sessions) + 1024:
-            # Many sessions were deleted before expiring: rebuild so the heap stays proportional to the live set.
-            self._expiries = [(value.expires_ms, key) for key, value in self._sessions.items()]
-            heapq.heapify(self._expiries)
+        ids, expiries, heap = self._queue_ids, self._queue_expiries, self._heap
+        while expiries and expiries[0] <= now_ms:
+            expiries.popleft()
+            dropped += self._drop_if_expired(ids.popleft(), now_ms)
+        while heap and heap[0][0] <= now_ms:
+            dropped += self._drop_if_expired(heapq.heappop(heap)[1], now_ms)
+        if len(ids) + len(heap) > 2 * len(self._sessions) + 1024:
+            # Many sessions were deleted before expiring: rebuild so the index stays proportional to the live set.
+            live = sorted(self._sessions.items(), key=lambda item: item[1].expires_ms)
+            self._queue_ids = deque(key for key, _ in live)
+            self._queue_expiries = deque(value.expires_ms for _, value in live)
+            self._heap = []
         return dropped
 
 
