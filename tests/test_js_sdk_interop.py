@@ -23,7 +23,8 @@ import pytest
 from qrlogin import device as dv
 from qrlogin import homeserver as hsm
 from qrlogin import qr
-from qrlogin.login.events import Completed
+from qrlogin.channel import FailureReason as ChannelFailureReason
+from qrlogin.login.events import Completed, Failed
 from qrlogin.login.messages import Secrets, message_to_json
 from qrlogin.sim.world import CLIENT_METADATA, user_secrets
 
@@ -75,10 +76,9 @@ class Run:
 class Script:
     """How the simulated user behaves."""
 
-    typed_code: str | None = None  # what the user types on G instead of the code S shows
+    mistype: bool = False  # the user types a well-formed wrong code on G (the code S shows, plus one)
     cancel_on_js_after: str | None = None  # a js event after which the user cancels on the js device
     cancel_on_qrlogin_after: type | None = None  # a qrlogin effect after which the user cancels there
-    consent: bool = True
 
 
 def _run(tmp_path: Path, js_kind: dv.Kind, js_scans: bool, script: Script = Script()) -> Run:
@@ -132,37 +132,35 @@ def _drive(run: Run, config: dv.DeviceConfig, *, js_scans: bool, user_id: str, s
             qd.step()
         for effect in qd.effects[done_with_effects:]:
             done_with_effects += 1
-            if isinstance(effect, dv.ShowQrCode):
+            if script.cancel_on_qrlogin_after is not None and isinstance(effect, script.cancel_on_qrlogin_after):
+                qd.feed(dv.UserCancelled())  # instead of what the effect asked for
+            elif isinstance(effect, dv.ShowQrCode):
                 js.send("scan", qr=_b64(effect.payload))
             elif isinstance(effect, dv.ShowCheckCode):
-                js.send("check_code", code=script.typed_code or effect.code)  # the user types it on js's G
+                js.send("check_code", code=_typed(script, effect.code))  # the user types it on js's G
             elif isinstance(effect, dv.AskForCheckCode):
                 asked_for_code = True
             elif isinstance(effect, dv.AskForConsent):
-                if script.consent:
-                    run.server.approve(effect.uri, user_id)
+                run.server.approve(effect.uri, user_id)
                 qd.feed(dv.VerificationUriOpened())
-            if script.cancel_on_qrlogin_after is not None and isinstance(effect, script.cancel_on_qrlogin_after):
-                qd.feed(dv.UserCancelled())
         if asked_for_code and js_code is not None:
             asked_for_code = False
-            qd.feed(dv.CheckCodeTyped(code=script.typed_code or js_code))
+            qd.feed(dv.CheckCodeTyped(code=_typed(script, js_code)))
         event = js.poll(0.02)
         if event is not None:
             run.js_events.append(event)
             kind = event["event"]
-            if kind == "qr":
+            if script.cancel_on_js_after == kind:
+                js.send("cancel")  # instead of what the event asked for
+            elif kind == "qr":
                 qd.start(dv.scan(config, _unb64(event["qr"]), now_ms=now_ms()))
             elif kind == "check_code":
                 js_code = event["code"]
             elif kind == "verification_uri":
-                if script.consent:
-                    run.server.approve(event["uri"], user_id)
+                run.server.approve(event["uri"], user_id)
                 js.send("consented")
-            elif kind in ("done", "failed", "exited"):
+            elif kind in ("done", "failed", "cancelled", "exited"):
                 js_over = True
-            if script.cancel_on_js_after == kind:
-                js.send("cancel")
         if js_over and qd.device is not None and dv.is_done(qd.device):
             break
     else:
@@ -173,6 +171,10 @@ def _drive(run: Run, config: dv.DeviceConfig, *, js_scans: bool, user_id: str, s
     # Let the reader collect an event that raced the end (the js process has exited or is exiting).
     while (event := js.poll(0.2)) is not None:
         run.js_events.append(event)
+
+
+def _typed(script: Script, shown: str) -> str:
+    return f"{(int(shown) + 1) % 100:02d}" if script.mistype else shown
 
 
 def _b64(data: bytes) -> str:
@@ -232,3 +234,75 @@ def test_sign_in_completes_against_js_sdk(tmp_path: Path, js_kind: dv.Kind, js_s
         assert [effect.code for effect in shown] == [js_code["code"]]
     assert run.js_event("failed") is None and run.js_event("on_failure") is None
     assert run.qrlogin.device is not None and dv.is_done(run.qrlogin.device)
+
+
+def _alice_devices(server: HomeserverOverHttp) -> set[str]:
+    with server.lock:
+        account = server.hs.registry.accounts["@alice:qrlogin.test"]
+    return set(account.devices)
+
+
+def _received(run: Run) -> list[str]:
+    return [note.message_type for note in run.qrlogin.of_type(dv.MessageReceivedNote)]
+
+
+def test_wrong_check_code_on_qrlogin_stops_both(tmp_path: Path) -> None:
+    """qrlogin (new device, G) is given a wrong code: it fails, deletes the rendezvous, and js-sdk's flow rejects."""
+    run = _run(tmp_path, dv.Kind.EXISTING, True, Script(mistype=True))
+    finished = run.qrlogin.finished
+    assert finished is not None and isinstance(finished.outcome, Failed)
+    assert finished.channel_failure is ChannelFailureReason.CHECK_CODE_MISMATCH
+    # js-sdk (S) learns of it only from the 404 after the deletion: its onFailure says "unknown", and the step it
+    # was in (waiting for the new device's m.login.protocol) rejects as an unexpected (missing) message.
+    failed = run.js_event("failed")
+    assert failed is not None and failed["code"] == "unexpected_message_received", run.js_events
+    assert {"event": "on_failure", "reason": "unknown"} in run.js_events
+    assert run.js_event("verification_uri") is None  # the existing device never got as far as the grant
+    assert _alice_devices(run.server) == {"LAPTOP"}
+    assert ("DELETE", 204) in {(method, status) for method, _, status in run.server.requests}
+
+
+def test_wrong_check_code_on_js_sdk_stops_both(tmp_path: Path) -> None:
+    """The deployed direction: the user mistypes the code into Element Web (js-sdk, existing device, G)."""
+    run = _run(tmp_path, dv.Kind.EXISTING, False, Script(mistype=True))
+    failed = run.js_event("failed")
+    assert failed is not None and failed["code"] == "insecure_channel_detected"
+    finished = run.qrlogin.finished
+    assert finished is not None and isinstance(finished.outcome, Failed)
+    assert finished.outcome.reason == "channel_closed" and not finished.outcome.by_peer
+    assert _alice_devices(run.server) == {"LAPTOP"}
+
+
+def test_user_cancels_on_qrlogin(tmp_path: Path) -> None:
+    """qrlogin's existing device cancels instead of opening the URI: js-sdk's new device rejects with user_cancelled."""
+    run = _run(tmp_path, dv.Kind.NEW, False, Script(cancel_on_qrlogin_after=dv.AskForConsent))
+    finished = run.qrlogin.finished
+    assert finished is not None and isinstance(finished.outcome, Failed)
+    assert finished.outcome.reason == "user_cancelled" and not finished.outcome.by_peer
+    failed = run.js_event("failed")
+    assert failed is not None and failed["code"] == "user_cancelled", run.js_events
+    assert run.js_event("logged_in") is None
+    assert _alice_devices(run.server) == {"LAPTOP"}
+
+
+def test_user_cancels_on_js_sdk_without_a_failure_message(tmp_path: Path) -> None:
+    """Element Web's cancel sends no m.login.failure: qrlogin's new device learns of it from the 404 that follows."""
+    run = _run(tmp_path, dv.Kind.EXISTING, False, Script(cancel_on_js_after="verification_uri"))
+    assert run.js_event("cancelled") is not None
+    finished = run.qrlogin.finished
+    assert finished is not None and isinstance(finished.outcome, Failed)
+    assert finished.outcome.reason == "channel_closed" and not finished.outcome.by_peer
+    assert not any(kind.startswith("m.login.failure") for kind in _received(run))
+    assert _alice_devices(run.server) == {"LAPTOP"}
+
+
+def test_a_missing_peer_fails_under_ci(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from . import js_sdk_peer
+
+    monkeypatch.setattr(js_sdk_peer, "JS_SDK_PACKAGE", tmp_path / "absent" / "package.json")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="required in CI"):
+        require_js_sdk()
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception):
+        require_js_sdk()

@@ -19,12 +19,13 @@
 //   {"event": "done", "secrets": {...}}            the flow resolved; the secrets sent (existing) or received (new)
 //   {"event": "failed", "error": str, "code": str | null}   the flow rejected (RendezvousError code when it is one)
 //   {"event": "on_failure", "reason": str}          js-sdk's onFailure callback fired
+//   {"event": "cancelled"}                          after a cancel command: js-sdk's cancel() returned; the peer exits
 // Commands on stdin:
 //   {"op": "scan", "qr": b64}                       (S) the QR to scan
 //   {"op": "check_code", "code": "NN"}              (G) what the user typed; a mismatch cancels the flow the way
 //                                                   Element Web does (insecure_channel_detected)
 //   {"op": "consented"}                             (existing) the user approved the grant in the browser
-//   {"op": "cancel"}                                the user pressed cancel (flow.cancel(user_cancelled))
+//   {"op": "cancel"}                                the user pressed cancel: flow.cancel(user_cancelled), then exit
 //
 // Network: the homeserver is reached at a public https name (base_url, and the server_name for .well-known), as a
 // deployed client would; globalThis.fetch is wrapped to send exactly those hosts to the loopback test server (an
@@ -77,7 +78,12 @@ let flowForCancel = null;
 readline.createInterface({ input: process.stdin }).on("line", (line) => {
     const command = JSON.parse(line);
     if (command.op === "cancel") {
-        if (flowForCancel) void flowForCancel.cancel(MSC4108FailureReason.UserCancelled);
+        // What Element Web's cancel button does; the flow's pending step never resolves after it, so end here.
+        void (async () => {
+            if (flowForCancel) await flowForCancel.cancel(MSC4108FailureReason.UserCancelled);
+            emit({ event: "cancelled" });
+            process.exit(0);
+        })();
         return;
     }
     const i = waiting.findIndex((w) => w.op === command.op);
