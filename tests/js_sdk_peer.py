@@ -5,8 +5,9 @@ Three parts, all on loopback:
 - :class:`HomeserverOverHttp` serves the pure homeserver model (:mod:`qrlogin.homeserver`, with the rendezvous
   store behind its hook) over real HTTP from a thread: every request is one ``handle`` step under a lock, with
   ``now_ms`` read from the shared wall clock. The model answers as the public ``https://`` names in
-  :data:`BASE_URL` / :data:`SERVER_NAME`; both peers map exactly those names to the loopback port and refuse any
-  other host (a deployed client would use DNS and TLS; nothing else differs).
+  :data:`BASE_URL` / :data:`SERVER_NAME`; both peers map exactly those names (and :data:`RENDEZVOUS_URL`'s host
+  when the rendezvous is a separate ``qrlogin serve``) to loopback ports and refuse any other host (a deployed
+  client would use DNS and TLS; nothing else differs).
 - :class:`JsSdkPeer` runs ``interop/node/js_sdk_login_peer.mjs`` (js-sdk's ``MSC4108SignInWithQR`` and friends,
   unchanged) and exchanges its line protocol: events from a reader thread, commands on stdin.
 - :class:`QrloginDevice` drives one :mod:`qrlogin.device` machine with real HTTP (httpx) and the real clock.
@@ -47,7 +48,7 @@ T = TypeVar("T")
 
 SERVER_NAME = "qrlogin.test"  # RFC 6761 reserved: never resolvable, so nothing can leave the machine
 BASE_URL = "https://matrix.qrlogin.test"
-HOSTS = (SERVER_NAME, urlsplit(BASE_URL).netloc)
+RENDEZVOUS_URL = "https://rendezvous.qrlogin.test"  # the public name of a separate `qrlogin serve`
 PASSWORD = "correct horse battery staple"
 EVENT_TIMEOUT_S = 30.0
 
@@ -142,6 +143,11 @@ class HomeserverOverHttp:
         self._server.server_close()
         self._thread.join(timeout=10)
 
+    @property
+    def routes(self) -> dict[str, str]:
+        """The public hosts this server answers for, mapped to its loopback origin."""
+        return {SERVER_NAME: self.loopback, urlsplit(BASE_URL).netloc: self.loopback}
+
     def approve(self, verification_uri: str, user_id: str) -> hsm.ConsentResult:
         """The user consents in the browser at ``verification_uri`` (its ``user_code`` query parameter)."""
         user_code = dict(parse_qsl(urlsplit(verification_uri).query)).get("user_code", "")
@@ -192,7 +198,6 @@ class JsSdkPeer:
         )
         self.log_path = log_path
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
-        self.seen: list[dict[str, Any]] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -214,7 +219,6 @@ class JsSdkPeer:
             event = self.events.get(timeout=timeout_s)
         except queue.Empty:
             return None
-        self.seen.append(event)
         return event
 
     def close(self) -> None:
@@ -240,12 +244,13 @@ class JsSdkPeer:
 class QrloginDevice:
     """A :mod:`qrlogin.device` machine with its HTTP performed for real and its timers on the real clock.
 
-    Requests to :data:`HOSTS` go to the loopback server; requests marked ``authenticated`` get ``access_token``.
+    ``routes`` maps each public host to a loopback origin; requests to any other host are lost. Requests marked
+    ``authenticated`` get ``access_token``.
     Requests are performed one at a time, in the order the machine asked for them (each takes milliseconds here).
     """
 
-    def __init__(self, server: HomeserverOverHttp, *, access_token: str | None = None) -> None:
-        self.server = server
+    def __init__(self, routes: dict[str, str], *, access_token: str | None = None) -> None:
+        self.routes = routes
         self.access_token = access_token
         self.device: dv.Device | None = None
         self.effects: list[dv.DeviceEffect] = []  # every effect, in order
@@ -280,12 +285,13 @@ class QrloginDevice:
     def _perform(self, effect: dv.SendHttp) -> dv.HttpAnswered | dv.HttpLost:
         request: HttpRequest = effect.request
         parts = urlsplit(request.url)
-        if parts.scheme != "https" or parts.netloc not in HOSTS:
+        origin = self.routes.get(parts.netloc)
+        if parts.scheme != "https" or origin is None:
             return dv.HttpLost(request_id=effect.request_id)
         headers = dict(request.headers)
         if request.authenticated and self.access_token is not None:
             headers["authorization"] = f"Bearer {self.access_token}"
-        target = self.server.loopback + parts.path + (f"?{parts.query}" if parts.query else "")
+        target = origin + parts.path + (f"?{parts.query}" if parts.query else "")
         try:
             response = self._http.request(request.method, target, headers=headers, content=request.body)
         except httpx.HTTPError:

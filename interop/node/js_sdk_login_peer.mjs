@@ -5,7 +5,7 @@
 //
 // Start: node js_sdk_login_peer.mjs '<json config>'
 //   {"kind": "existing" | "new", "scan": bool, "server_name": str, "base_url": "https://...",
-//    "loopback": "http://127.0.0.1:<port>", "hosts": [host, ...],
+//    "routes": {host: "http://127.0.0.1:<port>", ...}, "rendezvous_base": "https://..." (optional),
 //    existing: "access_token": str, "secrets": {...the exportSecretsBundle() result...}
 //    new:      "device_id": str, "client_metadata": {...RFC 7591 registration body...}}
 //
@@ -29,7 +29,9 @@
 //
 // Network: the homeserver is reached at a public https name (base_url, and the server_name for .well-known), as a
 // deployed client would; globalThis.fetch is wrapped to send exactly those hosts to the loopback test server (an
-// /etc/hosts + TLS terminator in one line) and to refuse every other host. js-sdk's own fetch calls are untouched.
+// /etc/hosts + TLS terminator in one line: "routes" maps each host to a loopback origin) and to refuse every other
+// host. js-sdk's own fetch calls are untouched. The rendezvous is created at "rendezvous_base" when given (another
+// server, e.g. `qrlogin serve`), else on the homeserver.
 //
 // js-sdk logs through loglevel to the console: console output is moved to stderr before js-sdk loads, so stdout
 // carries only this protocol.
@@ -41,13 +43,13 @@ for (const name of ["log", "info", "debug", "warn", "error", "trace"]) {
 
 const config = JSON.parse(process.argv[2]);
 const realFetch = globalThis.fetch;
-const allowedHosts = new Set(config.hosts);
+const routes = new Map(Object.entries(config.routes));
 globalThis.fetch = (resource, options) => {
     const url = new URL(typeof resource === "string" || resource instanceof URL ? resource : resource.url);
-    if (url.protocol !== "https:" || !allowedHosts.has(url.host)) {
+    if (url.protocol !== "https:" || !routes.has(url.host)) {
         return Promise.reject(new TypeError(`js_sdk_login_peer: refusing to fetch ${url}`));
     }
-    return realFetch(new URL(url.pathname + url.search, config.loopback), options);
+    return realFetch(new URL(url.pathname + url.search, routes.get(url.host)), options);
 };
 
 const wasm = await import("@matrix-org/matrix-sdk-crypto-wasm");
@@ -107,7 +109,9 @@ function stubClient() {
     return {
         getDomain: () => config.server_name,
         doesServerSupportUnstableFeature: async (feature) => feature === "org.matrix.msc4108",
-        http: { getUrl: (path, _query, prefix) => new URL(base + (prefix ?? ClientPrefix.V3) + path) },
+        http: {
+            getUrl: (path, _query, prefix) => new URL((config.rendezvous_base ?? base) + (prefix ?? ClientPrefix.V3) + path),
+        },
         getAuthMetadata: async () => (await getJson(base + "/_matrix/client/v1/auth_metadata")).body,
         getDevice: async (deviceId) => {
             const url = `${base}/_matrix/client/v3/devices/${encodeURIComponent(deviceId)}`;
