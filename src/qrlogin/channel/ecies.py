@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from .._crypto import (
@@ -147,6 +147,11 @@ class EciesKeys:
     sender: AeadKey
     receiver: AeadKey
     check_code: Secret
+    #: The profile's base64 padding policy, looked up once here rather than on every payload.
+    padding: PaddingPolicy = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "padding", _PARAMETERS[self.profile].padding)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -337,8 +342,11 @@ def transition(
     Raises :class:`~qrlogin.errors.LocalProtocolError` (before anything changes) for an event the state does not
     accept or a misuse such as an oversized plaintext. Never raises for anything that came from the network.
     """
-    require_legal(LEGAL_MOVES, state, event)
-    return _HANDLERS[type(state), type(event)](state, event)
+    state_type, event_type = type(state), type(event)
+    legal = LEGAL_MOVES.get(state_type)
+    if legal is None or event_type not in legal:
+        require_legal(LEGAL_MOVES, state, event)  # raises, naming what was wrong
+    return _HANDLERS[state_type, event_type](state, event)
 
 
 def _keys(profile: Profile, role: Role, own: bytes, peer: bytes, shared: bytes) -> EciesKeys:
@@ -408,7 +416,7 @@ def _receive_login_ok(state: AwaitingLoginOk, event: PayloadReceived) -> tuple[E
     if len(payload) > MAX_PAYLOAD_LENGTH:
         return fail(profile, role, FailureReason.OVERSIZED_PAYLOAD, "LoginOkMessage is too long")
     try:
-        ciphertext = _decode(profile, payload)
+        ciphertext = b64decode(payload, padding=keys.padding)
     except Base64DecodeError:
         return fail(profile, role, FailureReason.MALFORMED_PAYLOAD, "LoginOkMessage is not valid base64")
     try:
@@ -441,7 +449,7 @@ def _confirm(state: AwaitingCheckCode, event: CheckCodeEntered) -> tuple[EciesSt
     effects: tuple[ChannelEffect, ...] = (ReportEstablished(role=Role.G),)
     if state.pending is None:
         return established, effects
-    opened, more = _open_payload(established, state.pending)
+    opened, more = _open(established, PayloadReceived(payload=state.pending))
     return opened, effects + more
 
 
@@ -460,10 +468,7 @@ def _seal(state: Established, event: SealRequested) -> tuple[EciesState, tuple[C
 
 
 def _open(state: Established, event: PayloadReceived) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
-    return _open_payload(state, event.payload)
-
-
-def _open_payload(state: Established, payload: str) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
+    payload = event.payload
     keys = state.keys
     if len(payload) > MAX_PAYLOAD_LENGTH:
         return fail(keys.profile, keys.role, FailureReason.OVERSIZED_PAYLOAD, "payload is too long")
@@ -471,7 +476,7 @@ def _open_payload(state: Established, payload: str) -> tuple[EciesState, tuple[C
     if counter >= COUNTER_LIMIT:
         return fail(keys.profile, keys.role, FailureReason.COUNTER_EXHAUSTED, "the receive counter is exhausted")
     try:
-        ciphertext = _decode(keys.profile, payload)
+        ciphertext = b64decode(payload, padding=keys.padding)
     except Base64DecodeError:
         return fail(keys.profile, keys.role, FailureReason.MALFORMED_PAYLOAD, "payload is not valid base64")
     try:
