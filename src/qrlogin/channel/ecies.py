@@ -111,6 +111,9 @@ __all__ = [
 ]
 
 INFO_PREFIX: Final = "MATRIX_QR_CODE_LOGIN"
+_INFO_ENCKEY_S: Final = f"{INFO_PREFIX}_ENCKEY_S".encode()
+_INFO_ENCKEY_G: Final = f"{INFO_PREFIX}_ENCKEY_G".encode()
+_INFO_CHECKCODE: Final = f"{INFO_PREFIX}_CHECKCODE".encode()
 LOGIN_INITIATE: Final = b"MATRIX_QR_CODE_LOGIN_INITIATE"
 LOGIN_OK: Final = b"MATRIX_QR_CODE_LOGIN_OK"
 
@@ -262,6 +265,12 @@ if [f.name for f in fields(SendPayload)] != ["payload"] or [f.name for f in fiel
     raise AssertionError("_send_payload()/_deliver_payload() must set every field of their effect")
 
 
+# Effects that carry no per-channel data are values like any other: one instance serves every channel.
+_PROMPT_FOR_CHECK_CODE: Final = PromptForCheckCode()
+_REPORT_ESTABLISHED_G: Final = ReportEstablished(role=Role.G)
+_REPORT_ESTABLISHED_S: Final = ReportEstablished(role=Role.S)
+
+
 def _established(keys: EciesKeys, send_counter: int, recv_counter: int, last_sent: str) -> Established:
     """``Established(keys=keys, send_counter=..., recv_counter=..., last_sent=...)``, built without ``__init__``."""
     state: Established = _new(Established)
@@ -360,9 +369,9 @@ def derive_keys(profile: Profile, shared_secret: bytes, gp: bytes, sp: bytes) ->
     tail = f"|{b64encode(gp)}|{b64encode(sp)}".encode("ascii")
     # HKDF with the salt absent: one Extract with HashLen zero bytes, then three Expands (RFC 5869 §2.2).
     prk = hkdf_extract(hash_name, salt=b"", ikm=shared_secret)
-    enc_s = hkdf_expand(hash_name, prk=prk, info=f"{INFO_PREFIX}_ENCKEY_S".encode() + tail, length=32)
-    enc_g = hkdf_expand(hash_name, prk=prk, info=f"{INFO_PREFIX}_ENCKEY_G".encode() + tail, length=32)
-    check = hkdf_expand(hash_name, prk=prk, info=f"{INFO_PREFIX}_CHECKCODE".encode() + tail, length=2)
+    enc_s = hkdf_expand(hash_name, prk=prk, info=_INFO_ENCKEY_S + tail, length=32)
+    enc_g = hkdf_expand(hash_name, prk=prk, info=_INFO_ENCKEY_G + tail, length=32)
+    check = hkdf_expand(hash_name, prk=prk, info=_INFO_CHECKCODE + tail, length=2)
     return enc_s, enc_g, check
 
 
@@ -413,7 +422,7 @@ def _initiate(state: ReadyToInitiate, event: InitiateRequested) -> tuple[EciesSt
         return fail(state.profile, Role.S, FailureReason.NON_CONTRIBUTORY_KEY, "G's public key is a low-order point")
     keys = _keys(state.profile, Role.S, own, peer, shared)
     message = f"{b64encode(keys.sender.seal(_NONCE_0, LOGIN_INITIATE))}|{b64encode(own)}"
-    return AwaitingLoginOk(keys=keys, last_sent=message), (SendPayload(payload=message),)
+    return AwaitingLoginOk(keys=keys, last_sent=message), (_send_payload(message),)
 
 
 def _receive_initiate(state: AwaitingInitiate, event: PayloadReceived) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
@@ -446,7 +455,7 @@ def _receive_initiate(state: AwaitingInitiate, event: PayloadReceived) -> tuple[
     if not hmac.compare_digest(plaintext, LOGIN_INITIATE):
         return fail(profile, role, FailureReason.UNEXPECTED_PLAINTEXT, "LoginInitiateMessage has the wrong content")
     reply = b64encode(keys.sender.seal(_NONCE_0, LOGIN_OK))
-    return AwaitingCheckCode(keys=keys, last_sent=reply), (SendPayload(payload=reply), PromptForCheckCode())
+    return AwaitingCheckCode(keys=keys, last_sent=reply), (_send_payload(reply), _PROMPT_FOR_CHECK_CODE)
 
 
 def _receive_login_ok(state: AwaitingLoginOk, event: PayloadReceived) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
@@ -467,7 +476,7 @@ def _receive_login_ok(state: AwaitingLoginOk, event: PayloadReceived) -> tuple[E
         return fail(profile, role, FailureReason.UNEXPECTED_PLAINTEXT, "LoginOkMessage has the wrong content")
     established = Established(keys=keys, send_counter=1, recv_counter=1, last_sent=state.last_sent)
     code = keys.check_code.value.decode("ascii")
-    return established, (ShowCheckCode(code=code), ReportEstablished(role=role))
+    return established, (ShowCheckCode(code=code), _REPORT_ESTABLISHED_S)
 
 
 def _hold(state: AwaitingCheckCode, event: PayloadReceived) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
@@ -486,7 +495,7 @@ def _confirm(state: AwaitingCheckCode, event: CheckCodeEntered) -> tuple[EciesSt
         detail = "the entry is not two ASCII digits" if malformed else "the entry does not match the check code"
         return fail(state.profile, Role.G, verdict, detail)
     established = Established(keys=state.keys, send_counter=1, recv_counter=1, last_sent=state.last_sent)
-    effects: tuple[ChannelEffect, ...] = (ReportEstablished(role=Role.G),)
+    effects: tuple[ChannelEffect, ...] = (_REPORT_ESTABLISHED_G,)
     if state.pending is None:
         return established, effects
     opened, more = _open(established, PayloadReceived(payload=state.pending))
