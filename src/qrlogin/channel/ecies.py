@@ -391,11 +391,11 @@ def transition(
     Raises :class:`~qrlogin.errors.LocalProtocolError` (before anything changes) for an event the state does not
     accept or a misuse such as an oversized plaintext. Never raises for anything that came from the network.
     """
-    state_type, event_type = type(state), type(event)
-    legal = LEGAL_MOVES.get(state_type)
-    if legal is None or event_type not in legal:
+    handler = _DISPATCH.get(type(state), _NO_MOVES).get(type(event))
+    if handler is None:
         require_legal(LEGAL_MOVES, state, event)  # raises, naming what was wrong
-    return _HANDLERS[state_type, event_type](state, event)
+        raise AssertionError("unreachable: _DISPATCH is LEGAL_MOVES with handlers")
+    return handler(state, event)
 
 
 def _keys(profile: Profile, role: Role, own: bytes, peer: bytes, shared: bytes) -> EciesKeys:
@@ -561,6 +561,13 @@ _HANDLERS: Final[dict[tuple[type, type], _Handler]] = {
 }
 if set(_HANDLERS) != {(state, event) for state, events in LEGAL_MOVES.items() for event in events}:
     raise AssertionError("LEGAL_MOVES and the transition handlers disagree")
+
+# LEGAL_MOVES with each legal event mapped to its handler: transition() checks legality and finds the handler in the
+# same two dict lookups. A pair outside LEGAL_MOVES has no entry, so it can only reach require_legal, which raises.
+_DISPATCH: Final[Mapping[type, Mapping[type, _Handler]]] = {
+    state: {event: _HANDLERS[state, event] for event in events} for state, events in LEGAL_MOVES.items()
+}
+_NO_MOVES: Final[Mapping[type, _Handler]] = {}
 
 
 def check_code(state: EciesState) -> str:
