@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any, Final, Protocol
 
 from .._crypto import (
@@ -111,6 +111,9 @@ __all__ = [
 ]
 
 INFO_PREFIX: Final = "MATRIX_QR_CODE_LOGIN"
+_INFO_ENCKEY_S: Final = f"{INFO_PREFIX}_ENCKEY_S".encode()
+_INFO_ENCKEY_G: Final = f"{INFO_PREFIX}_ENCKEY_G".encode()
+_INFO_CHECKCODE: Final = f"{INFO_PREFIX}_CHECKCODE".encode()
 LOGIN_INITIATE: Final = b"MATRIX_QR_CODE_LOGIN_INITIATE"
 LOGIN_OK: Final = b"MATRIX_QR_CODE_LOGIN_OK"
 
@@ -147,6 +150,11 @@ class EciesKeys:
     sender: AeadKey
     receiver: AeadKey
     check_code: Secret
+    #: The profile's base64 padding policy, looked up once here rather than on every payload.
+    padding: PaddingPolicy = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "padding", _PARAMETERS[self.profile].padding)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -241,6 +249,52 @@ class Established:
         return self.keys.role
 
 
+# One Established state and one effect are built per message, and the generated keyword ``__init__`` of a frozen
+# dataclass (keyword parsing, then one ``object.__setattr__`` per field) costs more than the ChaCha20-Poly1305 call.
+# These builders fill the same slots through their member descriptors instead: the value is identical to, and
+# compares equal with, the one ``__init__`` makes, and stays just as frozen (tests/test_channel_ecies.py checks both).
+_new: Final = object.__new__
+_SET_KEYS, _SET_SEND_COUNTER, _SET_RECV_COUNTER, _SET_LAST_SENT = (
+    Established.__dict__[name].__set__ for name in ("keys", "send_counter", "recv_counter", "last_sent")
+)
+_SET_PAYLOAD: Final = SendPayload.__dict__["payload"].__set__
+_SET_PLAINTEXT: Final = DeliverPayload.__dict__["plaintext"].__set__
+if [f.name for f in fields(Established)] != ["keys", "send_counter", "recv_counter", "last_sent"]:
+    raise AssertionError("_established() must set every field of Established")
+if [f.name for f in fields(SendPayload)] != ["payload"] or [f.name for f in fields(DeliverPayload)] != ["plaintext"]:
+    raise AssertionError("_send_payload()/_deliver_payload() must set every field of their effect")
+
+
+# Effects that carry no per-channel data are values like any other: one instance serves every channel.
+_PROMPT_FOR_CHECK_CODE: Final = PromptForCheckCode()
+_REPORT_ESTABLISHED_G: Final = ReportEstablished(role=Role.G)
+_REPORT_ESTABLISHED_S: Final = ReportEstablished(role=Role.S)
+
+
+def _established(keys: EciesKeys, send_counter: int, recv_counter: int, last_sent: str) -> Established:
+    """``Established(keys=keys, send_counter=..., recv_counter=..., last_sent=...)``, built without ``__init__``."""
+    state: Established = _new(Established)
+    _SET_KEYS(state, keys)
+    _SET_SEND_COUNTER(state, send_counter)
+    _SET_RECV_COUNTER(state, recv_counter)
+    _SET_LAST_SENT(state, last_sent)
+    return state
+
+
+def _send_payload(payload: str) -> SendPayload:
+    """``SendPayload(payload=payload)``, built without ``__init__``."""
+    effect: SendPayload = _new(SendPayload)
+    _SET_PAYLOAD(effect, payload)
+    return effect
+
+
+def _deliver_payload(plaintext: bytes) -> DeliverPayload:
+    """``DeliverPayload(plaintext=plaintext)``, built without ``__init__``."""
+    effect: DeliverPayload = _new(DeliverPayload)
+    _SET_PLAINTEXT(effect, plaintext)
+    return effect
+
+
 EciesState = AwaitingInitiate | AwaitingCheckCode | ReadyToInitiate | AwaitingLoginOk | Established | Failed
 
 LEGAL_MOVES: Final[LegalMoves] = {
@@ -315,9 +369,9 @@ def derive_keys(profile: Profile, shared_secret: bytes, gp: bytes, sp: bytes) ->
     tail = f"|{b64encode(gp)}|{b64encode(sp)}".encode("ascii")
     # HKDF with the salt absent: one Extract with HashLen zero bytes, then three Expands (RFC 5869 §2.2).
     prk = hkdf_extract(hash_name, salt=b"", ikm=shared_secret)
-    enc_s = hkdf_expand(hash_name, prk=prk, info=f"{INFO_PREFIX}_ENCKEY_S".encode() + tail, length=32)
-    enc_g = hkdf_expand(hash_name, prk=prk, info=f"{INFO_PREFIX}_ENCKEY_G".encode() + tail, length=32)
-    check = hkdf_expand(hash_name, prk=prk, info=f"{INFO_PREFIX}_CHECKCODE".encode() + tail, length=2)
+    enc_s = hkdf_expand(hash_name, prk=prk, info=_INFO_ENCKEY_S + tail, length=32)
+    enc_g = hkdf_expand(hash_name, prk=prk, info=_INFO_ENCKEY_G + tail, length=32)
+    check = hkdf_expand(hash_name, prk=prk, info=_INFO_CHECKCODE + tail, length=2)
     return enc_s, enc_g, check
 
 
@@ -337,8 +391,11 @@ def transition(
     Raises :class:`~qrlogin.errors.LocalProtocolError` (before anything changes) for an event the state does not
     accept or a misuse such as an oversized plaintext. Never raises for anything that came from the network.
     """
-    require_legal(LEGAL_MOVES, state, event)
-    return _HANDLERS[type(state), type(event)](state, event)
+    handler = _DISPATCH.get(type(state), _NO_MOVES).get(type(event))
+    if handler is None:
+        require_legal(LEGAL_MOVES, state, event)  # raises, naming what was wrong
+        raise AssertionError("unreachable: _DISPATCH is LEGAL_MOVES with handlers")
+    return handler(state, event)
 
 
 def _keys(profile: Profile, role: Role, own: bytes, peer: bytes, shared: bytes) -> EciesKeys:
@@ -365,7 +422,7 @@ def _initiate(state: ReadyToInitiate, event: InitiateRequested) -> tuple[EciesSt
         return fail(state.profile, Role.S, FailureReason.NON_CONTRIBUTORY_KEY, "G's public key is a low-order point")
     keys = _keys(state.profile, Role.S, own, peer, shared)
     message = f"{b64encode(keys.sender.seal(_NONCE_0, LOGIN_INITIATE))}|{b64encode(own)}"
-    return AwaitingLoginOk(keys=keys, last_sent=message), (SendPayload(payload=message),)
+    return AwaitingLoginOk(keys=keys, last_sent=message), (_send_payload(message),)
 
 
 def _receive_initiate(state: AwaitingInitiate, event: PayloadReceived) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
@@ -398,7 +455,7 @@ def _receive_initiate(state: AwaitingInitiate, event: PayloadReceived) -> tuple[
     if not hmac.compare_digest(plaintext, LOGIN_INITIATE):
         return fail(profile, role, FailureReason.UNEXPECTED_PLAINTEXT, "LoginInitiateMessage has the wrong content")
     reply = b64encode(keys.sender.seal(_NONCE_0, LOGIN_OK))
-    return AwaitingCheckCode(keys=keys, last_sent=reply), (SendPayload(payload=reply), PromptForCheckCode())
+    return AwaitingCheckCode(keys=keys, last_sent=reply), (_send_payload(reply), _PROMPT_FOR_CHECK_CODE)
 
 
 def _receive_login_ok(state: AwaitingLoginOk, event: PayloadReceived) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
@@ -408,7 +465,7 @@ def _receive_login_ok(state: AwaitingLoginOk, event: PayloadReceived) -> tuple[E
     if len(payload) > MAX_PAYLOAD_LENGTH:
         return fail(profile, role, FailureReason.OVERSIZED_PAYLOAD, "LoginOkMessage is too long")
     try:
-        ciphertext = _decode(profile, payload)
+        ciphertext = b64decode(payload, padding=keys.padding)
     except Base64DecodeError:
         return fail(profile, role, FailureReason.MALFORMED_PAYLOAD, "LoginOkMessage is not valid base64")
     try:
@@ -419,7 +476,7 @@ def _receive_login_ok(state: AwaitingLoginOk, event: PayloadReceived) -> tuple[E
         return fail(profile, role, FailureReason.UNEXPECTED_PLAINTEXT, "LoginOkMessage has the wrong content")
     established = Established(keys=keys, send_counter=1, recv_counter=1, last_sent=state.last_sent)
     code = keys.check_code.value.decode("ascii")
-    return established, (ShowCheckCode(code=code), ReportEstablished(role=role))
+    return established, (ShowCheckCode(code=code), _REPORT_ESTABLISHED_S)
 
 
 def _hold(state: AwaitingCheckCode, event: PayloadReceived) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
@@ -438,10 +495,10 @@ def _confirm(state: AwaitingCheckCode, event: CheckCodeEntered) -> tuple[EciesSt
         detail = "the entry is not two ASCII digits" if malformed else "the entry does not match the check code"
         return fail(state.profile, Role.G, verdict, detail)
     established = Established(keys=state.keys, send_counter=1, recv_counter=1, last_sent=state.last_sent)
-    effects: tuple[ChannelEffect, ...] = (ReportEstablished(role=Role.G),)
+    effects: tuple[ChannelEffect, ...] = (_REPORT_ESTABLISHED_G,)
     if state.pending is None:
         return established, effects
-    opened, more = _open_payload(established, state.pending)
+    opened, more = _open(established, PayloadReceived(payload=state.pending))
     return opened, effects + more
 
 
@@ -454,16 +511,13 @@ def _seal(state: Established, event: SealRequested) -> tuple[EciesState, tuple[C
         return fail(state.profile, state.role, FailureReason.COUNTER_EXHAUSTED, "the send counter is exhausted")
     payload = b64encode(state.keys.sender.seal(counter.to_bytes(12, "little"), plaintext))
     return (
-        Established(keys=state.keys, send_counter=counter + 1, recv_counter=state.recv_counter, last_sent=payload),
-        (SendPayload(payload=payload),),
+        _established(state.keys, counter + 1, state.recv_counter, payload),
+        (_send_payload(payload),),
     )
 
 
 def _open(state: Established, event: PayloadReceived) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
-    return _open_payload(state, event.payload)
-
-
-def _open_payload(state: Established, payload: str) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
+    payload = event.payload
     keys = state.keys
     if len(payload) > MAX_PAYLOAD_LENGTH:
         return fail(keys.profile, keys.role, FailureReason.OVERSIZED_PAYLOAD, "payload is too long")
@@ -471,7 +525,7 @@ def _open_payload(state: Established, payload: str) -> tuple[EciesState, tuple[C
     if counter >= COUNTER_LIMIT:
         return fail(keys.profile, keys.role, FailureReason.COUNTER_EXHAUSTED, "the receive counter is exhausted")
     try:
-        ciphertext = _decode(keys.profile, payload)
+        ciphertext = b64decode(payload, padding=keys.padding)
     except Base64DecodeError:
         return fail(keys.profile, keys.role, FailureReason.MALFORMED_PAYLOAD, "payload is not valid base64")
     try:
@@ -479,8 +533,8 @@ def _open_payload(state: Established, payload: str) -> tuple[EciesState, tuple[C
     except AuthenticationError:
         return fail(keys.profile, keys.role, FailureReason.AUTHENTICATION_FAILED, "payload did not authenticate")
     return (
-        Established(keys=keys, send_counter=state.send_counter, recv_counter=counter + 1, last_sent=state.last_sent),
-        (DeliverPayload(plaintext=plaintext),),
+        _established(keys, state.send_counter, counter + 1, state.last_sent),
+        (_deliver_payload(plaintext),),
     )
 
 
@@ -507,6 +561,13 @@ _HANDLERS: Final[dict[tuple[type, type], _Handler]] = {
 }
 if set(_HANDLERS) != {(state, event) for state, events in LEGAL_MOVES.items() for event in events}:
     raise AssertionError("LEGAL_MOVES and the transition handlers disagree")
+
+# LEGAL_MOVES with each legal event mapped to its handler: transition() checks legality and finds the handler in the
+# same two dict lookups. A pair outside LEGAL_MOVES has no entry, so it can only reach require_legal, which raises.
+_DISPATCH: Final[Mapping[type, Mapping[type, _Handler]]] = {
+    state: {event: _HANDLERS[state, event] for event in events} for state, events in LEGAL_MOVES.items()
+}
+_NO_MOVES: Final[Mapping[type, _Handler]] = {}
 
 
 def check_code(state: EciesState) -> str:
