@@ -24,6 +24,7 @@ import hmac
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import time
 from collections.abc import Callable
@@ -107,16 +108,24 @@ def raw_channel(g_secret: bytes, s_secret: bytes) -> None:
 
 def best_microseconds(
     works: dict[str, Callable[[bytes, bytes], None]], secrets: list[tuple[bytes, bytes]], repeats: int
-) -> dict[str, float]:
-    """Best per-handshake CPU time of each ``work``; batches alternate so a noisy neighbour hits all of them alike."""
+) -> tuple[dict[str, float], list[float]]:
+    """Best per-handshake CPU time of each ``work``, and the qrlogin/raw ratio of every repeat.
+
+    Batches alternate, so a noisy neighbour hits the contenders of one repeat alike; the ratio of two adjacent batches
+    is therefore steadier on a shared machine than the ratio of two minima taken at different moments.
+    """
     best = dict.fromkeys(works, float("inf"))
+    ratios: list[float] = []
     for _ in range(repeats):
+        this_repeat: dict[str, float] = {}
         for name, work in works.items():
             start = time.process_time()
             for g_secret, s_secret in secrets:
                 work(g_secret, s_secret)
-            best[name] = min(best[name], (time.process_time() - start) / len(secrets))
-    return {name: seconds * 1e6 for name, seconds in best.items()}
+            this_repeat[name] = (time.process_time() - start) / len(secrets)
+            best[name] = min(best[name], this_repeat[name])
+        ratios.append(this_repeat["qrlogin"] / this_repeat["raw"])
+    return {name: seconds * 1e6 for name, seconds in best.items()}, ratios
 
 
 def wasm_microseconds(rounds: int, repeats: int) -> float | None:
@@ -145,12 +154,17 @@ def main() -> None:
     secrets = [(os.urandom(32), os.urandom(32)) for _ in range(args.rounds)]
     qrlogin_channel(*secrets[0])
     raw_channel(*secrets[0])
-    measured = best_microseconds({"raw": raw_channel, "qrlogin": qrlogin_channel}, secrets, args.repeats)
+    measured, ratios = best_microseconds({"raw": raw_channel, "qrlogin": qrlogin_channel}, secrets, args.repeats)
     raw, ours = measured["raw"], measured["qrlogin"]
     wasm = wasm_microseconds(args.rounds, args.repeats)
     print(f"ECIES channel: establishment (both sides) + {MESSAGES} messages each way; CPU time, best of {args.repeats}")
     print(f"  raw cryptography (floor): {raw:9.1f} us/handshake")
     print(f"  qrlogin                 : {ours:9.1f} us/handshake   {ours / raw:5.2f}x the floor (target <= 1.5x)")
+    quartiles = statistics.quantiles(ratios, n=4)
+    print(
+        f"  qrlogin / floor, paired batches: median {statistics.median(ratios):.2f}x"
+        f" (quartiles {quartiles[0]:.2f}-{quartiles[2]:.2f}x over {len(ratios)} repeats)"
+    )
     if wasm is None:
         print("  wasm (node)             :  not installed (run scripts/peers.d/node-wasm.sh)")
     else:

@@ -97,7 +97,7 @@ def _check_okm_length(hash_name: HashName, length: int) -> None:
 
 def aead_seal(key: bytes, nonce: bytes, plaintext: bytes, aad: bytes = b"") -> bytes:
     """ChaCha20-Poly1305 (RFC 8439) encryption; returns ciphertext || 16-byte tag."""
-    return _aead(key, nonce).encrypt(nonce, plaintext, aad)
+    return _aead(key, nonce).encrypt(nonce, plaintext, aad or None)
 
 
 def aead_open(key: bytes, nonce: bytes, ciphertext: bytes, aad: bytes = b"") -> bytes:
@@ -106,7 +106,7 @@ def aead_open(key: bytes, nonce: bytes, ciphertext: bytes, aad: bytes = b"") -> 
     if len(ciphertext) < AEAD_TAG_LENGTH:
         raise AuthenticationError("ciphertext is shorter than the authentication tag")
     try:
-        return aead.decrypt(nonce, ciphertext, aad)
+        return aead.decrypt(nonce, ciphertext, aad or None)
     except InvalidTag:
         raise AuthenticationError("ciphertext did not authenticate") from None
 
@@ -138,7 +138,8 @@ class AeadKey:
         """Ciphertext || 16-byte tag."""
         if len(nonce) != AEAD_NONCE_LENGTH:
             raise LocalProtocolError(f"a ChaCha20-Poly1305 nonce is {AEAD_NONCE_LENGTH} bytes, got {len(nonce)}")
-        return self._aead.encrypt(nonce, plaintext, aad)
+        # ``None`` and ``b""`` are the same empty AAD to the cipher; ``cryptography`` takes a cheaper path for ``None``.
+        return self._aead.encrypt(nonce, plaintext, aad or None)
 
     def open(self, nonce: bytes, ciphertext: bytes, aad: bytes = b"") -> bytes:
         """The plaintext, or :class:`AuthenticationError` if the tag does not verify."""
@@ -147,7 +148,7 @@ class AeadKey:
         if len(ciphertext) < AEAD_TAG_LENGTH:
             raise AuthenticationError("ciphertext is shorter than the authentication tag")
         try:
-            return self._aead.decrypt(nonce, ciphertext, aad)
+            return self._aead.decrypt(nonce, ciphertext, aad or None)
         except InvalidTag:
             raise AuthenticationError("ciphertext did not authenticate") from None
 
