@@ -110,3 +110,20 @@ def test_every_event_effect_and_state_is_frozen_slotted_kw_only() -> None:
         assert params.frozen, cls
         assert "__slots__" in vars(cls), cls
         assert all(f.kw_only for f in dataclasses.fields(cls)), cls
+
+
+def test_both_generations_have_the_shape_of_channel_shape() -> None:
+    from qrlogin.channel import ecies, hpke
+    from qrlogin.channel._common import CHANNEL_SHAPE
+
+    for module in (ecies, hpke):
+        by_name = {
+            (state.__name__, event): tuple(sorted(t.__name__ for t in targets))
+            for (state, event), targets in module.OUTCOMES.items()
+        }
+        assert by_name == {key: tuple(sorted(targets)) for key, targets in CHANNEL_SHAPE.items()}
+        legal = {(state.__name__, event) for state, events in module.LEGAL_MOVES.items() for event in events}
+        assert legal == set(CHANNEL_SHAPE)
+        assert module.LEGAL_MOVES[module.Failed] == frozenset()
+        # Each generation's tables name its own state classes, never the other generation's.
+        assert all(state.__module__ in (module.__name__, "qrlogin.channel._common") for state in module.LEGAL_MOVES)

@@ -33,8 +33,10 @@ from __future__ import annotations
 
 import enum
 import hmac
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from .._machine import LegalMoves
 from .._secret import Secret
 
 #: The rendezvous servers' payload limit (MSC4108 "Maximum payload size", MSC4388); checked before any parsing.
@@ -228,3 +230,37 @@ def judge_check_code(entered: str, expected: Secret, *, leading_zero: bool) -> F
     if not hmac.compare_digest(entered.encode("ascii"), expected.value):
         return FailureReason.CHECK_CODE_MISMATCH
     return None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The machine shape every generation shares.
+
+#: Which events each state accepts and which states each legal move can lead to, by state-class name. ECIES and HPKE
+#: hold different data in their states, so each generation has its own classes; the protocol steps between them are
+#: the same, and :func:`channel_tables` turns this one description into each generation's tables.
+CHANNEL_SHAPE: dict[tuple[str, type], tuple[str, ...]] = {
+    ("ReadyToInitiate", InitiateRequested): ("AwaitingLoginOk", "Failed"),
+    ("AwaitingLoginOk", PayloadReceived): ("Established", "Failed"),
+    ("AwaitingLoginOk", RetryRequested): ("AwaitingLoginOk",),
+    ("AwaitingInitiate", PayloadReceived): ("AwaitingCheckCode", "Failed"),
+    ("AwaitingCheckCode", CheckCodeEntered): ("Established", "Failed"),
+    ("AwaitingCheckCode", PayloadReceived): ("AwaitingCheckCode", "Failed"),
+    ("AwaitingCheckCode", RetryRequested): ("AwaitingCheckCode",),
+    ("Established", SealRequested): ("Established", "Failed"),
+    ("Established", PayloadReceived): ("Established", "Failed"),
+    ("Established", RetryRequested): ("Established",),
+}
+
+
+def channel_tables(
+    states: Iterable[type],
+) -> tuple[LegalMoves, Mapping[tuple[type, type], frozenset[type]]]:
+    """``(LEGAL_MOVES, OUTCOMES)`` for one generation's state classes (plus the shared terminal :class:`Failed`)."""
+    by_name = {cls.__name__: cls for cls in (*states, Failed)}
+    legal: dict[type, set[type]] = {cls: set() for cls in by_name.values()}
+    outcomes: dict[tuple[type, type], frozenset[type]] = {}
+    for (state_name, event), targets in CHANNEL_SHAPE.items():
+        state = by_name[state_name]
+        legal[state].add(event)
+        outcomes[state, event] = frozenset(by_name[name] for name in targets)
+    return {state: frozenset(events) for state, events in legal.items()}, outcomes

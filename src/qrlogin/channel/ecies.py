@@ -80,6 +80,7 @@ from ._common import (
     SealRequested,
     SendPayload,
     ShowCheckCode,
+    channel_tables,
     check_code_digits,
     fail,
     judge_check_code,
@@ -297,30 +298,12 @@ def _deliver_payload(plaintext: bytes) -> DeliverPayload:
 
 EciesState = AwaitingInitiate | AwaitingCheckCode | ReadyToInitiate | AwaitingLoginOk | Established | Failed
 
-LEGAL_MOVES: Final[LegalMoves] = {
-    ReadyToInitiate: frozenset({InitiateRequested}),
-    AwaitingLoginOk: frozenset({PayloadReceived, RetryRequested}),
-    AwaitingInitiate: frozenset({PayloadReceived}),
-    AwaitingCheckCode: frozenset({CheckCodeEntered, PayloadReceived, RetryRequested}),
-    Established: frozenset({SealRequested, PayloadReceived, RetryRequested}),
-    Failed: frozenset(),
-}
-
-
-#: Every state a legal (state, event) pair can lead to; checked against LEGAL_MOVES and against observed runs by the
-#: tests, and drawn as the state diagram in docs/channel.md.
-OUTCOMES: Final[Mapping[tuple[type, type], frozenset[type]]] = {
-    (ReadyToInitiate, InitiateRequested): frozenset({AwaitingLoginOk, Failed}),
-    (AwaitingLoginOk, PayloadReceived): frozenset({Established, Failed}),
-    (AwaitingLoginOk, RetryRequested): frozenset({AwaitingLoginOk}),
-    (AwaitingInitiate, PayloadReceived): frozenset({AwaitingCheckCode, Failed}),
-    (AwaitingCheckCode, CheckCodeEntered): frozenset({Established, Failed}),
-    (AwaitingCheckCode, PayloadReceived): frozenset({AwaitingCheckCode, Failed}),
-    (AwaitingCheckCode, RetryRequested): frozenset({AwaitingCheckCode}),
-    (Established, SealRequested): frozenset({Established, Failed}),
-    (Established, PayloadReceived): frozenset({Established, Failed}),
-    (Established, RetryRequested): frozenset({Established}),
-}
+#: The legal moves and where each can lead: the steps every channel generation shares (``CHANNEL_SHAPE`` in
+#: ``_common``) over this generation's state classes. The tests check both against observed runs, and
+#: docs/channel.md draws them.
+_TABLES = channel_tables((ReadyToInitiate, AwaitingLoginOk, AwaitingInitiate, AwaitingCheckCode, Established))
+LEGAL_MOVES: Final[LegalMoves] = _TABLES[0]
+OUTCOMES: Final[Mapping[tuple[type, type], frozenset[type]]] = _TABLES[1]
 
 
 class _HasPublicKey(Protocol):

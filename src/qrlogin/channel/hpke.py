@@ -86,6 +86,7 @@ from ._common import (
     SealRequested,
     SendPayload,
     ShowCheckCode,
+    channel_tables,
     check_code_digits,
     fail,
     judge_check_code,
@@ -289,30 +290,12 @@ class Established:
 
 HpkeState = AwaitingInitiate | AwaitingCheckCode | ReadyToInitiate | AwaitingLoginOk | Established | Failed
 
-LEGAL_MOVES: Final[LegalMoves] = {
-    ReadyToInitiate: frozenset({InitiateRequested}),
-    AwaitingLoginOk: frozenset({PayloadReceived, RetryRequested}),
-    AwaitingInitiate: frozenset({PayloadReceived}),
-    AwaitingCheckCode: frozenset({CheckCodeEntered, PayloadReceived, RetryRequested}),
-    Established: frozenset({SealRequested, PayloadReceived, RetryRequested}),
-    Failed: frozenset(),
-}
-
-
-#: Every state class each legal move can lead to; ``docs/hpke.md``'s diagram is generated from it and the tests
-#: check it against ``LEGAL_MOVES`` and observe every edge.
-OUTCOMES: Final[Mapping[tuple[type, type], frozenset[type]]] = {
-    (ReadyToInitiate, InitiateRequested): frozenset({AwaitingLoginOk, Failed}),
-    (AwaitingLoginOk, PayloadReceived): frozenset({Established, Failed}),
-    (AwaitingLoginOk, RetryRequested): frozenset({AwaitingLoginOk}),
-    (AwaitingInitiate, PayloadReceived): frozenset({AwaitingCheckCode, Failed}),
-    (AwaitingCheckCode, CheckCodeEntered): frozenset({Established, Failed}),
-    (AwaitingCheckCode, PayloadReceived): frozenset({AwaitingCheckCode, Failed}),
-    (AwaitingCheckCode, RetryRequested): frozenset({AwaitingCheckCode}),
-    (Established, SealRequested): frozenset({Established, Failed}),
-    (Established, PayloadReceived): frozenset({Established, Failed}),
-    (Established, RetryRequested): frozenset({Established}),
-}
+#: The legal moves and where each can lead: the steps every channel generation shares (``CHANNEL_SHAPE`` in
+#: ``_common``) over this generation's state classes. The tests check both against observed runs, and
+#: docs/hpke.md draws them.
+_TABLES = channel_tables((ReadyToInitiate, AwaitingLoginOk, AwaitingInitiate, AwaitingCheckCode, Established))
+LEGAL_MOVES: Final[LegalMoves] = _TABLES[0]
+OUTCOMES: Final[Mapping[tuple[type, type], frozenset[type]]] = _TABLES[1]
 
 
 class _V3QrCode(Protocol):
