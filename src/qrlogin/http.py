@@ -41,7 +41,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from ._json import DEFAULT_MAX_DEPTH, JsonObject, loads_object
 
-__all__ = ["Headers", "HttpRequest", "HttpResponse", "origin_form"]
+__all__ = ["DEFAULT_MAX_JSON_BYTES", "Headers", "HttpRequest", "HttpResponse", "origin_form"]
 
 Headers = tuple[tuple[str, str], ...]
 
