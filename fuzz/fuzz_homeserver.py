@@ -88,7 +88,7 @@ def build_request(chunk: bytes) -> HttpRequest:
         headers.append(("authorization", "Bearer " + _MARKERS[b"@T"].decode()))
     elif flags & 0x20:
         headers.append(("authorization", body[:40].decode("latin-1")))
-    return HttpRequest(method=method, path=path, headers=tuple(headers), body=body)
+    return HttpRequest(method=method, target=path, headers=tuple(headers), body=body)
 
 
 def check(hs: Homeserver) -> None:

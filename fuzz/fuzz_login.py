@@ -17,9 +17,9 @@ from __future__ import annotations
 import sys
 
 from qrlogin._secret import Secret
+from qrlogin.http import HttpResponse
 from qrlogin.login import existing_device, new_device, oauth
 from qrlogin.login.events import HttpResponseReceived, MessageReceived, QrRole
-from qrlogin.login.http import HttpResponse
 from qrlogin.login.messages import CrossSigningKeys, MessageError, Secrets, parse_message, serialize_message
 
 _METADATA = oauth.AuthMetadata(

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import sys
 
-from qrlogin.rendezvous import ApiGeneration, Request, Response
+from qrlogin.http import HttpRequest, HttpResponse
+from qrlogin.rendezvous import ApiGeneration
 from qrlogin.rendezvous import client as c
 
 HEADER_NAMES = ("content-type", "etag", "retry-after", "location")
@@ -31,7 +32,7 @@ def _states(generation: ApiGeneration) -> list[c.State]:
     link = c.Link(
         config=config, url="https://hs.example/rendezvous/x", deadline_ms=10_000, seen_token="t", last_request_id=1
     )
-    request = Request(method="GET", target=link.url)
+    request = HttpRequest(method="GET", target=link.url)
     return [
         c.Creating(config=config, deadline_ms=10_000, request=request, request_id=1),
         c.Reading(link=link, request=request, request_id=1),
@@ -59,7 +60,7 @@ def fuzz_one(data: bytes) -> None:
         value = rest[2 : 2 + size].decode("latin-1")
         headers.append((HEADER_NAMES[rest[0] % len(HEADER_NAMES)], value))
         rest = rest[2 + size :]
-    response = Response(status=status, headers=tuple(headers), body=bytes(rest))
+    response = HttpResponse(status=status, headers=tuple(headers), body=bytes(rest))
     new_state, effects = c.transition(state, c.ResponseReceived(request_id=1, response=response), now_ms=1_000)
     assert type(new_state) in c.LEGAL_MOVES
     assert all(isinstance(effect, EFFECTS) for effect in effects)

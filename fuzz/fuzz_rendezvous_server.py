@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import sys
 
-from qrlogin.rendezvous import ApiGeneration, Request
+from qrlogin.http import HttpRequest
+from qrlogin.rendezvous import ApiGeneration
 from qrlogin.rendezvous.server import (
     STABLE_PREFIX,
     V1_V2_UNSTABLE_PREFIX,
@@ -34,14 +35,14 @@ def _server() -> tuple[RendezvousServer, list[str]]:
     server = RendezvousServer(config, InMemoryStore())
     paths: list[str] = []
     v1 = server.respond(
-        Request(method="POST", target=V1_V2_UNSTABLE_PREFIX, headers=(("content-type", "text/plain"),), body=b"a"),
+        HttpRequest(method="POST", target=V1_V2_UNSTABLE_PREFIX, headers=(("content-type", "text/plain"),), body=b"a"),
         now_ms=NOW_MS,
         entropy=bytes(32),
     )
     paths.append(V1_V2_UNSTABLE_PREFIX + json.loads(v1.body)["url"].split(V1_V2_UNSTABLE_PREFIX, 1)[1])
     for n, prefix in enumerate((V1_V2_UNSTABLE_PREFIX, V3_UNSTABLE_PREFIX, STABLE_PREFIX), start=1):
         created = server.respond(
-            Request(
+            HttpRequest(
                 method="POST", target=prefix, headers=(("content-type", "application/json"),), body=b'{"data":"b"}'
             ),
             now_ms=NOW_MS,
@@ -71,7 +72,7 @@ def fuzz_one(data: bytes) -> None:
         view = view[4 + length :]
         now_ms = NOW_MS + (len(view) % 3) * 100_000
         response = server.respond(
-            Request(method=method, target=path, headers=tuple(headers), body=body), now_ms=now_ms, entropy=bytes(32)
+            HttpRequest(method=method, target=path, headers=tuple(headers), body=body), now_ms=now_ms, entropy=bytes(32)
         )
         check_response(response.status, response.header("content-type"), response.body)
 

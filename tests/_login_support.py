@@ -28,6 +28,7 @@ from qrlogin.channel import (
 )
 from qrlogin.channel import Failed as ChannelFailedState
 from qrlogin.encoding import b64decode
+from qrlogin.http import HttpRequest, HttpResponse
 from qrlogin.login import existing_device, new_device
 from qrlogin.login.events import (
     ChannelClosed,
@@ -50,7 +51,6 @@ from qrlogin.login.events import (
     VerificationUriUnavailable,
 )
 from qrlogin.login.glue import channel_effect_to_login_event, login_effect_to_channel_event
-from qrlogin.login.http import HttpRequest, HttpResponse
 from qrlogin.login.messages import Backup, CrossSigningKeys, Secrets, message_to_json, serialize_message
 
 SERVER_NAME = "example.org"
@@ -124,18 +124,18 @@ class Homeserver:
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         self.requests.append(request)
-        url = urlsplit(request.url)
-        if request.url == f"https://{SERVER_NAME}/.well-known/matrix/client":
+        url = urlsplit(request.target)
+        if request.target == f"https://{SERVER_NAME}/.well-known/matrix/client":
             if not self.well_known:
                 return _json(404, {"errcode": "M_NOT_FOUND"})
             return _json(200, {"m.homeserver": {"base_url": BASE_URL + "/"}})
-        if request.url == f"{BASE_URL}/_matrix/client/v1/auth_metadata":
+        if request.target == f"{BASE_URL}/_matrix/client/v1/auth_metadata":
             return _json(200, self.metadata())
-        if request.url == f"{ISSUER}oauth2/registration":
+        if request.target == f"{ISSUER}oauth2/registration":
             body = json.loads(request.body)
             assert "urn:ietf:params:oauth:grant-type:device_code" in body["grant_types"]
             return _json(201, {"client_id": "dynamic_client", **body})
-        if request.url == f"{ISSUER}oauth2/device":
+        if request.target == f"{ISSUER}oauth2/device":
             form = parse_qs(request.body.decode())
             scope = form["scope"][0].split(" ")
             assert scope[0] == "urn:matrix:client:api:*"
@@ -151,7 +151,7 @@ class Homeserver:
                     "interval": 5,
                 },
             )
-        if request.url == f"{ISSUER}oauth2/token":
+        if request.target == f"{ISSUER}oauth2/token":
             form = parse_qs(request.body.decode())
             assert form["device_code"] == [DEVICE_CODE]
             if self.expire_on_poll:
@@ -345,7 +345,7 @@ def run_pair(
                 else:
                     inbox.append(("login", peer[name], MessageReceived(plaintext=serialize_message(effect.message))))
             elif isinstance(effect, SendHttpRequest):
-                transcript.append({"from": name, "http": f"{effect.request.method} {effect.request.url}"})
+                transcript.append({"from": name, "http": f"{effect.request.method} {effect.request.target}"})
                 inbox.insert(0, ("login", name, HttpResponseReceived(response=hs.handle(effect.request))))
             elif isinstance(effect, OpenVerificationUri):
                 transcript.append({"from": name, "open_verification_uri": effect.uri})

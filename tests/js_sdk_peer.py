@@ -37,7 +37,7 @@ import pytest
 from qrlogin import device as dv
 from qrlogin import homeserver as hsm
 from qrlogin.homeserver.rendezvous import install_rendezvous
-from qrlogin.login.http import HttpRequest, HttpResponse
+from qrlogin.http import HttpRequest, HttpResponse
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_PROJECT = ROOT / "interop" / "node"
@@ -107,11 +107,7 @@ class HomeserverOverHttp:
                 body = self.rfile.read(length) if length else b""
                 parts = urlsplit(self.path)
                 request = hsm.HttpRequest(
-                    method=self.command,
-                    path=parts.path,
-                    query=tuple(parse_qsl(parts.query, keep_blank_values=True)),
-                    headers=tuple((name.lower(), value) for name, value in self.headers.items()),
-                    body=body,
+                    method=self.command, target=self.path, headers=tuple(self.headers.items()), body=body
                 )
                 with owner.lock:
                     owner.hs, response = hsm.handle(owner.hs, request, now_ms=now_ms())
@@ -284,7 +280,7 @@ class QrloginDevice:
 
     def _perform(self, effect: dv.SendHttp) -> dv.HttpAnswered | dv.HttpLost:
         request: HttpRequest = effect.request
-        parts = urlsplit(request.url)
+        parts = urlsplit(request.target)
         origin = self.routes.get(parts.netloc)
         if parts.scheme != "https" or origin is None:
             return dv.HttpLost(request_id=effect.request_id)

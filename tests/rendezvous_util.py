@@ -7,7 +7,8 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
-from qrlogin.rendezvous import ApiGeneration, Request, Response, client
+from qrlogin.http import HttpRequest, HttpResponse
+from qrlogin.rendezvous import ApiGeneration, client
 from qrlogin.rendezvous.server import (
     STABLE_PREFIX,
     V1_V2_UNSTABLE_PREFIX,
@@ -49,19 +50,19 @@ class Loopback:
         self.entropy = Entropy()
         self.now_ms = now_ms
 
-    def send(self, request: Request) -> Response:
+    def send(self, request: HttpRequest) -> HttpResponse:
         parts = urlsplit(request.target)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
-        local = Request(method=request.method, target=target, headers=request.headers, body=request.body)
+        local = HttpRequest(method=request.method, target=target, headers=request.headers, body=request.body)
         return self.server.respond(local, now_ms=self.now_ms, entropy=self.entropy())
 
 
-def json_of(response: Response) -> Any:
+def json_of(response: HttpResponse) -> Any:
     return json.loads(response.body)
 
 
-def req(method: str, path: str, body: bytes = b"", /, **headers: str) -> Request:
-    return Request(
+def req(method: str, path: str, body: bytes = b"", /, **headers: str) -> HttpRequest:
+    return HttpRequest(
         method=method, target=path, headers=tuple((k.replace("_", "-"), v) for k, v in headers.items()), body=body
     )
 
@@ -86,7 +87,7 @@ class Device:
         self.rejected: list[client.WriteRejected] = []
         self.created: client.SessionCreated | None = None
         self.ended: client.SessionClosed | client.SessionFailed | None = None
-        self.sent: list[Request] = []
+        self.sent: list[HttpRequest] = []
         self.absorb(start[1])
 
     def absorb(self, effects: tuple[object, ...]) -> None:
@@ -110,7 +111,7 @@ class Device:
         self.state, effects = self.client.transition(self.state, event, now_ms=self.net.now_ms)  # type: ignore[arg-type]
         self.absorb(effects)
 
-    def deliver(self, *, lose_response: bool = False) -> Response | None:
+    def deliver(self, *, lose_response: bool = False) -> HttpResponse | None:
         """Send the in-flight request to the server; optionally lose the response after the server applied it."""
         assert self.in_flight is not None
         effect, self.in_flight = self.in_flight, None

@@ -24,8 +24,8 @@ from qrlogin.device import (
     transition,
 )
 from qrlogin.errors import LocalProtocolError
+from qrlogin.http import HttpResponse
 from qrlogin.login.events import Failed
-from qrlogin.login.http import HttpResponse
 from qrlogin.sim.world import BASE_URL, SERVER_NAME, user_secrets
 
 
@@ -63,7 +63,7 @@ def test_generate_posts_then_shows_a_qr_for_this_device(generation: qr.Generatio
     device, effects = generate(_config(kind, generation), now_ms=0)
     (post,) = effects
     assert isinstance(post, SendHttp) and post.request.method == "POST"
-    assert post.request.url.startswith(BASE_URL + "/_matrix/client/unstable/")
+    assert post.request.target.startswith(BASE_URL + "/_matrix/client/unstable/")
     device, effects = transition(
         device, HttpAnswered(request_id=post.request_id, response=_created(generation)), now_ms=5
     )
@@ -122,7 +122,7 @@ def test_v2_scanner_resolves_the_server_name_first() -> None:
     payload = _qr_from(Kind.EXISTING, qr.Generation.V2)
     device, (lookup,) = scan(_config(Kind.NEW, qr.Generation.V2), payload, now_ms=0)
     assert isinstance(lookup, SendHttp)
-    assert lookup.request.url == f"https://{SERVER_NAME}/.well-known/matrix/client"
+    assert lookup.request.target == f"https://{SERVER_NAME}/.well-known/matrix/client"
     # No answer: the device ends with a typed failure rather than guessing a URL.
     device, effects = transition(device, HttpLost(request_id=lookup.request_id), now_ms=1)
     finished = [e for e in effects if isinstance(e, Finished)]

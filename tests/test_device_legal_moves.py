@@ -37,8 +37,8 @@ from qrlogin.device import (
     phase,
 )
 from qrlogin.errors import LocalProtocolError
+from qrlogin.http import HttpResponse
 from qrlogin.login import existing_device, new_device
-from qrlogin.login.http import HttpResponse
 from qrlogin.sim import Faults, Scenario
 from qrlogin.sim.world import World, actions, new_world, step
 

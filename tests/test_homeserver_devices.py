@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from qrlogin.homeserver import HttpRequest, add_user
+from qrlogin.http import origin_form
 
 from .homeserver_support import V3, new_server, password_auth
 
@@ -134,7 +135,7 @@ def test_authentication_errors() -> None:
 def test_access_token_in_query_parameter_is_accepted() -> None:
     server = new_server()
     token = server.register("alice")["access_token"]
-    request = HttpRequest(method="GET", path=f"{V3}/account/whoami", query=(("access_token", token),))
+    request = HttpRequest(method="GET", target=origin_form(f"{V3}/account/whoami", (("access_token", token),)))
     assert server.send(request).status == 200
 
 

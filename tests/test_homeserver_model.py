@@ -19,6 +19,7 @@ from qrlogin.homeserver import (
     with_rendezvous,
 )
 from qrlogin.homeserver._http import MAX_BODY_BYTES, MAX_JSON_DEPTH
+from qrlogin.http import origin_form
 
 from .homeserver_support import V3, new_server, password_auth
 
@@ -31,7 +32,7 @@ FORM_ENDPOINTS = [("POST", "/oauth2/device"), ("POST", "/oauth2/token")]
 
 
 def raw(method: str, path: str, body: bytes, content_type: str = "application/json") -> HttpRequest:
-    return HttpRequest(method=method, path=path, headers=(("content-type", content_type),), body=body)
+    return HttpRequest(method=method, target=path, headers=(("content-type", content_type),), body=body)
 
 
 def assert_well_formed(response: HttpResponse) -> dict[str, object]:
@@ -58,12 +59,12 @@ def test_unknown_paths_and_methods() -> None:
         ("POST", "/_matrix/client/v1/auth_metadata"),
         ("PUT", "/.well-known/matrix/client"),
     ]:
-        response = server.send(HttpRequest(method=method, path=path))
+        response = server.send(HttpRequest(method=method, target=path))
         assert (response.status, response.json()["errcode"]) == (405, "M_UNRECOGNIZED"), (method, path)
 
 
 def test_method_is_checked_before_authentication() -> None:
-    response = new_server().send(HttpRequest(method="PATCH", path=f"{V3}/devices/X"))
+    response = new_server().send(HttpRequest(method="PATCH", target=f"{V3}/devices/X"))
     assert response.status == 405
 
 
@@ -71,7 +72,7 @@ def test_method_is_checked_before_authentication() -> None:
 def test_rendezvous_paths_are_unrecognized_without_a_service(prefix: str) -> None:
     server = new_server()
     for path in [prefix, prefix + "/abc"]:
-        response = server.send(HttpRequest(method="POST", path=path, body=b"x"))
+        response = server.send(HttpRequest(method="POST", target=path, body=b"x"))
         assert (response.status, response.json()["errcode"]) == (404, "M_UNRECOGNIZED")
 
 
@@ -91,7 +92,7 @@ def test_rendezvous_requests_are_delegated_to_the_installed_service() -> None:
     hs = with_rendezvous(new_server().hs, RecordingRendezvous())
     paths = [prefix + suffix for prefix in RENDEZVOUS_PREFIXES for suffix in ("", "/id1")]
     for index, path in enumerate(paths):
-        hs, response = handle(hs, HttpRequest(method="PUT", path=path), now_ms=index)
+        hs, response = handle(hs, HttpRequest(method="PUT", target=path), now_ms=index)
         assert (response.status, response.json()) == (200, {"seen": ["PUT", path, index]})
     assert isinstance(hs.rendezvous, RecordingRendezvous)
     assert [seen[1] for seen in hs.rendezvous.handled] == paths
@@ -137,7 +138,7 @@ def test_state_is_hashable_and_hides_secrets() -> None:
     request = HttpRequest.json("PUT", "/x", {"password": "hunter2"}, access_token=content["access_token"])
     shown = repr(request)
     assert content["access_token"] not in shown and "hunter2" not in shown and "authorization" in shown
-    assert "t0k" not in repr(HttpRequest(method="GET", path="/", query=(("access_token", "t0k"),)))
+    assert "t0k" not in repr(HttpRequest(method="GET", target=origin_form("/", (("access_token", "t0k"),))))
     replay = new_server(b"hide me")
     replay.register("alice", password="hunter2")
     replay.login("alice", "hunter2")
@@ -204,7 +205,7 @@ def test_malformed_authenticated_bodies() -> None:
     auth = (("content-type", "application/json"), ("authorization", f"Bearer {token}"))
     for method in ("PUT", "DELETE"):
         for body in (b"{", b"[1]", b"x" * (MAX_BODY_BYTES + 1)):
-            response = server.send(HttpRequest(method=method, path=path, headers=auth, body=body))
+            response = server.send(HttpRequest(method=method, target=path, headers=auth, body=body))
             assert response.status in (400, 413) and "errcode" in assert_well_formed(response)
     bad_auths: list[object] = [
         {"auth": []},
@@ -278,7 +279,7 @@ def test_any_request_gets_a_well_formed_response(
 ) -> None:
     server = new_server()
     server.register("alice")
-    request = HttpRequest(method=method, path=path, query=query, headers=headers, body=body)
+    request = HttpRequest(method=method, target=origin_form(path, query), headers=headers, body=body)
     before = server.hs
     response = server.send(request)
     assert_well_formed(response)

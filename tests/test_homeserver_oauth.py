@@ -71,7 +71,7 @@ def test_client_registration_rejects_bad_metadata(body: dict[str, Any]) -> None:
 
 
 def test_client_registration_rejects_non_json() -> None:
-    response = new_server().send(HttpRequest(method="POST", path="/oauth2/registration", body=b"{"))
+    response = new_server().send(HttpRequest(method="POST", target="/oauth2/registration", body=b"{"))
     assert (response.status, response.json()["error"]) == (400, "invalid_client_metadata")
 
 
@@ -116,7 +116,7 @@ def test_device_authorization_client_errors() -> None:
     assert (as_json.status, as_json.json()["error"]) == (400, "invalid_request")
     repeated = HttpRequest(
         method="POST",
-        path="/oauth2/device",
+        target="/oauth2/device",
         headers=(("content-type", "application/x-www-form-urlencoded"),),
         body=b"client_id=a&client_id=b&scope=x",
     )

@@ -18,7 +18,9 @@ def _hs() -> Homeserver:
 
 def test_v1_session_url_is_on_the_homeserver_base_url() -> None:
     hs = _hs()
-    post = HttpRequest(method="POST", path=V1_V2_UNSTABLE_PREFIX, headers=(("content-type", "text/plain"),), body=b"x")
+    post = HttpRequest(
+        method="POST", target=V1_V2_UNSTABLE_PREFIX, headers=(("content-type", "text/plain"),), body=b"x"
+    )
     hs, response = handle(hs, post, now_ms=0)
     assert response.status == 201
     url = json.loads(response.body)["url"]
@@ -28,7 +30,9 @@ def test_v1_session_url_is_on_the_homeserver_base_url() -> None:
     path = url.removeprefix(BASE)
     hs, response = handle(hs, HttpRequest.get(path), now_ms=1)
     assert response.status == 200 and response.body == b"x"
-    put = HttpRequest(method="PUT", path=path, headers=(("content-type", "text/plain"), ("if-match", etag)), body=b"y")
+    put = HttpRequest(
+        method="PUT", target=path, headers=(("content-type", "text/plain"), ("if-match", etag)), body=b"y"
+    )
     hs, response = handle(hs, put, now_ms=2)
     assert response.status == 202
     hs, response = handle(hs, put, now_ms=3)  # the same ETag again: the slot moved on
@@ -59,7 +63,7 @@ def test_delete_removes_the_session_and_same_seed_same_ids() -> None:
     second, b = handle(second, request, now_ms=0)
     assert a.body == b.body and first == second
     path = f"{V3_UNSTABLE_PREFIX}/{json.loads(a.body)['id']}"
-    first, response = handle(first, HttpRequest(method="DELETE", path=path), now_ms=1)
+    first, response = handle(first, HttpRequest(method="DELETE", target=path), now_ms=1)
     assert response.status == 200
     assert first.rendezvous is not None and len(first.rendezvous.sessions) == 0  # type: ignore[attr-defined]
     first, response = handle(first, HttpRequest.get(path), now_ms=2)

@@ -32,12 +32,12 @@ def build(spec: dict[str, Any]) -> HttpRequest:
     if "form" in spec:
         request = HttpRequest.form(spec["path"], spec["form"])
         headers = request.headers + headers
-        return HttpRequest(method=spec["method"], path=request.path, headers=headers, body=request.body)
+        return HttpRequest(method=spec["method"], target=request.target, headers=headers, body=request.body)
     if "json" in spec:
         body = json.dumps(spec["json"]).encode()
         headers = (("content-type", "application/json"), *headers)
-        return HttpRequest(method=spec["method"], path=spec["path"], headers=headers, body=body)
-    return HttpRequest(method=spec["method"], path=spec["path"], headers=headers)
+        return HttpRequest(method=spec["method"], target=spec["path"], headers=headers, body=body)
+    return HttpRequest(method=spec["method"], target=spec["path"], headers=headers)
 
 
 @pytest.mark.parametrize("path", VECTORS, ids=[path.name for path in VECTORS])

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from qrlogin.errors import LocalProtocolError
+from qrlogin.http import HttpResponse
 from qrlogin.login import existing_device as ed
 from qrlogin.login.events import (
     ChannelClosed,
@@ -27,7 +28,6 @@ from qrlogin.login.events import (
     VerificationUriOpened,
     VerificationUriUnavailable,
 )
-from qrlogin.login.http import HttpResponse
 from qrlogin.login.messages import (
     Declined,
     DeviceAuthorizationGrant,
@@ -130,7 +130,7 @@ def test_generator_without_early_message_awaits_protocol() -> None:
 
 def test_device_id_is_percent_encoded() -> None:
     request = ed.device_request(BASE_URL, "wjLp/sSRQ2+oAKk4")
-    assert request.url == f"{BASE_URL}/_matrix/client/v3/devices/wjLp%2FsSRQ2%2BoAKk4" and request.authenticated
+    assert request.target == f"{BASE_URL}/_matrix/client/v3/devices/wjLp%2FsSRQ2%2BoAKk4" and request.authenticated
 
 
 @pytest.mark.parametrize("event", [status(200), status(500), status(401), HttpFailed()])

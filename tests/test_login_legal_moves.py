@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from qrlogin._machine import is_terminal
+from qrlogin.http import HttpResponse
 from qrlogin.login import existing_device as ed
 from qrlogin.login import new_device as nd
 from qrlogin.login.events import (
@@ -26,7 +27,6 @@ from qrlogin.login.events import (
     VerificationUriOpened,
     VerificationUriUnavailable,
 )
-from qrlogin.login.http import HttpResponse
 from qrlogin.login.messages import (
     Declined,
     DeviceAuthorizationGrant,

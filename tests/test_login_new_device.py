@@ -9,6 +9,7 @@ import pytest
 
 from qrlogin._secret import Secret
 from qrlogin.errors import LocalProtocolError
+from qrlogin.http import HttpResponse
 from qrlogin.login import new_device as nd
 from qrlogin.login import oauth
 from qrlogin.login.events import (
@@ -28,7 +29,6 @@ from qrlogin.login.events import (
     TimerFired,
     UserCancelled,
 )
-from qrlogin.login.http import HttpResponse
 from qrlogin.login.messages import (
     Declined,
     DeviceAuthorizationGrant,

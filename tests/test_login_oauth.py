@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from qrlogin._secret import Secret
 from qrlogin.errors import RemoteProtocolError
+from qrlogin.http import HttpResponse
 from qrlogin.login import oauth
-from qrlogin.login.http import HttpResponse
 
 
 def _resp(status: int, body: Any) -> HttpResponse:
@@ -32,9 +32,9 @@ METADATA = {
 
 def test_discovery_requests() -> None:
     request = oauth.well_known_request("example.org")
-    assert (request.method, request.url) == ("GET", "https://example.org/.well-known/matrix/client")
+    assert (request.method, request.target) == ("GET", "https://example.org/.well-known/matrix/client")
     request = oauth.auth_metadata_request("https://matrix.example.org/")
-    assert request.url == "https://matrix.example.org/_matrix/client/v1/auth_metadata"
+    assert request.target == "https://matrix.example.org/_matrix/client/v1/auth_metadata"
 
 
 def test_well_known() -> None:
@@ -78,8 +78,8 @@ def test_registration() -> None:
 def test_device_authorization_request_scope() -> None:
     metadata = oauth.parse_auth_metadata(_resp(200, METADATA))
     request = oauth.device_authorization_request(metadata, "my_client_id", "ABCDEFGH")
-    assert request.method == "POST" and request.url == "https://auth.example.org/device"
-    assert ("Content-Type", "application/x-www-form-urlencoded") in request.headers
+    assert request.method == "POST" and request.target == "https://auth.example.org/device"
+    assert ("content-type", "application/x-www-form-urlencoded") in request.headers
     assert parse_qs(request.body.decode()) == {
         "client_id": ["my_client_id"],
         "scope": ["urn:matrix:client:api:* urn:matrix:client:device:ABCDEFGH"],

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from qrlogin._machine import is_terminal
+from qrlogin.http import HttpResponse
 from qrlogin.login import existing_device as ed
 from qrlogin.login import new_device as nd
 from qrlogin.login.events import (
@@ -33,7 +34,6 @@ from qrlogin.login.events import (
     VerificationUriOpened,
     VerificationUriUnavailable,
 )
-from qrlogin.login.http import HttpResponse
 from qrlogin.login.messages import Secrets, serialize_message
 from tests._login_support import BASE_URL, Homeserver, existing_config, new_config
 from tests.test_login_legal_moves import ALL_MESSAGES

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qrlogin.errors import LocalProtocolError
-from qrlogin.rendezvous import ApiGeneration, Request, Response
+from qrlogin.http import HttpRequest, HttpResponse
+from qrlogin.rendezvous import ApiGeneration
 from qrlogin.rendezvous import client as c
 
 from .rendezvous_util import ALL, BASE, PREFIX, Device, Loopback
@@ -157,7 +158,7 @@ def test_gone_is_terminal(generation: ApiGeneration) -> None:
         creator.feed(c.TimerFired())
 
 
-def _fake(device: Device, response: Response) -> None:
+def _fake(device: Device, response: HttpResponse) -> None:
     assert device.in_flight is not None
     request_id = device.in_flight.request_id
     device.in_flight = None
@@ -168,7 +169,7 @@ def test_429_backs_off_honouring_retry_after_then_resends() -> None:
     net = Loopback()
     creator = Device(net, c.create_session(config(V3), "x", now_ms=net.now_ms))
     post = creator.sent[-1]
-    _fake(creator, Response(status=429, body=b'{"errcode":"M_LIMIT_EXCEEDED","retry_after_ms":3000}'))
+    _fake(creator, HttpResponse(status=429, body=b'{"errcode":"M_LIMIT_EXCEEDED","retry_after_ms":3000}'))
     assert isinstance(creator.state, c.BackingOff)
     assert creator.timer() == net.now_ms + 3_000
     net.now_ms += 2_999
@@ -177,7 +178,7 @@ def test_429_backs_off_honouring_retry_after_then_resends() -> None:
     net.now_ms += 1
     creator.feed(c.TimerFired())
     assert creator.sent[-1] == post
-    _fake(creator, Response(status=503))
+    _fake(creator, HttpResponse(status=503))
     assert isinstance(creator.state, c.BackingOff)
     assert creator.timer() == net.now_ms + 2 * config(V3).retry_base_ms
 
@@ -191,7 +192,7 @@ def test_413_fails_and_oversize_send_is_refused_locally() -> None:
         joiner.feed(c.SendRequested(payload="x" * 4097))
     assert joiner.state is before
     joiner.feed(c.SendRequested(payload="ok"))
-    _fake(joiner, Response(status=413, body=b'{"errcode":"M_TOO_LARGE"}'))
+    _fake(joiner, HttpResponse(status=413, body=b'{"errcode":"M_TOO_LARGE"}'))
     assert isinstance(joiner.state, c.Failed) and joiner.state.reason == "too_large"
     with pytest.raises(LocalProtocolError):
         c.create_session(config(V3), "é" * 2049, now_ms=0)
@@ -215,7 +216,7 @@ def test_stale_response_ids_are_ignored() -> None:
     net = Loopback()
     creator = Device(net, c.create_session(config(V3), "x", now_ms=net.now_ms))
     state = creator.state
-    creator.feed(c.ResponseReceived(request_id=99, response=Response(status=200)))
+    creator.feed(c.ResponseReceived(request_id=99, response=HttpResponse(status=200)))
     assert creator.state is state
 
 
@@ -223,14 +224,14 @@ def test_stale_response_ids_are_ignored() -> None:
 def test_v1_reads_text_plain(content_type: str) -> None:
     net = Loopback()
     joiner = Device(net, c.join_session(config(V1), BASE + "/s/abc", now_ms=net.now_ms))
-    _fake(joiner, Response(status=200, headers=(("content-type", content_type), ("etag", '"e1"')), body=b"hi"))
+    _fake(joiner, HttpResponse(status=200, headers=(("content-type", content_type), ("etag", '"e1"')), body=b"hi"))
     assert joiner.delivered == [c.PayloadReceived(data="hi", token='"e1"')]
 
 
 def test_v1_refuses_other_content_types() -> None:
     net = Loopback()
     joiner = Device(net, c.join_session(config(V1), BASE + "/s/abc", now_ms=net.now_ms))
-    _fake(joiner, Response(status=200, headers=(("content-type", "application/json"), ("etag", '"e"')), body=b"{}"))
+    _fake(joiner, HttpResponse(status=200, headers=(("content-type", "application/json"), ("etag", '"e"')), body=b"{}"))
     assert isinstance(joiner.state, c.Failed) and joiner.state.reason == "malformed_response"
 
 
@@ -246,7 +247,7 @@ def test_join_validates_its_input() -> None:
 # ------------------------------------------------------------------------------------------- legal-moves table
 
 _LINK = c.Link(config=config(V3), url=BASE + "/r/x", deadline_ms=10_000, seen_token="t", last_request_id=1)
-_REQ = Request(method="GET", target=BASE + "/r/x")
+_REQ = HttpRequest(method="GET", target=BASE + "/r/x")
 SAMPLE_STATES: list[c.State] = [
     c.Creating(config=config(V3), deadline_ms=10_000, request=_REQ, request_id=1),
     c.Reading(link=_LINK, request=_REQ, request_id=1),
@@ -260,7 +261,7 @@ SAMPLE_STATES: list[c.State] = [
     c.Failed(reason="deadline", detail=""),
 ]
 SAMPLE_EVENTS: list[c.Event] = [
-    c.ResponseReceived(request_id=1, response=Response(status=404)),
+    c.ResponseReceived(request_id=1, response=HttpResponse(status=404)),
     c.RequestFailed(request_id=1),
     c.TimerFired(),
     c.SendRequested(payload="p"),
@@ -288,7 +289,7 @@ def test_every_state_event_pair(state: c.State, event: c.Event) -> None:
 # ------------------------------------------------------------------------------- arbitrary responses never raise
 
 responses = st.builds(
-    Response,
+    HttpResponse,
     status=st.sampled_from([200, 201, 202, 204, 304, 400, 404, 409, 412, 413, 429, 500, 503]) | st.integers(100, 599),
     headers=st.lists(
         st.tuples(
@@ -318,7 +319,7 @@ responses = st.builds(
 @settings(max_examples=200, deadline=None)
 @given(state=st.sampled_from(SAMPLE_STATES[:8]), generation=st.sampled_from(ALL), response=responses)
 def test_arbitrary_responses_only_move_the_machine(
-    state: c.State, generation: ApiGeneration, response: Response
+    state: c.State, generation: ApiGeneration, response: HttpResponse
 ) -> None:
     cfg = config(generation)
     state = replace(state, config=cfg) if isinstance(state, c.Creating) else state

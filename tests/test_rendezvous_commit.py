@@ -8,21 +8,21 @@ from __future__ import annotations
 
 import json
 
-from qrlogin.rendezvous import Request
+from qrlogin.http import HttpRequest
 from qrlogin.rendezvous.server import V3_UNSTABLE_PREFIX, Access, InMemoryStore, RendezvousServer, ServerConfig, plan
 
 
 def test_stale_read_is_not_committed() -> None:
     server = RendezvousServer(ServerConfig(), InMemoryStore())
     created = server.respond(
-        Request(method="POST", target=V3_UNSTABLE_PREFIX, headers=(("content-type", "application/json"),),
+        HttpRequest(method="POST", target=V3_UNSTABLE_PREFIX, headers=(("content-type", "application/json"),),
                 body=b'{"data":"first"}'),
         now_ms=0, entropy=bytes(range(32)),
     )  # fmt: skip
     content = json.loads(created.body)
     target = f"{V3_UNSTABLE_PREFIX}/{content['id']}"
-    get = Request(method="GET", target=target)
-    put = Request(
+    get = HttpRequest(method="GET", target=target)
+    put = HttpRequest(
         method="PUT", target=target, headers=(("content-type", "application/json"),),
         body=json.dumps({"sequence_token": content["sequence_token"], "data": "second"}).encode(),
     )  # fmt: skip

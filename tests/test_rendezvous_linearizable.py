@@ -18,7 +18,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from qrlogin.rendezvous import ApiGeneration, Request, Response
+from qrlogin.http import HttpRequest, HttpResponse
+from qrlogin.rendezvous import ApiGeneration
 from qrlogin.rendezvous.server import (
     V1_V2_UNSTABLE_PREFIX,
     V3_UNSTABLE_PREFIX,
@@ -52,7 +53,7 @@ class SharedStoreMachine(RuleBasedStateMachine):
         self.tokens_seen: set[str] = set()
         # Per client: last token it saw, its pending request, that request's current attempt, and its acked writes.
         self.view: list[str] = []
-        self.pending: list[Request | None] = [None] * CLIENTS
+        self.pending: list[HttpRequest | None] = [None] * CLIENTS
         self.attempt: list[tuple[Prepared, tuple[str, str]] | None] = [None] * CLIENTS
         self.acked: list[str] = []
         self.serial = 0
@@ -61,7 +62,7 @@ class SharedStoreMachine(RuleBasedStateMachine):
     @rule(generation=st.sampled_from([ApiGeneration.V2, ApiGeneration.V3]))
     def create(self, generation: ApiGeneration) -> None:
         prefix = V3_UNSTABLE_PREFIX if generation is ApiGeneration.V3 else V1_V2_UNSTABLE_PREFIX
-        request = Request(
+        request = HttpRequest(
             method="POST", target=prefix, headers=(("content-type", "application/json"),), body=jbody(data="init")
         )
         response = self.servers[0].respond(request, now_ms=self.now_ms, entropy=self.entropy())
@@ -83,13 +84,13 @@ class SharedStoreMachine(RuleBasedStateMachine):
         self.serial += 1
         token = "0.stale" if stale else self.view[client]
         body = jbody(sequence_token=token, data=f"w{self.serial}")
-        self.pending[client] = Request(method="PUT", target=self.path, body=body)
+        self.pending[client] = HttpRequest(method="PUT", target=self.path, body=body)
 
     @precondition(_ready)
     @rule(client=st.integers(0, CLIENTS - 1))
     def begin_get(self, client: int) -> None:
         if self.pending[client] is None:
-            self.pending[client] = Request(method="GET", target=self.path)
+            self.pending[client] = HttpRequest(method="GET", target=self.path)
 
     @precondition(_ready)
     @rule(client=st.integers(0, CLIENTS - 1))
@@ -97,7 +98,7 @@ class SharedStoreMachine(RuleBasedStateMachine):
         """A client whose PUT response was lost resends the identical request (with its stale token)."""
         if self.pending[client] is None and self.acked:
             data = self.acked[-1]
-            self.pending[client] = Request(
+            self.pending[client] = HttpRequest(
                 method="PUT", target=self.path, body=jbody(sequence_token="0.old", data=data)
             )
 
@@ -127,7 +128,7 @@ class SharedStoreMachine(RuleBasedStateMachine):
             assert snapshot == (self.model_data, self.model_token), "a write committed over a session it did not read"
         self._linearize(client, request, attempt.response, snapshot)
 
-    def _linearize(self, client: int, request: Request, response: Response, snapshot: tuple[str, str]) -> None:
+    def _linearize(self, client: int, request: HttpRequest, response: HttpResponse, snapshot: tuple[str, str]) -> None:
         content = json.loads(response.body)
         data, token = snapshot
         if request.method == "GET":

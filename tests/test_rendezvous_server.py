@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qrlogin.rendezvous import MAX_PAYLOAD_BYTES, ApiGeneration, Request
+from qrlogin.http import HttpRequest
+from qrlogin.rendezvous import MAX_PAYLOAD_BYTES, ApiGeneration
 from qrlogin.rendezvous._http import is_opaque_id
 from qrlogin.rendezvous.server import (
     V1_V2_UNSTABLE_PREFIX,
@@ -50,7 +51,7 @@ def create_json(
     return dict(json_of(response))
 
 
-def call(net: Loopback, request: Request):  # type: ignore[no-untyped-def]
+def call(net: Loopback, request: HttpRequest):  # type: ignore[no-untyped-def]
     return net.server.respond(request, now_ms=net.now_ms, entropy=net.entropy())
 
 

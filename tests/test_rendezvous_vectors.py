@@ -10,7 +10,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from qrlogin.rendezvous import ApiGeneration, Request, Response
+from qrlogin.http import HttpRequest, HttpResponse
+from qrlogin.rendezvous import ApiGeneration
 from qrlogin.rendezvous.server import InMemoryStore, Mount, RendezvousServer, ServerConfig
 
 VECTORS = json.loads(
@@ -39,13 +40,13 @@ def _fill(value: Any, captured: dict[str, str]) -> Any:
     return value
 
 
-def _request(spec: dict[str, Any]) -> Request:
+def _request(spec: dict[str, Any]) -> HttpRequest:
     headers = tuple(spec.get("headers", {}).items())
     body = json.dumps(spec["json"]).encode() if "json" in spec else spec.get("body_text", "").encode()
-    return Request(method=spec["method"], target=spec["path"], headers=headers, body=body)
+    return HttpRequest(method=spec["method"], target=spec["path"], headers=headers, body=body)
 
 
-def _check(expect: dict[str, Any], response: Response) -> None:
+def _check(expect: dict[str, Any], response: HttpResponse) -> None:
     assert response.status == expect["status"], response
     content = json.loads(response.body) if response.header("content-type") == "application/json" else None
     if "errcode" in expect:
@@ -71,7 +72,7 @@ def _check(expect: dict[str, Any], response: Response) -> None:
         assert content is not None and key in content, key
 
 
-def _capture(how: str, response: Response) -> str:
+def _capture(how: str, response: HttpResponse) -> str:
     kind, _, name = how.partition(":")
     if kind == "header":
         value = response.header(name)

@@ -54,8 +54,9 @@ lead to; ``docs/simulation.md`` draws it and the tests observe every edge.
 All randomness (the ephemeral X25519 secret, the HPKE response nonce) is derived from ``DeviceConfig.seed`` with
 HMAC-SHA256, so a device is reproducible from its seed.
 
-HTTP requests keep the login layer's :class:`~qrlogin.login.http.HttpRequest` shape (absolute URL); requests marked
-``authenticated`` need the signed-in user's access token, which the embedder adds (the core never holds it).
+Both inner machines speak :mod:`qrlogin.http`'s values with absolute-URL targets, so a request passes from either
+machine to the embedder unchanged, and an answer goes back unchanged. Requests marked ``authenticated`` need the
+signed-in user's access token, which the embedder adds (the core never holds it).
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ from .channel import FailureReason as ChannelFailureReason
 from .channel import ShowCheckCode as ChannelShowCheckCode
 from .channel._common import Failed as ChannelFailed
 from .errors import LocalProtocolError, RemoteProtocolError
+from .http import HttpRequest, HttpResponse
 from .login import existing_device, new_device, oauth
 from .login.events import (
     ChannelClosed,
@@ -109,9 +111,8 @@ from .login.events import UserCancelled as LoginUserCancelled
 from .login.events import VerificationUriOpened as LoginUriOpened
 from .login.events import VerificationUriUnavailable as LoginUriUnavailable
 from .login.glue import channel_effect_to_login_event
-from .login.http import HttpRequest, HttpResponse
 from .login.messages import CrossSigningKeys, Message, Secrets, message_to_json, parse_message, serialize_message
-from .rendezvous import ApiGeneration, Request, Response
+from .rendezvous import ApiGeneration
 from .rendezvous import client as rz
 from .rendezvous.server import V1_V2_UNSTABLE_PREFIX, V3_UNSTABLE_PREFIX
 
@@ -659,10 +660,7 @@ def _on_http(device: Device, event: HttpAnswered | HttpLost, now_ms: int) -> Res
                 return _run(device, now_ms=now_ms)
             rz_event: rz.Event
             if isinstance(event, HttpAnswered):
-                response = Response(
-                    status=event.response.status, headers=event.response.headers, body=event.response.body
-                )
-                rz_event = rz.ResponseReceived(request_id=rz_id, response=response)
+                rz_event = rz.ResponseReceived(request_id=rz_id, response=event.response)
             else:
                 rz_event = rz.RequestFailed(request_id=rz_id)
             return _run(device, rz_events=(rz_event,), now_ms=now_ms)
@@ -751,9 +749,8 @@ def _on_rz_effect(step: _Step, effect: rz.Effect, now_ms: int) -> None:
     device = step.device
     if isinstance(effect, rz.SendRequest):
         device, request_id = _allocate(device)
-        request = effect.request
         step.device = replace(device, rz_requests=(*device.rz_requests, (request_id, effect.request_id)))
-        step.effects.append(SendHttp(request_id=request_id, request=_login_request(request)))
+        step.effects.append(SendHttp(request_id=request_id, request=effect.request))
     elif isinstance(effect, rz.SessionCreated):
         _on_created(step, effect)
     elif isinstance(effect, rz.WriteConfirmed):
@@ -786,10 +783,6 @@ def _on_rz_effect(step: _Step, effect: rz.Effect, now_ms: int) -> None:
     else:  # SessionClosed, SessionFailed
         step.device = replace(device, rendezvous=None)
         step.login.append(ChannelClosed())
-
-
-def _login_request(request: Request) -> HttpRequest:
-    return HttpRequest(method=request.method, url=request.target, headers=request.headers, body=request.body)
 
 
 def _on_created(step: _Step, effect: rz.SessionCreated) -> None:

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-Each HTTP request is read into a plain :class:`~qrlogin.rendezvous.Request`, answered by
+Each HTTP request is read into a plain :class:`~qrlogin.http.HttpRequest`, answered by
 :meth:`RendezvousServer.respond <qrlogin.rendezvous.server.RendezvousServer.respond>` with the wall-clock time and
 32 fresh bytes from :func:`os.urandom`, and written back. The body is read at most up to the largest size the core
 accepts plus one byte: a larger ``Content-Length`` is refused before reading anything, and a body that keeps
@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from ..rendezvous._http import Request, Response
+from ..http import HttpRequest, HttpResponse
 from ..rendezvous.server import MAX_JSON_BODY_BYTES, InMemoryStore, RendezvousServer, ServerConfig, Store
 
 __all__ = ["RendezvousApp", "create_app"]
@@ -71,7 +71,7 @@ class RendezvousApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _read(self, scope: Scope, receive: Receive) -> Request:
+    async def _read(self, scope: Scope, receive: Receive) -> HttpRequest:
         headers = tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"])
         target = scope["path"]
         if scope.get("query_string"):
@@ -93,7 +93,7 @@ class RendezvousApp:
                 size += len(chunk)
                 more = message.get("more_body", False)
             body = b"".join(chunks)[:_READ_LIMIT]
-        return Request(method=scope["method"], target=target, headers=headers, body=body)
+        return HttpRequest(method=scope["method"], target=target, headers=headers, body=body)
 
     def _maybe_purge(self, now_ms: int) -> None:
         purge = getattr(self.server.store, "purge_expired", None)
@@ -102,7 +102,7 @@ class RendezvousApp:
             purge(now_ms)
 
 
-async def _write(send: Send, response: Response) -> None:
+async def _write(send: Send, response: HttpResponse) -> None:
     headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers]
     headers.append((b"content-length", str(len(response.body)).encode("ascii")))
     await send({"type": "http.response.start", "status": response.status, "headers": headers})

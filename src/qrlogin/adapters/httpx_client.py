@@ -22,8 +22,8 @@ import httpx
 
 from .._machine import Driver
 from ..errors import QrLoginError
+from ..http import HttpResponse
 from ..rendezvous import client as machine
-from ..rendezvous._http import Response
 
 __all__ = ["RendezvousEnded", "RendezvousSession"]
 
@@ -128,5 +128,5 @@ class RendezvousSession:
         except httpx.HTTPError as exc:
             self._feed(machine.RequestFailed(request_id=effect.request_id, reason=type(exc).__name__))
             return
-        response = Response(status=answer.status_code, headers=tuple(answer.headers.items()), body=answer.content)
+        response = HttpResponse(status=answer.status_code, headers=tuple(answer.headers.items()), body=answer.content)
         self._feed(machine.ResponseReceived(request_id=effect.request_id, response=response))

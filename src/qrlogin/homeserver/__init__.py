@@ -9,7 +9,7 @@ implemented and where the model simplifies.
 
 from __future__ import annotations
 
-from ._http import HttpRequest, HttpResponse
+from ..http import HttpRequest, HttpResponse
 from .model import (
     RENDEZVOUS_PREFIXES,
     Homeserver,

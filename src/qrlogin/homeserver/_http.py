@@ -1,10 +1,12 @@
-"""HTTP exchanges as plain values, and the strict parsers every endpoint of the model shares.
+"""The strict parsers and response builders every endpoint of the homeserver model shares.
 
 Theory of operation
 -------------------
-The homeserver model never sees a socket. A device's request is an :class:`HttpRequest` value (method, decoded path,
-query pairs, lower-cased header pairs, raw body bytes) and the answer is an :class:`HttpResponse` value (status,
-header pairs, body bytes). An adapter or a simulator moves them; the model only maps one to the other.
+The homeserver model never sees a socket. A device's request is a :class:`qrlogin.http.HttpRequest` whose
+``target`` is in origin form (``/path?query``, the path still percent-encoded; its ``path`` and ``query`` accessors
+split it), and the answer is a :class:`qrlogin.http.HttpResponse`. An adapter or a simulator moves them; the model
+only maps one to the other. Requests reaching the model never have ``authenticated`` set: whoever moves them has
+already turned it into an ``Authorization`` header.
 
 Everything that comes from the network is hostile (THREATS.md T6, T14), so the parsers here are strict and total:
 
@@ -22,13 +24,12 @@ answer with; the endpoint modules turn it into a Matrix-style or OAuth-style err
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode
+from urllib.parse import parse_qsl, unquote
 
 from .._json import JsonError, JsonSyntaxError, loads_object
 from ..errors import RemoteProtocolError
+from ..http import Headers, HttpRequest, HttpResponse
 
 MAX_BODY_BYTES = 16 * 1024
 """Largest request body the model parses; larger ones get ``413 M_TOO_LARGE`` without being looked at."""
@@ -39,93 +40,10 @@ MAX_JSON_DEPTH = 32
 MAX_FORM_FIELDS = 32
 
 JsonObject = dict[str, Any]
-Headers = tuple[tuple[str, str], ...]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class HttpRequest:
-    """One request from a device.
-
-    ``path`` is the path of the request target as sent (still percent-encoded, so that an encoded ``/`` inside a
-    device id stays one segment); ``query`` holds decoded (name, value) pairs; header names compare case-insensitively.
-    """
-
-    method: str
-    path: str
-    query: tuple[tuple[str, str], ...] = ()
-    headers: Headers = ()
-    body: bytes = b""
-
-    def __repr__(self) -> str:
-        # Bearer tokens ride in a header or in the query, passwords and codes in the body: show only their shape.
-        headers = tuple(name if name.lower() == "authorization" else f"{name}: {value}" for name, value in self.headers)
-        return (
-            f"HttpRequest(method={self.method!r}, path={self.path!r}, query=<{len(self.query)} parameters>, "
-            f"headers={headers!r}, body=<{len(self.body)} bytes>)"
-        )
-
-    def header(self, name: str) -> str | None:
-        """The first value of header ``name`` (compared case-insensitively), or None."""
-        wanted = name.lower()
-        for key, value in self.headers:
-            if key.lower() == wanted:
-                return value
-        return None
-
-    @classmethod
-    def json(
-        cls,
-        method: str,
-        path: str,
-        content: object,
-        *,
-        access_token: str | None = None,
-        query: tuple[tuple[str, str], ...] = (),
-    ) -> HttpRequest:
-        """A request with a JSON body (and a bearer token when given), as a Matrix client sends it."""
-        headers: list[tuple[str, str]] = [("content-type", "application/json")]
-        if access_token is not None:
-            headers.append(("authorization", f"Bearer {access_token}"))
-        body = json.dumps(content, separators=(",", ":")).encode()
-        return cls(method=method, path=path, query=query, headers=tuple(headers), body=body)
-
-    @classmethod
-    def get(cls, path: str, *, access_token: str | None = None) -> HttpRequest:
-        headers = () if access_token is None else (("authorization", f"Bearer {access_token}"),)
-        return cls(method="GET", path=path, headers=headers)
-
-    @classmethod
-    def form(cls, path: str, fields: Mapping[str, str]) -> HttpRequest:
-        """A POST with an ``application/x-www-form-urlencoded`` body, as an OAuth client sends it."""
-        return cls(
-            method="POST",
-            path=path,
-            headers=(("content-type", "application/x-www-form-urlencoded"),),
-            body=urlencode(list(fields.items())).encode("ascii"),
-        )
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class HttpResponse:
-    """The model's answer. Bodies of JSON responses are compact UTF-8 JSON."""
-
-    status: int
-    headers: Headers = ()
-    body: bytes = field(default=b"", repr=False)
-
-    def header(self, name: str) -> str | None:
-        wanted = name.lower()
-        for key, value in self.headers:
-            if key.lower() == wanted:
-                return value
-        return None
-
-    def json(self) -> Any:
-        """The decoded JSON body (the model only ever produces valid JSON)."""
-        return json.loads(self.body)
 
 
 def json_response(status: int, content: object, *, extra_headers: Headers = ()) -> HttpResponse:
+    """A compact JSON response with sorted keys, so equal states answer with equal bytes."""
     body = json.dumps(content, separators=(",", ":"), sort_keys=True).encode()
     return HttpResponse(status=status, headers=(("content-type", "application/json"), *extra_headers), body=body)
 

@@ -38,8 +38,9 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..http import HttpRequest, HttpResponse
 from ._frozenmap import FrozenMap
-from ._http import BodyError, HttpRequest, HttpResponse, json_response, matrix_error, parse_json_object
+from ._http import BodyError, json_response, matrix_error, parse_json_object
 from ._ids import IdSource, token_digest
 
 MAX_DEVICE_ID_LENGTH = 255

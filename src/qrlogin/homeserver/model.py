@@ -36,8 +36,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from ..http import HttpRequest, HttpResponse
 from . import devices, oauth
-from ._http import HttpRequest, HttpResponse, bearer_token, json_response, matrix_error, split_path
+from ._http import bearer_token, json_response, matrix_error, split_path
 from .devices import DeviceRegistry, TokenBinding
 from .oauth import ConsentResult, OAuthServer
 

@@ -41,11 +41,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..http import HttpRequest, HttpResponse
 from ._frozenmap import FrozenMap
 from ._http import (
     BodyError,
-    HttpRequest,
-    HttpResponse,
     json_response,
     oauth_error,
     parse_form,

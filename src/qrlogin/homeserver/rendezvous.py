@@ -8,8 +8,8 @@ homeserver model: an immutable value holding the :class:`~qrlogin.rendezvous.ser
 a hashable :class:`~qrlogin.homeserver._frozenmap.FrozenMap` and a seeded entropy stream, with the
 :class:`~qrlogin.homeserver.model.RendezvousService` signature ``handle(request, *, now_ms) -> (store, response)``.
 
-One request is one pure step: translate the homeserver's request value to the rendezvous ``Request`` (``target`` is
-the path plus ``?query``), ``plan`` it, then either ``create`` (insert the new session unless ``max_sessions`` live
+One request is one pure step: ``plan`` the request (both layers speak :mod:`qrlogin.http`'s values with origin-form
+targets, so it passes through unchanged), then either ``create`` (insert the new session unless ``max_sessions`` live
 sessions exist; expired ones are dropped first) or ``handle`` the addressed session (store what comes back; None
 deletes it). Each step draws 32 fresh bytes from the stream, so ids and tokens follow from the seed alone.
 
@@ -21,12 +21,10 @@ built on the homeserver's base URL (``public_base_url``), so a device follows it
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from urllib.parse import urlencode
 
+from ..http import HttpRequest, HttpResponse
 from ..rendezvous import server as rz
-from ..rendezvous._http import Request, Response
 from ._frozenmap import FrozenMap
-from ._http import HttpRequest, HttpResponse
 from ._ids import IdSource
 from .model import Homeserver, with_rendezvous
 
@@ -42,34 +40,28 @@ class RendezvousStore:
     entropy: IdSource
 
     def handle(self, request: HttpRequest, *, now_ms: int) -> tuple[RendezvousStore, HttpResponse]:
-        target = request.path + ("?" + urlencode(request.query) if request.query else "")
-        rz_request = Request(method=request.method, target=target, headers=request.headers, body=request.body)
-        step = rz.plan(self.config, rz_request)
-        if isinstance(step, Response):
-            return self, _response(step)
+        step = rz.plan(self.config, request)
+        if isinstance(step, HttpResponse):
+            return self, step
         entropy, raw = self.entropy.draw(rz.ENTROPY_BYTES)
         store = replace(self, entropy=entropy)
         if isinstance(step, rz.Create):
-            session, response = rz.create(self.config, step, rz_request, now_ms=now_ms, entropy=raw)
+            session, response = rz.create(self.config, step, request, now_ms=now_ms, entropy=raw)
             if session is None:
-                return store, _response(response)
+                return store, response
             live = FrozenMap({key: value for key, value in self.sessions.items() if value.is_live(now_ms)})
             if len(live) >= self.config.max_sessions:
-                return replace(store, sessions=live), _response(rz.capacity_error(self.config, step))
-            return replace(store, sessions=live.set(session.id, session)), _response(response)
+                return replace(store, sessions=live), rz.capacity_error(self.config, step)
+            return replace(store, sessions=live.set(session.id, session)), response
         current = self.sessions.get(step.session_id)
-        written, response = rz.handle(self.config, step, current, rz_request, now_ms=now_ms, entropy=raw)
+        written, response = rz.handle(self.config, step, current, request, now_ms=now_ms, entropy=raw)
         if written is None:
             sessions = self.sessions.remove(step.session_id)
         elif written is current:
             sessions = self.sessions
         else:
             sessions = self.sessions.set(step.session_id, written)
-        return replace(store, sessions=sessions), _response(response)
-
-
-def _response(response: Response) -> HttpResponse:
-    return HttpResponse(status=response.status, headers=response.headers, body=response.body)
+        return replace(store, sessions=sessions), response
 
 
 def new_rendezvous_store(

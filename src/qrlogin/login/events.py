@@ -10,7 +10,10 @@ The login layer sits on top of a secure channel but knows nothing of its interna
 * :class:`DeleteRendezvous` -> ``DELETE`` the rendezvous session (only emitted by the device that created it)
 
 HTTP to the homeserver goes out as :class:`SendHttpRequest` and comes back as :class:`HttpResponseReceived`
-(or :class:`HttpFailed` for a transport error). Time is an input: machines store deadlines, :func:`deadline`
+(or :class:`HttpFailed` for a transport error). The values are :mod:`qrlogin.http`'s, with absolute-URL targets; a
+machine has at most one request outstanding, so no correlation id is needed. ``authenticated`` asks the adapter to
+add the signed-in user's access token (the existing device's device-management calls); the core never holds that
+token, so it cannot leak into a ``repr``. Time is an input: machines store deadlines, :func:`deadline`
 queries tell the caller when to deliver :class:`TimerFired`, and a timer event that arrives early changes
 nothing.
 
@@ -22,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 
-from .http import HttpRequest, HttpResponse
+from ..http import HttpRequest, HttpResponse
 from .messages import FailureReason, Message, Secrets
 from .oauth import Tokens
 

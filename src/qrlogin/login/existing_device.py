@@ -34,6 +34,7 @@ from urllib.parse import quote, urlsplit
 
 from .._machine import require_legal
 from ..errors import LocalProtocolError
+from ..http import HttpRequest
 from . import oauth
 from ._common import Aborted, Finished, abort, finish, parse_or_none, unexpected
 from .events import (
@@ -55,7 +56,6 @@ from .events import (
     VerificationUriOpened,
     VerificationUriUnavailable,
 )
-from .http import HttpRequest
 from .messages import (
     DEVICE_AUTHORIZATION_GRANT,
     Declined,
@@ -215,7 +215,7 @@ def deadline(state: State) -> int | None:
 def device_request(base_url: str, device_id: str) -> HttpRequest:
     """``GET /_matrix/client/v3/devices/<device_id>`` as the signed-in user; the id is percent-encoded."""
     url = f"{oauth.checked_base_url(base_url)}/_matrix/client/v3/devices/{quote(device_id, safe='')}"
-    return HttpRequest(method="GET", url=url, headers=(("Accept", "application/json"),), authenticated=True)
+    return HttpRequest(method="GET", target=url, headers=(("Accept", "application/json"),), authenticated=True)
 
 
 # ------------------------------------------------------------------------------------------------ transitions

@@ -5,8 +5,8 @@ Theory of operation
 -------------------
 RFC 8628 as profiled for Matrix by MSC4341 and used by MSC4108 ("Login via OAuth 2.0 Device Authorization
 Grant", steps 1, 2, 4 and 6) is a short sequence of HTTP exchanges. Each is split into a *builder* returning
-an :class:`~qrlogin.login.http.HttpRequest` and a *parser* taking the
-:class:`~qrlogin.login.http.HttpResponse`:
+an :class:`~qrlogin.http.HttpRequest` and a *parser* taking the
+:class:`~qrlogin.http.HttpResponse`:
 
 1. server discovery: ``GET https://<server_name>/.well-known/matrix/client`` -> ``m.homeserver.base_url``
    (a 404 means "use the server name": the spec's IGNORE outcome);
@@ -32,7 +32,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from .._json import JsonError, JsonObject, dumps, loads_object
 from .._secret import Secret
 from ..errors import RemoteProtocolError
-from .http import HttpRequest, HttpResponse
+from ..http import HttpRequest, HttpResponse
 
 __all__ = [
     "DEFAULT_INTERVAL_S",
@@ -117,7 +117,7 @@ def checked_base_url(value: str) -> str:
 
 
 def well_known_request(server_name: str) -> HttpRequest:
-    return HttpRequest(method="GET", url=f"https://{server_name}/.well-known/matrix/client", headers=_JSON)
+    return HttpRequest(method="GET", target=f"https://{server_name}/.well-known/matrix/client", headers=_JSON)
 
 
 def parse_well_known(server_name: str, response: HttpResponse) -> str:
@@ -142,7 +142,7 @@ class AuthMetadata:
 
 
 def auth_metadata_request(base_url: str) -> HttpRequest:
-    return HttpRequest(method="GET", url=f"{_base(base_url)}/_matrix/client/v1/auth_metadata", headers=_JSON)
+    return HttpRequest(method="GET", target=f"{_base(base_url)}/_matrix/client/v1/auth_metadata", headers=_JSON)
 
 
 def parse_auth_metadata(response: HttpResponse) -> AuthMetadata:
@@ -177,7 +177,7 @@ def registration_request(metadata: AuthMetadata, client_metadata: JsonObject) ->
     body["grant_types"] = grants
     return HttpRequest(
         method="POST",
-        url=metadata.registration_endpoint,
+        target=metadata.registration_endpoint,
         headers=(("Content-Type", "application/json"), ("Accept", "application/json")),
         body=dumps(body),
     )
@@ -214,7 +214,7 @@ class DeviceAuthorization:
 def device_authorization_request(metadata: AuthMetadata, client_id: str, device_id: str) -> HttpRequest:
     body = urlencode({"client_id": client_id, "scope": device_scope(device_id)}, quote_via=quote)
     return HttpRequest(
-        method="POST", url=metadata.device_authorization_endpoint, headers=_FORM, body=body.encode("ascii")
+        method="POST", target=metadata.device_authorization_endpoint, headers=_FORM, body=body.encode("ascii")
     )
 
 
@@ -301,7 +301,7 @@ def token_request(metadata: AuthMetadata, client_id: str, device_code: Secret) -
         },
         quote_via=quote,
     )
-    return HttpRequest(method="POST", url=metadata.token_endpoint, headers=_FORM, body=body.encode("ascii"))
+    return HttpRequest(method="POST", target=metadata.token_endpoint, headers=_FORM, body=body.encode("ascii"))
 
 
 def parse_token_response(response: HttpResponse) -> TokenOutcome:

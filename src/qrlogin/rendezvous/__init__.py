@@ -3,11 +3,12 @@
 * :mod:`qrlogin.rendezvous.server`: ``plan`` / ``create`` / ``handle`` over frozen sessions, the :class:`Store`
   protocol with an atomic compare-and-set, an in-memory store, and :class:`RendezvousServer` tying them together.
 * :mod:`qrlogin.rendezvous.client`: the session machine one device runs (what to POST, GET, PUT or DELETE next).
-* :mod:`qrlogin.rendezvous._http`: the plain request/response values both speak.
+* :mod:`qrlogin.rendezvous._http`: the API generations, id grammar and strict JSON reading both share; the plain
+  request/response values they speak are :mod:`qrlogin.http`'s.
 
 HTTP itself lives in the adapters (:mod:`qrlogin.adapters.asgi`, :mod:`qrlogin.adapters.httpx_client`).
 """
 
-from ._http import MAX_PAYLOAD_BYTES, ApiGeneration, Request, Response
+from ._http import MAX_PAYLOAD_BYTES, ApiGeneration
 
-__all__ = ["MAX_PAYLOAD_BYTES", "ApiGeneration", "Request", "Response"]
+__all__ = ["MAX_PAYLOAD_BYTES", "ApiGeneration"]

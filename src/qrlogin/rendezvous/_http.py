@@ -1,11 +1,11 @@
-"""Plain HTTP values shared by the rendezvous server core and the client session machine.
+"""HTTP details shared by the rendezvous server core and the client session machine.
 
 Theory of operation
 -------------------
-Neither core speaks HTTP on a socket. The server core takes a :class:`Request` and returns a :class:`Response`;
-the client machine emits :class:`Request` values and is fed back :class:`Response` values. Both are frozen data:
-a method, a target (a path for the server, an absolute URL for the client), headers as a tuple of
-``(lower-case name, value)`` pairs, and the body as bytes. Any framework can map to and from them in a few lines.
+Neither core speaks HTTP on a socket. Both use the project's plain values from :mod:`qrlogin.http`: the server
+core takes an :class:`~qrlogin.http.HttpRequest` whose ``target`` is in origin form (``/path?query``) and returns an
+:class:`~qrlogin.http.HttpResponse`; the client machine emits requests whose ``target`` is an absolute URL and is
+fed back responses. Any framework can map to and from them in a few lines.
 
 This module also holds the three rendezvous API generations (PROTOCOL.md §6), the opaque identifier grammar that
 ids and tokens follow, and a strict JSON reader: at most one value per key, no ``NaN``/``Infinity``, and no
@@ -17,19 +17,17 @@ from __future__ import annotations
 import enum
 import json
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
 from .._json import JsonError, loads_object
 from ..errors import RemoteProtocolError
+from ..http import Headers, HttpResponse
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",
     "ApiGeneration",
     "Headers",
     "MalformedJsonError",
-    "Request",
-    "Response",
     "is_opaque_id",
     "json_response",
     "parse_json_object",
@@ -40,8 +38,6 @@ MAX_PAYLOAD_BYTES = 4096
 #: Bound on a JSON body before parsing: ``data`` of 4096 bytes escaped as ``\\u00XX`` (6 characters per byte), a
 #: 255-character token escaped the same way, and room for the keys.
 MAX_JSON_BODY_BYTES = 6 * MAX_PAYLOAD_BYTES + 6 * 255 + 512
-
-Headers = tuple[tuple[str, str], ...]
 
 _OPAQUE_ID = re.compile(r"[A-Za-z0-9._~-]{1,255}")
 
@@ -59,52 +55,6 @@ def is_opaque_id(value: str) -> bool:
     return _OPAQUE_ID.fullmatch(value) is not None
 
 
-def _normalise(headers: Headers | dict[str, str]) -> Headers:
-    items = headers.items() if isinstance(headers, dict) else headers
-    return tuple((name.lower(), value) for name, value in items)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Request:
-    """One HTTP request. ``target`` is a path (server side) or an absolute URL (client side)."""
-
-    method: str
-    target: str
-    headers: Headers = ()
-    body: bytes = b""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "headers", _normalise(self.headers))
-
-    def header(self, name: str) -> str | None:
-        """The first value of header ``name`` (case-insensitive), or None."""
-        return _first(self.headers, name)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Response:
-    """One HTTP response."""
-
-    status: int
-    headers: Headers = ()
-    body: bytes = field(default=b"", repr=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "headers", _normalise(self.headers))
-
-    def header(self, name: str) -> str | None:
-        """The first value of header ``name`` (case-insensitive), or None."""
-        return _first(self.headers, name)
-
-
-def _first(headers: Headers, name: str) -> str | None:
-    wanted = name.lower()
-    for key, value in headers:
-        if key == wanted:
-            return value
-    return None
-
-
 def media_type(content_type: str | None) -> str | None:
     """``"text/plain; charset=utf-8"`` -> ``"text/plain"``; None stays None."""
     if content_type is None:
@@ -112,9 +62,10 @@ def media_type(content_type: str | None) -> str | None:
     return content_type.split(";", 1)[0].strip().lower()
 
 
-def json_response(status: int, body: object, headers: Headers = ()) -> Response:
+def json_response(status: int, body: object, headers: Headers = ()) -> HttpResponse:
+    """A compact UTF-8 JSON response, keys in the order given (the spec examples' order)."""
     encoded = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    return Response(status=status, headers=(("content-type", "application/json"), *headers), body=encoded)
+    return HttpResponse(status=status, headers=(("content-type", "application/json"), *headers), body=encoded)
 
 
 class MalformedJsonError(RemoteProtocolError):

@@ -5,7 +5,7 @@ Theory of operation
 A rendezvous session is one shared slot (PROTOCOL.md §6), so the two devices play ping-pong: the creator POSTs its
 first payload and then polls until the slot changes; the joiner GETs the creator's payload and answers with a PUT;
 and so on. This machine plays one side. It never touches the network: it emits :class:`SendRequest` effects carrying
-plain :class:`~qrlogin.rendezvous._http.Request` values and is fed :class:`ResponseReceived` (or
+plain :class:`~qrlogin.http.HttpRequest` values and is fed :class:`ResponseReceived` (or
 :class:`RequestFailed` when no response came back) and :class:`TimerFired` when :func:`next_timer` is due.
 At most one request is in flight; every request carries an id, and a response to any other id is ignored.
 
@@ -45,12 +45,11 @@ from urllib.parse import urljoin, urlsplit
 
 from .._machine import LegalMoves, is_terminal, require_legal
 from ..errors import LocalProtocolError, RemoteProtocolError
+from ..http import HttpRequest, HttpResponse
 from ._http import (
     MAX_PAYLOAD_BYTES,
     ApiGeneration,
     MalformedJsonError,
-    Request,
-    Response,
     is_opaque_id,
     media_type,
     parse_json_object,
@@ -128,7 +127,7 @@ class ClientConfig:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ResponseReceived:
     request_id: int
-    response: Response
+    response: HttpResponse
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -162,7 +161,7 @@ Event = ResponseReceived | RequestFailed | TimerFired | SendRequested | CloseReq
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SendRequest:
     request_id: int
-    request: Request
+    request: HttpRequest
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -232,7 +231,7 @@ class Link:
 class Creating:
     config: ClientConfig
     deadline_ms: int
-    request: Request
+    request: HttpRequest
     request_id: int
     attempts: int = 0
 
@@ -240,7 +239,7 @@ class Creating:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Reading:
     link: Link
-    request: Request
+    request: HttpRequest
     request_id: int
     attempts: int = 0
 
@@ -260,7 +259,7 @@ class ReadyToSend:
 class Writing:
     link: Link
     payload: str
-    request: Request
+    request: HttpRequest
     request_id: int
     attempts: int = 0
     maybe_applied: bool = False  # an earlier attempt got no answer (or a 5xx): it may have landed
@@ -270,7 +269,7 @@ class Writing:
 class Reconciling:
     link: Link
     payload: str
-    request: Request
+    request: HttpRequest
     request_id: int
     attempts: int = 0
     maybe_applied: bool = False
@@ -279,7 +278,7 @@ class Reconciling:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Deleting:
     link: Link
-    request: Request
+    request: HttpRequest
     request_id: int
 
 
@@ -342,10 +341,12 @@ def _json_body(body: dict[str, str]) -> bytes:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def _post(config: ClientConfig, payload: bytes) -> Request:
+def _post(config: ClientConfig, payload: bytes) -> HttpRequest:
     if config.generation is ApiGeneration.V1:
-        return Request(method="POST", target=config.endpoint, headers=(("content-type", "text/plain"),), body=payload)
-    return Request(
+        return HttpRequest(
+            method="POST", target=config.endpoint, headers=(("content-type", "text/plain"),), body=payload
+        )
+    return HttpRequest(
         method="POST",
         target=config.endpoint,
         headers=(("content-type", "application/json"),),
@@ -353,23 +354,23 @@ def _post(config: ClientConfig, payload: bytes) -> Request:
     )
 
 
-def _get(link: Link, *, conditional: bool) -> Request:
+def _get(link: Link, *, conditional: bool) -> HttpRequest:
     headers: tuple[tuple[str, str], ...] = ()
     if conditional and link.config.generation is ApiGeneration.V1 and link.seen_token is not None:
         headers = (("if-none-match", link.seen_token),)
-    return Request(method="GET", target=link.url, headers=headers)
+    return HttpRequest(method="GET", target=link.url, headers=headers)
 
 
-def _put(link: Link, payload: bytes) -> Request:
+def _put(link: Link, payload: bytes) -> HttpRequest:
     assert link.seen_token is not None
     if link.config.generation is ApiGeneration.V1:
-        return Request(
+        return HttpRequest(
             method="PUT",
             target=link.url,
             headers=(("content-type", "text/plain"), ("if-match", link.seen_token)),
             body=payload,
         )
-    return Request(
+    return HttpRequest(
         method="PUT",
         target=link.url,
         headers=(("content-type", "application/json"),),
@@ -377,8 +378,8 @@ def _put(link: Link, payload: bytes) -> Request:
     )
 
 
-def _delete(link: Link) -> Request:
-    return Request(method="DELETE", target=link.url)
+def _delete(link: Link) -> HttpRequest:
+    return HttpRequest(method="DELETE", target=link.url)
 
 
 # ------------------------------------------------------------------------------------------------ entry points
@@ -532,7 +533,7 @@ def _await_peer(link: Link, now_ms: int) -> AwaitingPeer:
     return AwaitingPeer(link=link, poll_at_ms=now_ms + link.config.poll_interval_ms)
 
 
-def _back_off(state: InFlight, now_ms: int, response: Response | None) -> Result:
+def _back_off(state: InFlight, now_ms: int, response: HttpResponse | None) -> Result:
     if isinstance(state, Deleting):
         # Best effort: the session expires anyway.
         return Closed(reason="deleted"), (SessionClosed(reason="deleted"),)
@@ -546,7 +547,7 @@ def _back_off(state: InFlight, now_ms: int, response: Response | None) -> Result
     return BackingOff(resume=resume, until_ms=now_ms + delay), ()
 
 
-def _retry_after_ms(response: Response) -> int:
+def _retry_after_ms(response: HttpResponse) -> int:
     try:
         value = parse_json_object(response.body).get("retry_after_ms")
         if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 3_600_000:
@@ -562,7 +563,7 @@ def _retry_after_ms(response: Response) -> int:
 # ---------------------------------------------------------------------------------------------------- responses
 
 
-def _on_response(state: InFlight, response: Response, now_ms: int) -> Result:
+def _on_response(state: InFlight, response: HttpResponse, now_ms: int) -> Result:
     status = response.status
     if isinstance(state, Deleting):
         return Closed(reason="deleted"), (SessionClosed(reason="deleted"),)
@@ -599,7 +600,7 @@ def _token_field(content: dict[str, Any]) -> str:
     return token
 
 
-def _etag(response: Response) -> str:
+def _etag(response: HttpResponse) -> str:
     etag = response.header("etag")
     _expect(etag is not None and 0 < len(etag) <= 1024, "no ETag header")
     assert etag is not None
@@ -616,11 +617,11 @@ def _expiry(config: ClientConfig, content: dict[str, Any], now_ms: int) -> int |
     return now_ms + value if config.generation is ApiGeneration.V3 else value
 
 
-def _unexpected(response: Response) -> Result:
+def _unexpected(response: HttpResponse) -> Result:
     return _fail("unexpected_status", f"HTTP {response.status}")
 
 
-def _on_created(state: Creating, response: Response, now_ms: int) -> Result:
+def _on_created(state: Creating, response: HttpResponse, now_ms: int) -> Result:
     config = state.config
     deadline = state.deadline_ms
     if config.generation is ApiGeneration.V1:
@@ -649,7 +650,7 @@ def _on_created(state: Creating, response: Response, now_ms: int) -> Result:
     )
 
 
-def _read_slot(link: Link, response: Response, now_ms: int) -> tuple[str, str, Link] | None:
+def _read_slot(link: Link, response: HttpResponse, now_ms: int) -> tuple[str, str, Link] | None:
     """``(data, token, link)`` from a 200 GET; None for a 304."""
     if link.config.generation is ApiGeneration.V1:
         if response.status == 304:
@@ -671,7 +672,7 @@ def _read_slot(link: Link, response: Response, now_ms: int) -> tuple[str, str, L
     return data, token, link
 
 
-def _on_read(state: Reading, response: Response, now_ms: int) -> Result:
+def _on_read(state: Reading, response: HttpResponse, now_ms: int) -> Result:
     if response.status not in (200, 304):
         return _unexpected(response)
     slot = _read_slot(state.link, response, now_ms)
@@ -682,7 +683,7 @@ def _on_read(state: Reading, response: Response, now_ms: int) -> Result:
     return ReadyToSend(link=link), (PayloadReceived(data=data, token=token),)
 
 
-def _on_written(state: Writing, response: Response, now_ms: int) -> Result:
+def _on_written(state: Writing, response: HttpResponse, now_ms: int) -> Result:
     link = state.link
     if response.status in (409, 412):
         request_id = _next_id(state)
@@ -704,7 +705,7 @@ def _on_written(state: Writing, response: Response, now_ms: int) -> Result:
     return _await_peer(link, now_ms), (WriteConfirmed(token=token),)
 
 
-def _on_reconciled(state: Reconciling, response: Response, now_ms: int) -> Result:
+def _on_reconciled(state: Reconciling, response: HttpResponse, now_ms: int) -> Result:
     if response.status != 200:
         return _unexpected(response)
     slot = _read_slot(state.link, response, now_ms)

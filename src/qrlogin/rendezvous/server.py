@@ -10,7 +10,7 @@ generations without doing any I/O itself:
 * :func:`plan` looks only at the request and the configuration: it finds the mount (which prefix, which
   generations, stable or unstable error codes), rejects oversize bodies *before anything else*, and says whether the
   request creates a session (:class:`Create`), touches one (:class:`Access`) or is answered at once (a
-  :class:`Response`: discovery, CORS pre-flight, unknown path, wrong method).
+  :class:`HttpResponse`: discovery, CORS pre-flight, unknown path, wrong method).
 * :func:`create` and :func:`handle` are the pure core: ``handle(config, session, request, now_ms=..., entropy=...)
   -> (session, response)``. The session is a frozen :class:`Session` or None (absent, expired or deleted); the
   result is the session to store (None deletes it) and the response. Time and randomness are arguments: ids and
@@ -40,13 +40,12 @@ from dataclasses import dataclass, field, replace
 from email.utils import formatdate
 from typing import Protocol
 
+from ..http import HttpRequest, HttpResponse
 from ._http import (
     MAX_JSON_BODY_BYTES,
     MAX_PAYLOAD_BYTES,
     ApiGeneration,
     MalformedJsonError,
-    Request,
-    Response,
     is_opaque_id,
     json_response,
     media_type,
@@ -240,7 +239,7 @@ def _error(
     generation: ApiGeneration | None,
     stable: bool,
     extra: Iterable[tuple[str, str]] = (),
-) -> Response:
+) -> HttpResponse:
     body: dict[str, object] = {"errcode": errcode, "error": message}
     if errcode == "M_CONCURRENT_WRITE" and not stable:
         # New errcodes travel as M_UNKNOWN while unstable (MSC4108 §Unstable prefix); MSC4388 names its own.
@@ -252,7 +251,7 @@ def _error(
     return json_response(status, body, (*_CORS_HEADERS, *_NO_CACHE, *extra))
 
 
-def _unrecognized(status: int = 404) -> Response:
+def _unrecognized(status: int = 404) -> HttpResponse:
     return _error(status, "M_UNRECOGNIZED", "Unrecognized request", generation=None, stable=True)
 
 
@@ -260,7 +259,7 @@ def _split_target(target: str) -> str:
     return target.split("?", 1)[0]
 
 
-def plan(config: ServerConfig, request: Request) -> Response | Create | Access:
+def plan(config: ServerConfig, request: HttpRequest) -> HttpResponse | Create | Access:
     """Classify ``request``; answer at once whatever needs no session."""
     path = _split_target(request.target)
     for mount in config.mounts:
@@ -274,16 +273,16 @@ def plan(config: ServerConfig, request: Request) -> Response | Create | Access:
     return _unrecognized()
 
 
-def _oversize(request: Request, generation: ApiGeneration | None, stable: bool) -> Response | None:
+def _oversize(request: HttpRequest, generation: ApiGeneration | None, stable: bool) -> HttpResponse | None:
     limit = MAX_PAYLOAD_BYTES if generation is ApiGeneration.V1 else MAX_JSON_BODY_BYTES
     if len(request.body) > limit:
         return _error(413, "M_TOO_LARGE", "Payload too large", generation=generation, stable=stable)
     return None
 
 
-def _plan_collection(config: ServerConfig, mount: Mount, request: Request) -> Response | Create:
+def _plan_collection(config: ServerConfig, mount: Mount, request: HttpRequest) -> HttpResponse | Create:
     if request.method == "OPTIONS":
-        return Response(status=204, headers=(*_CORS_HEADERS, *_NO_CACHE))
+        return HttpResponse(status=204, headers=(*_CORS_HEADERS, *_NO_CACHE))
     if request.method == "GET":
         if ApiGeneration.V3 not in mount.generations:
             return _unrecognized(405)
@@ -334,9 +333,9 @@ def _plan_collection(config: ServerConfig, mount: Mount, request: Request) -> Re
     return Create(mount=mount, generation=json_generation)
 
 
-def _plan_session(mount: Mount, session_id: str, request: Request) -> Response | Access:
+def _plan_session(mount: Mount, session_id: str, request: HttpRequest) -> HttpResponse | Access:
     if request.method == "OPTIONS":
-        return Response(status=204, headers=(*_CORS_HEADERS, *_NO_CACHE))
+        return HttpResponse(status=204, headers=(*_CORS_HEADERS, *_NO_CACHE))
     if request.method not in ("GET", "PUT", "DELETE"):
         return _unrecognized(405)
     if len(request.body) > MAX_JSON_BODY_BYTES:
@@ -361,7 +360,7 @@ def _v1_headers(session: Session) -> tuple[tuple[str, str], ...]:
     )
 
 
-def _json_ok(body: dict[str, object]) -> Response:
+def _json_ok(body: dict[str, object]) -> HttpResponse:
     return json_response(200, body, (*_CORS_HEADERS, *_NO_CACHE))
 
 
@@ -373,7 +372,7 @@ def _expiry_field(session: Session, now_ms: int) -> dict[str, object]:
 
 def _read_json_payload(
     body: bytes, *, need_token: bool, generation: ApiGeneration, stable: bool
-) -> tuple[bytes, str | None] | Response:
+) -> tuple[bytes, str | None] | HttpResponse:
     """``(data as UTF-8, sequence_token)`` from a POST/PUT body, or the error response."""
     try:
         content = parse_json_object(body)
@@ -395,7 +394,7 @@ def _read_json_payload(
     return data, token
 
 
-def _base_url(config: ServerConfig, request: Request) -> str:
+def _base_url(config: ServerConfig, request: HttpRequest) -> str:
     if config.public_base_url is not None:
         return config.public_base_url.rstrip("/")
     host = request.header("host")
@@ -405,8 +404,8 @@ def _base_url(config: ServerConfig, request: Request) -> str:
 
 
 def create(
-    config: ServerConfig, step: Create, request: Request, *, now_ms: int, entropy: bytes
-) -> tuple[Session | None, Response]:
+    config: ServerConfig, step: Create, request: HttpRequest, *, now_ms: int, entropy: bytes
+) -> tuple[Session | None, HttpResponse]:
     """Build a new session from a create request (``plan`` returned ``step``), or the error response."""
     _check_entropy(entropy)
     generation = step.generation
@@ -414,7 +413,7 @@ def create(
         data: bytes = request.body
     else:
         parsed = _read_json_payload(request.body, need_token=False, generation=generation, stable=step.mount.stable)
-        if isinstance(parsed, Response):
+        if isinstance(parsed, HttpResponse):
             return None, parsed
         data = parsed[0]
     session = Session(
@@ -433,7 +432,7 @@ def create(
     return session, _json_ok({"id": session.id, "sequence_token": session.token, **_expiry_field(session, now_ms)})
 
 
-def capacity_error(config: ServerConfig, step: Create) -> Response:
+def capacity_error(config: ServerConfig, step: Create) -> HttpResponse:
     """The answer when the store is full: 429, with a message that says why."""
     errcode = "M_UNKNOWN" if step.generation is ApiGeneration.V1 else "M_LIMIT_EXCEEDED"
     return _error(
@@ -454,7 +453,7 @@ def _same_token(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass"))
 
 
-def _navigation(request: Request) -> bool:
+def _navigation(request: HttpRequest) -> bool:
     """Fetch metadata of a top-level browser navigation (MSC4388 §GET: unsafe content)."""
     dest = request.header("sec-fetch-dest")
     return (
@@ -469,11 +468,11 @@ def handle(
     config: ServerConfig,
     step: Access,
     session: Session | None,
-    request: Request,
+    request: HttpRequest,
     *,
     now_ms: int,
     entropy: bytes,
-) -> tuple[Session | None, Response]:
+) -> tuple[Session | None, HttpResponse]:
     """The pure core: answer a GET/PUT/DELETE on ``session`` (None: never existed, or deleted).
 
     Returns the session to store afterwards (the same object when nothing changed, None to delete it).
@@ -509,8 +508,8 @@ def handle(
 
 
 def _handle_v1(
-    session: Session, request: Request, mount: Mount, *, now_ms: int, entropy: bytes
-) -> tuple[Session | None, Response]:
+    session: Session, request: HttpRequest, mount: Mount, *, now_ms: int, entropy: bytes
+) -> tuple[Session | None, HttpResponse]:
     stable = mount.stable
     gen = ApiGeneration.V1
     if request.method == "GET":
@@ -518,12 +517,12 @@ def _handle_v1(
         if condition is not None:
             tags = _etags(condition)
             if "*" in tags or f'"{session.token}"' in tags:
-                return session, Response(status=304, headers=_v1_headers(session))
-        return session, Response(
+                return session, HttpResponse(status=304, headers=_v1_headers(session))
+        return session, HttpResponse(
             status=200, headers=(("content-type", "text/plain"), *_v1_headers(session)), body=session.data
         )
     if request.method == "DELETE":
-        return None, Response(status=204, headers=(*_CORS_HEADERS, *_NO_CACHE))
+        return None, HttpResponse(status=204, headers=(*_CORS_HEADERS, *_NO_CACHE))
     kind = media_type(request.header("content-type"))
     if kind is None:
         return session, _error(400, "M_MISSING_PARAM", "Content-Type is required", generation=gen, stable=stable)
@@ -548,7 +547,7 @@ def _handle_v1(
             extra=_v1_headers(session)[:3],
         )
     updated = _advance(session, request.body, now_ms=now_ms, entropy=entropy)
-    return updated, Response(status=202, headers=_v1_headers(updated))
+    return updated, HttpResponse(status=202, headers=_v1_headers(updated))
 
 
 def _advance(session: Session, data: bytes, *, now_ms: int, entropy: bytes) -> Session:
@@ -557,8 +556,8 @@ def _advance(session: Session, data: bytes, *, now_ms: int, entropy: bytes) -> S
 
 
 def _handle_json(
-    session: Session, request: Request, mount: Mount, *, now_ms: int, entropy: bytes
-) -> tuple[Session | None, Response]:
+    session: Session, request: HttpRequest, mount: Mount, *, now_ms: int, entropy: bytes
+) -> tuple[Session | None, HttpResponse]:
     gen = session.generation
     if request.method == "GET":
         return session, _json_ok(
@@ -571,7 +570,7 @@ def _handle_json(
     if request.method == "DELETE":
         return None, _json_ok({})
     parsed = _read_json_payload(request.body, need_token=True, generation=gen, stable=mount.stable)
-    if isinstance(parsed, Response):
+    if isinstance(parsed, HttpResponse):
         return session, parsed
     data, token = parsed
     assert token is not None
@@ -703,7 +702,7 @@ class Prepared:
     step: Access
     read: Session | None
     write: Session | None
-    response: Response
+    response: HttpResponse
 
     @property
     def changes(self) -> bool:
@@ -721,9 +720,9 @@ class RendezvousServer:
         self.config = config
         self.store = store
 
-    def respond(self, request: Request, *, now_ms: int, entropy: bytes) -> Response:
+    def respond(self, request: HttpRequest, *, now_ms: int, entropy: bytes) -> HttpResponse:
         step = plan(self.config, request)
-        if isinstance(step, Response):
+        if isinstance(step, HttpResponse):
             return step
         if isinstance(step, Create):
             session, response = create(self.config, step, request, now_ms=now_ms, entropy=entropy)
@@ -738,7 +737,7 @@ class RendezvousServer:
                 return attempt.response
         return _error(503, "M_UNKNOWN", "Too much contention on this session; retry", generation=None, stable=True)
 
-    def prepare(self, step: Access, request: Request, *, now_ms: int, entropy: bytes) -> Prepared:
+    def prepare(self, step: Access, request: HttpRequest, *, now_ms: int, entropy: bytes) -> Prepared:
         """Read the session and compute the pure step (no write yet)."""
         read = self.store.get(step.session_id)
         write, response = handle(self.config, step, read, request, now_ms=now_ms, entropy=entropy)

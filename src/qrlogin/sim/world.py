@@ -42,8 +42,8 @@ from .. import qr
 from .._secret import Secret
 from ..channel import ecies, hpke
 from ..homeserver.rendezvous import install_rendezvous
+from ..http import HttpRequest, HttpResponse
 from ..login.events import Completed, Failed
-from ..login.http import HttpRequest, HttpResponse
 from ..login.messages import Backup, CrossSigningKeys, Secrets
 
 __all__ = [
@@ -349,13 +349,15 @@ def step(world: World, action: Action) -> World:
     if kind == "drop":
         item = world.pending[action.index]
         world = _without(world, action.index, faults=replace(world.faults, drops=world.faults.drops - 1))
-        world = _note(world, "network", f"lost: {item.request.method} {_path(item.request.url)}")
+        world = _note(world, "network", f"lost: {item.request.method} {_path(item.request.target)}")
         return _feed(world, item.actor, dv.HttpLost(request_id=item.request_id))
     if kind == "duplicate":
         item = world.pending[action.index]
         world = replace(world, faults=replace(world.faults, duplicates=world.faults.duplicates - 1))
         hs, _ = _serve(world, item)
-        return _note(replace(world, hs=hs), "network", f"duplicated: {item.request.method} {_path(item.request.url)}")
+        return _note(
+            replace(world, hs=hs), "network", f"duplicated: {item.request.method} {_path(item.request.target)}"
+        )
     if kind in ("tick", "delay"):
         timer = _next_timer(world)
         assert timer is not None
@@ -448,31 +450,25 @@ def _path(url: str) -> str:
     return urlsplit(url).path
 
 
-def _host_request(world: World, item: Pending) -> hsm.HttpRequest | None:
-    """The homeserver's view of a device's request, or None when it is for another host."""
-    parts = urlsplit(item.request.url)
+def _host_request(world: World, item: Pending) -> HttpRequest | None:
+    """The homeserver's view of a device's request (origin-form target, token added), or None for another host."""
+    parts = urlsplit(item.request.target)
     if parts.netloc not in (urlsplit(BASE_URL).netloc, SERVER_NAME):
         return None
-    headers = tuple((name.lower(), value) for name, value in item.request.headers)
+    headers = item.request.headers
     if item.request.authenticated:
         token = dict(world.tokens).get(item.actor)
         if token is not None:
             headers = (*headers, ("authorization", f"Bearer {token}"))
-    return hsm.HttpRequest(
-        method=item.request.method,
-        path=parts.path,
-        query=tuple(parse_qsl(parts.query, keep_blank_values=True)),
-        headers=headers,
-        body=item.request.body,
-    )
+    target = f"{parts.path}?{parts.query}" if parts.query else parts.path
+    return HttpRequest(method=item.request.method, target=target, headers=headers, body=item.request.body)
 
 
 def _serve(world: World, item: Pending) -> tuple[hsm.Homeserver, HttpResponse | None]:
     request = _host_request(world, item)
     if request is None:
         return world.hs, None
-    hs, response = hsm.handle(world.hs, request, now_ms=world.now_ms)
-    return hs, HttpResponse(status=response.status, headers=response.headers, body=response.body)
+    return hsm.handle(world.hs, request, now_ms=world.now_ms)
 
 
 def _without(world: World, index: int, **changes: object) -> World:
@@ -489,7 +485,7 @@ def _deliver(world: World, index: int) -> World:
         if response is None:  # no such host: the connection fails
             return _feed(world, item.actor, dv.HttpLost(request_id=item.request_id))
         world = _note(
-            world, "network", f"{item.actor}: {item.request.method} {_path(item.request.url)} -> {response.status}"
+            world, "network", f"{item.actor}: {item.request.method} {_path(item.request.target)} -> {response.status}"
         )
         answered = replace(item, response=response)
         return replace(world, pending=(*world.pending, answered))
@@ -506,7 +502,7 @@ def _overwrite(world: World) -> World:
     else:
         assert code.rendezvous_id is not None
         url = f"{dv.rendezvous_endpoint(code.generation, code.base_url or BASE_URL)}/{code.rendezvous_id}"
-    get = Pending(actor=ATTACKER, request_id=0, request=HttpRequest(method="GET", url=url))
+    get = Pending(actor=ATTACKER, request_id=0, request=HttpRequest(method="GET", target=url))
     hs, response = _serve(world, get)
     world = replace(world, hs=hs)
     if response is None or response.status != 200:
@@ -515,12 +511,12 @@ def _overwrite(world: World) -> World:
     if code.generation is qr.Generation.V1:
         etag = response.header("etag") or ""
         put = HttpRequest(
-            method="PUT", url=url, headers=(("content-type", "text/plain"), ("if-match", etag)), body=junk.encode()
+            method="PUT", target=url, headers=(("content-type", "text/plain"), ("if-match", etag)), body=junk.encode()
         )
     else:
         token = json.loads(response.body).get("sequence_token", "")
         body = json.dumps({"sequence_token": token, "data": junk}).encode()
-        put = HttpRequest(method="PUT", url=url, headers=(("content-type", "application/json"),), body=body)
+        put = HttpRequest(method="PUT", target=url, headers=(("content-type", "application/json"),), body=body)
     hs, answer = _serve(world, Pending(actor=ATTACKER, request_id=0, request=put))
     status = answer.status if answer is not None else 0
     return _note(replace(world, hs=hs), "attacker", f"overwrites the rendezvous slot -> {status}")
