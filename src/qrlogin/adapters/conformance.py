@@ -107,6 +107,13 @@ def _expect_status(response: httpx.Response, *wanted: int) -> None:
         )
 
 
+def _gone(response: httpx.Response) -> tuple[Status, str]:
+    """A read after DELETE must be 404 ``M_NOT_FOUND`` in every generation."""
+    _expect_status(response, 404)
+    code = _errcode(response)
+    return ("pass" if code == "M_NOT_FOUND" else "fail"), f"404 {code}"
+
+
 def check_server(
     base_url: str,
     generation: ApiGeneration,
@@ -269,10 +276,7 @@ def _check_v1(run: _Run, endpoint: str, *, stable: bool, expiry: bool, max_wait_
 
     def after_delete() -> tuple[Status, str]:
         need("deleted")
-        response = http.get(s["url"])
-        _expect_status(response, 404)
-        code = _errcode(response)
-        return ("pass" if code == "M_NOT_FOUND" else "fail"), f"404 {code}"
+        return _gone(http.get(s["url"]))
 
     def expires() -> tuple[Status, str]:
         if not expiry:
@@ -438,10 +442,7 @@ def _check_json(run: _Run, endpoint: str, gen: ApiGeneration, *, stable: bool, e
 
     def after_delete() -> tuple[Status, str]:
         need("deleted")
-        response = http.get(s["url"])
-        _expect_status(response, 404)
-        code = _errcode(response)
-        return ("pass" if code == "M_NOT_FOUND" else "fail"), f"404 {code}"
+        return _gone(http.get(s["url"]))
 
     def expires() -> tuple[Status, str]:
         if not expiry:
