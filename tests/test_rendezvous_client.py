@@ -363,3 +363,38 @@ def test_lost_put_response_after_which_the_peer_already_answered(generation: Api
     assert [p.data for p in joiner.delivered][-1] == "ok"
     assert not joiner.rejected
     assert isinstance(joiner.state, c.ReadyToSend)
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected_deadline"),
+    [
+        # Lifetime = Expires - Last-Modified of the creating response, added to the caller's clock (skew-free).
+        (
+            (("expires", "Thu, 01 Jan 2026 00:01:00 GMT"), ("last-modified", "Thu, 01 Jan 2026 00:00:00 GMT")),
+            5_000 + 60_000,
+        ),
+        # Missing, malformed or non-positive lifetimes leave the caller's own deadline in force.
+        ((("expires", "Thu, 01 Jan 2026 00:01:00 GMT"),), 5_000 + 300_000),
+        ((("expires", "soon"), ("last-modified", "Thu, 01 Jan 2026 00:00:00 GMT")), 5_000 + 300_000),
+        (
+            (("expires", "Thu, 01 Jan 2026 00:00:00 GMT"), ("last-modified", "Thu, 01 Jan 2026 00:01:00 GMT")),
+            5_000 + 300_000,
+        ),
+    ],
+)
+def test_v1_creator_learns_the_session_lifetime(headers: tuple[tuple[str, str], ...], expected_deadline: int) -> None:
+    config = c.ClientConfig(generation=ApiGeneration.V1, endpoint="https://hs.example/rendezvous")
+    state, (post,) = c.create_session(config, "", now_ms=5_000)
+    assert isinstance(post, c.SendRequest)
+    response = HttpResponse(
+        status=201,
+        headers=(("content-type", "application/json"), ("etag", '"1"'), *headers),
+        body=json.dumps({"url": "https://hs.example/rendezvous/abc"}).encode(),
+    )
+    state, _ = c.transition(state, c.ResponseReceived(request_id=post.request_id, response=response), now_ms=5_000)
+    assert _link_deadline(state) == expected_deadline
+
+
+def _link_deadline(state: Any) -> int:
+    deadline: int = state.link.deadline_ms
+    return deadline

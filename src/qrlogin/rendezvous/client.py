@@ -34,12 +34,16 @@ Rules the machine keeps:
 * Retries resend the identical request bytes (a v3 server acknowledges a repeated PUT; v1/v2 servers answer with
   a conflict and the re-read sorts it out). 429 and 5xx back off exponentially, honouring ``retry_after_ms`` or
   ``Retry-After``. 404 means the session is gone: terminal. So is the caller's own deadline.
+* Expiry. The session's end shortens that deadline as soon as the machine learns it: ``expires_in_ms`` (v3) and
+  ``expires_ts`` (v2) from the JSON bodies; for v1, the lifetime ``Expires`` minus ``Last-Modified`` of a response,
+  two dates from the server's own clock, so no clock comparison between client and server is needed.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -617,6 +621,24 @@ def _expiry(config: ClientConfig, content: dict[str, Any], now_ms: int) -> int |
     return now_ms + value if config.generation is ApiGeneration.V3 else value
 
 
+def _v1_lifetime_ms(response: HttpResponse) -> int | None:
+    """A new v1 session's lifetime: ``Expires`` minus ``Last-Modified`` of the creating response.
+
+    Both dates come from the server's clock and, on creation, ``Last-Modified`` is the creation time, so their
+    difference is the session's lifetime whatever the skew between the two clocks; the absolute dates are never
+    compared with ``now_ms``. Missing or malformed headers leave the caller's own deadline in force.
+    """
+    expires, modified = response.header("expires"), response.header("last-modified")
+    if expires is None or modified is None:
+        return None
+    try:
+        lifetime = parsedate_to_datetime(expires) - parsedate_to_datetime(modified)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    milliseconds = int(lifetime.total_seconds() * 1000)
+    return milliseconds if milliseconds > 0 else None
+
+
 def _unexpected(response: HttpResponse) -> Result:
     return _fail("unexpected_status", f"HTTP {response.status}")
 
@@ -632,6 +654,9 @@ def _on_created(state: Creating, response: HttpResponse, now_ms: int) -> Result:
         _expect(urlsplit(url).scheme in ("http", "https"), "'url' is not an http(s) URL")
         token = _etag(response)
         rendezvous_id = None
+        lifetime = _v1_lifetime_ms(response)
+        if lifetime is not None:
+            deadline = min(deadline, now_ms + lifetime)
     else:
         if response.status != 200:
             return _unexpected(response)
@@ -650,11 +675,19 @@ def _on_created(state: Creating, response: HttpResponse, now_ms: int) -> Result:
     )
 
 
-def _read_slot(link: Link, response: HttpResponse, now_ms: int) -> tuple[str, str, Link] | None:
-    """``(data, token, link)`` from a 200 GET; None for a 304."""
+def _read_slot(link: Link, response: HttpResponse, now_ms: int) -> tuple[str | None, str | None, Link]:
+    """``(data, token, link)`` from a 200 GET; ``(None, None, link)`` for a 304.
+
+    The returned ``link`` may carry a shorter deadline learnt from the response (v1 expiry headers, v2/v3 fields).
+    """
     if link.config.generation is ApiGeneration.V1:
+        # Last-Modified is the time of the last write, not of this read, so this bound errs late: it never ends a
+        # session that is still alive, and it ends a joiner's wait within one lifetime of its first read.
+        lifetime = _v1_lifetime_ms(response)
+        if lifetime is not None and now_ms + lifetime < link.deadline_ms:
+            link = replace(link, deadline_ms=now_ms + lifetime)
         if response.status == 304:
-            return None
+            return None, None, link
         _expect(response.status == 200, f"HTTP {response.status}")
         _expect(media_type(response.header("content-type")) == "text/plain", "payload is not text/plain")
         try:
@@ -675,10 +708,9 @@ def _read_slot(link: Link, response: HttpResponse, now_ms: int) -> tuple[str, st
 def _on_read(state: Reading, response: HttpResponse, now_ms: int) -> Result:
     if response.status not in (200, 304):
         return _unexpected(response)
-    slot = _read_slot(state.link, response, now_ms)
-    if slot is None or slot[1] == state.link.seen_token:
-        return _await_peer(slot[2] if slot else state.link, now_ms), ()  # nothing new: our echo, or old news
-    data, token, link = slot
+    data, token, link = _read_slot(state.link, response, now_ms)
+    if data is None or token is None or token == state.link.seen_token:
+        return _await_peer(link, now_ms), ()  # nothing new: a 304, our echo, or old news
     link = replace(link, seen_token=token)
     return ReadyToSend(link=link), (PayloadReceived(data=data, token=token),)
 
@@ -708,9 +740,8 @@ def _on_written(state: Writing, response: HttpResponse, now_ms: int) -> Result:
 def _on_reconciled(state: Reconciling, response: HttpResponse, now_ms: int) -> Result:
     if response.status != 200:
         return _unexpected(response)
-    slot = _read_slot(state.link, response, now_ms)
-    assert slot is not None
-    data, token, link = slot
+    data, token, link = _read_slot(state.link, response, now_ms)
+    assert data is not None and token is not None  # a 200 always carries both
     if data == state.payload:
         # An earlier attempt of this PUT landed and only its response was lost.
         return _await_peer(replace(link, seen_token=token), now_ms), (WriteConfirmed(token=token),)

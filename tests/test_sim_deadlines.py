@@ -1,0 +1,56 @@
+"""THREATS.md T15 at the level of whole devices: a user who walks away never leaves a device hanging.
+
+Each layer's deadline has its own tests (rendezvous client, new-device polling, existing-device device check). Here
+the simulator runs complete devices with a user who stops at some step (never scans, never types the code, never
+opens the consent page, never decides) and lets only the network and the clock act. Every device that exists must
+then end in a typed failure, within the rendezvous lifetime plus the devices' own grace periods, and in a bounded
+number of steps.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from qrlogin import qr
+from qrlogin.device import Kind
+from qrlogin.login.events import Completed
+from qrlogin.sim import world as w
+
+USER_STEPS = ("scan", "type_code", "open_uri", "approve")
+GENERATIONS = (qr.Generation.V1, qr.Generation.V2, qr.Generation.V3)
+MAX_STEPS = 5_000
+
+
+def _walk_away_after(scenario: w.Scenario, allowed: frozenset[str]) -> w.World:
+    world = w.new_world(scenario)
+    for _ in range(MAX_STEPS):
+        everything = w.actions(world)
+        if not everything:
+            return world
+        options = [a for a in everything if a.kind not in USER_STEPS or a.kind in allowed]
+        # The user is gone: when only their steps are left, the clock moves on to the next deadline.
+        world = w.step(world, options[0] if options else w.TICK)
+    raise AssertionError(f"no end after {MAX_STEPS} steps")
+
+
+@pytest.mark.parametrize("generation", GENERATIONS, ids=[g.value for g in GENERATIONS])
+@pytest.mark.parametrize("qr_on", [Kind.NEW, Kind.EXISTING], ids=["qr-on-new", "qr-on-existing"])
+@pytest.mark.parametrize("stops_before", USER_STEPS)
+def test_a_user_who_walks_away_leaves_no_device_hanging(
+    generation: qr.Generation, qr_on: Kind, stops_before: str
+) -> None:
+    scenario = w.Scenario(generation=generation, qr_on=qr_on, seed=b"walks away " + stops_before.encode())
+    allowed = frozenset(USER_STEPS[: USER_STEPS.index(stops_before)])
+    world = _walk_away_after(scenario, allowed)
+
+    assert w.is_finished(world)
+    devices = [a for a in world.actors if a.name in (w.NEW, w.EXISTING)]
+    assert devices, "the QR-showing device always exists"
+    if stops_before == "scan":
+        assert len(devices) == 1
+    for actor in devices:
+        outcome = actor.device.outcome
+        assert outcome is not None, f"{actor.name} has no outcome"
+        assert not isinstance(outcome, Completed), f"{actor.name} completed without the user"
+    # Nothing outlives the rendezvous by more than the devices' own grace periods (deletion delay, polling).
+    assert world.now_ms <= scenario.rendezvous_ttl_ms + 60_000, world.now_ms
