@@ -158,6 +158,29 @@ class EciesKeys:
         object.__setattr__(self, "padding", _PARAMETERS[self.profile].padding)
 
 
+class _KeyedState:
+    """The public facts of a channel whose keys are derived, read from its shared :class:`EciesKeys`."""
+
+    __slots__ = ()
+    keys: EciesKeys  # declared by each dataclass that mixes this in
+
+    @property
+    def profile(self) -> Profile:
+        return self.keys.profile
+
+    @property
+    def role(self) -> Role:
+        return self.keys.role
+
+    @property
+    def public_key(self) -> bytes:
+        return self.keys.public_key
+
+    @property
+    def peer_public_key(self) -> bytes:
+        return self.keys.peer_public_key
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AwaitingInitiate:
     """G: the QR code is shown; waiting for S's ``LoginInitiateMessage``."""
@@ -171,24 +194,12 @@ class AwaitingInitiate:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AwaitingCheckCode:
+class AwaitingCheckCode(_KeyedState):
     """G: ``LoginOk`` is sent; waiting for the user's one attempt at the code S shows."""
 
     keys: EciesKeys
     last_sent: str
     pending: str | None = None
-
-    @property
-    def profile(self) -> Profile:
-        return self.keys.profile
-
-    @property
-    def public_key(self) -> bytes:
-        return self.keys.public_key
-
-    @property
-    def peer_public_key(self) -> bytes:
-        return self.keys.peer_public_key
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -205,49 +216,21 @@ class ReadyToInitiate:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AwaitingLoginOk:
+class AwaitingLoginOk(_KeyedState):
     """S: ``LoginInitiateMessage`` is sent; waiting for G's ``LoginOkMessage``."""
 
     keys: EciesKeys
     last_sent: str
 
-    @property
-    def profile(self) -> Profile:
-        return self.keys.profile
-
-    @property
-    def public_key(self) -> bytes:
-        return self.keys.public_key
-
-    @property
-    def peer_public_key(self) -> bytes:
-        return self.keys.peer_public_key
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Established:
+class Established(_KeyedState):
     """Either role, trusted: seals with ``send_counter``, opens with ``recv_counter``."""
 
     keys: EciesKeys
     send_counter: int
     recv_counter: int
     last_sent: str
-
-    @property
-    def profile(self) -> Profile:
-        return self.keys.profile
-
-    @property
-    def public_key(self) -> bytes:
-        return self.keys.public_key
-
-    @property
-    def peer_public_key(self) -> bytes:
-        return self.keys.peer_public_key
-
-    @property
-    def role(self) -> Role:
-        return self.keys.role
 
 
 # One Established state and one effect are built per message, and the generated keyword ``__init__`` of a frozen
