@@ -12,16 +12,19 @@ from dataclasses import dataclass
 
 from .events import (
     FINAL_MESSAGE_GRACE_MS,
+    ChannelClosed,
     Completed,
     DeleteRendezvous,
     Effect,
+    Event,
     Failed,
     LocalReason,
     SendMessage,
+    UserCancelled,
 )
 from .messages import Failure, FailureReason, Message, MessageError, parse_message
 
-__all__ = ["Aborted", "Finished", "abort", "finish", "parse_or_none"]
+__all__ = ["Aborted", "Finished", "abort", "end_on_close_or_cancel", "finish", "parse_or_none"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,6 +63,23 @@ def abort(
     effects.extend(_delete(created_rendezvous, tell is not None, now_ms))
     effects.append(Failed(reason=reason, by_peer=by_peer))
     return Aborted(reason=reason, by_peer=by_peer), tuple(effects)
+
+
+def end_on_close_or_cancel(
+    event: Event, *, channel_secured: bool, created_rendezvous: bool, now_ms: int
+) -> tuple[Aborted, tuple[Effect, ...]] | None:
+    """The two endings every state of both machines shares, or ``None`` for any other event.
+
+    A closed channel ends the login silently (there is no one to tell). A user cancel ends it with
+    ``user_cancelled``, sent to the peer once the channel is secured (before that nothing can be sealed).
+    """
+    if isinstance(event, ChannelClosed):
+        return abort(LocalReason.CHANNEL_CLOSED, created_rendezvous=created_rendezvous, now_ms=now_ms)
+    if isinstance(event, UserCancelled):
+        reason = FailureReason.USER_CANCELLED
+        tell = reason if channel_secured else None
+        return abort(reason, created_rendezvous=created_rendezvous, now_ms=now_ms, tell=tell)
+    return None
 
 
 def finish(

@@ -36,7 +36,7 @@ from .._machine import require_legal
 from ..errors import LocalProtocolError
 from ..http import HttpRequest
 from . import oauth
-from ._common import Aborted, Finished, abort, finish, parse_or_none, unexpected
+from ._common import Aborted, Finished, abort, end_on_close_or_cancel, finish, parse_or_none, unexpected
 from .events import (
     ChannelClosed,
     ChannelSecured,
@@ -312,12 +312,14 @@ def transition(state: State, event: Event, *, now_ms: int) -> Result:
     """Advance the existing device's machine by one event."""
     require_legal(LEGAL_MOVES, state, event)
     config: ExistingDeviceConfig = _config(state)
-    if isinstance(event, ChannelClosed):
-        return _abort(config, LocalReason.CHANNEL_CLOSED, now_ms)
-    if isinstance(event, UserCancelled):
-        trusted = not isinstance(state, AwaitingChannel)
-        reason = FailureReason.USER_CANCELLED
-        return _abort(config, reason, now_ms, reason if trusted else None)
+    ended = end_on_close_or_cancel(
+        event,
+        channel_secured=not isinstance(state, AwaitingChannel),
+        created_rendezvous=config.created_rendezvous,
+        now_ms=now_ms,
+    )
+    if ended is not None:
+        return ended
     if isinstance(event, MessageReceived):
         return _on_message(state, event.plaintext, now_ms)
     if isinstance(event, TimerFired):

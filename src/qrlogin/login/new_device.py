@@ -37,7 +37,7 @@ from .._json import JsonError, loads_object
 from .._machine import require_legal
 from ..errors import LocalProtocolError, RemoteProtocolError
 from . import oauth
-from ._common import Aborted, Finished, abort, finish, parse_or_none, unexpected
+from ._common import Aborted, Finished, abort, end_on_close_or_cancel, finish, parse_or_none, unexpected
 from .events import (
     ChannelClosed,
     ChannelSecured,
@@ -410,11 +410,14 @@ def transition(state: State, event: Event, *, now_ms: int) -> Result:
     """Advance the new device's machine by one event."""
     require_legal(LEGAL_MOVES, state, event)
     config: NewDeviceConfig = _config(state)
-    if isinstance(event, ChannelClosed):
-        return _abort(config, LocalReason.CHANNEL_CLOSED, now_ms)
-    if isinstance(event, UserCancelled):
-        trusted = not isinstance(state, AwaitingChannel)
-        return _abort(config, FailureReason.USER_CANCELLED, now_ms, FailureReason.USER_CANCELLED if trusted else None)
+    ended = end_on_close_or_cancel(
+        event,
+        channel_secured=not isinstance(state, AwaitingChannel),
+        created_rendezvous=config.created_rendezvous,
+        now_ms=now_ms,
+    )
+    if ended is not None:
+        return ended
     if isinstance(event, TimerFired):
         return _on_timer(state, now_ms)
     if isinstance(event, MessageReceived):
