@@ -18,7 +18,6 @@ Three parts, all on loopback:
 from __future__ import annotations
 
 import json
-import os
 import queue
 import shutil
 import subprocess
@@ -32,12 +31,13 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
-import pytest
 
 from qrlogin import device as dv
 from qrlogin import homeserver as hsm
 from qrlogin.homeserver.rendezvous import install_rendezvous
 from qrlogin.http import HttpRequest, HttpResponse
+
+from .peers import npm_package_problem, require_peer
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_PROJECT = ROOT / "interop" / "node"
@@ -54,23 +54,11 @@ EVENT_TIMEOUT_S = 30.0
 
 
 def js_sdk_problem() -> str | None:
-    if shutil.which("node") is None:
-        return "node is not installed"
-    if not JS_SDK_PACKAGE.exists():
-        return "interop/node/node_modules has no matrix-js-sdk: run scripts/peers.d/node-wasm.sh"
-    version = json.loads(JS_SDK_PACKAGE.read_text(encoding="utf-8"))["version"]
-    if version != PINNED_VERSION:
-        return f"matrix-js-sdk {version} is installed, the tests pin {PINNED_VERSION}"
-    return None
+    return npm_package_problem(JS_SDK_PACKAGE, "matrix-js-sdk", PINNED_VERSION)
 
 
 def require_js_sdk() -> None:
-    problem = js_sdk_problem()
-    if problem is None:
-        return
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"the matrix-js-sdk interop peer is required in CI: {problem}")
-    pytest.skip(problem)
+    require_peer(js_sdk_problem(), "matrix-js-sdk interop peer")
 
 
 _START_MONOTONIC = time.monotonic()

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import pytest
+from .peers import npm_package_problem, require_peer
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_PROJECT = ROOT / "interop" / "node"
@@ -32,23 +32,11 @@ class PeerError(Exception):
 
 def node_problem() -> str | None:
     """Why the node peer cannot run here, or ``None`` if it can."""
-    if shutil.which("node") is None:
-        return "node is not installed"
-    if not WASM_PACKAGE.exists():
-        return "interop/node/node_modules is missing: run scripts/peers.d/node-wasm.sh"
-    version = json.loads(WASM_PACKAGE.read_text(encoding="utf-8"))["version"]
-    if version != PINNED_VERSION:
-        return f"matrix-sdk-crypto-wasm {version} is installed, the tests pin {PINNED_VERSION}"
-    return None
+    return npm_package_problem(WASM_PACKAGE, "matrix-sdk-crypto-wasm", PINNED_VERSION)
 
 
 def require_node_peer() -> None:
-    problem = node_problem()
-    if problem is None:
-        return
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"the ECIES interop peer is required in CI: {problem}")
-    pytest.skip(problem)
+    require_peer(node_problem(), "ECIES interop peer")
 
 
 class NodeEciesPeer:

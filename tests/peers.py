@@ -9,7 +9,9 @@ the test run. When Synapse is not installed the tests are skipped locally but fa
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -53,17 +55,34 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=10)
 
 
+def require_peer(problem: str | None, peer: str) -> None:
+    """The one rule for every real peer: a missing one fails the test under ``CI=true`` and skips it elsewhere."""
+    if problem is None:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"the {peer} is required in CI: {problem}")
+    pytest.skip(problem)
+
+
+def npm_package_problem(package_json: Path, name: str, pinned: str) -> str | None:
+    """Why the pinned npm package ``name`` cannot run here (no node, not installed, other version), or ``None``."""
+    if shutil.which("node") is None:
+        return "node is not installed"
+    if not package_json.exists():
+        return f"interop/node/node_modules has no {name}: run scripts/peers.d/node-wasm.sh"
+    version = json.loads(package_json.read_text(encoding="utf-8"))["version"]
+    if version != pinned:
+        return f"{name} {version} is installed, the tests pin {pinned}"
+    return None
+
+
 def synapse_available() -> bool:
     return SYNAPSE_PYTHON.exists()
 
 
 def require_synapse() -> None:
-    if synapse_available():
-        return
-    message = "Synapse is not installed (run scripts/peers.d/synapse.sh)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    problem = None if synapse_available() else "Synapse is not installed (run scripts/peers.d/synapse.sh)"
+    require_peer(problem, "Synapse rendezvous peer")
 
 
 SYNAPSE_CONFIG = """\
