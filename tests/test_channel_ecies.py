@@ -220,24 +220,25 @@ def test_states_are_frozen_slotted_kw_only() -> None:
         assert all(f.kw_only for f in dataclasses.fields(cls))
 
 
-def test_hot_path_builders_make_what_init_makes() -> None:
-    g, _ = established()
+def test_per_message_values_are_what_init_makes() -> None:
+    """_seal and _open build their state and effect without calling the class; the values must not differ."""
+    g, s = established()
+    s_next, (sent,) = ecies.transition(s, SealRequested(plaintext=b"hello"))
+    g_next, (delivered,) = ecies.transition(g, PayloadReceived(payload=payload_of((sent,))))
     built: list[tuple[Any, Any]] = [
-        (
-            ecies._established(g.keys, 7, 9, "last"),
-            ecies.Established(keys=g.keys, send_counter=7, recv_counter=9, last_sent="last"),
-        ),
-        (ecies._send_payload("abc"), SendPayload(payload="abc")),
-        (ecies._deliver_payload(b"xyz"), DeliverPayload(plaintext=b"xyz")),
+        (s_next, ecies.Established(keys=s.keys, send_counter=2, recv_counter=1, last_sent=sent.payload)),
+        (g_next, ecies.Established(keys=g.keys, send_counter=1, recv_counter=2, last_sent=g.last_sent)),
+        (sent, SendPayload(payload=sent.payload)),
+        (delivered, DeliverPayload(plaintext=b"hello")),
     ]
     for fast, slow in built:
         assert type(fast) is type(slow) and fast == slow and repr(fast) == repr(slow)
         for f in dataclasses.fields(fast):
-            assert getattr(fast, f.name) is getattr(slow, f.name)
+            assert getattr(fast, f.name) == getattr(slow, f.name)
             with pytest.raises(dataclasses.FrozenInstanceError):
                 setattr(fast, f.name, None)
-    with pytest.raises(AttributeError):
-        ecies._established(g.keys, 1, 1, "x").__dict__  # noqa: B018 -- slots, no instance dict
+        with pytest.raises(AttributeError):
+            fast.__dict__  # noqa: B018 -- slots, no instance dict
 
 
 # -- Handshake, check code ---------------------------------------------------------------------------------------

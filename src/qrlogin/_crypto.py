@@ -136,21 +136,24 @@ class AeadKey:
 
     def seal(self, nonce: bytes, plaintext: bytes, aad: bytes = b"") -> bytes:
         """Ciphertext || 16-byte tag."""
-        if len(nonce) != AEAD_NONCE_LENGTH:
-            raise LocalProtocolError(f"a ChaCha20-Poly1305 nonce is {AEAD_NONCE_LENGTH} bytes, got {len(nonce)}")
-        # ``None`` and ``b""`` are the same empty AAD to the cipher; ``cryptography`` takes a cheaper path for ``None``.
-        return self._aead.encrypt(nonce, plaintext, aad or None)
+        # The cipher checks the nonce length itself; translating its refusal, rather than checking first, keeps the
+        # per-message path to one call. ``None`` and ``b""`` are the same empty AAD, and ``None`` is cheaper.
+        try:
+            return self._aead.encrypt(nonce, plaintext, aad or None)
+        except ValueError:
+            raise _refused(nonce) from None
 
     def open(self, nonce: bytes, ciphertext: bytes, aad: bytes = b"") -> bytes:
         """The plaintext, or :class:`AuthenticationError` if the tag does not verify."""
-        if len(nonce) != AEAD_NONCE_LENGTH:
-            raise LocalProtocolError(f"a ChaCha20-Poly1305 nonce is {AEAD_NONCE_LENGTH} bytes, got {len(nonce)}")
-        if len(ciphertext) < AEAD_TAG_LENGTH:
-            raise AuthenticationError("ciphertext is shorter than the authentication tag")
         try:
             return self._aead.decrypt(nonce, ciphertext, aad or None)
-        except InvalidTag:
-            raise AuthenticationError("ciphertext did not authenticate") from None
+        except InvalidTag:  # the cipher raises this for a ciphertext shorter than its tag, too
+            short = len(ciphertext) < AEAD_TAG_LENGTH
+            raise AuthenticationError(
+                "ciphertext is shorter than the authentication tag" if short else "ciphertext did not authenticate"
+            ) from None
+        except ValueError:
+            raise _refused(nonce) from None
 
     def __repr__(self) -> str:
         return "AeadKey(<redacted>)"
@@ -161,6 +164,13 @@ class AeadKey:
         return hmac.compare_digest(self._key, other._key)
 
     __hash__ = None  # type: ignore[assignment]
+
+
+def _refused(nonce: bytes) -> LocalProtocolError:
+    """What a ``ValueError`` from ChaCha20-Poly1305 meant: a nonce of the wrong length, or an input over its limit."""
+    if len(nonce) != AEAD_NONCE_LENGTH:
+        return LocalProtocolError(f"a ChaCha20-Poly1305 nonce is {AEAD_NONCE_LENGTH} bytes, got {len(nonce)}")
+    return LocalProtocolError("ChaCha20-Poly1305 refused an input larger than it can process")
 
 
 class X25519Secret:

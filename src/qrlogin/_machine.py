@@ -17,7 +17,9 @@ values through. Because it replaces its state on every call and exposes no way t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+import inspect
+from collections.abc import Callable, Mapping
 from typing import Generic, Protocol, TypeVar
 
 from .errors import LocalProtocolError
@@ -80,3 +82,66 @@ class Driver(Generic[StateT, EventT, EffectT]):
 
     def __repr__(self) -> str:
         return f"Driver({self._state!r})"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Cheaper construction for the values built on every message.
+
+ClassT = TypeVar("ClassT", bound=type)
+
+#: Every class :func:`slot_init` has decorated, with the ``__init__`` dataclasses generated for it (the tests build
+#: each class both ways and compare).
+SLOT_INIT_ORIGINALS: dict[type, Callable[..., None]] = {}
+
+
+def slot_init(cls: ClassT) -> ClassT:
+    """Give a frozen, slotted dataclass an ``__init__`` that fills each slot through its member descriptor.
+
+    The ``__init__`` that :func:`dataclasses.dataclass` generates for a frozen class stores every field with
+    ``object.__setattr__(self, name, value)``, which looks the name up on the type again for each field; on the
+    channel's per-message path (one event, one state and one effect per payload) that costs about as much as the
+    ChaCha20-Poly1305 call. The replacement has the same signature, defaults and annotations, calls
+    ``__post_init__`` as before, and stores the same values through the slot descriptors directly, so instances are
+    identical, compare equal and stay frozen (``tests/test_machine.py`` checks this for every decorated class).
+
+    Only what the hot classes use is supported: no ``default_factory``, no ``InitVar``; anything else is refused when
+    the class is defined, never silently mishandled.
+    """
+    params = getattr(cls, "__dataclass_params__", None)
+    if params is None or not params.frozen or "__slots__" not in cls.__dict__:
+        raise TypeError(f"slot_init needs a frozen dataclass with slots, not {cls.__name__}")
+    original = cls.__dict__["__init__"]
+    fields = dataclasses.fields(cls)
+    namespace: dict[str, object] = {}
+    arguments: list[str] = []
+    for name, parameter in list(inspect.signature(original).parameters.items())[1:]:
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY and "*" not in arguments:
+            arguments.append("*")
+        if parameter.default is inspect.Parameter.empty:
+            arguments.append(name)
+        else:
+            namespace[f"_default_{name}"] = parameter.default
+            arguments.append(f"{name}=_default_{name}")
+    if len(arguments) - ("*" in arguments) != sum(field.init for field in fields):
+        raise TypeError(f"slot_init does not support InitVar ({cls.__name__})")
+    body: list[str] = []
+    for field in fields:
+        if field.default_factory is not dataclasses.MISSING:
+            raise TypeError(f"slot_init does not support default_factory ({cls.__name__}.{field.name})")
+        namespace[f"_set_{field.name}"] = cls.__dict__[field.name].__set__
+        if field.init:
+            body.append(f"    _set_{field.name}(self, {field.name})")
+        elif field.default is not dataclasses.MISSING:
+            namespace[f"_default_{field.name}"] = field.default
+            body.append(f"    _set_{field.name}(self, _default_{field.name})")
+    if hasattr(cls, "__post_init__"):
+        body.append("    self.__post_init__()")
+    source = f"def __init__(self, {', '.join(arguments)}) -> None:\n" + ("\n".join(body) or "    pass") + "\n"
+    exec(source, namespace)  # noqa: S102 -- built above from the dataclass's own field names, nothing else
+    generated = namespace["__init__"]
+    generated.__qualname__ = f"{cls.__qualname__}.__init__"  # type: ignore[attr-defined]
+    generated.__annotations__ = dict(original.__annotations__)
+    generated.__doc__ = original.__doc__
+    type.__setattr__(cls, "__init__", generated)
+    SLOT_INIT_ORIGINALS[cls] = original
+    return cls

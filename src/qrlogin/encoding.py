@@ -6,7 +6,7 @@ the network, so this module accepts exactly one spelling of each byte string:
 
 * the standard alphabet ``A-Z a-z 0-9 + /`` only (no ``-``/``_``, no whitespace, no ``=`` except as final padding);
 * a length that is not 1 modulo 4 once padding is removed;
-* canonical trailing bits (the unused low bits of the last character are zero), checked by re-encoding;
+* canonical trailing bits (the unused low bits of the last character are zero);
 * padding under an explicit policy: ``"forbid"`` (the protocol's own encoders never pad), ``"allow"`` (vodozemac
   decodes padded or unpadded input, so interop with deployed peers needs this) or ``"require"``.
 
@@ -26,6 +26,10 @@ PaddingPolicy = Literal["forbid", "allow", "require"]
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _UNPADDED = re.compile(r"[A-Za-z0-9+/]*")
 _SEXTETS = {character: value for value, character in enumerate(_ALPHABET)}
+#: By the unpadded length modulo 4: the padding binascii needs, and the low bits of the last character that carry
+#: no data (a remainder of 1 is an impossible length and never looked up).
+_PADDING_FOR = ("", "", "==", "=")
+_UNUSED_BITS = (0, 0, 0x0F, 0x03)
 
 
 def b64encode(data: bytes) -> str:
@@ -45,29 +49,29 @@ def b64decode(text: str | bytes, *, padding: PaddingPolicy = "forbid", max_lengt
             raise Base64DecodeError("base64 text contains non-ASCII bytes") from None
     if max_length is not None and len(text) > max_length:
         raise Base64DecodeError(f"base64 text is longer than {max_length} characters")
-    body = text.rstrip("=")
-    pad = len(text) - len(body)
-    if pad:
+    if text[-1:] == "=":
+        body = text.rstrip("=")
         if padding == "forbid":
             raise Base64DecodeError("base64 padding is not allowed here")
-        if pad > 2 or len(text) % 4 != 0:
+        if len(text) - len(body) > 2 or len(text) % 4 != 0:
             raise Base64DecodeError("base64 padding is malformed")
-    elif padding == "require" and len(body) % 4 != 0:
-        raise Base64DecodeError("base64 padding is required here")
+    else:  # unpadded: what every encoder in the protocols emits, so this branch is the one each payload takes
+        body = text
+        if padding == "require" and len(body) % 4 != 0:
+            raise Base64DecodeError("base64 padding is required here")
     remainder = len(body) % 4
-    data: bytes | None = None
     if remainder != 1:
-        try:  # the fast path: binascii's strict mode refuses everything outside the alphabet
-            data = binascii.a2b_base64(body + "=" * (-len(body) % 4), strict_mode=True)
+        try:  # binascii's strict mode refuses everything outside the alphabet, including misplaced padding
+            data = binascii.a2b_base64(body + _PADDING_FOR[remainder], strict_mode=True)
         except ValueError:  # binascii.Error, or a non-ASCII str
-            data = None
-    if data is None:
-        if _UNPADDED.fullmatch(body) is None:
-            raise Base64DecodeError("base64 text contains characters outside the standard alphabet")
-        if remainder == 1:
-            raise Base64DecodeError("base64 text has an impossible length")
-        raise Base64DecodeError("base64 text is malformed")  # unreachable after the checks above
-    # Canonical form: the bits of the last character that carry no data must be zero (RFC 4648 §3.5).
-    if remainder and _SEXTETS[body[-1]] & (0x0F if remainder == 2 else 0x03):
-        raise Base64DecodeError("base64 text is not canonical (non-zero trailing bits)")
-    return data
+            pass
+        else:
+            # Canonical form: the bits of the last character that carry no data must be zero (RFC 4648 §3.5).
+            if remainder and _SEXTETS[body[-1]] & _UNUSED_BITS[remainder]:
+                raise Base64DecodeError("base64 text is not canonical (non-zero trailing bits)")
+            return data
+    if _UNPADDED.fullmatch(body) is None:
+        raise Base64DecodeError("base64 text contains characters outside the standard alphabet")
+    if remainder == 1:
+        raise Base64DecodeError("base64 text has an impossible length")
+    raise Base64DecodeError("base64 text is malformed")  # unreachable after the checks above

@@ -36,7 +36,7 @@ import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from .._machine import LegalMoves
+from .._machine import LegalMoves, slot_init
 from .._secret import Secret
 
 #: The rendezvous servers' payload limit (MSC4108 "Maximum payload size", MSC4388); checked before any parsing.
@@ -92,6 +92,7 @@ class FailureReason(enum.Enum):
 # Events: what happened (past tense).
 
 
+@slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InitiateRequested:
     """S's caller is ready to write ``LoginInitiate`` (for HPKE: after a GET that returned ``sequence_token``)."""
@@ -99,6 +100,7 @@ class InitiateRequested:
     sequence_token: str | None = None
 
 
+@slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PayloadReceived:
     """A payload arrived from the rendezvous. Untrusted: anything wrong with it is a typed terminal failure.
@@ -113,6 +115,7 @@ class PayloadReceived:
     reply_sequence_token: str | None = None
 
 
+@slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SealRequested:
     """The caller wants ``plaintext`` sent over an established channel."""
@@ -121,6 +124,7 @@ class SealRequested:
     sequence_token: str | None = None
 
 
+@slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CheckCodeEntered:
     """The user typed ``code`` on G. Exactly one is accepted per channel."""
@@ -128,6 +132,7 @@ class CheckCodeEntered:
     code: str = field(repr=False)
 
 
+@slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RetryRequested:
     """The last write was lost; re-emit its exact bytes (never re-seal)."""
@@ -140,6 +145,7 @@ ChannelEvent = InitiateRequested | PayloadReceived | SealRequested | CheckCodeEn
 # Effects: what the caller must do (imperative).
 
 
+@slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SendPayload:
     """Write ``payload`` to the rendezvous. Retries must send these same characters."""
@@ -147,6 +153,7 @@ class SendPayload:
     payload: str
 
 
+@slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DeliverPayload:
     """An authenticated application payload for the layer above."""
@@ -154,6 +161,7 @@ class DeliverPayload:
     plaintext: bytes = field(repr=False)
 
 
+@slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ShowCheckCode:
     """S: display this two-digit code for the user to type on G."""
@@ -161,11 +169,13 @@ class ShowCheckCode:
     code: str = field(repr=False)
 
 
+@slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PromptForCheckCode:
     """G: ask the user for the code S shows, then feed :class:`CheckCodeEntered`."""
 
 
+@slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReportEstablished:
     """The channel is trusted by this side from now on."""
@@ -173,6 +183,7 @@ class ReportEstablished:
     role: Role
 
 
+@slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReportFailure:
     """The channel failed for good; the layer above tells the peer if it can and deletes the rendezvous."""
@@ -187,6 +198,7 @@ ChannelEffect = SendPayload | DeliverPayload | ShowCheckCode | PromptForCheckCod
 # The terminal failure state, shared by every generation's legal-moves table (it accepts no event).
 
 
+@slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Failed:
     """Terminal. ``detail`` names what was wrong, never the bytes that were."""

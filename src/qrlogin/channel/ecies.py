@@ -52,7 +52,7 @@ from .._crypto import (
     hkdf_expand,
     hkdf_extract,
 )
-from .._machine import LegalMoves, require_legal
+from .._machine import LegalMoves, require_legal, slot_init
 from .._secret import Secret
 from ..encoding import PaddingPolicy, b64decode, b64encode
 from ..errors import (
@@ -140,6 +140,7 @@ _PARAMETERS: Final = {
 # States
 
 
+@slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EciesKeys:
     """What both sides hold once the keys are derived; shared, unchanged, by every later state of one channel."""
@@ -181,6 +182,7 @@ class _KeyedState:
         return self.keys.peer_public_key
 
 
+@slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AwaitingInitiate:
     """G: the QR code is shown; waiting for S's ``LoginInitiateMessage``."""
@@ -193,6 +195,7 @@ class AwaitingInitiate:
         return self.secret.public_key
 
 
+@slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AwaitingCheckCode(_KeyedState):
     """G: ``LoginOk`` is sent; waiting for the user's one attempt at the code S shows."""
@@ -202,6 +205,7 @@ class AwaitingCheckCode(_KeyedState):
     pending: str | None = None
 
 
+@slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReadyToInitiate:
     """S: the QR code is scanned; waiting for the caller to ask for ``LoginInitiateMessage``."""
@@ -215,6 +219,7 @@ class ReadyToInitiate:
         return self.secret.public_key
 
 
+@slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AwaitingLoginOk(_KeyedState):
     """S: ``LoginInitiateMessage`` is sent; waiting for G's ``LoginOkMessage``."""
@@ -223,6 +228,7 @@ class AwaitingLoginOk(_KeyedState):
     last_sent: str
 
 
+@slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Established(_KeyedState):
     """Either role, trusted: seals with ``send_counter``, opens with ``recv_counter``."""
@@ -233,10 +239,11 @@ class Established(_KeyedState):
     last_sent: str
 
 
-# One Established state and one effect are built per message, and the generated keyword ``__init__`` of a frozen
-# dataclass (keyword parsing, then one ``object.__setattr__`` per field) costs more than the ChaCha20-Poly1305 call.
-# These builders fill the same slots through their member descriptors instead: the value is identical to, and
-# compares equal with, the one ``__init__`` makes, and stays just as frozen (tests/test_channel_ecies.py checks both).
+# Every message builds one Established state and one effect. Even with ``slot_init``, calling a class costs more
+# than the ChaCha20-Poly1305 call (CPython 3.11 packs the keywords into a dict for ``__init__``), so _seal and _open
+# build those two values the way that ``__init__`` does, without the call: ``object.__new__`` and one member-descriptor
+# store per field. The values are identical to, compare equal with, and are as frozen as what ``__init__`` makes
+# (tests/test_channel_ecies.py checks all three); the checks below fail the import if a field is ever added.
 _new: Final = object.__new__
 _SET_KEYS, _SET_SEND_COUNTER, _SET_RECV_COUNTER, _SET_LAST_SENT = (
     Established.__dict__[name].__set__ for name in ("keys", "send_counter", "recv_counter", "last_sent")
@@ -244,39 +251,15 @@ _SET_KEYS, _SET_SEND_COUNTER, _SET_RECV_COUNTER, _SET_LAST_SENT = (
 _SET_PAYLOAD: Final = SendPayload.__dict__["payload"].__set__
 _SET_PLAINTEXT: Final = DeliverPayload.__dict__["plaintext"].__set__
 if [f.name for f in fields(Established)] != ["keys", "send_counter", "recv_counter", "last_sent"]:
-    raise AssertionError("_established() must set every field of Established")
+    raise AssertionError("_seal() and _open() must set every field of Established")
 if [f.name for f in fields(SendPayload)] != ["payload"] or [f.name for f in fields(DeliverPayload)] != ["plaintext"]:
-    raise AssertionError("_send_payload()/_deliver_payload() must set every field of their effect")
+    raise AssertionError("_seal() and _open() must set every field of their effect")
 
 
 # Effects that carry no per-channel data are values like any other: one instance serves every channel.
 _PROMPT_FOR_CHECK_CODE: Final = PromptForCheckCode()
 _REPORT_ESTABLISHED_G: Final = ReportEstablished(role=Role.G)
 _REPORT_ESTABLISHED_S: Final = ReportEstablished(role=Role.S)
-
-
-def _established(keys: EciesKeys, send_counter: int, recv_counter: int, last_sent: str) -> Established:
-    """``Established(keys=keys, send_counter=..., recv_counter=..., last_sent=...)``, built without ``__init__``."""
-    state: Established = _new(Established)
-    _SET_KEYS(state, keys)
-    _SET_SEND_COUNTER(state, send_counter)
-    _SET_RECV_COUNTER(state, recv_counter)
-    _SET_LAST_SENT(state, last_sent)
-    return state
-
-
-def _send_payload(payload: str) -> SendPayload:
-    """``SendPayload(payload=payload)``, built without ``__init__``."""
-    effect: SendPayload = _new(SendPayload)
-    _SET_PAYLOAD(effect, payload)
-    return effect
-
-
-def _deliver_payload(plaintext: bytes) -> DeliverPayload:
-    """``DeliverPayload(plaintext=plaintext)``, built without ``__init__``."""
-    effect: DeliverPayload = _new(DeliverPayload)
-    _SET_PLAINTEXT(effect, plaintext)
-    return effect
 
 
 EciesState = AwaitingInitiate | AwaitingCheckCode | ReadyToInitiate | AwaitingLoginOk | Established | Failed
@@ -357,10 +340,11 @@ def transition(
     Raises :class:`~qrlogin.errors.LocalProtocolError` (before anything changes) for an event the state does not
     accept or a misuse such as an oversized plaintext. Never raises for anything that came from the network.
     """
-    handler = _DISPATCH.get(type(state), _NO_MOVES).get(type(event))
-    if handler is None:
+    try:
+        handler = _DISPATCH[type(state)][type(event)]
+    except KeyError:
         require_legal(LEGAL_MOVES, state, event)  # raises, naming what was wrong
-        raise AssertionError("unreachable: _DISPATCH is LEGAL_MOVES with handlers")
+        raise AssertionError("unreachable: _DISPATCH is LEGAL_MOVES with handlers") from None
     return handler(state, event)
 
 
@@ -388,7 +372,7 @@ def _initiate(state: ReadyToInitiate, event: InitiateRequested) -> tuple[EciesSt
         return fail(state.profile, Role.S, FailureReason.NON_CONTRIBUTORY_KEY, "G's public key is a low-order point")
     keys = _keys(state.profile, Role.S, own, peer, shared)
     message = f"{b64encode(keys.sender.seal(_NONCE_0, LOGIN_INITIATE))}|{b64encode(own)}"
-    return AwaitingLoginOk(keys=keys, last_sent=message), (_send_payload(message),)
+    return AwaitingLoginOk(keys=keys, last_sent=message), (SendPayload(payload=message),)
 
 
 def _receive_initiate(state: AwaitingInitiate, event: PayloadReceived) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
@@ -421,7 +405,7 @@ def _receive_initiate(state: AwaitingInitiate, event: PayloadReceived) -> tuple[
     if not hmac.compare_digest(plaintext, LOGIN_INITIATE):
         return fail(profile, role, FailureReason.UNEXPECTED_PLAINTEXT, "LoginInitiateMessage has the wrong content")
     reply = b64encode(keys.sender.seal(_NONCE_0, LOGIN_OK))
-    return AwaitingCheckCode(keys=keys, last_sent=reply), (_send_payload(reply), _PROMPT_FOR_CHECK_CODE)
+    return AwaitingCheckCode(keys=keys, last_sent=reply), (SendPayload(payload=reply), _PROMPT_FOR_CHECK_CODE)
 
 
 def _receive_login_ok(state: AwaitingLoginOk, event: PayloadReceived) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
@@ -475,11 +459,17 @@ def _seal(state: Established, event: SealRequested) -> tuple[EciesState, tuple[C
     counter = state.send_counter
     if counter >= COUNTER_LIMIT:
         return fail(state.profile, state.role, FailureReason.COUNTER_EXHAUSTED, "the send counter is exhausted")
-    payload = b64encode(state.keys.sender.seal(counter.to_bytes(12, "little"), plaintext))
-    return (
-        _established(state.keys, counter + 1, state.recv_counter, payload),
-        (_send_payload(payload),),
-    )
+    keys = state.keys
+    payload = b64encode(keys.sender.seal(counter.to_bytes(12, "little"), plaintext))
+    # Established(keys=keys, send_counter=counter + 1, recv_counter=..., last_sent=payload), SendPayload(payload=...)
+    following: Established = _new(Established)
+    _SET_KEYS(following, keys)
+    _SET_SEND_COUNTER(following, counter + 1)
+    _SET_RECV_COUNTER(following, state.recv_counter)
+    _SET_LAST_SENT(following, payload)
+    effect: SendPayload = _new(SendPayload)
+    _SET_PAYLOAD(effect, payload)
+    return following, (effect,)
 
 
 def _open(state: Established, event: PayloadReceived) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
@@ -498,10 +488,15 @@ def _open(state: Established, event: PayloadReceived) -> tuple[EciesState, tuple
         plaintext = keys.receiver.open(counter.to_bytes(12, "little"), ciphertext)
     except AuthenticationError:
         return fail(keys.profile, keys.role, FailureReason.AUTHENTICATION_FAILED, "payload did not authenticate")
-    return (
-        _established(keys, state.send_counter, counter + 1, state.last_sent),
-        (_deliver_payload(plaintext),),
-    )
+    # Established(keys=keys, send_counter=..., recv_counter=counter + 1, last_sent=...), DeliverPayload(plaintext=...)
+    following: Established = _new(Established)
+    _SET_KEYS(following, keys)
+    _SET_SEND_COUNTER(following, state.send_counter)
+    _SET_RECV_COUNTER(following, counter + 1)
+    _SET_LAST_SENT(following, state.last_sent)
+    effect: DeliverPayload = _new(DeliverPayload)
+    _SET_PLAINTEXT(effect, plaintext)
+    return following, (effect,)
 
 
 def _retry(
@@ -533,7 +528,6 @@ if set(_HANDLERS) != {(state, event) for state, events in LEGAL_MOVES.items() fo
 _DISPATCH: Final[Mapping[type, Mapping[type, _Handler]]] = {
     state: {event: _HANDLERS[state, event] for event in events} for state, events in LEGAL_MOVES.items()
 }
-_NO_MOVES: Final[Mapping[type, _Handler]] = {}
 
 
 def check_code(state: EciesState) -> str:
