@@ -225,6 +225,7 @@ def test_per_message_values_are_what_init_makes() -> None:
     g, s = established()
     s_next, (sent,) = ecies.transition(s, SealRequested(plaintext=b"hello"))
     g_next, (delivered,) = ecies.transition(g, PayloadReceived(payload=payload_of((sent,))))
+    assert isinstance(sent, SendPayload) and isinstance(delivered, DeliverPayload)
     built: list[tuple[Any, Any]] = [
         (s_next, ecies.Established(keys=s.keys, send_counter=2, recv_counter=1, last_sent=sent.payload)),
         (g_next, ecies.Established(keys=g.keys, send_counter=1, recv_counter=2, last_sent=g.last_sent)),

@@ -37,10 +37,13 @@ AEAD_TAG_LENGTH = 16
 
 HashName = Literal["sha256", "sha512"]
 
-_HASHES: dict[HashName, type[hashes.SHA256] | type[hashes.SHA512]] = {
-    "sha256": hashes.SHA256,
-    "sha512": hashes.SHA512,
+# Hash algorithm objects carry no state (they only name an algorithm), so one instance of each serves every call.
+_HASHES: dict[HashName, hashes.SHA256 | hashes.SHA512] = {
+    "sha256": hashes.SHA256(),
+    "sha512": hashes.SHA512(),
 }
+#: RFC 5869 §2.3: HKDF-Expand yields at most 255 * HashLen bytes.
+_MAX_OKM_LENGTH: dict[HashName, int] = {name: 255 * algorithm.digest_size for name, algorithm in _HASHES.items()}
 
 
 def x25519_public_key(private_key: bytes) -> bytes:
@@ -69,18 +72,19 @@ def _private(private_key: bytes) -> X25519PrivateKey:
 def hkdf(hash_name: HashName, ikm: bytes, *, salt: bytes | None, info: bytes, length: int) -> bytes:
     """RFC 5869 HKDF. ``salt=None`` means "not provided", i.e. HashLen zero bytes."""
     _check_okm_length(hash_name, length)
-    return HKDF(algorithm=_HASHES[hash_name](), length=length, salt=salt, info=info).derive(ikm)
+    return HKDF(algorithm=_HASHES[hash_name], length=length, salt=salt, info=info).derive(ikm)
 
 
 def hkdf_extract(hash_name: HashName, *, salt: bytes, ikm: bytes) -> bytes:
     """RFC 5869 HKDF-Extract: ``HMAC-Hash(salt, ikm)``; an empty salt means HashLen zero bytes."""
-    return HKDF.extract(_HASHES[hash_name](), salt or None, ikm)
+    return HKDF.extract(_HASHES[hash_name], salt or None, ikm)
 
 
 def hkdf_expand(hash_name: HashName, *, prk: bytes, info: bytes, length: int) -> bytes:
     """RFC 5869 HKDF-Expand."""
-    _check_okm_length(hash_name, length)
-    return HKDFExpand(algorithm=_HASHES[hash_name](), length=length, info=info).derive(prk)
+    if not 0 < length <= _MAX_OKM_LENGTH[hash_name]:
+        _check_okm_length(hash_name, length)  # raises, naming the limit
+    return HKDFExpand(_HASHES[hash_name], length, info).derive(prk)
 
 
 def hmac_sha256(key: bytes, message: bytes) -> bytes:
@@ -90,7 +94,7 @@ def hmac_sha256(key: bytes, message: bytes) -> bytes:
 
 
 def _check_okm_length(hash_name: HashName, length: int) -> None:
-    limit = 255 * _HASHES[hash_name].digest_size
+    limit = _MAX_OKM_LENGTH[hash_name]
     if not 0 < length <= limit:
         raise LocalProtocolError(f"HKDF-{hash_name.upper()} output length must be 1..{limit}, got {length}")
 
