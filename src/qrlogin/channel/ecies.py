@@ -324,10 +324,6 @@ def derive_keys(profile: Profile, shared_secret: bytes, gp: bytes, sp: bytes) ->
     return enc_s, enc_g, check
 
 
-def _decode(profile: Profile, text: str) -> bytes:
-    return b64decode(text, padding=_PARAMETERS[profile].padding)
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Transition
 
@@ -384,8 +380,9 @@ def _receive_initiate(state: AwaitingInitiate, event: PayloadReceived) -> tuple[
     if not separator:
         return fail(profile, role, FailureReason.MALFORMED_PAYLOAD, "LoginInitiateMessage has no '|' separator")
     try:
-        ciphertext = _decode(profile, ciphertext_text)
-        peer = _decode(profile, key_text)
+        padding = _PARAMETERS[profile].padding
+        ciphertext = b64decode(ciphertext_text, padding=padding)
+        peer = b64decode(key_text, padding=padding)
     except Base64DecodeError:
         return fail(profile, role, FailureReason.MALFORMED_PAYLOAD, "LoginInitiateMessage is not valid base64")
     if len(peer) != X25519_KEY_LENGTH:
