@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import qrlogin.channel.ecies  # noqa: F401 -- registers its classes with slot_init
-from qrlogin._machine import SLOT_INIT_ORIGINALS, slot_init
+from qrlogin._machine import SLOT_INIT_ORIGINALS, slot_init, slot_setters
 
 
 def test_every_hot_class_is_registered() -> None:
@@ -85,3 +85,22 @@ def test_refuses_what_it_cannot_build_faithfully() -> None:
 
             def __post_init__(self, scale: int) -> None:
                 pass
+
+
+def test_slot_setters_must_name_every_field() -> None:
+    @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+    class Pair:
+        left: int
+        right: int
+
+    set_right, set_left = slot_setters(Pair, "right", "left")
+    pair: Any = object.__new__(Pair)
+    set_left(pair, 1)
+    set_right(pair, 2)
+    assert pair == Pair(left=1, right=2)
+    with pytest.raises(TypeError, match="every field once: left, right"):
+        slot_setters(Pair, "left")
+    with pytest.raises(TypeError, match="every field once"):
+        slot_setters(Pair, "left", "right", "right")
+    with pytest.raises(TypeError, match="frozen dataclass with slots"):
+        slot_setters(dataclasses.make_dataclass("Loose", ["value"]), "value")

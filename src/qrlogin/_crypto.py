@@ -82,8 +82,7 @@ def hkdf_extract(hash_name: HashName, *, salt: bytes, ikm: bytes) -> bytes:
 
 def hkdf_expand(hash_name: HashName, *, prk: bytes, info: bytes, length: int) -> bytes:
     """RFC 5869 HKDF-Expand."""
-    if not 0 < length <= _MAX_OKM_LENGTH[hash_name]:
-        _check_okm_length(hash_name, length)  # raises, naming the limit
+    _check_okm_length(hash_name, length)
     return HKDFExpand(_HASHES[hash_name], length, info).derive(prk)
 
 

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from . import _crypto
+from ._machine import slot_setters
 from ._secret import Secret
 from .errors import LocalProtocolError
 
@@ -78,9 +79,6 @@ N_H = 32  # HKDF-SHA256 Nh
 _VERSION_LABEL = b"HPKE-v1"
 _KEM_SUITE_ID = b"KEM" + KEM_ID.to_bytes(2, "big")
 _ZERO_SALT = bytes(N_H)
-
-
-_set = object.__setattr__  # builds frozen values without going through __init__ (see Context._next)
 
 
 class MessageLimitReachedError(LocalProtocolError):
@@ -302,13 +300,13 @@ class Context:
     def _next(self) -> Context:
         # The context for seq + 1, built without __init__: every field but seq is this context's, already
         # validated, and seq + 1 <= max_seq because seal/open only get here while seq < max_seq.
-        following = object.__new__(Context)
-        _set(following, "aead", self.aead)
-        _set(following, "key", self.key)
-        _set(following, "base_nonce", self.base_nonce)
-        _set(following, "seq", self.seq + 1)
-        _set(following, "exporter_secret", self.exporter_secret)
-        _set(following, "_cipher", self._cipher)
+        following: Context = _NEW(Context)
+        _SET_AEAD(following, self.aead)
+        _SET_KEY(following, self.key)
+        _SET_BASE_NONCE(following, self.base_nonce)
+        _SET_SEQ(following, self.seq + 1)
+        _SET_EXPORTER_SECRET(following, self.exporter_secret)
+        _SET_CIPHER(following, self._cipher)
         return following
 
     def _check_usable(self) -> None:
@@ -350,6 +348,13 @@ class Context:
             info=exporter_context,
             length=length,
         )
+
+
+# Context._next runs for every message: it builds the following context without calling the class (see there).
+_NEW: Final = object.__new__
+_SET_AEAD, _SET_KEY, _SET_BASE_NONCE, _SET_SEQ, _SET_EXPORTER_SECRET, _SET_CIPHER = slot_setters(
+    Context, "aead", "key", "base_nonce", "seq", "exporter_secret", "_cipher"
+)
 
 
 def response_context(base: Context, *, label: bytes, enc: bytes, response_nonce: bytes) -> Context:

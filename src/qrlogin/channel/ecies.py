@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from .._crypto import (
@@ -52,7 +52,7 @@ from .._crypto import (
     hkdf_expand,
     hkdf_extract,
 )
-from .._machine import LegalMoves, require_legal, slot_init
+from .._machine import LegalMoves, require_legal, slot_init, slot_setters
 from .._secret import Secret
 from ..encoding import PaddingPolicy, b64decode, b64encode
 from ..errors import (
@@ -243,17 +243,13 @@ class Established(_KeyedState):
 # than the ChaCha20-Poly1305 call (CPython 3.11 packs the keywords into a dict for ``__init__``), so _seal and _open
 # build those two values the way that ``__init__`` does, without the call: ``object.__new__`` and one member-descriptor
 # store per field. The values are identical to, compare equal with, and are as frozen as what ``__init__`` makes
-# (tests/test_channel_ecies.py checks all three); the checks below fail the import if a field is ever added.
+# (tests/test_channel_ecies.py checks all three); slot_setters fails the import if a field is ever added.
 _new: Final = object.__new__
-_SET_KEYS, _SET_SEND_COUNTER, _SET_RECV_COUNTER, _SET_LAST_SENT = (
-    Established.__dict__[name].__set__ for name in ("keys", "send_counter", "recv_counter", "last_sent")
+_SET_KEYS, _SET_SEND_COUNTER, _SET_RECV_COUNTER, _SET_LAST_SENT = slot_setters(
+    Established, "keys", "send_counter", "recv_counter", "last_sent"
 )
-_SET_PAYLOAD: Final = SendPayload.__dict__["payload"].__set__
-_SET_PLAINTEXT: Final = DeliverPayload.__dict__["plaintext"].__set__
-if [f.name for f in fields(Established)] != ["keys", "send_counter", "recv_counter", "last_sent"]:
-    raise AssertionError("_seal() and _open() must set every field of Established")
-if [f.name for f in fields(SendPayload)] != ["payload"] or [f.name for f in fields(DeliverPayload)] != ["plaintext"]:
-    raise AssertionError("_seal() and _open() must set every field of their effect")
+(_SET_PAYLOAD,) = slot_setters(SendPayload, "payload")
+(_SET_PLAINTEXT,) = slot_setters(DeliverPayload, "plaintext")
 
 
 # Effects that carry no per-channel data are values like any other: one instance serves every channel.

@@ -64,7 +64,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .. import hpke
 from .._crypto import AEAD_TAG_LENGTH, X25519_KEY_LENGTH, X25519Secret
-from .._machine import LegalMoves, require_legal
+from .._machine import LegalMoves, require_legal, slot_setters
 from .._secret import Secret
 from ..encoding import PaddingPolicy, b64decode, b64encode
 from ..errors import AuthenticationError, Base64DecodeError, LocalProtocolError, NonContributoryKeyError
@@ -375,7 +375,6 @@ def start_s_from_qr(qr: _V3QrCode, secret: bytes, *, profile: Profile = Profile.
 # Transition
 
 _Result = tuple[HpkeState, tuple[ChannelEffect, ...]]
-_set = object.__setattr__
 
 
 def transition(state: HpkeState, event: ChannelEvent, *, now_ms: int = 0) -> _Result:
@@ -635,23 +634,40 @@ def _open(state: Established, event: PayloadReceived) -> _Result:
     )
 
 
+_NEW: Final = object.__new__
+(
+    _SET_PROFILE,
+    _SET_ROLE,
+    _SET_PUBLIC_KEY,
+    _SET_PEER_PUBLIC_KEY,
+    _SET_AAD_PREFIX,
+    _SET_SEND,
+    _SET_RECV,
+    _SET_CHECK_CODE,
+    _SET_LAST_SENT,
+) = slot_setters(
+    Established,
+    "profile", "role", "public_key", "peer_public_key", "aad_prefix", "send", "recv", "check_code", "last_sent",
+)  # fmt: skip
+
+
 def _established(state: Established, *, send: hpke.Context, recv: hpke.Context, last_sent: str) -> Established:
     """``state`` after one message: the same channel with the contexts (and last write) moved on.
 
-    Built without ``__init__`` (a frozen dataclass's costs about twice as much, and this runs for every message):
-    every field is copied from an already valid state or is a context the previous one produced.
-    ``tests/test_channel_hpke_fast_paths.py`` checks it sets every field.
+    Built without calling the class (a frozen dataclass's ``__init__`` costs about twice as much, and this runs for
+    every message): every field is copied from an already valid state or is a context the previous one produced.
+    ``tests/test_channel_hpke_fast_paths.py`` compares the result with an ``__init__``-built one.
     """
-    following = object.__new__(Established)
-    _set(following, "profile", state.profile)
-    _set(following, "role", state.role)
-    _set(following, "public_key", state.public_key)
-    _set(following, "peer_public_key", state.peer_public_key)
-    _set(following, "aad_prefix", state.aad_prefix)
-    _set(following, "send", send)
-    _set(following, "recv", recv)
-    _set(following, "check_code", state.check_code)
-    _set(following, "last_sent", last_sent)
+    following: Established = _NEW(Established)
+    _SET_PROFILE(following, state.profile)
+    _SET_ROLE(following, state.role)
+    _SET_PUBLIC_KEY(following, state.public_key)
+    _SET_PEER_PUBLIC_KEY(following, state.peer_public_key)
+    _SET_AAD_PREFIX(following, state.aad_prefix)
+    _SET_SEND(following, send)
+    _SET_RECV(following, recv)
+    _SET_CHECK_CODE(following, state.check_code)
+    _SET_LAST_SENT(following, last_sent)
     return following
 
 
