@@ -13,6 +13,12 @@ before anything changes), the state diagram in the docs, and the test that tries
 :class:`Driver` is the one mutable object: it holds the current state for callers who prefer an object to threading
 values through. Because it replaces its state on every call and exposes no way to go back, a state can never be
 "forked" to run the same transition twice, which is what would reuse a nonce (THREATS.md T1).
+
+A secure channel builds an event, a state and an effect for every message, and on CPython the generated
+``__init__`` of a frozen dataclass costs as much as the ChaCha20-Poly1305 call. :func:`slot_init` gives such a class
+an equivalent ``__init__`` that stores through the slot descriptors; :func:`slot_setters` hands those descriptors to
+the few per-message handlers that skip the class call altogether. Both keep the values frozen dataclasses, equal to
+what the dataclass ``__init__`` would build, and refuse at import time a class they could not build faithfully.
 """
 
 from __future__ import annotations
