@@ -113,11 +113,9 @@ def slot_init(cls: ClassT) -> ClassT:
     Only what the hot classes use is supported: no ``default_factory``, no ``InitVar``; anything else is refused when
     the class is defined, never silently mishandled.
     """
-    params = getattr(cls, "__dataclass_params__", None)
-    if params is None or not params.frozen or "__slots__" not in cls.__dict__:
-        raise TypeError(f"slot_init needs a frozen dataclass with slots, not {cls.__name__}")
+    fields = dataclasses.fields(cls) if dataclasses.is_dataclass(cls) else ()
+    setters = slot_setters(cls, *(field.name for field in fields))  # refuses anything not frozen and slotted
     original = cls.__dict__["__init__"]
-    fields = dataclasses.fields(cls)
     namespace: dict[str, object] = {}
     arguments: list[str] = []
     for name, parameter in list(inspect.signature(original).parameters.items())[1:]:
@@ -131,10 +129,10 @@ def slot_init(cls: ClassT) -> ClassT:
     if len(arguments) - ("*" in arguments) != sum(field.init for field in fields):
         raise TypeError(f"slot_init does not support InitVar ({cls.__name__})")
     body: list[str] = []
-    for field in fields:
+    for field, setter in zip(fields, setters, strict=True):
         if field.default_factory is not dataclasses.MISSING:
             raise TypeError(f"slot_init does not support default_factory ({cls.__name__}.{field.name})")
-        namespace[f"_set_{field.name}"] = cls.__dict__[field.name].__set__
+        namespace[f"_set_{field.name}"] = setter
         if field.init:
             body.append(f"    _set_{field.name}(self, {field.name})")
         elif field.default is not dataclasses.MISSING:
@@ -163,7 +161,7 @@ def slot_setters(cls: type, *names: str) -> tuple[Callable[[Any, Any], None], ..
     """
     params = getattr(cls, "__dataclass_params__", None)
     if params is None or not params.frozen or "__slots__" not in cls.__dict__:
-        raise TypeError(f"slot_setters needs a frozen dataclass with slots, not {cls.__name__}")
+        raise TypeError(f"{cls.__name__} is not a frozen dataclass with slots")
     declared = [field.name for field in dataclasses.fields(cls)]
     if sorted(names) != sorted(declared):
         raise TypeError(f"slot_setters({cls.__name__}) must name every field once: {', '.join(declared)}")
