@@ -2,7 +2,8 @@
 
 Measured in one run, on the same machine, with the same work:
 
-* ``qrlogin``: ``start_g``/``start_s`` and ``transition`` for the handshake, the check code and 20 messages;
+* ``qrlogin``: ``start_showing``/``start_scanning`` and ``transition`` for the handshake, the check code and 20
+messages;
 * ``raw``: the floor, the same protocol written directly against ``cryptography`` (X25519, HKDF-SHA512 via one
   extract and three expands, one ChaCha20-Poly1305 object per key, stdlib base64), no state machine at all;
 * ``wasm``: vodozemac 0.11.0 in npm matrix-sdk-crypto-wasm 18.9.0 doing the same in node (timed inside node), if
@@ -39,7 +40,8 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
 
 from qrlogin.channel import ecies
-from qrlogin.channel._common import CheckCodeEntered, InitiateRequested, PayloadReceived, SealRequested
+from qrlogin.channel._common import InitiateRequested, PayloadReceived, SealRequested
+from qrlogin.vocabulary import CheckCodeEntered
 
 MESSAGES = 10
 S_TEXTS = [b'{"type":"m.login.protocols","n":%d}' % n for n in range(MESSAGES)]
@@ -49,8 +51,8 @@ NODE_PROJECT = Path(__file__).resolve().parent.parent / "interop" / "node"
 
 def qrlogin_channel(g_secret: bytes, s_secret: bytes) -> None:
     transition: Callable[..., Any] = ecies.transition
-    g = ecies.start_g(g_secret)
-    s = ecies.start_s(g.public_key, s_secret)
+    g = ecies.start_showing(g_secret)
+    s = ecies.start_scanning(g.public_key, s_secret)
     s1, (initiate,) = transition(s, InitiateRequested())
     g1, (login_ok, _) = transition(g, PayloadReceived(payload=initiate.payload))
     s2, (shown, _) = transition(s1, PayloadReceived(payload=login_ok.payload))

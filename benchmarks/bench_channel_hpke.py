@@ -26,15 +26,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from qrlogin.channel import hpke
-from qrlogin.channel._common import (
-    CheckCodeEntered,
-    DeliverPayload,
-    InitiateRequested,
-    PayloadReceived,
-    SealRequested,
-    SendPayload,
-    ShowCheckCode,
-)
+from qrlogin.channel._common import DeliverPlaintext, InitiateRequested, PayloadReceived, SealRequested, SendPayload
+from qrlogin.vocabulary import CheckCodeEntered, ShowCheckCode
 
 G_SECRET = hashlib.sha256(b"bench G").digest()
 S_SECRET = hashlib.sha256(b"bench S").digest()
@@ -56,8 +49,8 @@ def _sent(effects: tuple[Any, ...]) -> str:
 
 
 def machine_session() -> None:
-    g: Any = hpke.start_g(G_SECRET, base_url=BASE_URL, rendezvous_id=RID, response_nonce=RESPONSE_NONCE)
-    s: Any = hpke.start_s(S_SECRET, peer_public_key=g.public_key, base_url=BASE_URL, rendezvous_id=RID)
+    g: Any = hpke.start_showing(G_SECRET, base_url=BASE_URL, rendezvous_id=RID, response_nonce=RESPONSE_NONCE)
+    s: Any = hpke.start_scanning(S_SECRET, peer_public_key=g.public_key, base_url=BASE_URL, rendezvous_id=RID)
     s, effects = hpke.transition(s, InitiateRequested(sequence_token="1"))
     g, effects = hpke.transition(
         g, PayloadReceived(payload=_sent(effects), sequence_token="1", reply_sequence_token="2")
@@ -68,10 +61,10 @@ def machine_session() -> None:
     for s_token, g_token in TOKENS:
         s, effects = hpke.transition(s, SealRequested(plaintext=MESSAGE, sequence_token=s_token))
         g, delivered = hpke.transition(g, PayloadReceived(payload=_sent(effects), sequence_token=s_token))
-        assert type(delivered[0]) is DeliverPayload
+        assert type(delivered[0]) is DeliverPlaintext
         g, effects = hpke.transition(g, SealRequested(plaintext=MESSAGE, sequence_token=g_token))
         s, delivered = hpke.transition(s, PayloadReceived(payload=_sent(effects), sequence_token=g_token))
-        assert type(delivered[0]) is DeliverPayload
+        assert type(delivered[0]) is DeliverPlaintext
 
 
 _KEY = hashlib.sha256(b"floor key").digest()

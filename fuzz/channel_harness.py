@@ -4,7 +4,7 @@ For each reachable state and each network-facing input the state accepts (a payl
 G's check-code entry, which is typed by a user), feeding an arbitrary string must either return a state of the
 machine's table or raise :class:`~qrlogin.errors.RemoteProtocolError`. Nothing else may escape: no ``ValueError``,
 ``binascii.Error``, ``UnicodeError``, ``IndexError``, no ``LocalProtocolError`` (the event was legal). And random
-input can never authenticate: it may not produce ``DeliverPayload`` or ``ReportEstablished`` (except a check-code
+input can never authenticate: it may not produce ``DeliverPlaintext`` or ``ReportEstablished`` (except a check-code
 entry that happens to be the right code).
 """
 
@@ -14,8 +14,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from qrlogin._machine import LegalMoves
-from qrlogin.channel._common import CheckCodeEntered, DeliverPayload, Failed, PayloadReceived, ReportEstablished
+from qrlogin.channel._common import ChannelFailed, DeliverPlaintext, PayloadReceived, ReportEstablished
 from qrlogin.errors import RemoteProtocolError
+from qrlogin.vocabulary import CheckCodeEntered
 
 Transition = Callable[..., tuple[Any, tuple[Any, ...]]]
 
@@ -42,9 +43,9 @@ def exercise(table: LegalMoves, transition: Transition, states: Iterable[object]
             assert type(new_state) in table, type(new_state)
             if isinstance(event, CheckCodeEntered):
                 continue
-            if isinstance(new_state, Failed):
-                assert not any(isinstance(e, DeliverPayload | ReportEstablished) for e in effects), effects
+            if isinstance(new_state, ChannelFailed):
+                assert not any(isinstance(e, DeliverPlaintext | ReportEstablished) for e in effects), effects
             else:
                 # Unauthenticated input may at most be held (G before the check code): nothing is delivered.
                 assert type(new_state) is type(state), (type(state), type(new_state))
-                assert not any(isinstance(e, DeliverPayload | ReportEstablished) for e in effects), effects
+                assert not any(isinstance(e, DeliverPlaintext | ReportEstablished) for e in effects), effects

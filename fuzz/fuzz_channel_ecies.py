@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from qrlogin.channel import ecies
-from qrlogin.channel._common import CheckCodeEntered, InitiateRequested, PayloadReceived, Profile, SealRequested
+from qrlogin.channel._common import InitiateRequested, PayloadReceived, Profile, SealRequested
+from qrlogin.vocabulary import CheckCodeEntered
 
 # The harness sits beside this file; make it importable the same way under atheris and when tests load this file.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -24,8 +25,8 @@ def reachable_states() -> list[Any]:
     transition: Callable[..., Any] = ecies.transition
     states: list[Any] = []
     for profile in Profile:
-        g: Any = ecies.start_g(bytes(range(1, 33)), profile=profile)
-        s: Any = ecies.start_s(g.public_key, bytes(range(33, 65)), profile=profile)
+        g: Any = ecies.start_showing(bytes(range(1, 33)), profile=profile)
+        s: Any = ecies.start_scanning(g.public_key, bytes(range(33, 65)), profile=profile)
         states += [g, s]
         s, (send,) = transition(s, InitiateRequested())
         states.append(s)

@@ -6,7 +6,7 @@ CI runs the same :func:`target` from ``tests/test_fuzz_channel_hpke.py`` under h
 The contract (the one the ECIES target checks too): for each reachable state and each event the network or the user
 controls, an arbitrary string either yields a state of ``LEGAL_MOVES`` or raises a
 :class:`~qrlogin.errors.RemoteProtocolError`; nothing else escapes, and random input never authenticates, so it never
-produces ``DeliverPayload`` or ``ReportEstablished``. The inputs the fuzzer controls are a payload, the sequence
+produces ``DeliverPlaintext`` or ``ReportEstablished``. The inputs the fuzzer controls are a payload, the sequence
 tokens the server hands out (which the AAD must carry), and G's check-code entry.
 """
 
@@ -18,9 +18,8 @@ from typing import Any
 from qrlogin.channel import hpke
 from qrlogin.channel._common import (
     ChannelEvent,
-    CheckCodeEntered,
-    DeliverPayload,
-    Failed,
+    ChannelFailed,
+    DeliverPlaintext,
     InitiateRequested,
     PayloadReceived,
     Profile,
@@ -29,6 +28,7 @@ from qrlogin.channel._common import (
     SendPayload,
 )
 from qrlogin.errors import RemoteProtocolError
+from qrlogin.vocabulary import CheckCodeEntered
 
 BASE_URL = "https://matrix.example.org"
 RID = "fuzz-session"
@@ -43,10 +43,10 @@ def reachable_states() -> list[Any]:
     """One state of every non-terminal kind, for both profiles (fixed secrets: this is a fixture)."""
     states: list[Any] = []
     for profile in Profile:
-        g: Any = hpke.start_g(
+        g: Any = hpke.start_showing(
             bytes(range(1, 33)), base_url=BASE_URL, rendezvous_id=RID, response_nonce=bytes(32), profile=profile
         )
-        s: Any = hpke.start_s(
+        s: Any = hpke.start_scanning(
             bytes(range(33, 65)), peer_public_key=g.public_key, base_url=BASE_URL, rendezvous_id=RID, profile=profile
         )
         states += [g, s]
@@ -97,8 +97,8 @@ def target(text: str) -> None:
             assert type(new_state) in hpke.LEGAL_MOVES, type(new_state)
             if not untrusted:
                 continue
-            assert not any(isinstance(e, DeliverPayload | ReportEstablished) for e in effects), effects
-            if not isinstance(new_state, Failed):
+            assert not any(isinstance(e, DeliverPlaintext | ReportEstablished) for e in effects), effects
+            if not isinstance(new_state, ChannelFailed):
                 # Unauthenticated input may at most be held (G before the check code).
                 assert type(new_state) is type(state), (type(state), type(new_state))
 

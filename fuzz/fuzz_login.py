@@ -19,8 +19,9 @@ import sys
 from qrlogin._secret import Secret
 from qrlogin.http import HttpResponse
 from qrlogin.login import existing_device, new_device, oauth
-from qrlogin.login.events import HttpResponseReceived, MessageReceived, QrRole
+from qrlogin.login.events import MessageReceived
 from qrlogin.login.messages import CrossSigningKeys, MessageError, Secrets, parse_message, serialize_message
+from qrlogin.vocabulary import HttpResponseReceived, QrSide
 
 _METADATA = oauth.AuthMetadata(
     issuer="https://auth.example.org/",
@@ -47,13 +48,13 @@ _SECRETS = Secrets(
 def sample_new_states() -> list[new_device.State]:
     """One state of every class of the new device's machine, in both roles where the role matters."""
     states: list[new_device.State] = []
-    for role in QrRole:
+    for role in QrSide:
         config = new_device.start(
             new_device.NewDeviceConfig(
                 role=role,
                 device_id="NEWDEVICE",
                 client_id="client",
-                homeserver="example.org" if role is QrRole.SCANNED else None,
+                homeserver="example.org" if role is QrSide.SCANS else None,
             )
         ).config
         grant = new_device.Grant(
@@ -68,17 +69,19 @@ def sample_new_states() -> list[new_device.State]:
             new_device.AwaitingRegistration(config=config, metadata=_METADATA),
             new_device.AwaitingDeviceAuthorization(config=config, metadata=_METADATA, client_id="client"),
             new_device.AwaitingProtocolAccepted(config=config, grant=grant),
-            new_device.WaitingToPoll(config=config, grant=grant, interval_ms=5000, next_poll_ms=5000),
-            new_device.AwaitingToken(config=config, grant=grant, interval_ms=5000),
+            new_device.WaitingToPoll(
+                config=config, grant=grant, interval_ms=5000, next_poll_ms=5000, next_request_id=5
+            ),
+            new_device.AwaitingToken(config=config, grant=grant, interval_ms=5000, request_id=5),
             new_device.AwaitingSecrets(config=config, tokens=_TOKENS),
         ]
-    return [*states, new_device.Finished(), new_device.Aborted(reason="user_cancelled")]
+    return [*states, new_device.LoginSucceeded(), new_device.LoginFailed(reason="user_cancelled")]
 
 
 def sample_existing_states() -> list[existing_device.State]:
     """One state of every class of the existing device's machine, in both roles."""
     states: list[existing_device.State] = []
-    for role in QrRole:
+    for role in QrSide:
         config = existing_device.start(
             existing_device.ExistingDeviceConfig(role=role, base_url="https://matrix.example.org", secrets=_SECRETS)
         ).config
@@ -91,12 +94,14 @@ def sample_existing_states() -> list[existing_device.State]:
             ),
             existing_device.AwaitingVerificationUriOpened(config=config, device_id="NEWDEVICE"),
             existing_device.AwaitingLoginResult(config=config, device_id="NEWDEVICE"),
-            existing_device.AwaitingDevicePresent(config=config, device_id="NEWDEVICE", deadline_ms=10_000),
+            existing_device.AwaitingDevicePresent(
+                config=config, device_id="NEWDEVICE", deadline_ms=10_000, request_id=2
+            ),
             existing_device.WaitingToRecheckDevice(
-                config=config, device_id="NEWDEVICE", deadline_ms=10_000, next_check_ms=500
+                config=config, device_id="NEWDEVICE", deadline_ms=10_000, next_check_ms=500, next_request_id=3
             ),
         ]
-    return [*states, existing_device.Finished(), existing_device.Aborted(reason="user_cancelled")]
+    return [*states, existing_device.LoginSucceeded(), existing_device.LoginFailed(reason="user_cancelled")]
 
 
 _NEW = sample_new_states()
@@ -117,7 +122,10 @@ def fuzz_one(data: bytes) -> None:
             assert type(after) in new_device.LEGAL_MOVES
         if HttpResponseReceived in new_device.LEGAL_MOVES[type(state)]:
             for status in (200, 400, 404):
-                response = HttpResponseReceived(response=HttpResponse(status=status, body=data))
+                response = HttpResponseReceived(
+                    request_id=new_device.awaited_request_id(state) or 0,
+                    response=HttpResponse(status=status, body=data),
+                )
                 after, _ = new_device.transition(state, response, now_ms=1)
                 assert type(after) in new_device.LEGAL_MOVES
     for existing_state in _EXISTING:

@@ -13,17 +13,18 @@ import sys
 from qrlogin.http import HttpRequest, HttpResponse
 from qrlogin.rendezvous import ApiGeneration
 from qrlogin.rendezvous import client as c
+from qrlogin.vocabulary import HttpResponseReceived, SendHttpRequest
 
 HEADER_NAMES = ("content-type", "etag", "retry-after", "location")
 STATUSES = (200, 201, 202, 204, 304, 400, 403, 404, 409, 412, 413, 429, 500, 503)
 EFFECTS = (
-    c.SendRequest,
-    c.SessionCreated,
-    c.PayloadReceived,
-    c.WriteConfirmed,
-    c.WriteRejected,
-    c.SessionClosed,
-    c.SessionFailed,
+    SendHttpRequest,
+    c.ReportSessionCreated,
+    c.DeliverPayload,
+    c.ReportWriteConfirmed,
+    c.ReportWriteRejected,
+    c.ReportSessionClosed,
+    c.ReportSessionFailure,
 )
 
 
@@ -61,7 +62,7 @@ def fuzz_one(data: bytes) -> None:
         headers.append((HEADER_NAMES[rest[0] % len(HEADER_NAMES)], value))
         rest = rest[2 + size :]
     response = HttpResponse(status=status, headers=tuple(headers), body=bytes(rest))
-    new_state, effects = c.transition(state, c.ResponseReceived(request_id=1, response=response), now_ms=1_000)
+    new_state, effects = c.transition(state, HttpResponseReceived(request_id=1, response=response), now_ms=1_000)
     assert type(new_state) in c.LEGAL_MOVES
     assert all(isinstance(effect, EFFECTS) for effect in effects)
 

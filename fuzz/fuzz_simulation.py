@@ -18,9 +18,9 @@ from __future__ import annotations
 import sys
 
 from qrlogin import qr
-from qrlogin.device import Kind
 from qrlogin.sim import Faults, Scenario, run
 from qrlogin.sim.invariants import check
+from qrlogin.vocabulary import DeviceRole
 
 _GENERATIONS = tuple(qr.Generation)
 
@@ -42,7 +42,7 @@ def scenario_from(header: bytes) -> Scenario:
     guess = f"{h[4] % 9 + 1}{h[5] % 10}"
     return Scenario(
         generation=_GENERATIONS[h[0] % 3],
-        qr_on=Kind.NEW if h[1] & 4 else Kind.EXISTING,
+        qr_on=DeviceRole.NEW if h[1] & 4 else DeviceRole.EXISTING,
         attacker=attacker,
         faults=faults,
         user_guess=guess,

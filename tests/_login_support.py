@@ -10,48 +10,65 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from qrlogin._machine import is_terminal
 from qrlogin._secret import Secret
-from qrlogin.channel import (
-    CheckCodeEntered,
-    InitiateRequested,
-    PayloadReceived,
-    PromptForCheckCode,
-    SendPayload,
-    ShowCheckCode,
-    ecies,
-    hpke,
-)
-from qrlogin.channel import Failed as ChannelFailedState
+from qrlogin.channel import ChannelFailed, InitiateRequested, PayloadReceived, SendPayload, ecies, hpke
 from qrlogin.encoding import b64decode
 from qrlogin.http import HttpRequest, HttpResponse
 from qrlogin.login import existing_device, new_device
 from qrlogin.login.events import (
     ChannelClosed,
     ChannelSecured,
-    Completed,
     DeleteRendezvous,
     Effect,
     Event,
-    Failed,
-    HttpResponseReceived,
     MessageReceived,
-    OpenVerificationUri,
-    QrRole,
-    SendHttpRequest,
+    ReportLoginFailure,
+    ReportLoginSuccess,
     SendMessage,
+)
+from qrlogin.login.glue import channel_effect_to_login_event, login_effect_to_channel_event
+from qrlogin.login.messages import Backup, CrossSigningKeys, Secrets, message_to_json, serialize_message
+from qrlogin.vocabulary import (
+    CheckCodeEntered,
+    HttpRequestFailed,
+    HttpResponseReceived,
+    OpenVerificationUri,
+    PromptForCheckCode,
+    QrSide,
+    SendHttpRequest,
+    ShowCheckCode,
     ShowUserCode,
     TimerFired,
     UserCancelled,
     VerificationUriOpened,
     VerificationUriUnavailable,
 )
-from qrlogin.login.glue import channel_effect_to_login_event, login_effect_to_channel_event
-from qrlogin.login.messages import Backup, CrossSigningKeys, Secrets, message_to_json, serialize_message
+
+StateT = TypeVar("StateT")
+
+AWAITED = -1
+"""A ``request_id`` placeholder in canned test events: the id of the request the machine waits for (see
+:func:`step`)."""
+
+
+def step(machine: Any, state: StateT, event: object, *, now_ms: int) -> tuple[StateT, tuple[Any, ...]]:
+    """``machine.transition``, with an :data:`AWAITED` request id replaced by the one ``state`` waits for.
+
+    Canned answers in the login tests are written once and fed in many states; this answers "the outstanding
+    request", as an embedder would. A state that waits for no answer keeps the placeholder, which is then stale.
+    """
+    if isinstance(event, HttpResponseReceived | HttpRequestFailed) and event.request_id == AWAITED:
+        awaited = machine.awaited_request_id(state)
+        if awaited is not None:
+            event = replace(event, request_id=awaited)
+    result: tuple[StateT, tuple[Any, ...]] = machine.transition(state, event, now_ms=now_ms)
+    return result
+
 
 SERVER_NAME = "example.org"
 BASE_URL = "https://matrix.example.org"
@@ -225,8 +242,8 @@ class Run:
     channels: dict[str, Any]
 
 
-def new_config(role: QrRole, *, v3: bool, dynamic: bool = False) -> new_device.NewDeviceConfig:
-    scanned = role is QrRole.SCANNED
+def new_config(role: QrSide, *, v3: bool, dynamic: bool = False) -> new_device.NewDeviceConfig:
+    scanned = role is QrSide.SCANS
     return new_device.NewDeviceConfig(
         role=role,
         device_id=DEVICE_ID,
@@ -237,7 +254,7 @@ def new_config(role: QrRole, *, v3: bool, dynamic: bool = False) -> new_device.N
     )
 
 
-def existing_config(role: QrRole, *, v3: bool, **kwargs: Any) -> existing_device.ExistingDeviceConfig:
+def existing_config(role: QrSide, *, v3: bool, **kwargs: Any) -> existing_device.ExistingDeviceConfig:
     return existing_device.ExistingDeviceConfig(
         role=role, base_url=BASE_URL, server_name=None if v3 else SERVER_NAME, secrets=SECRETS, **kwargs
     )
@@ -245,7 +262,7 @@ def existing_config(role: QrRole, *, v3: bool, **kwargs: Any) -> existing_device
 
 def run_pair(
     *,
-    new_role: QrRole,
+    new_role: QrSide,
     v3: bool,
     hs: Homeserver,
     browser: Browser | None = None,
@@ -264,7 +281,7 @@ def run_pair(
     :mod:`qrlogin.login.glue`; the check code S shows is typed into G once everything else is idle.
     ``interventions[(side, n)]`` injects an event into ``side`` just before its n-th login event.
     """
-    existing_role = QrRole.SCANNED if new_role is QrRole.GENERATED else QrRole.GENERATED
+    existing_role = QrSide.SCANS if new_role is QrSide.SHOWS else QrSide.SHOWS
     new = Side("new", new_device.start(new_config(new_role, v3=v3, dynamic=dynamic)), new_device.transition,
                new_device.deadline)  # fmt: skip
     existing = Side(
@@ -276,7 +293,7 @@ def run_pair(
     browser = browser or approving_browser(hs)
     sides = {"new": new, "existing": existing}
     peer = {"new": "existing", "existing": "new"}
-    scanner = "new" if new_role is QrRole.SCANNED else "existing"
+    scanner = "new" if new_role is QrSide.SCANS else "existing"
     generator = peer[scanner]
     transcript = _Timed(lambda: now_ms)
     # Inbox items: (layer, device, event) with layer "login" or "channel".
@@ -287,15 +304,15 @@ def run_pair(
     slot_token = 1  # G's POST created the session
     module: Any = hpke if channel == "hpke" else ecies
     if channel == "hpke":
-        channels[generator] = hpke.start_g(
+        channels[generator] = hpke.start_showing(
             G_SECRET, base_url=BASE_URL, rendezvous_id=RENDEZVOUS_ID, response_nonce=bytes(32)
         )
-        channels[scanner] = hpke.start_s(
+        channels[scanner] = hpke.start_scanning(
             S_SECRET, peer_public_key=channels[generator].public_key, base_url=BASE_URL, rendezvous_id=RENDEZVOUS_ID
         )
     elif channel:
-        channels[generator] = ecies.start_g(G_SECRET)
-        channels[scanner] = ecies.start_s(channels[generator].public_key, S_SECRET)
+        channels[generator] = ecies.start_showing(G_SECRET)
+        channels[scanner] = ecies.start_scanning(channels[generator].public_key, S_SECRET)
     if channel:
         inbox.append(("channel", scanner, InitiateRequested(sequence_token=str(slot_token))))
     else:
@@ -308,7 +325,7 @@ def run_pair(
 
     def feed_channel(name: str, event: Any) -> None:
         nonlocal prompt_pending, slot_token
-        if isinstance(channels[name], ChannelFailedState):
+        if isinstance(channels[name], ChannelFailed):
             return
         channels[name], effects = module.transition(channels[name], event, now_ms=now_ms)
         for effect in effects:
@@ -346,7 +363,14 @@ def run_pair(
                     inbox.append(("login", peer[name], MessageReceived(plaintext=serialize_message(effect.message))))
             elif isinstance(effect, SendHttpRequest):
                 transcript.append({"from": name, "http": f"{effect.request.method} {effect.request.target}"})
-                inbox.insert(0, ("login", name, HttpResponseReceived(response=hs.handle(effect.request))))
+                inbox.insert(
+                    0,
+                    (
+                        "login",
+                        name,
+                        HttpResponseReceived(request_id=effect.request_id, response=hs.handle(effect.request)),
+                    ),
+                )
             elif isinstance(effect, OpenVerificationUri):
                 transcript.append({"from": name, "open_verification_uri": effect.uri})
                 inbox.insert(0, ("login", name, browser(effect.uri)))
@@ -355,9 +379,9 @@ def run_pair(
             elif isinstance(effect, DeleteRendezvous):
                 transcript.append({"from": name, "delete_rendezvous_not_before_ms": effect.not_before_ms})
                 closes.append((effect.not_before_ms, peer[name]))
-            elif isinstance(effect, Completed):
+            elif isinstance(effect, ReportLoginSuccess):
                 transcript.append({"from": name, "completed": True})
-            elif isinstance(effect, Failed):
+            elif isinstance(effect, ReportLoginFailure):
                 transcript.append({"from": name, "failed": str(effect.reason), "by_peer": effect.by_peer})
 
     for _ in range(max_steps):
@@ -412,8 +436,8 @@ def _table(side: Side) -> dict[type, frozenset[type]]:
     return new_device.LEGAL_MOVES if side.name == "new" else existing_device.LEGAL_MOVES
 
 
-def outcome(side: Side) -> Completed | Failed:
-    finals = [e for e in side.effects if isinstance(e, Completed | Failed)]
+def outcome(side: Side) -> ReportLoginSuccess | ReportLoginFailure:
+    finals = [e for e in side.effects if isinstance(e, ReportLoginSuccess | ReportLoginFailure)]
     assert len(finals) == 1, finals
     return finals[0]
 

@@ -21,17 +21,9 @@ import pytest
 
 from qrlogin._crypto import AeadKey
 from qrlogin._machine import LegalMoves, is_terminal
-from qrlogin.channel._common import (
-    CheckCodeEntered,
-    Failed,
-    InitiateRequested,
-    PayloadReceived,
-    PromptForCheckCode,
-    ReportEstablished,
-    SendPayload,
-    ShowCheckCode,
-)
+from qrlogin.channel._common import ChannelFailed, InitiateRequested, PayloadReceived, ReportEstablished, SendPayload
 from qrlogin.errors import LocalProtocolError
+from qrlogin.vocabulary import CheckCodeEntered, PromptForCheckCode, ShowCheckCode
 
 SPEC_VECTORS = Path(__file__).resolve().parent.parent / "spec_vectors"
 
@@ -119,7 +111,7 @@ def mermaid_state_diagram(outcomes: Mapping[tuple[type, type], frozenset[type]],
 
 
 def is_failed(table: LegalMoves, state: object) -> bool:
-    return isinstance(state, Failed) and is_terminal(table, state)
+    return isinstance(state, ChannelFailed) and is_terminal(table, state)
 
 
 class SealRecorder:

@@ -16,17 +16,16 @@ from typing import Any
 
 from qrlogin.channel import ecies
 from qrlogin.channel._common import (
-    CheckCodeEntered,
-    DeliverPayload,
+    DeliverPlaintext,
     InitiateRequested,
     PayloadReceived,
     Profile,
     ReportEstablished,
     SealRequested,
     SendPayload,
-    ShowCheckCode,
 )
 from qrlogin.encoding import b64decode, b64encode
+from qrlogin.vocabulary import CheckCodeEntered, QrSide, ShowCheckCode
 
 from .node_peer import ROOT, NodeEciesPeer, node_problem
 
@@ -58,7 +57,7 @@ PEER_SEEDS = {
 
 
 class ChannelFailed(Exception):
-    """qrlogin's machine ended in ``Failed``; ``reason`` is the typed reason."""
+    """qrlogin's machine ended in ``ChannelFailed``; ``reason`` is the typed reason."""
 
     def __init__(self, state: Any) -> None:
         super().__init__(state.reason.value)
@@ -67,7 +66,7 @@ class ChannelFailed(Exception):
 
 def _step(state: Any, event: Any) -> tuple[Any, tuple[Any, ...]]:
     new_state, effects = ecies.transition(state, event)
-    if isinstance(new_state, ecies.Failed):
+    if isinstance(new_state, ecies.ChannelFailed):
         raise ChannelFailed(new_state)
     return new_state, effects
 
@@ -78,7 +77,7 @@ def _payload(effects: tuple[Any, ...]) -> str:
 
 
 def _delivered(effects: tuple[Any, ...]) -> str:
-    (plaintext,) = [e.plaintext for e in effects if isinstance(e, DeliverPayload)]
+    (plaintext,) = [e.plaintext for e in effects if isinstance(e, DeliverPlaintext)]
     return bytes(plaintext).decode("utf-8")
 
 
@@ -87,7 +86,7 @@ def converse(peer: NodeEciesPeer, role: str, secret: bytes, *, profile: Profile 
     wire: list[dict[str, str]] = []
     peer_key = peer.request("new")["public_key"]
     if role == "g":
-        state: Any = ecies.start_g(secret, profile=profile)
+        state: Any = ecies.start_showing(secret, profile=profile)
         initiate = peer.request("outbound", public_key=b64encode(state.public_key), plaintext=INITIATE)
         wire.append({"from": "wasm", "plaintext": INITIATE, "payload": initiate["message"]})
         state, effects = _step(state, PayloadReceived(payload=initiate["message"]))
@@ -96,9 +95,9 @@ def converse(peer: NodeEciesPeer, role: str, secret: bytes, *, profile: Profile 
         assert peer.request("decrypt", message=login_ok)["plaintext"] == OK
         peer_code = initiate["check_code"]
         state, effects = _step(state, CheckCodeEntered(code=f"{peer_code:02d}"))
-        assert effects == (ReportEstablished(role=ecies.Role.G),)
+        assert effects == (ReportEstablished(role=QrSide.SHOWS),)
     else:
-        state = ecies.start_s(b64decode(peer_key), secret, profile=profile)
+        state = ecies.start_scanning(b64decode(peer_key), secret, profile=profile)
         state, effects = _step(state, InitiateRequested())
         initiate_payload = _payload(effects)
         wire.append({"from": "qrlogin", "plaintext": INITIATE, "payload": initiate_payload})
@@ -169,9 +168,9 @@ def replay(transcript: dict[str, Any]) -> None:
     profile = Profile(transcript["profile"])
     wire = transcript["wire"]
     if role == "g":
-        state: Any = ecies.start_g(secret, profile=profile)
+        state: Any = ecies.start_showing(secret, profile=profile)
     else:
-        state = ecies.start_s(b64decode(transcript["wasm_public_b64"]), secret, profile=profile)
+        state = ecies.start_scanning(b64decode(transcript["wasm_public_b64"]), secret, profile=profile)
         state, effects = _step(state, InitiateRequested())
         assert _payload(effects) == wire[0]["payload"]
     assert b64encode(state.public_key) == transcript["qrlogin_public_b64"]

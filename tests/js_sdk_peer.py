@@ -36,6 +36,7 @@ from qrlogin import device as dv
 from qrlogin import homeserver as hsm
 from qrlogin.homeserver.rendezvous import install_rendezvous
 from qrlogin.http import HttpRequest, HttpResponse
+from qrlogin.vocabulary import HttpRequestFailed, HttpResponseReceived, SendHttpRequest, TimerFired
 
 from .peers import npm_package_problem, require_peer
 
@@ -238,7 +239,7 @@ class QrloginDevice:
         self.access_token = access_token
         self.device: dv.Device | None = None
         self.effects: list[dv.DeviceEffect] = []  # every effect, in order
-        self._todo: list[dv.SendHttp] = []
+        self._todo: list[SendHttpRequest] = []
         self._http = httpx.Client(timeout=10.0)
 
     def close(self) -> None:
@@ -254,7 +255,7 @@ class QrloginDevice:
     def _apply(self, result: tuple[dv.Device, tuple[dv.DeviceEffect, ...]]) -> None:
         self.device, effects = result
         self.effects.extend(effects)
-        self._todo.extend(e for e in effects if isinstance(e, dv.SendHttp))
+        self._todo.extend(e for e in effects if isinstance(e, SendHttpRequest))
 
     def step(self) -> None:
         """Perform the pending requests and fire a due timer."""
@@ -264,14 +265,14 @@ class QrloginDevice:
         assert self.device is not None
         due = dv.next_timer(self.device)
         if due is not None and due <= now_ms():
-            self.feed(dv.TimerFired())
+            self.feed(TimerFired())
 
-    def _perform(self, effect: dv.SendHttp) -> dv.HttpAnswered | dv.HttpLost:
+    def _perform(self, effect: SendHttpRequest) -> HttpResponseReceived | HttpRequestFailed:
         request: HttpRequest = effect.request
         parts = urlsplit(request.target)
         origin = self.routes.get(parts.netloc)
         if parts.scheme != "https" or origin is None:
-            return dv.HttpLost(request_id=effect.request_id)
+            return HttpRequestFailed(request_id=effect.request_id)
         headers = dict(request.headers)
         if request.authenticated and self.access_token is not None:
             headers["authorization"] = f"Bearer {self.access_token}"
@@ -279,16 +280,16 @@ class QrloginDevice:
         try:
             response = self._http.request(request.method, target, headers=headers, content=request.body)
         except httpx.HTTPError:
-            return dv.HttpLost(request_id=effect.request_id)
+            return HttpRequestFailed(request_id=effect.request_id)
         answer = HttpResponse(
             status=response.status_code, headers=tuple(response.headers.items()), body=response.content
         )
-        return dv.HttpAnswered(request_id=effect.request_id, response=answer)
+        return HttpResponseReceived(request_id=effect.request_id, response=answer)
 
     def of_type(self, kind: type[T]) -> list[T]:
         return [e for e in self.effects if isinstance(e, kind)]
 
     @property
-    def finished(self) -> dv.Finished | None:
-        done = self.of_type(dv.Finished)
+    def finished(self) -> dv.ReportOutcome | None:
+        done = self.of_type(dv.ReportOutcome)
         return done[0] if done else None

@@ -18,6 +18,7 @@ from qrlogin.rendezvous.server import (
     ServerConfig,
     default_mounts,
 )
+from qrlogin.vocabulary import HttpRequestFailed, HttpResponseReceived, SendHttpRequest
 
 BASE = "http://rdv.test"
 PREFIX = {
@@ -81,30 +82,30 @@ class Device:
         self.client = client
         self.net = net
         self.state: client.State = start[0]  # type: ignore[assignment]
-        self.in_flight: client.SendRequest | None = None
-        self.delivered: list[client.PayloadReceived] = []
-        self.confirmed: list[client.WriteConfirmed] = []
-        self.rejected: list[client.WriteRejected] = []
-        self.created: client.SessionCreated | None = None
-        self.ended: client.SessionClosed | client.SessionFailed | None = None
+        self.in_flight: SendHttpRequest | None = None
+        self.delivered: list[client.DeliverPayload] = []
+        self.confirmed: list[client.ReportWriteConfirmed] = []
+        self.rejected: list[client.ReportWriteRejected] = []
+        self.created: client.ReportSessionCreated | None = None
+        self.ended: client.ReportSessionClosed | client.ReportSessionFailure | None = None
         self.sent: list[HttpRequest] = []
         self.absorb(start[1])
 
     def absorb(self, effects: tuple[object, ...]) -> None:
         c = self.client
         for effect in effects:
-            if isinstance(effect, c.SendRequest):
+            if isinstance(effect, SendHttpRequest):
                 self.in_flight = effect
                 self.sent.append(effect.request)
-            elif isinstance(effect, c.PayloadReceived):
+            elif isinstance(effect, c.DeliverPayload):
                 self.delivered.append(effect)
-            elif isinstance(effect, c.WriteConfirmed):
+            elif isinstance(effect, c.ReportWriteConfirmed):
                 self.confirmed.append(effect)
-            elif isinstance(effect, c.WriteRejected):
+            elif isinstance(effect, c.ReportWriteRejected):
                 self.rejected.append(effect)
-            elif isinstance(effect, c.SessionCreated):
+            elif isinstance(effect, c.ReportSessionCreated):
                 self.created = effect
-            elif isinstance(effect, c.SessionClosed | c.SessionFailed):
+            elif isinstance(effect, c.ReportSessionClosed | c.ReportSessionFailure):
                 self.ended = effect
 
     def feed(self, event: object) -> None:
@@ -117,10 +118,10 @@ class Device:
         effect, self.in_flight = self.in_flight, None
         response = self.net.send(effect.request)
         if lose_response:
-            self.feed(self.client.RequestFailed(request_id=effect.request_id, reason="lost"))
+            self.feed(HttpRequestFailed(request_id=effect.request_id))
             return None
-        self.feed(self.client.ResponseReceived(request_id=effect.request_id, response=response))
+        self.feed(HttpResponseReceived(request_id=effect.request_id, response=response))
         return response
 
     def timer(self) -> int | None:
-        return self.client.next_timer(self.state)
+        return self.client.deadline(self.state)

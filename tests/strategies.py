@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 from qrlogin import qr
+from qrlogin.vocabulary import DeviceRole
 
 OPAQUE_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~-"
 
@@ -27,7 +28,7 @@ public_keys = st.binary(min_size=32, max_size=32)
 @st.composite
 def qr_codes(draw: st.DrawFn) -> qr.QrCode:
     generation = draw(st.sampled_from(qr.Generation))
-    intent = draw(st.sampled_from(qr.Intent))
+    intent = draw(st.sampled_from(DeviceRole))
     key = draw(public_keys)
     if generation is qr.Generation.V1:
         return qr.QrCode(
@@ -35,7 +36,7 @@ def qr_codes(draw: st.DrawFn) -> qr.QrCode:
             intent=intent,
             public_key=key,
             rendezvous_url=draw(https_urls()),
-            server_name=draw(server_names) if intent is qr.Intent.EXISTING_DEVICE else None,
+            server_name=draw(server_names) if intent is DeviceRole.EXISTING else None,
         )
     if generation is qr.Generation.V2:
         return qr.QrCode(

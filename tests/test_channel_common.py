@@ -12,18 +12,16 @@ from hypothesis import strategies as st
 from qrlogin._secret import Secret
 from qrlogin.channel import _common as common
 from qrlogin.channel._common import (
-    CheckCodeEntered,
-    DeliverPayload,
+    DeliverPlaintext,
     FailureReason,
     Profile,
-    ReportFailure,
-    Role,
+    ReportChannelFailure,
     SealRequested,
-    ShowCheckCode,
     check_code_digits,
     fail,
     judge_check_code,
 )
+from qrlogin.vocabulary import CheckCodeEntered, QrSide, ShowCheckCode
 
 from .channel_helpers import load_vectors
 
@@ -80,17 +78,17 @@ def test_judge_rejects_everything_but_two_ascii_digits(entered: str) -> None:
 
 
 def test_fail_builds_terminal_state_and_report() -> None:
-    state, effects = fail(Profile.SPEC_TEXT, Role.S, FailureReason.AUTHENTICATION_FAILED, "why")
+    state, effects = fail(Profile.SPEC_TEXT, QrSide.SCANS, FailureReason.AUTHENTICATION_FAILED, "why")
     assert state.reason is FailureReason.AUTHENTICATION_FAILED
-    assert state.profile is Profile.SPEC_TEXT and state.role is Role.S
-    assert effects == (ReportFailure(reason=FailureReason.AUTHENTICATION_FAILED),)
+    assert state.profile is Profile.SPEC_TEXT and state.role is QrSide.SCANS
+    assert effects == (ReportChannelFailure(reason=FailureReason.AUTHENTICATION_FAILED),)
 
 
 def test_payload_carrying_events_and_effects_hide_their_content() -> None:
     marker = "0123456789-secret-marker"
     for value in (
         SealRequested(plaintext=marker.encode()),
-        DeliverPayload(plaintext=marker.encode()),
+        DeliverPlaintext(plaintext=marker.encode()),
         ShowCheckCode(code=marker),
         CheckCodeEntered(code=marker),
     ):
@@ -104,7 +102,7 @@ def test_every_event_effect_and_state_is_frozen_slotted_kw_only() -> None:
         for value in vars(common).values()
         if isinstance(value, type) and dataclasses.is_dataclass(value) and value.__module__ == common.__name__
     ]
-    assert len(classes) >= 12
+    assert len(classes) >= 9
     for cls in classes:
         params = cls.__dataclass_params__  # type: ignore[attr-defined]
         assert params.frozen, cls
@@ -124,6 +122,6 @@ def test_both_generations_have_the_shape_of_channel_shape() -> None:
         assert by_name == {key: tuple(sorted(targets)) for key, targets in CHANNEL_SHAPE.items()}
         legal = {(state.__name__, event) for state, events in module.LEGAL_MOVES.items() for event in events}
         assert legal == set(CHANNEL_SHAPE)
-        assert module.LEGAL_MOVES[module.Failed] == frozenset()
+        assert module.LEGAL_MOVES[module.ChannelFailed] == frozenset()
         # Each generation's tables name its own state classes, never the other generation's.
         assert all(state.__module__ in (module.__name__, "qrlogin.channel._common") for state in module.LEGAL_MOVES)

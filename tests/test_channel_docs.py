@@ -9,13 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from qrlogin.channel import ecies
-from qrlogin.channel._common import (
-    CheckCodeEntered,
-    InitiateRequested,
-    PayloadReceived,
-    RetryRequested,
-    SealRequested,
-)
+from qrlogin.channel._common import InitiateRequested, PayloadReceived, RetryRequested, SealRequested
+from qrlogin.vocabulary import CheckCodeEntered
 
 from .channel_helpers import load_fuzz_target, mermaid_state_diagram, run_handshake
 
@@ -46,11 +41,11 @@ def test_outcomes_cover_exactly_the_legal_moves() -> None:
 def test_every_outcome_is_reached() -> None:
     """Each edge of the diagram is observed: good and bad input from every reachable state of the fuzz fixture."""
     states: list[Any] = load_fuzz_target("fuzz_channel_ecies").STATES
-    g = ecies.start_g(bytes(range(1, 33)))
-    s = ecies.start_s(g.public_key, bytes(range(33, 65)))
+    g = ecies.start_showing(bytes(range(1, 33)))
+    s = ecies.start_scanning(g.public_key, bytes(range(33, 65)))
     g_est, s_est, _ = run_handshake(g, s, ecies.transition)
     _, (sealed,) = transition(s_est, SealRequested(plaintext=b"x"))
-    low_order = ecies.start_s(bytes(32), bytes(range(33, 65)))
+    low_order = ecies.start_scanning(bytes(32), bytes(range(33, 65)))
     exhausted = dataclasses.replace(s_est, send_counter=ecies.COUNTER_LIMIT)
     pairs: list[tuple[Any, object]] = [
         (g_est, PayloadReceived(payload=sealed.payload)),
@@ -63,10 +58,10 @@ def test_every_outcome_is_reached() -> None:
         if isinstance(state, ecies.AwaitingCheckCode):
             pairs.append((state, CheckCodeEntered(code=state.keys.check_code.value.decode())))
         if isinstance(state, ecies.AwaitingInitiate):
-            peer = ecies.start_s(state.public_key, bytes(range(33, 65)), profile=state.profile)
+            peer = ecies.start_scanning(state.public_key, bytes(range(33, 65)), profile=state.profile)
             pairs.append((state, PayloadReceived(payload=transition(peer, InitiateRequested())[0].last_sent)))
         if isinstance(state, ecies.AwaitingLoginOk):
-            peer_g = ecies.start_g(bytes(range(1, 33)), profile=state.profile)
+            peer_g = ecies.start_showing(bytes(range(1, 33)), profile=state.profile)
             _, (reply, _) = transition(peer_g, PayloadReceived(payload=state.last_sent))
             pairs.append((state, PayloadReceived(payload=reply.payload)))
     seen = set()

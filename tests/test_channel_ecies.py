@@ -13,24 +13,21 @@ from qrlogin._machine import Driver, is_terminal
 from qrlogin.channel import ecies
 from qrlogin.channel._common import (
     ChannelEvent,
-    CheckCodeEntered,
-    DeliverPayload,
-    Failed,
+    ChannelFailed,
+    DeliverPlaintext,
     FailureReason,
     InitiateRequested,
     PayloadReceived,
     Profile,
-    PromptForCheckCode,
+    ReportChannelFailure,
     ReportEstablished,
-    ReportFailure,
     RetryRequested,
-    Role,
     SealRequested,
     SendPayload,
-    ShowCheckCode,
 )
 from qrlogin.encoding import b64decode, b64encode
 from qrlogin.errors import LocalProtocolError
+from qrlogin.vocabulary import CheckCodeEntered, DeviceRole, PromptForCheckCode, QrSide, ShowCheckCode
 
 from .channel_helpers import SealRecorder, check_every_pair, load_vectors, payload_of, run_handshake
 from .ecies_transcript import replay
@@ -49,8 +46,8 @@ def step(state: Any, event: ChannelEvent) -> tuple[Any, tuple[Any, ...]]:
 
 
 def pair(profile: Profile = Profile.DEPLOYED) -> tuple[ecies.AwaitingInitiate, ecies.ReadyToInitiate]:
-    g = ecies.start_g(G_SECRET, profile=profile)
-    return g, ecies.start_s(g.public_key, S_SECRET, profile=profile)
+    g = ecies.start_showing(G_SECRET, profile=profile)
+    return g, ecies.start_scanning(g.public_key, S_SECRET, profile=profile)
 
 
 def established(profile: Profile = Profile.DEPLOYED) -> tuple[ecies.Established, ecies.Established]:
@@ -66,22 +63,22 @@ def established(profile: Profile = Profile.DEPLOYED) -> tuple[ecies.Established,
 def test_vodozemac_vector_a_qrlogin_is_g() -> None:
     """vodozemac (wasm) was S; every value is reproducible from G's secret."""
     messages = INTEROP_A["messages"]
-    g = ecies.start_g(bytes.fromhex(INTEROP_A["G_secret_hex"]))
+    g = ecies.start_showing(bytes.fromhex(INTEROP_A["G_secret_hex"]))
     assert b64encode(g.public_key) == INTEROP_A["G_public_b64"]
     state, effects = step(g, PayloadReceived(payload=messages[0]["wire"]))
     assert effects == (SendPayload(payload=messages[1]["wire"]), PromptForCheckCode())
     code = INTEROP_A["check_code_wasm"]["digit_allow_leading_zero"]
     state, effects = step(state, CheckCodeEntered(code=f"{code:02d}"))
-    assert effects == (ReportEstablished(role=Role.G),)
+    assert effects == (ReportEstablished(role=QrSide.SHOWS),)
     state, effects = step(state, PayloadReceived(payload=messages[2]["wire"]))
-    assert effects == (DeliverPayload(plaintext=messages[2]["plaintext"].encode()),)
+    assert effects == (DeliverPlaintext(plaintext=messages[2]["plaintext"].encode()),)
     state, effects = step(state, SealRequested(plaintext=messages[3]["plaintext"].encode()))
     assert effects == (SendPayload(payload=messages[3]["wire"]),)
 
 
 def test_vodozemac_vector_b_qrlogin_is_s() -> None:
     messages = INTEROP_B["messages"]
-    s = ecies.start_s(bytes.fromhex(INTEROP_B["G_public_hex"]), bytes.fromhex(INTEROP_B["S_secret_hex"]))
+    s = ecies.start_scanning(bytes.fromhex(INTEROP_B["G_public_hex"]), bytes.fromhex(INTEROP_B["S_secret_hex"]))
     assert b64encode(s.public_key) == INTEROP_B["S_public_b64"]
     state, effects = step(s, InitiateRequested())
     assert effects == (SendPayload(payload=messages[0]["wire"]),)
@@ -118,9 +115,9 @@ def test_nonce_is_le_u128_truncated() -> None:
 def test_upstream_initial_message_parses_then_fails_to_authenticate() -> None:
     """The vodozemac codec fixture is well-formed; without its secret keys it can only fail to authenticate."""
     fixture = VECTORS["codec"][0]
-    g = ecies.start_g(G_SECRET)
+    g = ecies.start_showing(G_SECRET)
     state, _effects = step(g, PayloadReceived(payload=fixture["input"]))
-    assert isinstance(state, Failed) and state.reason is FailureReason.AUTHENTICATION_FAILED
+    assert isinstance(state, ChannelFailed) and state.reason is FailureReason.AUTHENTICATION_FAILED
     ciphertext_text, key_text = fixture["input"].split("|")
     assert b64decode(key_text).hex() == fixture["expected"]["public_key_hex"]
     assert b64decode(ciphertext_text).hex() == fixture["expected"]["ciphertext_hex"]
@@ -130,21 +127,21 @@ def test_upstream_message_parses_then_fails_to_authenticate() -> None:
     fixture = VECTORS["codec"][1]
     _, s = established()
     state, _ = step(s, PayloadReceived(payload=fixture["input"]))
-    assert isinstance(state, Failed) and state.reason is FailureReason.AUTHENTICATION_FAILED
+    assert isinstance(state, ChannelFailed) and state.reason is FailureReason.AUTHENTICATION_FAILED
 
 
 def test_vodozemac_negative_missing_separator() -> None:
     (_, missing) = INTEROP_B["negative"]
-    state, effects = step(ecies.start_g(G_SECRET), PayloadReceived(payload=missing["input"]))
-    assert isinstance(state, Failed) and state.reason is FailureReason.MALFORMED_PAYLOAD
-    assert effects == (ReportFailure(reason=FailureReason.MALFORMED_PAYLOAD),)
+    state, effects = step(ecies.start_showing(G_SECRET), PayloadReceived(payload=missing["input"]))
+    assert isinstance(state, ChannelFailed) and state.reason is FailureReason.MALFORMED_PAYLOAD
+    assert effects == (ReportChannelFailure(reason=FailureReason.MALFORMED_PAYLOAD),)
 
 
 def test_vodozemac_negative_other_g_key() -> None:
     (other_key, _) = INTEROP_B["negative"]
     assert "different G key" in other_key["case"]
-    state, _ = step(ecies.start_g(G_SECRET), PayloadReceived(payload=INTEROP_B["messages"][0]["wire"]))
-    assert isinstance(state, Failed) and state.reason is FailureReason.AUTHENTICATION_FAILED
+    state, _ = step(ecies.start_showing(G_SECRET), PayloadReceived(payload=INTEROP_B["messages"][0]["wire"]))
+    assert isinstance(state, ChannelFailed) and state.reason is FailureReason.AUTHENTICATION_FAILED
 
 
 @pytest.mark.parametrize("transcript", TRANSCRIPTS, ids=lambda t: f"qrlogin-is-{t['qrlogin_role']}")
@@ -180,7 +177,7 @@ def sample_states() -> dict[type, list[object]]:
         ecies.ReadyToInitiate: [s],
         ecies.AwaitingLoginOk: [s_waiting],
         ecies.Established: [g_est, s_est],
-        Failed: [failed],
+        ChannelFailed: [failed],
     }
 
 
@@ -201,7 +198,7 @@ def test_every_state_and_event_pair() -> None:
 
 
 def test_only_failed_is_terminal() -> None:
-    assert [cls for cls in ecies.LEGAL_MOVES if is_terminal(ecies.LEGAL_MOVES, object.__new__(cls))] == [Failed]
+    assert [cls for cls in ecies.LEGAL_MOVES if is_terminal(ecies.LEGAL_MOVES, object.__new__(cls))] == [ChannelFailed]
 
 
 def test_illegal_event_changes_nothing() -> None:
@@ -225,12 +222,12 @@ def test_per_message_values_are_what_init_makes() -> None:
     g, s = established()
     s_next, (sent,) = ecies.transition(s, SealRequested(plaintext=b"hello"))
     g_next, (delivered,) = ecies.transition(g, PayloadReceived(payload=payload_of((sent,))))
-    assert isinstance(sent, SendPayload) and isinstance(delivered, DeliverPayload)
+    assert isinstance(sent, SendPayload) and isinstance(delivered, DeliverPlaintext)
     built: list[tuple[Any, Any]] = [
         (s_next, ecies.Established(keys=s.keys, send_counter=2, recv_counter=1, last_sent=sent.payload)),
         (g_next, ecies.Established(keys=g.keys, send_counter=1, recv_counter=2, last_sent=g.last_sent)),
         (sent, SendPayload(payload=sent.payload)),
-        (delivered, DeliverPayload(plaintext=b"hello")),
+        (delivered, DeliverPlaintext(plaintext=b"hello")),
     ]
     for fast, slow in built:
         assert type(fast) is type(slow) and fast == slow and repr(fast) == repr(slow)
@@ -249,17 +246,17 @@ def test_per_message_values_are_what_init_makes() -> None:
 def test_handshake_and_profile_recorded(profile: Profile) -> None:
     g, s = established(profile)
     assert g.profile is s.profile is profile
-    assert g.role is Role.G and s.role is Role.S
+    assert g.role is QrSide.SHOWS and s.role is QrSide.SCANS
     assert ecies.check_code(g) == ecies.check_code(s)
     assert (g.send_counter, g.recv_counter, s.send_counter, s.recv_counter) == (1, 1, 1, 1)
 
 
 def test_profiles_do_not_interoperate() -> None:
-    g = ecies.start_g(G_SECRET, profile=Profile.SPEC_TEXT)
-    s = ecies.start_s(g.public_key, S_SECRET, profile=Profile.DEPLOYED)
+    g = ecies.start_showing(G_SECRET, profile=Profile.SPEC_TEXT)
+    s = ecies.start_scanning(g.public_key, S_SECRET, profile=Profile.DEPLOYED)
     _, effects = step(s, InitiateRequested())
     state, _ = step(g, PayloadReceived(payload=payload_of(effects)))
-    assert isinstance(state, Failed) and state.reason is FailureReason.AUTHENTICATION_FAILED
+    assert isinstance(state, ChannelFailed) and state.reason is FailureReason.AUTHENTICATION_FAILED
     assert state.profile is Profile.SPEC_TEXT
 
 
@@ -281,8 +278,8 @@ def test_a_wrong_or_malformed_code_is_terminal(entry: str) -> None:
     code = {"wrong": f"{(int(right) + 1) % 100:02d}", "malformed": right + "0", "unicode": "\u0660\u0661"}[entry]
     failed, effects = step(g_state, CheckCodeEntered(code=code))
     expected = FailureReason.CHECK_CODE_MISMATCH if entry == "wrong" else FailureReason.CHECK_CODE_MALFORMED
-    assert isinstance(failed, Failed) and failed.reason is expected
-    assert effects == (ReportFailure(reason=expected),)
+    assert isinstance(failed, ChannelFailed) and failed.reason is expected
+    assert effects == (ReportChannelFailure(reason=expected),)
     with pytest.raises(LocalProtocolError):  # no second attempt, not even the right code
         step(failed, CheckCodeEntered(code=right))
 
@@ -313,7 +310,7 @@ def test_payload_before_the_check_code_is_held_then_delivered() -> None:
     g_state, held = step(g_state, PayloadReceived(payload=payload_of(effects)))
     assert held == ()
     g_state, effects = step(g_state, CheckCodeEntered(code=code))
-    assert effects == (ReportEstablished(role=Role.G), DeliverPayload(plaintext=b"early"))
+    assert effects == (ReportEstablished(role=QrSide.SHOWS), DeliverPlaintext(plaintext=b"early"))
     assert g_state.recv_counter == 2
 
 
@@ -323,11 +320,11 @@ def test_held_payload_is_dropped_with_a_wrong_code_and_a_second_one_fails() -> N
     g_state, _ = step(g, PayloadReceived(payload=payload_of(effects)))
     g_state, _ = step(g_state, PayloadReceived(payload="AAAA"))
     second, effects = step(g_state, PayloadReceived(payload="AAAA"))
-    assert isinstance(second, Failed) and second.reason is FailureReason.UNEXPECTED_PAYLOAD
+    assert isinstance(second, ChannelFailed) and second.reason is FailureReason.UNEXPECTED_PAYLOAD
     right = g_state.keys.check_code.value.decode()
     wrong = f"{(int(right) + 1) % 100:02d}"
     _failed, effects = step(g_state, CheckCodeEntered(code=wrong))
-    assert effects == (ReportFailure(reason=FailureReason.CHECK_CODE_MISMATCH),)
+    assert effects == (ReportChannelFailure(reason=FailureReason.CHECK_CODE_MISMATCH),)
 
 
 def test_held_payload_that_does_not_authenticate_fails_after_the_code() -> None:
@@ -336,8 +333,11 @@ def test_held_payload_that_does_not_authenticate_fails_after_the_code() -> None:
     g_state, _ = step(g, PayloadReceived(payload=payload_of(effects)))
     g_state, _ = step(g_state, PayloadReceived(payload="AAAAAAAAAAAAAAAAAAAAAA"))
     failed, effects = step(g_state, CheckCodeEntered(code=g_state.keys.check_code.value.decode()))
-    assert isinstance(failed, Failed) and failed.reason is FailureReason.AUTHENTICATION_FAILED
-    assert effects == (ReportEstablished(role=Role.G), ReportFailure(reason=FailureReason.AUTHENTICATION_FAILED))
+    assert isinstance(failed, ChannelFailed) and failed.reason is FailureReason.AUTHENTICATION_FAILED
+    assert effects == (
+        ReportEstablished(role=QrSide.SHOWS),
+        ReportChannelFailure(reason=FailureReason.AUTHENTICATION_FAILED),
+    )
 
 
 # -- Network garbage -----------------------------------------------------------------------------------------------
@@ -346,22 +346,22 @@ def test_held_payload_that_does_not_authenticate_fails_after_the_code() -> None:
 @pytest.mark.parametrize("case", LOW_ORDER, ids=lambda c: str(c["tcId"]))
 def test_low_order_keys_are_refused_on_both_sides(case: dict[str, Any]) -> None:
     public = bytes.fromhex(case["public"])
-    g = ecies.start_g(G_SECRET)
+    g = ecies.start_showing(G_SECRET)
     state, _ = step(g, PayloadReceived(payload=f"{b64encode(bytes(45))}|{b64encode(public)}"))
-    assert isinstance(state, Failed) and state.reason is FailureReason.NON_CONTRIBUTORY_KEY
-    s = ecies.start_s(public, S_SECRET)
+    assert isinstance(state, ChannelFailed) and state.reason is FailureReason.NON_CONTRIBUTORY_KEY
+    s = ecies.start_scanning(public, S_SECRET)
     state, effects = step(s, InitiateRequested())
-    assert isinstance(state, Failed) and state.reason is FailureReason.NON_CONTRIBUTORY_KEY
+    assert isinstance(state, ChannelFailed) and state.reason is FailureReason.NON_CONTRIBUTORY_KEY
     assert not any(isinstance(e, SendPayload) for e in effects)
 
 
 def test_reflected_keys_are_refused() -> None:
-    g = ecies.start_g(G_SECRET)
+    g = ecies.start_showing(G_SECRET)
     state, _ = step(g, PayloadReceived(payload=f"{b64encode(bytes(45))}|{b64encode(g.public_key)}"))
-    assert isinstance(state, Failed) and state.reason is FailureReason.REFLECTED_KEY
-    s = ecies.start_s(ecies.start_g(S_SECRET).public_key, S_SECRET)
+    assert isinstance(state, ChannelFailed) and state.reason is FailureReason.REFLECTED_KEY
+    s = ecies.start_scanning(ecies.start_showing(S_SECRET).public_key, S_SECRET)
     state, _ = step(s, InitiateRequested())
-    assert isinstance(state, Failed) and state.reason is FailureReason.REFLECTED_KEY
+    assert isinstance(state, ChannelFailed) and state.reason is FailureReason.REFLECTED_KEY
 
 
 @pytest.mark.parametrize(
@@ -380,9 +380,9 @@ def test_reflected_keys_are_refused() -> None:
     ],
 )
 def test_g_turns_garbage_into_typed_failures(payload: str, reason: FailureReason) -> None:
-    state, effects = step(ecies.start_g(G_SECRET), PayloadReceived(payload=payload))
-    assert isinstance(state, Failed) and state.reason is reason
-    assert effects == (ReportFailure(reason=reason),)
+    state, effects = step(ecies.start_showing(G_SECRET), PayloadReceived(payload=payload))
+    assert isinstance(state, ChannelFailed) and state.reason is reason
+    assert effects == (ReportChannelFailure(reason=reason),)
 
 
 def test_initiate_with_wrong_plaintext_is_refused() -> None:
@@ -392,7 +392,7 @@ def test_initiate_with_wrong_plaintext_is_refused() -> None:
     enc_s, _, _ = ecies.derive_keys(Profile.DEPLOYED, x25519(S_SECRET, gp), gp, sp)
     forged = f"{b64encode(aead_seal(enc_s, ecies.nonce(0), b'MATRIX_QR_CODE_LOGIN_INITIATF'))}|{b64encode(sp)}"
     state, _ = step(g, PayloadReceived(payload=forged))
-    assert isinstance(state, Failed) and state.reason is FailureReason.UNEXPECTED_PLAINTEXT
+    assert isinstance(state, ChannelFailed) and state.reason is FailureReason.UNEXPECTED_PLAINTEXT
 
 
 def test_login_ok_with_wrong_plaintext_is_refused() -> None:
@@ -402,7 +402,7 @@ def test_login_ok_with_wrong_plaintext_is_refused() -> None:
     _, enc_g, _ = ecies.derive_keys(Profile.DEPLOYED, x25519(S_SECRET, gp), gp, sp)
     forged = b64encode(aead_seal(enc_g, ecies.nonce(0), b"MATRIX_QR_CODE_LOGIN_NO"))
     state, _ = step(s_state, PayloadReceived(payload=forged))
-    assert isinstance(state, Failed) and state.reason is FailureReason.UNEXPECTED_PLAINTEXT
+    assert isinstance(state, ChannelFailed) and state.reason is FailureReason.UNEXPECTED_PLAINTEXT
 
 
 def test_padding_policy_follows_the_profile() -> None:
@@ -415,7 +415,7 @@ def test_padding_policy_follows_the_profile() -> None:
         state, _ = step(g_state, PayloadReceived(payload=payload + "="))
         assert isinstance(state, ecies.Established) is accepted
         if not accepted:
-            assert isinstance(state, Failed) and state.reason is FailureReason.MALFORMED_PAYLOAD
+            assert isinstance(state, ChannelFailed) and state.reason is FailureReason.MALFORMED_PAYLOAD
 
 
 def test_replayed_and_reordered_payloads_are_fatal() -> None:
@@ -425,20 +425,20 @@ def test_replayed_and_reordered_payloads_are_fatal() -> None:
     first, second = payload_of(e1), payload_of(e2)
     g1, _ = step(g, PayloadReceived(payload=first))
     replayed, _ = step(g1, PayloadReceived(payload=first))
-    assert isinstance(replayed, Failed) and replayed.reason is FailureReason.AUTHENTICATION_FAILED
+    assert isinstance(replayed, ChannelFailed) and replayed.reason is FailureReason.AUTHENTICATION_FAILED
     skipped, _ = step(g, PayloadReceived(payload=second))
-    assert isinstance(skipped, Failed) and skipped.reason is FailureReason.AUTHENTICATION_FAILED
+    assert isinstance(skipped, ChannelFailed) and skipped.reason is FailureReason.AUTHENTICATION_FAILED
     own, _ = step(g, PayloadReceived(payload=g.last_sent))  # our own LoginOk echoed back
-    assert isinstance(own, Failed) and own.reason is FailureReason.AUTHENTICATION_FAILED
+    assert isinstance(own, ChannelFailed) and own.reason is FailureReason.AUTHENTICATION_FAILED
 
 
 def test_a_payload_from_another_session_is_fatal() -> None:
     _, s_one = established()
-    g = ecies.start_g(bytes(range(2, 34)))
-    g_two, _, _ = run_handshake(g, ecies.start_s(g.public_key, S_SECRET), ecies.transition)
+    g = ecies.start_showing(bytes(range(2, 34)))
+    g_two, _, _ = run_handshake(g, ecies.start_scanning(g.public_key, S_SECRET), ecies.transition)
     _, effects = step(s_one, SealRequested(plaintext=b"hi"))
     state, _ = step(g_two, PayloadReceived(payload=payload_of(effects)))
-    assert isinstance(state, Failed) and state.reason is FailureReason.AUTHENTICATION_FAILED
+    assert isinstance(state, ChannelFailed) and state.reason is FailureReason.AUTHENTICATION_FAILED
 
 
 # -- Nonces, counters, retries ------------------------------------------------------------------------------------
@@ -471,11 +471,11 @@ def test_counters_never_wrap() -> None:
     assert isinstance(after, ecies.Established) and after.send_counter == ecies.COUNTER_LIMIT
     assert b64decode(payload_of(effects))  # sealed at nonce ff..ff
     exhausted, effects = step(after, SealRequested(plaintext=b"one too many"))
-    assert isinstance(exhausted, Failed) and exhausted.reason is FailureReason.COUNTER_EXHAUSTED
-    assert effects == (ReportFailure(reason=FailureReason.COUNTER_EXHAUSTED),)
+    assert isinstance(exhausted, ChannelFailed) and exhausted.reason is FailureReason.COUNTER_EXHAUSTED
+    assert effects == (ReportChannelFailure(reason=FailureReason.COUNTER_EXHAUSTED),)
     receiving = dataclasses.replace(g, recv_counter=ecies.COUNTER_LIMIT)
     exhausted, _ = step(receiving, PayloadReceived(payload="AAAA"))
-    assert isinstance(exhausted, Failed) and exhausted.reason is FailureReason.COUNTER_EXHAUSTED
+    assert isinstance(exhausted, ChannelFailed) and exhausted.reason is FailureReason.COUNTER_EXHAUSTED
 
 
 def test_plaintext_size_limit_is_the_callers_business() -> None:
@@ -483,27 +483,27 @@ def test_plaintext_size_limit_is_the_callers_business() -> None:
     biggest, effects = step(s, SealRequested(plaintext=bytes(ecies.MAX_PLAINTEXT_LENGTH)))
     assert len(payload_of(effects)) <= 4096
     _state, effects = step(g, PayloadReceived(payload=payload_of(effects)))
-    assert effects == (DeliverPayload(plaintext=bytes(ecies.MAX_PLAINTEXT_LENGTH)),)
+    assert effects == (DeliverPlaintext(plaintext=bytes(ecies.MAX_PLAINTEXT_LENGTH)),)
     with pytest.raises(LocalProtocolError):
         step(biggest, SealRequested(plaintext=bytes(ecies.MAX_PLAINTEXT_LENGTH + 1)))
 
 
 def test_start_rejects_misuse() -> None:
     with pytest.raises(LocalProtocolError):
-        ecies.start_g(bytes(31))
+        ecies.start_showing(bytes(31))
     with pytest.raises(LocalProtocolError):
-        ecies.start_s(bytes(31), S_SECRET)
+        ecies.start_scanning(bytes(31), S_SECRET)
 
     @dataclasses.dataclass(frozen=True)
     class FakeQr:
         public_key: bytes
 
-    assert ecies.start_s(FakeQr(public_key=bytes(range(32))), S_SECRET).peer_public_key == bytes(range(32))
+    assert ecies.start_scanning(FakeQr(public_key=bytes(range(32))), S_SECRET).peer_public_key == bytes(range(32))
 
 
 @pytest.mark.parametrize("generation", list(qr.Generation))
 def test_start_s_from_a_real_qr_code_refuses_v3(generation: qr.Generation) -> None:
-    g = ecies.start_g(G_SECRET)
+    g = ecies.start_showing(G_SECRET)
     per_generation: dict[qr.Generation, dict[str, Any]] = {
         qr.Generation.V1: {"rendezvous_url": "https://example.org/r/1"},
         qr.Generation.V2: {"rendezvous_id": "abc", "server_name": "example.org"},
@@ -514,13 +514,13 @@ def test_start_s_from_a_real_qr_code_refuses_v3(generation: qr.Generation) -> No
         },
     }
     fields = per_generation[generation]
-    built = qr.QrCode(generation=generation, intent=qr.Intent.NEW_DEVICE, public_key=g.public_key, **fields)
+    built = qr.QrCode(generation=generation, intent=DeviceRole.NEW, public_key=g.public_key, **fields)
     code = qr.decode(qr.encode(built))
     if generation is qr.Generation.V3:
         with pytest.raises(LocalProtocolError, match="HPKE"):
-            ecies.start_s(code, S_SECRET)
+            ecies.start_scanning(code, S_SECRET)
     else:
-        g_state, _, _ = run_handshake(g, ecies.start_s(code, S_SECRET), ecies.transition)
+        g_state, _, _ = run_handshake(g, ecies.start_scanning(code, S_SECRET), ecies.transition)
         assert isinstance(g_state, ecies.Established)
 
 

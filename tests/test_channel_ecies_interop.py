@@ -12,15 +12,9 @@ from collections.abc import Iterator
 import pytest
 
 from qrlogin.channel import ecies
-from qrlogin.channel._common import (
-    CheckCodeEntered,
-    FailureReason,
-    InitiateRequested,
-    PayloadReceived,
-    Profile,
-    SealRequested,
-)
+from qrlogin.channel._common import FailureReason, InitiateRequested, PayloadReceived, Profile, SealRequested
 from qrlogin.encoding import b64decode, b64encode
+from qrlogin.vocabulary import CheckCodeEntered
 
 from .channel_helpers import load_vectors, payload_of
 from .ecies_transcript import G_MESSAGES, INITIATE, S_MESSAGES, ChannelFailed, capture_all, converse
@@ -67,7 +61,7 @@ def test_spec_text_s_is_refused_by_wasm(peer: NodeEciesPeer) -> None:
 
 def test_wasm_refuses_a_tampered_qrlogin_payload(peer: NodeEciesPeer) -> None:
     g_key = b64decode(peer.request("new")["public_key"])
-    _, effects = ecies.transition(ecies.start_s(g_key, os.urandom(32)), InitiateRequested())
+    _, effects = ecies.transition(ecies.start_scanning(g_key, os.urandom(32)), InitiateRequested())
     ciphertext, key = payload_of(effects).split("|")
     raw = bytearray(b64decode(ciphertext))
     raw[0] ^= 1
@@ -76,7 +70,7 @@ def test_wasm_refuses_a_tampered_qrlogin_payload(peer: NodeEciesPeer) -> None:
 
 
 def test_qrlogin_refuses_a_replayed_wasm_payload(peer: NodeEciesPeer) -> None:
-    g = ecies.start_g(os.urandom(32))
+    g = ecies.start_showing(os.urandom(32))
     peer.request("new")
     initiate = peer.request("outbound", public_key=b64encode(g.public_key), plaintext=INITIATE)
     state, effects = ecies.transition(g, PayloadReceived(payload=initiate["message"]))
@@ -87,7 +81,7 @@ def test_qrlogin_refuses_a_replayed_wasm_payload(peer: NodeEciesPeer) -> None:
     state, effects = ecies.transition(state, SealRequested(plaintext=b"reply"))
     assert peer.request("decrypt", message=payload_of(effects))["plaintext"] == "reply"
     failed, _ = ecies.transition(state, PayloadReceived(payload=message))
-    assert isinstance(failed, ecies.Failed) and failed.reason is FailureReason.AUTHENTICATION_FAILED
+    assert isinstance(failed, ecies.ChannelFailed) and failed.reason is FailureReason.AUTHENTICATION_FAILED
 
 
 def test_seeded_wasm_run_equals_the_stored_transcript() -> None:

@@ -21,9 +21,8 @@ from hypothesis.stateful import (
 
 from qrlogin.channel import ecies
 from qrlogin.channel._common import (
-    CheckCodeEntered,
-    DeliverPayload,
-    Failed,
+    ChannelFailed,
+    DeliverPlaintext,
     FailureReason,
     InitiateRequested,
     PayloadReceived,
@@ -33,6 +32,7 @@ from qrlogin.channel._common import (
     SendPayload,
 )
 from qrlogin.encoding import b64decode, b64encode
+from qrlogin.vocabulary import CheckCodeEntered
 
 from .channel_helpers import SealRecorder, payload_of, run_handshake
 
@@ -45,8 +45,8 @@ def fresh_secret() -> bytes:
 
 
 def new_channel(profile: Profile) -> tuple[Any, Any]:
-    g = ecies.start_g(fresh_secret(), profile=profile)
-    s = ecies.start_s(g.public_key, fresh_secret(), profile=profile)
+    g = ecies.start_showing(fresh_secret(), profile=profile)
+    s = ecies.start_scanning(g.public_key, fresh_secret(), profile=profile)
     g_state, s_state, _ = run_handshake(g, s, ecies.transition)
     return g_state, s_state
 
@@ -77,7 +77,7 @@ class Conversation(RuleBasedStateMachine):
         plaintext, payload = self.in_flight[receiver].popleft()
         state, effects = ecies.transition(self.sides[receiver], PayloadReceived(payload=payload))
         assert isinstance(state, ecies.Established)
-        assert effects == (DeliverPayload(plaintext=plaintext),)
+        assert effects == (DeliverPlaintext(plaintext=plaintext),)
         self.sides[receiver] = state
         self.opened[receiver] += 1
 
@@ -129,8 +129,8 @@ def test_any_interleaving_round_trips_and_no_nonce_is_reused(monkeypatch: pytest
 
 def transcript(profile: Profile) -> list[tuple[Any, str]]:
     """(receiver state just before, payload) for every payload of a short conversation, handshake included."""
-    g: Any = ecies.start_g(fresh_secret(), profile=profile)
-    s: Any = ecies.start_s(g.public_key, fresh_secret(), profile=profile)
+    g: Any = ecies.start_showing(fresh_secret(), profile=profile)
+    s: Any = ecies.start_scanning(g.public_key, fresh_secret(), profile=profile)
     steps: list[tuple[Any, str]] = []
     s, effects = ecies.transition(s, InitiateRequested())
     steps.append((g, payload_of(effects)))
@@ -165,7 +165,7 @@ def test_tampering_any_decoded_byte_fails_to_authenticate(data: st.DataObject, p
     else:
         tampered = ciphertext_text + separator + b64encode(bytes(raw))
     state, _ = ecies.transition(receiver, PayloadReceived(payload=tampered))
-    assert isinstance(state, Failed)
+    assert isinstance(state, ChannelFailed)
     allowed = {FailureReason.AUTHENTICATION_FAILED}
     if field == "key":
         allowed |= {FailureReason.NON_CONTRIBUTORY_KEY, FailureReason.REFLECTED_KEY}
@@ -180,6 +180,6 @@ def test_tampering_any_character_is_a_typed_failure(data: st.DataObject, profile
     replacement = data.draw(st.characters(codec="utf-8").filter(lambda c: c != payload[position]))
     tampered = payload[:position] + replacement + payload[position + 1 :]
     state, effects = ecies.transition(receiver, PayloadReceived(payload=tampered))
-    assert isinstance(state, Failed), (payload, tampered)
+    assert isinstance(state, ChannelFailed), (payload, tampered)
     assert isinstance(state.reason, FailureReason)
-    assert all(not isinstance(e, (SendPayload, DeliverPayload)) for e in effects)
+    assert all(not isinstance(e, (SendPayload, DeliverPlaintext)) for e in effects)

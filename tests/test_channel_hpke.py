@@ -17,24 +17,21 @@ from qrlogin._secret import Secret
 from qrlogin.channel import ecies
 from qrlogin.channel import hpke as ch
 from qrlogin.channel._common import (
-    CheckCodeEntered,
-    DeliverPayload,
-    Failed,
+    ChannelFailed,
+    DeliverPlaintext,
     FailureReason,
     InitiateRequested,
     PayloadReceived,
     Profile,
-    PromptForCheckCode,
+    ReportChannelFailure,
     ReportEstablished,
-    ReportFailure,
     RetryRequested,
-    Role,
     SealRequested,
     SendPayload,
-    ShowCheckCode,
 )
 from qrlogin.encoding import b64decode, b64encode
 from qrlogin.errors import LocalProtocolError
+from qrlogin.vocabulary import CheckCodeEntered, DeviceRole, PromptForCheckCode, QrSide, ShowCheckCode
 
 from . import hpke_transcript_reference as reference
 from .channel_helpers import SealRecorder, check_every_pair, load_vectors, payload_of
@@ -52,14 +49,16 @@ def _key(label: str) -> bytes:
 def _pair(
     profile: Profile = Profile.DEPLOYED, *, g_profile: Profile | None = None, base_url: str = BASE_URL, tag: str = ""
 ) -> tuple[ch.AwaitingInitiate, ch.ReadyToInitiate]:
-    g = ch.start_g(
+    g = ch.start_showing(
         _key("g" + tag),
         base_url=base_url,
         rendezvous_id=RID,
         response_nonce=_key("rn" + tag),
         profile=g_profile or profile,
     )
-    s = ch.start_s(_key("s" + tag), peer_public_key=g.public_key, base_url=base_url, rendezvous_id=RID, profile=profile)
+    s = ch.start_scanning(
+        _key("s" + tag), peer_public_key=g.public_key, base_url=base_url, rendezvous_id=RID, profile=profile
+    )
     return g, s
 
 
@@ -106,7 +105,7 @@ def establish(profile: Profile = Profile.DEPLOYED, **kwargs: Any) -> tuple[Devic
     effects = s.feed(PayloadReceived(payload=slot.data, sequence_token=s.last_write))
     assert [type(e) for e in effects] == [ShowCheckCode, ReportEstablished]
     code = shown_code(effects)
-    assert g.feed(CheckCodeEntered(code=code)) == (ReportEstablished(role=Role.G),)
+    assert g.feed(CheckCodeEntered(code=code)) == (ReportEstablished(role=QrSide.SHOWS),)
     return g, s, slot, code
 
 
@@ -201,10 +200,10 @@ def test_transcript_reproduced_step_by_step(profile: Profile) -> None:
     assert ch.encode_aad(aad_url, inputs["rendezvous_id"], tokens["s_put_1"]).hex() == mid["aad_login_ok"]
 
     # The whole session through the machines, byte for byte.
-    g_state: Any = ch.start_g(
+    g_state: Any = ch.start_showing(
         gs, base_url=inputs["base_url_in_qr"], rendezvous_id=inputs["rendezvous_id"], response_nonce=rn, profile=profile
     )
-    s_state: Any = ch.start_s(
+    s_state: Any = ch.start_scanning(
         ss, peer_public_key=g_state.public_key, base_url=inputs["base_url_in_qr"], rendezvous_id=RID, profile=profile
     )
     s_state, effects = ch.transition(s_state, InitiateRequested(sequence_token=tokens["post"]))
@@ -231,7 +230,7 @@ def test_transcript_reproduced_step_by_step(profile: Profile) -> None:
         assert payload_of(effects) == message["payload"]
         received = PayloadReceived(payload=message["payload"], sequence_token=message["sequence_token"])
         states[receiver], effects = ch.transition(states[receiver], received)
-        assert effects == (DeliverPayload(plaintext=message["plaintext"].encode()),)
+        assert effects == (DeliverPlaintext(plaintext=message["plaintext"].encode()),)
 
 
 def test_transcript_profiles_really_differ() -> None:
@@ -251,10 +250,10 @@ def test_each_profile_interoperates_with_itself(profile: Profile) -> None:
     g, s, slot, code = establish(profile)
     assert code[0] != "0" and len(code) == 2
     assert ch.check_code(g.state) == ch.check_code(s.state) == code
-    assert g.state.role is Role.G and s.state.role is Role.S
+    assert g.state.role is QrSide.SHOWS and s.state.role is QrSide.SCANS
     for i in range(3):
-        assert send(s, g, slot, b"from S %d" % i) == (DeliverPayload(plaintext=b"from S %d" % i),)
-        assert send(g, s, slot, b"from G %d" % i) == (DeliverPayload(plaintext=b"from G %d" % i),)
+        assert send(s, g, slot, b"from S %d" % i) == (DeliverPlaintext(plaintext=b"from S %d" % i),)
+        assert send(g, s, slot, b"from G %d" % i) == (DeliverPlaintext(plaintext=b"from G %d" % i),)
 
 
 @pytest.mark.parametrize(
@@ -271,11 +270,11 @@ def test_profiles_do_not_interoperate(g_profile: Profile, s_profile: Profile, ba
         # Same AAD, so the initiate opens; the response label differs, so LoginOk does not.
         assert isinstance(g_next, ch.AwaitingCheckCode)
         s_next, s_effects = ch.transition(s, PayloadReceived(payload=payload_of(g_effects), sequence_token="2"))
-        assert isinstance(s_next, Failed) and s_next.reason is FailureReason.AUTHENTICATION_FAILED
-        assert s_effects == (ReportFailure(reason=FailureReason.AUTHENTICATION_FAILED),)
+        assert isinstance(s_next, ChannelFailed) and s_next.reason is FailureReason.AUTHENTICATION_FAILED
+        assert s_effects == (ReportChannelFailure(reason=FailureReason.AUTHENTICATION_FAILED),)
     else:
         # The AAD's base URL differs, so G cannot even open the initiate.
-        assert isinstance(g_next, Failed) and g_next.reason is FailureReason.AUTHENTICATION_FAILED
+        assert isinstance(g_next, ChannelFailed) and g_next.reason is FailureReason.AUTHENTICATION_FAILED
 
 
 def test_check_codes_differ_between_profiles_even_when_the_aad_agrees() -> None:
@@ -303,19 +302,19 @@ def test_g_uses_the_post_token_to_open_and_the_get_token_to_reply(which: str) ->
         g1, _ = ch.transition(
             h["g"], PayloadReceived(payload=h["initiate"], sequence_token="2", reply_sequence_token="2")
         )
-        assert isinstance(g1, Failed) and g1.reason is FailureReason.AUTHENTICATION_FAILED
+        assert isinstance(g1, ChannelFailed) and g1.reason is FailureReason.AUTHENTICATION_FAILED
     else:  # G sealing LoginOk with its POST token: S, opening with its PUT token, rejects it
         _, effects = ch.transition(
             h["g"], PayloadReceived(payload=h["initiate"], sequence_token="1", reply_sequence_token="1")
         )
         s2, _ = ch.transition(h["s1"], PayloadReceived(payload=payload_of(effects), sequence_token="2"))
-        assert isinstance(s2, Failed) and s2.reason is FailureReason.AUTHENTICATION_FAILED
+        assert isinstance(s2, ChannelFailed) and s2.reason is FailureReason.AUTHENTICATION_FAILED
 
 
 def test_s_must_open_login_ok_with_its_put_token() -> None:
     h = _handshake_events()
     s2, _ = ch.transition(h["s1"], PayloadReceived(payload=h["ok"], sequence_token="3"))
-    assert isinstance(s2, Failed) and s2.reason is FailureReason.AUTHENTICATION_FAILED
+    assert isinstance(s2, ChannelFailed) and s2.reason is FailureReason.AUTHENTICATION_FAILED
     s2, _effects = ch.transition(h["s1"], PayloadReceived(payload=h["ok"], sequence_token="2"))
     assert isinstance(s2, ch.Established)
 
@@ -325,7 +324,7 @@ def test_wrong_token_for_an_application_message_fails() -> None:
     payload = payload_of(s.feed(SealRequested(plaintext=b"x", sequence_token=s.last_get)))
     slot.put(payload)
     assert g.feed(PayloadReceived(payload=payload, sequence_token="999")) == (
-        ReportFailure(reason=FailureReason.AUTHENTICATION_FAILED),
+        ReportChannelFailure(reason=FailureReason.AUTHENTICATION_FAILED),
     )
 
 
@@ -353,14 +352,14 @@ def test_unencodable_tokens_are_typed_failures(where: str, token: str) -> None:
             state, effects = ch.transition(
                 g.state, PayloadReceived(payload="AAAAAAAAAAAAAAAAAAAAAA", sequence_token=token)
             )
-    assert isinstance(state, Failed) and state.reason is FailureReason.INVALID_SEQUENCE_TOKEN
-    assert effects == (ReportFailure(reason=FailureReason.INVALID_SEQUENCE_TOKEN),)
+    assert isinstance(state, ChannelFailed) and state.reason is FailureReason.INVALID_SEQUENCE_TOKEN
+    assert effects == (ReportChannelFailure(reason=FailureReason.INVALID_SEQUENCE_TOKEN),)
 
 
 def test_255_byte_identifiers_are_fine_and_256_are_refused() -> None:
     long_id = "r" * 255
-    g = ch.start_g(_key("g"), base_url=BASE_URL, rendezvous_id=long_id, response_nonce=_key("rn"))
-    s = ch.start_s(_key("s"), peer_public_key=g.public_key, base_url=BASE_URL, rendezvous_id=long_id)
+    g = ch.start_showing(_key("g"), base_url=BASE_URL, rendezvous_id=long_id, response_nonce=_key("rn"))
+    s = ch.start_scanning(_key("s"), peer_public_key=g.public_key, base_url=BASE_URL, rendezvous_id=long_id)
     token = "t" * 255
     _s1, effects = ch.transition(s, InitiateRequested(sequence_token=token))
     g1, _ = ch.transition(
@@ -368,9 +367,9 @@ def test_255_byte_identifiers_are_fine_and_256_are_refused() -> None:
     )
     assert isinstance(g1, ch.AwaitingCheckCode)
     with pytest.raises(LocalProtocolError):
-        ch.start_g(_key("g"), base_url=BASE_URL, rendezvous_id="r" * 256, response_nonce=_key("rn"))
+        ch.start_showing(_key("g"), base_url=BASE_URL, rendezvous_id="r" * 256, response_nonce=_key("rn"))
     with pytest.raises(LocalProtocolError):
-        ch.start_s(_key("s"), peer_public_key=g.public_key, base_url=BASE_URL, rendezvous_id="r" * 256)
+        ch.start_scanning(_key("s"), peer_public_key=g.public_key, base_url=BASE_URL, rendezvous_id="r" * 256)
 
 
 def test_missing_tokens_are_the_callers_error() -> None:
@@ -398,7 +397,7 @@ def test_exactly_one_check_code_attempt() -> None:
     right = shown_code(effects)
     wrong = f"{(int(right[0]) % 9) + 1}{right[1]}"
     failed, effects = ch.transition(h["g1"], CheckCodeEntered(code=wrong))
-    assert isinstance(failed, Failed) and failed.reason is FailureReason.CHECK_CODE_MISMATCH
+    assert isinstance(failed, ChannelFailed) and failed.reason is FailureReason.CHECK_CODE_MISMATCH
     assert is_terminal(ch.LEGAL_MOVES, failed)
     with pytest.raises(LocalProtocolError):
         ch.transition(failed, CheckCodeEntered(code=right))
@@ -408,13 +407,15 @@ def test_exactly_one_check_code_attempt() -> None:
 def test_malformed_check_code_entries_end_the_channel(entry: str) -> None:
     h = _handshake_events()
     failed, _ = ch.transition(h["g1"], CheckCodeEntered(code=entry))
-    assert isinstance(failed, Failed) and failed.reason is FailureReason.CHECK_CODE_MALFORMED
+    assert isinstance(failed, ChannelFailed) and failed.reason is FailureReason.CHECK_CODE_MALFORMED
 
 
 @settings(max_examples=30, deadline=None)
 @given(st.binary(min_size=32, max_size=32), st.binary(min_size=32, max_size=32))
 def test_check_code_never_has_a_leading_zero(g_secret: bytes, s_secret: bytes) -> None:
-    s = ch.start_s(s_secret, peer_public_key=_crypto.x25519_public_key(g_secret), base_url=BASE_URL, rendezvous_id=RID)
+    s = ch.start_scanning(
+        s_secret, peer_public_key=_crypto.x25519_public_key(g_secret), base_url=BASE_URL, rendezvous_id=RID
+    )
     s1, _ = ch.transition(s, InitiateRequested(sequence_token="1"))
     if isinstance(s1, ch.AwaitingLoginOk):
         code = s1.check_code.value.decode()
@@ -423,13 +424,13 @@ def test_check_code_never_has_a_leading_zero(g_secret: bytes, s_secret: bytes) -
 
 def test_second_login_initiate_before_the_code_is_unexpected() -> None:
     h = _handshake_events()
-    other = ch.start_s(_key("intruder"), peer_public_key=h["g"].public_key, base_url=BASE_URL, rendezvous_id=RID)
+    other = ch.start_scanning(_key("intruder"), peer_public_key=h["g"].public_key, base_url=BASE_URL, rendezvous_id=RID)
     _, effects = ch.transition(other, InitiateRequested(sequence_token="3"))
     intruder_initiate = payload_of(effects)
     held, effects = ch.transition(h["g1"], PayloadReceived(payload=h["initiate"], sequence_token="3"))
     assert effects == () and isinstance(held, ch.AwaitingCheckCode)
     second, effects = ch.transition(held, PayloadReceived(payload=intruder_initiate, sequence_token="3"))
-    assert isinstance(second, Failed) and second.reason is FailureReason.UNEXPECTED_PAYLOAD
+    assert isinstance(second, ChannelFailed) and second.reason is FailureReason.UNEXPECTED_PAYLOAD
 
 
 def test_replayed_login_initiate_is_never_delivered() -> None:
@@ -437,16 +438,21 @@ def test_replayed_login_initiate_is_never_delivered() -> None:
     held, _ = ch.transition(h["g1"], PayloadReceived(payload=h["initiate"], sequence_token="3"))
     _s2, effects = ch.transition(h["s1"], PayloadReceived(payload=h["ok"], sequence_token="2"))
     failed, effects = ch.transition(held, CheckCodeEntered(code=shown_code(effects)))
-    assert isinstance(failed, Failed) and failed.reason is FailureReason.AUTHENTICATION_FAILED
-    assert effects == (ReportEstablished(role=Role.G), ReportFailure(reason=FailureReason.AUTHENTICATION_FAILED))
+    assert isinstance(failed, ChannelFailed) and failed.reason is FailureReason.AUTHENTICATION_FAILED
+    assert effects == (
+        ReportEstablished(role=QrSide.SHOWS),
+        ReportChannelFailure(reason=FailureReason.AUTHENTICATION_FAILED),
+    )
 
 
 def test_login_initiate_after_establishment_fails_to_authenticate() -> None:
     g, _, _, _ = establish()
-    intruder = ch.start_s(_key("intruder"), peer_public_key=g.state.public_key, base_url=BASE_URL, rendezvous_id=RID)
+    intruder = ch.start_scanning(
+        _key("intruder"), peer_public_key=g.state.public_key, base_url=BASE_URL, rendezvous_id=RID
+    )
     _, effects = ch.transition(intruder, InitiateRequested(sequence_token=g.last_write))
     assert g.feed(PayloadReceived(payload=payload_of(effects), sequence_token=g.last_write)) == (
-        ReportFailure(reason=FailureReason.AUTHENTICATION_FAILED),
+        ReportChannelFailure(reason=FailureReason.AUTHENTICATION_FAILED),
     )
 
 
@@ -466,22 +472,22 @@ def test_payload_held_before_the_code_is_delivered_after_it() -> None:
     g2, effects = ch.transition(g1, PayloadReceived(payload=slot.data, sequence_token=put2))
     assert effects == ()
     g3, effects = ch.transition(g2, CheckCodeEntered(code=code))
-    assert effects == (ReportEstablished(role=Role.G), DeliverPayload(plaintext=b"early"))
+    assert effects == (ReportEstablished(role=QrSide.SHOWS), DeliverPlaintext(plaintext=b"early"))
     assert isinstance(g3, ch.Established) and put3
 
 
 def test_reflected_and_low_order_keys() -> None:
     g, _ = _pair()
-    own = ch.start_s(_key("g"), peer_public_key=g.public_key, base_url=BASE_URL, rendezvous_id=RID)
+    own = ch.start_scanning(_key("g"), peer_public_key=g.public_key, base_url=BASE_URL, rendezvous_id=RID)
     failed, _ = ch.transition(own, InitiateRequested(sequence_token="1"))
-    assert isinstance(failed, Failed) and failed.reason is FailureReason.REFLECTED_KEY
-    low = ch.start_s(_key("s"), peer_public_key=bytes(32), base_url=BASE_URL, rendezvous_id=RID)
+    assert isinstance(failed, ChannelFailed) and failed.reason is FailureReason.REFLECTED_KEY
+    low = ch.start_scanning(_key("s"), peer_public_key=bytes(32), base_url=BASE_URL, rendezvous_id=RID)
     failed, _ = ch.transition(low, InitiateRequested(sequence_token="1"))
-    assert isinstance(failed, Failed) and failed.reason is FailureReason.NON_CONTRIBUTORY_KEY
+    assert isinstance(failed, ChannelFailed) and failed.reason is FailureReason.NON_CONTRIBUTORY_KEY
     for key in (bytes(32), g.public_key):
         forged = b64encode(key + bytes(48))
         failed, _ = ch.transition(g, PayloadReceived(payload=forged, sequence_token="1", reply_sequence_token="2"))
-        assert isinstance(failed, Failed)
+        assert isinstance(failed, ChannelFailed)
         assert failed.reason in {FailureReason.NON_CONTRIBUTORY_KEY, FailureReason.REFLECTED_KEY}
 
 
@@ -492,7 +498,7 @@ def test_reflected_and_low_order_keys() -> None:
 def test_malformed_login_initiate_is_a_typed_failure(payload: str) -> None:
     g, _ = _pair()
     failed, _effects = ch.transition(g, PayloadReceived(payload=payload, sequence_token="1", reply_sequence_token="2"))
-    assert isinstance(failed, Failed)
+    assert isinstance(failed, ChannelFailed)
     assert failed.reason in {FailureReason.MALFORMED_PAYLOAD, FailureReason.OVERSIZED_PAYLOAD}
 
 
@@ -525,7 +531,7 @@ def test_any_interleaving_round_trips(profile: Profile, script: list[tuple[str, 
         sender.last_write = slot.put(payload)
         receiver.last_get = slot.token
         assert receiver.feed(PayloadReceived(payload=payload, sequence_token=receiver.last_write)) == (
-            DeliverPayload(plaintext=plaintext),
+            DeliverPlaintext(plaintext=plaintext),
         )
 
 
@@ -567,13 +573,13 @@ def test_tampering_with_any_byte_is_a_typed_failure(which: int, position: int, f
     raw[position % len(raw)] ^= flip
     tampered = dataclasses.replace(event, payload=b64encode(bytes(raw)))
     new_state, effects = ch.transition(state, tampered)
-    assert isinstance(new_state, Failed), new_state
+    assert isinstance(new_state, ChannelFailed), new_state
     assert new_state.reason in {
         FailureReason.AUTHENTICATION_FAILED,
         FailureReason.NON_CONTRIBUTORY_KEY,
         FailureReason.REFLECTED_KEY,
     }
-    assert effects == (ReportFailure(reason=new_state.reason),)
+    assert effects == (ReportChannelFailure(reason=new_state.reason),)
 
 
 @settings(max_examples=40, deadline=None)
@@ -583,7 +589,7 @@ def test_any_other_token_is_a_typed_failure(which: int, token: str) -> None:
     if token == event.sequence_token:
         return
     new_state, _ = ch.transition(state, dataclasses.replace(event, sequence_token=token))
-    assert isinstance(new_state, Failed)
+    assert isinstance(new_state, ChannelFailed)
     assert new_state.reason in {FailureReason.AUTHENTICATION_FAILED, FailureReason.INVALID_SEQUENCE_TOKEN}
 
 
@@ -601,7 +607,7 @@ def _sample_states() -> dict[type, list[object]]:
         ch.AwaitingLoginOk: [h["s1"]],
         ch.AwaitingCheckCode: [h["g1"]],
         ch.Established: [g.state, s.state],
-        Failed: [failed],
+        ChannelFailed: [failed],
     }
 
 
@@ -670,7 +676,7 @@ def test_s_starts_from_a_decoded_v3_qr_code_and_only_from_one() -> None:
     g, _ = _pair()
     shown = qr.QrCode(
         generation=qr.Generation.V3,
-        intent=qr.Intent.NEW_DEVICE,
+        intent=DeviceRole.NEW,
         public_key=g.public_key,
         rendezvous_id=RID,
         base_url=BASE_URL,
@@ -678,7 +684,7 @@ def test_s_starts_from_a_decoded_v3_qr_code_and_only_from_one() -> None:
     )
     scanned = qr.decode(qr.encode(shown))
     s = ch.start_s_from_qr(scanned, _key("s"))
-    assert s == ch.start_s(_key("s"), peer_public_key=g.public_key, base_url=BASE_URL, rendezvous_id=RID)
+    assert s == ch.start_scanning(_key("s"), peer_public_key=g.public_key, base_url=BASE_URL, rendezvous_id=RID)
     v2 = dataclasses.replace(
         scanned, generation=qr.Generation.V2, base_url=None, server_name="matrix.org", id_length_layout=None
     )
@@ -687,7 +693,7 @@ def test_s_starts_from_a_decoded_v3_qr_code_and_only_from_one() -> None:
 
 
 @pytest.mark.parametrize(
-    "cls", [*(c for c in ch.LEGAL_MOVES if c is not Failed), hpke.Context, hpke.KeySchedule, hpke.Aead]
+    "cls", [*(c for c in ch.LEGAL_MOVES if c is not ChannelFailed), hpke.Context, hpke.KeySchedule, hpke.Aead]
 )
 def test_states_and_contexts_are_frozen_slotted_kw_only(cls: type) -> None:
     params = cls.__dataclass_params__  # type: ignore[attr-defined]
@@ -713,8 +719,8 @@ def test_replayed_reordered_and_dropped_messages_are_fatal() -> None:
         if len(order) > 1 and isinstance(results[0][0], ch.Established):
             results.append(ch.transition(results[0][0], PayloadReceived(payload=order[1], sequence_token="3")))
         final, effects = results[-1]
-        assert isinstance(final, Failed) and final.reason is FailureReason.AUTHENTICATION_FAILED, mutation
-        assert effects == (ReportFailure(reason=FailureReason.AUTHENTICATION_FAILED),)
+        assert isinstance(final, ChannelFailed) and final.reason is FailureReason.AUTHENTICATION_FAILED, mutation
+        assert effects == (ReportChannelFailure(reason=FailureReason.AUTHENTICATION_FAILED),)
 
 
 def test_a_payload_from_another_session_is_fatal() -> None:
@@ -724,20 +730,20 @@ def test_a_payload_from_another_session_is_fatal() -> None:
     assert g_a.state.public_key != g_b.state.public_key
     payload = payload_of(s_a.feed(SealRequested(plaintext=b"x", sequence_token="3")))
     assert g_b.feed(PayloadReceived(payload=payload, sequence_token="3")) == (
-        ReportFailure(reason=FailureReason.AUTHENTICATION_FAILED),
+        ReportChannelFailure(reason=FailureReason.AUTHENTICATION_FAILED),
     )
 
 
 def test_no_cross_generation_payloads() -> None:
     """THREATS.md T5: an ECIES LoginInitiate is malformed for an HPKE G, and the HPKE one for an ECIES G."""
     hpke_g, hpke_s = _pair()
-    ecies_g = ecies.start_g(_key("g"))
-    ecies_s = ecies.start_s(ecies_g.public_key, _key("s"))
+    ecies_g = ecies.start_showing(_key("g"))
+    ecies_s = ecies.start_scanning(ecies_g.public_key, _key("s"))
     _, ecies_effects = ecies.transition(ecies_s, InitiateRequested())
     failed, _ = ch.transition(
         hpke_g, PayloadReceived(payload=payload_of(ecies_effects), sequence_token="1", reply_sequence_token="2")
     )
-    assert isinstance(failed, Failed) and failed.reason is FailureReason.MALFORMED_PAYLOAD
+    assert isinstance(failed, ChannelFailed) and failed.reason is FailureReason.MALFORMED_PAYLOAD
     _, hpke_effects = ch.transition(hpke_s, InitiateRequested(sequence_token="1"))
     other, _ = ecies.transition(ecies_g, PayloadReceived(payload=payload_of(hpke_effects)))
-    assert isinstance(other, Failed) and other.reason is FailureReason.MALFORMED_PAYLOAD
+    assert isinstance(other, ChannelFailed) and other.reason is FailureReason.MALFORMED_PAYLOAD

@@ -8,15 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from qrlogin.channel import hpke as ch
-from qrlogin.channel._common import (
-    CheckCodeEntered,
-    Failed,
-    InitiateRequested,
-    PayloadReceived,
-    RetryRequested,
-    Role,
-    SealRequested,
-)
+from qrlogin.channel._common import ChannelFailed, InitiateRequested, PayloadReceived, RetryRequested, SealRequested
+from qrlogin.vocabulary import CheckCodeEntered, QrSide
 
 from .channel_helpers import load_fuzz_target, mermaid_state_diagram, payload_of
 
@@ -52,15 +45,15 @@ def test_every_outcome_is_reached() -> None:
             pairs.append((state, CheckCodeEntered(code=state.check_code.value.decode())))
             held, _ = ch.transition(state, PayloadReceived(payload="AAAA", sequence_token="3"))
             pairs.append((held, PayloadReceived(payload="AAAA", sequence_token="3")))
-        if isinstance(state, ch.Established) and state.role is Role.S:
+        if isinstance(state, ch.Established) and state.role is QrSide.SCANS:
             _, effects = ch.transition(state, SealRequested(plaintext=b"x", sequence_token="3"))
-            g_established = next(s for s in states if isinstance(s, ch.Established) and s.role is Role.G)
+            g_established = next(s for s in states if isinstance(s, ch.Established) and s.role is QrSide.SHOWS)
             if g_established.profile is state.profile:
                 pairs.append((g_established, PayloadReceived(payload=payload_of(effects), sequence_token="3")))
             exhausted = dataclasses.replace(state, send=dataclasses.replace(state.send, seq=state.send.max_seq))
             pairs.append((exhausted, SealRequested(plaintext=b"", sequence_token="3")))
         if isinstance(state, ch.AwaitingInitiate):
-            peer = ch.start_s(
+            peer = ch.start_scanning(
                 bytes(range(33, 65)),
                 peer_public_key=state.public_key,
                 base_url="https://matrix.example.org",
@@ -84,4 +77,4 @@ def test_every_outcome_is_reached() -> None:
             seen.add((type(state), type(event), type(new_state)))
     expected = {(state, event, target) for (state, event), targets in ch.OUTCOMES.items() for target in targets}
     assert seen == expected
-    assert any(target is Failed for _, _, target in seen)
+    assert any(target is ChannelFailed for _, _, target in seen)

@@ -12,7 +12,8 @@ import hashlib
 
 from qrlogin import hpke
 from qrlogin.channel import hpke as ch
-from qrlogin.channel._common import CheckCodeEntered, InitiateRequested, PayloadReceived, SealRequested
+from qrlogin.channel._common import InitiateRequested, PayloadReceived, SealRequested
+from qrlogin.vocabulary import CheckCodeEntered
 
 from .channel_helpers import payload_of
 
@@ -25,9 +26,9 @@ def _key(label: str) -> bytes:
 
 
 def _established() -> tuple[ch.Established, ch.Established]:
-    g: ch.HpkeState = ch.start_g(_key("g"), base_url=BASE_URL, rendezvous_id=RID, response_nonce=_key("rn"))
+    g: ch.HpkeState = ch.start_showing(_key("g"), base_url=BASE_URL, rendezvous_id=RID, response_nonce=_key("rn"))
     assert isinstance(g, ch.AwaitingInitiate)
-    s: ch.HpkeState = ch.start_s(_key("s"), peer_public_key=g.public_key, base_url=BASE_URL, rendezvous_id=RID)
+    s: ch.HpkeState = ch.start_scanning(_key("s"), peer_public_key=g.public_key, base_url=BASE_URL, rendezvous_id=RID)
     s, effects = ch.transition(s, InitiateRequested(sequence_token="1"))
     g, effects = ch.transition(
         g, PayloadReceived(payload=payload_of(effects), sequence_token="1", reply_sequence_token="2")

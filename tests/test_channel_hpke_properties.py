@@ -22,9 +22,8 @@ from hypothesis.stateful import (
 from qrlogin import _crypto
 from qrlogin.channel import hpke as ch
 from qrlogin.channel._common import (
-    CheckCodeEntered,
-    DeliverPayload,
-    Failed,
+    ChannelFailed,
+    DeliverPlaintext,
     FailureReason,
     InitiateRequested,
     PayloadReceived,
@@ -34,6 +33,7 @@ from qrlogin.channel._common import (
     SendPayload,
 )
 from qrlogin.encoding import b64decode, b64encode
+from qrlogin.vocabulary import CheckCodeEntered
 
 from .channel_helpers import SealRecorder, payload_of
 
@@ -48,10 +48,10 @@ def fresh_secret() -> bytes:
 
 
 def new_channel(profile: Profile) -> tuple[Any, Any]:
-    g: Any = ch.start_g(
+    g: Any = ch.start_showing(
         fresh_secret(), base_url=BASE_URL, rendezvous_id=RID, response_nonce=fresh_secret(), profile=profile
     )
-    s: Any = ch.start_s(
+    s: Any = ch.start_scanning(
         fresh_secret(), peer_public_key=g.public_key, base_url=BASE_URL, rendezvous_id=RID, profile=profile
     )
     s, effects = ch.transition(s, InitiateRequested(sequence_token="1"))
@@ -96,7 +96,7 @@ class Conversation(RuleBasedStateMachine):
         plaintext, payload, token = self.in_flight[receiver].popleft()
         state, effects = ch.transition(self.sides[receiver], PayloadReceived(payload=payload, sequence_token=token))
         assert isinstance(state, ch.Established)
-        assert effects == (DeliverPayload(plaintext=plaintext),)
+        assert effects == (DeliverPlaintext(plaintext=plaintext),)
         self.sides[receiver] = state
         self.opened[receiver] += 1
 
@@ -149,10 +149,10 @@ def test_any_interleaving_round_trips_and_no_nonce_is_reused(monkeypatch: pytest
 
 def transcript(profile: Profile) -> list[tuple[Any, PayloadReceived, int]]:
     """(receiver state just before, genuine event, length of a leading public field) for every payload."""
-    g: Any = ch.start_g(
+    g: Any = ch.start_showing(
         fresh_secret(), base_url=BASE_URL, rendezvous_id=RID, response_nonce=fresh_secret(), profile=profile
     )
-    s: Any = ch.start_s(
+    s: Any = ch.start_scanning(
         fresh_secret(), peer_public_key=g.public_key, base_url=BASE_URL, rendezvous_id=RID, profile=profile
     )
     steps: list[tuple[Any, PayloadReceived, int]] = []
@@ -192,12 +192,12 @@ def test_tampering_any_decoded_byte_fails_to_authenticate(data: st.DataObject, p
             reply_sequence_token=event.reply_sequence_token,
         ),
     )
-    assert isinstance(state, Failed)
+    assert isinstance(state, ChannelFailed)
     allowed = {FailureReason.AUTHENTICATION_FAILED}
     if position < public_prefix and isinstance(receiver, ch.AwaitingInitiate):  # S's key
         allowed |= {FailureReason.NON_CONTRIBUTORY_KEY, FailureReason.REFLECTED_KEY}
     assert state.reason in allowed
-    assert not any(isinstance(e, SendPayload | DeliverPayload) for e in effects)
+    assert not any(isinstance(e, SendPayload | DeliverPlaintext) for e in effects)
 
 
 @settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
@@ -214,9 +214,9 @@ def test_tampering_any_character_is_a_typed_failure(data: st.DataObject, profile
             payload=tampered, sequence_token=event.sequence_token, reply_sequence_token=event.reply_sequence_token
         ),
     )
-    assert isinstance(state, Failed), (payload, tampered)
+    assert isinstance(state, ChannelFailed), (payload, tampered)
     assert isinstance(state.reason, FailureReason)
-    assert all(not isinstance(e, SendPayload | DeliverPayload) for e in effects)
+    assert all(not isinstance(e, SendPayload | DeliverPlaintext) for e in effects)
 
 
 @settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
@@ -240,5 +240,5 @@ def test_any_other_token_is_a_typed_failure(data: st.DataObject, profile: Profil
         assert isinstance(state, ch.AwaitingCheckCode)
         s_before = next(r for r, e, _ in TRANSCRIPTS[profile] if isinstance(r, ch.AwaitingLoginOk))
         state, effects = ch.transition(s_before, PayloadReceived(payload=payload_of(effects), sequence_token="2"))
-    assert isinstance(state, Failed)
+    assert isinstance(state, ChannelFailed)
     assert state.reason in {FailureReason.AUTHENTICATION_FAILED, FailureReason.INVALID_SEQUENCE_TOKEN}

@@ -13,10 +13,11 @@ import pytest
 
 from qrlogin import qr
 from qrlogin.channel import ecies
-from qrlogin.channel._common import CheckCodeEntered, InitiateRequested, PayloadReceived, SealRequested
+from qrlogin.channel._common import InitiateRequested, PayloadReceived, SealRequested
 from qrlogin.cli import channel as cli_channel
 from qrlogin.encoding import b64encode
 from qrlogin.errors import LocalProtocolError, RemoteProtocolError
+from qrlogin.vocabulary import CheckCodeEntered, DeviceRole
 
 transition: Callable[..., Any] = ecies.transition
 G_SECRET = bytes(range(1, 33))
@@ -44,8 +45,8 @@ def initiate_of(argv: list[str]) -> str:
 
 
 def test_g_side_against_an_in_memory_s() -> None:
-    g_public = ecies.start_g(G_SECRET).public_key
-    s: Any = ecies.start_s(g_public, S_SECRET)
+    g_public = ecies.start_showing(G_SECRET).public_key
+    s: Any = ecies.start_scanning(g_public, S_SECRET)
     s, (initiate,) = transition(s, InitiateRequested())
     # Run G once to learn its LoginOk (deterministic with --secret), then S can produce its messages.
     _, first = run(["g", "--secret", G_SECRET.hex()], initiate.payload + "\n00\n")
@@ -64,8 +65,8 @@ def test_g_side_against_an_in_memory_s() -> None:
 
 
 def test_g_side_wrong_code_fails(capsys: pytest.CaptureFixture[str]) -> None:
-    g_public = ecies.start_g(G_SECRET).public_key
-    _, (initiate,) = transition(ecies.start_s(g_public, S_SECRET), InitiateRequested())
+    g_public = ecies.start_showing(G_SECRET).public_key
+    _, (initiate,) = transition(ecies.start_scanning(g_public, S_SECRET), InitiateRequested())
     status, lines = run(["g", "--secret", G_SECRET.hex()], f"{initiate.payload}\nab\n")
     assert status == 1
     assert "check_code_malformed" in capsys.readouterr().err
@@ -73,7 +74,7 @@ def test_g_side_wrong_code_fails(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_s_side_against_an_in_memory_g() -> None:
-    g: Any = ecies.start_g(G_SECRET)
+    g: Any = ecies.start_showing(G_SECRET)
     key = b64encode(g.public_key)
     initiate = initiate_of(["s", key, "--secret", S_SECRET.hex()])
     g, (login_ok, _) = transition(g, PayloadReceived(payload=initiate))
@@ -92,14 +93,14 @@ def test_s_side_against_an_in_memory_g() -> None:
 
 
 def test_s_side_tampered_payload_fails(capsys: pytest.CaptureFixture[str]) -> None:
-    key = b64encode(ecies.start_g(G_SECRET).public_key)
+    key = b64encode(ecies.start_showing(G_SECRET).public_key)
     status, _ = run(["s", key, "--secret", S_SECRET.hex()], "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n")
     assert status == 1
     assert "authentication_failed" in capsys.readouterr().err
 
 
 def test_spec_text_profile_is_selectable() -> None:
-    key = b64encode(ecies.start_g(G_SECRET).public_key)
+    key = b64encode(ecies.start_showing(G_SECRET).public_key)
     deployed = initiate_of(["s", key, "--secret", S_SECRET.hex()])
     spec_text = initiate_of(["s", key, "--secret", S_SECRET.hex(), "--profile", "spec_text"])
     assert deployed != spec_text
@@ -116,10 +117,10 @@ def test_misuse(argv: list[str], message: str) -> None:
 
 
 def test_key_may_be_a_qr_payload() -> None:
-    g_public = ecies.start_g(G_SECRET).public_key
+    g_public = ecies.start_showing(G_SECRET).public_key
     code = qr.QrCode(
         generation=qr.Generation.V2,
-        intent=qr.Intent.NEW_DEVICE,
+        intent=DeviceRole.NEW,
         public_key=g_public,
         rendezvous_id="abc-def",
         server_name="example.org",

@@ -72,13 +72,13 @@ def test_garbage_text_is_reported_not_raised(capsys: pytest.CaptureFixture[str])
 
 
 def test_encode_rejects_inconsistent_fields(capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["qr", "encode", "--generation", "v3", "--intent", "new-device", "--public-key", b64encode(bytes(32))]
+    argv = ["qr", "encode", "--generation", "v3", "--intent", "new", "--public-key", b64encode(bytes(32))]
     assert main([*argv, "--rendezvous-id", "abc"]) == 1
     assert "LocalProtocolError" in capsys.readouterr().err
 
 
 def test_terminal_output_draws_a_code(capsys: pytest.CaptureFixture[str]) -> None:
     code = qr.decode(bytes.fromhex(VALID[0]["hex"]))
-    argv = ["qr", "encode", "--generation", "v1", "--intent", "new-device", "--public-key", b64encode(code.public_key)]
+    argv = ["qr", "encode", "--generation", "v1", "--intent", "new", "--public-key", b64encode(code.public_key)]
     assert main([*argv, "--rendezvous-url", str(code.rendezvous_url), "--output", "terminal"]) == 0
     assert "█" in capsys.readouterr().out

@@ -22,32 +22,29 @@ from hypothesis import strategies as st
 from qrlogin import device as dv
 from qrlogin import qr
 from qrlogin._machine import is_terminal
-from qrlogin.device import (
-    LEGAL_MOVES,
-    OUTCOMES,
-    CheckCodeTyped,
-    Device,
-    HttpAnswered,
-    HttpLost,
-    Phase,
-    TimerFired,
-    UserCancelled,
-    VerificationUriOpened,
-    VerificationUriUnavailable,
-    phase,
-)
+from qrlogin.device import LEGAL_MOVES, OUTCOMES, Device, Phase, phase
 from qrlogin.errors import LocalProtocolError
 from qrlogin.http import HttpResponse
 from qrlogin.login import existing_device, new_device
 from qrlogin.sim import Faults, Scenario
 from qrlogin.sim.world import World, actions, new_world, step
+from qrlogin.vocabulary import (
+    CheckCodeEntered,
+    DeviceRole,
+    HttpRequestFailed,
+    HttpResponseReceived,
+    TimerFired,
+    UserCancelled,
+    VerificationUriOpened,
+    VerificationUriUnavailable,
+)
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "simulation.md"
 EVENT_KINDS: tuple[type, ...] = (
-    HttpAnswered,
-    HttpLost,
+    HttpResponseReceived,
+    HttpRequestFailed,
     TimerFired,
-    CheckCodeTyped,
+    CheckCodeEntered,
     VerificationUriOpened,
     VerificationUriUnavailable,
     UserCancelled,
@@ -71,7 +68,9 @@ class Sample:
 
 def _outstanding(device: Device) -> list[int]:
     ids = [rid for rid, _ in device.rz_requests]
-    return ids + [rid for rid in (device.login_request, device.discovery_request) if rid is not None]
+    login = [device.login_request[0]] if device.login_request is not None else []
+    discovery = [device.discovery_request] if device.discovery_request is not None else []
+    return ids + login + discovery
 
 
 def _worlds(runs: int) -> Iterator[World]:
@@ -79,7 +78,7 @@ def _worlds(runs: int) -> Iterator[World]:
     for index in range(runs):
         scenario = Scenario(
             generation=tuple(qr.Generation)[index % 3],
-            qr_on=tuple(dv.Kind)[index // 3 % 2],
+            qr_on=tuple(DeviceRole)[index // 3 % 2],
             attacker=index % 4 == 3,
             faults=FAULTS[index % len(FAULTS)],
             user_guess=rnd.choice(("11", "42")),
@@ -150,12 +149,13 @@ def events_for(sample: Sample) -> dict[type, list[tuple[Any, int]]]:
     timers = [now] if due is None or due > now else []
     timers += [due] if due is not None and due >= now else []
     return {
-        HttpAnswered: [
-            (HttpAnswered(request_id=rid, response=real.get(rid, HttpResponse(status=500))), now) for rid in targets
+        HttpResponseReceived: [
+            (HttpResponseReceived(request_id=rid, response=real.get(rid, HttpResponse(status=500))), now)
+            for rid in targets
         ],
-        HttpLost: [(HttpLost(request_id=rid), now) for rid in targets],
+        HttpRequestFailed: [(HttpRequestFailed(request_id=rid), now) for rid in targets],
         TimerFired: [(TimerFired(), at) for at in timers],
-        CheckCodeTyped: [(CheckCodeTyped(code="00"), now)],
+        CheckCodeEntered: [(CheckCodeEntered(code="00"), now)],
         VerificationUriOpened: [(VerificationUriOpened(), now)],
         VerificationUriUnavailable: [(VerificationUriUnavailable(), now)],
         UserCancelled: [(UserCancelled(), now)],
@@ -192,7 +192,7 @@ def test_every_phase_event_pair(current: Phase) -> None:
         events = events_for(sample)
         for kind in EVENT_KINDS:
             # HTTP kinds are legal everywhere; a device that issued no request yet gets none of them.
-            assert events[kind] or kind in (HttpAnswered, HttpLost)
+            assert events[kind] or kind in (HttpResponseReceived, HttpRequestFailed)
             for event, now in events[kind]:
                 if kind in LEGAL_MOVES[current]:
                     dv.transition(device, event, now_ms=now)
@@ -217,7 +217,7 @@ def test_live_phases_are_exactly_those_of_a_running_login() -> None:
     for current, phase_samples in corpus()[0].items():
         for sample in phase_samples:
             device = sample.device
-            module: Any = new_device if device.config.kind is dv.Kind.NEW else existing_device
+            module: Any = new_device if device.config.kind is DeviceRole.NEW else existing_device
             live = current not in (Phase.AWAITING_CLOSE, Phase.DONE)
             assert (device.outcome is None) is live
             assert (not is_terminal(module.LEGAL_MOVES, device.login)) is live
@@ -231,8 +231,8 @@ def test_answers_to_requests_no_longer_outstanding_are_ignored() -> None:
             stale = set(range(1, device.next_request_id)) - set(_outstanding(device))
             for rid in sorted(stale)[-3:]:
                 for event in (
-                    HttpAnswered(request_id=rid, response=HttpResponse(status=200)),
-                    HttpLost(request_id=rid),
+                    HttpResponseReceived(request_id=rid, response=HttpResponse(status=200)),
+                    HttpRequestFailed(request_id=rid),
                 ):
                     assert dv.transition(device, event, now_ms=sample.now_ms) == (device, ())
 
@@ -241,7 +241,7 @@ def test_generate_and_scan_start_where_the_diagram_says() -> None:
     samples, _ = corpus()
     assert all(phase(s.device) is Phase.AWAITING_SESSION for s in samples[Phase.AWAITING_SESSION])
     config = dv.DeviceConfig(
-        kind=dv.Kind.NEW, generation=qr.Generation.V3, seed=b"x", base_url="https://hs.example", server_name="hs",
+        kind=DeviceRole.NEW, generation=qr.Generation.V3, seed=b"x", base_url="https://hs.example", server_name="hs",
         device_id="D", client_id="c",
     )  # fmt: skip
     assert phase(dv.generate(config, now_ms=0)[0]) is Phase.AWAITING_SESSION
@@ -292,7 +292,7 @@ def test_docs_table_and_diagram_are_generated_from_the_code() -> None:
 def _mid_run(draw: st.DrawFn) -> tuple[World, int]:
     scenario = Scenario(
         generation=draw(st.sampled_from(tuple(qr.Generation))),
-        qr_on=draw(st.sampled_from(tuple(dv.Kind))),
+        qr_on=draw(st.sampled_from(tuple(DeviceRole))),
         attacker=draw(st.booleans()),
         faults=draw(st.sampled_from(FAULTS)),
     )

@@ -21,7 +21,7 @@ WIRE_LIKE = st.text(alphabet=BASE64_ALPHABET + "|=", max_size=200)
 
 def test_fuzz_fixture_covers_every_state_with_network_input() -> None:
     kinds = {type(state) for state in STATES}
-    assert kinds == set(ecies.LEGAL_MOVES) - {ecies.Failed}
+    assert kinds == set(ecies.LEGAL_MOVES) - {ecies.ChannelFailed}
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

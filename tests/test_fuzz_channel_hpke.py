@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from qrlogin.channel import hpke
-from qrlogin.channel._common import DeliverPayload, Failed
+from qrlogin.channel._common import ChannelFailed, DeliverPlaintext
 from qrlogin.encoding import b64encode
 
 from .channel_helpers import load_fuzz_target
@@ -22,7 +22,7 @@ WIRE_LIKE = st.text(alphabet=BASE64_ALPHABET + "=", max_size=200)
 
 def test_fuzz_fixture_covers_every_state_with_network_input() -> None:
     kinds = {type(state) for state in STATES}
-    assert kinds == set(hpke.LEGAL_MOVES) - {Failed}
+    assert kinds == set(hpke.LEGAL_MOVES) - {ChannelFailed}
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -53,7 +53,7 @@ def test_the_target_detects_a_breach(monkeypatch: pytest.MonkeyPatch) -> None:
         target("x")
 
     def delivers(state: object, event: object, *, now_ms: int = 0) -> tuple[object, tuple[object, ...]]:
-        return state, (DeliverPayload(plaintext=b"forged"),)
+        return state, (DeliverPlaintext(plaintext=b"forged"),)
 
     monkeypatch.setattr(hpke, "transition", delivers)
     with pytest.raises(AssertionError):

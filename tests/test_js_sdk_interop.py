@@ -26,9 +26,18 @@ from qrlogin import device as dv
 from qrlogin import homeserver as hsm
 from qrlogin import qr
 from qrlogin.channel import FailureReason as ChannelFailureReason
-from qrlogin.login.events import Completed, Failed
+from qrlogin.login.events import ReportLoginFailure, ReportLoginSuccess
 from qrlogin.login.messages import Secrets, message_to_json
 from qrlogin.sim.world import CLIENT_METADATA, user_secrets
+from qrlogin.vocabulary import (
+    CheckCodeEntered,
+    DeviceRole,
+    OpenVerificationUri,
+    PromptForCheckCode,
+    ShowCheckCode,
+    UserCancelled,
+    VerificationUriOpened,
+)
 
 from .js_sdk_peer import (
     BASE_URL,
@@ -48,10 +57,10 @@ from .peers import run_qrlogin
 QRLOGIN_NEW_DEVICE = "QRPHONE"
 JS_NEW_DEVICE = "JSPHONE"
 ROLES = [
-    pytest.param(dv.Kind.EXISTING, False, id="js-existing-generates"),  # Element Web "link new device"
-    pytest.param(dv.Kind.EXISTING, True, id="js-existing-scans"),
-    pytest.param(dv.Kind.NEW, False, id="js-new-generates"),
-    pytest.param(dv.Kind.NEW, True, id="js-new-scans"),
+    pytest.param(DeviceRole.EXISTING, False, id="js-existing-generates"),  # Element Web "link new device"
+    pytest.param(DeviceRole.EXISTING, True, id="js-existing-scans"),
+    pytest.param(DeviceRole.NEW, False, id="js-new-generates"),
+    pytest.param(DeviceRole.NEW, True, id="js-new-scans"),
 ]
 
 
@@ -85,7 +94,7 @@ class Script:
 
 
 def _run(
-    tmp_path: Path, js_kind: dv.Kind, js_scans: bool, script: Script = Script(), *, rendezvous: str | None = None
+    tmp_path: Path, js_kind: DeviceRole, js_scans: bool, script: Script = Script(), *, rendezvous: str | None = None
 ) -> Run:
     """One sign-in. ``rendezvous`` is the loopback origin of a separate ``qrlogin serve``; else the model serves it."""
     require_js_sdk()
@@ -102,8 +111,8 @@ def _run(
             routes[urlsplit(RENDEZVOUS_URL).netloc] = rendezvous
             js_config["rendezvous_base"] = RENDEZVOUS_URL
         js_config["routes"] = routes
-        qr_kind = dv.Kind.NEW if js_kind is dv.Kind.EXISTING else dv.Kind.EXISTING
-        if js_kind is dv.Kind.EXISTING:
+        qr_kind = DeviceRole.NEW if js_kind is DeviceRole.EXISTING else DeviceRole.EXISTING
+        if js_kind is DeviceRole.EXISTING:
             js_config |= {"access_token": token, "secrets": _secrets_json(user_secrets("alice"))}
             config = dv.DeviceConfig(
                 kind=qr_kind, generation=qr.Generation.V1, seed=b"qrlogin new device", base_url=BASE_URL,
@@ -117,7 +126,7 @@ def _run(
                 server_name=SERVER_NAME, secrets=user_secrets("alice"), poll_interval_ms=250,
             )  # fmt: skip
         js = JsSdkPeer(js_config, log_path=tmp_path / "js-sdk.log")
-        device = QrloginDevice(routes, access_token=token if qr_kind is dv.Kind.EXISTING else None)
+        device = QrloginDevice(routes, access_token=token if qr_kind is DeviceRole.EXISTING else None)
         run = Run(server=server, qrlogin=device, js=js)
         try:
             _drive(run, config, js_scans=js_scans, user_id=user_id, script=script)
@@ -142,19 +151,19 @@ def _drive(run: Run, config: dv.DeviceConfig, *, js_scans: bool, user_id: str, s
         for effect in qd.effects[done_with_effects:]:
             done_with_effects += 1
             if script.cancel_on_qrlogin_after is not None and isinstance(effect, script.cancel_on_qrlogin_after):
-                qd.feed(dv.UserCancelled())  # instead of what the effect asked for
+                qd.feed(UserCancelled())  # instead of what the effect asked for
             elif isinstance(effect, dv.ShowQrCode):
                 js.send("scan", qr=_b64(effect.payload))
-            elif isinstance(effect, dv.ShowCheckCode):
+            elif isinstance(effect, ShowCheckCode):
                 js.send("check_code", code=_typed(script, effect.code))  # the user types it on js's G
-            elif isinstance(effect, dv.AskForCheckCode):
+            elif isinstance(effect, PromptForCheckCode):
                 asked_for_code = True
-            elif isinstance(effect, dv.AskForConsent):
+            elif isinstance(effect, OpenVerificationUri):
                 run.server.approve(effect.uri, user_id)
-                qd.feed(dv.VerificationUriOpened())
+                qd.feed(VerificationUriOpened())
         if asked_for_code and js_code is not None:
             asked_for_code = False
-            qd.feed(dv.CheckCodeTyped(code=_typed(script, js_code)))
+            qd.feed(CheckCodeEntered(code=_typed(script, js_code)))
         event = js.poll(0.02)
         if event is not None:
             run.js_events.append(event)
@@ -205,7 +214,7 @@ def _whoami(server: HomeserverOverHttp, token: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(("js_kind", "js_scans"), ROLES)
-def test_sign_in_completes_against_js_sdk(tmp_path: Path, js_kind: dv.Kind, js_scans: bool) -> None:
+def test_sign_in_completes_against_js_sdk(tmp_path: Path, js_kind: DeviceRole, js_scans: bool) -> None:
     _assert_success(_run(tmp_path, js_kind, js_scans), js_kind, js_scans)
 
 
@@ -214,8 +223,8 @@ def test_deployed_direction_with_qrlogin_serve_as_the_rendezvous(tmp_path: Path)
     instead of the homeserver model: js-sdk creates it there, qrlogin's new device joins it from the QR."""
     require_js_sdk()
     with run_qrlogin("--generations", "v1", "--public-base-url", RENDEZVOUS_URL) as rendezvous:
-        run = _run(tmp_path, dv.Kind.EXISTING, False, rendezvous=rendezvous)
-    _assert_success(run, dv.Kind.EXISTING, False)
+        run = _run(tmp_path, DeviceRole.EXISTING, False, rendezvous=rendezvous)
+    _assert_success(run, DeviceRole.EXISTING, False)
     qr_event = run.js_event("qr")
     assert qr_event is not None
     code = qr.decode(_unb64(qr_event["qr"]))
@@ -223,13 +232,13 @@ def test_deployed_direction_with_qrlogin_serve_as_the_rendezvous(tmp_path: Path)
     assert not any("rendezvous" in path for _, path, _ in run.server.requests)  # the model saw none of it
 
 
-def _assert_success(run: Run, js_kind: dv.Kind, js_scans: bool) -> None:
+def _assert_success(run: Run, js_kind: DeviceRole, js_scans: bool) -> None:
     finished = run.qrlogin.finished
     done = run.js_event("done")
     assert done is not None, f"js-sdk events: {run.js_events}\n{run.js.log_tail()}"
-    assert finished is not None and isinstance(finished.outcome, Completed), finished
+    assert finished is not None and isinstance(finished.outcome, ReportLoginSuccess), finished
     expected = user_secrets("alice")
-    if js_kind is dv.Kind.EXISTING:
+    if js_kind is DeviceRole.EXISTING:
         # The secrets js-sdk exported arrived in qrlogin's outcome, and qrlogin's token is the new device's.
         assert finished.outcome.secrets == expected
         assert done["secrets"] == _secrets_json(expected)
@@ -249,9 +258,9 @@ def _assert_success(run: Run, js_kind: dv.Kind, js_scans: bool) -> None:
     # Both ends derived the same check code (qrlogin's S showed it / qrlogin's G was given js's and accepted it).
     js_code = run.js_event("check_code")
     assert js_code is not None
-    shown = run.qrlogin.of_type(dv.ShowCheckCode)
+    shown = run.qrlogin.of_type(ShowCheckCode)
     if js_scans:
-        assert not shown and run.qrlogin.of_type(dv.AskForCheckCode)
+        assert not shown and run.qrlogin.of_type(PromptForCheckCode)
     else:
         assert [effect.code for effect in shown] == [js_code["code"]]
     assert run.js_event("failed") is None and run.js_event("on_failure") is None
@@ -265,14 +274,14 @@ def _alice_devices(server: HomeserverOverHttp) -> set[str]:
 
 
 def _received(run: Run) -> list[str]:
-    return [note.message_type for note in run.qrlogin.of_type(dv.MessageReceivedNote)]
+    return [note.message_type for note in run.qrlogin.of_type(dv.ReportMessageReceived)]
 
 
 def test_wrong_check_code_on_qrlogin_stops_both(tmp_path: Path) -> None:
     """qrlogin (new device, G) is given a wrong code: it fails, deletes the rendezvous, and js-sdk's flow rejects."""
-    run = _run(tmp_path, dv.Kind.EXISTING, True, Script(mistype=True))
+    run = _run(tmp_path, DeviceRole.EXISTING, True, Script(mistype=True))
     finished = run.qrlogin.finished
-    assert finished is not None and isinstance(finished.outcome, Failed)
+    assert finished is not None and isinstance(finished.outcome, ReportLoginFailure)
     assert finished.channel_failure is ChannelFailureReason.CHECK_CODE_MISMATCH
     # js-sdk (S) learns of it only from the 404 after the deletion: its onFailure says "unknown", and the step it
     # was in (waiting for the new device's m.login.protocol) rejects as an unexpected (missing) message.
@@ -286,20 +295,20 @@ def test_wrong_check_code_on_qrlogin_stops_both(tmp_path: Path) -> None:
 
 def test_wrong_check_code_on_js_sdk_stops_both(tmp_path: Path) -> None:
     """The deployed direction: the user mistypes the code into Element Web (js-sdk, existing device, G)."""
-    run = _run(tmp_path, dv.Kind.EXISTING, False, Script(mistype=True))
+    run = _run(tmp_path, DeviceRole.EXISTING, False, Script(mistype=True))
     failed = run.js_event("failed")
     assert failed is not None and failed["code"] == "insecure_channel_detected"
     finished = run.qrlogin.finished
-    assert finished is not None and isinstance(finished.outcome, Failed)
+    assert finished is not None and isinstance(finished.outcome, ReportLoginFailure)
     assert finished.outcome.reason == "channel_closed" and not finished.outcome.by_peer
     assert _alice_devices(run.server) == {"LAPTOP"}
 
 
 def test_user_cancels_on_qrlogin(tmp_path: Path) -> None:
     """qrlogin's existing device cancels instead of opening the URI: js-sdk's new device rejects with user_cancelled."""
-    run = _run(tmp_path, dv.Kind.NEW, False, Script(cancel_on_qrlogin_after=dv.AskForConsent))
+    run = _run(tmp_path, DeviceRole.NEW, False, Script(cancel_on_qrlogin_after=OpenVerificationUri))
     finished = run.qrlogin.finished
-    assert finished is not None and isinstance(finished.outcome, Failed)
+    assert finished is not None and isinstance(finished.outcome, ReportLoginFailure)
     assert finished.outcome.reason == "user_cancelled" and not finished.outcome.by_peer
     failed = run.js_event("failed")
     assert failed is not None and failed["code"] == "user_cancelled", run.js_events
@@ -309,10 +318,10 @@ def test_user_cancels_on_qrlogin(tmp_path: Path) -> None:
 
 def test_user_cancels_on_js_sdk_without_a_failure_message(tmp_path: Path) -> None:
     """Element Web's cancel sends no m.login.failure: qrlogin's new device learns of it from the 404 that follows."""
-    run = _run(tmp_path, dv.Kind.EXISTING, False, Script(cancel_on_js_after="verification_uri"))
+    run = _run(tmp_path, DeviceRole.EXISTING, False, Script(cancel_on_js_after="verification_uri"))
     assert run.js_event("cancelled") is not None
     finished = run.qrlogin.finished
-    assert finished is not None and isinstance(finished.outcome, Failed)
+    assert finished is not None and isinstance(finished.outcome, ReportLoginFailure)
     assert finished.outcome.reason == "channel_closed" and not finished.outcome.by_peer
     assert not any(kind.startswith("m.login.failure") for kind in _received(run))
     assert _alice_devices(run.server) == {"LAPTOP"}

@@ -13,7 +13,7 @@ from qrlogin.login import new_device as nd
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "login.md").read_text(encoding="utf-8")
 GROUPS = {
     "network": {"MessageReceived", "ChannelClosed", "TimerFired", "UserCancelled"},
-    "http": {"HttpResponseReceived", "HttpFailed"},
+    "http": {"HttpResponseReceived", "HttpRequestFailed"},
 }
 MACHINES = {"new device": nd.LEGAL_MOVES, "existing device": ed.LEGAL_MOVES}
 DIAGRAMS = {"New device": nd.LEGAL_MOVES, "Existing device": ed.LEGAL_MOVES}

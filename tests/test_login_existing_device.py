@@ -12,21 +12,12 @@ from qrlogin.login import existing_device as ed
 from qrlogin.login.events import (
     ChannelClosed,
     ChannelSecured,
-    Completed,
     DeleteRendezvous,
-    Failed,
-    HttpFailed,
-    HttpResponseReceived,
     LocalReason,
     MessageReceived,
-    OpenVerificationUri,
-    QrRole,
-    SendHttpRequest,
+    ReportLoginFailure,
+    ReportLoginSuccess,
     SendMessage,
-    TimerFired,
-    UserCancelled,
-    VerificationUriOpened,
-    VerificationUriUnavailable,
 )
 from qrlogin.login.messages import (
     Declined,
@@ -39,7 +30,18 @@ from qrlogin.login.messages import (
     Success,
     serialize_message,
 )
-from tests._login_support import BASE_URL, DEVICE_ID, SECRETS, SERVER_NAME
+from qrlogin.vocabulary import (
+    HttpRequestFailed,
+    HttpResponseReceived,
+    OpenVerificationUri,
+    QrSide,
+    SendHttpRequest,
+    TimerFired,
+    UserCancelled,
+    VerificationUriOpened,
+    VerificationUriUnavailable,
+)
+from tests._login_support import AWAITED, BASE_URL, DEVICE_ID, SECRETS, SERVER_NAME, step
 
 URI = "https://auth.example.org/link?code=123456"
 PROTOCOL = Protocol(
@@ -49,7 +51,13 @@ PROTOCOL = Protocol(
         verification_uri="https://auth.example.org/link", verification_uri_complete=URI
     ),
 )
-GET_DEVICE = SendHttpRequest(request=ed.device_request(BASE_URL, DEVICE_ID))
+
+
+def get_device(request_id: int) -> SendHttpRequest:
+    return SendHttpRequest(request_id=request_id, request=ed.device_request(BASE_URL, DEVICE_ID))
+
+
+GET_DEVICE = get_device(1)  # the check that the id is free
 
 
 def msg(message: Any) -> MessageReceived:
@@ -57,24 +65,24 @@ def msg(message: Any) -> MessageReceived:
 
 
 def status(code: int) -> HttpResponseReceived:
-    return HttpResponseReceived(response=HttpResponse(status=code, body=b"{}"))
+    return HttpResponseReceived(request_id=AWAITED, response=HttpResponse(status=code, body=b"{}"))
 
 
-def start(role: QrRole, **kwargs: Any) -> ed.State:
+def start(role: QrSide, **kwargs: Any) -> ed.State:
     return ed.start(ed.ExistingDeviceConfig(role=role, base_url=BASE_URL, secrets=SECRETS, **kwargs))
 
 
-def to_uri(role: QrRole = QrRole.SCANNED) -> ed.State:
-    state, _ = ed.transition(start(role), ChannelSecured(), now_ms=0)
-    state, effects = ed.transition(state, msg(PROTOCOL), now_ms=0)
+def to_uri(role: QrSide = QrSide.SCANS) -> ed.State:
+    state, _ = step(ed, start(role), ChannelSecured(), now_ms=0)
+    state, effects = step(ed, state, msg(PROTOCOL), now_ms=0)
     assert effects == (GET_DEVICE,)
-    state, effects = ed.transition(state, status(404), now_ms=0)
+    state, effects = step(ed, state, status(404), now_ms=0)
     assert effects == (OpenVerificationUri(uri=URI),)
     return state
 
 
-def to_login_result(role: QrRole = QrRole.SCANNED) -> ed.State:
-    state, effects = ed.transition(to_uri(role), VerificationUriOpened(), now_ms=0)
+def to_login_result(role: QrSide = QrSide.SCANS) -> ed.State:
+    state, effects = step(ed, to_uri(role), VerificationUriOpened(), now_ms=0)
     assert effects == (SendMessage(message=ProtocolAccepted()),)
     return state
 
@@ -87,44 +95,44 @@ def _ends(
         expected.append(SendMessage(message=Failure(reason=tell) if isinstance(tell, FailureReason) else tell))
     if delete_at is not None:
         expected.append(DeleteRendezvous(not_before_ms=delete_at))
-    expected.append(Failed(reason=reason, by_peer=by_peer))
+    expected.append(ReportLoginFailure(reason=reason, by_peer=by_peer))
     assert effects == tuple(expected)
 
 
 def test_scanned_speaks_first_with_homeserver_or_base_url() -> None:
-    _, effects = ed.transition(start(QrRole.SCANNED, server_name=SERVER_NAME), ChannelSecured(), now_ms=0)
+    _, effects = step(ed, start(QrSide.SCANS, server_name=SERVER_NAME), ChannelSecured(), now_ms=0)
     assert effects == (
         SendMessage(message=Protocols(protocols=("device_authorization_grant",), homeserver=SERVER_NAME)),
     )
-    _, effects = ed.transition(start(QrRole.SCANNED), ChannelSecured(), now_ms=0)
+    _, effects = step(ed, start(QrSide.SCANS), ChannelSecured(), now_ms=0)
     assert effects == (SendMessage(message=Protocols(protocols=("device_authorization_grant",), base_url=BASE_URL)),)
 
 
 def test_full_path_as_scanner() -> None:
     state = to_login_result()
-    state, effects = ed.transition(state, msg(Success()), now_ms=1_000)
-    assert effects == (GET_DEVICE,)
-    state, effects = ed.transition(state, status(200), now_ms=1_100)
-    assert isinstance(state, ed.Finished)
-    assert effects == (SendMessage(message=SECRETS), Completed())
+    state, effects = step(ed, state, msg(Success()), now_ms=1_000)
+    assert effects == (get_device(2),)  # the first check that the new device appeared
+    state, effects = step(ed, state, status(200), now_ms=1_100)
+    assert isinstance(state, ed.LoginSucceeded)
+    assert effects == (SendMessage(message=SECRETS), ReportLoginSuccess())
 
 
 def test_generator_acts_only_after_the_check_code() -> None:
-    state = start(QrRole.GENERATED)
-    state, effects = ed.transition(state, msg(PROTOCOL), now_ms=0)
+    state = start(QrSide.SHOWS)
+    state, effects = step(ed, state, msg(PROTOCOL), now_ms=0)
     assert effects == () and isinstance(state, ed.AwaitingChannel)  # nothing done for an unconfirmed peer
-    state, effects = ed.transition(state, ChannelSecured(), now_ms=0)
+    state, effects = step(ed, state, ChannelSecured(), now_ms=0)
     assert effects == (GET_DEVICE,)
-    state, _ = ed.transition(state, status(404), now_ms=0)
-    state, _ = ed.transition(state, VerificationUriOpened(), now_ms=0)
-    state, _ = ed.transition(state, msg(Success()), now_ms=0)
-    state, effects = ed.transition(state, status(200), now_ms=100)
+    state, _ = step(ed, state, status(404), now_ms=0)
+    state, _ = step(ed, state, VerificationUriOpened(), now_ms=0)
+    state, _ = step(ed, state, msg(Success()), now_ms=0)
+    state, effects = step(ed, state, status(200), now_ms=100)
     # The generator created the rendezvous; it deletes it once the peer had time to read the secrets.
-    assert effects == (SendMessage(message=SECRETS), DeleteRendezvous(not_before_ms=5_100), Completed())
+    assert effects == (SendMessage(message=SECRETS), DeleteRendezvous(not_before_ms=5_100), ReportLoginSuccess())
 
 
 def test_generator_without_early_message_awaits_protocol() -> None:
-    state, effects = ed.transition(start(QrRole.GENERATED), ChannelSecured(), now_ms=0)
+    state, effects = step(ed, start(QrSide.SHOWS), ChannelSecured(), now_ms=0)
     assert isinstance(state, ed.AwaitingProtocol) and effects == ()
 
 
@@ -133,21 +141,21 @@ def test_device_id_is_percent_encoded() -> None:
     assert request.target == f"{BASE_URL}/_matrix/client/v3/devices/wjLp%2FsSRQ2%2BoAKk4" and request.authenticated
 
 
-@pytest.mark.parametrize("event", [status(200), status(500), status(401), HttpFailed()])
+@pytest.mark.parametrize("event", [status(200), status(500), status(401), HttpRequestFailed(request_id=AWAITED)])
 def test_device_must_be_absent_before_consent(event: Any) -> None:
-    state, _ = ed.transition(start(QrRole.SCANNED), ChannelSecured(), now_ms=0)
-    state, _ = ed.transition(state, msg(PROTOCOL), now_ms=0)
-    _, effects = ed.transition(state, event, now_ms=0)
+    state, _ = step(ed, start(QrSide.SCANS), ChannelSecured(), now_ms=0)
+    state, _ = step(ed, state, msg(PROTOCOL), now_ms=0)
+    _, effects = step(ed, state, event, now_ms=0)
     r = FailureReason.DEVICE_ALREADY_EXISTS
     _ends(effects, r, tell=r)
 
 
 def test_verification_uri_outcomes() -> None:
     r = FailureReason.UNABLE_TO_OPEN_VERIFICATION_URI
-    _, effects = ed.transition(to_uri(), VerificationUriUnavailable(), now_ms=0)
+    _, effects = step(ed, to_uri(), VerificationUriUnavailable(), now_ms=0)
     _ends(effects, r, tell=r)
     c = FailureReason.USER_CANCELLED
-    _, effects = ed.transition(to_uri(QrRole.GENERATED), UserCancelled(), now_ms=0)
+    _, effects = step(ed, to_uri(QrSide.SHOWS), UserCancelled(), now_ms=0)
     _ends(effects, c, tell=c, delete_at=5_000)
 
 
@@ -158,9 +166,9 @@ def test_untrusted_uri_schemes_are_not_opened(uri: str) -> None:
         device_id=DEVICE_ID,
         device_authorization_grant=DeviceAuthorizationGrant(verification_uri=uri),
     )
-    state, _ = ed.transition(start(QrRole.SCANNED), ChannelSecured(), now_ms=0)
-    state, _ = ed.transition(state, msg(protocol), now_ms=0)
-    _, effects = ed.transition(state, status(404), now_ms=0)
+    state, _ = step(ed, start(QrSide.SCANS), ChannelSecured(), now_ms=0)
+    state, _ = step(ed, state, msg(protocol), now_ms=0)
+    _, effects = step(ed, state, status(404), now_ms=0)
     r = FailureReason.UNABLE_TO_OPEN_VERIFICATION_URI
     _ends(effects, r, tell=r)
 
@@ -171,37 +179,39 @@ def test_http_verification_uri_when_allowed() -> None:
         device_id=DEVICE_ID,
         device_authorization_grant=DeviceAuthorizationGrant(verification_uri="http://localhost:8080/link"),
     )
-    state, _ = ed.transition(start(QrRole.SCANNED, allow_http_verification_uri=True), ChannelSecured(), now_ms=0)
-    state, _ = ed.transition(state, msg(protocol), now_ms=0)
-    _, effects = ed.transition(state, status(404), now_ms=0)
+    state, _ = step(ed, start(QrSide.SCANS, allow_http_verification_uri=True), ChannelSecured(), now_ms=0)
+    state, _ = step(ed, state, msg(protocol), now_ms=0)
+    _, effects = step(ed, state, status(404), now_ms=0)
     assert effects == (OpenVerificationUri(uri="http://localhost:8080/link"),)
 
 
 def test_device_appears_after_retries_within_ten_seconds() -> None:
-    state, _ = ed.transition(to_login_result(), msg(Success()), now_ms=1_000)
+    state, _ = step(ed, to_login_result(), msg(Success()), now_ms=1_000)
     now = 1_000
-    for _ in range(19):  # 404s at 1.0 s, 1.5 s, ... 10.0 s
-        state, effects = ed.transition(state, status(404), now_ms=now)
+    for check in range(19):  # 404s at 1.0 s, 1.5 s, ... 10.0 s
+        state, effects = step(ed, state, status(404), now_ms=now)
         assert effects == () and ed.deadline(state) == now + 500
-        assert ed.transition(state, TimerFired(), now_ms=now + 499) == (state, ())
+        assert step(ed, state, TimerFired(), now_ms=now + 499) == (state, ())
         now += 500
-        state, effects = ed.transition(state, TimerFired(), now_ms=now)
-        assert effects == (GET_DEVICE,)
-    state, effects = ed.transition(state, status(200), now_ms=now)
-    assert effects == (SendMessage(message=SECRETS), Completed())
+        state, effects = step(ed, state, TimerFired(), now_ms=now)
+        assert effects == (get_device(3 + check),)  # each check has an id of its own
+    state, effects = step(ed, state, status(200), now_ms=now)
+    assert effects == (SendMessage(message=SECRETS), ReportLoginSuccess())
 
 
 def test_device_not_found_after_ten_seconds_of_virtual_time() -> None:
-    state, _ = ed.transition(to_login_result(), msg(Success()), now_ms=1_000)
+    state, _ = step(ed, to_login_result(), msg(Success()), now_ms=1_000)
     now = 1_000
     checks = 0
     while True:
         checks += 1
-        state, effects = ed.transition(state, status(404) if checks % 2 else HttpFailed(), now_ms=now)
+        state, effects = step(
+            ed, state, status(404) if checks % 2 else HttpRequestFailed(request_id=AWAITED), now_ms=now
+        )
         if effects:
             break
         now = ed.deadline(state) or 0
-        state, _ = ed.transition(state, TimerFired(), now_ms=now)
+        state, _ = step(ed, state, TimerFired(), now_ms=now)
     assert now == 11_000 and checks == 21
     r = FailureReason.DEVICE_NOT_FOUND
     _ends(effects, r, tell=r)
@@ -209,11 +219,11 @@ def test_device_not_found_after_ten_seconds_of_virtual_time() -> None:
 
 
 def test_declined_and_failure_from_the_new_device() -> None:
-    state, effects = ed.transition(to_login_result(QrRole.GENERATED), msg(Declined()), now_ms=10)
-    assert state == ed.Aborted(reason=LocalReason.DECLINED, by_peer=True)
+    state, effects = step(ed, to_login_result(QrSide.SHOWS), msg(Declined()), now_ms=10)
+    assert state == ed.LoginFailed(reason=LocalReason.DECLINED, by_peer=True)
     _ends(effects, LocalReason.DECLINED, delete_at=10, by_peer=True)
     r = FailureReason.AUTHORIZATION_EXPIRED
-    _, effects = ed.transition(to_login_result(), msg(Failure(reason=r)), now_ms=10)
+    _, effects = step(ed, to_login_result(), msg(Failure(reason=r)), now_ms=10)
     _ends(effects, r, by_peer=True)
 
 
@@ -229,42 +239,42 @@ def test_declined_and_failure_from_the_new_device() -> None:
     ],
 )
 def test_unsupported_protocol_names_the_homeserver(protocol: Protocol) -> None:
-    state, _ = ed.transition(start(QrRole.SCANNED, server_name=SERVER_NAME), ChannelSecured(), now_ms=0)
-    _, effects = ed.transition(state, msg(protocol), now_ms=0)
+    state, _ = step(ed, start(QrSide.SCANS, server_name=SERVER_NAME), ChannelSecured(), now_ms=0)
+    _, effects = step(ed, state, msg(protocol), now_ms=0)
     r = FailureReason.UNSUPPORTED_PROTOCOL
     _ends(effects, r, tell=Failure(reason=r, homeserver=SERVER_NAME))
 
 
 def test_unexpected_messages() -> None:
     u = FailureReason.UNEXPECTED_MESSAGE_RECEIVED
-    _, effects = ed.transition(to_login_result(), msg(PROTOCOL), now_ms=0)
+    _, effects = step(ed, to_login_result(), msg(PROTOCOL), now_ms=0)
     _ends(effects, u, tell=u)
-    _, effects = ed.transition(to_uri(), msg(Success()), now_ms=0)  # success before protocol_accepted was sent
+    _, effects = step(ed, to_uri(), msg(Success()), now_ms=0)  # success before protocol_accepted was sent
     _ends(effects, u, tell=u)
-    state, _ = ed.transition(start(QrRole.SCANNED), ChannelSecured(), now_ms=0)
-    _, effects = ed.transition(state, MessageReceived(plaintext=b'{"type":"m.login.protocol"}'), now_ms=0)
+    state, _ = step(ed, start(QrSide.SCANS), ChannelSecured(), now_ms=0)
+    _, effects = step(ed, state, MessageReceived(plaintext=b'{"type":"m.login.protocol"}'), now_ms=0)
     _ends(effects, LocalReason.INVALID_MESSAGE, tell=u)
 
 
 def test_user_cancel_and_channel_loss() -> None:
     c = FailureReason.USER_CANCELLED
-    _, effects = ed.transition(start(QrRole.SCANNED), UserCancelled(), now_ms=0)
+    _, effects = step(ed, start(QrSide.SCANS), UserCancelled(), now_ms=0)
     _ends(effects, c)
-    _, effects = ed.transition(to_login_result(), UserCancelled(), now_ms=0)
+    _, effects = step(ed, to_login_result(), UserCancelled(), now_ms=0)
     _ends(effects, c, tell=c)
-    _, effects = ed.transition(to_login_result(QrRole.GENERATED), ChannelClosed(), now_ms=7)
+    _, effects = step(ed, to_login_result(QrSide.SHOWS), ChannelClosed(), now_ms=7)
     _ends(effects, LocalReason.CHANNEL_CLOSED, delete_at=7)
 
 
 def test_configuration_misuse_and_stray_events() -> None:
     with pytest.raises(LocalProtocolError):
-        ed.start(ed.ExistingDeviceConfig(role=QrRole.SCANNED, base_url="matrix.org", secrets=SECRETS))
+        ed.start(ed.ExistingDeviceConfig(role=QrSide.SCANS, base_url="matrix.org", secrets=SECRETS))
     with pytest.raises(LocalProtocolError):
         ed.start(
-            ed.ExistingDeviceConfig(role=QrRole.SCANNED, base_url=BASE_URL, secrets=SECRETS, device_check_interval_ms=0)
+            ed.ExistingDeviceConfig(role=QrSide.SCANS, base_url=BASE_URL, secrets=SECRETS, device_check_interval_ms=0)
         )
     with pytest.raises(LocalProtocolError):
-        ed.transition(to_login_result(), VerificationUriOpened(), now_ms=0)
+        step(ed, to_login_result(), VerificationUriOpened(), now_ms=0)
 
 
 def test_secrets_never_show_in_state_repr() -> None:

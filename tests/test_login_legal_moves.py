@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -17,15 +18,9 @@ from qrlogin.login.events import (
     ChannelClosed,
     ChannelSecured,
     DeleteRendezvous,
-    Failed,
-    HttpFailed,
-    HttpResponseReceived,
     MessageReceived,
+    ReportLoginFailure,
     SendMessage,
-    TimerFired,
-    UserCancelled,
-    VerificationUriOpened,
-    VerificationUriUnavailable,
 )
 from qrlogin.login.messages import (
     Declined,
@@ -40,7 +35,15 @@ from qrlogin.login.messages import (
     UnknownMessage,
     serialize_message,
 )
-from tests._login_support import SECRETS
+from qrlogin.vocabulary import (
+    HttpRequestFailed,
+    HttpResponseReceived,
+    TimerFired,
+    UserCancelled,
+    VerificationUriOpened,
+    VerificationUriUnavailable,
+)
+from tests._login_support import AWAITED, SECRETS, step
 from tests.channel_helpers import check_every_pair
 
 
@@ -78,9 +81,10 @@ EVENTS: dict[type, list[Any]] = {
     + [MessageReceived(plaintext=b"\x00garbage")],
     ChannelClosed: [ChannelClosed()],
     HttpResponseReceived: [
-        HttpResponseReceived(response=HttpResponse(status=s, body=b"{}")) for s in (200, 400, 404, 500)
+        HttpResponseReceived(request_id=AWAITED, response=HttpResponse(status=s, body=b"{}"))
+        for s in (200, 400, 404, 500)
     ],
-    HttpFailed: [HttpFailed()],
+    HttpRequestFailed: [HttpRequestFailed(request_id=AWAITED)],
     TimerFired: [TimerFired()],
     UserCancelled: [UserCancelled()],
     VerificationUriOpened: [VerificationUriOpened()],
@@ -97,7 +101,7 @@ def _by_class(states: list[Any]) -> dict[type, list[Any]]:
 
 @pytest.mark.parametrize(
     ("table", "transition", "states"),
-    [(nd.LEGAL_MOVES, nd.transition, NEW_STATES), (ed.LEGAL_MOVES, ed.transition, EXISTING_STATES)],
+    [(nd.LEGAL_MOVES, partial(step, nd), NEW_STATES), (ed.LEGAL_MOVES, partial(step, ed), EXISTING_STATES)],
     ids=["new", "existing"],
 )
 def test_every_state_event_pair(table: Any, transition: Any, states: list[Any]) -> None:
@@ -108,7 +112,7 @@ def test_every_state_event_pair(table: Any, transition: Any, states: list[Any]) 
 def test_only_finished_and_aborted_are_terminal() -> None:
     for table, states in ((nd.LEGAL_MOVES, NEW_STATES), (ed.LEGAL_MOVES, EXISTING_STATES)):
         terminal = {type(s).__name__ for s in states if is_terminal(table, s)}
-        assert terminal == {"Finished", "Aborted"}
+        assert terminal == {"LoginSucceeded", "LoginFailed"}
 
 
 EXPECTED_MESSAGE: dict[type, tuple[type, ...]] = {
@@ -122,8 +126,16 @@ EXPECTED_MESSAGE: dict[type, tuple[type, ...]] = {
 
 @pytest.mark.parametrize(
     ("state", "transition"),
-    [(s, nd.transition) for s in NEW_STATES if not isinstance(s, nd.AwaitingChannel | nd.Finished | nd.Aborted)]
-    + [(s, ed.transition) for s in EXISTING_STATES if not isinstance(s, ed.AwaitingChannel | ed.Finished | ed.Aborted)],
+    [
+        (s, nd.transition)
+        for s in NEW_STATES
+        if not isinstance(s, nd.AwaitingChannel | nd.LoginSucceeded | nd.LoginFailed)
+    ]
+    + [
+        (s, ed.transition)
+        for s in EXISTING_STATES
+        if not isinstance(s, ed.AwaitingChannel | ed.LoginSucceeded | ed.LoginFailed)
+    ],
     ids=lambda v: type(v).__name__ if not callable(v) else v.__module__.rsplit(".", 1)[1],
 )
 def test_out_of_place_messages_are_answered_and_failures_end(state: Any, transition: Any) -> None:
@@ -135,11 +147,11 @@ def test_out_of_place_messages_are_answered_and_failures_end(state: Any, transit
         assert after.reason is FailureReason.UNEXPECTED_MESSAGE_RECEIVED and not after.by_peer
         assert effects[0] == SendMessage(message=Failure(reason=FailureReason.UNEXPECTED_MESSAGE_RECEIVED))
         assert (DeleteRendezvous(not_before_ms=5_100) in effects) is created
-        assert effects[-1] == Failed(reason=FailureReason.UNEXPECTED_MESSAGE_RECEIVED)
+        assert effects[-1] == ReportLoginFailure(reason=FailureReason.UNEXPECTED_MESSAGE_RECEIVED)
     for reason in [*FailureReason, "io.example.custom"]:
         after, effects = transition(
             state, MessageReceived(plaintext=serialize_message(Failure(reason=reason))), now_ms=100
         )
         assert after.reason == reason and after.by_peer
         assert not any(isinstance(e, SendMessage) for e in effects)
-        assert effects[-1] == Failed(reason=reason, by_peer=True)
+        assert effects[-1] == ReportLoginFailure(reason=reason, by_peer=True)

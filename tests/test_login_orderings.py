@@ -1,7 +1,8 @@
 """Random orderings of every legal event against each login machine (hypothesis RuleBasedStateMachine).
 
 Invariants, whatever the order: a legal event never raises; nothing is sent before ``ChannelSecured``; every run
-that ends emits exactly one ``Completed`` or ``Failed``, as the last effect of the ending step, and nothing after;
+that ends emits exactly one ``ReportLoginSuccess`` or ``ReportLoginFailure``, as the last effect of the ending step,
+and nothing after;
 the existing device sends ``m.login.secrets`` only in the step that saw the device appear (HTTP 200 after
 ``m.login.success``), and at most once.
 """
@@ -22,20 +23,22 @@ from qrlogin.login import new_device as nd
 from qrlogin.login.events import (
     ChannelClosed,
     ChannelSecured,
-    Completed,
-    Failed,
-    HttpFailed,
-    HttpResponseReceived,
     MessageReceived,
-    QrRole,
+    ReportLoginFailure,
+    ReportLoginSuccess,
     SendMessage,
+)
+from qrlogin.login.messages import Secrets, serialize_message
+from qrlogin.vocabulary import (
+    HttpRequestFailed,
+    HttpResponseReceived,
+    QrSide,
     TimerFired,
     UserCancelled,
     VerificationUriOpened,
     VerificationUriUnavailable,
 )
-from qrlogin.login.messages import Secrets, serialize_message
-from tests._login_support import BASE_URL, Homeserver, existing_config, new_config
+from tests._login_support import AWAITED, BASE_URL, Homeserver, existing_config, new_config, step
 from tests.test_login_legal_moves import ALL_MESSAGES
 
 HS = Homeserver()
@@ -56,7 +59,9 @@ _BODIES = [
     {"access_token": "at"},
 ]
 RESPONSES = st.builds(
-    lambda status, body: HttpResponseReceived(response=HttpResponse(status=status, body=json.dumps(body).encode())),
+    lambda status, body: HttpResponseReceived(
+        request_id=AWAITED, response=HttpResponse(status=status, body=json.dumps(body).encode())
+    ),
     st.sampled_from([200, 201, 400, 404, 500]),
     st.sampled_from(_BODIES),
 )
@@ -66,7 +71,7 @@ EVENTS: dict[type, st.SearchStrategy[Any]] = {
     MessageReceived: MESSAGES,
     ChannelClosed: st.just(ChannelClosed()),
     HttpResponseReceived: RESPONSES,
-    HttpFailed: st.just(HttpFailed()),
+    HttpRequestFailed: st.just(HttpRequestFailed(request_id=AWAITED)),
     TimerFired: st.just(TimerFired()),
     UserCancelled: st.just(UserCancelled()),
     VerificationUriOpened: st.just(VerificationUriOpened()),
@@ -97,13 +102,13 @@ class _Orderings(RuleBasedStateMachine):
         event = data.draw(EVENTS[kind])
         self.now_ms += advance
         before = self.state
-        self.state, effects = self.module.transition(self.state, event, now_ms=self.now_ms)
+        self.state, effects = step(self.module, self.state, event, now_ms=self.now_ms)
         if isinstance(event, ChannelSecured):
             self.secured = True
         sends = [e for e in effects if isinstance(e, SendMessage)]
         if sends:
             assert self.secured, "a message was sent before the channel was secured"
-        finals = [e for e in effects if isinstance(e, Completed | Failed)]
+        finals = [e for e in effects if isinstance(e, ReportLoginSuccess | ReportLoginFailure)]
         self.outcomes += len(finals)
         if finals:
             assert effects[-1] is finals[-1] and is_terminal(table, self.state)
@@ -124,16 +129,16 @@ class _Orderings(RuleBasedStateMachine):
 class NewDeviceOrderings(_Orderings):
     module = nd
 
-    @initialize(role=st.sampled_from(list(QrRole)), v3=st.booleans(), dynamic=st.booleans())
-    def begin(self, role: QrRole, v3: bool, dynamic: bool) -> None:
+    @initialize(role=st.sampled_from(list(QrSide)), v3=st.booleans(), dynamic=st.booleans())
+    def begin(self, role: QrSide, v3: bool, dynamic: bool) -> None:
         self._start(nd.start(new_config(role, v3=v3, dynamic=dynamic)))
 
 
 class ExistingDeviceOrderings(_Orderings):
     module = ed
 
-    @initialize(role=st.sampled_from(list(QrRole)), v3=st.booleans())
-    def begin(self, role: QrRole, v3: bool) -> None:
+    @initialize(role=st.sampled_from(list(QrSide)), v3=st.booleans())
+    def begin(self, role: QrSide, v3: bool) -> None:
         self._start(ed.start(existing_config(role, v3=v3)))
 
 

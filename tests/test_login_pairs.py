@@ -16,26 +16,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qrlogin.login.events import (
-    Completed,
     Event,
-    Failed,
     LocalReason,
     MessageReceived,
-    QrRole,
+    ReportLoginFailure,
+    ReportLoginSuccess,
     SendMessage,
-    UserCancelled,
-    VerificationUriOpened,
-    VerificationUriUnavailable,
 )
 from qrlogin.login.messages import FailureReason, Secrets, Success, serialize_message
+from qrlogin.vocabulary import QrSide, UserCancelled, VerificationUriOpened, VerificationUriUnavailable
 from tests._login_support import ACCESS_TOKEN, SECRETS, Browser, Homeserver, Run, outcome, run_pair
 
 VECTORS = Path(__file__).resolve().parent.parent / "spec_vectors"
 COMBINATIONS = {
-    "new_generated_homeserver": (QrRole.GENERATED, False),
-    "new_scanned_homeserver": (QrRole.SCANNED, False),
-    "new_generated_base_url": (QrRole.GENERATED, True),
-    "new_scanned_base_url": (QrRole.SCANNED, True),
+    "new_generated_homeserver": (QrSide.SHOWS, False),
+    "new_scanned_homeserver": (QrSide.SCANS, False),
+    "new_generated_base_url": (QrSide.SHOWS, True),
+    "new_scanned_base_url": (QrSide.SCANS, True),
 }
 SEEN_REASONS: set[str] = set()
 
@@ -44,10 +41,10 @@ def _message_senders(run: Run) -> list[tuple[str, str]]:
     return [(e["from"], e["message"]["type"]) for e in run.transcript if "message" in e]
 
 
-def _outcomes(run: Run) -> tuple[Completed | Failed, Completed | Failed]:
+def _outcomes(run: Run) -> tuple[ReportLoginSuccess | ReportLoginFailure, ReportLoginSuccess | ReportLoginFailure]:
     new, existing = outcome(run.new), outcome(run.existing)
     for side in (new, existing):
-        if isinstance(side, Failed):
+        if isinstance(side, ReportLoginFailure):
             SEEN_REASONS.add(str(side.reason))
     return new, existing
 
@@ -67,12 +64,12 @@ def test_sign_in_completes(combination: str, transport: str) -> None:
     hs = Homeserver(pending_script=["authorization_pending", "slow_down"])
     run = run_pair(new_role=new_role, v3=v3, hs=hs, channel=channel)
     new_out, existing_out = _outcomes(run)
-    assert isinstance(new_out, Completed) and isinstance(existing_out, Completed)
+    assert isinstance(new_out, ReportLoginSuccess) and isinstance(existing_out, ReportLoginSuccess)
     assert new_out.secrets == SECRETS
     assert new_out.tokens is not None and new_out.tokens.access_token.value == ACCESS_TOKEN.encode()
     senders = _message_senders(run)
     # Who speaks first: the existing device when it scanned, else the new device (which skips m.login.protocols).
-    if new_role is QrRole.GENERATED:
+    if new_role is QrSide.SHOWS:
         assert senders[0] == ("existing", "m.login.protocols")
     assert senders[-4:] == [
         ("new", "m.login.protocol"),
@@ -80,10 +77,10 @@ def test_sign_in_completes(combination: str, transport: str) -> None:
         ("new", "m.login.success"),
         ("existing", "m.login.secrets"),
     ]
-    assert len(senders) == (5 if new_role is QrRole.GENERATED else 4)
+    assert len(senders) == (5 if new_role is QrSide.SHOWS else 4)
     # The generator does nothing before its user confirmed the check code, although the scanner's first message
     # is already waiting for it.
-    gen_name = "new" if new_role is QrRole.GENERATED else "existing"
+    gen_name = "new" if new_role is QrSide.SHOWS else "existing"
     gen_entries = [i for i, e in enumerate(run.transcript) if e.get("from") == gen_name or e.get("to") == gen_name]
     assert run.transcript[gen_entries[0]] == {"to": gen_name, "channel_secured": True, "at_ms": 0}
     first_scanner_message = next(i for i, e in enumerate(run.transcript) if "message" in e)
@@ -92,7 +89,7 @@ def test_sign_in_completes(combination: str, transport: str) -> None:
     carrying = [e for e in run.existing.effects if isinstance(e, SendMessage) and isinstance(e.message, Secrets)]
     assert len(carrying) == 1
     # The device that generated the QR created the rendezvous and is the only one to delete it.
-    generator = run.new if new_role is QrRole.GENERATED else run.existing
+    generator = run.new if new_role is QrSide.SHOWS else run.existing
     deleters = {e["from"] for e in run.transcript if "delete_rendezvous_not_before_ms" in e}
     assert deleters == {generator.name}
     if channel:
@@ -116,8 +113,8 @@ def _transcript_vector(combination: str) -> dict[str, Any]:
             "Times are virtual milliseconds; the homeserver answers authorization_pending once, then grants.",
         },
         "combination": combination,
-        "new_device_qr_role": new_role.value,
-        "existing_device_qr_role": "scanned" if new_role is QrRole.GENERATED else "generated",
+        "new_device_qr_side": new_role.value,
+        "existing_device_qr_side": (QrSide.SCANS if new_role is QrSide.SHOWS else QrSide.SHOWS).value,
         "homeserver_field": "base_url" if v3 else "homeserver",
         "transcript": run.transcript,
     }
@@ -167,15 +164,15 @@ FAILURES: list[tuple[str, dict[str, Any], Any, tuple[str, bool], tuple[str, bool
 
 
 @pytest.mark.parametrize("case", FAILURES, ids=[c[0] for c in FAILURES])
-@pytest.mark.parametrize("new_role", [QrRole.GENERATED, QrRole.SCANNED])
+@pytest.mark.parametrize("new_role", [QrSide.SHOWS, QrSide.SCANS])
 @pytest.mark.parametrize("channel", [False, "ecies", "hpke"], ids=["plaintext", "ecies", "hpke"])
-def test_failure_paths(case: Any, new_role: QrRole, channel: bool | str) -> None:
+def test_failure_paths(case: Any, new_role: QrSide, channel: bool | str) -> None:
     _, settings_, browser, expect_new, expect_existing = case
     hs = Homeserver(**settings_)
     v3 = channel == "hpke"
     run = run_pair(new_role=new_role, v3=v3, hs=hs, browser=browser(hs) if browser else None, channel=channel)
     new_out, existing_out = _outcomes(run)
-    assert isinstance(new_out, Failed) and isinstance(existing_out, Failed)
+    assert isinstance(new_out, ReportLoginFailure) and isinstance(existing_out, ReportLoginFailure)
     assert (str(new_out.reason), new_out.by_peer) == expect_new
     assert (str(existing_out.reason), existing_out.by_peer) == expect_existing
     # Whoever ended it told the other side: exactly one of the two learned it from the peer.
@@ -184,51 +181,59 @@ def test_failure_paths(case: Any, new_role: QrRole, channel: bool | str) -> None
 
 
 def test_device_appearing_late_still_completes() -> None:
-    run = run_pair(new_role=QrRole.SCANNED, v3=True, hs=Homeserver(device_visible_after_polls=5), channel="hpke")
-    assert isinstance(outcome(run.existing), Completed) and isinstance(outcome(run.new), Completed)
+    run = run_pair(new_role=QrSide.SCANS, v3=True, hs=Homeserver(device_visible_after_polls=5), channel="hpke")
+    assert isinstance(outcome(run.existing), ReportLoginSuccess) and isinstance(outcome(run.new), ReportLoginSuccess)
     lookups = [e for e in run.transcript if e.get("http", "").startswith("GET") and "/devices/" in e["http"]]
     assert len(lookups) == 1 + 6  # the 404 before consent, then five 404s and the 200
 
 
 def test_dynamic_registration_completes() -> None:
-    run = run_pair(new_role=QrRole.GENERATED, v3=True, hs=Homeserver(), dynamic=True, channel="hpke")
-    assert isinstance(outcome(run.new), Completed)
+    run = run_pair(new_role=QrSide.SHOWS, v3=True, hs=Homeserver(), dynamic=True, channel="hpke")
+    assert isinstance(outcome(run.new), ReportLoginSuccess)
     assert any(e.get("http") == "POST https://auth.example.org/oauth2/registration" for e in run.transcript)
 
 
 UNEXPECTED = MessageReceived(plaintext=serialize_message(Success()))
 
 
-@pytest.mark.parametrize("new_role", [QrRole.GENERATED, QrRole.SCANNED])
+@pytest.mark.parametrize("new_role", [QrSide.SHOWS, QrSide.SCANS])
 @pytest.mark.parametrize("victim", ["new", "existing"])
-def test_unexpected_message_is_answered(new_role: QrRole, victim: str) -> None:
+def test_unexpected_message_is_answered(new_role: QrSide, victim: str) -> None:
     # A stray m.login.success injected into the victim before its third login event.
     run = run_pair(new_role=new_role, v3=False, hs=Homeserver(), interventions={(victim, 3): UNEXPECTED})
     new_out, existing_out = _outcomes(run)
     hit, other = (new_out, existing_out) if victim == "new" else (existing_out, new_out)
-    assert isinstance(hit, Failed) and hit.reason is FailureReason.UNEXPECTED_MESSAGE_RECEIVED and not hit.by_peer
-    assert isinstance(other, Failed) and other.reason == FailureReason.UNEXPECTED_MESSAGE_RECEIVED and other.by_peer
+    assert (
+        isinstance(hit, ReportLoginFailure)
+        and hit.reason is FailureReason.UNEXPECTED_MESSAGE_RECEIVED
+        and not hit.by_peer
+    )
+    assert (
+        isinstance(other, ReportLoginFailure)
+        and other.reason == FailureReason.UNEXPECTED_MESSAGE_RECEIVED
+        and other.by_peer
+    )
 
 
-@pytest.mark.parametrize("new_role", [QrRole.GENERATED, QrRole.SCANNED])
+@pytest.mark.parametrize("new_role", [QrSide.SHOWS, QrSide.SCANS])
 @pytest.mark.parametrize("victim", ["new", "existing"])
 @pytest.mark.parametrize("step", [2, 4, 6])
-def test_user_cancel_at_a_step(new_role: QrRole, victim: str, step: int) -> None:
+def test_user_cancel_at_a_step(new_role: QrSide, victim: str, step: int) -> None:
     run = run_pair(
         new_role=new_role, v3=True, hs=Homeserver(), interventions={(victim, step): UserCancelled()}, channel="hpke"
     )
     new_out, existing_out = _outcomes(run)
     hit, other = (new_out, existing_out) if victim == "new" else (existing_out, new_out)
-    assert isinstance(hit, Failed) and hit.reason is FailureReason.USER_CANCELLED and not hit.by_peer
-    assert isinstance(other, Failed) and other.reason == FailureReason.USER_CANCELLED and other.by_peer
+    assert isinstance(hit, ReportLoginFailure) and hit.reason is FailureReason.USER_CANCELLED and not hit.by_peer
+    assert isinstance(other, ReportLoginFailure) and other.reason == FailureReason.USER_CANCELLED and other.by_peer
 
 
 def test_every_failure_reason_was_reached() -> None:
     # Runs after the tests above in this module (pytest keeps file order); re-run them if collected alone.
     if not SEEN_REASONS:
         for case in FAILURES:
-            test_failure_paths(case, QrRole.SCANNED, False)
-        test_unexpected_message_is_answered(QrRole.SCANNED, "new")
+            test_failure_paths(case, QrSide.SCANS, False)
+        test_unexpected_message_is_answered(QrSide.SCANS, "new")
     wire = {r.value for r in FailureReason}
     assert wire <= SEEN_REASONS | {"user_cancelled", "unexpected_message_received"}
     assert wire - {"user_cancelled", "unexpected_message_received"} <= SEEN_REASONS
@@ -247,13 +252,13 @@ ACTIONS = st.lists(
 
 @settings(max_examples=60, deadline=None)
 @given(
-    new_role=st.sampled_from(list(QrRole)),
+    new_role=st.sampled_from(list(QrSide)),
     channel=st.sampled_from([False, "ecies", "hpke"]),
     actions=ACTIONS,
     pending=st.lists(st.sampled_from(["authorization_pending", "slow_down"]), max_size=3),
 )
 def test_any_interference_ends_both_sides_exactly_once(
-    new_role: QrRole, channel: bool | str, actions: list[tuple[str, int, Event]], pending: list[str]
+    new_role: QrSide, channel: bool | str, actions: list[tuple[str, int, Event]], pending: list[str]
 ) -> None:
     interventions = {(side, n): event for side, n, event in actions}
     run = run_pair(
@@ -261,9 +266,9 @@ def test_any_interference_ends_both_sides_exactly_once(
     )
     new_out, existing_out = outcome(run.new), outcome(run.existing)  # exactly one outcome each
     secrets_sent = any(isinstance(e, SendMessage) and isinstance(e.message, Secrets) for e in run.existing.effects)
-    if isinstance(existing_out, Completed):
+    if isinstance(existing_out, ReportLoginSuccess):
         assert secrets_sent
-    if isinstance(new_out, Completed):
-        assert isinstance(existing_out, Completed)
+    if isinstance(new_out, ReportLoginSuccess):
+        assert isinstance(existing_out, ReportLoginSuccess)
     if not secrets_sent:
-        assert isinstance(new_out, Failed)
+        assert isinstance(new_out, ReportLoginFailure)

@@ -14,7 +14,7 @@ from qrlogin._machine import SLOT_INIT_ORIGINALS, slot_init, slot_setters
 
 def test_every_hot_class_is_registered() -> None:
     names = {cls.__qualname__ for cls in SLOT_INIT_ORIGINALS}
-    assert {"PayloadReceived", "SealRequested", "SendPayload", "DeliverPayload", "Established", "EciesKeys"} <= names
+    assert {"PayloadReceived", "SealRequested", "SendPayload", "DeliverPlaintext", "Established", "EciesKeys"} <= names
 
 
 @pytest.mark.parametrize("cls", list(SLOT_INIT_ORIGINALS), ids=lambda cls: cls.__qualname__)

@@ -9,6 +9,7 @@ import pytest
 from qrlogin import qr
 from qrlogin.encoding import b64decode
 from qrlogin.errors import LocalProtocolError, RemoteProtocolError
+from qrlogin.vocabulary import DeviceRole
 
 from .vectors import load
 
@@ -27,7 +28,7 @@ def test_vector(case: dict[str, Any]) -> None:
         return
     decoded = qr.decode(payload)
     assert decoded.generation.value == expected["generation"]
-    assert decoded.intent.value == expected["intent"]
+    assert decoded.intent is {"new_device": DeviceRole.NEW, "existing_device": DeviceRole.EXISTING}[expected["intent"]]
     assert decoded.public_key == b64decode(expected["public_key_b64"])
     for field in ("rendezvous_url", "rendezvous_id", "server_name", "base_url"):
         assert getattr(decoded, field) == expected.get(field)
@@ -59,7 +60,7 @@ def test_every_decode_error_is_a_remote_protocol_error() -> None:
 def _v3(**overrides: Any) -> qr.QrCode:
     fields: dict[str, Any] = {
         "generation": qr.Generation.V3,
-        "intent": qr.Intent.NEW_DEVICE,
+        "intent": DeviceRole.NEW,
         "public_key": KEY,
         "rendezvous_id": "abc",
         "base_url": "https://matrix.example.org",
@@ -76,7 +77,7 @@ def test_http_urls_need_explicit_permission() -> None:
     assert qr.decode(payload, allow_http=True).base_url == "http://127.0.0.1:8008"
     v1 = qr.QrCode(
         generation=qr.Generation.V1,
-        intent=qr.Intent.NEW_DEVICE,
+        intent=DeviceRole.NEW,
         public_key=KEY,
         rendezvous_url="http://127.0.0.1/r/1",
     )
@@ -129,7 +130,7 @@ def test_construction_rejects_inconsistent_fields() -> None:
     with pytest.raises(LocalProtocolError):
         qr.QrCode(
             generation=qr.Generation.V1,
-            intent=qr.Intent.NEW_DEVICE,
+            intent=DeviceRole.NEW,
             public_key=KEY,
             rendezvous_url="https://r.example.org/1",
             server_name="example.org",  # only an existing-device v1 code carries a server name
@@ -137,7 +138,7 @@ def test_construction_rejects_inconsistent_fields() -> None:
     with pytest.raises(LocalProtocolError):
         qr.QrCode(
             generation=qr.Generation.V2,
-            intent=qr.Intent.NEW_DEVICE,
+            intent=DeviceRole.NEW,
             public_key=KEY,
             rendezvous_id="abc",
             server_name="example.org",
@@ -159,8 +160,8 @@ def test_device_verification_codes_have_their_own_error(mode: int) -> None:
 
 
 def test_require_intent() -> None:
-    shown_by_new = _v3(intent=qr.Intent.NEW_DEVICE)
-    shown_by_existing = _v3(intent=qr.Intent.EXISTING_DEVICE)
+    shown_by_new = _v3(intent=DeviceRole.NEW)
+    shown_by_existing = _v3(intent=DeviceRole.EXISTING)
     assert qr.require_intent(shown_by_new, scanner_is_new_device=False) is shown_by_new
     assert qr.require_intent(shown_by_existing, scanner_is_new_device=True) is shown_by_existing
     with pytest.raises(qr.WrongIntentError):

@@ -14,6 +14,7 @@ from qrlogin.errors import LocalProtocolError
 from qrlogin.http import HttpRequest, HttpResponse
 from qrlogin.rendezvous import ApiGeneration
 from qrlogin.rendezvous import client as c
+from qrlogin.vocabulary import HttpRequestFailed, HttpResponseReceived, SendHttpRequest, TimerFired
 
 from .rendezvous_util import ALL, BASE, PREFIX, Device, Loopback
 
@@ -54,7 +55,7 @@ def run(net: Loopback, devices: list[Device], script: dict[int, list[str]], limi
             for device in devices:
                 timer = device.timer()
                 if timer is not None and timer <= net.now_ms:
-                    device.feed(c.TimerFired())
+                    device.feed(TimerFired())
     raise AssertionError("did not settle")
 
 
@@ -100,7 +101,7 @@ def test_lost_put_response_is_resent_identically_and_delivered_once(generation: 
     timer = joiner.timer()
     assert timer is not None
     net.now_ms = timer
-    joiner.feed(c.TimerFired())
+    joiner.feed(TimerFired())
     assert joiner.sent[-1] == put  # the very same bytes, never rebuilt
     joiner.deliver()
     if generation is not V3:
@@ -132,9 +133,9 @@ def test_conflict_rereads_and_never_overwrites(generation: ApiGeneration) -> Non
     assert [p.data for p in second.delivered][-1] == "from-first"
     assert [r.payload for r in second.rejected] == ["from-second"]
     assert isinstance(second.state, c.ReadyToSend)
-    creator.feed(c.TimerFired()) if creator.timer() == net.now_ms else None
+    creator.feed(TimerFired()) if creator.timer() == net.now_ms else None
     net.now_ms += 1_000
-    creator.feed(c.TimerFired())
+    creator.feed(TimerFired())
     creator.deliver()
     assert [p.data for p in creator.delivered] == ["from-first"]
 
@@ -147,22 +148,22 @@ def test_gone_is_terminal(generation: ApiGeneration) -> None:
     joiner.feed(c.CloseRequested())
     assert joiner.sent[-1].method == "DELETE"
     joiner.deliver()
-    assert joiner.ended == c.SessionClosed(reason="deleted")
+    assert joiner.ended == c.ReportSessionClosed(reason="deleted")
     net.now_ms += 1_000
-    creator.feed(c.TimerFired())
+    creator.feed(TimerFired())
     creator.deliver()
-    assert creator.state == c.Closed(reason="gone")
-    assert creator.ended == c.SessionClosed(reason="gone")
-    assert c.next_timer(creator.state) is None
+    assert creator.state == c.SessionClosed(reason="gone")
+    assert creator.ended == c.ReportSessionClosed(reason="gone")
+    assert c.deadline(creator.state) is None
     with pytest.raises(LocalProtocolError):
-        creator.feed(c.TimerFired())
+        creator.feed(TimerFired())
 
 
 def _fake(device: Device, response: HttpResponse) -> None:
     assert device.in_flight is not None
     request_id = device.in_flight.request_id
     device.in_flight = None
-    device.feed(c.ResponseReceived(request_id=request_id, response=response))
+    device.feed(HttpResponseReceived(request_id=request_id, response=response))
 
 
 def test_429_backs_off_honouring_retry_after_then_resends() -> None:
@@ -173,10 +174,10 @@ def test_429_backs_off_honouring_retry_after_then_resends() -> None:
     assert isinstance(creator.state, c.BackingOff)
     assert creator.timer() == net.now_ms + 3_000
     net.now_ms += 2_999
-    creator.feed(c.TimerFired())  # early: nothing happens
+    creator.feed(TimerFired())  # early: nothing happens
     assert creator.in_flight is None
     net.now_ms += 1
-    creator.feed(c.TimerFired())
+    creator.feed(TimerFired())
     assert creator.sent[-1] == post
     _fake(creator, HttpResponse(status=503))
     assert isinstance(creator.state, c.BackingOff)
@@ -193,7 +194,7 @@ def test_413_fails_and_oversize_send_is_refused_locally() -> None:
     assert joiner.state is before
     joiner.feed(c.SendRequested(payload="ok"))
     _fake(joiner, HttpResponse(status=413, body=b'{"errcode":"M_TOO_LARGE"}'))
-    assert isinstance(joiner.state, c.Failed) and joiner.state.reason == "too_large"
+    assert isinstance(joiner.state, c.SessionFailed) and joiner.state.reason == "too_large"
     with pytest.raises(LocalProtocolError):
         c.create_session(config(V3), "é" * 2049, now_ms=0)
 
@@ -202,21 +203,21 @@ def test_deadline_is_terminal() -> None:
     net = Loopback()
     creator, _ = pair(net, V3)
     net.now_ms += 300_000
-    creator.feed(c.TimerFired())
-    assert isinstance(creator.state, c.Failed) and creator.state.reason == "deadline"
+    creator.feed(TimerFired())
+    assert isinstance(creator.state, c.SessionFailed) and creator.state.reason == "deadline"
 
 
 def test_server_expiry_shortens_the_deadline() -> None:
     net = Loopback()
     creator, _ = pair(net, V3)
-    assert c.next_deadline(creator.state) == net.now_ms + 120_000
+    assert c.session_deadline(creator.state) == net.now_ms + 120_000
 
 
 def test_stale_response_ids_are_ignored() -> None:
     net = Loopback()
     creator = Device(net, c.create_session(config(V3), "x", now_ms=net.now_ms))
     state = creator.state
-    creator.feed(c.ResponseReceived(request_id=99, response=HttpResponse(status=200)))
+    creator.feed(HttpResponseReceived(request_id=99, response=HttpResponse(status=200)))
     assert creator.state is state
 
 
@@ -225,14 +226,14 @@ def test_v1_reads_text_plain(content_type: str) -> None:
     net = Loopback()
     joiner = Device(net, c.join_session(config(V1), BASE + "/s/abc", now_ms=net.now_ms))
     _fake(joiner, HttpResponse(status=200, headers=(("content-type", content_type), ("etag", '"e1"')), body=b"hi"))
-    assert joiner.delivered == [c.PayloadReceived(data="hi", token='"e1"')]
+    assert joiner.delivered == [c.DeliverPayload(data="hi", token='"e1"')]
 
 
 def test_v1_refuses_other_content_types() -> None:
     net = Loopback()
     joiner = Device(net, c.join_session(config(V1), BASE + "/s/abc", now_ms=net.now_ms))
     _fake(joiner, HttpResponse(status=200, headers=(("content-type", "application/json"), ("etag", '"e"')), body=b"{}"))
-    assert isinstance(joiner.state, c.Failed) and joiner.state.reason == "malformed_response"
+    assert isinstance(joiner.state, c.SessionFailed) and joiner.state.reason == "malformed_response"
 
 
 def test_join_validates_its_input() -> None:
@@ -257,13 +258,13 @@ SAMPLE_STATES: list[c.State] = [
     c.Reconciling(link=_LINK, payload="p", request=_REQ, request_id=1),
     c.Deleting(link=_LINK, request=_REQ, request_id=1),
     c.BackingOff(resume=c.Reading(link=_LINK, request=_REQ, request_id=1), until_ms=500),
-    c.Closed(reason="gone"),
-    c.Failed(reason="deadline", detail=""),
+    c.SessionClosed(reason="gone"),
+    c.SessionFailed(reason="deadline", detail=""),
 ]
 SAMPLE_EVENTS: list[c.Event] = [
-    c.ResponseReceived(request_id=1, response=HttpResponse(status=404)),
-    c.RequestFailed(request_id=1),
-    c.TimerFired(),
+    HttpResponseReceived(request_id=1, response=HttpResponse(status=404)),
+    HttpRequestFailed(request_id=1),
+    TimerFired(),
     c.SendRequested(payload="p"),
     c.CloseRequested(),
 ]
@@ -323,18 +324,18 @@ def test_arbitrary_responses_only_move_the_machine(
 ) -> None:
     cfg = config(generation)
     state = replace(state, config=cfg) if isinstance(state, c.Creating) else state
-    new_state, effects = c.transition(state, c.ResponseReceived(request_id=1, response=response), now_ms=1_000)
+    new_state, effects = c.transition(state, HttpResponseReceived(request_id=1, response=response), now_ms=1_000)
     assert type(new_state) in c.LEGAL_MOVES
     for effect in effects:
         assert isinstance(
             effect,
-            c.SendRequest
-            | c.SessionCreated
-            | c.PayloadReceived
-            | c.WriteConfirmed
-            | c.WriteRejected
-            | c.SessionClosed
-            | c.SessionFailed,
+            SendHttpRequest
+            | c.ReportSessionCreated
+            | c.DeliverPayload
+            | c.ReportWriteConfirmed
+            | c.ReportWriteRejected
+            | c.ReportSessionClosed
+            | c.ReportSessionFailure,
         )
 
 
@@ -347,7 +348,7 @@ def test_lost_put_response_after_which_the_peer_already_answered(generation: Api
     joiner.deliver(lose_response=True)  # applied, response lost
     # Before the joiner retries, the creator reads the write and replies.
     net.now_ms += 1_000
-    creator.feed(c.TimerFired())
+    creator.feed(TimerFired())
     creator.deliver()
     assert [p.data for p in creator.delivered] == ["initiate"]
     creator.feed(c.SendRequested(payload="ok"))
@@ -355,11 +356,11 @@ def test_lost_put_response_after_which_the_peer_already_answered(generation: Api
     timer = joiner.timer()
     assert timer is not None
     net.now_ms = max(net.now_ms, timer)
-    joiner.feed(c.TimerFired())
+    joiner.feed(TimerFired())
     joiner.deliver()  # the identical PUT: conflict, since the slot moved on
     assert isinstance(joiner.state, c.Reconciling)
     joiner.deliver()
-    assert joiner.confirmed == [c.WriteConfirmed(token=None)]
+    assert joiner.confirmed == [c.ReportWriteConfirmed(token=None)]
     assert [p.data for p in joiner.delivered][-1] == "ok"
     assert not joiner.rejected
     assert isinstance(joiner.state, c.ReadyToSend)
@@ -385,13 +386,13 @@ def test_lost_put_response_after_which_the_peer_already_answered(generation: Api
 def test_v1_creator_learns_the_session_lifetime(headers: tuple[tuple[str, str], ...], expected_deadline: int) -> None:
     config = c.ClientConfig(generation=ApiGeneration.V1, endpoint="https://hs.example/rendezvous")
     state, (post,) = c.create_session(config, "", now_ms=5_000)
-    assert isinstance(post, c.SendRequest)
+    assert isinstance(post, SendHttpRequest)
     response = HttpResponse(
         status=201,
         headers=(("content-type", "application/json"), ("etag", '"1"'), *headers),
         body=json.dumps({"url": "https://hs.example/rendezvous/abc"}).encode(),
     )
-    state, _ = c.transition(state, c.ResponseReceived(request_id=post.request_id, response=response), now_ms=5_000)
+    state, _ = c.transition(state, HttpResponseReceived(request_id=post.request_id, response=response), now_ms=5_000)
     assert _link_deadline(state) == expected_deadline
 
 

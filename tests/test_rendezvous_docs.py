@@ -8,7 +8,7 @@ from pathlib import Path
 from qrlogin.rendezvous import client
 
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "rendezvous.md").read_text(encoding="utf-8")
-NETWORK = {"ResponseReceived", "RequestFailed", "TimerFired"}
+NETWORK = {"HttpResponseReceived", "HttpRequestFailed", "TimerFired"}
 
 
 def test_legal_moves_table_matches_the_code() -> None:

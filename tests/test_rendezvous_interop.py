@@ -153,7 +153,7 @@ async def ping_pong(base: str, generation: ApiGeneration, rounds: int, *, lose_f
         async def scanner() -> list[str]:
             seen = []
             for i in range(rounds):
-                assert isinstance(await s.send(f"s{i}"), c.WriteConfirmed)
+                assert isinstance(await s.send(f"s{i}"), c.ReportWriteConfirmed)
                 seen.append((await s.receive()).data)
             return seen
 
@@ -161,7 +161,7 @@ async def ping_pong(base: str, generation: ApiGeneration, rounds: int, *, lose_f
             seen = []
             for i in range(rounds):
                 seen.append((await g.receive()).data)
-                assert isinstance(await g.send(f"g{i}"), c.WriteConfirmed)
+                assert isinstance(await g.send(f"g{i}"), c.ReportWriteConfirmed)
             return seen
 
         s_seen, g_seen = await asyncio.wait_for(asyncio.gather(scanner(), generator()), timeout=60)
@@ -170,7 +170,7 @@ async def ping_pong(base: str, generation: ApiGeneration, rounds: int, *, lose_f
         if transport is not None:
             assert transport.lost == 1
         await s.close()
-        assert isinstance(s.state, c.Closed)
+        assert isinstance(s.state, c.SessionClosed)
         with pytest.raises(Exception, match="gone"):
             await asyncio.wait_for(g.receive(), timeout=30)
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import pytest
 
 from qrlogin import qr
-from qrlogin.device import Kind
-from qrlogin.login.events import Completed
+from qrlogin.login.events import ReportLoginSuccess
 from qrlogin.sim import world as w
+from qrlogin.vocabulary import DeviceRole
 
 USER_STEPS = ("scan", "type_code", "open_uri", "approve")
 GENERATIONS = (qr.Generation.V1, qr.Generation.V2, qr.Generation.V3)
@@ -34,10 +34,10 @@ def _walk_away_after(scenario: w.Scenario, allowed: frozenset[str]) -> w.World:
 
 
 @pytest.mark.parametrize("generation", GENERATIONS, ids=[g.value for g in GENERATIONS])
-@pytest.mark.parametrize("qr_on", [Kind.NEW, Kind.EXISTING], ids=["qr-on-new", "qr-on-existing"])
+@pytest.mark.parametrize("qr_on", [DeviceRole.NEW, DeviceRole.EXISTING], ids=["qr-on-new", "qr-on-existing"])
 @pytest.mark.parametrize("stops_before", USER_STEPS)
 def test_a_user_who_walks_away_leaves_no_device_hanging(
-    generation: qr.Generation, qr_on: Kind, stops_before: str
+    generation: qr.Generation, qr_on: DeviceRole, stops_before: str
 ) -> None:
     scenario = w.Scenario(generation=generation, qr_on=qr_on, seed=b"walks away " + stops_before.encode())
     allowed = frozenset(USER_STEPS[: USER_STEPS.index(stops_before)])
@@ -51,6 +51,6 @@ def test_a_user_who_walks_away_leaves_no_device_hanging(
     for actor in devices:
         outcome = actor.device.outcome
         assert outcome is not None, f"{actor.name} has no outcome"
-        assert not isinstance(outcome, Completed), f"{actor.name} completed without the user"
+        assert not isinstance(outcome, ReportLoginSuccess), f"{actor.name} completed without the user"
     # Nothing outlives the rendezvous by more than the devices' own grace periods (deletion delay, polling).
     assert world.now_ms <= scenario.rendezvous_ttl_ms + 60_000, world.now_ms

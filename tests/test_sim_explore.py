@@ -14,23 +14,23 @@ from pathlib import Path
 import pytest
 
 from qrlogin import qr
-from qrlogin.device import Kind
 from qrlogin.sim import Scenario
 from qrlogin.sim.explore import explore, fingerprint
 from qrlogin.sim.world import actions, new_world, step
+from qrlogin.vocabulary import DeviceRole
 
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "simulation.md").read_text(encoding="utf-8")
 
 
-def _recorded(mode: str, generation: qr.Generation, qr_on: Kind) -> int:
+def _recorded(mode: str, generation: qr.Generation, qr_on: DeviceRole) -> int:
     row = re.search(rf"^\| {mode} \| {generation.value} \| {qr_on.value} \| ([0-9]+) \|", DOC, flags=re.MULTILINE)
     assert row is not None, f"docs/simulation.md has no row for {mode} {generation.value} {qr_on.value}"
     return int(row.group(1))
 
 
 @pytest.mark.parametrize("generation", tuple(qr.Generation))
-@pytest.mark.parametrize("qr_on", tuple(Kind))
-def test_every_honest_interleaving_signs_in(generation: qr.Generation, qr_on: Kind) -> None:
+@pytest.mark.parametrize("qr_on", tuple(DeviceRole))
+def test_every_honest_interleaving_signs_in(generation: qr.Generation, qr_on: DeviceRole) -> None:
     result = explore(Scenario(generation=generation, qr_on=qr_on), max_states=5_000)
     print(f"honest {generation.value} qr-on-{qr_on.value}: {result.distinct_states} distinct states")
     assert result.violations == ()
@@ -42,9 +42,9 @@ def test_every_honest_interleaving_signs_in(generation: qr.Generation, qr_on: Ki
 
 @pytest.mark.parametrize(
     ("generation", "qr_on"),
-    [(qr.Generation.V3, Kind.NEW), (qr.Generation.V3, Kind.EXISTING), (qr.Generation.V1, Kind.NEW)],
+    [(qr.Generation.V3, DeviceRole.NEW), (qr.Generation.V3, DeviceRole.EXISTING), (qr.Generation.V1, DeviceRole.NEW)],
 )
-def test_every_attack_interleaving_is_stopped(generation: qr.Generation, qr_on: Kind) -> None:
+def test_every_attack_interleaving_is_stopped(generation: qr.Generation, qr_on: DeviceRole) -> None:
     result = explore(Scenario(generation=generation, qr_on=qr_on, attacker=True), max_states=12_000)
     print(f"attacker {generation.value} qr-on-{qr_on.value}: {result.distinct_states} distinct states")
     assert result.violations == ()

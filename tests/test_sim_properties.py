@@ -9,15 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qrlogin import qr
-from qrlogin.device import Kind
-from qrlogin.login.events import Completed
+from qrlogin.login.events import ReportLoginSuccess
 from qrlogin.sim import Faults, Scenario, honest_scenario, run
 from qrlogin.sim.invariants import check
 from qrlogin.sim.run import MAX_STEPS, Run
 from qrlogin.sim.world import ATTACKER, EXISTING, NEW, TICK, actions, is_finished, new_world, step
+from qrlogin.vocabulary import DeviceRole
 
 GENERATIONS = st.sampled_from(tuple(qr.Generation))
-DIRECTIONS = st.sampled_from(tuple(Kind))
+DIRECTIONS = st.sampled_from(tuple(DeviceRole))
 SCHEDULES = st.lists(st.integers(min_value=0, max_value=2**16), max_size=150)
 GUESSES = st.builds(lambda a, b: f"{a}{b}", st.integers(1, 9), st.integers(0, 9))
 FAULTS = st.builds(
@@ -32,20 +32,22 @@ FAULTS = st.builds(
 
 
 @pytest.mark.parametrize("generation", tuple(qr.Generation))
-@pytest.mark.parametrize("qr_on", tuple(Kind))
-def test_fair_schedule_signs_in(generation: qr.Generation, qr_on: Kind) -> None:
+@pytest.mark.parametrize("qr_on", tuple(DeviceRole))
+def test_fair_schedule_signs_in(generation: qr.Generation, qr_on: DeviceRole) -> None:
     result = run(honest_scenario(generation, qr_on))
     verdict = check(result)
     assert verdict.ok, verdict.violations
     assert verdict.outcomes[:2] == ((NEW, "success"), (EXISTING, "success"))
     new = result.world.actor(NEW)
-    assert new is not None and isinstance(new.device.outcome, Completed)
+    assert new is not None and isinstance(new.device.outcome, ReportLoginSuccess)
     assert new.device.outcome.tokens is not None and new.device.outcome.secrets is not None
 
 
 @settings(max_examples=80, deadline=None)
 @given(GENERATIONS, DIRECTIONS, SCHEDULES)
-def test_honest_runs_succeed_under_any_reordering(generation: qr.Generation, qr_on: Kind, choices: list[int]) -> None:
+def test_honest_runs_succeed_under_any_reordering(
+    generation: qr.Generation, qr_on: DeviceRole, choices: list[int]
+) -> None:
     result = run(honest_scenario(generation, qr_on), choices)
     verdict = check(result)
     assert verdict.ok, verdict.violations
@@ -87,7 +89,7 @@ def test_every_run_ends_typed_and_safe(scenario: Scenario, choices: list[int]) -
 @settings(max_examples=60, deadline=None)
 @given(GENERATIONS, DIRECTIONS, GUESSES, SCHEDULES)
 def test_attacker_gains_only_through_the_users_mistyped_code(
-    generation: qr.Generation, qr_on: Kind, guess: str, choices: list[int]
+    generation: qr.Generation, qr_on: DeviceRole, guess: str, choices: list[int]
 ) -> None:
     scenario = Scenario(
         generation=generation, qr_on=qr_on, attacker=True, user_guess=guess, faults=Faults(overwrites=1)
@@ -97,7 +99,7 @@ def test_attacker_gains_only_through_the_users_mistyped_code(
     attacker = result.world.actor(ATTACKER)
     gained = (
         attacker is not None
-        and isinstance(attacker.device.outcome, Completed)
+        and isinstance(attacker.device.outcome, ReportLoginSuccess)
         and (attacker.device.outcome.secrets is not None or attacker.device.outcome.tokens is not None)
     )
     assert verdict.ok, verdict.violations
@@ -132,7 +134,7 @@ def test_a_guess_of_the_attackers_code_is_the_one_way_in() -> None:
     The schedule is played twice: once to learn the attacker's code (everything follows from the seed), then with
     the user typing exactly that code on the existing device that showed the QR.
     """
-    scenario = Scenario(generation=qr.Generation.V3, qr_on=Kind.EXISTING, attacker=True, user_guess="11")
+    scenario = Scenario(generation=qr.Generation.V3, qr_on=DeviceRole.EXISTING, attacker=True, user_guess="11")
     first = _attack_with_code_typed(scenario)
     code = first.world.record.attacker_code
     assert code is not None
@@ -140,7 +142,7 @@ def test_a_guess_of_the_attackers_code_is_the_one_way_in() -> None:
     verdict = check(second)
     attacker = second.world.actor(ATTACKER)
     assert verdict.guessed_attacker_code and verdict.ok  # reported as a guess that hit, not as a protocol violation
-    assert attacker is not None and isinstance(attacker.device.outcome, Completed)
+    assert attacker is not None and isinstance(attacker.device.outcome, ReportLoginSuccess)
     assert attacker.device.outcome.tokens is not None and attacker.device.outcome.secrets is not None
     if code != "11":
         assert not check(first).guessed_attacker_code
@@ -149,7 +151,9 @@ def test_a_guess_of_the_attackers_code_is_the_one_way_in() -> None:
 
 @settings(max_examples=25, deadline=None)
 @given(GENERATIONS, DIRECTIONS, st.booleans(), SCHEDULES)
-def test_runs_are_reproducible(generation: qr.Generation, qr_on: Kind, attacker: bool, choices: list[int]) -> None:
+def test_runs_are_reproducible(
+    generation: qr.Generation, qr_on: DeviceRole, attacker: bool, choices: list[int]
+) -> None:
     scenario = Scenario(generation=generation, qr_on=qr_on, attacker=attacker, faults=Faults(drops=1, duplicates=1))
     first, second = run(scenario, choices), run(scenario, choices)
     assert first.trace == second.trace

@@ -19,20 +19,12 @@ import pytest
 
 from qrlogin import qr
 from qrlogin.channel import ecies, hpke
-from qrlogin.channel._common import (
-    CheckCodeEntered,
-    Failed,
-    InitiateRequested,
-    PayloadReceived,
-    ReportEstablished,
-    SendPayload,
-    ShowCheckCode,
-)
-from qrlogin.device import Kind
+from qrlogin.channel._common import ChannelFailed, InitiateRequested, PayloadReceived, ReportEstablished, SendPayload
 from qrlogin.sim import Faults, Scenario
 from qrlogin.sim.invariants import check
 from qrlogin.sim.run import MAX_STEPS, Run
 from qrlogin.sim.world import ATTACKER, actions, is_finished, new_world, step
+from qrlogin.vocabulary import CheckCodeEntered, DeviceRole, ShowCheckCode
 
 from .vectors import load
 
@@ -77,8 +69,8 @@ class _Generation:
     """Starts G and S of one channel generation and drives its handshake messages, tokens included for HPKE."""
 
     name: str
-    start_g: Callable[[bytes], Any]
-    start_s: Callable[[bytes, bytes], Any]
+    start_showing: Callable[[bytes], Any]
+    start_scanning: Callable[[bytes, bytes], Any]
     transition: Callable[..., tuple[Any, tuple[Any, ...]]]
 
     def initiate(self, s: Any) -> tuple[Any, str]:
@@ -99,16 +91,16 @@ class _Generation:
 GENERATIONS = [
     _Generation(
         name="ecies",
-        start_g=ecies.start_g,
-        start_s=ecies.start_s,
+        start_showing=ecies.start_showing,
+        start_scanning=ecies.start_scanning,
         transition=ecies.transition,
     ),
     _Generation(
         name="hpke",
-        start_g=lambda secret: hpke.start_g(
+        start_showing=lambda secret: hpke.start_showing(
             secret, base_url=BASE_URL, rendezvous_id=RID, response_nonce=_key("rn" + secret.hex())
         ),
-        start_s=lambda g_public, secret: hpke.start_s(
+        start_scanning=lambda g_public, secret: hpke.start_scanning(
             secret, peer_public_key=g_public, base_url=BASE_URL, rendezvous_id=RID
         ),
         transition=hpke.transition,
@@ -120,13 +112,13 @@ GENERATIONS = [
 def test_t3_each_session_secret_gives_its_own_public_key_and_check_code(gen: _Generation) -> None:
     """T3: G's public key (and so every key derived from it) differs between sessions with different secrets."""
     secrets = [_key(f"session-{n}") for n in range(8)]
-    publics = {gen.start_g(secret).public_key for secret in secrets}
+    publics = {gen.start_showing(secret).public_key for secret in secrets}
     assert len(publics) == len(secrets)
     # The same S secret against two sessions' G keys still gives two channels: A's LoginInitiate does not open in B.
-    g_a, g_b = gen.start_g(secrets[0]), gen.start_g(secrets[1])
-    _, initiate_for_a = gen.initiate(gen.start_s(g_a.public_key, _key("s")))
+    g_a, g_b = gen.start_showing(secrets[0]), gen.start_showing(secrets[1])
+    _, initiate_for_a = gen.initiate(gen.start_scanning(g_a.public_key, _key("s")))
     failed, _ = gen.g_receives(g_b, initiate_for_a)
-    assert isinstance(failed, Failed)
+    assert isinstance(failed, ChannelFailed)
 
 
 # -- T9: G accepts exactly one LoginInitiate --------------------------------------------------------------------
@@ -136,9 +128,9 @@ def test_t3_each_session_secret_gives_its_own_public_key_and_check_code(gen: _Ge
 def test_t9_an_attackers_initiate_first_never_yields_a_second_channel(gen: _Generation) -> None:
     """T9: Specter's LoginInitiate reaches G first, then S's real one: G holds one channel (Specter's), S's real
     channel never establishes, and whatever the user types G reports at most one established channel."""
-    g = gen.start_g(_key("g"))
-    attacker, attacker_initiate = gen.initiate(gen.start_s(g.public_key, _key("specter")))
-    real, real_initiate = gen.initiate(gen.start_s(g.public_key, _key("real s")))
+    g = gen.start_showing(_key("g"))
+    attacker, attacker_initiate = gen.initiate(gen.start_scanning(g.public_key, _key("specter")))
+    real, real_initiate = gen.initiate(gen.start_scanning(g.public_key, _key("real s")))
     g, effects = gen.g_receives(g, attacker_initiate)
     login_ok = next(e.payload for e in effects if isinstance(e, SendPayload))
     attacker, effects = gen.s_receives(attacker, login_ok)
@@ -148,14 +140,14 @@ def test_t9_an_attackers_initiate_first_never_yields_a_second_channel(gen: _Gene
     assert not any(isinstance(e, SendPayload) for e in effects)
     # S, handed the LoginOk G sealed for Specter, never shows a code and never trusts the channel.
     real, effects = gen.s_receives(real, login_ok)
-    assert isinstance(real, Failed)
+    assert isinstance(real, ChannelFailed)
     assert not any(isinstance(e, ShowCheckCode | ReportEstablished) for e in effects)
-    if isinstance(g, Failed):
+    if isinstance(g, ChannelFailed):
         return
     # Worst case: the user types exactly Specter's code. G then establishes once, and the held real initiate fails.
     g, effects = gen.transition(g, CheckCodeEntered(code=attacker_code), now_ms=0)
     assert sum(isinstance(e, ReportEstablished) for e in effects) == 1
-    assert isinstance(g, Failed)
+    assert isinstance(g, ChannelFailed)
 
 
 # -- T10: a third writer on the rendezvous ----------------------------------------------------------------------
@@ -177,8 +169,10 @@ def _run_preferring_overwrites(scenario: Scenario) -> tuple[Run, int]:
 
 
 @pytest.mark.parametrize("generation", tuple(qr.Generation))
-@pytest.mark.parametrize("qr_on", tuple(Kind))
-def test_t10_a_third_writer_overwriting_the_slot_ends_in_typed_failures(generation: qr.Generation, qr_on: Kind) -> None:
+@pytest.mark.parametrize("qr_on", tuple(DeviceRole))
+def test_t10_a_third_writer_overwriting_the_slot_ends_in_typed_failures(
+    generation: qr.Generation, qr_on: DeviceRole
+) -> None:
     """T10: the attacker overwrites the rendezvous slot whenever it can; both user devices end typed (success only if
     the overwrite lost the race), the simulator's invariants (no key leak, no nonce reuse) hold, nothing raises."""
     scenario = Scenario(generation=generation, qr_on=qr_on, attacker=True, faults=Faults(overwrites=3))
@@ -258,8 +252,8 @@ def test_t12_secret_equality_is_constant_time() -> None:
 # -- T13: every generation x intent -----------------------------------------------------------------------------
 
 
-def _decodable_codes() -> dict[tuple[qr.Generation, qr.Intent], qr.QrCode]:
-    codes: dict[tuple[qr.Generation, qr.Intent], qr.QrCode] = {}
+def _decodable_codes() -> dict[tuple[qr.Generation, DeviceRole], qr.QrCode]:
+    codes: dict[tuple[qr.Generation, DeviceRole], qr.QrCode] = {}
     cases: list[dict[str, Any]] = load("qr_codes.json")["cases"]
     for case in cases:
         if case["expected"]["ok"]:
@@ -274,17 +268,17 @@ CODE_KEYS = sorted(CODES, key=lambda k: (k[0].value, k[1].value))
 
 def test_t13_the_vectors_cover_every_generation_and_intent() -> None:
     """T13: the QR vectors hold a decodable code for every (generation, intent) pair."""
-    assert set(CODES) == {(g, i) for g in qr.Generation for i in qr.Intent}
+    assert set(CODES) == {(g, i) for g in qr.Generation for i in DeviceRole}
 
 
 @pytest.mark.parametrize("key", CODE_KEYS, ids=str)
 @pytest.mark.parametrize("scanner_is_new_device", [True, False])
 def test_t13_require_intent_for_every_generation_and_intent(
-    key: tuple[qr.Generation, qr.Intent], scanner_is_new_device: bool
+    key: tuple[qr.Generation, DeviceRole], scanner_is_new_device: bool
 ) -> None:
     """T13: a code is accepted only by the other kind of device, in every generation."""
     code = CODES[key]
-    shown_by_new = code.intent is qr.Intent.NEW_DEVICE
+    shown_by_new = code.intent is DeviceRole.NEW
     if shown_by_new != scanner_is_new_device:
         assert qr.require_intent(code, scanner_is_new_device=scanner_is_new_device) is code
     else:

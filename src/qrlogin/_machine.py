@@ -6,25 +6,29 @@ Each protocol layer is a set of frozen dataclasses (states, events, effects) plu
 
     transition(state, event, *, now_ms) -> (new_state, effects)
 
-A *legal-moves table* maps each state class to the event classes it accepts. That one table drives three things:
-the runtime check in :func:`require_legal` (an illegal event raises :class:`~qrlogin.errors.LocalProtocolError`
-before anything changes), the state diagram in the docs, and the test that tries every (state, event kind) pair.
+Every machine is described by one :class:`Machine`: a *transitions table* mapping each legal
+``(state class, event class)`` pair to the handler that performs it. Everything else derives from that table:
 
-:class:`Driver` is the one mutable object: it holds the current state for callers who prefer an object to threading
-values through. Because it replaces its state on every call and exposes no way to go back, a state can never be
-"forked" to run the same transition twice, which is what would reuse a nonce (THREATS.md T1).
+* the runtime check: :meth:`Machine.transition` looks the pair up and raises
+  :class:`~qrlogin.errors.LocalProtocolError` for a pair that is not in it, before anything changes;
+* which states are terminal (they accept no event);
+* where each move can lead: read off the handler's return annotation, ``tuple[A | B, ...]``, which mypy checks
+  against what the handler really returns, so the diagram cannot drift from the code;
+* the state diagram in the docs (:meth:`Machine.mermaid`, written by ``scripts/diagrams.py``, checked by a test)
+  and the test that tries every (state, event) pair of every machine.
 
-A secure channel builds an event, a state and an effect for every message, and on CPython the generated
-``__init__`` of a frozen dataclass costs as much as the ChaCha20-Poly1305 call. :func:`slot_init` gives such a class
-an equivalent ``__init__`` that stores through the slot descriptors; :func:`slot_setters` hands those descriptors to
-the few per-message handlers that skip the class call altogether. Both keep the values frozen dataclasses, equal to
-what the dataclass ``__init__`` would build, and refuse at import time a class they could not build faithfully.
+Events that are legal in many states (a timer, a user's cancel) are listed pair by pair, usually by a comprehension
+over the states, so the table stays the whole truth.
+
+:class:`Driver` holds the current state for callers who prefer an object to threading values through.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
+import types
+import typing
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -48,6 +52,103 @@ class Transition(Protocol[StateT_contra, EventT_contra, StateT_co, EffectT_co]):
     def __call__(
         self, state: StateT_contra, event: EventT_contra, /, *, now_ms: int
     ) -> tuple[StateT_co, tuple[EffectT_co, ...]]: ...
+
+
+Handler = Callable[[Any, Any, int], tuple[Any, tuple[Any, ...]]]
+"""``handler(state, event, now_ms) -> (new_state, effects)``; annotated with the states it can return."""
+
+
+class Machine(Generic[StateT, EventT, EffectT]):
+    """One machine's transitions table, and the check, queries and diagram that derive from it.
+
+    ``initial`` names the states a machine is created in (by its ``start`` functions); it only marks the diagram.
+    """
+
+    __slots__ = ("_targets", "initial", "name", "transitions")
+
+    def __init__(
+        self,
+        name: str,
+        transitions: Mapping[tuple[type, type], Handler],
+        *,
+        initial: tuple[type, ...] = (),
+    ) -> None:
+        self.name = name
+        self.transitions = dict(transitions)
+        self.initial = initial
+        self._targets: dict[tuple[type, type], frozenset[type]] | None = None
+
+    def transition(self, state: StateT, event: EventT, now_ms: int) -> tuple[StateT, tuple[EffectT, ...]]:
+        """Perform ``event`` in ``state``; a pair that is not in the table raises before anything changes."""
+        handler = self.transitions.get((type(state), type(event)))
+        if handler is None:
+            raise LocalProtocolError(self._illegal(state, event))
+        result: tuple[StateT, tuple[EffectT, ...]] = handler(state, event, now_ms)
+        return result
+
+    def _illegal(self, state: object, event: object) -> str:
+        if type(state) not in self.states:
+            return f"{type(state).__name__} is not a state of the {self.name} machine"
+        return f"{type(event).__name__} is not legal in {self.name} state {type(state).__name__}"
+
+    def legal_events(self, state_class: type) -> frozenset[type]:
+        """The event classes ``state_class`` accepts (none for a terminal state)."""
+        return frozenset(event for state, event in self.transitions if state is state_class)
+
+    def is_terminal(self, state: object) -> bool:
+        """True for a state that accepts no event."""
+        return not self.legal_events(type(state))
+
+    @property
+    def events(self) -> frozenset[type]:
+        """Every event class some state accepts."""
+        return frozenset(event for _, event in self.transitions)
+
+    @property
+    def states(self) -> frozenset[type]:
+        """Every state class: those in the table, those a move can lead to, and the initial ones."""
+        reached = {target for targets in self._all_targets().values() for target in targets}
+        return frozenset({state for state, _ in self.transitions} | reached | set(self.initial))
+
+    def targets(self, state_class: type, event_class: type) -> frozenset[type]:
+        """The state classes the move ``(state_class, event_class)`` can lead to, from its handler's annotation."""
+        return self._all_targets()[state_class, event_class]
+
+    def _all_targets(self) -> dict[tuple[type, type], frozenset[type]]:
+        if self._targets is None:
+            self._targets = {pair: _returned_states(handler) for pair, handler in self.transitions.items()}
+        return self._targets
+
+    def mermaid(self) -> str:
+        """The state diagram as a Mermaid ``stateDiagram-v2``: one arrow per (state, target), labelled with events."""
+        arrows: dict[tuple[str, str], list[str]] = {}
+        for (state, event), targets in sorted(self._all_targets().items(), key=lambda item: _pair_key(item[0])):
+            for target in sorted(targets, key=lambda cls: cls.__name__):
+                arrows.setdefault((state.__name__, target.__name__), []).append(event.__name__)
+        lines = ["stateDiagram-v2"]
+        lines.extend(f"    [*] --> {initial.__name__}" for initial in self.initial)
+        lines.extend(f"    {source} --> {target} : {', '.join(names)}" for (source, target), names in arrows.items())
+        terminal = sorted(cls.__name__ for cls in self.states if not self.legal_events(cls))
+        lines.extend(f"    {name} --> [*]" for name in terminal)
+        return "\n".join(lines) + "\n"
+
+
+def _pair_key(pair: tuple[type, type]) -> tuple[str, str]:
+    return pair[0].__name__, pair[1].__name__
+
+
+def _returned_states(handler: Handler) -> frozenset[type]:
+    """The classes in the first element of ``handler``'s return annotation ``tuple[A | B, tuple[...]]``."""
+    hints = typing.get_type_hints(handler)
+    returned = hints.get("return")
+    if typing.get_origin(returned) is not tuple:
+        raise TypeError(f"{handler.__qualname__} must be annotated to return tuple[state | ..., tuple[effect, ...]]")
+    first = typing.get_args(returned)[0]
+    is_union = isinstance(first, types.UnionType) or typing.get_origin(first) is typing.Union
+    members = typing.get_args(first) if is_union else (first,)
+    if not all(isinstance(member, type) for member in members):
+        raise TypeError(f"{handler.__qualname__}: the states it returns must be classes, not {first!r}")
+    return frozenset(members)
 
 
 def require_legal(table: LegalMoves, state: object, event: object) -> None:

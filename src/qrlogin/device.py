@@ -10,14 +10,14 @@ single ``transition(state, event, *, now_ms) -> (state, effects)`` to drive, and
 =====================  =========================================  ==========================================
 layer                  machine                                    what the device turns its effects into
 =====================  =========================================  ==========================================
-rendezvous             :mod:`qrlogin.rendezvous.client`           ``SendRequest`` -> :class:`SendHttp`;
+rendezvous             :mod:`qrlogin.rendezvous.client`           ``SendHttpRequest`` -> :class:`SendHttpRequest`;
                                                                   ``PayloadReceived`` -> channel event;
                                                                   closed/failed -> login ``ChannelClosed``
 secure channel         :mod:`qrlogin.channel.ecies` (v1, v2) or   ``SendPayload`` -> rendezvous write;
                        :mod:`qrlogin.channel.hpke` (v3)           established / delivered / failed -> login
                                                                   events through :mod:`qrlogin.login.glue`
 login                  :mod:`qrlogin.login.new_device` or         ``SendMessage`` -> queued, sealed on our
-                       :mod:`qrlogin.login.existing_device`       turn; ``SendHttpRequest`` -> :class:`SendHttp`
+                       :mod:`qrlogin.login.existing_device`       turn; ``SendHttpRequest`` -> :class:`SendHttpRequest`
 =====================  =========================================  ==========================================
 
 The device that generated the QR (G, :func:`generate`) creates the rendezvous session by POSTing an empty payload
@@ -36,9 +36,9 @@ the creator then deletes the session (not before ``DeleteRendezvous.not_before_m
 read a last message) and the joiner simply stops. :func:`is_done` is then true and the device asks for nothing
 more.
 
-Inputs are values: HTTP answers (:class:`HttpAnswered`, :class:`HttpLost`), timers (:class:`TimerFired`, due at
-:func:`next_timer`) and the user's acts (:class:`CheckCodeTyped`, :class:`VerificationUriOpened`,
-:class:`VerificationUriUnavailable`, :class:`UserCancelled`).
+Inputs are values: HTTP answers (:class:`HttpResponseReceived`, :class:`HttpRequestFailed`), timers
+(:class:`TimerFired`, due at :func:`next_timer`) and the user's acts (:class:`CheckCodeEntered`,
+:class:`VerificationUriOpened`, :class:`VerificationUriUnavailable`, :class:`UserCancelled`).
 
 The device is one value holding three machines that run concurrently (the rendezvous keeps polling whatever the
 login does), so its states are not classes of their own: :func:`phase` reads what the device waits for off the
@@ -47,9 +47,9 @@ checks it before anything changes, so a user act out of place (a check code nobo
 that was not asked for it, anything after the login ended) raises :class:`~qrlogin.errors.LocalProtocolError`.
 Timers are legal in every phase and one that is not due changes nothing. HTTP answers are legal in every phase,
 but their ``request_id`` must be one this device issued (another is the embedder's bug: LocalProtocolError); an
-answer to an issued request that is no longer outstanding (a duplicate, one after :class:`HttpLost`, one after the
-device let go of the session) is network noise and is ignored. ``OUTCOMES`` lists the phases each legal move can
-lead to; ``docs/simulation.md`` draws it and the tests observe every edge.
+answer to an issued request that is no longer outstanding (a duplicate, one after :class:`HttpRequestFailed`, one
+after the device let go of the session) is network noise and is ignored. ``OUTCOMES`` lists the phases each legal
+move can lead to; ``docs/simulation.md`` draws it and the tests observe every edge.
 
 All randomness (the ephemeral X25519 secret, the HPKE response nonce) is derived from ``DeviceConfig.seed`` with
 HMAC-SHA256, so a device is reproducible from its seed.
@@ -74,73 +74,56 @@ from ._secret import Secret
 from .channel import (
     ChannelEffect,
     ChannelEvent,
-    CheckCodeEntered,
-    DeliverPayload,
+    ChannelFailed,
+    DeliverPlaintext,
     InitiateRequested,
     PayloadReceived,
     Profile,
-    PromptForCheckCode,
-    ReportFailure,
+    ReportChannelFailure,
     SealRequested,
     SendPayload,
     ecies,
     hpke,
 )
 from .channel import FailureReason as ChannelFailureReason
-from .channel import ShowCheckCode as ChannelShowCheckCode
-from .channel._common import Failed as ChannelFailed
 from .errors import LocalProtocolError, RemoteProtocolError
-from .http import HttpRequest, HttpResponse
 from .login import existing_device, new_device, oauth
-from .login.events import (
-    ChannelClosed,
-    Completed,
-    DeleteRendezvous,
-    Failed,
-    HttpFailed,
-    HttpResponseReceived,
-    OpenVerificationUri,
-    QrRole,
-    SendHttpRequest,
-    SendMessage,
-)
+from .login.events import ChannelClosed, DeleteRendezvous, ReportLoginFailure, ReportLoginSuccess, SendMessage
 from .login.events import Event as LoginEvent
-from .login.events import ShowUserCode as LoginShowUserCode
-from .login.events import TimerFired as LoginTimerFired
-from .login.events import UserCancelled as LoginUserCancelled
-from .login.events import VerificationUriOpened as LoginUriOpened
-from .login.events import VerificationUriUnavailable as LoginUriUnavailable
 from .login.glue import channel_effect_to_login_event
 from .login.messages import CrossSigningKeys, Message, Secrets, message_to_json, parse_message, serialize_message
 from .rendezvous import ApiGeneration
 from .rendezvous import client as rz
 from .rendezvous.server import V1_V2_UNSTABLE_PREFIX, V3_UNSTABLE_PREFIX
+from .vocabulary import (
+    CheckCodeEntered,
+    DeviceRole,
+    HttpRequestFailed,
+    HttpResponseReceived,
+    OpenVerificationUri,
+    PromptForCheckCode,
+    QrSide,
+    SendHttpRequest,
+    ShowCheckCode,
+    ShowUserCode,
+    TimerFired,
+    UserCancelled,
+    VerificationUriOpened,
+    VerificationUriUnavailable,
+)
 
 __all__ = [
     "LEGAL_MOVES",
     "OUTCOMES",
-    "AskForCheckCode",
-    "AskForConsent",
-    "CheckCodeTyped",
     "Device",
     "DeviceConfig",
     "DeviceEffect",
     "DeviceEvent",
-    "Finished",
-    "HttpAnswered",
-    "HttpLost",
-    "Kind",
-    "MessageReceivedNote",
-    "MessageSentNote",
     "Phase",
-    "SendHttp",
-    "ShowCheckCode",
+    "ReportMessageReceived",
+    "ReportMessageSent",
+    "ReportOutcome",
     "ShowQrCode",
-    "ShowUserCode",
-    "TimerFired",
-    "UserCancelled",
-    "VerificationUriOpened",
-    "VerificationUriUnavailable",
     "derive",
     "generate",
     "is_done",
@@ -150,13 +133,6 @@ __all__ = [
     "scan",
     "transition",
 ]
-
-
-class Kind(enum.Enum):
-    """Which side of the login: the device being signed in, or the signed-in device granting it."""
-
-    NEW = "new"
-    EXISTING = "existing"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -169,7 +145,7 @@ class DeviceConfig:
     existing device needs ``secrets``.
     """
 
-    kind: Kind
+    kind: DeviceRole
     generation: qr.Generation
     seed: bytes
     base_url: str
@@ -189,65 +165,17 @@ class DeviceConfig:
 # ------------------------------------------------------------------------------------------------------ events
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class HttpAnswered:
-    request_id: int
-    response: HttpResponse
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class HttpLost:
-    """No answer came for ``request_id`` (it may or may not have reached the server)."""
-
-    request_id: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TimerFired:
-    pass
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CheckCodeTyped:
-    """The user typed ``code`` on G after :class:`AskForCheckCode`."""
-
-    code: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VerificationUriOpened:
-    pass
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VerificationUriUnavailable:
-    pass
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UserCancelled:
-    pass
-
-
 DeviceEvent = (
-    HttpAnswered
-    | HttpLost
+    HttpResponseReceived
+    | HttpRequestFailed
     | TimerFired
-    | CheckCodeTyped
+    | CheckCodeEntered
     | VerificationUriOpened
     | VerificationUriUnavailable
     | UserCancelled
 )
 
 # ----------------------------------------------------------------------------------------------------- effects
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SendHttp:
-    """Perform ``request`` and answer with :class:`HttpAnswered` or :class:`HttpLost` carrying ``request_id``."""
-
-    request_id: int
-    request: HttpRequest
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -259,63 +187,37 @@ class ShowQrCode:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ShowCheckCode:
-    """S: display the two digits for the user to type on G."""
-
-    code: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AskForCheckCode:
-    """G: ask the user for the code the other device shows; answer with :class:`CheckCodeTyped`."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AskForConsent:
-    """Existing device: open ``uri`` in a browser for the user to approve the new device (untrusted, from the peer)."""
-
-    uri: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ShowUserCode:
-    """New device: show the RFC 8628 user code while the user consents."""
-
-    user_code: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MessageSentNote:
+class ReportMessageSent:
     """Informational: a login message of ``message_type`` was queued for the peer."""
 
     message_type: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class MessageReceivedNote:
+class ReportMessageReceived:
     """Informational: a login message of ``message_type`` arrived over the channel."""
 
     message_type: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Finished:
+class ReportOutcome:
     """The login's outcome on this device (exactly once). ``channel_failure`` says why the channel ended, if it did."""
 
-    outcome: Completed | Failed
+    outcome: ReportLoginSuccess | ReportLoginFailure
     channel_failure: ChannelFailureReason | None = None
 
 
 DeviceEffect = (
-    SendHttp
+    SendHttpRequest
     | ShowQrCode
     | ShowCheckCode
-    | AskForCheckCode
-    | AskForConsent
+    | PromptForCheckCode
+    | OpenVerificationUri
     | ShowUserCode
-    | MessageSentNote
-    | MessageReceivedNote
-    | Finished
+    | ReportMessageSent
+    | ReportMessageReceived
+    | ReportOutcome
 )
 
 # ------------------------------------------------------------------------------------------------------- state
@@ -329,7 +231,7 @@ class Device:
     """The composed state. ``rendezvous`` is None before an S joins and after the device let go of the session."""
 
     config: DeviceConfig
-    role: QrRole
+    role: QrSide
     login: LoginState
     rendezvous: rz.State | None = None
     channel: ChannelState | None = None
@@ -341,10 +243,10 @@ class Device:
     read_token: str | None = None  # token of the last peer payload: seal with it
     write_token: str | None = None  # token our last write returned: open with it
     initiated: bool = False
-    login_request: int | None = None
+    login_request: tuple[int, int] | None = None  # (device request id, login request id)
     rz_requests: tuple[tuple[int, int], ...] = ()  # (device request id, rendezvous request id)
     next_request_id: int = 1
-    outcome: Completed | Failed | None = None
+    outcome: ReportLoginSuccess | ReportLoginFailure | None = None
     channel_failure: ChannelFailureReason | None = None
     delete_at_ms: int | None = None
 
@@ -381,11 +283,11 @@ def _client_config(config: DeviceConfig, base_url: str) -> rz.ClientConfig:
     )
 
 
-def _login_start(config: DeviceConfig, role: QrRole, code: qr.QrCode | None) -> LoginState:
+def _login_start(config: DeviceConfig, role: QrSide, code: qr.QrCode | None) -> LoginState:
     legacy = config.generation is not qr.Generation.V3
-    if config.kind is Kind.NEW:
+    if config.kind is DeviceRole.NEW:
         homeserver = base_url = None
-        if role is QrRole.SCANNED:
+        if role is QrSide.SCANS:
             assert code is not None
             homeserver = code.server_name if legacy else None
             base_url = None if legacy else code.base_url
@@ -413,31 +315,31 @@ def _login_start(config: DeviceConfig, role: QrRole, code: qr.QrCode | None) -> 
 
 def generate(config: DeviceConfig, *, now_ms: int) -> Result:
     """Start as G: create the rendezvous session (the QR is shown once it exists)."""
-    device = Device(config=config, role=QrRole.GENERATED, login=_login_start(config, QrRole.GENERATED, None))
+    device = Device(config=config, role=QrSide.SHOWS, login=_login_start(config, QrSide.SHOWS, None))
     rendezvous, effects = rz.create_session(_client_config(config, config.base_url), "", now_ms=now_ms)
     return _run(replace(device, rendezvous=rendezvous), rz_effects=effects, now_ms=now_ms)
 
 
 def scan(config: DeviceConfig, payload: bytes, *, now_ms: int) -> Result:
     """Start as S from the scanned QR bytes. A QR that is not for this device ends the device with a failure."""
-    placeholder = Device(config=config, role=QrRole.SCANNED, login=_login_start_placeholder(config))
+    placeholder = Device(config=config, role=QrSide.SCANS, login=_login_start_placeholder(config))
     try:
-        code = qr.require_intent(qr.decode(payload), scanner_is_new_device=config.kind is Kind.NEW)
+        code = qr.require_intent(qr.decode(payload), scanner_is_new_device=config.kind is DeviceRole.NEW)
         if code.generation is not config.generation:
             raise qr.QrDecodeError(f"a {code.generation.name} code, this device speaks {config.generation.name}")
-        if config.kind is Kind.NEW and code.generation is not qr.Generation.V3 and code.server_name is None:
+        if config.kind is DeviceRole.NEW and code.generation is not qr.Generation.V3 and code.server_name is None:
             raise qr.QrDecodeError("the code names no homeserver")
-        login = _login_start(config, QrRole.SCANNED, code)
+        login = _login_start(config, QrSide.SCANS, code)
     except (RemoteProtocolError, LocalProtocolError) as exc:
-        failed = Failed(reason=f"invalid_qr_code: {type(exc).__name__}")
-        return replace(placeholder, outcome=failed), (Finished(outcome=failed),)
+        failed = ReportLoginFailure(reason=f"invalid_qr_code: {type(exc).__name__}")
+        return replace(placeholder, outcome=failed), (ReportOutcome(outcome=failed),)
     secret = derive(config.seed, "channel secret")
     channel: ChannelState
     if code.generation is qr.Generation.V3:
         channel = hpke.start_s_from_qr(code, secret, profile=config.profile)
     else:
-        channel = ecies.start_s(code, secret, profile=config.profile)
-    device = Device(config=config, role=QrRole.SCANNED, login=login, channel=channel, qr_code=code)
+        channel = ecies.start_scanning(code, secret, profile=config.profile)
+    device = Device(config=config, role=QrSide.SCANS, login=login, channel=channel, qr_code=code)
     if code.generation is qr.Generation.V1:
         assert code.rendezvous_url is not None
         rendezvous, effects = rz.join_session(
@@ -455,18 +357,18 @@ def scan(config: DeviceConfig, payload: bytes, *, now_ms: int) -> Result:
     device = replace(device, server_name=code.server_name, join=code.rendezvous_id)
     device, request_id = _allocate(device)
     device = replace(device, discovery_request=request_id)
-    return device, (SendHttp(request_id=request_id, request=oauth.well_known_request(code.server_name)),)
+    return device, (SendHttpRequest(request_id=request_id, request=oauth.well_known_request(code.server_name)),)
 
 
 def _login_start_placeholder(config: DeviceConfig) -> LoginState:
     # A device whose QR was rejected never runs its login machine; any valid start state stands in for it.
-    if config.kind is Kind.NEW:
+    if config.kind is DeviceRole.NEW:
         return new_device.AwaitingChannel(
-            config=new_device.NewDeviceConfig(role=QrRole.SCANNED, device_id=config.device_id or "-", client_id="-")
+            config=new_device.NewDeviceConfig(role=QrSide.SCANS, device_id=config.device_id or "-", client_id="-")
         )
     return existing_device.start(
         existing_device.ExistingDeviceConfig(
-            role=QrRole.SCANNED, base_url=config.base_url, secrets=config.secrets or _NO_SECRETS
+            role=QrSide.SCANS, base_url=config.base_url, secrets=config.secrets or _NO_SECRETS
         )
     )
 
@@ -480,7 +382,7 @@ _NO_SECRETS = Secrets(
 
 
 def _login_module(device: Device) -> Any:
-    return new_device if device.config.kind is Kind.NEW else existing_device
+    return new_device if device.config.kind is DeviceRole.NEW else existing_device
 
 
 def _login_over(device: Device) -> bool:
@@ -501,7 +403,7 @@ def next_timer(device: Device) -> int | None:
     """When :class:`TimerFired` is due next, or None."""
     times: list[int] = []
     if device.rendezvous is not None and not rz.is_finished(device.rendezvous):
-        timer = rz.next_timer(device.rendezvous)
+        timer = rz.deadline(device.rendezvous)
         if timer is not None:
             times.append(timer)
     if device.outcome is None:
@@ -546,7 +448,7 @@ def phase(device: Device) -> Phase:
     return Phase.AWAITING_LOGIN
 
 
-_NETWORK: Final = frozenset({HttpAnswered, HttpLost, TimerFired})
+_NETWORK: Final = frozenset({HttpResponseReceived, HttpRequestFailed, TimerFired})
 _LIVE: Final = _NETWORK | {UserCancelled}
 
 #: The events each phase accepts; :func:`transition` raises LocalProtocolError for any other before doing anything.
@@ -554,7 +456,7 @@ LEGAL_MOVES: Final[Mapping[Phase, frozenset[type]]] = {
     Phase.AWAITING_SESSION: _LIVE,
     Phase.AWAITING_DISCOVERY: _LIVE,
     Phase.AWAITING_PEER: _LIVE,
-    Phase.AWAITING_CHECK_CODE: _LIVE | {CheckCodeTyped},
+    Phase.AWAITING_CHECK_CODE: _LIVE | {CheckCodeEntered},
     Phase.AWAITING_CONSENT: _LIVE | {VerificationUriOpened, VerificationUriUnavailable},
     Phase.AWAITING_LOGIN: _LIVE,
     Phase.AWAITING_CLOSE: _NETWORK,
@@ -566,42 +468,42 @@ LEGAL_MOVES: Final[Mapping[Phase, frozenset[type]]] = {
 #: device), which checks this table both ways; ``docs/simulation.md`` draws it. Any live phase can end in
 #: ``AwaitingClose`` (the creator still has to delete) or ``Done`` (nothing left to do).
 OUTCOMES: Final[Mapping[tuple[Phase, type], frozenset[Phase]]] = {
-    (Phase.AWAITING_SESSION, HttpAnswered): frozenset({Phase.AWAITING_SESSION, Phase.AWAITING_PEER}),
-    (Phase.AWAITING_SESSION, HttpLost): frozenset({Phase.AWAITING_SESSION}),
+    (Phase.AWAITING_SESSION, HttpResponseReceived): frozenset({Phase.AWAITING_SESSION, Phase.AWAITING_PEER}),
+    (Phase.AWAITING_SESSION, HttpRequestFailed): frozenset({Phase.AWAITING_SESSION}),
     (Phase.AWAITING_SESSION, TimerFired): frozenset({Phase.AWAITING_SESSION, Phase.DONE}),
     (Phase.AWAITING_SESSION, UserCancelled): frozenset({Phase.AWAITING_CLOSE, Phase.DONE}),
-    (Phase.AWAITING_DISCOVERY, HttpAnswered): frozenset({Phase.AWAITING_PEER, Phase.DONE}),
-    (Phase.AWAITING_DISCOVERY, HttpLost): frozenset({Phase.DONE}),
+    (Phase.AWAITING_DISCOVERY, HttpResponseReceived): frozenset({Phase.AWAITING_PEER, Phase.DONE}),
+    (Phase.AWAITING_DISCOVERY, HttpRequestFailed): frozenset({Phase.DONE}),
     (Phase.AWAITING_DISCOVERY, TimerFired): frozenset({Phase.AWAITING_DISCOVERY}),
     (Phase.AWAITING_DISCOVERY, UserCancelled): frozenset({Phase.AWAITING_CLOSE}),
-    (Phase.AWAITING_PEER, HttpAnswered): frozenset(
+    (Phase.AWAITING_PEER, HttpResponseReceived): frozenset(
         {Phase.AWAITING_PEER, Phase.AWAITING_CHECK_CODE, Phase.AWAITING_LOGIN, Phase.AWAITING_CLOSE, Phase.DONE}
     ),
-    (Phase.AWAITING_PEER, HttpLost): frozenset({Phase.AWAITING_PEER}),
+    (Phase.AWAITING_PEER, HttpRequestFailed): frozenset({Phase.AWAITING_PEER}),
     (Phase.AWAITING_PEER, TimerFired): frozenset({Phase.AWAITING_PEER, Phase.DONE}),
     (Phase.AWAITING_PEER, UserCancelled): frozenset({Phase.AWAITING_CLOSE, Phase.DONE}),
-    (Phase.AWAITING_CHECK_CODE, HttpAnswered): frozenset({Phase.AWAITING_CHECK_CODE}),
-    (Phase.AWAITING_CHECK_CODE, HttpLost): frozenset({Phase.AWAITING_CHECK_CODE}),
+    (Phase.AWAITING_CHECK_CODE, HttpResponseReceived): frozenset({Phase.AWAITING_CHECK_CODE}),
+    (Phase.AWAITING_CHECK_CODE, HttpRequestFailed): frozenset({Phase.AWAITING_CHECK_CODE}),
     (Phase.AWAITING_CHECK_CODE, TimerFired): frozenset({Phase.AWAITING_CHECK_CODE, Phase.DONE}),
-    (Phase.AWAITING_CHECK_CODE, CheckCodeTyped): frozenset({Phase.AWAITING_LOGIN, Phase.AWAITING_CLOSE}),
+    (Phase.AWAITING_CHECK_CODE, CheckCodeEntered): frozenset({Phase.AWAITING_LOGIN, Phase.AWAITING_CLOSE}),
     (Phase.AWAITING_CHECK_CODE, UserCancelled): frozenset({Phase.AWAITING_CLOSE}),
-    (Phase.AWAITING_CONSENT, HttpAnswered): frozenset({Phase.AWAITING_CONSENT}),
-    (Phase.AWAITING_CONSENT, HttpLost): frozenset({Phase.AWAITING_CONSENT}),
+    (Phase.AWAITING_CONSENT, HttpResponseReceived): frozenset({Phase.AWAITING_CONSENT}),
+    (Phase.AWAITING_CONSENT, HttpRequestFailed): frozenset({Phase.AWAITING_CONSENT}),
     (Phase.AWAITING_CONSENT, TimerFired): frozenset({Phase.AWAITING_CONSENT, Phase.DONE}),
     (Phase.AWAITING_CONSENT, VerificationUriOpened): frozenset({Phase.AWAITING_LOGIN}),
     (Phase.AWAITING_CONSENT, VerificationUriUnavailable): frozenset({Phase.AWAITING_CLOSE}),
     (Phase.AWAITING_CONSENT, UserCancelled): frozenset({Phase.AWAITING_CLOSE}),
-    (Phase.AWAITING_LOGIN, HttpAnswered): frozenset(
+    (Phase.AWAITING_LOGIN, HttpResponseReceived): frozenset(
         {Phase.AWAITING_CONSENT, Phase.AWAITING_LOGIN, Phase.AWAITING_CLOSE, Phase.DONE}
     ),
-    (Phase.AWAITING_LOGIN, HttpLost): frozenset({Phase.AWAITING_LOGIN, Phase.AWAITING_CLOSE}),
+    (Phase.AWAITING_LOGIN, HttpRequestFailed): frozenset({Phase.AWAITING_LOGIN, Phase.AWAITING_CLOSE}),
     (Phase.AWAITING_LOGIN, TimerFired): frozenset({Phase.AWAITING_LOGIN, Phase.AWAITING_CLOSE, Phase.DONE}),
     (Phase.AWAITING_LOGIN, UserCancelled): frozenset({Phase.AWAITING_CLOSE, Phase.DONE}),
-    (Phase.AWAITING_CLOSE, HttpAnswered): frozenset({Phase.AWAITING_CLOSE, Phase.DONE}),
-    (Phase.AWAITING_CLOSE, HttpLost): frozenset({Phase.AWAITING_CLOSE, Phase.DONE}),
+    (Phase.AWAITING_CLOSE, HttpResponseReceived): frozenset({Phase.AWAITING_CLOSE, Phase.DONE}),
+    (Phase.AWAITING_CLOSE, HttpRequestFailed): frozenset({Phase.AWAITING_CLOSE, Phase.DONE}),
     (Phase.AWAITING_CLOSE, TimerFired): frozenset({Phase.AWAITING_CLOSE, Phase.DONE}),
-    (Phase.DONE, HttpAnswered): frozenset({Phase.DONE}),
-    (Phase.DONE, HttpLost): frozenset({Phase.DONE}),
+    (Phase.DONE, HttpResponseReceived): frozenset({Phase.DONE}),
+    (Phase.DONE, HttpRequestFailed): frozenset({Phase.DONE}),
     (Phase.DONE, TimerFired): frozenset({Phase.DONE}),
 }
 
@@ -610,7 +512,10 @@ def _require_legal(device: Device, event: DeviceEvent) -> None:
     current = phase(device)
     if type(event) not in LEGAL_MOVES[current]:
         raise LocalProtocolError(f"{type(event).__name__} is not legal in phase {current.value}")
-    if isinstance(event, HttpAnswered | HttpLost) and not 0 < event.request_id < device.next_request_id:
+    if (
+        isinstance(event, HttpResponseReceived | HttpRequestFailed)
+        and not 0 < event.request_id < device.next_request_id
+    ):
         raise LocalProtocolError(f"request id {event.request_id} was never issued by this device")
 
 
@@ -621,20 +526,20 @@ def transition(device: Device, event: DeviceEvent, *, now_ms: int) -> Result:
     """Advance the device by one event. Misuse (an event its phase does not accept, a request id it never issued)
     raises LocalProtocolError before anything changes."""
     _require_legal(device, event)
-    if isinstance(event, HttpAnswered | HttpLost):
+    if isinstance(event, HttpResponseReceived | HttpRequestFailed):
         return _on_http(device, event, now_ms)
     if isinstance(event, TimerFired):
         return _on_timer(device, now_ms)
-    if isinstance(event, CheckCodeTyped):
+    if isinstance(event, CheckCodeEntered):
         return _run(device, channel_events=(CheckCodeEntered(code=event.code),), now_ms=now_ms)
     # A live phase: the login machine has not ended, and it accepts these (its own table says which).
     login_event: LoginEvent
     if isinstance(event, VerificationUriOpened):
-        login_event = LoginUriOpened()
+        login_event = VerificationUriOpened()
     elif isinstance(event, VerificationUriUnavailable):
-        login_event = LoginUriUnavailable()
+        login_event = VerificationUriUnavailable()
     else:
-        login_event = LoginUserCancelled()
+        login_event = UserCancelled()
     return _run(device, login_events=(login_event,), now_ms=now_ms)
 
 
@@ -642,16 +547,21 @@ def _allocate(device: Device) -> tuple[Device, int]:
     return replace(device, next_request_id=device.next_request_id + 1), device.next_request_id
 
 
-def _on_http(device: Device, event: HttpAnswered | HttpLost, now_ms: int) -> Result:
+def _on_http(device: Device, event: HttpResponseReceived | HttpRequestFailed, now_ms: int) -> Result:
     rid = event.request_id
     if rid == device.discovery_request:
         return _on_discovery(replace(device, discovery_request=None), event, now_ms)
-    if rid == device.login_request:
+    if device.login_request is not None and rid == device.login_request[0]:
+        login_id = device.login_request[1]
         device = replace(device, login_request=None)
         if device.outcome is not None:
             return _run(device, now_ms=now_ms)
         login_event: LoginEvent
-        login_event = HttpResponseReceived(response=event.response) if isinstance(event, HttpAnswered) else HttpFailed()
+        login_event = (
+            HttpResponseReceived(request_id=login_id, response=event.response)
+            if isinstance(event, HttpResponseReceived)
+            else HttpRequestFailed(request_id=login_id)
+        )
         return _run(device, login_events=(login_event,), now_ms=now_ms)
     for device_id, rz_id in device.rz_requests:
         if device_id == rid:
@@ -659,18 +569,18 @@ def _on_http(device: Device, event: HttpAnswered | HttpLost, now_ms: int) -> Res
             if device.rendezvous is None or rz.is_finished(device.rendezvous):
                 return _run(device, now_ms=now_ms)
             rz_event: rz.Event
-            if isinstance(event, HttpAnswered):
-                rz_event = rz.ResponseReceived(request_id=rz_id, response=event.response)
+            if isinstance(event, HttpResponseReceived):
+                rz_event = HttpResponseReceived(request_id=rz_id, response=event.response)
             else:
-                rz_event = rz.RequestFailed(request_id=rz_id)
+                rz_event = HttpRequestFailed(request_id=rz_id)
             return _run(device, rz_events=(rz_event,), now_ms=now_ms)
     return device, ()  # an issued request no longer outstanding (a duplicate, a late answer): network noise
 
 
-def _on_discovery(device: Device, event: HttpAnswered | HttpLost, now_ms: int) -> Result:
+def _on_discovery(device: Device, event: HttpResponseReceived | HttpRequestFailed, now_ms: int) -> Result:
     assert device.server_name is not None and device.join is not None
     try:
-        if isinstance(event, HttpLost):
+        if isinstance(event, HttpRequestFailed):
             raise oauth.OAuthError("no answer from .well-known")
         base_url = oauth.parse_well_known(device.server_name, event.response)
         rendezvous, effects = rz.join_session(_client_config(device.config, base_url), device.join, now_ms=now_ms)
@@ -683,13 +593,13 @@ def _on_timer(device: Device, now_ms: int) -> Result:
     rz_events: tuple[rz.Event, ...] = ()
     login_events: tuple[LoginEvent, ...] = ()
     if device.rendezvous is not None and not rz.is_finished(device.rendezvous):
-        timer = rz.next_timer(device.rendezvous)
+        timer = rz.deadline(device.rendezvous)
         if timer is not None and timer <= now_ms:
-            rz_events = (rz.TimerFired(),)
+            rz_events = (TimerFired(),)
     if device.outcome is None:
         deadline = _login_module(device).deadline(device.login)
         if deadline is not None and deadline <= now_ms:
-            login_events = (LoginTimerFired(),)
+            login_events = (TimerFired(),)
     return _run(device, rz_events=rz_events, login_events=login_events, now_ms=now_ms)
 
 
@@ -747,20 +657,20 @@ def _feed_rz(step: _Step, event: rz.Event, now_ms: int) -> None:
 
 def _on_rz_effect(step: _Step, effect: rz.Effect, now_ms: int) -> None:
     device = step.device
-    if isinstance(effect, rz.SendRequest):
+    if isinstance(effect, SendHttpRequest):
         device, request_id = _allocate(device)
         step.device = replace(device, rz_requests=(*device.rz_requests, (request_id, effect.request_id)))
-        step.effects.append(SendHttp(request_id=request_id, request=effect.request))
-    elif isinstance(effect, rz.SessionCreated):
+        step.effects.append(SendHttpRequest(request_id=request_id, request=effect.request))
+    elif isinstance(effect, rz.ReportSessionCreated):
         _on_created(step, effect)
-    elif isinstance(effect, rz.WriteConfirmed):
+    elif isinstance(effect, rz.ReportWriteConfirmed):
         if effect.token is None and device.config.generation is qr.Generation.V3:
             # The v3 AAD needs the token our write got; it was never seen (rendezvous.client docs): give up.
             step.login.append(ChannelClosed())
         step.device = replace(device, write_token=effect.token)
-    elif isinstance(effect, rz.PayloadReceived):
+    elif isinstance(effect, rz.DeliverPayload):
         step.device = replace(device, read_token=effect.token)
-        if device.role is QrRole.SCANNED and not device.initiated:
+        if device.role is QrSide.SCANS and not device.initiated:
             # G's creating POST: its (empty) content carries nothing; our turn to write LoginInitiate.
             step.device = replace(step.device, initiated=True)
             step.channel.append(InitiateRequested(sequence_token=effect.token))
@@ -774,7 +684,7 @@ def _on_rz_effect(step: _Step, effect: rz.Effect, now_ms: int) -> None:
                     payload=effect.data, sequence_token=device.write_token, reply_sequence_token=effect.token
                 )
             )
-    elif isinstance(effect, rz.WriteRejected):
+    elif isinstance(effect, rz.ReportWriteRejected):
         # The slot held someone else's data when our write conflicted, and that data was just handed to the channel.
         # If it authenticated, it is our peer's reply, which the peer can only write after reading ours: an earlier
         # copy of our write (a duplicated request) had landed. Otherwise the channel has failed already. Either
@@ -785,16 +695,16 @@ def _on_rz_effect(step: _Step, effect: rz.Effect, now_ms: int) -> None:
         step.login.append(ChannelClosed())
 
 
-def _on_created(step: _Step, effect: rz.SessionCreated) -> None:
+def _on_created(step: _Step, effect: rz.ReportSessionCreated) -> None:
     device = step.device
     config = device.config
     secret = derive(config.seed, "channel secret")
     channel: ChannelState
     generation = config.generation
-    intent = qr.Intent.NEW_DEVICE if config.kind is Kind.NEW else qr.Intent.EXISTING_DEVICE
+    intent = DeviceRole.NEW if config.kind is DeviceRole.NEW else DeviceRole.EXISTING
     if generation is qr.Generation.V3:
         assert effect.rendezvous_id is not None
-        channel = hpke.start_g(
+        channel = hpke.start_showing(
             secret,
             base_url=config.base_url,
             rendezvous_id=effect.rendezvous_id,
@@ -810,10 +720,10 @@ def _on_created(step: _Step, effect: rz.SessionCreated) -> None:
             id_length_layout=qr.IdLengthLayout.U8,
         )
     else:
-        channel = ecies.start_g(secret, profile=config.profile)
+        channel = ecies.start_showing(secret, profile=config.profile)
         public_key = channel.secret.public_key
         if generation is qr.Generation.V1:
-            server_name = config.server_name if config.kind is Kind.EXISTING else None
+            server_name = config.server_name if config.kind is DeviceRole.EXISTING else None
             code = qr.QrCode(
                 generation=generation,
                 intent=intent,
@@ -849,16 +759,16 @@ def _on_channel_effect(step: _Step, effect: ChannelEffect) -> None:
     if isinstance(effect, SendPayload):
         step.rz.append(rz.SendRequested(payload=effect.payload))
         return
-    if isinstance(effect, ChannelShowCheckCode):
+    if isinstance(effect, ShowCheckCode):
         step.effects.append(ShowCheckCode(code=effect.code))
         return
     if isinstance(effect, PromptForCheckCode):
-        step.effects.append(AskForCheckCode())
+        step.effects.append(PromptForCheckCode())
         return
-    if isinstance(effect, ReportFailure):
+    if isinstance(effect, ReportChannelFailure):
         step.device = replace(step.device, channel_failure=effect.reason)
-    if isinstance(effect, DeliverPayload):
-        step.effects.append(MessageReceivedNote(message_type=_message_type(effect.plaintext)))
+    if isinstance(effect, DeliverPlaintext):
+        step.effects.append(ReportMessageReceived(message_type=_message_type(effect.plaintext)))
     login_event = channel_effect_to_login_event(effect)
     if login_event is not None:
         step.login.append(login_event)
@@ -889,21 +799,19 @@ def _feed_login(step: _Step, event: LoginEvent, now_ms: int) -> None:
         device = step.device
         if isinstance(effect, SendMessage):
             step.device = replace(device, outbox=(*device.outbox, serialize_message(effect.message)))
-            step.effects.append(MessageSentNote(message_type=_describe_message(effect.message)))
+            step.effects.append(ReportMessageSent(message_type=_describe_message(effect.message)))
         elif isinstance(effect, SendHttpRequest):
             device, request_id = _allocate(device)
-            step.device = replace(device, login_request=request_id)
-            step.effects.append(SendHttp(request_id=request_id, request=effect.request))
-        elif isinstance(effect, OpenVerificationUri):
-            step.effects.append(AskForConsent(uri=effect.uri))
-        elif isinstance(effect, LoginShowUserCode):
-            step.effects.append(ShowUserCode(user_code=effect.user_code))
+            step.device = replace(device, login_request=(request_id, effect.request_id))
+            step.effects.append(SendHttpRequest(request_id=request_id, request=effect.request))
+        elif isinstance(effect, OpenVerificationUri | ShowUserCode):
+            step.effects.append(effect)
         elif isinstance(effect, DeleteRendezvous):
             step.device = replace(device, delete_at_ms=effect.not_before_ms)
         else:
-            assert isinstance(effect, Completed | Failed)
+            assert isinstance(effect, ReportLoginSuccess | ReportLoginFailure)
             step.device = replace(device, outcome=effect)
-            step.effects.append(Finished(outcome=effect, channel_failure=device.channel_failure))
+            step.effects.append(ReportOutcome(outcome=effect, channel_failure=device.channel_failure))
 
 
 def _pump(step: _Step, now_ms: int) -> bool:
@@ -931,7 +839,7 @@ def _pump(step: _Step, now_ms: int) -> bool:
         return False
     if device.outbox and channel_ok and now_ms < (device.delete_at_ms or 0):
         return False  # a last message still waits for our turn; the peer has until the deletion time
-    if device.role is QrRole.GENERATED:
+    if device.role is QrSide.SHOWS:
         if device.delete_at_ms is not None and now_ms < device.delete_at_ms:
             return False
         step.rz.append(rz.CloseRequested())

@@ -41,11 +41,11 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from .errors import LocalProtocolError, RemoteProtocolError
+from .vocabulary import DeviceRole
 
 __all__ = [
     "Generation",
     "IdLengthLayout",
-    "Intent",
     "QrCode",
     "QrDecodeError",
     "QrDeviceVerificationError",
@@ -87,13 +87,6 @@ class Generation(enum.Enum):
     V3 = "v3"  # MSC4388: rendezvous id + base URL, HPKE
 
 
-class Intent(enum.Enum):
-    """Which device shows (generated) the QR code."""
-
-    NEW_DEVICE = "new_device"  # the generator wants to sign in ("login")
-    EXISTING_DEVICE = "existing_device"  # the generator is signed in ("reciprocate")
-
-
 class IdLengthLayout(enum.Enum):
     """How a v3 QR code writes the rendezvous id length."""
 
@@ -101,10 +94,10 @@ class IdLengthLayout(enum.Enum):
     U16 = "u16"  # as matrix-sdk-crypto-wasm 18.9.0 `QrCodeData.newMsc4388` writes it
 
 
-_INTENT_BYTES: dict[Generation, dict[int, Intent]] = {
-    Generation.V1: {0x03: Intent.NEW_DEVICE, 0x04: Intent.EXISTING_DEVICE},
-    Generation.V2: {0x03: Intent.NEW_DEVICE, 0x04: Intent.EXISTING_DEVICE},
-    Generation.V3: {0x00: Intent.NEW_DEVICE, 0x01: Intent.EXISTING_DEVICE},
+_INTENT_BYTES: dict[Generation, dict[int, DeviceRole]] = {
+    Generation.V1: {0x03: DeviceRole.NEW, 0x04: DeviceRole.EXISTING},
+    Generation.V2: {0x03: DeviceRole.NEW, 0x04: DeviceRole.EXISTING},
+    Generation.V3: {0x00: DeviceRole.NEW, 0x01: DeviceRole.EXISTING},
 }
 
 
@@ -181,7 +174,7 @@ class QrCode:
     """
 
     generation: Generation
-    intent: Intent
+    intent: DeviceRole  # the role of the device that shows the code (the wire's intent byte)
     public_key: bytes
     rendezvous_url: str | None = None
     rendezvous_id: str | None = None
@@ -198,20 +191,20 @@ class QrCode:
 
     @property
     def generator_is_new_device(self) -> bool:
-        return self.intent is Intent.NEW_DEVICE
+        return self.intent is DeviceRole.NEW
 
 
 def _check_fields(qr: QrCode) -> None:
     """Raise the :class:`QrDecodeError` that decoding ``encode(qr)`` would raise, or ``LocalProtocolError``."""
-    if not isinstance(qr.generation, Generation) or not isinstance(qr.intent, Intent):
-        raise LocalProtocolError("generation and intent must be Generation and Intent members")
+    if not isinstance(qr.generation, Generation) or not isinstance(qr.intent, DeviceRole):
+        raise LocalProtocolError("generation and intent must be Generation and DeviceRole members")
     if not isinstance(qr.public_key, bytes) or len(qr.public_key) != PUBLIC_KEY_LENGTH:
         raise LocalProtocolError(f"public_key must be {PUBLIC_KEY_LENGTH} bytes")
     present = {
         name for name in ("rendezvous_url", "rendezvous_id", "server_name", "base_url") if getattr(qr, name) is not None
     }
     if qr.generation is Generation.V1:
-        required = {"rendezvous_url"} | ({"server_name"} if qr.intent is Intent.EXISTING_DEVICE else set())
+        required = {"rendezvous_url"} | ({"server_name"} if qr.intent is DeviceRole.EXISTING else set())
     elif qr.generation is Generation.V2:
         required = {"rendezvous_id", "server_name"}
     else:
@@ -361,7 +354,7 @@ def _decode_msc4108(cursor: _Cursor, *, allow_http: bool) -> QrCode:
     if _is_absolute_http_url(rendezvous):
         _check_url(rendezvous, allow_http=allow_http)
         server_name = None
-        if intent is Intent.EXISTING_DEVICE:
+        if intent is DeviceRole.EXISTING:
             server_name = cursor.text(cursor.u16("server name length"), "server name")
             _check_server_name(server_name)
         return QrCode(
@@ -461,7 +454,7 @@ def require_intent(qr: QrCode, *, scanner_is_new_device: bool) -> QrCode:
     A new device must scan a code shown by an existing device and vice versa; two new (or two existing) devices
     cannot complete a sign-in, and accepting such a code is how intent-confusion attacks start.
     """
-    expected = Intent.EXISTING_DEVICE if scanner_is_new_device else Intent.NEW_DEVICE
+    expected = DeviceRole.EXISTING if scanner_is_new_device else DeviceRole.NEW
     if qr.intent is not expected:
         scanner = "new" if scanner_is_new_device else "existing"
         raise WrongIntentError(f"this {scanner} device needs a QR code shown by the {expected.value.replace('_', ' ')}")

@@ -3,9 +3,9 @@
 Theory of operation
 -------------------
 :class:`RendezvousSession` owns one :class:`~qrlogin._machine.Driver` around
-:func:`qrlogin.rendezvous.client.transition` and does exactly what its effects say: a ``SendRequest`` becomes one
-``httpx.AsyncClient.request`` whose response (or transport error, as ``RequestFailed``) is fed straight back; when
-nothing is in flight it sleeps until :func:`~qrlogin.rendezvous.client.next_timer` and feeds ``TimerFired``. The
+:func:`qrlogin.rendezvous.client.transition` and does exactly what its effects say: a ``SendHttpRequest`` becomes one
+``httpx.AsyncClient.request`` whose response (or transport error, as ``HttpRequestFailed``) is fed straight back; when
+nothing is in flight it sleeps until :func:`~qrlogin.rendezvous.client.deadline` and feeds ``TimerFired``. The
 time it passes in is the wall clock in milliseconds (v2 servers give an absolute ``expires_ts``). Everything the
 machine surfaces is queued and handed out by :meth:`receive` and :meth:`send`; a terminal state raises
 :class:`RendezvousEnded`.
@@ -24,6 +24,7 @@ from .._machine import Driver
 from ..errors import QrLoginError
 from ..http import HttpResponse
 from ..rendezvous import client as machine
+from ..vocabulary import HttpRequestFailed, HttpResponseReceived, SendHttpRequest, TimerFired
 
 __all__ = ["RendezvousEnded", "RendezvousSession"]
 
@@ -31,9 +32,9 @@ __all__ = ["RendezvousEnded", "RendezvousSession"]
 class RendezvousEnded(QrLoginError):
     """The session is over: deleted, gone (404), past its deadline, or the server broke the protocol."""
 
-    def __init__(self, effect: machine.SessionClosed | machine.SessionFailed) -> None:
+    def __init__(self, effect: machine.ReportSessionClosed | machine.ReportSessionFailure) -> None:
         self.effect = effect
-        detail = f": {effect.detail}" if isinstance(effect, machine.SessionFailed) else ""
+        detail = f": {effect.detail}" if isinstance(effect, machine.ReportSessionFailure) else ""
         super().__init__(f"rendezvous session ended ({effect.reason}{detail})")
 
 
@@ -50,13 +51,13 @@ class RendezvousSession:
         self._driver: Driver[machine.State, machine.Event, machine.Effect] = Driver(state, machine.transition)
         self._effects: deque[machine.Effect] = deque(effects)
         self._surfaced: deque[machine.Effect] = deque()
-        self.created: machine.SessionCreated | None = None
+        self.created: machine.ReportSessionCreated | None = None
 
     @classmethod
     async def create(cls, http: httpx.AsyncClient, config: machine.ClientConfig, payload: str) -> RendezvousSession:
         """POST ``payload`` and return once the session exists (``.created`` says where)."""
         session = cls(http, machine.create_session(config, payload, now_ms=_now_ms()))
-        await session._until(machine.WriteConfirmed)
+        await session._until(machine.ReportWriteConfirmed)
         return session
 
     @classmethod
@@ -68,17 +69,17 @@ class RendezvousSession:
     def state(self) -> machine.State:
         return self._driver.state
 
-    async def receive(self) -> machine.PayloadReceived:
+    async def receive(self) -> machine.DeliverPayload:
         """Wait for the peer's next payload."""
-        effect = await self._until(machine.PayloadReceived)
-        assert isinstance(effect, machine.PayloadReceived)
+        effect = await self._until(machine.DeliverPayload)
+        assert isinstance(effect, machine.DeliverPayload)
         return effect
 
-    async def send(self, payload: str) -> machine.WriteConfirmed | machine.WriteRejected:
+    async def send(self, payload: str) -> machine.ReportWriteConfirmed | machine.ReportWriteRejected:
         """Write ``payload``; WriteRejected means the peer wrote first (its payload is next from receive())."""
         self._feed(machine.SendRequested(payload=payload))
-        effect = await self._until(machine.WriteConfirmed, machine.WriteRejected)
-        assert isinstance(effect, machine.WriteConfirmed | machine.WriteRejected)
+        effect = await self._until(machine.ReportWriteConfirmed, machine.ReportWriteRejected)
+        assert isinstance(effect, machine.ReportWriteConfirmed | machine.ReportWriteRejected)
         return effect
 
     async def close(self) -> None:
@@ -87,7 +88,7 @@ class RendezvousSession:
             return
         self._feed(machine.CloseRequested())
         with contextlib.suppress(RendezvousEnded):
-            await self._until(machine.SessionClosed)
+            await self._until(machine.ReportSessionClosed)
 
     def _feed(self, event: machine.Event) -> None:
         self._effects.extend(self._driver.handle(event, now_ms=_now_ms()))
@@ -103,20 +104,25 @@ class RendezvousSession:
                 continue
             if machine.is_finished(self.state):
                 ended = next(
-                    (e for e in self._surfaced if isinstance(e, machine.SessionClosed | machine.SessionFailed)), None
+                    (
+                        e
+                        for e in self._surfaced
+                        if isinstance(e, machine.ReportSessionClosed | machine.ReportSessionFailure)
+                    ),
+                    None,
                 )
                 if ended is None:
-                    raise RendezvousEnded(machine.SessionClosed(reason="ended"))
+                    raise RendezvousEnded(machine.ReportSessionClosed(reason="ended"))
                 raise RendezvousEnded(ended)
-            timer = machine.next_timer(self.state)
+            timer = machine.deadline(self.state)
             if timer is None:
-                raise RendezvousEnded(machine.SessionClosed(reason="ended"))
+                raise RendezvousEnded(machine.ReportSessionClosed(reason="ended"))
             await asyncio.sleep(max(0, timer - _now_ms()) / 1000)
-            self._feed(machine.TimerFired())
+            self._feed(TimerFired())
 
     async def _perform(self, effect: machine.Effect) -> None:
-        if not isinstance(effect, machine.SendRequest):
-            if isinstance(effect, machine.SessionCreated):
+        if not isinstance(effect, SendHttpRequest):
+            if isinstance(effect, machine.ReportSessionCreated):
                 self.created = effect
             self._surfaced.append(effect)
             return
@@ -125,8 +131,8 @@ class RendezvousSession:
             answer = await self._http.request(
                 request.method, request.target, headers=list(request.headers), content=request.body
             )
-        except httpx.HTTPError as exc:
-            self._feed(machine.RequestFailed(request_id=effect.request_id, reason=type(exc).__name__))
+        except httpx.HTTPError:
+            self._feed(HttpRequestFailed(request_id=effect.request_id))
             return
         response = HttpResponse(status=answer.status_code, headers=tuple(answer.headers.items()), body=answer.content)
-        self._feed(machine.ResponseReceived(request_id=effect.request_id, response=response))
+        self._feed(HttpResponseReceived(request_id=effect.request_id, response=response))

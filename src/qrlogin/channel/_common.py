@@ -13,10 +13,10 @@ the effects defined here, so the layers above (rendezvous, login) drive every ge
 * G becomes trusted only after ``CheckCodeEntered`` matches (one attempt, exactly two ASCII digits,
   :func:`hmac.compare_digest`); then it emits ``ReportEstablished``.
 * Established channels take ``SealRequested`` (emit ``SendPayload``) and ``PayloadReceived`` (emit
-  ``DeliverPayload``). ``RetryRequested`` re-emits the bytes of the last ``SendPayload`` unchanged: a lost PUT is
+  ``DeliverPlaintext``). ``RetryRequested`` re-emits the bytes of the last ``SendPayload`` unchanged: a lost PUT is
   retried by resending, never by sealing again, so no nonce is ever used twice (THREATS.md T1).
-* Anything wrong that came from the network ends in the terminal :class:`Failed` state with a
-  :class:`FailureReason` and a ``ReportFailure`` effect, never in an exception.
+* Anything wrong that came from the network ends in the terminal :class:`ChannelFailed` state with a
+  :class:`FailureReason` and a ``ReportChannelFailure`` effect, never in an exception.
 
 Sequence tokens: HPKE binds every ciphertext to the rendezvous ``sequence_token`` it overwrites (its AAD). A payload
 is sealed with the token from the sender's last GET and opened with the token returned by the receiver's own last
@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 
 from .._machine import LegalMoves, slot_init
 from .._secret import Secret
+from ..vocabulary import CheckCodeEntered, PromptForCheckCode, QrSide, ShowCheckCode
 
 #: The rendezvous servers' payload limit (MSC4108 "Maximum payload size", MSC4388); checked before any parsing.
 MAX_PAYLOAD_LENGTH = 4096
@@ -52,15 +53,8 @@ class Profile(enum.Enum):
     """What the MSC text says, where that differs from the deployed peers."""
 
 
-class Role(enum.Enum):
-    """G generated (shows) the QR code; S scanned it and sends the first payload."""
-
-    G = "g"
-    S = "s"
-
-
 class FailureReason(enum.Enum):
-    """Why a channel ended in :class:`Failed`; shared by every generation."""
+    """Why a channel ended in :class:`ChannelFailed`; shared by every generation."""
 
     OVERSIZED_PAYLOAD = "oversized_payload"
     """A payload longer than :data:`MAX_PAYLOAD_LENGTH`, refused before parsing (THREATS.md T6)."""
@@ -126,14 +120,6 @@ class SealRequested:
 
 @slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
-class CheckCodeEntered:
-    """The user typed ``code`` on G. Exactly one is accepted per channel."""
-
-    code: str = field(repr=False)
-
-
-@slot_init
-@dataclass(frozen=True, slots=True, kw_only=True)
 class RetryRequested:
     """The last write was lost; re-emit its exact bytes (never re-seal)."""
 
@@ -155,7 +141,7 @@ class SendPayload:
 
 @slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
-class DeliverPayload:
+class DeliverPlaintext:
     """An authenticated application payload for the layer above."""
 
     plaintext: bytes = field(repr=False)
@@ -163,35 +149,23 @@ class DeliverPayload:
 
 @slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ShowCheckCode:
-    """S: display this two-digit code for the user to type on G."""
-
-    code: str = field(repr=False)
-
-
-@slot_init
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PromptForCheckCode:
-    """G: ask the user for the code S shows, then feed :class:`CheckCodeEntered`."""
-
-
-@slot_init
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ReportEstablished:
     """The channel is trusted by this side from now on."""
 
-    role: Role
+    role: QrSide
 
 
 @slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ReportFailure:
+class ReportChannelFailure:
     """The channel failed for good; the layer above tells the peer if it can and deletes the rendezvous."""
 
     reason: FailureReason
 
 
-ChannelEffect = SendPayload | DeliverPayload | ShowCheckCode | PromptForCheckCode | ReportEstablished | ReportFailure
+ChannelEffect = (
+    SendPayload | DeliverPlaintext | ShowCheckCode | PromptForCheckCode | ReportEstablished | ReportChannelFailure
+)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -200,18 +174,22 @@ ChannelEffect = SendPayload | DeliverPayload | ShowCheckCode | PromptForCheckCod
 
 @slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Failed:
+class ChannelFailed:
     """Terminal. ``detail`` names what was wrong, never the bytes that were."""
 
     profile: Profile
-    role: Role
+    role: QrSide
     reason: FailureReason
     detail: str
 
 
-def fail(profile: Profile, role: Role, reason: FailureReason, detail: str) -> tuple[Failed, tuple[ReportFailure]]:
+def fail(
+    profile: Profile, role: QrSide, reason: FailureReason, detail: str
+) -> tuple[ChannelFailed, tuple[ReportChannelFailure]]:
     """The (state, effects) pair of every failing transition."""
-    return Failed(profile=profile, role=role, reason=reason, detail=detail), (ReportFailure(reason=reason),)
+    return ChannelFailed(profile=profile, role=role, reason=reason, detail=detail), (
+        ReportChannelFailure(reason=reason),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -251,15 +229,15 @@ def judge_check_code(entered: str, expected: Secret, *, leading_zero: bool) -> F
 #: hold different data in their states, so each generation has its own classes; the protocol steps between them are
 #: the same, and :func:`channel_tables` turns this one description into each generation's tables.
 CHANNEL_SHAPE: dict[tuple[str, type], tuple[str, ...]] = {
-    ("ReadyToInitiate", InitiateRequested): ("AwaitingLoginOk", "Failed"),
-    ("AwaitingLoginOk", PayloadReceived): ("Established", "Failed"),
+    ("ReadyToInitiate", InitiateRequested): ("AwaitingLoginOk", "ChannelFailed"),
+    ("AwaitingLoginOk", PayloadReceived): ("Established", "ChannelFailed"),
     ("AwaitingLoginOk", RetryRequested): ("AwaitingLoginOk",),
-    ("AwaitingInitiate", PayloadReceived): ("AwaitingCheckCode", "Failed"),
-    ("AwaitingCheckCode", CheckCodeEntered): ("Established", "Failed"),
-    ("AwaitingCheckCode", PayloadReceived): ("AwaitingCheckCode", "Failed"),
+    ("AwaitingInitiate", PayloadReceived): ("AwaitingCheckCode", "ChannelFailed"),
+    ("AwaitingCheckCode", CheckCodeEntered): ("Established", "ChannelFailed"),
+    ("AwaitingCheckCode", PayloadReceived): ("AwaitingCheckCode", "ChannelFailed"),
     ("AwaitingCheckCode", RetryRequested): ("AwaitingCheckCode",),
-    ("Established", SealRequested): ("Established", "Failed"),
-    ("Established", PayloadReceived): ("Established", "Failed"),
+    ("Established", SealRequested): ("Established", "ChannelFailed"),
+    ("Established", PayloadReceived): ("Established", "ChannelFailed"),
     ("Established", RetryRequested): ("Established",),
 }
 
@@ -267,8 +245,8 @@ CHANNEL_SHAPE: dict[tuple[str, type], tuple[str, ...]] = {
 def channel_tables(
     states: Iterable[type],
 ) -> tuple[LegalMoves, Mapping[tuple[type, type], frozenset[type]]]:
-    """``(LEGAL_MOVES, OUTCOMES)`` for one generation's state classes (plus the shared terminal :class:`Failed`)."""
-    by_name = {cls.__name__: cls for cls in (*states, Failed)}
+    """``(LEGAL_MOVES, OUTCOMES)`` for one generation's state classes (plus the shared terminal ChannelFailed)."""
+    by_name = {cls.__name__: cls for cls in (*states, ChannelFailed)}
     legal: dict[type, set[type]] = {cls: set() for cls in by_name.values()}
     outcomes: dict[tuple[type, type], frozenset[type]] = {}
     for (state_name, event), targets in CHANNEL_SHAPE.items():

@@ -15,7 +15,7 @@ The machine's states, each holding only what is valid in it::
     S: ReadyToInitiate --InitiateRequested--> AwaitingLoginOk --PayloadReceived(LoginOk)--> Established
     G: AwaitingInitiate --PayloadReceived(LoginInitiate)--> AwaitingCheckCode --CheckCodeEntered--> Established
 
-and :class:`~qrlogin.channel._common.Failed` from every non-terminal state. ``LEGAL_MOVES`` is the single
+and :class:`~qrlogin.channel._common.ChannelFailed` from every non-terminal state. ``LEGAL_MOVES`` is the single
 statement of which events each state accepts; :func:`transition` checks it before doing anything, and the tests and
 ``docs/channel.md`` are generated from or checked against it.
 
@@ -62,24 +62,21 @@ from ..errors import (
     NonContributoryKeyError,
 )
 from ..qr import Generation
+from ..vocabulary import CheckCodeEntered, PromptForCheckCode, QrSide, ShowCheckCode
 from ._common import (
     MAX_PAYLOAD_LENGTH,
     ChannelEffect,
     ChannelEvent,
-    CheckCodeEntered,
-    DeliverPayload,
-    Failed,
+    ChannelFailed,
+    DeliverPlaintext,
     FailureReason,
     InitiateRequested,
     PayloadReceived,
     Profile,
-    PromptForCheckCode,
     ReportEstablished,
     RetryRequested,
-    Role,
     SealRequested,
     SendPayload,
-    ShowCheckCode,
     channel_tables,
     check_code_digits,
     fail,
@@ -96,18 +93,18 @@ __all__ = [
     "AwaitingCheckCode",
     "AwaitingInitiate",
     "AwaitingLoginOk",
+    "ChannelFailed",
     "EciesKeys",
     "EciesState",
     "Established",
-    "Failed",
     "Profile",
+    "QrSide",
     "ReadyToInitiate",
-    "Role",
     "check_code",
     "derive_keys",
     "nonce",
-    "start_g",
-    "start_s",
+    "start_scanning",
+    "start_showing",
     "transition",
 ]
 
@@ -146,7 +143,7 @@ class EciesKeys:
     """What both sides hold once the keys are derived; shared, unchanged, by every later state of one channel."""
 
     profile: Profile
-    role: Role
+    role: QrSide
     public_key: bytes
     peer_public_key: bytes
     sender: AeadKey
@@ -170,7 +167,7 @@ class _KeyedState:
         return self.keys.profile
 
     @property
-    def role(self) -> Role:
+    def role(self) -> QrSide:
         return self.keys.role
 
     @property
@@ -249,16 +246,16 @@ _SET_KEYS, _SET_SEND_COUNTER, _SET_RECV_COUNTER, _SET_LAST_SENT = slot_setters(
     Established, "keys", "send_counter", "recv_counter", "last_sent"
 )
 (_SET_PAYLOAD,) = slot_setters(SendPayload, "payload")
-(_SET_PLAINTEXT,) = slot_setters(DeliverPayload, "plaintext")
+(_SET_PLAINTEXT,) = slot_setters(DeliverPlaintext, "plaintext")
 
 
 # Effects that carry no per-channel data are values like any other: one instance serves every channel.
 _PROMPT_FOR_CHECK_CODE: Final = PromptForCheckCode()
-_REPORT_ESTABLISHED_G: Final = ReportEstablished(role=Role.G)
-_REPORT_ESTABLISHED_S: Final = ReportEstablished(role=Role.S)
+_REPORT_ESTABLISHED_G: Final = ReportEstablished(role=QrSide.SHOWS)
+_REPORT_ESTABLISHED_S: Final = ReportEstablished(role=QrSide.SCANS)
 
 
-EciesState = AwaitingInitiate | AwaitingCheckCode | ReadyToInitiate | AwaitingLoginOk | Established | Failed
+EciesState = AwaitingInitiate | AwaitingCheckCode | ReadyToInitiate | AwaitingLoginOk | Established | ChannelFailed
 
 #: The legal moves and where each can lead: the steps every channel generation shares (``CHANNEL_SHAPE`` in
 #: ``_common``) over this generation's state classes. The tests check both against observed runs, and
@@ -277,12 +274,12 @@ class _HasPublicKey(Protocol):
 # Construction
 
 
-def start_g(secret: bytes, *, profile: Profile = Profile.DEPLOYED) -> AwaitingInitiate:
+def start_showing(secret: bytes, *, profile: Profile = Profile.DEPLOYED) -> AwaitingInitiate:
     """Device G from a fresh 32-byte ephemeral X25519 secret; show ``state.public_key`` in the QR code."""
     return AwaitingInitiate(profile=profile, secret=X25519Secret(secret))
 
 
-def start_s(qr: _HasPublicKey | bytes, secret: bytes, *, profile: Profile = Profile.DEPLOYED) -> ReadyToInitiate:
+def start_scanning(qr: _HasPublicKey | bytes, secret: bytes, *, profile: Profile = Profile.DEPLOYED) -> ReadyToInitiate:
     """Device S from the decoded QR code (a :class:`qrlogin.qr.QrCode`, or G's bare public key) and a fresh
     32-byte ephemeral secret. A v3 QR code is refused: it needs the HPKE channel, never ECIES (THREATS.md T5)."""
     if isinstance(qr, bytes):
@@ -340,16 +337,16 @@ def transition(
     return handler(state, event)
 
 
-def _keys(profile: Profile, role: Role, own: bytes, peer: bytes, shared: bytes) -> EciesKeys:
-    gp, sp = (own, peer) if role is Role.G else (peer, own)
+def _keys(profile: Profile, role: QrSide, own: bytes, peer: bytes, shared: bytes) -> EciesKeys:
+    gp, sp = (own, peer) if role is QrSide.SHOWS else (peer, own)
     enc_s, enc_g, check = derive_keys(profile, shared, gp, sp)
     return EciesKeys(
         profile=profile,
         role=role,
         public_key=own,
         peer_public_key=peer,
-        sender=AeadKey(enc_g if role is Role.G else enc_s),
-        receiver=AeadKey(enc_s if role is Role.G else enc_g),
+        sender=AeadKey(enc_g if role is QrSide.SHOWS else enc_s),
+        receiver=AeadKey(enc_s if role is QrSide.SHOWS else enc_g),
         check_code=Secret(check_code_digits(check, leading_zero=True).encode("ascii")),
     )
 
@@ -357,19 +354,21 @@ def _keys(profile: Profile, role: Role, own: bytes, peer: bytes, shared: bytes) 
 def _initiate(state: ReadyToInitiate, event: InitiateRequested) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
     own, peer = state.secret.public_key, state.peer_public_key
     if hmac.compare_digest(peer, own):
-        return fail(state.profile, Role.S, FailureReason.REFLECTED_KEY, "G's public key equals our own")
+        return fail(state.profile, QrSide.SCANS, FailureReason.REFLECTED_KEY, "G's public key equals our own")
     try:
         shared = state.secret.exchange(peer)
     except NonContributoryKeyError:
-        return fail(state.profile, Role.S, FailureReason.NON_CONTRIBUTORY_KEY, "G's public key is a low-order point")
-    keys = _keys(state.profile, Role.S, own, peer, shared)
+        return fail(
+            state.profile, QrSide.SCANS, FailureReason.NON_CONTRIBUTORY_KEY, "G's public key is a low-order point"
+        )
+    keys = _keys(state.profile, QrSide.SCANS, own, peer, shared)
     message = f"{b64encode(keys.sender.seal(_NONCE_0, LOGIN_INITIATE))}|{b64encode(own)}"
     return AwaitingLoginOk(keys=keys, last_sent=message), (SendPayload(payload=message),)
 
 
 def _receive_initiate(state: AwaitingInitiate, event: PayloadReceived) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
     payload = event.payload
-    profile, role = state.profile, Role.G
+    profile, role = state.profile, QrSide.SHOWS
     if len(payload) > MAX_PAYLOAD_LENGTH:
         return fail(profile, role, FailureReason.OVERSIZED_PAYLOAD, "LoginInitiateMessage is too long")
     ciphertext_text, separator, key_text = payload.partition("|")
@@ -404,7 +403,7 @@ def _receive_initiate(state: AwaitingInitiate, event: PayloadReceived) -> tuple[
 def _receive_login_ok(state: AwaitingLoginOk, event: PayloadReceived) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
     payload = event.payload
     keys = state.keys
-    profile, role = keys.profile, Role.S
+    profile, role = keys.profile, QrSide.SCANS
     if len(payload) > MAX_PAYLOAD_LENGTH:
         return fail(profile, role, FailureReason.OVERSIZED_PAYLOAD, "LoginOkMessage is too long")
     try:
@@ -425,9 +424,11 @@ def _receive_login_ok(state: AwaitingLoginOk, event: PayloadReceived) -> tuple[E
 def _hold(state: AwaitingCheckCode, event: PayloadReceived) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
     payload = event.payload
     if len(payload) > MAX_PAYLOAD_LENGTH:
-        return fail(state.profile, Role.G, FailureReason.OVERSIZED_PAYLOAD, "payload is too long")
+        return fail(state.profile, QrSide.SHOWS, FailureReason.OVERSIZED_PAYLOAD, "payload is too long")
     if state.pending is not None:
-        return fail(state.profile, Role.G, FailureReason.UNEXPECTED_PAYLOAD, "a second payload before the check code")
+        return fail(
+            state.profile, QrSide.SHOWS, FailureReason.UNEXPECTED_PAYLOAD, "a second payload before the check code"
+        )
     return AwaitingCheckCode(keys=state.keys, last_sent=state.last_sent, pending=payload), ()
 
 
@@ -436,7 +437,7 @@ def _confirm(state: AwaitingCheckCode, event: CheckCodeEntered) -> tuple[EciesSt
     if verdict is not None:
         malformed = verdict is FailureReason.CHECK_CODE_MALFORMED
         detail = "the entry is not two ASCII digits" if malformed else "the entry does not match the check code"
-        return fail(state.profile, Role.G, verdict, detail)
+        return fail(state.profile, QrSide.SHOWS, verdict, detail)
     established = Established(keys=state.keys, send_counter=1, recv_counter=1, last_sent=state.last_sent)
     effects: tuple[ChannelEffect, ...] = (_REPORT_ESTABLISHED_G,)
     if state.pending is None:
@@ -481,13 +482,13 @@ def _open(state: Established, event: PayloadReceived) -> tuple[EciesState, tuple
         plaintext = keys.receiver.open(counter.to_bytes(12, "little"), ciphertext)
     except AuthenticationError:
         return fail(keys.profile, keys.role, FailureReason.AUTHENTICATION_FAILED, "payload did not authenticate")
-    # Established(keys=keys, send_counter=..., recv_counter=counter + 1, last_sent=...), DeliverPayload(plaintext=...)
+    # Established(keys=keys, send_counter=..., recv_counter=counter + 1, last_sent=...), DeliverPlaintext(plaintext=...)
     following: Established = _new(Established)
     _SET_KEYS(following, keys)
     _SET_SEND_COUNTER(following, state.send_counter)
     _SET_RECV_COUNTER(following, counter + 1)
     _SET_LAST_SENT(following, state.last_sent)
-    effect: DeliverPayload = _new(DeliverPayload)
+    effect: DeliverPlaintext = _new(DeliverPlaintext)
     _SET_PLAINTEXT(effect, plaintext)
     return following, (effect,)
 

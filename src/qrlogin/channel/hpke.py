@@ -23,7 +23,7 @@ last write (G's POST for ``LoginInitiate``). The events carry them (see :mod:`qr
 ``InitiateRequested.sequence_token`` and ``SealRequested.sequence_token`` seal; ``PayloadReceived.sequence_token``
 opens; ``PayloadReceived.reply_sequence_token`` seals G's ``LoginOk`` in the same transition. The rendezvous layer
 knows the tokens, the channel only binds to them. Tokens are sent by the server, so a token that cannot be
-encoded (empty, not UTF-8, or over 255 bytes) ends the channel in :class:`~qrlogin.channel._common.Failed`; a
+encoded (empty, not UTF-8, or over 255 bytes) ends the channel in :class:`~qrlogin.channel._common.ChannelFailed`; a
 missing token is the caller's error.
 
 States, each holding only what is valid in it::
@@ -31,8 +31,8 @@ States, each holding only what is valid in it::
     S: ReadyToInitiate --InitiateRequested--> AwaitingLoginOk --PayloadReceived(LoginOk)--> Established
     G: AwaitingInitiate --PayloadReceived(LoginInitiate)--> AwaitingCheckCode --CheckCodeEntered--> Established
 
-and ``Failed`` from every non-terminal state. The ephemeral secret lives only in the first state of each role. The
-HPKE contexts are immutable values threaded through the states: a seal returns the next context, so no state can
+and ``ChannelFailed`` from every non-terminal state. The ephemeral secret lives only in the first state of each role.
+The HPKE contexts are immutable values threaded through the states: a seal returns the next context, so no state can
 seal twice at one sequence number, and ``RetryRequested`` re-emits the stored bytes of the last write instead of
 sealing again. G holds at most one payload that arrives before the user's check-code attempt (S trusts the channel
 as soon as ``LoginOk`` opens and may speak at once) and opens it only after the code matched; a second one is
@@ -68,24 +68,21 @@ from .._machine import LegalMoves, require_legal, slot_setters
 from .._secret import Secret
 from ..encoding import PaddingPolicy, b64decode, b64encode
 from ..errors import AuthenticationError, Base64DecodeError, LocalProtocolError, NonContributoryKeyError
+from ..vocabulary import CheckCodeEntered, PromptForCheckCode, QrSide, ShowCheckCode
 from ._common import (
     MAX_PAYLOAD_LENGTH,
     ChannelEffect,
     ChannelEvent,
-    CheckCodeEntered,
-    DeliverPayload,
-    Failed,
+    ChannelFailed,
+    DeliverPlaintext,
     FailureReason,
     InitiateRequested,
     PayloadReceived,
     Profile,
-    PromptForCheckCode,
     ReportEstablished,
     RetryRequested,
-    Role,
     SealRequested,
     SendPayload,
-    ShowCheckCode,
     channel_tables,
     check_code_digits,
     fail,
@@ -278,7 +275,7 @@ class Established:
     """Either role, trusted: seals with ``send`` and opens with ``recv``."""
 
     profile: Profile
-    role: Role
+    role: QrSide
     public_key: bytes
     peer_public_key: bytes
     aad_prefix: bytes
@@ -288,7 +285,7 @@ class Established:
     last_sent: str
 
 
-HpkeState = AwaitingInitiate | AwaitingCheckCode | ReadyToInitiate | AwaitingLoginOk | Established | Failed
+HpkeState = AwaitingInitiate | AwaitingCheckCode | ReadyToInitiate | AwaitingLoginOk | Established | ChannelFailed
 
 #: The legal moves and where each can lead: the steps every channel generation shares (``CHANNEL_SHAPE`` in
 #: ``_common``) over this generation's state classes. The tests check both against observed runs, and
@@ -311,7 +308,7 @@ class _V3QrCode(Protocol):
 # Construction
 
 
-def start_g(
+def start_showing(
     secret: bytes,
     *,
     base_url: str,
@@ -337,7 +334,7 @@ def start_g(
     )
 
 
-def start_s(
+def start_scanning(
     secret: bytes,
     *,
     peer_public_key: bytes,
@@ -359,10 +356,10 @@ def start_s(
 
 
 def start_s_from_qr(qr: _V3QrCode, secret: bytes, *, profile: Profile = Profile.DEPLOYED) -> ReadyToInitiate:
-    """:func:`start_s` from a decoded v3 QR code (``qrlogin.qr.QrCode``)."""
+    """:func:`start_scanning` from a decoded v3 QR code (``qrlogin.qr.QrCode``)."""
     if qr.base_url is None or qr.rendezvous_id is None:
         raise LocalProtocolError("an HPKE channel needs a v3 QR code (with a base URL and a rendezvous id)")
-    return start_s(
+    return start_scanning(
         secret,
         peer_public_key=qr.public_key,
         base_url=qr.base_url,
@@ -435,7 +432,7 @@ def _require_tokens(state: HpkeState, event: ChannelEvent) -> None:
         raise LocalProtocolError("G's LoginOk needs the sequence token of the GET that delivered LoginInitiate")
 
 
-def _bad_token(profile: Profile, role: Role, which: str) -> _Result:
+def _bad_token(profile: Profile, role: QrSide, which: str) -> _Result:
     detail = f"the {which} sequence token is empty, not UTF-8, or longer than {MAX_IDENTIFIER_LENGTH} bytes"
     return fail(profile, role, FailureReason.INVALID_SEQUENCE_TOKEN, detail)
 
@@ -447,7 +444,7 @@ def _decode(profile: Profile, payload: str) -> bytes:
 
 
 def _initiate(state: ReadyToInitiate, event: InitiateRequested) -> _Result:
-    profile, role = state.profile, Role.S
+    profile, role = state.profile, QrSide.SCANS
     assert event.sequence_token is not None
     token = _token_field(event.sequence_token)
     if token is None:
@@ -476,7 +473,7 @@ def _initiate(state: ReadyToInitiate, event: InitiateRequested) -> _Result:
 
 
 def _receive_initiate(state: AwaitingInitiate, event: PayloadReceived) -> _Result:
-    profile, role, payload = state.profile, Role.G, event.payload
+    profile, role, payload = state.profile, QrSide.SHOWS, event.payload
     if len(payload) > MAX_PAYLOAD_LENGTH:
         return fail(profile, role, FailureReason.OVERSIZED_PAYLOAD, "LoginInitiateMessage is too long")
     assert event.sequence_token is not None
@@ -526,7 +523,7 @@ def _receive_initiate(state: AwaitingInitiate, event: PayloadReceived) -> _Resul
 
 
 def _receive_login_ok(state: AwaitingLoginOk, event: PayloadReceived) -> _Result:
-    profile, role, payload = state.profile, Role.S, event.payload
+    profile, role, payload = state.profile, QrSide.SCANS, event.payload
     if len(payload) > MAX_PAYLOAD_LENGTH:
         return fail(profile, role, FailureReason.OVERSIZED_PAYLOAD, "LoginOkMessage is too long")
     assert event.sequence_token is not None
@@ -566,9 +563,11 @@ def _receive_login_ok(state: AwaitingLoginOk, event: PayloadReceived) -> _Result
 
 def _hold(state: AwaitingCheckCode, event: PayloadReceived) -> _Result:
     if len(event.payload) > MAX_PAYLOAD_LENGTH:
-        return fail(state.profile, Role.G, FailureReason.OVERSIZED_PAYLOAD, "payload is too long")
+        return fail(state.profile, QrSide.SHOWS, FailureReason.OVERSIZED_PAYLOAD, "payload is too long")
     if state.pending is not None:
-        return fail(state.profile, Role.G, FailureReason.UNEXPECTED_PAYLOAD, "a second payload before the check code")
+        return fail(
+            state.profile, QrSide.SHOWS, FailureReason.UNEXPECTED_PAYLOAD, "a second payload before the check code"
+        )
     return replace(state, pending=event), ()  # at most once per session: not worth a hand-written copy
 
 
@@ -577,10 +576,10 @@ def _confirm(state: AwaitingCheckCode, code: str) -> _Result:
     if verdict is not None:
         malformed = verdict is FailureReason.CHECK_CODE_MALFORMED
         detail = "the entry is not a two-digit code" if malformed else "the entry does not match the check code"
-        return fail(state.profile, Role.G, verdict, detail)
+        return fail(state.profile, QrSide.SHOWS, verdict, detail)
     established = Established(
         profile=state.profile,
-        role=Role.G,
+        role=QrSide.SHOWS,
         public_key=state.public_key,
         peer_public_key=state.peer_public_key,
         aad_prefix=state.aad_prefix,
@@ -589,7 +588,7 @@ def _confirm(state: AwaitingCheckCode, code: str) -> _Result:
         check_code=state.check_code,
         last_sent=state.last_sent,
     )
-    effects: tuple[ChannelEffect, ...] = (ReportEstablished(role=Role.G),)
+    effects: tuple[ChannelEffect, ...] = (ReportEstablished(role=QrSide.SHOWS),)
     if state.pending is None:
         return established, effects
     opened, more = _open(established, state.pending)
@@ -630,7 +629,7 @@ def _open(state: Established, event: PayloadReceived) -> _Result:
     except AuthenticationError:
         return fail(profile, role, FailureReason.AUTHENTICATION_FAILED, "payload did not authenticate")
     return _established(state, send=state.send, recv=recv, last_sent=state.last_sent), (
-        DeliverPayload(plaintext=plaintext),
+        DeliverPlaintext(plaintext=plaintext),
     )
 
 

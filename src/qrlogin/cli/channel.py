@@ -32,9 +32,8 @@ from ..channel import ecies
 from ..channel._common import (
     ChannelEffect,
     ChannelEvent,
-    CheckCodeEntered,
-    DeliverPayload,
-    Failed,
+    ChannelFailed,
+    DeliverPlaintext,
     InitiateRequested,
     PayloadReceived,
     Profile,
@@ -42,10 +41,10 @@ from ..channel._common import (
     RetryRequested,
     SealRequested,
     SendPayload,
-    ShowCheckCode,
 )
 from ..encoding import b64decode, b64encode
 from ..errors import Base64DecodeError, LocalProtocolError
+from ..vocabulary import CheckCodeEntered, ShowCheckCode
 
 
 def register(subparsers: Any) -> None:
@@ -74,10 +73,10 @@ def run(args: argparse.Namespace, stdin: TextIO | None = None, stdout: TextIO | 
     if args.role == "g":
         if args.key is not None:
             raise LocalProtocolError("`qrlogin channel g` takes no KEY")
-        return session.run_g(ecies.start_g(secret, profile=profile))
+        return session.run_g(ecies.start_showing(secret, profile=profile))
     if args.key is None:
         raise LocalProtocolError("`qrlogin channel s` needs G's public key (base64)")
-    return session.run_s(ecies.start_s(_peer_key(args.key), secret, profile=profile))
+    return session.run_s(ecies.start_scanning(_peer_key(args.key), secret, profile=profile))
 
 
 def _peer_key(text: str) -> bytes | qr.QrCode:
@@ -141,7 +140,7 @@ class _Session:
         self.state, effects = ecies.transition(self.state, event)
         for effect in effects:
             self._show(effect)
-        if isinstance(self.state, Failed):
+        if isinstance(self.state, ChannelFailed):
             print(f"qrlogin: channel failed: {self.state.reason.value} ({self.state.detail})", file=sys.stderr)
             return False
         return True
@@ -149,7 +148,7 @@ class _Session:
     def _show(self, effect: ChannelEffect) -> None:
         if isinstance(effect, SendPayload):
             self._say(effect.payload)
-        elif isinstance(effect, DeliverPayload):
+        elif isinstance(effect, DeliverPlaintext):
             self._say(effect.plaintext.decode("utf-8", errors="backslashreplace"))
         elif isinstance(effect, ShowCheckCode):
             self._say(f"check code {effect.code}")

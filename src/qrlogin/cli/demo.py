@@ -17,8 +17,8 @@ import json
 
 from .. import homeserver as hsm
 from .. import qr
-from ..device import Kind, derive
-from ..login.events import Completed
+from ..device import derive
+from ..login.events import ReportLoginSuccess
 from ..sim.invariants import check
 from ..sim.run import MAX_STEPS, Run
 from ..sim.world import (
@@ -37,6 +37,7 @@ from ..sim.world import (
     new_world,
     step,
 )
+from ..vocabulary import DeviceRole
 from .qr import format_text, render_terminal
 
 _GENERATIONS = {"v1": qr.Generation.V1, "v2": qr.Generation.V2, "v3": qr.Generation.V3}
@@ -68,7 +69,7 @@ def _user_guess(seed: bytes) -> str:
 
 def _attack_choice(world: World, options: tuple[Action, ...]) -> Action:
     """The attack as the demo tells it: the user picks up the other device only once G has answered the attacker."""
-    generator = world.actor(NEW if world.scenario.qr_on is Kind.NEW else EXISTING)
+    generator = world.actor(NEW if world.scenario.qr_on is DeviceRole.NEW else EXISTING)
     if generator is not None and not generator.asked_code:
         options = tuple(option for option in options if option.kind != "scan")
         if not options:
@@ -106,7 +107,7 @@ def _line(time_ms: int, who: str, text: str) -> str:
 
 def _demo(args: argparse.Namespace) -> int:
     generation = _GENERATIONS[args.generation]
-    qr_on = Kind(args.qr_on)
+    qr_on = DeviceRole(args.qr_on)
     seed = f"qrlogin demo {args.seed}".encode()
     scenario = Scenario(
         generation=generation, qr_on=qr_on, attacker=args.attacker, seed=seed, user_guess=_user_guess(seed)
@@ -154,7 +155,7 @@ def _outcome(world: World, name: str) -> str:
     outcome = actor.device.outcome
     if outcome is None:
         return "still waiting for an answer that will not come"
-    if isinstance(outcome, Completed):
+    if isinstance(outcome, ReportLoginSuccess):
         if outcome.secrets is not None:
             backup = " and the key backup key" if outcome.secrets.backup is not None else ""
             return f"success: signed in as {actor.device.config.device_id}, received the cross-signing keys{backup}"
@@ -168,8 +169,8 @@ def _outcome(world: World, name: str) -> str:
 def _attack_summary(world: World, ok: bool, guessed: bool, violations: tuple[str, ...]) -> int:
     attacker = world.actor(ATTACKER)
     outcome = attacker.device.outcome if attacker is not None else None
-    secrets = isinstance(outcome, Completed) and outcome.secrets is not None
-    tokens = isinstance(outcome, Completed) and outcome.tokens is not None
+    secrets = isinstance(outcome, ReportLoginSuccess) and outcome.secrets is not None
+    tokens = isinstance(outcome, ReportLoginSuccess) and outcome.tokens is not None
     print(f"the attacker's device:          {_outcome(world, ATTACKER)}")
     code = world.record.attacker_code
     typed = [code for _, code in world.record.typed]

@@ -18,6 +18,7 @@ from typing import Any
 from .. import qr
 from ..encoding import b64decode, b64encode
 from ..errors import Base64DecodeError, LocalProtocolError
+from ..vocabulary import DeviceRole
 
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2})+")
 _GENERATION_NAMES = {
@@ -40,7 +41,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     encode = commands.add_parser("encode", help="build a QR payload from its fields")
     encode.add_argument("--generation", choices=[g.value for g in qr.Generation], required=True)
-    encode.add_argument("--intent", choices=("new-device", "existing-device"), required=True)
+    encode.add_argument(
+        "--intent", choices=[role.value for role in DeviceRole], required=True, help="which device shows the code"
+    )
     encode.add_argument("--public-key", required=True, help="the generating device's X25519 key, base64")
     encode.add_argument("--rendezvous-url", help="v1: the rendezvous session URL")
     encode.add_argument("--rendezvous-id", help="v2/v3: the rendezvous session id")
@@ -122,7 +125,7 @@ def _encode(args: argparse.Namespace) -> int:
     is_v3 = generation is qr.Generation.V3
     code = qr.QrCode(
         generation=generation,
-        intent=qr.Intent.NEW_DEVICE if args.intent == "new-device" else qr.Intent.EXISTING_DEVICE,
+        intent=DeviceRole(args.intent),
         public_key=b64decode(args.public_key, padding="allow"),
         rendezvous_url=args.rendezvous_url,
         rendezvous_id=args.rendezvous_id,

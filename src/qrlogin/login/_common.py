@@ -3,37 +3,37 @@
 Every way a login ends goes through :func:`finish` or :func:`abort`, so the rules in the issue hold on every
 path by construction: tell the peer when it can (one ``m.login.failure``), delete the rendezvous when this
 device created it (after a grace period if a last message is still in the slot), and emit exactly one
-``Completed`` or ``Failed``.
+``ReportLoginSuccess`` or ``ReportLoginFailure``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..vocabulary import UserCancelled
 from .events import (
     FINAL_MESSAGE_GRACE_MS,
     ChannelClosed,
-    Completed,
     DeleteRendezvous,
     Effect,
     Event,
-    Failed,
     LocalReason,
+    ReportLoginFailure,
+    ReportLoginSuccess,
     SendMessage,
-    UserCancelled,
 )
 from .messages import Failure, FailureReason, Message, MessageError, parse_message
 
-__all__ = ["Aborted", "Finished", "abort", "end_on_close_or_cancel", "finish", "parse_or_none"]
+__all__ = ["LoginFailed", "LoginSucceeded", "abort", "end_on_close_or_cancel", "finish", "parse_or_none"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Finished:
+class LoginSucceeded:
     """Terminal: the login completed."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Aborted:
+class LoginFailed:
     """Terminal: the login ended with ``reason``; ``by_peer`` when the peer's message ended it."""
 
     reason: FailureReason | LocalReason | str
@@ -53,21 +53,21 @@ def abort(
     now_ms: int,
     tell: FailureReason | Message | None = None,
     by_peer: bool = False,
-) -> tuple[Aborted, tuple[Effect, ...]]:
-    """End in :class:`Aborted`: optionally send one message to the peer, delete our rendezvous, report."""
+) -> tuple[LoginFailed, tuple[Effect, ...]]:
+    """End in :class:`LoginFailed`: optionally send one message to the peer, delete our rendezvous, report."""
     effects: list[Effect] = []
     if isinstance(tell, FailureReason):
         tell = Failure(reason=tell)
     if tell is not None:
         effects.append(SendMessage(message=tell))
     effects.extend(_delete(created_rendezvous, tell is not None, now_ms))
-    effects.append(Failed(reason=reason, by_peer=by_peer))
-    return Aborted(reason=reason, by_peer=by_peer), tuple(effects)
+    effects.append(ReportLoginFailure(reason=reason, by_peer=by_peer))
+    return LoginFailed(reason=reason, by_peer=by_peer), tuple(effects)
 
 
 def end_on_close_or_cancel(
     event: Event, *, channel_secured: bool, created_rendezvous: bool, now_ms: int
-) -> tuple[Aborted, tuple[Effect, ...]] | None:
+) -> tuple[LoginFailed, tuple[Effect, ...]] | None:
     """The two endings every state of both machines shares, or ``None`` for any other event.
 
     A closed channel ends the login silently (there is no one to tell). A user cancel ends it with
@@ -83,15 +83,15 @@ def end_on_close_or_cancel(
 
 
 def finish(
-    completed: Completed, *, created_rendezvous: bool, now_ms: int, last: Message | None = None
-) -> tuple[Finished, tuple[Effect, ...]]:
-    """End in :class:`Finished`, optionally sending one last message first."""
+    completed: ReportLoginSuccess, *, created_rendezvous: bool, now_ms: int, last: Message | None = None
+) -> tuple[LoginSucceeded, tuple[Effect, ...]]:
+    """End in :class:`LoginSucceeded`, optionally sending one last message first."""
     effects: list[Effect] = []
     if last is not None:
         effects.append(SendMessage(message=last))
     effects.extend(_delete(created_rendezvous, last is not None, now_ms))
     effects.append(completed)
-    return Finished(), tuple(effects)
+    return LoginSucceeded(), tuple(effects)
 
 
 def parse_or_none(plaintext: bytes) -> Message | None:
@@ -102,7 +102,9 @@ def parse_or_none(plaintext: bytes) -> Message | None:
         return None
 
 
-def unexpected(message: Message | None, *, created_rendezvous: bool, now_ms: int) -> tuple[Aborted, tuple[Effect, ...]]:
+def unexpected(
+    message: Message | None, *, created_rendezvous: bool, now_ms: int
+) -> tuple[LoginFailed, tuple[Effect, ...]]:
     """The peer's message does not fit the current step: a failure ends us; anything else is answered."""
     if isinstance(message, Failure):
         return abort(message.reason, created_rendezvous=created_rendezvous, now_ms=now_ms, by_peer=True)

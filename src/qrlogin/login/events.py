@@ -10,22 +10,33 @@ The login layer sits on top of a secure channel but knows nothing of its interna
 * :class:`DeleteRendezvous` -> ``DELETE`` the rendezvous session (only emitted by the device that created it)
 
 HTTP to the homeserver goes out as :class:`SendHttpRequest` and comes back as :class:`HttpResponseReceived`
-(or :class:`HttpFailed` for a transport error). The values are :mod:`qrlogin.http`'s, with absolute-URL targets; a
+(or :class:`HttpRequestFailed` for a transport error). The values are :mod:`qrlogin.http`'s, with absolute-URL
+targets; a
 machine has at most one request outstanding, so no correlation id is needed. ``authenticated`` asks the adapter to
 add the signed-in user's access token (the existing device's device-management calls); the core never holds that
 token, so it cannot leak into a ``repr``. Time is an input: machines store deadlines, :func:`deadline`
 queries tell the caller when to deliver :class:`TimerFired`, and a timer event that arrives early changes
 nothing.
 
-Every run ends in exactly one :class:`Completed` or :class:`Failed` effect.
+Every run ends in exactly one :class:`ReportLoginSuccess` or :class:`ReportLoginFailure` effect.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum, StrEnum
+from enum import StrEnum
 
-from ..http import HttpRequest, HttpResponse
+from ..vocabulary import (
+    HttpRequestFailed,
+    HttpResponseReceived,
+    OpenVerificationUri,
+    SendHttpRequest,
+    ShowUserCode,
+    TimerFired,
+    UserCancelled,
+    VerificationUriOpened,
+    VerificationUriUnavailable,
+)
 from .messages import FailureReason, Message, Secrets
 from .oauth import Tokens
 
@@ -33,37 +44,20 @@ __all__ = [
     "FINAL_MESSAGE_GRACE_MS",
     "ChannelClosed",
     "ChannelSecured",
-    "Completed",
     "DeleteRendezvous",
     "Effect",
     "Event",
-    "Failed",
-    "HttpFailed",
-    "HttpResponseReceived",
     "LocalReason",
     "MessageReceived",
-    "OpenVerificationUri",
-    "QrRole",
-    "SendHttpRequest",
+    "ReportLoginFailure",
+    "ReportLoginSuccess",
     "SendMessage",
-    "ShowUserCode",
-    "TimerFired",
-    "UserCancelled",
-    "VerificationUriOpened",
-    "VerificationUriUnavailable",
 ]
 
 # After sending a last message, the creator waits this long before deleting the rendezvous so that the peer
 # can still read that message (the rendezvous is a single slot: deleting it at once would destroy the
 # message).
 FINAL_MESSAGE_GRACE_MS = 5_000
-
-
-class QrRole(Enum):
-    """Whether this device generated (showed) the QR code or scanned it."""
-
-    GENERATED = "generated"
-    SCANNED = "scanned"
 
 
 class LocalReason(StrEnum):
@@ -93,42 +87,12 @@ class ChannelClosed:
     """The channel can carry nothing more (decryption failed, the rendezvous expired or was deleted)."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class HttpResponseReceived:
-    response: HttpResponse
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class HttpFailed:
-    """The outstanding request got no HTTP response (connection error, timeout)."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TimerFired:
-    pass
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UserCancelled:
-    """The user cancelled, at any step (including refusing to open the verification URI)."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VerificationUriOpened:
-    pass
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VerificationUriUnavailable:
-    """The URI could not be opened (unsupported scheme, no browser)."""
-
-
 Event = (
     ChannelSecured
     | MessageReceived
     | ChannelClosed
     | HttpResponseReceived
-    | HttpFailed
+    | HttpRequestFailed
     | TimerFired
     | UserCancelled
     | VerificationUriOpened
@@ -144,25 +108,6 @@ class SendMessage:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SendHttpRequest:
-    request: HttpRequest
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OpenVerificationUri:
-    """Open ``uri`` in a trusted browser. The URI came from the peer: it is untrusted (THREATS.md T14)."""
-
-    uri: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ShowUserCode:
-    """RFC 8628 §3.3.1: the new device displays the user code while the user consents."""
-
-    user_code: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class DeleteRendezvous:
     """Delete the rendezvous session this device created, not before ``not_before_ms``."""
 
@@ -170,7 +115,7 @@ class DeleteRendezvous:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Completed:
+class ReportLoginSuccess:
     """The login succeeded. On the new device it carries the tokens and the secrets received."""
 
     tokens: Tokens | None = None
@@ -178,11 +123,19 @@ class Completed:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Failed:
+class ReportLoginFailure:
     """The login ended without success; ``by_peer`` says the peer reported it."""
 
     reason: FailureReason | LocalReason | str
     by_peer: bool = False
 
 
-Effect = SendMessage | SendHttpRequest | OpenVerificationUri | ShowUserCode | DeleteRendezvous | Completed | Failed
+Effect = (
+    SendMessage
+    | SendHttpRequest
+    | OpenVerificationUri
+    | ShowUserCode
+    | DeleteRendezvous
+    | ReportLoginSuccess
+    | ReportLoginFailure
+)

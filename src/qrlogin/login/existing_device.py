@@ -19,7 +19,7 @@ Then::
                                -> user refused: user_cancelled
         -> m.login.success -> GET /devices/<id> must be 200, retried every 500 ms for up to 10 s of virtual
         time,
-           else device_not_found -> send m.login.secrets: Completed
+           else device_not_found -> send m.login.secrets: ReportLoginSuccess
 
 ``m.login.declined`` ends the machine (the user refused at the homeserver), a received ``m.login.failure``
 ends it with the peer's reason, anything else out of place is answered with ``unexpected_message_received``.
@@ -35,26 +35,28 @@ from urllib.parse import quote, urlsplit
 from .._machine import require_legal
 from ..errors import LocalProtocolError
 from ..http import HttpRequest
-from . import oauth
-from ._common import Aborted, Finished, abort, end_on_close_or_cancel, finish, parse_or_none, unexpected
-from .events import (
-    ChannelClosed,
-    ChannelSecured,
-    Completed,
-    Effect,
-    Event,
-    HttpFailed,
+from ..vocabulary import (
+    HttpRequestFailed,
     HttpResponseReceived,
-    LocalReason,
-    MessageReceived,
     OpenVerificationUri,
-    QrRole,
+    QrSide,
     SendHttpRequest,
-    SendMessage,
     TimerFired,
     UserCancelled,
     VerificationUriOpened,
     VerificationUriUnavailable,
+)
+from . import oauth
+from ._common import LoginFailed, LoginSucceeded, abort, end_on_close_or_cancel, finish, parse_or_none, unexpected
+from .events import (
+    ChannelClosed,
+    ChannelSecured,
+    Effect,
+    Event,
+    LocalReason,
+    MessageReceived,
+    ReportLoginSuccess,
+    SendMessage,
 )
 from .messages import (
     DEVICE_AUTHORIZATION_GRANT,
@@ -73,7 +75,6 @@ __all__ = [
     "DEVICE_CHECK_INTERVAL_MS",
     "DEVICE_CHECK_TIMEOUT_MS",
     "LEGAL_MOVES",
-    "Aborted",
     "AwaitingChannel",
     "AwaitingDeviceAbsent",
     "AwaitingDevicePresent",
@@ -81,7 +82,8 @@ __all__ = [
     "AwaitingProtocol",
     "AwaitingVerificationUriOpened",
     "ExistingDeviceConfig",
-    "Finished",
+    "LoginFailed",
+    "LoginSucceeded",
     "State",
     "WaitingToRecheckDevice",
     "deadline",
@@ -103,7 +105,7 @@ class ExistingDeviceConfig:
     instead.
     """
 
-    role: QrRole
+    role: QrSide
     base_url: str
     secrets: Secrets
     server_name: str | None = None
@@ -113,7 +115,7 @@ class ExistingDeviceConfig:
 
     @property
     def created_rendezvous(self) -> bool:
-        return self.role is QrRole.GENERATED
+        return self.role is QrSide.SHOWS
 
 
 # ----------------------------------------------------------------------------------------------------- states
@@ -154,6 +156,7 @@ class AwaitingDevicePresent:
     config: ExistingDeviceConfig
     device_id: str
     deadline_ms: int
+    request_id: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -162,6 +165,7 @@ class WaitingToRecheckDevice:
     device_id: str
     deadline_ms: int
     next_check_ms: int
+    next_request_id: int
 
 
 State = (
@@ -172,12 +176,12 @@ State = (
     | AwaitingLoginResult
     | AwaitingDevicePresent
     | WaitingToRecheckDevice
-    | Finished
-    | Aborted
+    | LoginSucceeded
+    | LoginFailed
 )
 
 _NETWORK = frozenset({MessageReceived, ChannelClosed, TimerFired, UserCancelled})
-_HTTP = _NETWORK | {HttpResponseReceived, HttpFailed}
+_HTTP = _NETWORK | {HttpResponseReceived, HttpRequestFailed}
 
 LEGAL_MOVES: dict[type, frozenset[type]] = {
     AwaitingChannel: _NETWORK | {ChannelSecured},
@@ -187,11 +191,25 @@ LEGAL_MOVES: dict[type, frozenset[type]] = {
     AwaitingLoginResult: _NETWORK,
     AwaitingDevicePresent: _HTTP,
     WaitingToRecheckDevice: _NETWORK,
-    Finished: frozenset(),
-    Aborted: frozenset(),
+    LoginSucceeded: frozenset(),
+    LoginFailed: frozenset(),
 }
 
 Result = tuple[State, tuple[Effect, ...]]
+
+# Every request the machine makes has an id of its own, so that an answer to an earlier one is recognised as stale:
+# the check that the device id is free, then the checks that the new device appeared, counting up.
+_DEVICE_ABSENT_REQUEST_ID = 1
+_FIRST_DEVICE_PRESENT_REQUEST_ID = 2
+
+
+def awaited_request_id(state: State) -> int | None:
+    """The id of the request whose answer ``state`` waits for, or ``None``."""
+    if isinstance(state, AwaitingDeviceAbsent):
+        return _DEVICE_ABSENT_REQUEST_ID
+    if isinstance(state, AwaitingDevicePresent):
+        return state.request_id
+    return None
 
 
 def start(config: ExistingDeviceConfig) -> AwaitingChannel:
@@ -222,7 +240,7 @@ def device_request(base_url: str, device_id: str) -> HttpRequest:
 
 
 def _config(state: State) -> ExistingDeviceConfig:
-    assert not isinstance(state, Finished | Aborted), "require_legal refuses every event in a terminal state"
+    assert not isinstance(state, LoginSucceeded | LoginFailed), "require_legal refuses every event in a terminal state"
     return state.config
 
 
@@ -263,7 +281,8 @@ def _on_protocol(config: ExistingDeviceConfig, plaintext: bytes, now_ms: int) ->
         return _abort(config, FailureReason.UNSUPPORTED_PROTOCOL, now_ms, failure)
     uri = grant.verification_uri_complete or grant.verification_uri
     state = AwaitingDeviceAbsent(config=config, device_id=message.device_id, verification_uri=uri)
-    return state, (SendHttpRequest(request=device_request(config.base_url, message.device_id)),)
+    request = device_request(config.base_url, message.device_id)
+    return state, (SendHttpRequest(request_id=_DEVICE_ABSENT_REQUEST_ID, request=request),)
 
 
 def _on_message(state: State, plaintext: bytes, now_ms: int) -> Result:
@@ -278,8 +297,7 @@ def _on_message(state: State, plaintext: bytes, now_ms: int) -> Result:
     if isinstance(state, AwaitingLoginResult):
         if isinstance(message, Success):
             deadline_ms = now_ms + config.device_check_timeout_ms
-            new_state = AwaitingDevicePresent(config=config, device_id=state.device_id, deadline_ms=deadline_ms)
-            return new_state, (SendHttpRequest(request=device_request(config.base_url, state.device_id)),)
+            return _check_device_present(config, state.device_id, deadline_ms, _FIRST_DEVICE_PRESENT_REQUEST_ID)
         if isinstance(message, Declined):
             return _abort(config, LocalReason.DECLINED, now_ms, by_peer=True)
     return unexpected(message, created_rendezvous=config.created_rendezvous, now_ms=now_ms)
@@ -298,14 +316,25 @@ def _on_http(state: AwaitingDeviceAbsent | AwaitingDevicePresent, event: Event, 
         new_state = AwaitingVerificationUriOpened(config=config, device_id=state.device_id)
         return new_state, (OpenVerificationUri(uri=state.verification_uri),)
     if status == 200:
-        return finish(Completed(), created_rendezvous=config.created_rendezvous, now_ms=now_ms, last=config.secrets)
+        return finish(
+            ReportLoginSuccess(), created_rendezvous=config.created_rendezvous, now_ms=now_ms, last=config.secrets
+        )
     next_check_ms = now_ms + config.device_check_interval_ms
     if next_check_ms > state.deadline_ms:
         return _abort(config, FailureReason.DEVICE_NOT_FOUND, now_ms, FailureReason.DEVICE_NOT_FOUND)
     waiting = WaitingToRecheckDevice(
-        config=config, device_id=state.device_id, deadline_ms=state.deadline_ms, next_check_ms=next_check_ms
+        config=config,
+        device_id=state.device_id,
+        deadline_ms=state.deadline_ms,
+        next_check_ms=next_check_ms,
+        next_request_id=state.request_id + 1,
     )
     return waiting, ()
+
+
+def _check_device_present(config: ExistingDeviceConfig, device_id: str, deadline_ms: int, request_id: int) -> Result:
+    state = AwaitingDevicePresent(config=config, device_id=device_id, deadline_ms=deadline_ms, request_id=request_id)
+    return state, (SendHttpRequest(request_id=request_id, request=device_request(config.base_url, device_id)),)
 
 
 def transition(state: State, event: Event, *, now_ms: int) -> Result:
@@ -324,11 +353,12 @@ def transition(state: State, event: Event, *, now_ms: int) -> Result:
         return _on_message(state, event.plaintext, now_ms)
     if isinstance(event, TimerFired):
         if isinstance(state, WaitingToRecheckDevice) and now_ms >= state.next_check_ms:
-            new_state = AwaitingDevicePresent(config=config, device_id=state.device_id, deadline_ms=state.deadline_ms)
-            return new_state, (SendHttpRequest(request=device_request(config.base_url, state.device_id)),)
+            return _check_device_present(config, state.device_id, state.deadline_ms, state.next_request_id)
         return state, ()
-    if isinstance(event, HttpResponseReceived | HttpFailed):
+    if isinstance(event, HttpResponseReceived | HttpRequestFailed):
         assert isinstance(state, AwaitingDeviceAbsent | AwaitingDevicePresent)
+        if event.request_id != awaited_request_id(state):
+            return state, ()  # an answer to an earlier request: stale
         return _on_http(state, event, now_ms)
     if isinstance(event, VerificationUriOpened):
         assert isinstance(state, AwaitingVerificationUriOpened)
@@ -337,7 +367,7 @@ def transition(state: State, event: Event, *, now_ms: int) -> Result:
         reason = FailureReason.UNABLE_TO_OPEN_VERIFICATION_URI
         return _abort(config, reason, now_ms, reason)
     assert isinstance(event, ChannelSecured) and isinstance(state, AwaitingChannel)
-    if config.role is QrRole.SCANNED:
+    if config.role is QrSide.SCANS:
         if state.pending is not None:
             return unexpected(parse_or_none(state.pending), created_rendezvous=False, now_ms=now_ms)
         return AwaitingProtocol(config=config), (SendMessage(message=_protocols(config)),)

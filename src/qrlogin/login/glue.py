@@ -8,8 +8,8 @@ JSON. A driver connects them with two pure functions over the channel layer's ge
 channel effect                            login event
 ========================================  ==================================================
 ``ReportEstablished``                     :class:`~qrlogin.login.events.ChannelSecured`
-``DeliverPayload(plaintext)``             :class:`~qrlogin.login.events.MessageReceived`
-``ReportFailure(reason)``                 :class:`~qrlogin.login.events.ChannelClosed`
+``DeliverPlaintext(plaintext)``             :class:`~qrlogin.login.events.MessageReceived`
+``ReportChannelFailure(reason)``                 :class:`~qrlogin.login.events.ChannelClosed`
 ========================================  ==================================================
 
 ``ReportEstablished`` on G is emitted only after the user's check code matched, which is exactly the condition
@@ -20,7 +20,7 @@ message; every other login effect is for the application (HTTP, browser, rendezv
 
 from __future__ import annotations
 
-from ..channel import ChannelEffect, DeliverPayload, ReportEstablished, ReportFailure, SealRequested
+from ..channel import ChannelEffect, DeliverPlaintext, ReportChannelFailure, ReportEstablished, SealRequested
 from .events import ChannelClosed, ChannelSecured, Effect, Event, MessageReceived, SendMessage
 from .messages import serialize_message
 
@@ -31,9 +31,9 @@ def channel_effect_to_login_event(effect: ChannelEffect) -> Event | None:
     """The login event a channel effect means, or ``None`` when it is for the rendezvous or the user."""
     if isinstance(effect, ReportEstablished):
         return ChannelSecured()
-    if isinstance(effect, DeliverPayload):
+    if isinstance(effect, DeliverPlaintext):
         return MessageReceived(plaintext=effect.plaintext)
-    if isinstance(effect, ReportFailure):
+    if isinstance(effect, ReportChannelFailure):
         return ChannelClosed()
     return None
 

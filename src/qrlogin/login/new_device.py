@@ -15,7 +15,7 @@ Then, in both directions::
     well-known (server name only) -> auth_metadata -> [registration] -> device authorization
         -> send m.login.protocol -> AwaitingProtocolAccepted
         -> show user code, poll the token endpoint every `interval` (+5 s on slow_down) until `expires_in`
-        -> tokens: send m.login.success -> AwaitingSecrets -> m.login.secrets: Completed
+        -> tokens: send m.login.success -> AwaitingSecrets -> m.login.secrets: ReportLoginSuccess
 
 ``access_denied``/``authorization_declined`` sends ``m.login.declined``; ``expired_token`` or passing
 ``expires_in`` sends ``m.login.failure`` ``authorization_expired``. A homeserver without the device grant (or
@@ -36,24 +36,26 @@ from dataclasses import dataclass, replace
 from .._json import JsonError, loads_object
 from .._machine import require_legal
 from ..errors import LocalProtocolError, RemoteProtocolError
-from . import oauth
-from ._common import Aborted, Finished, abort, end_on_close_or_cancel, finish, parse_or_none, unexpected
-from .events import (
-    ChannelClosed,
-    ChannelSecured,
-    Completed,
-    Effect,
-    Event,
-    HttpFailed,
+from ..vocabulary import (
+    HttpRequestFailed,
     HttpResponseReceived,
-    LocalReason,
-    MessageReceived,
-    QrRole,
+    QrSide,
     SendHttpRequest,
-    SendMessage,
     ShowUserCode,
     TimerFired,
     UserCancelled,
+)
+from . import oauth
+from ._common import LoginFailed, LoginSucceeded, abort, end_on_close_or_cancel, finish, parse_or_none, unexpected
+from .events import (
+    ChannelClosed,
+    ChannelSecured,
+    Effect,
+    Event,
+    LocalReason,
+    MessageReceived,
+    ReportLoginSuccess,
+    SendMessage,
 )
 from .messages import (
     DEVICE_AUTHORIZATION_GRANT,
@@ -70,7 +72,6 @@ from .messages import (
 
 __all__ = [
     "LEGAL_MOVES",
-    "Aborted",
     "AwaitingAuthMetadata",
     "AwaitingChannel",
     "AwaitingDeviceAuthorization",
@@ -80,8 +81,9 @@ __all__ = [
     "AwaitingSecrets",
     "AwaitingToken",
     "AwaitingWellKnown",
-    "Finished",
     "Grant",
+    "LoginFailed",
+    "LoginSucceeded",
     "NewDeviceConfig",
     "State",
     "WaitingToPoll",
@@ -101,7 +103,7 @@ class NewDeviceConfig:
     request in its scope.
     """
 
-    role: QrRole
+    role: QrSide
     device_id: str
     client_id: str | None = None
     client_metadata: bytes | None = None
@@ -110,7 +112,7 @@ class NewDeviceConfig:
 
     @property
     def created_rendezvous(self) -> bool:
-        return self.role is QrRole.GENERATED
+        return self.role is QrSide.SHOWS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -173,6 +175,7 @@ class WaitingToPoll:
     grant: Grant
     interval_ms: int
     next_poll_ms: int
+    next_request_id: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -180,6 +183,7 @@ class AwaitingToken:
     config: NewDeviceConfig
     grant: Grant
     interval_ms: int
+    request_id: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -199,12 +203,12 @@ State = (
     | WaitingToPoll
     | AwaitingToken
     | AwaitingSecrets
-    | Finished
-    | Aborted
+    | LoginSucceeded
+    | LoginFailed
 )
 
 _NETWORK = frozenset({MessageReceived, ChannelClosed, TimerFired, UserCancelled})
-_HTTP = _NETWORK | {HttpResponseReceived, HttpFailed}
+_HTTP = _NETWORK | {HttpResponseReceived, HttpRequestFailed}
 
 LEGAL_MOVES: dict[type, frozenset[type]] = {
     AwaitingChannel: _NETWORK | {ChannelSecured},
@@ -217,11 +221,28 @@ LEGAL_MOVES: dict[type, frozenset[type]] = {
     WaitingToPoll: _NETWORK,
     AwaitingToken: _HTTP,
     AwaitingSecrets: _NETWORK,
-    Finished: frozenset(),
-    Aborted: frozenset(),
+    LoginSucceeded: frozenset(),
+    LoginFailed: frozenset(),
 }
 
 Result = tuple[State, tuple[Effect, ...]]
+
+# Every request the machine makes has an id of its own, so that an answer to an earlier one is recognised as stale.
+# The discovery steps are made once each; token polls count up from the last of them.
+_REQUEST_IDS: dict[type, int] = {
+    AwaitingWellKnown: 1,
+    AwaitingAuthMetadata: 2,
+    AwaitingRegistration: 3,
+    AwaitingDeviceAuthorization: 4,
+}
+_FIRST_TOKEN_POLL_ID = 5
+
+
+def awaited_request_id(state: State) -> int | None:
+    """The id of the request whose answer ``state`` waits for, or ``None``."""
+    if isinstance(state, AwaitingToken):
+        return state.request_id
+    return _REQUEST_IDS.get(type(state))
 
 
 def start(config: NewDeviceConfig) -> AwaitingChannel:
@@ -233,7 +254,7 @@ def start(config: NewDeviceConfig) -> AwaitingChannel:
             loads_object(config.client_metadata, max_bytes=oauth.MAX_HTTP_BODY_BYTES)
         except JsonError:
             raise LocalProtocolError("client_metadata is not a JSON object") from None
-    if config.role is QrRole.SCANNED and (config.homeserver is None) == (config.base_url is None):
+    if config.role is QrSide.SCANS and (config.homeserver is None) == (config.base_url is None):
         raise LocalProtocolError("a scanning new device needs exactly one of homeserver and base_url from the QR")
     if not config.device_id:
         raise LocalProtocolError("device_id must not be empty")
@@ -253,7 +274,7 @@ def deadline(state: State) -> int | None:
 
 
 def _config(state: State) -> NewDeviceConfig:
-    assert not isinstance(state, Finished | Aborted), "require_legal refuses every event in a terminal state"
+    assert not isinstance(state, LoginSucceeded | LoginFailed), "require_legal refuses every event in a terminal state"
     return state.config
 
 
@@ -275,11 +296,15 @@ def _discover(config: NewDeviceConfig, homeserver: str | None, base_url: str | N
         server_name, base_url = oauth.resolve_homeserver(homeserver)
         if server_name is not None:
             request = oauth.well_known_request(server_name)
-            return AwaitingWellKnown(config=config, server_name=server_name), (SendHttpRequest(request=request),)
+            awaiting = AwaitingWellKnown(config=config, server_name=server_name)
+            return awaiting, (SendHttpRequest(request_id=_REQUEST_IDS[AwaitingWellKnown], request=request),)
     assert base_url is not None
     base_url = oauth.checked_base_url(base_url)
     config = replace(config, base_url=base_url)
-    return AwaitingAuthMetadata(config=config), (SendHttpRequest(request=oauth.auth_metadata_request(base_url)),)
+    request = oauth.auth_metadata_request(base_url)
+    return AwaitingAuthMetadata(config=config), (
+        SendHttpRequest(request_id=_REQUEST_IDS[AwaitingAuthMetadata], request=request),
+    )
 
 
 def _on_protocols(config: NewDeviceConfig, plaintext: bytes, now_ms: int) -> Result:
@@ -302,20 +327,21 @@ def _after_metadata(config: NewDeviceConfig, metadata: oauth.AuthMetadata) -> Re
     assert config.client_metadata is not None
     client_metadata = loads_object(config.client_metadata, max_bytes=oauth.MAX_HTTP_BODY_BYTES)
     request = oauth.registration_request(metadata, client_metadata)
-    return AwaitingRegistration(config=config, metadata=metadata), (SendHttpRequest(request=request),)
+    awaiting = AwaitingRegistration(config=config, metadata=metadata)
+    return awaiting, (SendHttpRequest(request_id=_REQUEST_IDS[AwaitingRegistration], request=request),)
 
 
 def _authorize(config: NewDeviceConfig, metadata: oauth.AuthMetadata, client_id: str) -> Result:
     request = oauth.device_authorization_request(metadata, client_id, config.device_id)
     state = AwaitingDeviceAuthorization(config=config, metadata=metadata, client_id=client_id)
-    return state, (SendHttpRequest(request=request),)
+    return state, (SendHttpRequest(request_id=_REQUEST_IDS[AwaitingDeviceAuthorization], request=request),)
 
 
-def _on_http(state: State, event: HttpResponseReceived | HttpFailed, now_ms: int) -> Result:
+def _on_http(state: State, event: HttpResponseReceived | HttpRequestFailed, now_ms: int) -> Result:
     config = _config(state)
     if isinstance(state, AwaitingToken):
         return _on_token(state, event, now_ms)
-    if isinstance(event, HttpFailed):
+    if isinstance(event, HttpRequestFailed):
         return _homeserver_error(config, now_ms)
     response = event.response
     try:
@@ -347,18 +373,26 @@ def _on_http(state: State, event: HttpResponseReceived | HttpFailed, now_ms: int
     return AwaitingProtocolAccepted(config=config, grant=grant), (SendMessage(message=message),)
 
 
-def _schedule_poll(config: NewDeviceConfig, grant: Grant, interval_ms: int, now_ms: int) -> Result:
+def _schedule_poll(
+    config: NewDeviceConfig, grant: Grant, interval_ms: int, now_ms: int, *, next_request_id: int
+) -> Result:
     if now_ms + interval_ms >= grant.expires_at_ms:
         return _abort(config, FailureReason.AUTHORIZATION_EXPIRED, now_ms, FailureReason.AUTHORIZATION_EXPIRED)
-    state = WaitingToPoll(config=config, grant=grant, interval_ms=interval_ms, next_poll_ms=now_ms + interval_ms)
+    state = WaitingToPoll(
+        config=config,
+        grant=grant,
+        interval_ms=interval_ms,
+        next_poll_ms=now_ms + interval_ms,
+        next_request_id=next_request_id,
+    )
     return state, ()
 
 
-def _on_token(state: AwaitingToken, event: HttpResponseReceived | HttpFailed, now_ms: int) -> Result:
-    config, grant = state.config, state.grant
-    if isinstance(event, HttpFailed):
+def _on_token(state: AwaitingToken, event: HttpResponseReceived | HttpRequestFailed, now_ms: int) -> Result:
+    config, grant, next_id = state.config, state.grant, state.request_id + 1
+    if isinstance(event, HttpRequestFailed):
         # RFC 8628 §3.5: a client may retry after a transport error; keep the interval and the deadline.
-        return _schedule_poll(config, grant, state.interval_ms, now_ms)
+        return _schedule_poll(config, grant, state.interval_ms, now_ms, next_request_id=next_id)
     try:
         outcome = oauth.parse_token_response(event.response)
     except RemoteProtocolError:
@@ -366,9 +400,10 @@ def _on_token(state: AwaitingToken, event: HttpResponseReceived | HttpFailed, no
     if isinstance(outcome, oauth.TokenGranted):
         return AwaitingSecrets(config=config, tokens=outcome.tokens), (SendMessage(message=Success()),)
     if isinstance(outcome, oauth.TokenPending):
-        return _schedule_poll(config, grant, state.interval_ms, now_ms)
+        return _schedule_poll(config, grant, state.interval_ms, now_ms, next_request_id=next_id)
     if isinstance(outcome, oauth.TokenSlowDown):
-        return _schedule_poll(config, grant, state.interval_ms + oauth.SLOW_DOWN_INCREMENT_S * 1000, now_ms)
+        slower_ms = state.interval_ms + oauth.SLOW_DOWN_INCREMENT_S * 1000
+        return _schedule_poll(config, grant, slower_ms, now_ms, next_request_id=next_id)
     if isinstance(outcome, oauth.TokenDenied):
         return _abort(config, LocalReason.DECLINED, now_ms, Declined())
     return _abort(config, FailureReason.AUTHORIZATION_EXPIRED, now_ms, FailureReason.AUTHORIZATION_EXPIRED)
@@ -387,10 +422,12 @@ def _on_message(state: State, plaintext: bytes, now_ms: int) -> Result:
     message = parse_or_none(plaintext)
     if isinstance(state, AwaitingProtocolAccepted) and isinstance(message, ProtocolAccepted):
         interval_ms = state.grant.authorization.interval_s * 1000
-        state_after, effects = _schedule_poll(config, state.grant, interval_ms, now_ms)
+        state_after, effects = _schedule_poll(
+            config, state.grant, interval_ms, now_ms, next_request_id=_FIRST_TOKEN_POLL_ID
+        )
         return state_after, (ShowUserCode(user_code=state.grant.authorization.user_code), *effects)
     if isinstance(state, AwaitingSecrets) and isinstance(message, Secrets):
-        completed = Completed(tokens=state.tokens, secrets=message)
+        completed = ReportLoginSuccess(tokens=state.tokens, secrets=message)
         return finish(completed, created_rendezvous=config.created_rendezvous, now_ms=now_ms)
     return unexpected(message, created_rendezvous=config.created_rendezvous, now_ms=now_ms)
 
@@ -401,8 +438,11 @@ def _on_timer(state: State, now_ms: int) -> Result:
     if isinstance(state, WaitingToPoll) and now_ms >= state.next_poll_ms:
         grant = state.grant
         request = oauth.token_request(grant.metadata, grant.client_id, grant.authorization.device_code)
-        new_state = AwaitingToken(config=state.config, grant=grant, interval_ms=state.interval_ms)
-        return new_state, (SendHttpRequest(request=request),)
+        request_id = state.next_request_id
+        new_state = AwaitingToken(
+            config=state.config, grant=grant, interval_ms=state.interval_ms, request_id=request_id
+        )
+        return new_state, (SendHttpRequest(request_id=request_id, request=request),)
     return state, ()  # early or spurious: nothing changes
 
 
@@ -422,10 +462,12 @@ def transition(state: State, event: Event, *, now_ms: int) -> Result:
         return _on_timer(state, now_ms)
     if isinstance(event, MessageReceived):
         return _on_message(state, event.plaintext, now_ms)
-    if isinstance(event, HttpResponseReceived | HttpFailed):
+    if isinstance(event, HttpResponseReceived | HttpRequestFailed):
+        if event.request_id != awaited_request_id(state):
+            return state, ()  # an answer to an earlier request: stale
         return _on_http(state, event, now_ms)
     assert isinstance(event, ChannelSecured) and isinstance(state, AwaitingChannel)
-    if config.role is QrRole.SCANNED:
+    if config.role is QrSide.SCANS:
         if state.pending is not None:
             # The scanning new device speaks first: nothing may arrive before its m.login.protocol.
             return unexpected(parse_or_none(state.pending), created_rendezvous=False, now_ms=now_ms)

@@ -4,9 +4,9 @@ Theory of operation
 -------------------
 A rendezvous session is one shared slot (PROTOCOL.md §6), so the two devices play ping-pong: the creator POSTs its
 first payload and then polls until the slot changes; the joiner GETs the creator's payload and answers with a PUT;
-and so on. This machine plays one side. It never touches the network: it emits :class:`SendRequest` effects carrying
-plain :class:`~qrlogin.http.HttpRequest` values and is fed :class:`ResponseReceived` (or
-:class:`RequestFailed` when no response came back) and :class:`TimerFired` when :func:`next_timer` is due.
+and so on. This machine plays one side. It never touches the network: it emits :class:`SendHttpRequest` effects carrying
+plain :class:`~qrlogin.http.HttpRequest` values and is fed :class:`HttpResponseReceived` (or
+:class:`HttpRequestFailed` when no response came back) and :class:`TimerFired` when :func:`deadline` is due.
 At most one request is in flight; every request carries an id, and a response to any other id is ignored.
 
 States are named for what they wait for::
@@ -21,14 +21,14 @@ States are named for what they wait for::
 Rules the machine keeps:
 
 * Tokens. v1 sends the last ETag it saw in ``If-None-Match`` (poll) and ``If-Match`` (write); v2/v3 send the last
-  ``sequence_token`` in the PUT body. Every successful write yields :class:`WriteConfirmed` with the token the
-  server returned, and every new peer payload yields :class:`PayloadReceived` with the token of the GET that carried
+  ``sequence_token`` in the PUT body. Every successful write yields :class:`ReportWriteConfirmed` with the token the
+  server returned, and every new peer payload yields :class:`DeliverPayload` with the token of the GET that carried
   it: the two tokens the HPKE channel binds into its AAD (PROTOCOL.md §5).
 * Own echo. A GET whose token is the one we last saw (our own write, or the peer payload we already delivered) is
   "nothing new": each peer payload is surfaced exactly once.
 * Conflicts. 409/412 is never answered by a blind overwrite: the machine re-reads. If the slot holds our own data,
   an earlier attempt of this very PUT landed (its response was lost) and the write is confirmed; otherwise the peer
-  wrote first: its payload is delivered and our payload is reported back in :class:`WriteRejected`.
+  wrote first: its payload is delivered and our payload is reported back in :class:`ReportWriteRejected`.
 * A write whose response was lost may have landed; if the re-read then finds the peer's data, the peer has
   already answered it (ping-pong), so the write is confirmed without a token and the reply delivered.
 * Retries resend the identical request bytes (a v3 server acknowledges a repeated PUT; v1/v2 servers answer with
@@ -50,6 +50,7 @@ from urllib.parse import urljoin, urlsplit
 from .._machine import LegalMoves, is_terminal, require_legal
 from ..errors import LocalProtocolError, RemoteProtocolError
 from ..http import HttpRequest, HttpResponse
+from ..vocabulary import HttpRequestFailed, HttpResponseReceived, SendHttpRequest, TimerFired
 from ._http import (
     MAX_PAYLOAD_BYTES,
     ApiGeneration,
@@ -65,35 +66,31 @@ __all__ = [
     "BackingOff",
     "ClientConfig",
     "CloseRequested",
-    "Closed",
     "Creating",
     "Deleting",
+    "DeliverPayload",
     "Effect",
     "Event",
-    "Failed",
     "Link",
     "MalformedResponseError",
-    "PayloadReceived",
     "Reading",
     "ReadyToSend",
     "Reconciling",
-    "RequestFailed",
-    "ResponseReceived",
-    "SendRequest",
+    "ReportSessionClosed",
+    "ReportSessionCreated",
+    "ReportSessionFailure",
+    "ReportWriteConfirmed",
+    "ReportWriteRejected",
     "SendRequested",
     "SessionClosed",
-    "SessionCreated",
     "SessionFailed",
     "State",
-    "TimerFired",
-    "WriteConfirmed",
-    "WriteRejected",
     "Writing",
     "create_session",
+    "deadline",
     "is_finished",
     "join_session",
-    "next_deadline",
-    "next_timer",
+    "session_deadline",
     "transition",
 ]
 
@@ -129,25 +126,6 @@ class ClientConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ResponseReceived:
-    request_id: int
-    response: HttpResponse
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RequestFailed:
-    """No response came back for ``request_id`` (connection error, timeout): it may or may not have been applied."""
-
-    request_id: int
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TimerFired:
-    pass
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class SendRequested:
     payload: str
 
@@ -157,19 +135,13 @@ class CloseRequested:
     pass
 
 
-Event = ResponseReceived | RequestFailed | TimerFired | SendRequested | CloseRequested
+Event = HttpResponseReceived | HttpRequestFailed | TimerFired | SendRequested | CloseRequested
 
 # --------------------------------------------------------------------------------------------------- effects
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SendRequest:
-    request_id: int
-    request: HttpRequest
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SessionCreated:
+class ReportSessionCreated:
     """Our POST created the session: ``url`` always, ``rendezvous_id`` for v2/v3 (what goes into the QR)."""
 
     url: str
@@ -178,7 +150,7 @@ class SessionCreated:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PayloadReceived:
+class DeliverPayload:
     """A new payload from the peer, delivered once, with the token of the GET that carried it."""
 
     data: str
@@ -186,7 +158,7 @@ class PayloadReceived:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class WriteConfirmed:
+class ReportWriteConfirmed:
     """Our payload reached the slot; ``token`` is what the server returned for it.
 
     ``token`` is None in one case only: an attempt whose response was lost landed, and the peer answered it before
@@ -198,24 +170,32 @@ class WriteConfirmed:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class WriteRejected:
-    """The peer wrote first; ``payload`` (ours) was not stored. Its payload came in the PayloadReceived before."""
+class ReportWriteRejected:
+    """The peer wrote first; ``payload`` (ours) was not stored. Its payload came in the DeliverPayload before."""
 
     payload: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SessionClosed:
+class ReportSessionClosed:
     reason: str  # "gone" (404), "deleted" (our DELETE), "cancelled" (closed before creation finished)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SessionFailed:
+class ReportSessionFailure:
     reason: str  # "deadline", "malformed_response", "unexpected_status", "too_large", "conflict_without_change"
     detail: str
 
 
-Effect = SendRequest | SessionCreated | PayloadReceived | WriteConfirmed | WriteRejected | SessionClosed | SessionFailed
+Effect = (
+    SendHttpRequest
+    | ReportSessionCreated
+    | DeliverPayload
+    | ReportWriteConfirmed
+    | ReportWriteRejected
+    | ReportSessionClosed
+    | ReportSessionFailure
+)
 
 # ---------------------------------------------------------------------------------------------------- states
 
@@ -298,21 +278,30 @@ class BackingOff:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Closed:
+class SessionClosed:
     reason: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Failed:
+class SessionFailed:
     reason: str
     detail: str
 
 
 State = (
-    Creating | Reading | AwaitingPeer | ReadyToSend | Writing | Reconciling | Deleting | BackingOff | Closed | Failed
+    Creating
+    | Reading
+    | AwaitingPeer
+    | ReadyToSend
+    | Writing
+    | Reconciling
+    | Deleting
+    | BackingOff
+    | SessionClosed
+    | SessionFailed
 )
 
-_NETWORK = frozenset({ResponseReceived, RequestFailed, TimerFired})
+_NETWORK = frozenset({HttpResponseReceived, HttpRequestFailed, TimerFired})
 LEGAL_MOVES: LegalMoves = {
     Creating: _NETWORK | {CloseRequested},
     Reading: _NETWORK | {CloseRequested},
@@ -322,8 +311,8 @@ LEGAL_MOVES: LegalMoves = {
     Reconciling: _NETWORK | {CloseRequested},
     Deleting: _NETWORK,
     BackingOff: _NETWORK | {CloseRequested},
-    Closed: frozenset(),
-    Failed: frozenset(),
+    SessionClosed: frozenset(),
+    SessionFailed: frozenset(),
 }
 
 Result = tuple[State, tuple[Effect, ...]]
@@ -393,7 +382,7 @@ def create_session(config: ClientConfig, payload: str, *, now_ms: int) -> Result
     """Start as the creator: POST ``payload``. The first request has id 1."""
     request = _post(config, _check_payload(payload))
     state = Creating(config=config, deadline_ms=now_ms + config.timeout_ms, request=request, request_id=1)
-    return state, (SendRequest(request_id=1, request=request),)
+    return state, (SendHttpRequest(request_id=1, request=request),)
 
 
 def join_session(config: ClientConfig, session: str, *, now_ms: int) -> Result:
@@ -408,12 +397,12 @@ def join_session(config: ClientConfig, session: str, *, now_ms: int) -> Result:
         url = f"{config.endpoint.rstrip('/')}/{session}"
     link = Link(config=config, url=url, deadline_ms=now_ms + config.timeout_ms, seen_token=None, last_request_id=1)
     request = _get(link, conditional=False)
-    return Reading(link=link, request=request, request_id=1), (SendRequest(request_id=1, request=request),)
+    return Reading(link=link, request=request, request_id=1), (SendHttpRequest(request_id=1, request=request),)
 
 
-def next_timer(state: State) -> int | None:
+def deadline(state: State) -> int | None:
     """When the caller should feed :class:`TimerFired` next (None: no timer; terminal states)."""
-    if isinstance(state, Closed | Failed):
+    if isinstance(state, SessionClosed | SessionFailed):
         return None
     if isinstance(state, Creating):
         return state.deadline_ms
@@ -436,7 +425,7 @@ def transition(state: State, event: Event, *, now_ms: int) -> Result:
     require_legal(LEGAL_MOVES, state, event)
     if isinstance(event, SendRequested):
         _check_payload(event.payload)
-    if not isinstance(state, Deleting) and now_ms >= next_deadline(state):
+    if not isinstance(state, Deleting) and now_ms >= session_deadline(state):
         return _fail("deadline", "the session's deadline passed")
     if isinstance(event, CloseRequested):
         return _close(state)
@@ -448,7 +437,7 @@ def transition(state: State, event: Event, *, now_ms: int) -> Result:
     in_flight = _in_flight(state)
     if in_flight is None or event.request_id != in_flight.request_id:
         return state, ()  # a late answer to a request this machine has already given up on
-    if isinstance(event, RequestFailed):
+    if isinstance(event, HttpRequestFailed):
         return _back_off(in_flight, now_ms, None)
     try:
         return _on_response(in_flight, event.response, now_ms)
@@ -456,12 +445,12 @@ def transition(state: State, event: Event, *, now_ms: int) -> Result:
         return _fail("malformed_response", str(exc))
 
 
-def next_deadline(state: State) -> int:
+def session_deadline(state: State) -> int:
     if isinstance(state, Creating):
         return state.deadline_ms
     if isinstance(state, BackingOff):
         return _deadline(state.resume)
-    assert not isinstance(state, Closed | Failed)
+    assert not isinstance(state, SessionClosed | SessionFailed)
     return state.link.deadline_ms
 
 
@@ -472,25 +461,25 @@ def _in_flight(state: State) -> InFlight | None:
 
 
 def _fail(reason: str, detail: str) -> Result:
-    return Failed(reason=reason, detail=detail), (SessionFailed(reason=reason, detail=detail),)
+    return SessionFailed(reason=reason, detail=detail), (ReportSessionFailure(reason=reason, detail=detail),)
 
 
 def _close(state: State) -> Result:
     link = _link_of(state)
     if link is None:
-        return Closed(reason="cancelled"), (SessionClosed(reason="cancelled"),)
+        return SessionClosed(reason="cancelled"), (ReportSessionClosed(reason="cancelled"),)
     request_id = link.last_request_id + 1
     request = _delete(link)
     link = replace(link, last_request_id=request_id)
     return Deleting(link=link, request=request, request_id=request_id), (
-        SendRequest(request_id=request_id, request=request),
+        SendHttpRequest(request_id=request_id, request=request),
     )
 
 
 def _link_of(state: State) -> Link | None:
     if isinstance(state, BackingOff):
         return _link_of(state.resume)
-    if isinstance(state, Creating | Closed | Failed):
+    if isinstance(state, Creating | SessionClosed | SessionFailed):
         return None
     return state.link
 
@@ -505,7 +494,7 @@ def _on_timer(state: State, now_ms: int) -> Result:
             resumed: Creating | Reading | Writing | Reconciling = replace(resume, request_id=request_id)
         else:
             resumed = replace(resume, request_id=request_id, link=replace(resume.link, last_request_id=request_id))
-        return resumed, (SendRequest(request_id=request_id, request=resume.request),)
+        return resumed, (SendHttpRequest(request_id=request_id, request=resume.request),)
     return state, ()  # spurious or early timer
 
 
@@ -520,7 +509,7 @@ def _start_read(link: Link, *, conditional: bool) -> Result:
     request = _get(link, conditional=conditional)
     link = replace(link, last_request_id=request_id)
     return Reading(link=link, request=request, request_id=request_id), (
-        SendRequest(request_id=request_id, request=request),
+        SendHttpRequest(request_id=request_id, request=request),
     )
 
 
@@ -529,7 +518,7 @@ def _start_write(link: Link, payload: str) -> Result:
     request = _put(link, payload.encode("utf-8"))
     link = replace(link, last_request_id=request_id)
     return Writing(link=link, payload=payload, request=request, request_id=request_id), (
-        SendRequest(request_id=request_id, request=request),
+        SendHttpRequest(request_id=request_id, request=request),
     )
 
 
@@ -540,7 +529,7 @@ def _await_peer(link: Link, now_ms: int) -> AwaitingPeer:
 def _back_off(state: InFlight, now_ms: int, response: HttpResponse | None) -> Result:
     if isinstance(state, Deleting):
         # Best effort: the session expires anyway.
-        return Closed(reason="deleted"), (SessionClosed(reason="deleted"),)
+        return SessionClosed(reason="deleted"), (ReportSessionClosed(reason="deleted"),)
     config = state.config if isinstance(state, Creating) else state.link.config
     delay = min(config.retry_base_ms * 2 ** min(state.attempts, 16), config.retry_max_ms)
     if response is not None:
@@ -570,13 +559,13 @@ def _retry_after_ms(response: HttpResponse) -> int:
 def _on_response(state: InFlight, response: HttpResponse, now_ms: int) -> Result:
     status = response.status
     if isinstance(state, Deleting):
-        return Closed(reason="deleted"), (SessionClosed(reason="deleted"),)
+        return SessionClosed(reason="deleted"), (ReportSessionClosed(reason="deleted"),)
     if status == 429 or 500 <= status <= 599:
         return _back_off(state, now_ms, response)
     if isinstance(state, Creating):
         return _on_created(state, response, now_ms)
     if status == 404:
-        return Closed(reason="gone"), (SessionClosed(reason="gone"),)
+        return SessionClosed(reason="gone"), (ReportSessionClosed(reason="gone"),)
     if status == 413:
         return _fail("too_large", "the server refused the payload as too large")
     if isinstance(state, Reading):
@@ -670,8 +659,8 @@ def _on_created(state: Creating, response: HttpResponse, now_ms: int) -> Result:
             deadline = min(deadline, expiry)
     link = Link(config=config, url=url, deadline_ms=deadline, seen_token=token, last_request_id=state.request_id)
     return _await_peer(link, now_ms), (
-        SessionCreated(url=url, rendezvous_id=rendezvous_id, token=token),
-        WriteConfirmed(token=token),
+        ReportSessionCreated(url=url, rendezvous_id=rendezvous_id, token=token),
+        ReportWriteConfirmed(token=token),
     )
 
 
@@ -712,7 +701,7 @@ def _on_read(state: Reading, response: HttpResponse, now_ms: int) -> Result:
     if data is None or token is None or token == state.link.seen_token:
         return _await_peer(link, now_ms), ()  # nothing new: a 304, our echo, or old news
     link = replace(link, seen_token=token)
-    return ReadyToSend(link=link), (PayloadReceived(data=data, token=token),)
+    return ReadyToSend(link=link), (DeliverPayload(data=data, token=token),)
 
 
 def _on_written(state: Writing, response: HttpResponse, now_ms: int) -> Result:
@@ -724,7 +713,7 @@ def _on_written(state: Writing, response: HttpResponse, now_ms: int) -> Result:
         reconciling = Reconciling(
             link=link, payload=state.payload, request=request, request_id=request_id, maybe_applied=state.maybe_applied
         )
-        return reconciling, (SendRequest(request_id=request_id, request=request),)
+        return reconciling, (SendHttpRequest(request_id=request_id, request=request),)
     if link.config.generation is ApiGeneration.V1:
         if response.status not in (200, 202, 204):
             return _unexpected(response)
@@ -734,7 +723,7 @@ def _on_written(state: Writing, response: HttpResponse, now_ms: int) -> Result:
             return _unexpected(response)
         token = _token_field(parse_json_object(response.body))
     link = replace(link, seen_token=token)
-    return _await_peer(link, now_ms), (WriteConfirmed(token=token),)
+    return _await_peer(link, now_ms), (ReportWriteConfirmed(token=token),)
 
 
 def _on_reconciled(state: Reconciling, response: HttpResponse, now_ms: int) -> Result:
@@ -744,15 +733,15 @@ def _on_reconciled(state: Reconciling, response: HttpResponse, now_ms: int) -> R
     assert data is not None and token is not None  # a 200 always carries both
     if data == state.payload:
         # An earlier attempt of this PUT landed and only its response was lost.
-        return _await_peer(replace(link, seen_token=token), now_ms), (WriteConfirmed(token=token),)
+        return _await_peer(replace(link, seen_token=token), now_ms), (ReportWriteConfirmed(token=token),)
     if token == link.seen_token:
         return _fail("conflict_without_change", "the server refused our write but the slot did not change")
     link = replace(link, seen_token=token)
-    received = PayloadReceived(data=data, token=token)
+    received = DeliverPayload(data=data, token=token)
     if state.maybe_applied:
         # Ping-pong: a peer writes only after reading our write, so foreign data after a lost response is its reply.
-        return ReadyToSend(link=link), (WriteConfirmed(token=None), received)
-    return ReadyToSend(link=link), (received, WriteRejected(payload=state.payload))
+        return ReadyToSend(link=link), (ReportWriteConfirmed(token=None), received)
+    return ReadyToSend(link=link), (received, ReportWriteRejected(payload=state.payload))
 
 
 def is_finished(state: State) -> bool:

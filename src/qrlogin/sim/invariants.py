@@ -1,7 +1,7 @@
 """What every simulated run must satisfy (issue 7 part 3), as a function from a finished run to its violations.
 
-* **termination**: the run finished; both of the user's devices ended in ``Completed`` or a typed ``Failed`` and
-  need nothing more (no deadlock, no hang);
+* **termination**: the run finished; both of the user's devices ended in ``ReportLoginSuccess`` or a typed
+``ReportLoginFailure`` and need nothing more (no deadlock, no hang);
 * **liveness of honest runs**: with no attacker and no fault, both devices succeed, and before the rendezvous
   session expires;
 * **secrets go only where the user confirmed**: a device that received ``m.login.secrets`` is the user's new device,
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from .. import homeserver as hsm
 from ..channel import ecies, hpke
-from ..login.events import Completed
+from ..login.events import ReportLoginSuccess
 from ..login.messages import Secrets, serialize_message
 from .run import Run
 from .world import ATTACKER, EXISTING, NEW, USER, Faults, World, user_secrets
@@ -51,7 +51,7 @@ def _outcome(world: World, name: str) -> str:
     outcome = actor.device.outcome
     if outcome is None:
         return "running"
-    return "success" if isinstance(outcome, Completed) else f"failed:{outcome.reason}"
+    return "success" if isinstance(outcome, ReportLoginSuccess) else f"failed:{outcome.reason}"
 
 
 def _whoami(world: World, token: str) -> str | None:
@@ -95,7 +95,7 @@ def check(result: Run) -> Verdict:
     user_id = f"@{USER}:{world.hs.server_name}"
     for actor in world.actors:
         outcome = actor.device.outcome
-        if not isinstance(outcome, Completed):
+        if not isinstance(outcome, ReportLoginSuccess):
             continue
         if outcome.secrets is not None and _same_secrets(outcome.secrets, user_secrets(USER)):
             if actor.name != NEW:

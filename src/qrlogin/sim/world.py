@@ -14,7 +14,7 @@ The actors:
 * **the network**: a pending request can be delivered to the homeserver (its answer then travels back as a pending
   response), and a pending response delivered to its device. Picking any pending item first reorders; advancing the
   clock while items wait delays. With a fault budget (:class:`Faults`), an item can also be dropped (the device sees
-  :class:`~qrlogin.device.HttpLost`) or a request duplicated (the homeserver handles it twice; the second answer is
+  :class:`~qrlogin.HttpRequestFailed`) or a request duplicated (the homeserver handles it twice; the second answer is
   lost, as a retransmission's would be).
 * **the homeserver** (:mod:`qrlogin.homeserver`), with the rendezvous server core behind its hook.
 * **the user**: scans the QR with the other device, types the check code shown on one device into the other,
@@ -43,8 +43,23 @@ from .._secret import Secret
 from ..channel import ecies, hpke
 from ..homeserver.rendezvous import install_rendezvous
 from ..http import HttpRequest, HttpResponse
-from ..login.events import Completed, Failed
+from ..login.events import ReportLoginFailure, ReportLoginSuccess
 from ..login.messages import Backup, CrossSigningKeys, Secrets
+from ..vocabulary import (
+    CheckCodeEntered,
+    DeviceRole,
+    HttpRequestFailed,
+    HttpResponseReceived,
+    OpenVerificationUri,
+    PromptForCheckCode,
+    SendHttpRequest,
+    ShowCheckCode,
+    ShowUserCode,
+    TimerFired,
+    UserCancelled,
+    VerificationUriOpened,
+    VerificationUriUnavailable,
+)
 
 __all__ = [
     "BASE_URL",
@@ -98,7 +113,7 @@ class Faults:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Scenario:
     generation: qr.Generation = qr.Generation.V3
-    qr_on: dv.Kind = dv.Kind.NEW
+    qr_on: DeviceRole = DeviceRole.NEW
     attacker: bool = False
     seed: bytes = b"qrlogin simulation"
     faults: Faults = Faults()
@@ -106,7 +121,7 @@ class Scenario:
     rendezvous_ttl_ms: int = 120_000
 
 
-def honest_scenario(generation: qr.Generation, qr_on: dv.Kind, *, seed: bytes = b"honest") -> Scenario:
+def honest_scenario(generation: qr.Generation, qr_on: DeviceRole, *, seed: bytes = b"honest") -> Scenario:
     """No attacker, no fault: the network may reorder deliveries, the user acts promptly and approves."""
     return Scenario(generation=generation, qr_on=qr_on, seed=seed)
 
@@ -183,9 +198,9 @@ def user_secrets(owner: str) -> Secrets:
     )
 
 
-def _config(scenario: Scenario, kind: dv.Kind, *, owner: str, seed_label: str) -> dv.DeviceConfig:
+def _config(scenario: Scenario, kind: DeviceRole, *, owner: str, seed_label: str) -> dv.DeviceConfig:
     seed = dv.derive(scenario.seed, seed_label)
-    if kind is dv.Kind.NEW:
+    if kind is DeviceRole.NEW:
         device_id = ATTACKER_DEVICE_ID if owner == ATTACKER_USER else NEW_DEVICE_ID
         return dv.DeviceConfig(
             kind=kind,
@@ -225,7 +240,7 @@ def new_world(scenario: Scenario) -> World:
         hs, mallory = _sign_in(hs, ATTACKER_USER, "MALLORYPC")
         tokens.append((ATTACKER, mallory))
     world = World(scenario=scenario, hs=hs, now_ms=0, actors=(), tokens=tuple(tokens), faults=scenario.faults)
-    generator = NEW if scenario.qr_on is dv.Kind.NEW else EXISTING
+    generator = NEW if scenario.qr_on is DeviceRole.NEW else EXISTING
     device, effects = dv.generate(_config(scenario, scenario.qr_on, owner=USER, seed_label=generator), now_ms=0)
     world = replace(world, actors=(Actor(name=generator, device=device),))
     return _apply_effects(world, generator, effects)
@@ -250,16 +265,16 @@ TICK = Action(kind="tick")
 FAULT_KINDS = frozenset({"drop", "duplicate", "cancel", "deny", "overwrite", "delay", "guess", "uri_unavailable"})
 
 
-def _scanner_kind(scenario: Scenario) -> dv.Kind:
-    return dv.Kind.EXISTING if scenario.qr_on is dv.Kind.NEW else dv.Kind.NEW
+def _scanner_kind(scenario: Scenario) -> DeviceRole:
+    return DeviceRole.EXISTING if scenario.qr_on is DeviceRole.NEW else DeviceRole.NEW
 
 
 def _generator(scenario: Scenario) -> str:
-    return NEW if scenario.qr_on is dv.Kind.NEW else EXISTING
+    return NEW if scenario.qr_on is DeviceRole.NEW else EXISTING
 
 
 def _scanner(scenario: Scenario) -> str:
-    return EXISTING if scenario.qr_on is dv.Kind.NEW else NEW
+    return EXISTING if scenario.qr_on is DeviceRole.NEW else NEW
 
 
 def actions(world: World) -> tuple[Action, ...]:
@@ -350,7 +365,7 @@ def step(world: World, action: Action) -> World:
         item = world.pending[action.index]
         world = _without(world, action.index, faults=replace(world.faults, drops=world.faults.drops - 1))
         world = _note(world, "network", f"lost: {item.request.method} {_path(item.request.target)}")
-        return _feed(world, item.actor, dv.HttpLost(request_id=item.request_id))
+        return _feed(world, item.actor, HttpRequestFailed(request_id=item.request_id))
     if kind == "duplicate":
         item = world.pending[action.index]
         world = replace(world, faults=replace(world.faults, duplicates=world.faults.duplicates - 1))
@@ -367,7 +382,7 @@ def step(world: World, action: Action) -> World:
         for actor in world.actors:
             due = dv.next_timer(actor.device)
             if due is not None and due <= world.now_ms:
-                world = _feed(world, actor.name, dv.TimerFired())
+                world = _feed(world, actor.name, TimerFired())
         return world
     return _user_or_attacker(world, action)
 
@@ -409,23 +424,23 @@ def _user_or_attacker(world: World, action: Action) -> World:
         else:
             text = f"types check code {code} on the {name} device"
         world = _note(world, "user", text)
-        return _feed(world, name, dv.CheckCodeTyped(code=code))
+        return _feed(world, name, CheckCodeEntered(code=code))
     if kind == "cancel_prompt":
         world = _update(world, name, asked_code=False)
         world = _note(world, "user", f"sees no check code and cancels on the {name} device")
-        return _feed(world, name, dv.UserCancelled())
+        return _feed(world, name, UserCancelled())
     if kind == "cancel":
         world = replace(world, faults=replace(world.faults, cancels=world.faults.cancels - 1))
         world = _note(world, "user", f"cancels on the {name} device")
-        return _feed(world, name, dv.UserCancelled())
+        return _feed(world, name, UserCancelled())
     if kind in ("open_uri", "uri_unavailable"):
         world = replace(world, uri_opened=True)
         if kind == "uri_unavailable":
             world = replace(world, faults=replace(world.faults, cancels=world.faults.cancels - 1))
             world = _note(world, "user", "the browser cannot open the verification page")
-            return _feed(world, EXISTING, dv.VerificationUriUnavailable())
+            return _feed(world, EXISTING, VerificationUriUnavailable())
         world = _note(world, "user", "opens the verification page from the existing device")
-        return _feed(world, EXISTING, dv.VerificationUriOpened())
+        return _feed(world, EXISTING, VerificationUriOpened())
     if kind in ("approve", "deny"):
         existing = world.actor(EXISTING)
         assert existing is not None and existing.consent_uri is not None
@@ -483,13 +498,13 @@ def _deliver(world: World, index: int) -> World:
         hs, response = _serve(world, item)
         world = replace(world, hs=hs)
         if response is None:  # no such host: the connection fails
-            return _feed(world, item.actor, dv.HttpLost(request_id=item.request_id))
+            return _feed(world, item.actor, HttpRequestFailed(request_id=item.request_id))
         world = _note(
             world, "network", f"{item.actor}: {item.request.method} {_path(item.request.target)} -> {response.status}"
         )
         answered = replace(item, response=response)
         return replace(world, pending=(*world.pending, answered))
-    return _feed(world, item.actor, dv.HttpAnswered(request_id=item.request_id, response=item.response))
+    return _feed(world, item.actor, HttpResponseReceived(request_id=item.request_id, response=item.response))
 
 
 def _overwrite(world: World) -> World:
@@ -575,7 +590,7 @@ def _seal_of(state: object) -> tuple[str, int, str] | None:
 
 def _apply_effects(world: World, name: str, effects: tuple[dv.DeviceEffect, ...]) -> World:
     for effect in effects:
-        if isinstance(effect, dv.SendHttp):
+        if isinstance(effect, SendHttpRequest):
             item = Pending(actor=name, request_id=effect.request_id, request=effect.request)
             world = replace(world, pending=(*world.pending, item))
         elif isinstance(effect, dv.ShowQrCode):
@@ -583,27 +598,27 @@ def _apply_effects(world: World, name: str, effects: tuple[dv.DeviceEffect, ...]
                 world = replace(world, qr_payload=effect.payload)
                 world = replace(world, record=replace(world.record, qr_payload=effect.payload))
                 world = _note(world, name, "shows the QR code")
-        elif isinstance(effect, dv.ShowCheckCode):
+        elif isinstance(effect, ShowCheckCode):
             world = _update(world, name, shown_code=effect.code)
             world = _note(world, name, f"shows check code {effect.code}")
-        elif isinstance(effect, dv.AskForCheckCode):
+        elif isinstance(effect, PromptForCheckCode):
             world = _update(world, name, asked_code=True)
             world = _note(world, name, "asks for the check code")
-        elif isinstance(effect, dv.AskForConsent):
+        elif isinstance(effect, OpenVerificationUri):
             if name == ATTACKER:
                 world = _attacker_consents(world, effect.uri)
             else:
                 world = _update(world, name, consent_uri=effect.uri)
                 world = _note(world, name, "asks the user to approve the sign-in in the browser")
-        elif isinstance(effect, dv.ShowUserCode):
+        elif isinstance(effect, ShowUserCode):
             world = _update(world, name, user_code=effect.user_code)
             world = _note(world, name, f"shows user code {effect.user_code}")
-        elif isinstance(effect, dv.MessageSentNote):
+        elif isinstance(effect, dv.ReportMessageSent):
             world = _note(world, name, f"sends {effect.message_type}")
-        elif isinstance(effect, dv.MessageReceivedNote):
+        elif isinstance(effect, dv.ReportMessageReceived):
             world = _note(world, name, f"receives {effect.message_type}")
         else:
-            assert isinstance(effect, dv.Finished)
+            assert isinstance(effect, dv.ReportOutcome)
             world = _note(world, name, _describe(effect))
     return world
 
@@ -617,11 +632,11 @@ def channel_check_code(state: object) -> str | None:
     return None
 
 
-def _describe(effect: dv.Finished) -> str:
+def _describe(effect: dv.ReportOutcome) -> str:
     outcome = effect.outcome
-    if isinstance(outcome, Completed):
+    if isinstance(outcome, ReportLoginSuccess):
         return "outcome: success"
-    assert isinstance(outcome, Failed)
+    assert isinstance(outcome, ReportLoginFailure)
     text = f"outcome: failed ({outcome.reason}{', reported by the peer' if outcome.by_peer else ''})"
     if effect.channel_failure is not None:
         text += f"; secure channel: {effect.channel_failure.value}"
@@ -633,4 +648,4 @@ def _attacker_consents(world: World, uri: str) -> World:
     user_code = dict(parse_qsl(urlsplit(uri).query)).get("user_code", "")
     hs, result = hsm.approve_user_code(world.hs, user_code, f"@{ATTACKER_USER}:{SERVER_NAME}", now_ms=world.now_ms)
     world = _note(replace(world, hs=hs), "attacker", f"approves the grant for its own account ({result.value})")
-    return _feed(world, ATTACKER, dv.VerificationUriOpened())
+    return _feed(world, ATTACKER, VerificationUriOpened())
