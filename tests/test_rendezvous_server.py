@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from qrlogin.errors import LocalProtocolError
 from qrlogin.http import HttpRequest
 from qrlogin.rendezvous import MAX_PAYLOAD_BYTES, ApiGeneration
 from qrlogin.rendezvous._http import is_opaque_id
@@ -306,11 +307,11 @@ def test_routing_and_cors() -> None:
 
 
 def test_config_validation() -> None:
-    with pytest.raises(ValueError, match="indistinguishable"):
+    with pytest.raises(LocalProtocolError, match="indistinguishable"):
         Mount(prefix="/x", generations=frozenset({V2, V3}))
-    with pytest.raises(ValueError, match="ttl"):
+    with pytest.raises(LocalProtocolError, match="ttl"):
         ServerConfig(ttl_ms=301_000)
-    with pytest.raises(ValueError, match="share a prefix"):
+    with pytest.raises(LocalProtocolError, match="share a prefix"):
         ServerConfig(mounts=(Mount(prefix="/x", generations=frozenset({V1})),) * 2)
 
 

@@ -42,18 +42,16 @@ def register(subparsers: Any) -> None:
 
 
 def build_config(args: argparse.Namespace) -> ServerConfig:
-    try:
-        mounts = list(default_mounts(args.generations))
-        if args.stable:
-            mounts.append(Mount(prefix=STABLE_PREFIX, generations=args.stable, stable=True))
-        return ServerConfig(
-            mounts=tuple(mounts),
-            ttl_ms=round(args.ttl * 1000),
-            max_sessions=args.max_sessions,
-            public_base_url=args.public_base_url,
-        )
-    except ValueError as exc:
-        raise LocalProtocolError(str(exc)) from None
+    """The server configuration the flags describe; a misconfiguration raises :class:`LocalProtocolError`."""
+    mounts = list(default_mounts(args.generations))
+    if args.stable:
+        mounts.append(Mount(prefix=STABLE_PREFIX, generations=args.stable, stable=True))
+    return ServerConfig(
+        mounts=tuple(mounts),
+        ttl_ms=round(args.ttl * 1000),
+        max_sessions=args.max_sessions,
+        public_base_url=args.public_base_url,
+    )
 
 
 def run(args: argparse.Namespace) -> int:

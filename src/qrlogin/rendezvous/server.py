@@ -40,6 +40,7 @@ from dataclasses import dataclass, field, replace
 from email.utils import formatdate
 from typing import Protocol
 
+from ..errors import LocalProtocolError
 from ..http import HttpRequest, HttpResponse
 from ._http import (
     MAX_JSON_BODY_BYTES,
@@ -112,11 +113,11 @@ class Mount:
 
     def __post_init__(self) -> None:
         if not self.generations:
-            raise ValueError("a mount needs at least one generation")
+            raise LocalProtocolError("a mount needs at least one generation")
         if len(self.generations & _JSON_GENERATIONS) > 1:
-            raise ValueError("v2 and v3 cannot share a prefix: their requests are indistinguishable")
+            raise LocalProtocolError("v2 and v3 cannot share a prefix: their requests are indistinguishable")
         if not self.prefix.startswith("/") or self.prefix.endswith("/"):
-            raise ValueError("a prefix starts with '/' and does not end with one")
+            raise LocalProtocolError("a prefix starts with '/' and does not end with one")
 
     @property
     def json_generation(self) -> ApiGeneration | None:
@@ -158,12 +159,12 @@ class ServerConfig:
 
     def __post_init__(self) -> None:
         if not 1_000 <= self.ttl_ms <= 300_000:
-            raise ValueError("ttl_ms must be within 1 s .. 300 s (the texts recommend 120-300 s)")
+            raise LocalProtocolError("ttl_ms must be within 1 s .. 300 s (the texts recommend 120-300 s)")
         if self.max_sessions < 1:
-            raise ValueError("max_sessions must be positive")
+            raise LocalProtocolError("max_sessions must be positive")
         prefixes = [mount.prefix for mount in self.mounts]
         if len(set(prefixes)) != len(prefixes):
-            raise ValueError("two mounts share a prefix")
+            raise LocalProtocolError("two mounts share a prefix")
 
 
 # ------------------------------------------------------------------------------------------------------- sessions
@@ -209,7 +210,7 @@ def _token(revision: int, nonce: int) -> str:
 
 def _check_entropy(entropy: bytes) -> None:
     if len(entropy) < ENTROPY_BYTES:
-        raise ValueError(f"entropy must be at least {ENTROPY_BYTES} bytes")
+        raise LocalProtocolError(f"entropy must be at least {ENTROPY_BYTES} bytes")
 
 
 # ------------------------------------------------------------------------------------------------------- planning
