@@ -21,6 +21,8 @@ from typing import Literal
 
 from .errors import Base64DecodeError
 
+__all__ = ["PaddingPolicy", "b64decode", "b64encode"]
+
 PaddingPolicy = Literal["forbid", "allow", "require"]
 
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"

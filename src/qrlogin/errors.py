@@ -14,6 +14,16 @@ No exception message ever contains secret material; messages name what was wrong
 
 from __future__ import annotations
 
+__all__ = [
+    "AuthenticationError",
+    "Base64DecodeError",
+    "InvalidKeyError",
+    "LocalProtocolError",
+    "NonContributoryKeyError",
+    "QrLoginError",
+    "RemoteProtocolError",
+]
+
 
 class QrLoginError(Exception):
     """Base class of every exception qrlogin raises on purpose."""

@@ -14,6 +14,8 @@ from importlib import import_module
 
 from ..errors import QrLoginError
 
+__all__ = ["Handler", "build_parser", "main"]
+
 # Subcommand modules, in the order `qrlogin --help` lists them.
 _SUBCOMMANDS = ("demo", "qr", "channel", "serve", "check_server")
 

@@ -46,6 +46,8 @@ from ..encoding import b64decode, b64encode
 from ..errors import Base64DecodeError, LocalProtocolError
 from ..vocabulary import CheckCodeEntered, ShowCheckCode
 
+__all__ = ["register", "run"]
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(

@@ -12,6 +12,8 @@ from typing import Any
 
 from ..rendezvous._http import ApiGeneration
 
+__all__ = ["main", "register", "run"]
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("check-server", help="check a live rendezvous server against the texts")

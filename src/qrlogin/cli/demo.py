@@ -40,6 +40,8 @@ from ..sim.world import (
 from ..vocabulary import DeviceRole
 from .qr import format_text, render_terminal
 
+__all__ = ["register"]
+
 _GENERATIONS = {"v1": qr.Generation.V1, "v2": qr.Generation.V2, "v3": qr.Generation.V3}
 _TITLES = {
     qr.Generation.V1: "v1: MSC4108 as deployed in 2024 (ECIES, ETag rendezvous)",

@@ -20,6 +20,8 @@ from ..encoding import b64decode, b64encode
 from ..errors import Base64DecodeError, LocalProtocolError
 from ..vocabulary import DeviceRole
 
+__all__ = ["describe", "format_text", "read_payload", "register", "render_terminal"]
+
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2})+")
 _GENERATION_NAMES = {
     qr.Generation.V1: "v1 (MSC4108 2024, as deployed)",

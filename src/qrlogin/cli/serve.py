@@ -16,6 +16,8 @@ from ..errors import LocalProtocolError
 from ..rendezvous._http import ApiGeneration
 from ..rendezvous.server import STABLE_PREFIX, Mount, ServerConfig, default_mounts
 
+__all__ = ["build_config", "main", "register", "run"]
+
 
 def _generations(text: str) -> frozenset[ApiGeneration]:
     try:

@@ -43,6 +43,38 @@ from ._frozenmap import FrozenMap
 from ._http import BodyError, json_response, matrix_error, parse_json_object
 from ._ids import IdSource, token_digest
 
+__all__ = [
+    "MAX_DEVICE_ID_LENGTH",
+    "MAX_DISPLAY_NAME_LENGTH",
+    "PASSWORD_STAGE",
+    "Account",
+    "Device",
+    "DeviceRegistry",
+    "DeviceTokens",
+    "IssuedTokens",
+    "TokenBinding",
+    "UiaSession",
+    "add_account",
+    "bind_device",
+    "check_password",
+    "delete_device",
+    "delete_device_request",
+    "get_device",
+    "list_devices",
+    "login",
+    "login_flows",
+    "lookup_access_token",
+    "new_registry",
+    "refresh_device",
+    "register",
+    "show_device",
+    "touch",
+    "update_device",
+    "user_id_for",
+    "valid_device_id",
+    "whoami",
+]
+
 MAX_DEVICE_ID_LENGTH = 255
 MAX_DISPLAY_NAME_LENGTH = 100
 PASSWORD_STAGE = "m.login.password"

@@ -42,6 +42,20 @@ from ._http import bearer_token, json_response, matrix_error, split_path
 from .devices import DeviceRegistry, TokenBinding
 from .oauth import ConsentResult, OAuthServer
 
+__all__ = [
+    "AUTH_METADATA_PATH",
+    "CLIENT_V3",
+    "RENDEZVOUS_PREFIXES",
+    "Homeserver",
+    "RendezvousService",
+    "add_user",
+    "approve_user_code",
+    "deny_user_code",
+    "handle",
+    "new_homeserver",
+    "with_rendezvous",
+]
+
 CLIENT_V3 = ("_matrix", "client", "v3")
 AUTH_METADATA_PATH = "/_matrix/client/v1/auth_metadata"
 

@@ -53,6 +53,35 @@ from ._http import (
 from ._ids import IdSource, normalize_user_code, token_digest
 from .devices import DeviceRegistry, bind_device, refresh_device
 
+__all__ = [
+    "API_SCOPE",
+    "DEFAULT_EXPIRES_IN_S",
+    "DEFAULT_INTERVAL_S",
+    "DEVICE_AUTHORIZATION_PATH",
+    "DEVICE_CODE_GRANT",
+    "DEVICE_SCOPE_PREFIX",
+    "REFRESH_TOKEN_GRANT",
+    "REGISTRATION_PATH",
+    "SLOW_DOWN_STEP_S",
+    "SUPPORTED_GRANTS",
+    "TOKEN_PATH",
+    "VERIFICATION_PATH",
+    "Client",
+    "ConsentResult",
+    "DeviceGrant",
+    "GrantStatus",
+    "OAuthServer",
+    "approve",
+    "deny",
+    "device_authorization",
+    "metadata",
+    "new_oauth_server",
+    "pending_grant",
+    "register_client",
+    "token",
+    "verification_uri",
+]
+
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 REFRESH_TOKEN_GRANT = "refresh_token"
 SUPPORTED_GRANTS = (DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT)
