@@ -6,7 +6,19 @@ Every protocol layer is a pure function over frozen dataclasses: no sockets, no 
 
 from __future__ import annotations
 
+from ._machine import Driver, Machine
+from ._secret import Secret
 from .errors import LocalProtocolError, QrLoginError, RemoteProtocolError
+from .vocabulary import DeviceRole, QrSide
 
-__all__ = ["LocalProtocolError", "QrLoginError", "RemoteProtocolError"]
+__all__ = [
+    "DeviceRole",
+    "Driver",
+    "LocalProtocolError",
+    "Machine",
+    "QrLoginError",
+    "QrSide",
+    "RemoteProtocolError",
+    "Secret",
+]
 __version__ = "0.1.0"
