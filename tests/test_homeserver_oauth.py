@@ -1,4 +1,4 @@
-"""The RFC 8628 device authorization grant server (MSC4341; PROTOCOL.md §7 steps 2 and 4)."""
+"""The RFC 8628 device authorization grant server (MSC4341; docs/protocol.md §7 steps 2 and 4)."""
 
 from __future__ import annotations
 

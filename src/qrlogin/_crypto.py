@@ -14,7 +14,7 @@ key or AEAD key of the wrong length is the caller's mistake and raises
 :class:`~qrlogin.errors.LocalProtocolError`.
 
 HKDF is offered with SHA-256 and SHA-512 because deployed ECIES peers use SHA-512 where the texts say SHA-256
-(PROTOCOL.md §4), and as separate extract/expand steps because RFC 9180's LabeledExtract/LabeledExpand need them.
+(docs/protocol.md §4), and as separate extract/expand steps because RFC 9180's LabeledExtract/LabeledExpand need them.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ after resolving the server name through ``.well-known``), reads G's empty payloa
 The rendezvous is one slot that the two devices overwrite in turn, and the message order of MSC4108 alternates
 strictly (``docs/login.md``), so a login message is sealed only when it is this device's turn: when the rendezvous
 machine has just delivered the peer's payload (``ReadyToSend``). It is sealed then, with the token of that read
-(the HPKE AAD, PROTOCOL.md §5), and never again: a lost PUT is resent byte for byte by the rendezvous machine, so
+(the HPKE AAD, docs/protocol.md §5), and never again: a lost PUT is resent byte for byte by the rendezvous machine, so
 no nonce is reused. A message produced out of turn (a failure notice while the peer holds the slot) waits for the
 next turn. Payloads are opened with the token our own last write returned.
 
@@ -269,7 +269,7 @@ def _api(generation: qr.Generation) -> ApiGeneration:
 
 
 def rendezvous_endpoint(generation: qr.Generation, base_url: str) -> str:
-    """The rendezvous collection URL of a homeserver for a generation (unstable prefixes, PROTOCOL.md §6)."""
+    """The rendezvous collection URL of a homeserver for a generation (unstable prefixes, docs/protocol.md §6)."""
     prefix = V3_UNSTABLE_PREFIX if generation is qr.Generation.V3 else V1_V2_UNSTABLE_PREFIX
     return base_url.rstrip("/") + prefix
 
@@ -352,7 +352,7 @@ def scan(config: DeviceConfig, payload: bytes, *, now_ms: int) -> Result:
         config3 = _client_config(config, code.base_url)
         rendezvous, effects = rz.join_session(config3, code.rendezvous_id, now_ms=now_ms)
         return _run(replace(device, rendezvous=rendezvous), rz_effects=effects, now_ms=now_ms)
-    # v2 names the server, not its URL: resolve it first (PROTOCOL.md §7 step 2's discovery).
+    # v2 names the server, not its URL: resolve it first (docs/protocol.md §7 step 2's discovery).
     assert code.server_name is not None
     device = replace(device, server_name=code.server_name, join=code.rendezvous_id)
     device, request_id = _allocate(device)

@@ -1,6 +1,6 @@
 """The login QR code payload: one value type, a strict decoder and an exact encoder for every generation.
 
-Implements PROTOCOL.md §2–3: MSC4108 as deployed in 2024 ("v1"), MSC4108 at the seed's revision ("v2") and MSC4388
+Implements docs/protocol.md §2–3: MSC4108 as deployed in 2024 ("v1"), MSC4108 at the seed's revision ("v2") and MSC4388
 ("v3"), including the v3 layout deployed encoders write. All integers are big-endian, strings UTF-8.
 
 =====  ===========================  ======  ===========================================================
@@ -80,7 +80,7 @@ _FORBIDDEN_URL_CHARS = re.compile(r"[\x00-\x20\x7f]")
 
 
 class Generation(enum.Enum):
-    """The protocol generation a QR code belongs to (PROTOCOL.md §2)."""
+    """The protocol generation a QR code belongs to (docs/protocol.md §2)."""
 
     V1 = "v1"  # MSC4108 as deployed (2024): rendezvous URL, ETag API, ECIES
     V2 = "v2"  # MSC4108 seed era (Sept 2025): rendezvous id + server name, sequence_token API, ECIES
@@ -378,7 +378,7 @@ def _decode_msc4108(cursor: _Cursor, *, allow_http: bool) -> QrCode:
 
 
 def _check_server_name(server_name: str) -> None:
-    # Deployed encoders sometimes write a full URL here; qrlogin accepts any non-empty string (PROTOCOL.md §3).
+    # Deployed encoders sometimes write a full URL here; qrlogin accepts any non-empty string (docs/protocol.md §3).
     if not server_name:
         raise QrEmptyServerNameError("the server name is empty")
 

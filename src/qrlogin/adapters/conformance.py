@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 The checker plays a careful client against a real server and compares every answer with the texts
-(PROTOCOL.md §6; MSC4108 2024 for v1, the seed-era MSC4108 for v2, MSC4388 for v3). It runs one scripted session
+(docs/protocol.md §6; MSC4108 2024 for v1, the seed-era MSC4108 for v2, MSC4388 for v3). It runs one scripted session
 per generation: create, read, conditional read (v1), write, a write of identical data (the token must still
 change), a stale write, an idempotent retry (v3), the size limit, a navigation-style GET (v3), delete, read after
 delete, and optionally expiry. Each step yields a :class:`Finding`:

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-A secure channel (PROTOCOL.md §4 for ECIES, §5 for HPKE) has two roles. Device **G** generated the QR code and
+A secure channel (docs/protocol.md §4 for ECIES, §5 for HPKE) has two roles. Device **G** generated the QR code and
 waits for the scanner's first payload; device **S** scanned it and speaks first. Each generation has its own state
 classes (they hold different key material) and its own legal-moves table, but they all consume the events and emit
 the effects defined here, so the layers above (rendezvous, login) drive every generation the same way:
@@ -193,7 +193,7 @@ def fail(
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Check codes (PROTOCOL.md §2: ECIES allows a leading zero, HPKE does not).
+# Check codes (docs/protocol.md §2: ECIES allows a leading zero, HPKE does not).
 
 
 def check_code_digits(check_bytes: bytes, *, leading_zero: bool) -> str:

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-This implements PROTOCOL.md §4 and the "Secure channel" section of MSC4108 (seed-era text): X25519, HKDF with no
+This implements docs/protocol.md §4 and the "Secure channel" section of MSC4108 (seed-era text): X25519, HKDF with no
 salt, ChaCha20-Poly1305 without AAD, and one 96-bit little-endian message counter per sender. With ``gp``/``sp``
 the generator's and scanner's public keys and ``tail = "|" + B64(gp) + "|" + B64(sp)``::
 

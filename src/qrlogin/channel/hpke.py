@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-This implements PROTOCOL.md §5 and MSC4388 "Secure channel", steps 4 to 7 and "Secure operations", on top of the
+This implements docs/protocol.md §5 and MSC4388 "Secure channel", steps 4 to 7 and "Secure operations", on top of the
 RFC 9180 key schedule in :mod:`qrlogin.hpke` (suite DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305,
 ``info = "MATRIX_QR_CODE_LOGIN"``). S is the HPKE sender and G the recipient; the reverse direction uses the
 RFC 9458 response context::
@@ -39,7 +39,7 @@ as soon as ``LoginOk`` opens and may speak at once) and opens it only after the 
 ``UNEXPECTED_PAYLOAD``. A second ``LoginInitiate`` (a replay, or another scanner's) can only arrive as such a
 payload or later, where it is either unexpected or fails to authenticate under G's receive context.
 
-Profiles (the text and its one implementation disagree, PROTOCOL.md §5):
+Profiles (the text and its one implementation disagree, docs/protocol.md §5):
 
 * response export label: ``"MATRIX_QR_CODE_LOGIN response"`` (``SPEC_TEXT``, the MSC text) or
   ``"MATRIX_QR_CODE_LOGIN_RESPONSE"`` (``DEPLOYED``, vodozemac);

@@ -1,6 +1,6 @@
 """A pure, deterministic Matrix homeserver model for simulation and conformance tests.
 
-It answers the HTTP requests the two devices of a sign-in with QR code make (PROTOCOL.md §7–8) as values:
+It answers the HTTP requests the two devices of a sign-in with QR code make (docs/protocol.md §7–8) as values:
 ``handle(hs, request, *, now_ms) -> (hs, response)``. See :mod:`qrlogin.homeserver.model` for the routing and the
 guarantees, :mod:`~qrlogin.homeserver.devices` for the device management API and
 :mod:`~qrlogin.homeserver.oauth` for the RFC 8628 device authorization grant. ``docs/homeserver.md`` lists what is

@@ -4,7 +4,7 @@ Spec: the founding document ``seed-device-management-diff.txt`` (matrix-doc #402
 tokens and devices" (client_server_api.rst), "Devices" (intro.rst), ``login.yaml`` and ``registration.yaml``
 (``device_id``, ``initial_device_display_name``), ``device_management.yaml`` (``GET /devices``,
 ``GET/PUT/DELETE /devices/{deviceId}``) and the module's security considerations (deletion needs more than the
-access token). PROTOCOL.md §8 summarises what the QR login relies on.
+access token). docs/protocol.md §8 summarises what the QR login relies on.
 
 Theory of operation
 -------------------

@@ -4,8 +4,8 @@ Theory of operation
 -------------------
 :class:`Homeserver` bundles the three services a sign-in with QR code talks to:
 
-* the device registry and the device management API (:mod:`qrlogin.homeserver.devices`, PROTOCOL.md §8);
-* the OAuth 2.0 device authorization grant server (:mod:`qrlogin.homeserver.oauth`, PROTOCOL.md §7, MSC4341);
+* the device registry and the device management API (:mod:`qrlogin.homeserver.devices`, docs/protocol.md §8);
+* the OAuth 2.0 device authorization grant server (:mod:`qrlogin.homeserver.oauth`, docs/protocol.md §7, MSC4341);
 * the rendezvous store, supplied by the rendezvous layer through the :class:`RendezvousService` hook.
 
 ::
@@ -28,7 +28,7 @@ The rendezvous store is the rendezvous layer's server core. Any value with
 ``handle(request, *, now_ms) -> (service, response)`` can be installed with :func:`with_rendezvous`; every request
 whose path starts with one of :data:`RENDEZVOUS_PREFIXES` is handed to it unchanged and its answer returned
 unchanged. Without a service those paths answer ``404 M_UNRECOGNIZED``, which is what Synapse answers when the
-feature is disabled (PROTOCOL.md §6, v3).
+feature is disabled (docs/protocol.md §6, v3).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Spec: RFC 8628 §3.1–3.5 (device authorization request and response, user inte
 user code alphabet; RFC 6749 §5.1–5.2 (token and error responses) and §3.1 (no repeated parameters); RFC 7591
 (dynamic client registration, a subset); RFC 8414 / Matrix ``GET /_matrix/client/v1/auth_metadata`` (server metadata);
 MSC4341 (the grant in Matrix: scope ``urn:matrix:client:api:*`` plus ``urn:matrix:client:device:<id>``, a refresh
-token with every grant). PROTOCOL.md §7 step 2 and 4 are what the new device does against these endpoints.
+token with every grant). docs/protocol.md §7 step 2 and 4 are what the new device does against these endpoints.
 
 Theory of operation
 -------------------
@@ -24,7 +24,7 @@ Redeeming an approved grant binds a fresh access token and refresh token to devi
 through :func:`qrlogin.homeserver.devices.bind_device`. The device is created if the user has no device with that
 id; if one exists its previous tokens are invalidated, the same rule as login with a known ``device_id``. So the
 device the existing device looks up with ``GET /devices/<id>`` comes into being exactly when the tokens are issued
-(PROTOCOL.md §7 step 5).
+(docs/protocol.md §7 step 5).
 
 Device codes are stored only as digests. Errors use the OAuth shape ``{"error", "error_description"}``.
 

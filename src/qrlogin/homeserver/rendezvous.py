@@ -13,7 +13,7 @@ targets, so it passes through unchanged), then either ``create`` (insert the new
 sessions exist; expired ones are dropped first) or ``handle`` the addressed session (store what comes back; None
 deletes it). Each step draws 32 fresh bytes from the stream, so ids and tokens follow from the seed alone.
 
-All three generations are served on their default mounts (PROTOCOL.md §6): v1 and v2 share the MSC4108 prefix and
+All three generations are served on their default mounts (docs/protocol.md §6): v1 and v2 share the MSC4108 prefix and
 are told apart by ``Content-Type``; v3 has the MSC4388 prefix. v1 answers a create with an absolute session URL,
 built on the homeserver's base URL (``public_base_url``), so a device follows it to the same model.
 """

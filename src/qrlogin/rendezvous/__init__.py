@@ -1,4 +1,4 @@
-"""The insecure rendezvous session (PROTOCOL.md §6): a pure server core and a pure client session machine.
+"""The insecure rendezvous session (docs/protocol.md §6): a pure server core and a pure client session machine.
 
 * :mod:`qrlogin.rendezvous.server`: ``plan`` / ``create`` / ``handle`` over frozen sessions, the :class:`Store`
   protocol with an atomic compare-and-set, an in-memory store, and :class:`RendezvousServer` tying them together.

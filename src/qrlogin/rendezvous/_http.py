@@ -7,9 +7,9 @@ core takes an :class:`~qrlogin.http.HttpRequest` whose ``target`` is in origin f
 :class:`~qrlogin.http.HttpResponse`; the client machine emits requests whose ``target`` is an absolute URL and is
 fed back responses. Any framework can map to and from them in a few lines.
 
-This module also holds the three rendezvous API generations (PROTOCOL.md §6), the opaque identifier grammar that
+This module also holds the three rendezvous API generations (docs/protocol.md §6), the opaque identifier grammar that
 ids and tokens follow, and a strict JSON reader: at most one value per key, no ``NaN``/``Infinity``, and no
-``RecursionError`` escaping on deep nesting (PROTOCOL.md §9).
+``RecursionError`` escaping on deep nesting (docs/protocol.md §9).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ _OPAQUE_ID = re.compile(r"[A-Za-z0-9._~-]{1,255}")
 
 
 class ApiGeneration(enum.Enum):
-    """The three rendezvous APIs (PROTOCOL.md §2, §6)."""
+    """The three rendezvous APIs (docs/protocol.md §2, §6)."""
 
     V1 = "v1"  # MSC4108 2024: ETag / If-Match, text/plain bodies
     V2 = "v2"  # MSC4108 seed era: JSON, sequence_token, expires_ts

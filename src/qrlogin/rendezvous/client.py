@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-A rendezvous session is one shared slot (PROTOCOL.md §6), so the two devices play ping-pong: the creator POSTs its
+A rendezvous session is one shared slot (docs/protocol.md §6), so the two devices play ping-pong: the creator POSTs its
 first payload and then polls until the slot changes; the joiner GETs the creator's payload and answers with a PUT;
 and so on. This machine plays one side. It never touches the network: it emits :class:`SendHttpRequest` effects carrying
 plain :class:`~qrlogin.http.HttpRequest` values and is fed :class:`HttpResponseReceived` (or
@@ -23,7 +23,7 @@ Rules the machine keeps:
 * Tokens. v1 sends the last ETag it saw in ``If-None-Match`` (poll) and ``If-Match`` (write); v2/v3 send the last
   ``sequence_token`` in the PUT body. Every successful write yields :class:`ReportWriteConfirmed` with the token the
   server returned, and every new peer payload yields :class:`DeliverPayload` with the token of the GET that carried
-  it: the two tokens the HPKE channel binds into its AAD (PROTOCOL.md §5).
+  it: the two tokens the HPKE channel binds into its AAD (docs/protocol.md §5).
 * Own echo. A GET whose token is the one we last saw (our own write, or the peer payload we already delivered) is
   "nothing new": each peer payload is surfaced exactly once.
 * Conflicts. 409/412 is never answered by a blind overwrite: the machine re-reads. If the slot holds our own data,

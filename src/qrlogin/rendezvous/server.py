@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-A rendezvous session (PROTOCOL.md §6; MSC4108 "Insecure rendezvous session"; MSC4388 §Insecure rendezvous
+A rendezvous session (docs/protocol.md §6; MSC4108 "Insecure rendezvous session"; MSC4388 §Insecure rendezvous
 session) is one mutable slot: a payload, a token naming its current revision, and an expiry. Two devices take turns
 overwriting it with a compare-and-swap on the token. This module answers the HTTP requests of all three API
 generations without doing any I/O itself:
