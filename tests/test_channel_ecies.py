@@ -1,4 +1,4 @@
-"""The ECIES channel machines (v1/v2) offline: vectors, every (state, event) pair, the threats of THREATS.md."""
+"""The ECIES channel machines (v1/v2) offline: vectors, every (state, event) pair, the threats of docs/threats.md."""
 
 from __future__ import annotations
 

@@ -703,7 +703,7 @@ def test_states_and_contexts_are_frozen_slotted_kw_only(cls: type) -> None:
 
 
 def test_replayed_reordered_and_dropped_messages_are_fatal() -> None:
-    """THREATS.md T4: the receive sequence admits each message once, in order; any open failure is terminal."""
+    """docs/threats.md T4: the receive sequence admits each message once, in order; any open failure is terminal."""
     for mutation in ("replay", "swap", "drop"):
         g, s, _, _ = establish()
         payloads = []
@@ -724,7 +724,7 @@ def test_replayed_reordered_and_dropped_messages_are_fatal() -> None:
 
 
 def test_a_payload_from_another_session_is_fatal() -> None:
-    """THREATS.md T3: fresh keys per session, so nothing from session A opens in session B."""
+    """docs/threats.md T3: fresh keys per session, so nothing from session A opens in session B."""
     g_a, s_a, _, _ = establish(tag="a")
     g_b, _, _, _ = establish(tag="b")
     assert g_a.state.public_key != g_b.state.public_key
@@ -735,7 +735,7 @@ def test_a_payload_from_another_session_is_fatal() -> None:
 
 
 def test_no_cross_generation_payloads() -> None:
-    """THREATS.md T5: an ECIES LoginInitiate is malformed for an HPKE G, and the HPKE one for an ECIES G."""
+    """docs/threats.md T5: an ECIES LoginInitiate is malformed for an HPKE G, and the HPKE one for an ECIES G."""
     hpke_g, hpke_s = _pair()
     ecies_g = ecies.start_showing(_key("g"))
     ecies_s = ecies.start_scanning(ecies_g.public_key, _key("s"))

@@ -1,4 +1,4 @@
-"""Strict base64 (THREATS.md T7): one spelling per byte string, padding only by explicit policy."""
+"""Strict base64 (docs/threats.md T7): one spelling per byte string, padding only by explicit policy."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""THREATS.md T15 at the level of whole devices: a user who walks away never leaves a device hanging.
+"""docs/threats.md T15 at the level of whole devices: a user who walks away never leaves a device hanging.
 
 Each layer's deadline has its own tests (rendezvous client, new-device polling, existing-device device check). Here
 the simulator runs complete devices with a user who stops at some step (never scans, never types the code, never

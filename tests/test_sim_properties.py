@@ -129,7 +129,7 @@ def _attack_with_code_typed(scenario: Scenario) -> Run:
 
 
 def test_a_guess_of_the_attackers_code_is_the_one_way_in() -> None:
-    """The check code is the only defence (THREATS.md T2): a user who types the attacker's code loses everything.
+    """The check code is the only defence (docs/threats.md T2): a user who types the attacker's code loses everything.
 
     The schedule is played twice: once to learn the attacker's code (everything follows from the seed), then with
     the user typing exactly that code on the existing device that showed the QR.

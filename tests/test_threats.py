@@ -1,4 +1,4 @@
-"""THREATS.md T1-T15: the tests that were missing, and a check that docs/threats.md names only real tests.
+"""docs/threats.md T1-T15: the tests that were missing, and a check that docs/threats.md names only real tests.
 
 ``docs/threats.md`` maps every threat to the code that answers it and the tests that prove it. Most threats are
 proven by the tests of the layer concerned; this file holds only what no other test covered, each test naming its

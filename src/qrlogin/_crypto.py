@@ -1,7 +1,7 @@
 """The few primitives qrlogin needs, as thin, typed functions over ``cryptography``.
 
 Everything constant-time (X25519, HMAC, ChaCha20-Poly1305) runs inside OpenSSL/Rust; nothing here does field
-arithmetic or compares secrets in Python (THREATS.md T12). The functions map ``cryptography``'s generic exceptions
+arithmetic or compares secrets in Python (docs/threats.md T12). The functions map ``cryptography``'s generic exceptions
 onto qrlogin's hierarchy:
 
 * an all-zero X25519 output (a low-order peer point, RFC 7748 §6.1; ``cryptography`` raises ``ValueError``) becomes

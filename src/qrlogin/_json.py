@@ -8,7 +8,7 @@ lone UTF-16 surrogates, and recurses once per nesting level so that ``[[[[...]]]
 :class:`RecursionError` from deep in the standard library. :func:`loads_object` closes each gap before or
 around the call:
 
-1. the size is checked first (a caller-chosen byte limit, 4096 for channel messages, THREATS.md T6);
+1. the size is checked first (a caller-chosen byte limit, 4096 for channel messages, docs/threats.md T6);
 2. the bytes must be strict UTF-8;
 3. a linear pre-scan counts bracket nesting outside strings and refuses anything deeper than ``max_depth``, so
    the recursive parser never gets near the interpreter's limit;

@@ -1,4 +1,4 @@
-"""Strict, unpadded standard base64 (THREATS.md T7).
+"""Strict, unpadded standard base64 (docs/threats.md T7).
 
 Python's :func:`base64.b64decode` is lenient: it silently drops characters outside the alphabet unless asked not
 to, accepts non-canonical trailing bits, and tolerates misplaced padding. Every base64 string qrlogin reads comes from
@@ -42,7 +42,7 @@ def b64encode(data: bytes) -> str:
 def b64decode(text: str | bytes, *, padding: PaddingPolicy = "forbid", max_length: int | None = None) -> bytes:
     """Decode strict canonical base64; raise :class:`Base64DecodeError` for anything else.
 
-    ``max_length`` bounds the *encoded* length and is checked before any other work (THREATS.md T6).
+    ``max_length`` bounds the *encoded* length and is checked before any other work (docs/threats.md T6).
     """
     if isinstance(text, bytes):
         try:

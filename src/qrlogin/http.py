@@ -25,7 +25,7 @@ equality never depend on how a peer spelled a name. Repeated headers keep their 
 existing device's device-management calls, and the adapter adds the signed-in user's access token on the way out.
 The flag is False on every request a server sees.
 
-Nothing secret may show in a ``repr`` (THREATS.md): bearer tokens travel in an ``authorization`` header or in the
+Nothing secret may show in a ``repr`` (docs/threats.md): bearer tokens travel in an ``authorization`` header or in the
 (deprecated) ``access_token`` query parameter, passwords and device codes in bodies. So a ``repr`` shows an
 ``authorization`` header by name only, the query by its length only, and bodies by their length only.
 

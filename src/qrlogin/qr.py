@@ -449,7 +449,7 @@ def _u16(text: str) -> bytes:
 
 
 def require_intent(qr: QrCode, *, scanner_is_new_device: bool) -> QrCode:
-    """Check that ``qr`` came from the other kind of device than the one scanning it (THREATS.md T13).
+    """Check that ``qr`` came from the other kind of device than the one scanning it (docs/threats.md T13).
 
     A new device must scan a code shown by an existing device and vice versa; two new (or two existing) devices
     cannot complete a sign-in, and accepting such a code is how intent-confusion attacks start.

@@ -14,7 +14,7 @@ the effects defined here, so the layers above (rendezvous, login) drive every ge
   :func:`hmac.compare_digest`); then it emits ``ReportEstablished``.
 * Established channels take ``SealRequested`` (emit ``SendPayload``) and ``PayloadReceived`` (emit
   ``DeliverPlaintext``). ``RetryRequested`` re-emits the bytes of the last ``SendPayload`` unchanged: a lost PUT is
-  retried by resending, never by sealing again, so no nonce is ever used twice (THREATS.md T1).
+  retried by resending, never by sealing again, so no nonce is ever used twice (docs/threats.md T1).
 * Anything wrong that came from the network ends in the terminal :class:`ChannelFailed` state with a
   :class:`FailureReason` and a ``ReportChannelFailure`` effect, never in an exception.
 
@@ -57,17 +57,17 @@ class FailureReason(enum.Enum):
     """Why a channel ended in :class:`ChannelFailed`; shared by every generation."""
 
     OVERSIZED_PAYLOAD = "oversized_payload"
-    """A payload longer than :data:`MAX_PAYLOAD_LENGTH`, refused before parsing (THREATS.md T6)."""
+    """A payload longer than :data:`MAX_PAYLOAD_LENGTH`, refused before parsing (docs/threats.md T6)."""
     MALFORMED_PAYLOAD = "malformed_payload"
-    """Not the wire format: bad base64, a missing separator, a truncated field (THREATS.md T7)."""
+    """Not the wire format: bad base64, a missing separator, a truncated field (docs/threats.md T7)."""
     INVALID_PUBLIC_KEY = "invalid_public_key"
     """A public key of the wrong length."""
     REFLECTED_KEY = "reflected_key"
-    """The peer presented our own public key back to us (THREATS.md T8, defence in depth)."""
+    """The peer presented our own public key back to us (docs/threats.md T8, defence in depth)."""
     NON_CONTRIBUTORY_KEY = "non_contributory_key"
-    """X25519 gave the all-zero secret: a low-order point (THREATS.md T8)."""
+    """X25519 gave the all-zero secret: a low-order point (docs/threats.md T8)."""
     AUTHENTICATION_FAILED = "authentication_failed"
-    """A ciphertext did not authenticate: wrong key, replayed, reordered or tampered (THREATS.md T4)."""
+    """A ciphertext did not authenticate: wrong key, replayed, reordered or tampered (docs/threats.md T4)."""
     UNEXPECTED_PAYLOAD = "unexpected_payload"
     """A payload arrived where the protocol allows none (e.g. a second one while G awaits the check code)."""
     UNEXPECTED_PLAINTEXT = "unexpected_plaintext"
@@ -75,9 +75,9 @@ class FailureReason(enum.Enum):
     CHECK_CODE_MALFORMED = "check_code_malformed"
     """The user's entry was not exactly two ASCII digits (or had a leading zero where none is possible)."""
     CHECK_CODE_MISMATCH = "check_code_mismatch"
-    """The user's entry differed from the code: terminal, there is exactly one attempt (THREATS.md T2)."""
+    """The user's entry differed from the code: terminal, there is exactly one attempt (docs/threats.md T2)."""
     COUNTER_EXHAUSTED = "counter_exhausted"
-    """A message counter reached its limit; it never wraps (THREATS.md T1)."""
+    """A message counter reached its limit; it never wraps (docs/threats.md T1)."""
     INVALID_SEQUENCE_TOKEN = "invalid_sequence_token"
     """HPKE: a rendezvous sequence token the AAD cannot carry (empty, or longer than 255 bytes)."""
 
@@ -208,7 +208,7 @@ _ASCII_DIGITS = frozenset("0123456789")
 
 
 def judge_check_code(entered: str, expected: Secret, *, leading_zero: bool) -> FailureReason | None:
-    """``None`` if ``entered`` is the code, else why not. The comparison is constant-time (THREATS.md T2, T12).
+    """``None`` if ``entered`` is the code, else why not. The comparison is constant-time (docs/threats.md T2, T12).
 
     Only exactly two ASCII digits are a well-formed entry (``str.isdigit`` would admit ``"٣٤"``); without a leading
     zero, ``0`` cannot be the first digit.

@@ -281,7 +281,7 @@ def start_showing(secret: bytes, *, profile: Profile = Profile.DEPLOYED) -> Awai
 
 def start_scanning(qr: _HasPublicKey | bytes, secret: bytes, *, profile: Profile = Profile.DEPLOYED) -> ReadyToInitiate:
     """Device S from the decoded QR code (a :class:`qrlogin.qr.QrCode`, or G's bare public key) and a fresh
-    32-byte ephemeral secret. A v3 QR code is refused: it needs the HPKE channel, never ECIES (THREATS.md T5)."""
+    32-byte ephemeral secret. A v3 QR code is refused: it needs the HPKE channel, never ECIES (docs/threats.md T5)."""
     if isinstance(qr, bytes):
         peer = qr
     else:

@@ -8,7 +8,7 @@ split it), and the answer is a :class:`qrlogin.http.HttpResponse`. An adapter or
 only maps one to the other. Requests reaching the model never have ``authenticated`` set: whoever moves them has
 already turned it into an ``Authorization`` header.
 
-Everything that comes from the network is hostile (THREATS.md T6, T14), so the parsers here are strict and total:
+Everything that comes from the network is hostile (docs/threats.md T6, T14), so the parsers here are strict and total:
 
 * a body larger than :data:`MAX_BODY_BYTES` is refused before it is decoded or parsed;
 * JSON must be UTF-8, nest at most :data:`MAX_JSON_DEPTH` deep (checked by a scan *before* :func:`json.loads`, so

@@ -8,7 +8,7 @@
   signed in to the user's account with its own device id, and its channel's check code is the code the user typed
   on the device that showed the QR;
 * **the attacker gets nothing**: no secrets, and no access token for the user's account; the single exception is a
-  user who typed the attacker's own check code (a guess that hit, the residual risk of a two-digit code, THREATS.md
+  user who typed the attacker's own check code (a guess that hit, the residual risk of a two-digit code, docs/threats.md
   T2), which :func:`check` reports separately through ``guessed_attacker_code``;
 * **no nonce reuse**: no (key, nonce) pair sealed two different payloads.
 """
