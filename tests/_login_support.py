@@ -83,7 +83,7 @@ G_SECRET = bytes.fromhex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fb
 RENDEZVOUS_ID = "e8da6355-550b-4a32-a193-1619d9830668"
 S_SECRET = bytes.fromhex("5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb")
 
-# The key values of matrix-rust-sdk's m.login.secrets fixture (shared/vectors/matrix-rust-sdk.json).
+# The key values of matrix-rust-sdk's m.login.secrets fixture (spec_vectors/login_message_fixtures.json, "secrets").
 SECRETS = Secrets(
     cross_signing=CrossSigningKeys(
         master_key=Secret(b64decode("rTtSv67XGS6k/rg6/yTG/m573cyFTPFRqluFhQY+hSw")),

@@ -2,7 +2,7 @@
 
 ``interop/node/ecies_peer.cjs`` speaks one JSON object per line; :class:`NodeEciesPeer` is its client.
 :func:`require_node_peer` decides what happens when node or the package is missing: under ``CI=true`` the test fails
-(the interop tests are part of the project's contract, PEERS.md), elsewhere it is skipped with the reason.
+(the interop tests are part of the project's contract, docs/protocol.md §10), elsewhere it is skipped with the reason.
 
 Run ``python -m tests.ecies_transcript`` to re-capture ``spec_vectors/ecies_wasm_transcript.json``.
 """

@@ -1,9 +1,10 @@
 """Start and stop real rendezvous servers on loopback for the interop tests: Synapse 1.163 and ``qrlogin serve``.
 
 Synapse comes from ``scripts/peers.d/synapse.sh`` (``.peers/synapse-venv``). Its config is generated here, once per
-test session, with both rendezvous APIs on (PEERS.md): v1 at ``/_matrix/client/unstable/org.matrix.msc4108`` and v3
-at ``/_matrix/client/unstable/io.element.msc4388``. Waits are bounded; a server that does not answer in time fails
-the test run. When Synapse is not installed the tests are skipped locally but fail when ``CI=true``.
+test session, with both rendezvous APIs on (docs/protocol.md §10): v1 at
+``/_matrix/client/unstable/org.matrix.msc4108`` and v3 at ``/_matrix/client/unstable/io.element.msc4388``. Waits are
+bounded; a server that does not answer in time fails the test run. When Synapse is not installed the tests are
+skipped locally but fail when ``CI=true``.
 """
 
 from __future__ import annotations

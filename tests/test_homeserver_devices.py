@@ -1,4 +1,4 @@
-"""Device management as the founding document specifies it (seed-device-management-diff.txt, docs/protocol.md §8)."""
+"""Device management as matrix-org/matrix-doc pull request 402 specifies it (docs/protocol.md §8)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Stateful exploration of the homeserver model against a reference model of who holds which device and token.
 
-Invariants (docs/protocol.md §8, seed-device-management-diff.txt, MSC4341):
+Invariants (docs/protocol.md §8: the device management change and MSC4341):
 
 * at most one active access token per device, and every active token's device exists;
 * a token is active exactly when it is the last one issued for its device and the device was not deleted since;

@@ -1,4 +1,4 @@
-"""The whole v1 sign-in with QR code against the deployed peer, npm matrix-js-sdk 43.0.0 (PEERS.md).
+"""The whole v1 sign-in with QR code against the deployed peer, npm matrix-js-sdk 43.0.0 (docs/interop.md).
 
 js-sdk's ``MSC4108SignInWithQR`` supports all four roles (``docs/interop.md``): the existing device generating the QR
 (``linkNewDeviceByGeneratingQR``: Element Web's "link new device", the deployed case) or scanning it, and the new

@@ -105,9 +105,11 @@ def _transcript_vector(combination: str) -> dict[str, Any]:
         "_provenance": {
             "generated_by": "qrlogin tests/test_login_pairs.py (_transcript_vector), run over real channel machines "
             "(ECIES for the homeserver field, HPKE for base_url)",
-            "message_order_from": "msc4108-2025-09-seed-era.md and msc4108-2026-07-current.md, 'Login via OAuth 2.0 "
+            "message_order_from": "MSC4108 as revised in September 2025 and as of July 2026 "
+            "(https://github.com/matrix-org/matrix-spec-proposals/pull/4108), 'Login via OAuth 2.0 "
             "Device Authorization Grant' and 'Secret sharing and device verification'",
-            "secrets_from": "shared/vectors/matrix-rust-sdk.json qr_auth_message_fixtures case 'secrets' (key values)",
+            "secrets_from": "spec_vectors/login_message_fixtures.json case 'secrets' (key values; matrix-rust-sdk's "
+            "m.login.secrets fixture)",
             "how_to_use": "Drive a new device and an existing device with the same homeserver answers; the ordered "
             "list of messages sent over the secure channel, HTTP requests, opened URIs and outcomes must match. "
             "Times are virtual milliseconds; the homeserver answers authorization_pending once, then grants.",

@@ -1,8 +1,8 @@
 """Interop on loopback: the httpx client driver and check-server against ``qrlogin serve`` and a real Synapse 1.163.
 
 Synapse serves v1 and v3 (nothing released serves v2); ``qrlogin serve`` serves all three. The conformance checker
-must pass our server cleanly and must report Synapse's two known deviations (PEERS.md): the v1 ETag is a hash of the
-body, and the v3 DELETE answers ``[]``.
+must pass our server cleanly and must report Synapse's two known deviations (docs/rendezvous.md): the v1 ETag is
+a hash of the body, and the v3 DELETE answers ``[]``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Accounts, devices and access tokens: the device management module of the Client-Server API.
 
-Spec: the founding document ``seed-device-management-diff.txt`` (matrix-doc #402): "Relationship between access
-tokens and devices" (client_server_api.rst), "Devices" (intro.rst), ``login.yaml`` and ``registration.yaml``
-(``device_id``, ``initial_device_display_name``), ``device_management.yaml`` (``GET /devices``,
+Spec: matrix-org/matrix-doc pull request 402, which added device management (docs/protocol.md §8):
+"Relationship between access tokens and devices" (client_server_api.rst), "Devices" (intro.rst), ``login.yaml`` and
+``registration.yaml`` (``device_id``, ``initial_device_display_name``), ``device_management.yaml`` (``GET /devices``,
 ``GET/PUT/DELETE /devices/{deviceId}``) and the module's security considerations (deletion needs more than the
 access token). docs/protocol.md §8 summarises what the QR login relies on.
 

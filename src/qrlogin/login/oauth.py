@@ -103,7 +103,7 @@ def resolve_homeserver(homeserver: str) -> tuple[str | None, str | None]:
     set.
 
     The texts say ``homeserver`` is a server name, but matrix-rust-sdk sends a full URL there
-    (``vectors/matrix-rust-sdk.json`` fixture ``protocols-msc4108``): an absolute http(s) URL is taken as the
+    (``spec_vectors/login_message_fixtures.json`` case ``protocols-msc4108``): an absolute http(s) URL is taken as the
     base URL.
     """
     if homeserver.startswith(("https://", "http://")):
