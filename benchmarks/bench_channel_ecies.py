@@ -16,7 +16,7 @@ more) hit both contenders of a pair alike instead of deciding the result. Usage:
 
     python benchmarks/bench_channel_ecies.py [--rounds 100] [--repeats 20]
 
-Targets (issue 3): qrlogin within 1.5x of the raw floor, and faster than the wasm peer.
+Targets: qrlogin within 1.5x of the raw floor, and faster than the wasm peer.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """How much the homeserver model costs per request, against the JSON work any HTTP handler must do.
 
-The simulator (issue 7, parts 2-3) drives thousands of requests through ``handle``, so its cost per request bounds
-how many schedules the exploration can cover. This script runs complete device-grant sign-ins (register a client,
-authorize a device, poll, approve, poll for tokens, list devices) through the model, and as a baseline does only the
-JSON encoding and decoding of the same request and response bodies in the same process. It prints both times and
+The simulator drives thousands of requests through ``handle``, so its cost per request bounds how many schedules
+the exploration can cover. This script runs complete device-grant sign-ins (register a client, authorize a device,
+poll, approve, poll for tokens, list devices) through the model, and as a baseline does only the JSON encoding and
+decoding of the same request and response bodies in the same process. It prints both times and
 their ratio; it asserts nothing.
 
     .venv/bin/python benchmarks/homeserver_handle.py [sign_ins]

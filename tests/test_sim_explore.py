@@ -1,4 +1,4 @@
-"""Bounded exhaustive exploration of interleavings (issue 7 part 3), with the distinct-state counts it covers.
+"""Bounded exhaustive exploration of interleavings, with the distinct-state counts it covers.
 
 Every interleaving of deliveries and user actions is explored (time advances only when nothing else can happen),
 deduplicated by state fingerprint; every terminal state is judged by the invariants. The counts are printed

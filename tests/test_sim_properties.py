@@ -1,4 +1,4 @@
-"""Property tests of the simulator over schedules (issue 7 part 3): hypothesis picks the interleaving."""
+"""Property tests of the simulator over schedules: hypothesis picks the interleaving."""
 
 from __future__ import annotations
 

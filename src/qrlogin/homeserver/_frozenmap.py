@@ -1,7 +1,7 @@
 """A small immutable, hashable mapping for the model's tables.
 
 Frozen dataclasses only freeze their attributes; a ``dict`` field could still be mutated in place, and it would make
-the whole value unhashable (the exhaustive exploration of issue 7 deduplicates homeserver states by hash). Updates
+the whole value unhashable (the simulator's exhaustive exploration deduplicates homeserver states by hash). Updates
 copy: the tables of a simulated homeserver hold a handful of entries, so clarity wins over a persistent structure.
 """
 

@@ -1,4 +1,4 @@
-"""A deterministic simulator of a complete sign-in with QR code (issue 7).
+"""A deterministic simulator of a complete sign-in with QR code.
 
 * :mod:`.world`: the devices (:mod:`qrlogin.device`), the homeserver model with the rendezvous server behind its
   hook, the user, the attacker, the virtual clock and the network, as one immutable value with ``actions`` and

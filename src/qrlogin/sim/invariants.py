@@ -1,4 +1,4 @@
-"""What every simulated run must satisfy (issue 7 part 3), as a function from a finished run to its violations.
+"""What every simulated run must satisfy, as a function from a finished run to its violations.
 
 * **termination**: the run finished; both of the user's devices ended in ``ReportLoginSuccess`` or a typed
 ``ReportLoginFailure`` and need nothing more (no deadlock, no hang);
