@@ -18,8 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import qrlogin
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -177,10 +175,6 @@ def test_the_private_import_scan_finds_what_it_looks_for() -> None:
     assert len(_code_blocks("```python\nfrom qrlogin import qr\n```\n\n```sh\nls\n```\n")) == 2
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="README.md's login example imports Secret from qrlogin._secret until that name is public",
-)
 def test_examples_use_only_public_modules() -> None:
     found = {
         str(path.relative_to(ROOT)): imports
