@@ -58,8 +58,9 @@ def _files(entries: tuple[str, ...]) -> Iterator[Path]:
         else:
             continue
         for candidate in candidates:
-            if SKIPPED_DIRECTORIES.intersection(candidate.relative_to(ROOT).parts):
-                continue
+            parts = candidate.relative_to(ROOT).parts
+            if SKIPPED_DIRECTORIES.intersection(parts) or any(part.endswith(".egg-info") for part in parts):
+                continue  # caches and build output (an editable install writes src/qrlogin.egg-info)
             if candidate.resolve() == THIS_FILE:
                 continue
             yield candidate
