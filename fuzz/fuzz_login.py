@@ -5,7 +5,7 @@ Contract checked on every input (h11's fuzz contract, adapted):
 * :func:`qrlogin.login.messages.parse_message` returns a message or raises :class:`MessageError`, nothing else;
   whatever it returns serializes and parses back to the same value;
 * every live state of both login machines takes the bytes as ``MessageReceived`` without raising, and ends in a
-  state of its legal-moves table;
+  state its ``MACHINE`` names as a target of that move;
 * every state that awaits HTTP takes the bytes as a response body (under several status codes) without raising.
 
 Run with atheris (``python fuzz/fuzz_login.py``); ``tests/test_login_fuzz.py`` runs the same :func:`fuzz_one` under
@@ -20,7 +20,17 @@ from qrlogin._secret import Secret
 from qrlogin.http import HttpResponse
 from qrlogin.login import existing_device, new_device, oauth
 from qrlogin.login.events import MessageReceived
-from qrlogin.login.messages import CrossSigningKeys, MessageError, Secrets, parse_message, serialize_message
+from qrlogin.login.messages import (
+    DEVICE_AUTHORIZATION_GRANT,
+    CrossSigningKeys,
+    DeviceAuthorizationGrant,
+    MessageError,
+    Protocol,
+    Protocols,
+    Secrets,
+    parse_message,
+    serialize_message,
+)
 from qrlogin.vocabulary import HttpResponseReceived, QrSide
 
 _METADATA = oauth.AuthMetadata(
@@ -46,7 +56,8 @@ _SECRETS = Secrets(
 
 
 def sample_new_states() -> list[new_device.State]:
-    """One state of every class of the new device's machine, in both roles where the role matters."""
+    """A state of every class of the new device's machine, in both roles, and the variants some moves need: a held
+    ``m.login.protocols`` naming a base URL, and a client that registers dynamically."""
     states: list[new_device.State] = []
     for role in QrSide:
         config = new_device.start(
@@ -75,11 +86,23 @@ def sample_new_states() -> list[new_device.State]:
             new_device.AwaitingToken(config=config, grant=grant, interval_ms=5000, request_id=5),
             new_device.AwaitingSecrets(config=config, tokens=_TOKENS),
         ]
+    shows = new_device.start(
+        new_device.NewDeviceConfig(role=QrSide.SHOWS, device_id="NEWDEVICE", client_id="client")
+    ).config
+    registering = new_device.start(
+        new_device.NewDeviceConfig(role=QrSide.SHOWS, device_id="NEWDEVICE", client_metadata=b'{"client_name":"x"}')
+    ).config
+    protocols = Protocols(protocols=(DEVICE_AUTHORIZATION_GRANT,), base_url="https://matrix.example.org")
+    states += [
+        new_device.AwaitingChannel(config=shows, pending=serialize_message(protocols)),
+        new_device.AwaitingAuthMetadata(config=registering),
+    ]
     return [*states, new_device.LoginSucceeded(), new_device.LoginFailed(reason="user_cancelled")]
 
 
 def sample_existing_states() -> list[existing_device.State]:
-    """One state of every class of the existing device's machine, in both roles."""
+    """A state of every class of the existing device's machine, in both roles, and one holding a well-formed
+    ``m.login.protocol`` from before the channel was secured."""
     states: list[existing_device.State] = []
     for role in QrSide:
         config = existing_device.start(
@@ -101,6 +124,15 @@ def sample_existing_states() -> list[existing_device.State]:
                 config=config, device_id="NEWDEVICE", deadline_ms=10_000, next_check_ms=500, next_request_id=3
             ),
         ]
+    shows = existing_device.start(
+        existing_device.ExistingDeviceConfig(role=QrSide.SHOWS, base_url="https://matrix.example.org", secrets=_SECRETS)
+    ).config
+    protocol = Protocol(
+        protocol=DEVICE_AUTHORIZATION_GRANT,
+        device_id="NEWDEVICE",
+        device_authorization_grant=DeviceAuthorizationGrant(verification_uri="https://auth.example.org/link"),
+    )
+    states.append(existing_device.AwaitingChannel(config=shows, pending=serialize_message(protocol)))
     return [*states, existing_device.LoginSucceeded(), existing_device.LoginFailed(reason="user_cancelled")]
 
 
@@ -116,22 +148,24 @@ def fuzz_one(data: bytes) -> None:
     else:
         assert parse_message(serialize_message(message)) == message
     event = MessageReceived(plaintext=data)
+    new = new_device.MACHINE
     for state in _NEW:
-        if MessageReceived in new_device.LEGAL_MOVES[type(state)]:
+        if MessageReceived in new.legal_events(type(state)):
             after, _ = new_device.transition(state, event, now_ms=1)
-            assert type(after) in new_device.LEGAL_MOVES
-        if HttpResponseReceived in new_device.LEGAL_MOVES[type(state)]:
+            assert type(after) in new.targets(type(state), MessageReceived)
+        if HttpResponseReceived in new.legal_events(type(state)):
             for status in (200, 400, 404):
                 response = HttpResponseReceived(
                     request_id=new_device.awaited_request_id(state) or 0,
                     response=HttpResponse(status=status, body=data),
                 )
                 after, _ = new_device.transition(state, response, now_ms=1)
-                assert type(after) in new_device.LEGAL_MOVES
+                assert type(after) in new.targets(type(state), HttpResponseReceived)
+    existing = existing_device.MACHINE
     for existing_state in _EXISTING:
-        if MessageReceived in existing_device.LEGAL_MOVES[type(existing_state)]:
+        if MessageReceived in existing.legal_events(type(existing_state)):
             after_e, _ = existing_device.transition(existing_state, event, now_ms=1)
-            assert type(after_e) in existing_device.LEGAL_MOVES
+            assert type(after_e) in existing.targets(type(existing_state), MessageReceived)
 
 
 def main() -> None:  # pragma: no cover - needs atheris

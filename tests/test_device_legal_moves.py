@@ -21,7 +21,6 @@ from hypothesis import strategies as st
 
 from qrlogin import device as dv
 from qrlogin import qr
-from qrlogin._machine import is_terminal
 from qrlogin.device import LEGAL_MOVES, OUTCOMES, Device, Phase, phase
 from qrlogin.errors import LocalProtocolError
 from qrlogin.http import HttpResponse
@@ -220,7 +219,7 @@ def test_live_phases_are_exactly_those_of_a_running_login() -> None:
             module: Any = new_device if device.config.kind is DeviceRole.NEW else existing_device
             live = current not in (Phase.AWAITING_CLOSE, Phase.DONE)
             assert (device.outcome is None) is live
-            assert (not is_terminal(module.LEGAL_MOVES, device.login)) is live
+            assert (not module.MACHINE.is_terminal(device.login)) is live
             assert dv.is_done(device) is (current is Phase.DONE)
 
 

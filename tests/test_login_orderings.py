@@ -16,7 +16,6 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from qrlogin._machine import is_terminal
 from qrlogin.http import HttpResponse
 from qrlogin.login import existing_device as ed
 from qrlogin.login import new_device as nd
@@ -95,10 +94,10 @@ class _Orderings(RuleBasedStateMachine):
 
     @rule(data=st.data(), advance=st.integers(0, 6_000))
     def step(self, data: st.DataObject, advance: int) -> None:
-        table = self.module.LEGAL_MOVES
-        if is_terminal(table, self.state):
+        machine = self.module.MACHINE
+        if machine.is_terminal(self.state):
             return
-        kind = data.draw(st.sampled_from(sorted(table[type(self.state)], key=lambda c: c.__name__)))
+        kind = data.draw(st.sampled_from(sorted(machine.legal_events(type(self.state)), key=lambda c: c.__name__)))
         event = data.draw(EVENTS[kind])
         self.now_ms += advance
         before = self.state
@@ -111,7 +110,7 @@ class _Orderings(RuleBasedStateMachine):
         finals = [e for e in effects if isinstance(e, ReportLoginSuccess | ReportLoginFailure)]
         self.outcomes += len(finals)
         if finals:
-            assert effects[-1] is finals[-1] and is_terminal(table, self.state)
+            assert effects[-1] is finals[-1] and machine.is_terminal(self.state)
         secret_sends = [e for e in sends if isinstance(e.message, Secrets)]
         if secret_sends:
             assert isinstance(before, ed.AwaitingDevicePresent) and isinstance(event, HttpResponseReceived)
@@ -122,7 +121,7 @@ class _Orderings(RuleBasedStateMachine):
     def one_outcome_per_ending(self) -> None:
         if self.state is None:
             return
-        assert self.outcomes == (1 if is_terminal(self.module.LEGAL_MOVES, self.state) else 0)
+        assert self.outcomes == (1 if self.module.MACHINE.is_terminal(self.state) else 0)
         assert self.secrets_sent <= 1
 
 

@@ -69,7 +69,6 @@ from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from . import qr
-from ._machine import is_terminal
 from ._secret import Secret
 from .channel import (
     ChannelEffect,
@@ -791,7 +790,7 @@ def _describe_message(message: Message) -> str:
 def _feed_login(step: _Step, event: LoginEvent, now_ms: int) -> None:
     device = step.device
     module = _login_module(device)
-    if device.outcome is not None or is_terminal(module.LEGAL_MOVES, device.login):
+    if device.outcome is not None or module.MACHINE.is_terminal(device.login):
         return
     state, effects = module.transition(device.login, event, now_ms=now_ms)
     step.device = replace(device, login=state)

@@ -1,14 +1,19 @@
-"""Terminal states and the ending rules both login machines share.
+"""Terminal states, the ending rules and the moves both login machines share.
 
-Every way a login ends goes through :func:`finish` or :func:`abort`, so the rules in the issue hold on every
-path by construction: tell the peer when it can (one ``m.login.failure``), delete the rendezvous when this
-device created it (after a grace period if a last message is still in the slot), and emit exactly one
-``ReportLoginSuccess`` or ``ReportLoginFailure``.
+Every way a login ends goes through :func:`finish` or :func:`abort`, so the ending rules hold on every path by
+construction: tell the peer when it can (one ``m.login.failure``), delete the rendezvous when this device created it
+(after a grace period if a last message is still in the slot), and emit exactly one ``ReportLoginSuccess`` or
+``ReportLoginFailure``.
+
+The moves every live state of both machines makes the same way are handlers here, listed in each machine's table:
+:func:`close_on_channel_closed`, :func:`cancel_before_secured` and :func:`cancel` (a user cancel, told to the peer
+only once the channel can seal), and :func:`answer_out_of_place` (a message the state does not expect).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..vocabulary import UserCancelled
 from .events import (
@@ -16,15 +21,26 @@ from .events import (
     ChannelClosed,
     DeleteRendezvous,
     Effect,
-    Event,
     LocalReason,
+    MessageReceived,
     ReportLoginFailure,
     ReportLoginSuccess,
     SendMessage,
 )
 from .messages import Failure, FailureReason, Message, MessageError, parse_message
 
-__all__ = ["LoginFailed", "LoginSucceeded", "abort", "end_on_close_or_cancel", "finish", "parse_or_none"]
+__all__ = [
+    "LoginFailed",
+    "LoginSucceeded",
+    "abort",
+    "answer_out_of_place",
+    "cancel",
+    "cancel_before_secured",
+    "close_on_channel_closed",
+    "finish",
+    "parse_or_none",
+    "unexpected",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,23 +81,6 @@ def abort(
     return LoginFailed(reason=reason, by_peer=by_peer), tuple(effects)
 
 
-def end_on_close_or_cancel(
-    event: Event, *, channel_secured: bool, created_rendezvous: bool, now_ms: int
-) -> tuple[LoginFailed, tuple[Effect, ...]] | None:
-    """The two endings every state of both machines shares, or ``None`` for any other event.
-
-    A closed channel ends the login silently (there is no one to tell). A user cancel ends it with
-    ``user_cancelled``, sent to the peer once the channel is secured (before that nothing can be sealed).
-    """
-    if isinstance(event, ChannelClosed):
-        return abort(LocalReason.CHANNEL_CLOSED, created_rendezvous=created_rendezvous, now_ms=now_ms)
-    if isinstance(event, UserCancelled):
-        reason = FailureReason.USER_CANCELLED
-        tell = reason if channel_secured else None
-        return abort(reason, created_rendezvous=created_rendezvous, now_ms=now_ms, tell=tell)
-    return None
-
-
 def finish(
     completed: ReportLoginSuccess, *, created_rendezvous: bool, now_ms: int, last: Message | None = None
 ) -> tuple[LoginSucceeded, tuple[Effect, ...]]:
@@ -117,3 +116,45 @@ def unexpected(
         now_ms=now_ms,
         tell=FailureReason.UNEXPECTED_MESSAGE_RECEIVED,
     )
+
+
+# -------------------------------------------------------------------------------------------- shared moves
+
+
+class _Config(Protocol):
+    @property
+    def created_rendezvous(self) -> bool: ...
+
+
+class LiveState(Protocol):
+    """Any live state of either machine: it carries its machine's configuration."""
+
+    @property
+    def config(self) -> _Config: ...
+
+
+def close_on_channel_closed(
+    state: LiveState, event: ChannelClosed, now_ms: int
+) -> tuple[LoginFailed, tuple[Effect, ...]]:
+    """The channel can carry nothing more: the login ends silently (there is no one to tell)."""
+    return abort(LocalReason.CHANNEL_CLOSED, created_rendezvous=state.config.created_rendezvous, now_ms=now_ms)
+
+
+def cancel_before_secured(
+    state: LiveState, event: UserCancelled, now_ms: int
+) -> tuple[LoginFailed, tuple[Effect, ...]]:
+    """The user gave up before the channel was secured: nothing can be sealed yet, so the peer is not told."""
+    return abort(FailureReason.USER_CANCELLED, created_rendezvous=state.config.created_rendezvous, now_ms=now_ms)
+
+
+def cancel(state: LiveState, event: UserCancelled, now_ms: int) -> tuple[LoginFailed, tuple[Effect, ...]]:
+    """The user gave up: the peer is told ``user_cancelled``."""
+    reason = FailureReason.USER_CANCELLED
+    return abort(reason, created_rendezvous=state.config.created_rendezvous, now_ms=now_ms, tell=reason)
+
+
+def answer_out_of_place(
+    state: LiveState, event: MessageReceived, now_ms: int
+) -> tuple[LoginFailed, tuple[Effect, ...]]:
+    """A message where the state expects none: see :func:`unexpected`."""
+    return unexpected(parse_or_none(event.plaintext), created_rendezvous=state.config.created_rendezvous, now_ms=now_ms)

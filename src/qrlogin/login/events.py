@@ -11,10 +11,10 @@ The login layer sits on top of a secure channel but knows nothing of its interna
 
 HTTP to the homeserver goes out as :class:`SendHttpRequest` and comes back as :class:`HttpResponseReceived`
 (or :class:`HttpRequestFailed` for a transport error). The values are :mod:`qrlogin.http`'s, with absolute-URL
-targets; a
-machine has at most one request outstanding, so no correlation id is needed. ``authenticated`` asks the adapter to
-add the signed-in user's access token (the existing device's device-management calls); the core never holds that
-token, so it cannot leak into a ``repr``. Time is an input: machines store deadlines, :func:`deadline`
+targets. A machine has at most one request outstanding; each request has an id of its own, and an answer to any
+other id (``awaited_request_id(state)`` in each machine) is stale and changes nothing. ``authenticated`` asks the
+adapter to add the signed-in user's access token (the existing device's device-management calls); the core never
+holds that token, so it cannot leak into a ``repr``. Time is an input: machines store deadlines, :func:`deadline`
 queries tell the caller when to deliver :class:`TimerFired`, and a timer event that arrives early changes
 nothing.
 

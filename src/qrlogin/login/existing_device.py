@@ -29,10 +29,11 @@ effect.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Final
 from urllib.parse import quote, urlsplit
 
-from .._machine import require_legal
+from .._machine import Machine
 from ..errors import LocalProtocolError
 from ..http import HttpRequest
 from ..vocabulary import (
@@ -47,7 +48,18 @@ from ..vocabulary import (
     VerificationUriUnavailable,
 )
 from . import oauth
-from ._common import LoginFailed, LoginSucceeded, abort, end_on_close_or_cancel, finish, parse_or_none, unexpected
+from ._common import (
+    LoginFailed,
+    LoginSucceeded,
+    abort,
+    answer_out_of_place,
+    cancel,
+    cancel_before_secured,
+    close_on_channel_closed,
+    finish,
+    parse_or_none,
+    unexpected,
+)
 from .events import (
     ChannelClosed,
     ChannelSecured,
@@ -74,7 +86,7 @@ from .messages import (
 __all__ = [
     "DEVICE_CHECK_INTERVAL_MS",
     "DEVICE_CHECK_TIMEOUT_MS",
-    "LEGAL_MOVES",
+    "MACHINE",
     "AwaitingChannel",
     "AwaitingDeviceAbsent",
     "AwaitingDevicePresent",
@@ -180,22 +192,8 @@ State = (
     | LoginFailed
 )
 
-_NETWORK = frozenset({MessageReceived, ChannelClosed, TimerFired, UserCancelled})
-_HTTP = _NETWORK | {HttpResponseReceived, HttpRequestFailed}
-
-LEGAL_MOVES: dict[type, frozenset[type]] = {
-    AwaitingChannel: _NETWORK | {ChannelSecured},
-    AwaitingProtocol: _NETWORK,
-    AwaitingDeviceAbsent: _HTTP,
-    AwaitingVerificationUriOpened: _NETWORK | {VerificationUriOpened, VerificationUriUnavailable},
-    AwaitingLoginResult: _NETWORK,
-    AwaitingDevicePresent: _HTTP,
-    WaitingToRecheckDevice: _NETWORK,
-    LoginSucceeded: frozenset(),
-    LoginFailed: frozenset(),
-}
-
-Result = tuple[State, tuple[Effect, ...]]
+Effects = tuple[Effect, ...]
+Result = tuple[State, Effects]
 
 # Every request the machine makes has an id of its own, so that an answer to an earlier one is recognised as stale:
 # the check that the device id is free, then the checks that the new device appeared, counting up.
@@ -236,12 +234,7 @@ def device_request(base_url: str, device_id: str) -> HttpRequest:
     return HttpRequest(method="GET", target=url, headers=(("Accept", "application/json"),), authenticated=True)
 
 
-# ------------------------------------------------------------------------------------------------ transitions
-
-
-def _config(state: State) -> ExistingDeviceConfig:
-    assert not isinstance(state, LoginSucceeded | LoginFailed), "require_legal refuses every event in a terminal state"
-    return state.config
+# ----------------------------------------------------------------------------------------------------- steps
 
 
 def _abort(
@@ -251,7 +244,7 @@ def _abort(
     tell: FailureReason | Message | None = None,
     *,
     by_peer: bool = False,
-) -> Result:
+) -> tuple[LoginFailed, Effects]:
     return abort(reason, created_rendezvous=config.created_rendezvous, now_ms=now_ms, tell=tell, by_peer=by_peer)
 
 
@@ -271,7 +264,9 @@ def _uri_acceptable(config: ExistingDeviceConfig, uri: str) -> bool:
     return parts.scheme in schemes and bool(parts.netloc)
 
 
-def _on_protocol(config: ExistingDeviceConfig, plaintext: bytes, now_ms: int) -> Result:
+def _on_protocol(
+    config: ExistingDeviceConfig, plaintext: bytes, now_ms: int
+) -> tuple[AwaitingDeviceAbsent | LoginFailed, Effects]:
     message = parse_or_none(plaintext)
     if not isinstance(message, Protocol):
         return unexpected(message, created_rendezvous=config.created_rendezvous, now_ms=now_ms)
@@ -285,40 +280,18 @@ def _on_protocol(config: ExistingDeviceConfig, plaintext: bytes, now_ms: int) ->
     return state, (SendHttpRequest(request_id=_DEVICE_ABSENT_REQUEST_ID, request=request),)
 
 
-def _on_message(state: State, plaintext: bytes, now_ms: int) -> Result:
-    config: ExistingDeviceConfig = _config(state)
-    if isinstance(state, AwaitingChannel):
-        if state.pending is None:
-            return AwaitingChannel(config=config, pending=plaintext), ()
-        return _abort(config, FailureReason.UNEXPECTED_MESSAGE_RECEIVED, now_ms)
-    if isinstance(state, AwaitingProtocol):
-        return _on_protocol(config, plaintext, now_ms)
-    message = parse_or_none(plaintext)
-    if isinstance(state, AwaitingLoginResult):
-        if isinstance(message, Success):
-            deadline_ms = now_ms + config.device_check_timeout_ms
-            return _check_device_present(config, state.device_id, deadline_ms, _FIRST_DEVICE_PRESENT_REQUEST_ID)
-        if isinstance(message, Declined):
-            return _abort(config, LocalReason.DECLINED, now_ms, by_peer=True)
-    return unexpected(message, created_rendezvous=config.created_rendezvous, now_ms=now_ms)
+def _check_device_present(
+    config: ExistingDeviceConfig, device_id: str, deadline_ms: int, request_id: int
+) -> tuple[AwaitingDevicePresent, Effects]:
+    state = AwaitingDevicePresent(config=config, device_id=device_id, deadline_ms=deadline_ms, request_id=request_id)
+    return state, (SendHttpRequest(request_id=request_id, request=device_request(config.base_url, device_id)),)
 
 
-def _on_http(state: AwaitingDeviceAbsent | AwaitingDevicePresent, event: Event, now_ms: int) -> Result:
+def _device_still_absent(
+    state: AwaitingDevicePresent, now_ms: int
+) -> tuple[WaitingToRecheckDevice | LoginFailed, Effects]:
+    """Anything but a 200 after ``m.login.success`` counts as "not yet": look again, until the deadline."""
     config = state.config
-    status = event.response.status if isinstance(event, HttpResponseReceived) else None
-    if isinstance(state, AwaitingDeviceAbsent):
-        # Only a 404 shows the id is free; anything else (200, an error, no answer) refuses the login.
-        if status != 404:
-            return _abort(config, FailureReason.DEVICE_ALREADY_EXISTS, now_ms, FailureReason.DEVICE_ALREADY_EXISTS)
-        if not _uri_acceptable(config, state.verification_uri):
-            reason = FailureReason.UNABLE_TO_OPEN_VERIFICATION_URI
-            return _abort(config, reason, now_ms, reason)
-        new_state = AwaitingVerificationUriOpened(config=config, device_id=state.device_id)
-        return new_state, (OpenVerificationUri(uri=state.verification_uri),)
-    if status == 200:
-        return finish(
-            ReportLoginSuccess(), created_rendezvous=config.created_rendezvous, now_ms=now_ms, last=config.secrets
-        )
     next_check_ms = now_ms + config.device_check_interval_ms
     if next_check_ms > state.deadline_ms:
         return _abort(config, FailureReason.DEVICE_NOT_FOUND, now_ms, FailureReason.DEVICE_NOT_FOUND)
@@ -332,41 +305,24 @@ def _on_http(state: AwaitingDeviceAbsent | AwaitingDevicePresent, event: Event, 
     return waiting, ()
 
 
-def _check_device_present(config: ExistingDeviceConfig, device_id: str, deadline_ms: int, request_id: int) -> Result:
-    state = AwaitingDevicePresent(config=config, device_id=device_id, deadline_ms=deadline_ms, request_id=request_id)
-    return state, (SendHttpRequest(request_id=request_id, request=device_request(config.base_url, device_id)),)
+# ----------------------------------------------------------------------------------------------------- moves
+#
+# One handler per move, annotated with the states it can lead to: the diagram in docs/login.md is drawn from those
+# annotations, and mypy holds each handler to its own. An HTTP answer whose request id is not the awaited one is
+# stale and changes nothing; so does a timer in a state that set none.
 
 
-def transition(state: State, event: Event, *, now_ms: int) -> Result:
-    """Advance the existing device's machine by one event."""
-    require_legal(LEGAL_MOVES, state, event)
-    config: ExistingDeviceConfig = _config(state)
-    ended = end_on_close_or_cancel(
-        event,
-        channel_secured=not isinstance(state, AwaitingChannel),
-        created_rendezvous=config.created_rendezvous,
-        now_ms=now_ms,
-    )
-    if ended is not None:
-        return ended
-    if isinstance(event, MessageReceived):
-        return _on_message(state, event.plaintext, now_ms)
-    if isinstance(event, TimerFired):
-        if isinstance(state, WaitingToRecheckDevice) and now_ms >= state.next_check_ms:
-            return _check_device_present(config, state.device_id, state.deadline_ms, state.next_request_id)
-        return state, ()
-    if isinstance(event, HttpResponseReceived | HttpRequestFailed):
-        assert isinstance(state, AwaitingDeviceAbsent | AwaitingDevicePresent)
-        if event.request_id != awaited_request_id(state):
-            return state, ()  # an answer to an earlier request: stale
-        return _on_http(state, event, now_ms)
-    if isinstance(event, VerificationUriOpened):
-        assert isinstance(state, AwaitingVerificationUriOpened)
-        return AwaitingLoginResult(config=config, device_id=state.device_id), (SendMessage(message=ProtocolAccepted()),)
-    if isinstance(event, VerificationUriUnavailable):
-        reason = FailureReason.UNABLE_TO_OPEN_VERIFICATION_URI
-        return _abort(config, reason, now_ms, reason)
-    assert isinstance(event, ChannelSecured) and isinstance(state, AwaitingChannel)
+def _hold(state: AwaitingChannel, event: MessageReceived, now_ms: int) -> tuple[AwaitingChannel | LoginFailed, Effects]:
+    """A message before the channel is secured waits, unread, until :class:`ChannelSecured`; only one may."""
+    if state.pending is None:
+        return replace(state, pending=event.plaintext), ()
+    return _abort(state.config, FailureReason.UNEXPECTED_MESSAGE_RECEIVED, now_ms)
+
+
+def _secured(
+    state: AwaitingChannel, event: ChannelSecured, now_ms: int
+) -> tuple[AwaitingProtocol | AwaitingDeviceAbsent | LoginFailed, Effects]:
+    config = state.config
     if config.role is QrSide.SCANS:
         if state.pending is not None:
             return unexpected(parse_or_none(state.pending), created_rendezvous=False, now_ms=now_ms)
@@ -374,3 +330,177 @@ def transition(state: State, event: Event, *, now_ms: int) -> Result:
     if state.pending is not None:
         return _on_protocol(config, state.pending, now_ms)
     return AwaitingProtocol(config=config), ()
+
+
+def _protocol_received(
+    state: AwaitingProtocol, event: MessageReceived, now_ms: int
+) -> tuple[AwaitingDeviceAbsent | LoginFailed, Effects]:
+    return _on_protocol(state.config, event.plaintext, now_ms)
+
+
+def _device_absent_answered(
+    state: AwaitingDeviceAbsent, event: HttpResponseReceived, now_ms: int
+) -> tuple[AwaitingDeviceAbsent | AwaitingVerificationUriOpened | LoginFailed, Effects]:
+    if event.request_id != awaited_request_id(state):
+        return state, ()
+    config = state.config
+    # Only a 404 shows the id is free; anything else (200, an error) refuses the login.
+    if event.response.status != 404:
+        return _abort(config, FailureReason.DEVICE_ALREADY_EXISTS, now_ms, FailureReason.DEVICE_ALREADY_EXISTS)
+    if not _uri_acceptable(config, state.verification_uri):
+        reason = FailureReason.UNABLE_TO_OPEN_VERIFICATION_URI
+        return _abort(config, reason, now_ms, reason)
+    opening = AwaitingVerificationUriOpened(config=config, device_id=state.device_id)
+    return opening, (OpenVerificationUri(uri=state.verification_uri),)
+
+
+def _device_absent_lost(
+    state: AwaitingDeviceAbsent, event: HttpRequestFailed, now_ms: int
+) -> tuple[AwaitingDeviceAbsent | LoginFailed, Effects]:
+    """No answer does not show the id is free: the login is refused."""
+    if event.request_id != awaited_request_id(state):
+        return state, ()
+    config = state.config
+    return _abort(config, FailureReason.DEVICE_ALREADY_EXISTS, now_ms, FailureReason.DEVICE_ALREADY_EXISTS)
+
+
+def _uri_opened(
+    state: AwaitingVerificationUriOpened, event: VerificationUriOpened, now_ms: int
+) -> tuple[AwaitingLoginResult, Effects]:
+    accepted = AwaitingLoginResult(config=state.config, device_id=state.device_id)
+    return accepted, (SendMessage(message=ProtocolAccepted()),)
+
+
+def _uri_unavailable(
+    state: AwaitingVerificationUriOpened, event: VerificationUriUnavailable, now_ms: int
+) -> tuple[LoginFailed, Effects]:
+    reason = FailureReason.UNABLE_TO_OPEN_VERIFICATION_URI
+    return _abort(state.config, reason, now_ms, reason)
+
+
+def _login_result(
+    state: AwaitingLoginResult, event: MessageReceived, now_ms: int
+) -> tuple[AwaitingDevicePresent | LoginFailed, Effects]:
+    config = state.config
+    message = parse_or_none(event.plaintext)
+    if isinstance(message, Success):
+        deadline_ms = now_ms + config.device_check_timeout_ms
+        return _check_device_present(config, state.device_id, deadline_ms, _FIRST_DEVICE_PRESENT_REQUEST_ID)
+    if isinstance(message, Declined):
+        return _abort(config, LocalReason.DECLINED, now_ms, by_peer=True)
+    return unexpected(message, created_rendezvous=config.created_rendezvous, now_ms=now_ms)
+
+
+def _device_present_answered(
+    state: AwaitingDevicePresent, event: HttpResponseReceived, now_ms: int
+) -> tuple[AwaitingDevicePresent | LoginSucceeded | WaitingToRecheckDevice | LoginFailed, Effects]:
+    if event.request_id != state.request_id:
+        return state, ()
+    if event.response.status != 200:
+        return _device_still_absent(state, now_ms)
+    config = state.config
+    return finish(
+        ReportLoginSuccess(), created_rendezvous=config.created_rendezvous, now_ms=now_ms, last=config.secrets
+    )
+
+
+def _device_present_lost(
+    state: AwaitingDevicePresent, event: HttpRequestFailed, now_ms: int
+) -> tuple[AwaitingDevicePresent | WaitingToRecheckDevice | LoginFailed, Effects]:
+    if event.request_id != state.request_id:
+        return state, ()
+    return _device_still_absent(state, now_ms)
+
+
+def _recheck(
+    state: WaitingToRecheckDevice, event: TimerFired, now_ms: int
+) -> tuple[WaitingToRecheckDevice | AwaitingDevicePresent, Effects]:
+    if now_ms < state.next_check_ms:
+        return state, ()  # early
+    return _check_device_present(state.config, state.device_id, state.deadline_ms, state.next_request_id)
+
+
+def _still_awaiting_channel(state: AwaitingChannel, event: TimerFired, now_ms: int) -> tuple[AwaitingChannel, Effects]:
+    return state, ()
+
+
+def _still_awaiting_protocol(
+    state: AwaitingProtocol, event: TimerFired, now_ms: int
+) -> tuple[AwaitingProtocol, Effects]:
+    return state, ()
+
+
+def _still_awaiting_device_absent(
+    state: AwaitingDeviceAbsent, event: TimerFired, now_ms: int
+) -> tuple[AwaitingDeviceAbsent, Effects]:
+    return state, ()
+
+
+def _still_awaiting_verification_uri_opened(
+    state: AwaitingVerificationUriOpened, event: TimerFired, now_ms: int
+) -> tuple[AwaitingVerificationUriOpened, Effects]:
+    return state, ()
+
+
+def _still_awaiting_login_result(
+    state: AwaitingLoginResult, event: TimerFired, now_ms: int
+) -> tuple[AwaitingLoginResult, Effects]:
+    return state, ()
+
+
+def _still_awaiting_device_present(
+    state: AwaitingDevicePresent, event: TimerFired, now_ms: int
+) -> tuple[AwaitingDevicePresent, Effects]:
+    return state, ()
+
+
+_LIVE = (
+    AwaitingChannel,
+    AwaitingProtocol,
+    AwaitingDeviceAbsent,
+    AwaitingVerificationUriOpened,
+    AwaitingLoginResult,
+    AwaitingDevicePresent,
+    WaitingToRecheckDevice,
+)
+_SECURED = tuple(state for state in _LIVE if state is not AwaitingChannel)
+_EXPECTING_NO_MESSAGE = (
+    AwaitingDeviceAbsent,
+    AwaitingVerificationUriOpened,
+    AwaitingDevicePresent,
+    WaitingToRecheckDevice,
+)
+
+MACHINE: Final = Machine[State, Event, Effect](
+    "existing device",
+    {
+        **{(state, ChannelClosed): close_on_channel_closed for state in _LIVE},
+        (AwaitingChannel, UserCancelled): cancel_before_secured,
+        **{(state, UserCancelled): cancel for state in _SECURED},
+        **{(state, MessageReceived): answer_out_of_place for state in _EXPECTING_NO_MESSAGE},
+        (AwaitingChannel, MessageReceived): _hold,
+        (AwaitingChannel, ChannelSecured): _secured,
+        (AwaitingChannel, TimerFired): _still_awaiting_channel,
+        (AwaitingProtocol, MessageReceived): _protocol_received,
+        (AwaitingProtocol, TimerFired): _still_awaiting_protocol,
+        (AwaitingDeviceAbsent, HttpResponseReceived): _device_absent_answered,
+        (AwaitingDeviceAbsent, HttpRequestFailed): _device_absent_lost,
+        (AwaitingDeviceAbsent, TimerFired): _still_awaiting_device_absent,
+        (AwaitingVerificationUriOpened, VerificationUriOpened): _uri_opened,
+        (AwaitingVerificationUriOpened, VerificationUriUnavailable): _uri_unavailable,
+        (AwaitingVerificationUriOpened, TimerFired): _still_awaiting_verification_uri_opened,
+        (AwaitingLoginResult, MessageReceived): _login_result,
+        (AwaitingLoginResult, TimerFired): _still_awaiting_login_result,
+        (AwaitingDevicePresent, HttpResponseReceived): _device_present_answered,
+        (AwaitingDevicePresent, HttpRequestFailed): _device_present_lost,
+        (AwaitingDevicePresent, TimerFired): _still_awaiting_device_present,
+        (WaitingToRecheckDevice, TimerFired): _recheck,
+    },
+    initial=(AwaitingChannel,),
+)
+
+
+def transition(state: State, event: Event, *, now_ms: int) -> Result:
+    """Advance the existing device's machine by one event: ``MACHINE``'s move for ``(state, event)``; a pair not in
+    it raises :class:`LocalProtocolError` before anything changes."""
+    return MACHINE.transition(state, event, now_ms)

@@ -23,18 +23,19 @@ any unusable OAuth answer) sends ``unsupported_protocol``. Every message that do
 answered with ``unexpected_message_received``; a received ``m.login.failure`` ends the machine with its
 reason; a user cancel at any step sends ``user_cancelled``. Endings go through :mod:`qrlogin.login._common`.
 
-``LEGAL_MOVES`` is the single source for the runtime check, the diagram in ``docs/login.md`` and the
-exhaustive (state, event) test. Network input (messages, HTTP responses, timers, channel loss) is legal in
-every live state; an HTTP response is legal only where a request is outstanding, so a stray one is caller
-misuse.
+``MACHINE`` is the transitions table: the runtime check, the diagram in ``docs/login.md`` and the exhaustive
+(state, event) test derive from it. Messages, timers, a closed channel and a user cancel are legal in every live
+state; an HTTP answer only where a request is outstanding (a stray one is caller misuse), and one that answers an
+earlier request (its ``request_id`` is not :func:`awaited_request_id`) changes nothing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Final, TypeVar
 
 from .._json import JsonError, loads_object
-from .._machine import require_legal
+from .._machine import Machine
 from ..errors import LocalProtocolError, RemoteProtocolError
 from ..vocabulary import (
     HttpRequestFailed,
@@ -46,7 +47,18 @@ from ..vocabulary import (
     UserCancelled,
 )
 from . import oauth
-from ._common import LoginFailed, LoginSucceeded, abort, end_on_close_or_cancel, finish, parse_or_none, unexpected
+from ._common import (
+    LoginFailed,
+    LoginSucceeded,
+    abort,
+    answer_out_of_place,
+    cancel,
+    cancel_before_secured,
+    close_on_channel_closed,
+    finish,
+    parse_or_none,
+    unexpected,
+)
 from .events import (
     ChannelClosed,
     ChannelSecured,
@@ -71,7 +83,7 @@ from .messages import (
 )
 
 __all__ = [
-    "LEGAL_MOVES",
+    "MACHINE",
     "AwaitingAuthMetadata",
     "AwaitingChannel",
     "AwaitingDeviceAuthorization",
@@ -207,25 +219,8 @@ State = (
     | LoginFailed
 )
 
-_NETWORK = frozenset({MessageReceived, ChannelClosed, TimerFired, UserCancelled})
-_HTTP = _NETWORK | {HttpResponseReceived, HttpRequestFailed}
-
-LEGAL_MOVES: dict[type, frozenset[type]] = {
-    AwaitingChannel: _NETWORK | {ChannelSecured},
-    AwaitingProtocols: _NETWORK,
-    AwaitingWellKnown: _HTTP,
-    AwaitingAuthMetadata: _HTTP,
-    AwaitingRegistration: _HTTP,
-    AwaitingDeviceAuthorization: _HTTP,
-    AwaitingProtocolAccepted: _NETWORK,
-    WaitingToPoll: _NETWORK,
-    AwaitingToken: _HTTP,
-    AwaitingSecrets: _NETWORK,
-    LoginSucceeded: frozenset(),
-    LoginFailed: frozenset(),
-}
-
-Result = tuple[State, tuple[Effect, ...]]
+Effects = tuple[Effect, ...]
+Result = tuple[State, Effects]
 
 # Every request the machine makes has an id of its own, so that an answer to an earlier one is recognised as stale.
 # The discovery steps are made once each; token polls count up from the last of them.
@@ -270,12 +265,7 @@ def deadline(state: State) -> int | None:
     return None
 
 
-# ------------------------------------------------------------------------------------------------ transitions
-
-
-def _config(state: State) -> NewDeviceConfig:
-    assert not isinstance(state, LoginSucceeded | LoginFailed), "require_legal refuses every event in a terminal state"
-    return state.config
+# ----------------------------------------------------------------------------------------------------- steps
 
 
 def _abort(
@@ -283,15 +273,17 @@ def _abort(
     reason: FailureReason | LocalReason | str,
     now_ms: int,
     tell: FailureReason | Message | None = None,
-) -> Result:
+) -> tuple[LoginFailed, Effects]:
     return abort(reason, created_rendezvous=config.created_rendezvous, now_ms=now_ms, tell=tell)
 
 
-def _homeserver_error(config: NewDeviceConfig, now_ms: int) -> Result:
+def _homeserver_error(config: NewDeviceConfig, now_ms: int) -> tuple[LoginFailed, Effects]:
     return _abort(config, LocalReason.HOMESERVER_ERROR, now_ms, FailureReason.UNSUPPORTED_PROTOCOL)
 
 
-def _discover(config: NewDeviceConfig, homeserver: str | None, base_url: str | None) -> Result:
+def _discover(
+    config: NewDeviceConfig, homeserver: str | None, base_url: str | None
+) -> tuple[AwaitingWellKnown | AwaitingAuthMetadata, Effects]:
     if homeserver is not None:
         server_name, base_url = oauth.resolve_homeserver(homeserver)
         if server_name is not None:
@@ -299,6 +291,10 @@ def _discover(config: NewDeviceConfig, homeserver: str | None, base_url: str | N
             awaiting = AwaitingWellKnown(config=config, server_name=server_name)
             return awaiting, (SendHttpRequest(request_id=_REQUEST_IDS[AwaitingWellKnown], request=request),)
     assert base_url is not None
+    return _fetch_auth_metadata(config, base_url)
+
+
+def _fetch_auth_metadata(config: NewDeviceConfig, base_url: str) -> tuple[AwaitingAuthMetadata, Effects]:
     base_url = oauth.checked_base_url(base_url)
     config = replace(config, base_url=base_url)
     request = oauth.auth_metadata_request(base_url)
@@ -307,7 +303,9 @@ def _discover(config: NewDeviceConfig, homeserver: str | None, base_url: str | N
     )
 
 
-def _on_protocols(config: NewDeviceConfig, plaintext: bytes, now_ms: int) -> Result:
+def _on_protocols(
+    config: NewDeviceConfig, plaintext: bytes, now_ms: int
+) -> tuple[AwaitingWellKnown | AwaitingAuthMetadata | LoginFailed, Effects]:
     message = parse_or_none(plaintext)
     if not isinstance(message, Protocols):
         return unexpected(message, created_rendezvous=config.created_rendezvous, now_ms=now_ms)
@@ -321,7 +319,9 @@ def _on_protocols(config: NewDeviceConfig, plaintext: bytes, now_ms: int) -> Res
         return _homeserver_error(config, now_ms)
 
 
-def _after_metadata(config: NewDeviceConfig, metadata: oauth.AuthMetadata) -> Result:
+def _after_metadata(
+    config: NewDeviceConfig, metadata: oauth.AuthMetadata
+) -> tuple[AwaitingRegistration | AwaitingDeviceAuthorization, Effects]:
     if config.client_id is not None:
         return _authorize(config, metadata, config.client_id)
     assert config.client_metadata is not None
@@ -331,29 +331,109 @@ def _after_metadata(config: NewDeviceConfig, metadata: oauth.AuthMetadata) -> Re
     return awaiting, (SendHttpRequest(request_id=_REQUEST_IDS[AwaitingRegistration], request=request),)
 
 
-def _authorize(config: NewDeviceConfig, metadata: oauth.AuthMetadata, client_id: str) -> Result:
+def _authorize(
+    config: NewDeviceConfig, metadata: oauth.AuthMetadata, client_id: str
+) -> tuple[AwaitingDeviceAuthorization, Effects]:
     request = oauth.device_authorization_request(metadata, client_id, config.device_id)
     state = AwaitingDeviceAuthorization(config=config, metadata=metadata, client_id=client_id)
     return state, (SendHttpRequest(request_id=_REQUEST_IDS[AwaitingDeviceAuthorization], request=request),)
 
 
-def _on_http(state: State, event: HttpResponseReceived | HttpRequestFailed, now_ms: int) -> Result:
-    config = _config(state)
-    if isinstance(state, AwaitingToken):
-        return _on_token(state, event, now_ms)
-    if isinstance(event, HttpRequestFailed):
-        return _homeserver_error(config, now_ms)
-    response = event.response
+def _schedule_poll(
+    config: NewDeviceConfig, grant: Grant, interval_ms: int, now_ms: int, *, next_request_id: int
+) -> tuple[WaitingToPoll | LoginFailed, Effects]:
+    if now_ms + interval_ms >= grant.expires_at_ms:
+        return _abort(config, FailureReason.AUTHORIZATION_EXPIRED, now_ms, FailureReason.AUTHORIZATION_EXPIRED)
+    state = WaitingToPoll(
+        config=config,
+        grant=grant,
+        interval_ms=interval_ms,
+        next_poll_ms=now_ms + interval_ms,
+        next_request_id=next_request_id,
+    )
+    return state, ()
+
+
+# ----------------------------------------------------------------------------------------------------- moves
+#
+# One handler per move, annotated with the states it can lead to: the diagram in docs/login.md is drawn from those
+# annotations, and mypy holds each handler to its own. An HTTP answer whose request id is not the awaited one is
+# stale and changes nothing; so does a timer in a state that set none.
+
+
+def _hold(state: AwaitingChannel, event: MessageReceived, now_ms: int) -> tuple[AwaitingChannel | LoginFailed, Effects]:
+    """A message before the channel is secured waits, unread, until :class:`ChannelSecured`."""
+    if state.pending is None:
+        return replace(state, pending=event.plaintext), ()
+    # Only one message may precede the check-code confirmation; a second one is out of order, but the channel is
+    # not trusted yet, so nothing is sent back.
+    return _abort(state.config, FailureReason.UNEXPECTED_MESSAGE_RECEIVED, now_ms)
+
+
+def _secured(
+    state: AwaitingChannel, event: ChannelSecured, now_ms: int
+) -> tuple[AwaitingProtocols | AwaitingWellKnown | AwaitingAuthMetadata | LoginFailed, Effects]:
+    config = state.config
+    if config.role is QrSide.SCANS:
+        if state.pending is not None:
+            # The scanning new device speaks first: nothing may arrive before its m.login.protocol.
+            return unexpected(parse_or_none(state.pending), created_rendezvous=False, now_ms=now_ms)
+        try:
+            return _discover(config, config.homeserver, config.base_url)
+        except oauth.OAuthError:
+            return _homeserver_error(config, now_ms)
+    if state.pending is not None:
+        return _on_protocols(config, state.pending, now_ms)
+    return AwaitingProtocols(config=config), ()
+
+
+def _protocols_received(
+    state: AwaitingProtocols, event: MessageReceived, now_ms: int
+) -> tuple[AwaitingWellKnown | AwaitingAuthMetadata | LoginFailed, Effects]:
+    return _on_protocols(state.config, event.plaintext, now_ms)
+
+
+def _well_known_answered(
+    state: AwaitingWellKnown, event: HttpResponseReceived, now_ms: int
+) -> tuple[AwaitingWellKnown | AwaitingAuthMetadata | LoginFailed, Effects]:
+    if event.request_id != awaited_request_id(state):
+        return state, ()
     try:
-        if isinstance(state, AwaitingWellKnown):
-            base_url = oauth.parse_well_known(state.server_name, response)
-            return _discover(config, None, base_url)
-        if isinstance(state, AwaitingAuthMetadata):
-            return _after_metadata(config, oauth.parse_auth_metadata(response))
-        if isinstance(state, AwaitingRegistration):
-            return _authorize(config, state.metadata, oauth.parse_registration(response))
-        assert isinstance(state, AwaitingDeviceAuthorization)
-        authorization = oauth.parse_device_authorization(response)
+        return _fetch_auth_metadata(state.config, oauth.parse_well_known(state.server_name, event.response))
+    except RemoteProtocolError:
+        return _homeserver_error(state.config, now_ms)
+
+
+def _auth_metadata_answered(
+    state: AwaitingAuthMetadata, event: HttpResponseReceived, now_ms: int
+) -> tuple[AwaitingAuthMetadata | AwaitingRegistration | AwaitingDeviceAuthorization | LoginFailed, Effects]:
+    if event.request_id != awaited_request_id(state):
+        return state, ()
+    try:
+        return _after_metadata(state.config, oauth.parse_auth_metadata(event.response))
+    except RemoteProtocolError:
+        return _homeserver_error(state.config, now_ms)
+
+
+def _registration_answered(
+    state: AwaitingRegistration, event: HttpResponseReceived, now_ms: int
+) -> tuple[AwaitingRegistration | AwaitingDeviceAuthorization | LoginFailed, Effects]:
+    if event.request_id != awaited_request_id(state):
+        return state, ()
+    try:
+        return _authorize(state.config, state.metadata, oauth.parse_registration(event.response))
+    except RemoteProtocolError:
+        return _homeserver_error(state.config, now_ms)
+
+
+def _device_authorization_answered(
+    state: AwaitingDeviceAuthorization, event: HttpResponseReceived, now_ms: int
+) -> tuple[AwaitingDeviceAuthorization | AwaitingProtocolAccepted | LoginFailed, Effects]:
+    if event.request_id != awaited_request_id(state):
+        return state, ()
+    config = state.config
+    try:
+        authorization = oauth.parse_device_authorization(event.response)
     except RemoteProtocolError:
         return _homeserver_error(config, now_ms)
     grant = Grant(
@@ -373,26 +453,84 @@ def _on_http(state: State, event: HttpResponseReceived | HttpRequestFailed, now_
     return AwaitingProtocolAccepted(config=config, grant=grant), (SendMessage(message=message),)
 
 
-def _schedule_poll(
-    config: NewDeviceConfig, grant: Grant, interval_ms: int, now_ms: int, *, next_request_id: int
-) -> Result:
-    if now_ms + interval_ms >= grant.expires_at_ms:
-        return _abort(config, FailureReason.AUTHORIZATION_EXPIRED, now_ms, FailureReason.AUTHORIZATION_EXPIRED)
-    state = WaitingToPoll(
-        config=config,
-        grant=grant,
-        interval_ms=interval_ms,
-        next_poll_ms=now_ms + interval_ms,
-        next_request_id=next_request_id,
-    )
-    return state, ()
+_DiscoveryT = TypeVar(
+    "_DiscoveryT", AwaitingWellKnown, AwaitingAuthMetadata, AwaitingRegistration, AwaitingDeviceAuthorization
+)
 
 
-def _on_token(state: AwaitingToken, event: HttpResponseReceived | HttpRequestFailed, now_ms: int) -> Result:
+def _discovery_lost(
+    state: _DiscoveryT, event: HttpRequestFailed, now_ms: int
+) -> tuple[_DiscoveryT | LoginFailed, Effects]:
+    """No answer from the homeserver during discovery or registration: the login cannot go on."""
+    if event.request_id != awaited_request_id(state):
+        return state, ()
+    return _homeserver_error(state.config, now_ms)
+
+
+def _well_known_lost(
+    state: AwaitingWellKnown, event: HttpRequestFailed, now_ms: int
+) -> tuple[AwaitingWellKnown | LoginFailed, Effects]:
+    return _discovery_lost(state, event, now_ms)
+
+
+def _auth_metadata_lost(
+    state: AwaitingAuthMetadata, event: HttpRequestFailed, now_ms: int
+) -> tuple[AwaitingAuthMetadata | LoginFailed, Effects]:
+    return _discovery_lost(state, event, now_ms)
+
+
+def _registration_lost(
+    state: AwaitingRegistration, event: HttpRequestFailed, now_ms: int
+) -> tuple[AwaitingRegistration | LoginFailed, Effects]:
+    return _discovery_lost(state, event, now_ms)
+
+
+def _device_authorization_lost(
+    state: AwaitingDeviceAuthorization, event: HttpRequestFailed, now_ms: int
+) -> tuple[AwaitingDeviceAuthorization | LoginFailed, Effects]:
+    return _discovery_lost(state, event, now_ms)
+
+
+def _protocol_accepted(
+    state: AwaitingProtocolAccepted, event: MessageReceived, now_ms: int
+) -> tuple[WaitingToPoll | LoginFailed, Effects]:
+    config = state.config
+    message = parse_or_none(event.plaintext)
+    if not isinstance(message, ProtocolAccepted):
+        return unexpected(message, created_rendezvous=config.created_rendezvous, now_ms=now_ms)
+    interval_ms = state.grant.authorization.interval_s * 1000
+    polling, effects = _schedule_poll(config, state.grant, interval_ms, now_ms, next_request_id=_FIRST_TOKEN_POLL_ID)
+    return polling, (ShowUserCode(user_code=state.grant.authorization.user_code), *effects)
+
+
+def _grant_expiry(
+    state: AwaitingProtocolAccepted, event: TimerFired, now_ms: int
+) -> tuple[AwaitingProtocolAccepted | LoginFailed, Effects]:
+    if now_ms < state.grant.expires_at_ms:
+        return state, ()  # early
+    return _abort(state.config, FailureReason.AUTHORIZATION_EXPIRED, now_ms, FailureReason.AUTHORIZATION_EXPIRED)
+
+
+def _poll(
+    state: WaitingToPoll, event: TimerFired, now_ms: int
+) -> tuple[WaitingToPoll | AwaitingToken | LoginFailed, Effects]:
+    grant = state.grant
+    if now_ms >= grant.expires_at_ms:
+        return _abort(state.config, FailureReason.AUTHORIZATION_EXPIRED, now_ms, FailureReason.AUTHORIZATION_EXPIRED)
+    if now_ms < state.next_poll_ms:
+        return state, ()  # early
+    request = oauth.token_request(grant.metadata, grant.client_id, grant.authorization.device_code)
+    request_id = state.next_request_id
+    polling = AwaitingToken(config=state.config, grant=grant, interval_ms=state.interval_ms, request_id=request_id)
+    return polling, (SendHttpRequest(request_id=request_id, request=request),)
+
+
+def _token_answered(
+    state: AwaitingToken, event: HttpResponseReceived, now_ms: int
+) -> tuple[AwaitingToken | AwaitingSecrets | WaitingToPoll | LoginFailed, Effects]:
+    if event.request_id != state.request_id:
+        return state, ()
     config, grant, next_id = state.config, state.grant, state.request_id + 1
-    if isinstance(event, HttpRequestFailed):
-        # RFC 8628 §3.5: a client may retry after a transport error; keep the interval and the deadline.
-        return _schedule_poll(config, grant, state.interval_ms, now_ms, next_request_id=next_id)
     try:
         outcome = oauth.parse_token_response(event.response)
     except RemoteProtocolError:
@@ -409,72 +547,129 @@ def _on_token(state: AwaitingToken, event: HttpResponseReceived | HttpRequestFai
     return _abort(config, FailureReason.AUTHORIZATION_EXPIRED, now_ms, FailureReason.AUTHORIZATION_EXPIRED)
 
 
-def _on_message(state: State, plaintext: bytes, now_ms: int) -> Result:
-    config = _config(state)
-    if isinstance(state, AwaitingChannel):
-        if state.pending is None:
-            return AwaitingChannel(config=config, pending=plaintext), ()
-        # Only one message may precede the check-code confirmation; a second one is out of order, but the
-        # channel is not trusted yet, so nothing is sent back.
-        return _abort(config, FailureReason.UNEXPECTED_MESSAGE_RECEIVED, now_ms)
-    if isinstance(state, AwaitingProtocols):
-        return _on_protocols(config, plaintext, now_ms)
-    message = parse_or_none(plaintext)
-    if isinstance(state, AwaitingProtocolAccepted) and isinstance(message, ProtocolAccepted):
-        interval_ms = state.grant.authorization.interval_s * 1000
-        state_after, effects = _schedule_poll(
-            config, state.grant, interval_ms, now_ms, next_request_id=_FIRST_TOKEN_POLL_ID
-        )
-        return state_after, (ShowUserCode(user_code=state.grant.authorization.user_code), *effects)
-    if isinstance(state, AwaitingSecrets) and isinstance(message, Secrets):
-        completed = ReportLoginSuccess(tokens=state.tokens, secrets=message)
-        return finish(completed, created_rendezvous=config.created_rendezvous, now_ms=now_ms)
-    return unexpected(message, created_rendezvous=config.created_rendezvous, now_ms=now_ms)
+def _token_lost(
+    state: AwaitingToken, event: HttpRequestFailed, now_ms: int
+) -> tuple[AwaitingToken | WaitingToPoll | LoginFailed, Effects]:
+    """RFC 8628 §3.5: a client may retry after a transport error; keep the interval and the deadline."""
+    if event.request_id != state.request_id:
+        return state, ()
+    next_id = state.request_id + 1
+    return _schedule_poll(state.config, state.grant, state.interval_ms, now_ms, next_request_id=next_id)
 
 
-def _on_timer(state: State, now_ms: int) -> Result:
-    if isinstance(state, AwaitingProtocolAccepted | WaitingToPoll) and now_ms >= state.grant.expires_at_ms:
-        return _abort(state.config, FailureReason.AUTHORIZATION_EXPIRED, now_ms, FailureReason.AUTHORIZATION_EXPIRED)
-    if isinstance(state, WaitingToPoll) and now_ms >= state.next_poll_ms:
-        grant = state.grant
-        request = oauth.token_request(grant.metadata, grant.client_id, grant.authorization.device_code)
-        request_id = state.next_request_id
-        new_state = AwaitingToken(
-            config=state.config, grant=grant, interval_ms=state.interval_ms, request_id=request_id
-        )
-        return new_state, (SendHttpRequest(request_id=request_id, request=request),)
-    return state, ()  # early or spurious: nothing changes
+def _secrets_received(
+    state: AwaitingSecrets, event: MessageReceived, now_ms: int
+) -> tuple[LoginSucceeded | LoginFailed, Effects]:
+    config = state.config
+    message = parse_or_none(event.plaintext)
+    if not isinstance(message, Secrets):
+        return unexpected(message, created_rendezvous=config.created_rendezvous, now_ms=now_ms)
+    completed = ReportLoginSuccess(tokens=state.tokens, secrets=message)
+    return finish(completed, created_rendezvous=config.created_rendezvous, now_ms=now_ms)
+
+
+def _still_awaiting_channel(state: AwaitingChannel, event: TimerFired, now_ms: int) -> tuple[AwaitingChannel, Effects]:
+    return state, ()
+
+
+def _still_awaiting_protocols(
+    state: AwaitingProtocols, event: TimerFired, now_ms: int
+) -> tuple[AwaitingProtocols, Effects]:
+    return state, ()
+
+
+def _still_awaiting_well_known(
+    state: AwaitingWellKnown, event: TimerFired, now_ms: int
+) -> tuple[AwaitingWellKnown, Effects]:
+    return state, ()
+
+
+def _still_awaiting_auth_metadata(
+    state: AwaitingAuthMetadata, event: TimerFired, now_ms: int
+) -> tuple[AwaitingAuthMetadata, Effects]:
+    return state, ()
+
+
+def _still_awaiting_registration(
+    state: AwaitingRegistration, event: TimerFired, now_ms: int
+) -> tuple[AwaitingRegistration, Effects]:
+    return state, ()
+
+
+def _still_awaiting_device_authorization(
+    state: AwaitingDeviceAuthorization, event: TimerFired, now_ms: int
+) -> tuple[AwaitingDeviceAuthorization, Effects]:
+    return state, ()
+
+
+def _still_awaiting_token(state: AwaitingToken, event: TimerFired, now_ms: int) -> tuple[AwaitingToken, Effects]:
+    return state, ()
+
+
+def _still_awaiting_secrets(state: AwaitingSecrets, event: TimerFired, now_ms: int) -> tuple[AwaitingSecrets, Effects]:
+    return state, ()
+
+
+_LIVE = (
+    AwaitingChannel,
+    AwaitingProtocols,
+    AwaitingWellKnown,
+    AwaitingAuthMetadata,
+    AwaitingRegistration,
+    AwaitingDeviceAuthorization,
+    AwaitingProtocolAccepted,
+    WaitingToPoll,
+    AwaitingToken,
+    AwaitingSecrets,
+)
+_SECURED = tuple(state for state in _LIVE if state is not AwaitingChannel)
+_EXPECTING_NO_MESSAGE = (
+    AwaitingWellKnown,
+    AwaitingAuthMetadata,
+    AwaitingRegistration,
+    AwaitingDeviceAuthorization,
+    WaitingToPoll,
+    AwaitingToken,
+)
+
+MACHINE: Final = Machine[State, Event, Effect](
+    "new device",
+    {
+        **{(state, ChannelClosed): close_on_channel_closed for state in _LIVE},
+        (AwaitingChannel, UserCancelled): cancel_before_secured,
+        **{(state, UserCancelled): cancel for state in _SECURED},
+        **{(state, MessageReceived): answer_out_of_place for state in _EXPECTING_NO_MESSAGE},
+        (AwaitingChannel, MessageReceived): _hold,
+        (AwaitingChannel, ChannelSecured): _secured,
+        (AwaitingChannel, TimerFired): _still_awaiting_channel,
+        (AwaitingProtocols, MessageReceived): _protocols_received,
+        (AwaitingProtocols, TimerFired): _still_awaiting_protocols,
+        (AwaitingWellKnown, HttpResponseReceived): _well_known_answered,
+        (AwaitingWellKnown, HttpRequestFailed): _well_known_lost,
+        (AwaitingWellKnown, TimerFired): _still_awaiting_well_known,
+        (AwaitingAuthMetadata, HttpResponseReceived): _auth_metadata_answered,
+        (AwaitingAuthMetadata, HttpRequestFailed): _auth_metadata_lost,
+        (AwaitingAuthMetadata, TimerFired): _still_awaiting_auth_metadata,
+        (AwaitingRegistration, HttpResponseReceived): _registration_answered,
+        (AwaitingRegistration, HttpRequestFailed): _registration_lost,
+        (AwaitingRegistration, TimerFired): _still_awaiting_registration,
+        (AwaitingDeviceAuthorization, HttpResponseReceived): _device_authorization_answered,
+        (AwaitingDeviceAuthorization, HttpRequestFailed): _device_authorization_lost,
+        (AwaitingDeviceAuthorization, TimerFired): _still_awaiting_device_authorization,
+        (AwaitingProtocolAccepted, MessageReceived): _protocol_accepted,
+        (AwaitingProtocolAccepted, TimerFired): _grant_expiry,
+        (WaitingToPoll, TimerFired): _poll,
+        (AwaitingToken, HttpResponseReceived): _token_answered,
+        (AwaitingToken, HttpRequestFailed): _token_lost,
+        (AwaitingToken, TimerFired): _still_awaiting_token,
+        (AwaitingSecrets, MessageReceived): _secrets_received,
+        (AwaitingSecrets, TimerFired): _still_awaiting_secrets,
+    },
+    initial=(AwaitingChannel,),
+)
 
 
 def transition(state: State, event: Event, *, now_ms: int) -> Result:
-    """Advance the new device's machine by one event."""
-    require_legal(LEGAL_MOVES, state, event)
-    config: NewDeviceConfig = _config(state)
-    ended = end_on_close_or_cancel(
-        event,
-        channel_secured=not isinstance(state, AwaitingChannel),
-        created_rendezvous=config.created_rendezvous,
-        now_ms=now_ms,
-    )
-    if ended is not None:
-        return ended
-    if isinstance(event, TimerFired):
-        return _on_timer(state, now_ms)
-    if isinstance(event, MessageReceived):
-        return _on_message(state, event.plaintext, now_ms)
-    if isinstance(event, HttpResponseReceived | HttpRequestFailed):
-        if event.request_id != awaited_request_id(state):
-            return state, ()  # an answer to an earlier request: stale
-        return _on_http(state, event, now_ms)
-    assert isinstance(event, ChannelSecured) and isinstance(state, AwaitingChannel)
-    if config.role is QrSide.SCANS:
-        if state.pending is not None:
-            # The scanning new device speaks first: nothing may arrive before its m.login.protocol.
-            return unexpected(parse_or_none(state.pending), created_rendezvous=False, now_ms=now_ms)
-        try:
-            return _discover(config, config.homeserver, config.base_url)
-        except oauth.OAuthError:
-            return _homeserver_error(config, now_ms)
-    if state.pending is not None:
-        return _on_protocols(config, state.pending, now_ms)
-    return AwaitingProtocols(config=config), ()
+    """Advance the new device's machine by one event: ``MACHINE``'s move for ``(state, event)``; a pair not in it
+    raises :class:`LocalProtocolError` before anything changes."""
+    return MACHINE.transition(state, event, now_ms)
