@@ -63,7 +63,7 @@ def fuzz_one(data: bytes) -> None:
         rest = rest[2 + size :]
     response = HttpResponse(status=status, headers=tuple(headers), body=bytes(rest))
     new_state, effects = c.transition(state, HttpResponseReceived(request_id=1, response=response), now_ms=1_000)
-    assert type(new_state) in c.LEGAL_MOVES
+    assert type(new_state) in c.MACHINE.targets(type(state), HttpResponseReceived)
     assert all(isinstance(effect, EFFECTS) for effect in effects)
 
 

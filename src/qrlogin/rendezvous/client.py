@@ -9,14 +9,11 @@ plain :class:`~qrlogin.http.HttpRequest` values and is fed :class:`HttpResponseR
 :class:`HttpRequestFailed` when no response came back) and :class:`TimerFired` when :func:`deadline` is due.
 At most one request is in flight; every request carries an id, and a response to any other id is ignored.
 
-States are named for what they wait for::
-
-    create_session ─► Creating ──201/200──► AwaitingPeer ◄──── poll ────► Reading ─new payload─► ReadyToSend
-    join_session ─────────────────────────────────────────────► Reading                           │ SendRequested
-                                                      AwaitingPeer ◄──200/202── Writing ◄──────────┘
-                                                                          409/412 │  lost response: same bytes again
-                                                                                  ▼
-                                               Reconciling (GET): our data there? confirmed : peer's payload + rejected
+States are named for what they wait for. The creator starts in ``Creating`` (its POST), the joiner in ``Reading``
+(its first GET); then each side alternates between ``AwaitingPeer`` (the next poll) and ``Reading`` until a new
+payload arrives (``ReadyToSend``), and ``SendRequested`` writes its answer (``Writing``), which is re-read
+(``Reconciling``) on a conflict. Any request can pause in ``BackingOff``; ``CloseRequested`` deletes the session
+(``Deleting``). ``MACHINE`` is the transitions table; docs/rendezvous.md draws it.
 
 Rules the machine keeps:
 
@@ -42,12 +39,13 @@ Rules the machine keeps:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Final, TypeVar
 from urllib.parse import urljoin, urlsplit
 
-from .._machine import LegalMoves, is_terminal, require_legal
+from .._machine import Machine
 from ..errors import LocalProtocolError, RemoteProtocolError
 from ..http import HttpRequest, HttpResponse
 from ..vocabulary import HttpRequestFailed, HttpResponseReceived, SendHttpRequest, TimerFired
@@ -61,7 +59,7 @@ from ._http import (
 )
 
 __all__ = [
-    "LEGAL_MOVES",
+    "MACHINE",
     "AwaitingPeer",
     "BackingOff",
     "ClientConfig",
@@ -266,9 +264,6 @@ class Deleting:
     request_id: int
 
 
-InFlight = Creating | Reading | Writing | Reconciling | Deleting
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BackingOff:
     """Waiting to resend ``resume.request`` (the identical bytes) at ``until_ms``."""
@@ -301,21 +296,8 @@ State = (
     | SessionFailed
 )
 
-_NETWORK = frozenset({HttpResponseReceived, HttpRequestFailed, TimerFired})
-LEGAL_MOVES: LegalMoves = {
-    Creating: _NETWORK | {CloseRequested},
-    Reading: _NETWORK | {CloseRequested},
-    AwaitingPeer: _NETWORK | {CloseRequested},
-    ReadyToSend: _NETWORK | {SendRequested, CloseRequested},
-    Writing: _NETWORK | {CloseRequested},
-    Reconciling: _NETWORK | {CloseRequested},
-    Deleting: _NETWORK,
-    BackingOff: _NETWORK | {CloseRequested},
-    SessionClosed: frozenset(),
-    SessionFailed: frozenset(),
-}
-
-Result = tuple[State, tuple[Effect, ...]]
+Effects = tuple[Effect, ...]
+Result = tuple[State, Effects]
 
 # ------------------------------------------------------------------------------------------------- requests
 
@@ -417,94 +399,34 @@ def _deadline(state: Creating | Reading | Writing | Reconciling) -> int:
     return state.deadline_ms if isinstance(state, Creating) else state.link.deadline_ms
 
 
-# -------------------------------------------------------------------------------------------------- transition
-
-
-def transition(state: State, event: Event, *, now_ms: int) -> Result:
-    """The pure step. Illegal events raise LocalProtocolError before anything changes."""
-    require_legal(LEGAL_MOVES, state, event)
-    if isinstance(event, SendRequested):
-        _check_payload(event.payload)
-    if not isinstance(state, Deleting) and now_ms >= session_deadline(state):
-        return _fail("deadline", "the session's deadline passed")
-    if isinstance(event, CloseRequested):
-        return _close(state)
-    if isinstance(event, TimerFired):
-        return _on_timer(state, now_ms)
-    if isinstance(event, SendRequested):
-        assert isinstance(state, ReadyToSend)
-        return _start_write(state.link, event.payload)
-    in_flight = _in_flight(state)
-    if in_flight is None or event.request_id != in_flight.request_id:
-        return state, ()  # a late answer to a request this machine has already given up on
-    if isinstance(event, HttpRequestFailed):
-        return _back_off(in_flight, now_ms, None)
-    try:
-        return _on_response(in_flight, event.response, now_ms)
-    except (MalformedResponseError, MalformedJsonError) as exc:
-        return _fail("malformed_response", str(exc))
-
-
 def session_deadline(state: State) -> int:
+    """When the session ends for this machine: the caller's deadline, shortened by the server's expiry."""
     if isinstance(state, Creating):
         return state.deadline_ms
     if isinstance(state, BackingOff):
         return _deadline(state.resume)
-    assert not isinstance(state, SessionClosed | SessionFailed)
+    assert not isinstance(state, SessionClosed | SessionFailed), "a terminal state has no deadline"
     return state.link.deadline_ms
 
 
-def _in_flight(state: State) -> InFlight | None:
-    if isinstance(state, Creating | Reading | Writing | Reconciling | Deleting):
-        return state
-    return None
+# ---------------------------------------------------------------------------------------------------- steps
 
 
-def _fail(reason: str, detail: str) -> Result:
+def _fail(reason: str, detail: str) -> tuple[SessionFailed, Effects]:
     return SessionFailed(reason=reason, detail=detail), (ReportSessionFailure(reason=reason, detail=detail),)
 
 
-def _close(state: State) -> Result:
-    link = _link_of(state)
-    if link is None:
-        return SessionClosed(reason="cancelled"), (ReportSessionClosed(reason="cancelled"),)
-    request_id = link.last_request_id + 1
-    request = _delete(link)
-    link = replace(link, last_request_id=request_id)
-    return Deleting(link=link, request=request, request_id=request_id), (
-        SendHttpRequest(request_id=request_id, request=request),
-    )
+def _closed(reason: str) -> tuple[SessionClosed, Effects]:
+    return SessionClosed(reason=reason), (ReportSessionClosed(reason=reason),)
 
 
-def _link_of(state: State) -> Link | None:
-    if isinstance(state, BackingOff):
-        return _link_of(state.resume)
-    if isinstance(state, Creating | SessionClosed | SessionFailed):
-        return None
-    return state.link
-
-
-def _on_timer(state: State, now_ms: int) -> Result:
-    if isinstance(state, AwaitingPeer) and now_ms >= state.poll_at_ms:
-        return _start_read(state.link, conditional=True)
-    if isinstance(state, BackingOff) and now_ms >= state.until_ms:
-        resume = state.resume
-        request_id = _next_id(resume)
-        if isinstance(resume, Creating):
-            resumed: Creating | Reading | Writing | Reconciling = replace(resume, request_id=request_id)
-        else:
-            resumed = replace(resume, request_id=request_id, link=replace(resume.link, last_request_id=request_id))
-        return resumed, (SendHttpRequest(request_id=request_id, request=resume.request),)
-    return state, ()  # spurious or early timer
-
-
-def _next_id(state: InFlight) -> int:
+def _next_id(state: Creating | Reading | Writing | Reconciling) -> int:
     if isinstance(state, Creating):
         return state.request_id + 1
     return max(state.request_id, state.link.last_request_id) + 1
 
 
-def _start_read(link: Link, *, conditional: bool) -> Result:
+def _start_read(link: Link, *, conditional: bool) -> tuple[Reading, Effects]:
     request_id = link.last_request_id + 1
     request = _get(link, conditional=conditional)
     link = replace(link, last_request_id=request_id)
@@ -513,7 +435,7 @@ def _start_read(link: Link, *, conditional: bool) -> Result:
     )
 
 
-def _start_write(link: Link, payload: str) -> Result:
+def _start_write(link: Link, payload: str) -> tuple[Writing, Effects]:
     request_id = link.last_request_id + 1
     request = _put(link, payload.encode("utf-8"))
     link = replace(link, last_request_id=request_id)
@@ -522,14 +444,22 @@ def _start_write(link: Link, payload: str) -> Result:
     )
 
 
+def _start_delete(link: Link) -> tuple[Deleting, Effects]:
+    request_id = link.last_request_id + 1
+    request = _delete(link)
+    link = replace(link, last_request_id=request_id)
+    return Deleting(link=link, request=request, request_id=request_id), (
+        SendHttpRequest(request_id=request_id, request=request),
+    )
+
+
 def _await_peer(link: Link, now_ms: int) -> AwaitingPeer:
     return AwaitingPeer(link=link, poll_at_ms=now_ms + link.config.poll_interval_ms)
 
 
-def _back_off(state: InFlight, now_ms: int, response: HttpResponse | None) -> Result:
-    if isinstance(state, Deleting):
-        # Best effort: the session expires anyway.
-        return SessionClosed(reason="deleted"), (ReportSessionClosed(reason="deleted"),)
+def _back_off(
+    state: Creating | Reading | Writing | Reconciling, now_ms: int, response: HttpResponse | None
+) -> tuple[BackingOff, Effects]:
     config = state.config if isinstance(state, Creating) else state.link.config
     delay = min(config.retry_base_ms * 2 ** min(state.attempts, 16), config.retry_max_ms)
     if response is not None:
@@ -556,23 +486,38 @@ def _retry_after_ms(response: HttpResponse) -> int:
 # ---------------------------------------------------------------------------------------------------- responses
 
 
-def _on_response(state: InFlight, response: HttpResponse, now_ms: int) -> Result:
-    status = response.status
-    if isinstance(state, Deleting):
-        return SessionClosed(reason="deleted"), (ReportSessionClosed(reason="deleted"),)
-    if status == 429 or 500 <= status <= 599:
+def _retry_later(response: HttpResponse) -> bool:
+    return response.status == 429 or 500 <= response.status <= 599
+
+
+def _refused(
+    state: Reading | Writing | Reconciling, response: HttpResponse, now_ms: int
+) -> tuple[BackingOff | SessionClosed | SessionFailed, Effects] | None:
+    """What an answer means whatever the request was (try later, the session is gone, too large), or ``None``."""
+    if _retry_later(response):
         return _back_off(state, now_ms, response)
-    if isinstance(state, Creating):
-        return _on_created(state, response, now_ms)
-    if status == 404:
-        return SessionClosed(reason="gone"), (ReportSessionClosed(reason="gone"),)
-    if status == 413:
+    if response.status == 404:
+        return _closed("gone")
+    if response.status == 413:
         return _fail("too_large", "the server refused the payload as too large")
-    if isinstance(state, Reading):
-        return _on_read(state, response, now_ms)
-    if isinstance(state, Writing):
-        return _on_written(state, response, now_ms)
-    return _on_reconciled(state, response, now_ms)
+    return None
+
+
+_RequestT = TypeVar("_RequestT", Creating, Reading, Writing, Reconciling)
+_ParsedT = TypeVar("_ParsedT")
+
+
+def _parsed(
+    parse: Callable[[_RequestT, HttpResponse, int], tuple[_ParsedT, Effects]],
+    state: _RequestT,
+    response: HttpResponse,
+    now_ms: int,
+) -> tuple[_ParsedT | SessionFailed, Effects]:
+    """``parse(state, response, now_ms)``; a response that does not follow the API fails the session."""
+    try:
+        return parse(state, response, now_ms)
+    except (MalformedResponseError, MalformedJsonError) as exc:
+        return _fail("malformed_response", str(exc))
 
 
 def _expect(condition: bool, message: str) -> None:
@@ -628,11 +573,11 @@ def _v1_lifetime_ms(response: HttpResponse) -> int | None:
     return milliseconds if milliseconds > 0 else None
 
 
-def _unexpected(response: HttpResponse) -> Result:
+def _unexpected(response: HttpResponse) -> tuple[SessionFailed, Effects]:
     return _fail("unexpected_status", f"HTTP {response.status}")
 
 
-def _on_created(state: Creating, response: HttpResponse, now_ms: int) -> Result:
+def _on_created(state: Creating, response: HttpResponse, now_ms: int) -> tuple[AwaitingPeer | SessionFailed, Effects]:
     config = state.config
     deadline = state.deadline_ms
     if config.generation is ApiGeneration.V1:
@@ -694,7 +639,9 @@ def _read_slot(link: Link, response: HttpResponse, now_ms: int) -> tuple[str | N
     return data, token, link
 
 
-def _on_read(state: Reading, response: HttpResponse, now_ms: int) -> Result:
+def _on_read(
+    state: Reading, response: HttpResponse, now_ms: int
+) -> tuple[AwaitingPeer | ReadyToSend | SessionFailed, Effects]:
     if response.status not in (200, 304):
         return _unexpected(response)
     data, token, link = _read_slot(state.link, response, now_ms)
@@ -704,7 +651,9 @@ def _on_read(state: Reading, response: HttpResponse, now_ms: int) -> Result:
     return ReadyToSend(link=link), (DeliverPayload(data=data, token=token),)
 
 
-def _on_written(state: Writing, response: HttpResponse, now_ms: int) -> Result:
+def _on_written(
+    state: Writing, response: HttpResponse, now_ms: int
+) -> tuple[Reconciling | AwaitingPeer | SessionFailed, Effects]:
     link = state.link
     if response.status in (409, 412):
         request_id = _next_id(state)
@@ -726,7 +675,9 @@ def _on_written(state: Writing, response: HttpResponse, now_ms: int) -> Result:
     return _await_peer(link, now_ms), (ReportWriteConfirmed(token=token),)
 
 
-def _on_reconciled(state: Reconciling, response: HttpResponse, now_ms: int) -> Result:
+def _on_reconciled(
+    state: Reconciling, response: HttpResponse, now_ms: int
+) -> tuple[AwaitingPeer | ReadyToSend | SessionFailed, Effects]:
     if response.status != 200:
         return _unexpected(response)
     data, token, link = _read_slot(state.link, response, now_ms)
@@ -744,5 +695,261 @@ def _on_reconciled(state: Reconciling, response: HttpResponse, now_ms: int) -> R
     return ReadyToSend(link=link), (received, ReportWriteRejected(payload=state.payload))
 
 
+# ----------------------------------------------------------------------------------------------------- moves
+#
+# One handler per move, annotated with the states it can lead to: the diagram in docs/rendezvous.md is drawn from
+# those annotations, and mypy holds each handler to its own. Every state but Deleting (already ending) fails once the
+# session's deadline has passed, whatever the event; an answer whose request id is not the awaited one is stale.
+
+_LiveT = TypeVar("_LiveT", Creating, Reading, AwaitingPeer, ReadyToSend, Writing, Reconciling, BackingOff)
+
+
+def _expired(
+    state: Creating | Reading | AwaitingPeer | ReadyToSend | Writing | Reconciling | BackingOff, now_ms: int
+) -> bool:
+    return now_ms >= session_deadline(state)
+
+
+def _expire() -> tuple[SessionFailed, Effects]:
+    return _fail("deadline", "the session's deadline passed")
+
+
+def _unchanged(state: _LiveT, now_ms: int) -> tuple[_LiveT | SessionFailed, Effects]:
+    """Nothing happens (an early timer, a late answer) unless the deadline has passed."""
+    if _expired(state, now_ms):
+        return _expire()
+    return state, ()
+
+
+def _still_creating(state: Creating, event: TimerFired, now_ms: int) -> tuple[Creating | SessionFailed, Effects]:
+    return _unchanged(state, now_ms)
+
+
+def _still_reading(state: Reading, event: TimerFired, now_ms: int) -> tuple[Reading | SessionFailed, Effects]:
+    return _unchanged(state, now_ms)
+
+
+def _still_writing(state: Writing, event: TimerFired, now_ms: int) -> tuple[Writing | SessionFailed, Effects]:
+    return _unchanged(state, now_ms)
+
+
+def _still_reconciling(
+    state: Reconciling, event: TimerFired, now_ms: int
+) -> tuple[Reconciling | SessionFailed, Effects]:
+    return _unchanged(state, now_ms)
+
+
+def _still_awaiting_peer(
+    state: AwaitingPeer, event: HttpResponseReceived | HttpRequestFailed, now_ms: int
+) -> tuple[AwaitingPeer | SessionFailed, Effects]:
+    return _unchanged(state, now_ms)
+
+
+def _still_ready_to_send(
+    state: ReadyToSend, event: TimerFired | HttpResponseReceived | HttpRequestFailed, now_ms: int
+) -> tuple[ReadyToSend | SessionFailed, Effects]:
+    return _unchanged(state, now_ms)
+
+
+def _still_backing_off(
+    state: BackingOff, event: HttpResponseReceived | HttpRequestFailed, now_ms: int
+) -> tuple[BackingOff | SessionFailed, Effects]:
+    return _unchanged(state, now_ms)
+
+
+def _still_deleting(state: Deleting, event: TimerFired, now_ms: int) -> tuple[Deleting, Effects]:
+    return state, ()
+
+
+def _poll(
+    state: AwaitingPeer, event: TimerFired, now_ms: int
+) -> tuple[AwaitingPeer | Reading | SessionFailed, Effects]:
+    if _expired(state, now_ms):
+        return _expire()
+    if now_ms < state.poll_at_ms:
+        return state, ()
+    return _start_read(state.link, conditional=True)
+
+
+def _resume(
+    state: BackingOff, event: TimerFired, now_ms: int
+) -> tuple[BackingOff | Creating | Reading | Writing | Reconciling | SessionFailed, Effects]:
+    """Send the identical request again, under a new id."""
+    if _expired(state, now_ms):
+        return _expire()
+    if now_ms < state.until_ms:
+        return state, ()
+    resume = state.resume
+    request_id = _next_id(resume)
+    if isinstance(resume, Creating):
+        resumed: Creating | Reading | Writing | Reconciling = replace(resume, request_id=request_id)
+    else:
+        resumed = replace(resume, request_id=request_id, link=replace(resume.link, last_request_id=request_id))
+    return resumed, (SendHttpRequest(request_id=request_id, request=resume.request),)
+
+
+def _send(state: ReadyToSend, event: SendRequested, now_ms: int) -> tuple[Writing | SessionFailed, Effects]:
+    _check_payload(event.payload)  # the caller's mistake raises, whatever the time
+    if _expired(state, now_ms):
+        return _expire()
+    return _start_write(state.link, event.payload)
+
+
+def _cancel_creation(
+    state: Creating, event: CloseRequested, now_ms: int
+) -> tuple[SessionClosed | SessionFailed, Effects]:
+    """No session exists yet (or none that anyone knows the id of): nothing to delete."""
+    if _expired(state, now_ms):
+        return _expire()
+    return _closed("cancelled")
+
+
+def _close(
+    state: Reading | AwaitingPeer | ReadyToSend | Writing | Reconciling, event: CloseRequested, now_ms: int
+) -> tuple[Deleting | SessionFailed, Effects]:
+    if _expired(state, now_ms):
+        return _expire()
+    return _start_delete(state.link)
+
+
+def _close_backing_off(
+    state: BackingOff, event: CloseRequested, now_ms: int
+) -> tuple[SessionClosed | Deleting | SessionFailed, Effects]:
+    if _expired(state, now_ms):
+        return _expire()
+    if isinstance(state.resume, Creating):
+        return _closed("cancelled")
+    return _start_delete(state.resume.link)
+
+
+_RetriedT = TypeVar("_RetriedT", Creating, Reading, Writing, Reconciling)
+
+
+def _lost(
+    state: _RetriedT, event: HttpRequestFailed, now_ms: int
+) -> tuple[_RetriedT | BackingOff | SessionFailed, Effects]:
+    """No answer came: the request may or may not have landed; send the same bytes again after a pause."""
+    if _expired(state, now_ms):
+        return _expire()
+    if event.request_id != state.request_id:
+        return state, ()
+    return _back_off(state, now_ms, None)
+
+
+def _creation_lost(
+    state: Creating, event: HttpRequestFailed, now_ms: int
+) -> tuple[Creating | BackingOff | SessionFailed, Effects]:
+    return _lost(state, event, now_ms)
+
+
+def _read_lost(
+    state: Reading, event: HttpRequestFailed, now_ms: int
+) -> tuple[Reading | BackingOff | SessionFailed, Effects]:
+    return _lost(state, event, now_ms)
+
+
+def _write_lost(
+    state: Writing, event: HttpRequestFailed, now_ms: int
+) -> tuple[Writing | BackingOff | SessionFailed, Effects]:
+    return _lost(state, event, now_ms)
+
+
+def _reconcile_lost(
+    state: Reconciling, event: HttpRequestFailed, now_ms: int
+) -> tuple[Reconciling | BackingOff | SessionFailed, Effects]:
+    return _lost(state, event, now_ms)
+
+
+def _created(
+    state: Creating, event: HttpResponseReceived, now_ms: int
+) -> tuple[Creating | AwaitingPeer | BackingOff | SessionFailed, Effects]:
+    if _expired(state, now_ms):
+        return _expire()
+    if event.request_id != state.request_id:
+        return state, ()
+    if _retry_later(event.response):
+        return _back_off(state, now_ms, event.response)
+    return _parsed(_on_created, state, event.response, now_ms)
+
+
+def _read(
+    state: Reading, event: HttpResponseReceived, now_ms: int
+) -> tuple[Reading | AwaitingPeer | ReadyToSend | BackingOff | SessionClosed | SessionFailed, Effects]:
+    if _expired(state, now_ms):
+        return _expire()
+    if event.request_id != state.request_id:
+        return state, ()
+    return _refused(state, event.response, now_ms) or _parsed(_on_read, state, event.response, now_ms)
+
+
+def _written(
+    state: Writing, event: HttpResponseReceived, now_ms: int
+) -> tuple[Writing | Reconciling | AwaitingPeer | BackingOff | SessionClosed | SessionFailed, Effects]:
+    if _expired(state, now_ms):
+        return _expire()
+    if event.request_id != state.request_id:
+        return state, ()
+    return _refused(state, event.response, now_ms) or _parsed(_on_written, state, event.response, now_ms)
+
+
+def _reconciled(
+    state: Reconciling, event: HttpResponseReceived, now_ms: int
+) -> tuple[Reconciling | AwaitingPeer | ReadyToSend | BackingOff | SessionClosed | SessionFailed, Effects]:
+    if _expired(state, now_ms):
+        return _expire()
+    if event.request_id != state.request_id:
+        return state, ()
+    return _refused(state, event.response, now_ms) or _parsed(_on_reconciled, state, event.response, now_ms)
+
+
+def _deleted(
+    state: Deleting, event: HttpResponseReceived | HttpRequestFailed, now_ms: int
+) -> tuple[Deleting | SessionClosed, Effects]:
+    """Any answer to the DELETE, or none, closes the session: deleting is best effort, the session expires anyway."""
+    if event.request_id != state.request_id:
+        return state, ()
+    return _closed("deleted")
+
+
+_ANSWERS = (HttpResponseReceived, HttpRequestFailed)
+
+MACHINE: Final = Machine[State, Event, Effect](
+    "rendezvous client",
+    {
+        (Creating, HttpResponseReceived): _created,
+        (Creating, HttpRequestFailed): _creation_lost,
+        (Creating, TimerFired): _still_creating,
+        (Creating, CloseRequested): _cancel_creation,
+        (Reading, HttpResponseReceived): _read,
+        (Reading, HttpRequestFailed): _read_lost,
+        (Reading, TimerFired): _still_reading,
+        (AwaitingPeer, TimerFired): _poll,
+        **{(AwaitingPeer, answer): _still_awaiting_peer for answer in _ANSWERS},
+        (ReadyToSend, SendRequested): _send,
+        **{(ReadyToSend, event): _still_ready_to_send for event in (*_ANSWERS, TimerFired)},
+        (Writing, HttpResponseReceived): _written,
+        (Writing, HttpRequestFailed): _write_lost,
+        (Writing, TimerFired): _still_writing,
+        (Reconciling, HttpResponseReceived): _reconciled,
+        (Reconciling, HttpRequestFailed): _reconcile_lost,
+        (Reconciling, TimerFired): _still_reconciling,
+        (BackingOff, TimerFired): _resume,
+        **{(BackingOff, answer): _still_backing_off for answer in _ANSWERS},
+        (BackingOff, CloseRequested): _close_backing_off,
+        **{(state, CloseRequested): _close for state in (Reading, AwaitingPeer, ReadyToSend, Writing, Reconciling)},
+        **{(Deleting, answer): _deleted for answer in _ANSWERS},
+        (Deleting, TimerFired): _still_deleting,
+    },
+    initial=(Creating, Reading),
+)
+
+
+def transition(state: State, event: Event, *, now_ms: int) -> Result:
+    """The pure step: ``MACHINE``'s move for ``(state, event)``. A pair not in it raises LocalProtocolError before
+    anything changes; so does a payload over the limit."""
+    return MACHINE.transition(state, event, now_ms)
+
+
 def is_finished(state: State) -> bool:
-    return is_terminal(LEGAL_MOVES, state)
+    """True once the machine has ended (:class:`SessionClosed`, :class:`SessionFailed`)."""
+    return MACHINE.is_terminal(state)
