@@ -154,8 +154,8 @@ def _members(annotation: object) -> frozenset[type]:
 
 def _effects_of(annotation: object) -> frozenset[type]:
     """The effect classes in a return annotation ``tuple[states, tuple[effects, ...]]``."""
-    effects = typing.get_args(annotation)[1]
-    return _members(typing.get_args(effects)[0])
+    effects = typing.get_args(typing.get_args(annotation)[1])
+    return _members(effects[0]) if effects else frozenset()  # tuple[()]: a move with no effect
 
 
 @dataclass(frozen=True)

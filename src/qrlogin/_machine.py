@@ -116,7 +116,7 @@ class Machine(Generic[StateT, EventT, EffectT]):
 
     def _all_targets(self) -> dict[tuple[type, type], frozenset[type]]:
         if self._targets is None:
-            self._targets = {pair: _returned_states(handler) for pair, handler in self.transitions.items()}
+            self._targets = {pair: _returned_states(handler, pair[0]) for pair, handler in self.transitions.items()}
         return self._targets
 
     def mermaid(self) -> str:
@@ -133,19 +133,31 @@ class Machine(Generic[StateT, EventT, EffectT]):
         return "\n".join(lines) + "\n"
 
 
+def stay(state: StateT, event: object, now_ms: int) -> tuple[StateT, tuple[()]]:
+    """The handler of a move that changes nothing (an early timer, a late answer the state does not wait for)."""
+    return state, ()
+
+
 def _pair_key(pair: tuple[type, type]) -> tuple[str, str]:
     return pair[0].__name__, pair[1].__name__
 
 
-def _returned_states(handler: Handler) -> frozenset[type]:
-    """The classes in the first element of ``handler``'s return annotation ``tuple[A | B, tuple[...]]``."""
+def _returned_states(handler: Handler, state_class: type) -> frozenset[type]:
+    """The classes in the first element of ``handler``'s return annotation ``tuple[A | B, tuple[...]]``.
+
+    A type variable there stands for the state the handler was given (``def _ignore(state: S, ...) -> tuple[S, ...]``
+    serves every state that ignores an event), so it is read as ``state_class``.
+    """
     hints = typing.get_type_hints(handler)
     returned = hints.get("return")
     if typing.get_origin(returned) is not tuple:
         raise TypeError(f"{handler.__qualname__} must be annotated to return tuple[state | ..., tuple[effect, ...]]")
     first = typing.get_args(returned)[0]
     is_union = isinstance(first, types.UnionType) or typing.get_origin(first) is typing.Union
-    members = typing.get_args(first) if is_union else (first,)
+    members = [
+        state_class if isinstance(member, TypeVar) else member
+        for member in (typing.get_args(first) if is_union else (first,))
+    ]
     if not all(isinstance(member, type) for member in members):
         raise TypeError(f"{handler.__qualname__}: the states it returns must be classes, not {first!r}")
     return frozenset(members)

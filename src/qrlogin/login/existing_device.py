@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from typing import Final
 from urllib.parse import quote, urlsplit
 
-from .._machine import Machine
+from .._machine import Machine, stay
 from ..errors import LocalProtocolError
 from ..http import HttpRequest
 from ..vocabulary import (
@@ -420,40 +420,6 @@ def _recheck(
     return _check_device_present(state.config, state.device_id, state.deadline_ms, state.next_request_id)
 
 
-def _still_awaiting_channel(state: AwaitingChannel, event: TimerFired, now_ms: int) -> tuple[AwaitingChannel, Effects]:
-    return state, ()
-
-
-def _still_awaiting_protocol(
-    state: AwaitingProtocol, event: TimerFired, now_ms: int
-) -> tuple[AwaitingProtocol, Effects]:
-    return state, ()
-
-
-def _still_awaiting_device_absent(
-    state: AwaitingDeviceAbsent, event: TimerFired, now_ms: int
-) -> tuple[AwaitingDeviceAbsent, Effects]:
-    return state, ()
-
-
-def _still_awaiting_verification_uri_opened(
-    state: AwaitingVerificationUriOpened, event: TimerFired, now_ms: int
-) -> tuple[AwaitingVerificationUriOpened, Effects]:
-    return state, ()
-
-
-def _still_awaiting_login_result(
-    state: AwaitingLoginResult, event: TimerFired, now_ms: int
-) -> tuple[AwaitingLoginResult, Effects]:
-    return state, ()
-
-
-def _still_awaiting_device_present(
-    state: AwaitingDevicePresent, event: TimerFired, now_ms: int
-) -> tuple[AwaitingDevicePresent, Effects]:
-    return state, ()
-
-
 _LIVE = (
     AwaitingChannel,
     AwaitingProtocol,
@@ -480,20 +446,20 @@ MACHINE: Final = Machine[State, Event, Effect](
         **{(state, MessageReceived): answer_out_of_place for state in _EXPECTING_NO_MESSAGE},
         (AwaitingChannel, MessageReceived): _hold,
         (AwaitingChannel, ChannelSecured): _secured,
-        (AwaitingChannel, TimerFired): _still_awaiting_channel,
+        (AwaitingChannel, TimerFired): stay,
         (AwaitingProtocol, MessageReceived): _protocol_received,
-        (AwaitingProtocol, TimerFired): _still_awaiting_protocol,
+        (AwaitingProtocol, TimerFired): stay,
         (AwaitingDeviceAbsent, HttpResponseReceived): _device_absent_answered,
         (AwaitingDeviceAbsent, HttpRequestFailed): _device_absent_lost,
-        (AwaitingDeviceAbsent, TimerFired): _still_awaiting_device_absent,
+        (AwaitingDeviceAbsent, TimerFired): stay,
         (AwaitingVerificationUriOpened, VerificationUriOpened): _uri_opened,
         (AwaitingVerificationUriOpened, VerificationUriUnavailable): _uri_unavailable,
-        (AwaitingVerificationUriOpened, TimerFired): _still_awaiting_verification_uri_opened,
+        (AwaitingVerificationUriOpened, TimerFired): stay,
         (AwaitingLoginResult, MessageReceived): _login_result,
-        (AwaitingLoginResult, TimerFired): _still_awaiting_login_result,
+        (AwaitingLoginResult, TimerFired): stay,
         (AwaitingDevicePresent, HttpResponseReceived): _device_present_answered,
         (AwaitingDevicePresent, HttpRequestFailed): _device_present_lost,
-        (AwaitingDevicePresent, TimerFired): _still_awaiting_device_present,
+        (AwaitingDevicePresent, TimerFired): stay,
         (WaitingToRecheckDevice, TimerFired): _recheck,
     },
     initial=(AwaitingChannel,),

@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 from typing import Final, TypeVar
 
 from .._json import JsonError, loads_object
-from .._machine import Machine
+from .._machine import Machine, stay
 from ..errors import LocalProtocolError, RemoteProtocolError
 from ..vocabulary import (
     HttpRequestFailed,
@@ -568,48 +568,6 @@ def _secrets_received(
     return finish(completed, created_rendezvous=config.created_rendezvous, now_ms=now_ms)
 
 
-def _still_awaiting_channel(state: AwaitingChannel, event: TimerFired, now_ms: int) -> tuple[AwaitingChannel, Effects]:
-    return state, ()
-
-
-def _still_awaiting_protocols(
-    state: AwaitingProtocols, event: TimerFired, now_ms: int
-) -> tuple[AwaitingProtocols, Effects]:
-    return state, ()
-
-
-def _still_awaiting_well_known(
-    state: AwaitingWellKnown, event: TimerFired, now_ms: int
-) -> tuple[AwaitingWellKnown, Effects]:
-    return state, ()
-
-
-def _still_awaiting_auth_metadata(
-    state: AwaitingAuthMetadata, event: TimerFired, now_ms: int
-) -> tuple[AwaitingAuthMetadata, Effects]:
-    return state, ()
-
-
-def _still_awaiting_registration(
-    state: AwaitingRegistration, event: TimerFired, now_ms: int
-) -> tuple[AwaitingRegistration, Effects]:
-    return state, ()
-
-
-def _still_awaiting_device_authorization(
-    state: AwaitingDeviceAuthorization, event: TimerFired, now_ms: int
-) -> tuple[AwaitingDeviceAuthorization, Effects]:
-    return state, ()
-
-
-def _still_awaiting_token(state: AwaitingToken, event: TimerFired, now_ms: int) -> tuple[AwaitingToken, Effects]:
-    return state, ()
-
-
-def _still_awaiting_secrets(state: AwaitingSecrets, event: TimerFired, now_ms: int) -> tuple[AwaitingSecrets, Effects]:
-    return state, ()
-
-
 _LIVE = (
     AwaitingChannel,
     AwaitingProtocols,
@@ -641,29 +599,29 @@ MACHINE: Final = Machine[State, Event, Effect](
         **{(state, MessageReceived): answer_out_of_place for state in _EXPECTING_NO_MESSAGE},
         (AwaitingChannel, MessageReceived): _hold,
         (AwaitingChannel, ChannelSecured): _secured,
-        (AwaitingChannel, TimerFired): _still_awaiting_channel,
+        (AwaitingChannel, TimerFired): stay,
         (AwaitingProtocols, MessageReceived): _protocols_received,
-        (AwaitingProtocols, TimerFired): _still_awaiting_protocols,
+        (AwaitingProtocols, TimerFired): stay,
         (AwaitingWellKnown, HttpResponseReceived): _well_known_answered,
         (AwaitingWellKnown, HttpRequestFailed): _well_known_lost,
-        (AwaitingWellKnown, TimerFired): _still_awaiting_well_known,
+        (AwaitingWellKnown, TimerFired): stay,
         (AwaitingAuthMetadata, HttpResponseReceived): _auth_metadata_answered,
         (AwaitingAuthMetadata, HttpRequestFailed): _auth_metadata_lost,
-        (AwaitingAuthMetadata, TimerFired): _still_awaiting_auth_metadata,
+        (AwaitingAuthMetadata, TimerFired): stay,
         (AwaitingRegistration, HttpResponseReceived): _registration_answered,
         (AwaitingRegistration, HttpRequestFailed): _registration_lost,
-        (AwaitingRegistration, TimerFired): _still_awaiting_registration,
+        (AwaitingRegistration, TimerFired): stay,
         (AwaitingDeviceAuthorization, HttpResponseReceived): _device_authorization_answered,
         (AwaitingDeviceAuthorization, HttpRequestFailed): _device_authorization_lost,
-        (AwaitingDeviceAuthorization, TimerFired): _still_awaiting_device_authorization,
+        (AwaitingDeviceAuthorization, TimerFired): stay,
         (AwaitingProtocolAccepted, MessageReceived): _protocol_accepted,
         (AwaitingProtocolAccepted, TimerFired): _grant_expiry,
         (WaitingToPoll, TimerFired): _poll,
         (AwaitingToken, HttpResponseReceived): _token_answered,
         (AwaitingToken, HttpRequestFailed): _token_lost,
-        (AwaitingToken, TimerFired): _still_awaiting_token,
+        (AwaitingToken, TimerFired): stay,
         (AwaitingSecrets, MessageReceived): _secrets_received,
-        (AwaitingSecrets, TimerFired): _still_awaiting_secrets,
+        (AwaitingSecrets, TimerFired): stay,
     },
     initial=(AwaitingChannel,),
 )

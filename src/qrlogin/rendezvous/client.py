@@ -45,7 +45,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Final, TypeVar
 from urllib.parse import urljoin, urlsplit
 
-from .._machine import Machine
+from .._machine import Machine, stay
 from ..errors import LocalProtocolError, RemoteProtocolError
 from ..http import HttpRequest, HttpResponse
 from ..vocabulary import HttpRequestFailed, HttpResponseReceived, SendHttpRequest, TimerFired
@@ -714,50 +714,10 @@ def _expire() -> tuple[SessionFailed, Effects]:
     return _fail("deadline", "the session's deadline passed")
 
 
-def _unchanged(state: _LiveT, now_ms: int) -> tuple[_LiveT | SessionFailed, Effects]:
+def _unchanged(state: _LiveT, event: object, now_ms: int) -> tuple[_LiveT | SessionFailed, Effects]:
     """Nothing happens (an early timer, a late answer) unless the deadline has passed."""
     if _expired(state, now_ms):
         return _expire()
-    return state, ()
-
-
-def _still_creating(state: Creating, event: TimerFired, now_ms: int) -> tuple[Creating | SessionFailed, Effects]:
-    return _unchanged(state, now_ms)
-
-
-def _still_reading(state: Reading, event: TimerFired, now_ms: int) -> tuple[Reading | SessionFailed, Effects]:
-    return _unchanged(state, now_ms)
-
-
-def _still_writing(state: Writing, event: TimerFired, now_ms: int) -> tuple[Writing | SessionFailed, Effects]:
-    return _unchanged(state, now_ms)
-
-
-def _still_reconciling(
-    state: Reconciling, event: TimerFired, now_ms: int
-) -> tuple[Reconciling | SessionFailed, Effects]:
-    return _unchanged(state, now_ms)
-
-
-def _still_awaiting_peer(
-    state: AwaitingPeer, event: HttpResponseReceived | HttpRequestFailed, now_ms: int
-) -> tuple[AwaitingPeer | SessionFailed, Effects]:
-    return _unchanged(state, now_ms)
-
-
-def _still_ready_to_send(
-    state: ReadyToSend, event: TimerFired | HttpResponseReceived | HttpRequestFailed, now_ms: int
-) -> tuple[ReadyToSend | SessionFailed, Effects]:
-    return _unchanged(state, now_ms)
-
-
-def _still_backing_off(
-    state: BackingOff, event: HttpResponseReceived | HttpRequestFailed, now_ms: int
-) -> tuple[BackingOff | SessionFailed, Effects]:
-    return _unchanged(state, now_ms)
-
-
-def _still_deleting(state: Deleting, event: TimerFired, now_ms: int) -> tuple[Deleting, Effects]:
     return state, ()
 
 
@@ -918,27 +878,27 @@ MACHINE: Final = Machine[State, Event, Effect](
     {
         (Creating, HttpResponseReceived): _created,
         (Creating, HttpRequestFailed): _creation_lost,
-        (Creating, TimerFired): _still_creating,
+        (Creating, TimerFired): _unchanged,
         (Creating, CloseRequested): _cancel_creation,
         (Reading, HttpResponseReceived): _read,
         (Reading, HttpRequestFailed): _read_lost,
-        (Reading, TimerFired): _still_reading,
+        (Reading, TimerFired): _unchanged,
         (AwaitingPeer, TimerFired): _poll,
-        **{(AwaitingPeer, answer): _still_awaiting_peer for answer in _ANSWERS},
+        **{(AwaitingPeer, answer): _unchanged for answer in _ANSWERS},
         (ReadyToSend, SendRequested): _send,
-        **{(ReadyToSend, event): _still_ready_to_send for event in (*_ANSWERS, TimerFired)},
+        **{(ReadyToSend, event): _unchanged for event in (*_ANSWERS, TimerFired)},
         (Writing, HttpResponseReceived): _written,
         (Writing, HttpRequestFailed): _write_lost,
-        (Writing, TimerFired): _still_writing,
+        (Writing, TimerFired): _unchanged,
         (Reconciling, HttpResponseReceived): _reconciled,
         (Reconciling, HttpRequestFailed): _reconcile_lost,
-        (Reconciling, TimerFired): _still_reconciling,
+        (Reconciling, TimerFired): _unchanged,
         (BackingOff, TimerFired): _resume,
-        **{(BackingOff, answer): _still_backing_off for answer in _ANSWERS},
+        **{(BackingOff, answer): _unchanged for answer in _ANSWERS},
         (BackingOff, CloseRequested): _close_backing_off,
         **{(state, CloseRequested): _close for state in (Reading, AwaitingPeer, ReadyToSend, Writing, Reconciling)},
         **{(Deleting, answer): _deleted for answer in _ANSWERS},
-        (Deleting, TimerFired): _still_deleting,
+        (Deleting, TimerFired): stay,
     },
     initial=(Creating, Reading),
 )
