@@ -428,3 +428,17 @@ def test_v1_creator_learns_the_session_lifetime(headers: tuple[tuple[str, str], 
 def _link_deadline(state: Any) -> int:
     deadline: int = state.link.deadline_ms
     return deadline
+
+
+@pytest.mark.parametrize("generation", ALL)
+def test_a_404_at_the_announced_end_is_expiry_and_before_it_deletion(generation: ApiGeneration) -> None:
+    """The server may drop a session a little before this client's idea of its end (latency, clock skew): a 404
+    within the margin of that end reports "expired"; an earlier one, "gone" (deleted)."""
+    for before_end_ms, reason in ((c.EXPIRY_MARGIN_MS, "expired"), (c.EXPIRY_MARGIN_MS + 1, "gone")):
+        net = Loopback()
+        creator, _ = pair(net, generation)
+        end = c.session_deadline(creator.state)
+        net.now_ms = end - before_end_ms
+        creator.feed(TimerFired())  # a poll
+        _fake(creator, HttpResponse(status=404, body=b'{"errcode":"M_NOT_FOUND"}'))
+        assert creator.ended == c.ReportSessionClosed(reason=reason), (generation, before_end_ms)

@@ -33,7 +33,10 @@ Rules the machine keeps:
   ``Retry-After``. 404 means the session is gone: terminal. So is the caller's own deadline.
 * Expiry. The session's end shortens that deadline as soon as the machine learns it: ``expires_in_ms`` (v3) and
   ``expires_ts`` (v2) from the JSON bodies; for v1, the lifetime ``Expires`` minus ``Last-Modified`` of a response,
-  two dates from the server's own clock, so no clock comparison between client and server is needed.
+  two dates from the server's own clock, so no clock comparison between client and server is needed. A 404 that
+  comes within :data:`EXPIRY_MARGIN_MS` of that end is reported as ``"expired"``, any other as ``"gone"`` (deleted):
+  this client learns the end late by a response's latency (v3), by the time since the slot's last write (v1) or by
+  the skew between the clocks (v2), so the server may drop the session a little before this client's deadline.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ from ._http import (
 )
 
 __all__ = [
+    "EXPIRY_MARGIN_MS",
     "MACHINE",
     "AwaitingPeer",
     "BackingOff",
@@ -91,6 +95,10 @@ __all__ = [
     "session_deadline",
     "transition",
 ]
+
+
+#: A 404 this close to the session's announced end (or later) means it expired rather than that it was deleted.
+EXPIRY_MARGIN_MS = 5_000
 
 
 class MalformedResponseError(RemoteProtocolError):
@@ -176,7 +184,10 @@ class ReportWriteRejected:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReportSessionClosed:
-    reason: str  # "gone" (404), "deleted" (our DELETE), "cancelled" (closed before creation finished)
+    """``reason``: "gone" (404: deleted), "expired" (404 at its announced end), "deleted" (our DELETE), "cancelled"
+    (closed before creation finished)."""
+
+    reason: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -207,6 +218,7 @@ class Link:
     deadline_ms: int
     seen_token: str | None  # token of the last revision observed (our write or a GET)
     last_request_id: int
+    expires_ms: int | None = None  # the session's end as the server announced it (on this client's clock)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -497,7 +509,8 @@ def _refused(
     if _retry_later(response):
         return _back_off(state, now_ms, response)
     if response.status == 404:
-        return _closed("gone")
+        expires_ms = state.link.expires_ms
+        return _closed("expired" if expires_ms is not None and now_ms >= expires_ms - EXPIRY_MARGIN_MS else "gone")
     if response.status == 413:
         return _fail("too_large", "the server refused the payload as too large")
     return None
@@ -589,8 +602,7 @@ def _on_created(state: Creating, response: HttpResponse, now_ms: int) -> tuple[A
         token = _etag(response)
         rendezvous_id = None
         lifetime = _v1_lifetime_ms(response)
-        if lifetime is not None:
-            deadline = min(deadline, now_ms + lifetime)
+        expires = None if lifetime is None else now_ms + lifetime
     else:
         if response.status != 200:
             return _unexpected(response)
@@ -599,10 +611,10 @@ def _on_created(state: Creating, response: HttpResponse, now_ms: int) -> tuple[A
         _expect(is_opaque_id(rendezvous_id), "'id' does not follow the opaque identifier grammar")
         url = f"{config.endpoint.rstrip('/')}/{rendezvous_id}"
         token = _token_field(content)
-        expiry = _expiry(config, content, now_ms)
-        if expiry is not None:
-            deadline = min(deadline, expiry)
+        expires = _expiry(config, content, now_ms)
     link = Link(config=config, url=url, deadline_ms=deadline, seen_token=token, last_request_id=state.request_id)
+    if expires is not None:
+        link = _learn_expiry(link, expires)
     return _await_peer(link, now_ms), (
         ReportSessionCreated(url=url, rendezvous_id=rendezvous_id, token=token),
         ReportWriteConfirmed(token=token),
@@ -618,8 +630,8 @@ def _read_slot(link: Link, response: HttpResponse, now_ms: int) -> tuple[str | N
         # Last-Modified is the time of the last write, not of this read, so this bound errs late: it never ends a
         # session that is still alive, and it ends a joiner's wait within one lifetime of its first read.
         lifetime = _v1_lifetime_ms(response)
-        if lifetime is not None and now_ms + lifetime < link.deadline_ms:
-            link = replace(link, deadline_ms=now_ms + lifetime)
+        if lifetime is not None:
+            link = _learn_expiry(link, now_ms + lifetime)
         if response.status == 304:
             return None, None, link
         _expect(response.status == 200, f"HTTP {response.status}")
@@ -634,9 +646,16 @@ def _read_slot(link: Link, response: HttpResponse, now_ms: int) -> tuple[str | N
     data = _string_field(content, "data")
     token = _token_field(content)
     expiry = _expiry(link.config, content, now_ms)
-    if expiry is not None and expiry < link.deadline_ms:
-        link = replace(link, deadline_ms=expiry)
+    if expiry is not None:
+        link = _learn_expiry(link, expiry)
     return data, token, link
+
+
+def _learn_expiry(link: Link, expires_ms: int) -> Link:
+    """The session ends at ``expires_ms`` at the latest: it bounds the deadline, and a 404 from then on is expiry."""
+    if link.expires_ms is not None and link.expires_ms <= expires_ms:
+        return link
+    return replace(link, deadline_ms=min(link.deadline_ms, expires_ms), expires_ms=expires_ms)
 
 
 def _on_read(
