@@ -237,22 +237,24 @@ class QrloginDevice:
     def __init__(self, routes: dict[str, str], *, access_token: str | None = None) -> None:
         self.routes = routes
         self.access_token = access_token
-        self.device: dv.Device | None = None
-        self.effects: list[dv.DeviceEffect] = []  # every effect, in order
+        self.device: dv.State | None = None
+        self.effects: list[dv.Effect] = []  # every effect, in order
         self._todo: list[SendHttpRequest] = []
         self._http = httpx.Client(timeout=10.0)
 
     def close(self) -> None:
         self._http.close()
 
-    def start(self, result: tuple[dv.Device, tuple[dv.DeviceEffect, ...]]) -> None:
+    def start(self, result: tuple[dv.State, tuple[dv.Effect, ...]]) -> None:
         self._apply(result)
 
-    def feed(self, event: dv.DeviceEvent) -> None:
+    def feed(self, event: dv.Event) -> None:
+        """Hand the device an event; once it is done it needs none (an answer still on its way is dropped)."""
         assert self.device is not None
-        self._apply(dv.transition(self.device, event, now_ms=now_ms()))
+        if not dv.is_done(self.device):
+            self._apply(dv.transition(self.device, event, now_ms=now_ms()))
 
-    def _apply(self, result: tuple[dv.Device, tuple[dv.DeviceEffect, ...]]) -> None:
+    def _apply(self, result: tuple[dv.State, tuple[dv.Effect, ...]]) -> None:
         self.device, effects = result
         self.effects.extend(effects)
         self._todo.extend(e for e in effects if isinstance(e, SendHttpRequest))
@@ -263,7 +265,7 @@ class QrloginDevice:
             effect = self._todo.pop(0)
             self.feed(self._perform(effect))
         assert self.device is not None
-        due = dv.next_timer(self.device)
+        due = dv.deadline(self.device)
         if due is not None and due <= now_ms():
             self.feed(TimerFired())
 

@@ -8,13 +8,18 @@ import pytest
 
 from qrlogin import qr
 from qrlogin.device import (
+    AwaitingPeer,
     DeviceConfig,
+    Done,
     ReportOutcome,
+    SessionEnd,
     ShowQrCode,
+    State,
+    deadline,
     derive,
     generate,
     is_done,
-    next_timer,
+    outcome,
     scan,
     transition,
 )
@@ -22,7 +27,15 @@ from qrlogin.errors import LocalProtocolError
 from qrlogin.http import HttpResponse
 from qrlogin.login.events import ReportLoginFailure
 from qrlogin.sim.world import BASE_URL, SERVER_NAME, user_secrets
-from qrlogin.vocabulary import CheckCodeEntered, DeviceRole, HttpRequestFailed, HttpResponseReceived, SendHttpRequest
+from qrlogin.vocabulary import (
+    CheckCodeEntered,
+    DeviceRole,
+    HttpRequestFailed,
+    HttpResponseReceived,
+    SendHttpRequest,
+    TimerFired,
+    UserCancelled,
+)
 
 
 def _config(kind: DeviceRole, generation: qr.Generation = qr.Generation.V3, seed: bytes = b"s") -> DeviceConfig:
@@ -56,6 +69,7 @@ def test_derive_is_deterministic_and_label_separated() -> None:
 @pytest.mark.parametrize("generation", tuple(qr.Generation))
 @pytest.mark.parametrize("kind", tuple(DeviceRole))
 def test_generate_posts_then_shows_a_qr_for_this_device(generation: qr.Generation, kind: DeviceRole) -> None:
+    device: State
     device, effects = generate(_config(kind, generation), now_ms=0)
     (post,) = effects
     assert isinstance(post, SendHttpRequest) and post.request.method == "POST"
@@ -68,21 +82,10 @@ def test_generate_posts_then_shows_a_qr_for_this_device(generation: qr.Generatio
     code = qr.decode(shown[0].payload)
     assert code == shown[0].code and code.generation is generation
     assert code.generator_is_new_device == (kind is DeviceRole.NEW)
-    assert next_timer(device) is not None and not is_done(device)
+    assert deadline(device) is not None and not is_done(device)
     # The same seed gives the same QR; another seed another key.
-    again, _ = transition(
-        generate(_config(kind, generation), now_ms=0)[0],
-        HttpResponseReceived(request_id=post.request_id, response=_created(generation)),
-        now_ms=5,
-    )
-    assert again.qr_code == device.qr_code
-    other, _ = transition(
-        generate(_config(kind, generation, b"t"), now_ms=0)[0],
-        HttpResponseReceived(request_id=post.request_id, response=_created(generation)),
-        now_ms=5,
-    )
-    assert other.qr_code is not None and device.qr_code is not None
-    assert other.qr_code.public_key != device.qr_code.public_key
+    assert _qr_from(kind, generation) == shown[0].payload
+    assert qr.decode(_qr_from(kind, generation, b"t")).public_key != code.public_key
 
 
 @pytest.mark.parametrize(
@@ -92,41 +95,42 @@ def test_generate_posts_then_shows_a_qr_for_this_device(generation: qr.Generatio
 def test_a_bad_qr_ends_the_scanner_with_a_typed_failure(payload: bytes) -> None:
     device, effects = scan(_config(DeviceRole.EXISTING), payload, now_ms=0)
     assert len(effects) == 1 and isinstance(effects[0], ReportOutcome)
-    assert isinstance(effects[0].outcome, ReportLoginFailure) and str(effects[0].outcome.reason).startswith(
+    assert isinstance(effects[0].result, ReportLoginFailure) and str(effects[0].result.reason).startswith(
         "invalid_qr_code"
     )
     assert is_done(device)
 
 
-def _qr_from(kind: DeviceRole, generation: qr.Generation) -> bytes:
-    device, (post,) = generate(_config(kind, generation), now_ms=0)
+def _qr_from(kind: DeviceRole, generation: qr.Generation, seed: bytes = b"s") -> bytes:
+    device, (post,) = generate(_config(kind, generation, seed), now_ms=0)
     assert isinstance(post, SendHttpRequest)
-    device, _ = transition(
+    _, effects = transition(
         device, HttpResponseReceived(request_id=post.request_id, response=_created(generation)), now_ms=0
     )
-    assert device.qr_code is not None
-    return qr.encode(device.qr_code)
+    (shown,) = [effect for effect in effects if isinstance(effect, ShowQrCode)]
+    return shown.payload
 
 
 def test_a_qr_for_the_same_side_or_another_generation_is_refused() -> None:
     shown_by_existing = _qr_from(DeviceRole.EXISTING, qr.Generation.V3)
     _, effects = scan(_config(DeviceRole.EXISTING), shown_by_existing, now_ms=0)  # two existing devices
-    assert isinstance(effects[0], ReportOutcome) and isinstance(effects[0].outcome, ReportLoginFailure)
+    assert isinstance(effects[0], ReportOutcome) and isinstance(effects[0].result, ReportLoginFailure)
     _, effects = scan(_config(DeviceRole.NEW, qr.Generation.V1), shown_by_existing, now_ms=0)
-    assert isinstance(effects[0], ReportOutcome) and isinstance(effects[0].outcome, ReportLoginFailure)
+    assert isinstance(effects[0], ReportOutcome) and isinstance(effects[0].result, ReportLoginFailure)
     _, effects = scan(_config(DeviceRole.NEW), shown_by_existing, now_ms=0)
     assert isinstance(effects[0], SendHttpRequest) and effects[0].request.method == "GET"
 
 
 def test_v2_scanner_resolves_the_server_name_first() -> None:
     payload = _qr_from(DeviceRole.EXISTING, qr.Generation.V2)
+    device: State
     device, (lookup,) = scan(_config(DeviceRole.NEW, qr.Generation.V2), payload, now_ms=0)
     assert isinstance(lookup, SendHttpRequest)
     assert lookup.request.target == f"https://{SERVER_NAME}/.well-known/matrix/client"
     # No answer: the device ends with a typed failure rather than guessing a URL.
     device, effects = transition(device, HttpRequestFailed(request_id=lookup.request_id), now_ms=1)
     finished = [e for e in effects if isinstance(e, ReportOutcome)]
-    assert len(finished) == 1 and isinstance(finished[0].outcome, ReportLoginFailure)
+    assert len(finished) == 1 and isinstance(finished[0].result, ReportLoginFailure)
     assert is_done(device)
 
 
@@ -148,6 +152,7 @@ def test_misuse_raises_before_anything_changes() -> None:
 
 
 def test_duplicate_answers_are_ignored_and_never_issued_ids_are_misuse() -> None:
+    device: State
     device, (post,) = generate(_config(DeviceRole.NEW), now_ms=0)
     assert isinstance(post, SendHttpRequest)
     # Request ids are minted by the device; one it never issued can only come from the embedder.
@@ -170,3 +175,49 @@ def test_repr_shows_no_secret() -> None:
     device, _ = generate(config, now_ms=0)
     text = repr(device)
     assert "very secret seed" not in text and derive(config.seed, "channel secret").hex() not in text
+
+
+def _shown_by_new_device_v3(now_ms: int = 0) -> tuple[State, int]:
+    """A v3 new device showing its QR code (the session expires 120 s after ``now_ms``); its next request id."""
+    device: State
+    device, (post,) = generate(_config(DeviceRole.NEW), now_ms=now_ms)
+    assert isinstance(post, SendHttpRequest)
+    device, _ = transition(
+        device, HttpResponseReceived(request_id=post.request_id, response=_created(qr.Generation.V3)), now_ms=now_ms
+    )
+    assert isinstance(device, AwaitingPeer)
+    return device, post.request_id + 1
+
+
+@pytest.mark.parametrize(
+    ("answered_at_ms", "ended"),
+    [(1_000, SessionEnd.DELETED), (114_999, SessionEnd.DELETED), (115_000, SessionEnd.EXPIRED)],
+)
+def test_the_outcome_tells_an_expired_session_from_a_deleted_one(answered_at_ms: int, ended: SessionEnd) -> None:
+    """A 404 well before the announced expiry: the peer deleted the session. At it (within the rendezvous client's
+    margin for latency and skew): it expired. Either way the login ends channel_closed, and the outcome says which."""
+    device, poll_id = _shown_by_new_device_v3()
+    device, (poll,) = transition(device, TimerFired(), now_ms=answered_at_ms)
+    assert isinstance(poll, SendHttpRequest) and poll.request_id == poll_id and poll.request.method == "GET"
+    gone = HttpResponse(status=404, body=b'{"errcode":"M_NOT_FOUND"}')
+    device, effects = transition(device, HttpResponseReceived(request_id=poll_id, response=gone), now_ms=answered_at_ms)
+    assert isinstance(device, Done) and outcome(device) == effects[-1]
+    assert effects[-1] == ReportOutcome(result=ReportLoginFailure(reason="channel_closed"), session_end=ended)
+
+
+def test_a_session_that_runs_out_of_time_is_reported_expired() -> None:
+    device, _ = _shown_by_new_device_v3()
+    due = deadline(device)
+    assert due == 1_000  # the first poll
+    device, _ = transition(device, TimerFired(), now_ms=120_000)  # the timer came late: the session's end has passed
+    assert isinstance(device, Done)
+    ended = outcome(device)
+    assert ended is not None and ended.session_end is SessionEnd.EXPIRED and ended.channel_failure is None
+
+
+def test_a_device_that_is_done_takes_nothing() -> None:
+    device, _ = scan(_config(DeviceRole.EXISTING), b"not a QR code", now_ms=0)
+    assert isinstance(device, Done) and is_done(device) and deadline(device) is None
+    for event in (TimerFired(), HttpRequestFailed(request_id=1), UserCancelled()):
+        with pytest.raises(LocalProtocolError, match="not legal in device state Done"):
+            transition(device, event, now_ms=0)

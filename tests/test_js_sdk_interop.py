@@ -8,7 +8,8 @@ clock: js-sdk polls every second, so one run takes a few seconds.
 
 What is checked: both sides end in success; the E2EE secrets the existing device exported are the ones the new device
 ends with; the new device's access token belongs to the new device id on the right account; both sides derived the
-same check code. Negative runs: a wrong check code on either G, and a user cancelling on either side.
+same check code. Negative runs: a wrong check code on either G, a user cancelling on either side, and qrlogin's
+scanner giving up while js-sdk holds the rendezvous slot (it must still deliver its ``m.login.failure``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from qrlogin import homeserver as hsm
 from qrlogin import qr
 from qrlogin.channel import FailureReason as ChannelFailureReason
 from qrlogin.login.events import ReportLoginFailure, ReportLoginSuccess
+from qrlogin.login.messages import FailureReason as LoginFailureReason
 from qrlogin.login.messages import Secrets, message_to_json
 from qrlogin.sim.world import CLIENT_METADATA, user_secrets
 from qrlogin.vocabulary import (
@@ -54,6 +56,8 @@ from .js_sdk_peer import (
 )
 from .peers import run_qrlogin
 
+pytestmark = pytest.mark.interop
+
 QRLOGIN_NEW_DEVICE = "QRPHONE"
 JS_NEW_DEVICE = "JSPHONE"
 ROLES = [
@@ -79,9 +83,14 @@ class Run:
     qrlogin: QrloginDevice
     js: JsSdkPeer
     js_events: list[dict[str, Any]] = field(default_factory=list)
+    js_event_ms: list[int] = field(default_factory=list)  # when each js event was read, on the test's clock
+    cancelled_at_ms: int | None = None  # when the user cancelled on qrlogin
 
     def js_event(self, name: str) -> dict[str, Any] | None:
         return next((e for e in self.js_events if e["event"] == name), None)
+
+    def js_event_at_ms(self, name: str) -> int:
+        return next(at for e, at in zip(self.js_events, self.js_event_ms, strict=True) if e["event"] == name)
 
 
 @dataclass(frozen=True)
@@ -90,7 +99,10 @@ class Script:
 
     mistype: bool = False  # the user types a well-formed wrong code on G (the code S shows, plus one)
     cancel_on_js_after: str | None = None  # a js event after which the user cancels on the js device
-    cancel_on_qrlogin_after: type | None = None  # a qrlogin effect after which the user cancels there
+    # A qrlogin effect after which the user cancels there (instead of doing what it asks), or the type of a login
+    # message qrlogin sent (ReportMessageSent) after which the user cancels.
+    cancel_on_qrlogin_after: type | str | None = None
+    code_after_qrlogin_ends: bool = False  # the user types the code qrlogin shows into js-sdk only after that
 
 
 def _run(
@@ -141,6 +153,7 @@ def _drive(run: Run, config: dv.DeviceConfig, *, js_scans: bool, user_id: str, s
     if js_scans:
         qd.start(dv.generate(config, now_ms=now_ms()))
     js_code: str | None = None
+    held_code: str | None = None  # the code qrlogin shows, not yet typed into js-sdk
     asked_for_code = False
     done_with_effects = 0
     js_over = False
@@ -150,23 +163,28 @@ def _drive(run: Run, config: dv.DeviceConfig, *, js_scans: bool, user_id: str, s
             qd.step()
         for effect in qd.effects[done_with_effects:]:
             done_with_effects += 1
-            if script.cancel_on_qrlogin_after is not None and isinstance(effect, script.cancel_on_qrlogin_after):
+            if _cancels_after(script, effect) and run.cancelled_at_ms is None:
+                run.cancelled_at_ms = now_ms()
                 qd.feed(UserCancelled())  # instead of what the effect asked for
             elif isinstance(effect, dv.ShowQrCode):
                 js.send("scan", qr=_b64(effect.payload))
             elif isinstance(effect, ShowCheckCode):
-                js.send("check_code", code=_typed(script, effect.code))  # the user types it on js's G
+                held_code = _typed(script, effect.code)  # the user types it on js's G
             elif isinstance(effect, PromptForCheckCode):
                 asked_for_code = True
             elif isinstance(effect, OpenVerificationUri):
                 run.server.approve(effect.uri, user_id)
                 qd.feed(VerificationUriOpened())
+        if held_code is not None and (not script.code_after_qrlogin_ends or qd.finished is not None):
+            js.send("check_code", code=held_code)
+            held_code = None
         if asked_for_code and js_code is not None:
             asked_for_code = False
             qd.feed(CheckCodeEntered(code=_typed(script, js_code)))
         event = js.poll(0.02)
         if event is not None:
             run.js_events.append(event)
+            run.js_event_ms.append(now_ms())
             kind = event["event"]
             if script.cancel_on_js_after == kind:
                 js.send("cancel")  # instead of what the event asked for
@@ -189,6 +207,14 @@ def _drive(run: Run, config: dv.DeviceConfig, *, js_scans: bool, user_id: str, s
     # Let the reader collect an event that raced the end (the js process has exited or is exiting).
     while (event := js.poll(0.2)) is not None:
         run.js_events.append(event)
+        run.js_event_ms.append(now_ms())
+
+
+def _cancels_after(script: Script, effect: dv.Effect) -> bool:
+    wanted = script.cancel_on_qrlogin_after
+    if isinstance(wanted, str):
+        return isinstance(effect, dv.ReportMessageSent) and effect.message_type == wanted
+    return wanted is not None and isinstance(effect, wanted)
 
 
 def _typed(script: Script, shown: str) -> str:
@@ -236,14 +262,14 @@ def _assert_success(run: Run, js_kind: DeviceRole, js_scans: bool) -> None:
     finished = run.qrlogin.finished
     done = run.js_event("done")
     assert done is not None, f"js-sdk events: {run.js_events}\n{run.js.log_tail()}"
-    assert finished is not None and isinstance(finished.outcome, ReportLoginSuccess), finished
+    assert finished is not None and isinstance(finished.result, ReportLoginSuccess), finished
     expected = user_secrets("alice")
     if js_kind is DeviceRole.EXISTING:
         # The secrets js-sdk exported arrived in qrlogin's outcome, and qrlogin's token is the new device's.
-        assert finished.outcome.secrets == expected
+        assert finished.result.secrets == expected
         assert done["secrets"] == _secrets_json(expected)
-        assert finished.outcome.tokens is not None
-        who = _whoami(run.server, finished.outcome.tokens.access_token.value.decode())
+        assert finished.result.tokens is not None
+        who = _whoami(run.server, finished.result.tokens.access_token.value.decode())
         assert who == {"user_id": "@alice:qrlogin.test", "device_id": QRLOGIN_NEW_DEVICE}
     else:
         # js-sdk received exactly the secrets qrlogin sent (its new device hands back the whole payload, "type"
@@ -281,7 +307,7 @@ def test_wrong_check_code_on_qrlogin_stops_both(tmp_path: Path) -> None:
     """qrlogin (new device, G) is given a wrong code: it fails, deletes the rendezvous, and js-sdk's flow rejects."""
     run = _run(tmp_path, DeviceRole.EXISTING, True, Script(mistype=True))
     finished = run.qrlogin.finished
-    assert finished is not None and isinstance(finished.outcome, ReportLoginFailure)
+    assert finished is not None and isinstance(finished.result, ReportLoginFailure)
     assert finished.channel_failure is ChannelFailureReason.CHECK_CODE_MISMATCH
     # js-sdk (S) learns of it only from the 404 after the deletion: its onFailure says "unknown", and the step it
     # was in (waiting for the new device's m.login.protocol) rejects as an unexpected (missing) message.
@@ -299,8 +325,9 @@ def test_wrong_check_code_on_js_sdk_stops_both(tmp_path: Path) -> None:
     failed = run.js_event("failed")
     assert failed is not None and failed["code"] == "insecure_channel_detected"
     finished = run.qrlogin.finished
-    assert finished is not None and isinstance(finished.outcome, ReportLoginFailure)
-    assert finished.outcome.reason == "channel_closed" and not finished.outcome.by_peer
+    assert finished is not None and isinstance(finished.result, ReportLoginFailure)
+    assert finished.result.reason == "channel_closed" and not finished.result.by_peer
+    assert finished.session_end is dv.SessionEnd.DELETED  # js-sdk deleted it: not an expiry
     assert _alice_devices(run.server) == {"LAPTOP"}
 
 
@@ -308,8 +335,8 @@ def test_user_cancels_on_qrlogin(tmp_path: Path) -> None:
     """qrlogin's existing device cancels instead of opening the URI: js-sdk's new device rejects with user_cancelled."""
     run = _run(tmp_path, DeviceRole.NEW, False, Script(cancel_on_qrlogin_after=OpenVerificationUri))
     finished = run.qrlogin.finished
-    assert finished is not None and isinstance(finished.outcome, ReportLoginFailure)
-    assert finished.outcome.reason == "user_cancelled" and not finished.outcome.by_peer
+    assert finished is not None and isinstance(finished.result, ReportLoginFailure)
+    assert finished.result.reason == "user_cancelled" and not finished.result.by_peer
     failed = run.js_event("failed")
     assert failed is not None and failed["code"] == "user_cancelled", run.js_events
     assert run.js_event("logged_in") is None
@@ -321,9 +348,38 @@ def test_user_cancels_on_js_sdk_without_a_failure_message(tmp_path: Path) -> Non
     run = _run(tmp_path, DeviceRole.EXISTING, False, Script(cancel_on_js_after="verification_uri"))
     assert run.js_event("cancelled") is not None
     finished = run.qrlogin.finished
-    assert finished is not None and isinstance(finished.outcome, ReportLoginFailure)
-    assert finished.outcome.reason == "channel_closed" and not finished.outcome.by_peer
+    assert finished is not None and isinstance(finished.result, ReportLoginFailure)
+    assert finished.result.reason == "channel_closed" and not finished.result.by_peer
+    assert finished.session_end is dv.SessionEnd.DELETED  # the 404 came long before the session's expiry
     assert not any(kind.startswith("m.login.failure") for kind in _received(run))
+    assert _alice_devices(run.server) == {"LAPTOP"}
+
+
+@pytest.mark.parametrize(
+    ("js_kind", "last_sent"),
+    [
+        pytest.param(DeviceRole.EXISTING, "m.login.protocol", id="qrlogin-new-device-scans"),
+        pytest.param(DeviceRole.NEW, "m.login.protocols", id="qrlogin-existing-device-scans"),
+    ],
+)
+def test_qrlogin_scanner_that_gives_up_tells_js_sdk(tmp_path: Path, js_kind: DeviceRole, last_sent: str) -> None:
+    """qrlogin scanned, wrote its first login message, and the user cancels on it while js-sdk holds the slot: the user
+    has not typed the check code into js-sdk's G yet (they do so after). A scanner cannot delete the session, so its
+    m.login.failure is the only news js-sdk can get: qrlogin keeps polling, writes it on its next turn, and js-sdk's
+    flow rejects with user_cancelled within seconds, not when the session expires (120 s on the model)."""
+    run = _run(tmp_path, js_kind, False, Script(cancel_on_qrlogin_after=last_sent, code_after_qrlogin_ends=True))
+    finished = run.qrlogin.finished
+    assert finished is not None
+    assert finished.result == ReportLoginFailure(reason=LoginFailureReason.USER_CANCELLED)
+    failed = run.js_event("failed")
+    assert failed is not None and failed["code"] == "user_cancelled", run.js_events
+    assert run.cancelled_at_ms is not None
+    elapsed_ms = run.js_event_at_ms("failed") - run.cancelled_at_ms
+    assert elapsed_ms < 20_000, elapsed_ms  # a few of js-sdk's 1 s polls and its discovery; expiry is 120 s away
+    assert run.qrlogin.device is not None and dv.is_done(run.qrlogin.device)
+    sent = [note.message_type for note in run.qrlogin.of_type(dv.ReportMessageSent)]
+    assert sent == [last_sent, "m.login.failure (user_cancelled)"]
+    assert run.js_event("done") is None and run.js_event("logged_in") is None
     assert _alice_devices(run.server) == {"LAPTOP"}
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 from qrlogin import qr
+from qrlogin.device import outcome
 from qrlogin.login.events import ReportLoginSuccess
 from qrlogin.sim import world as w
 from qrlogin.vocabulary import DeviceRole
@@ -49,8 +50,8 @@ def test_a_user_who_walks_away_leaves_no_device_hanging(
     if stops_before == "scan":
         assert len(devices) == 1
     for actor in devices:
-        outcome = actor.device.outcome
-        assert outcome is not None, f"{actor.name} has no outcome"
-        assert not isinstance(outcome, ReportLoginSuccess), f"{actor.name} completed without the user"
+        ended = outcome(actor.device)
+        assert ended is not None, f"{actor.name} has no outcome"
+        assert not isinstance(ended.result, ReportLoginSuccess), f"{actor.name} completed without the user"
     # Nothing outlives the rendezvous by more than the devices' own grace periods (deletion delay, polling).
     assert world.now_ms <= scenario.rendezvous_ttl_ms + 60_000, world.now_ms

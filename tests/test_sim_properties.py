@@ -9,12 +9,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qrlogin import qr
-from qrlogin.login.events import ReportLoginSuccess
+from qrlogin.device import State, outcome
+from qrlogin.login.events import ReportLoginFailure, ReportLoginSuccess
 from qrlogin.sim import Faults, Scenario, honest_scenario, run
 from qrlogin.sim.invariants import check
 from qrlogin.sim.run import MAX_STEPS, Run
 from qrlogin.sim.world import ATTACKER, EXISTING, NEW, TICK, actions, is_finished, new_world, step
 from qrlogin.vocabulary import DeviceRole
+
+
+def _result(device: State) -> ReportLoginSuccess | ReportLoginFailure | None:
+    ended = outcome(device)
+    return None if ended is None else ended.result
+
 
 GENERATIONS = st.sampled_from(tuple(qr.Generation))
 DIRECTIONS = st.sampled_from(tuple(DeviceRole))
@@ -39,8 +46,9 @@ def test_fair_schedule_signs_in(generation: qr.Generation, qr_on: DeviceRole) ->
     assert verdict.ok, verdict.violations
     assert verdict.outcomes[:2] == ((NEW, "success"), (EXISTING, "success"))
     new = result.world.actor(NEW)
-    assert new is not None and isinstance(new.device.outcome, ReportLoginSuccess)
-    assert new.device.outcome.tokens is not None and new.device.outcome.secrets is not None
+    ended = outcome(new.device) if new is not None else None
+    assert ended is not None and isinstance(ended.result, ReportLoginSuccess)
+    assert ended.result.tokens is not None and ended.result.secrets is not None
 
 
 @settings(max_examples=80, deadline=None)
@@ -82,8 +90,8 @@ def test_every_run_ends_typed_and_safe(scenario: Scenario, choices: list[int]) -
     verdict = check(result)
     assert verdict.ok, verdict.violations
     assert result.finished
-    for name, outcome in verdict.outcomes[:2]:
-        assert outcome in {"absent", "success"} or outcome.startswith("failed:"), (name, outcome)
+    for name, summary in verdict.outcomes[:2]:
+        assert summary in {"absent", "success"} or summary.startswith("failed:"), (name, summary)
 
 
 @settings(max_examples=60, deadline=None)
@@ -99,8 +107,8 @@ def test_attacker_gains_only_through_the_users_mistyped_code(
     attacker = result.world.actor(ATTACKER)
     gained = (
         attacker is not None
-        and isinstance(attacker.device.outcome, ReportLoginSuccess)
-        and (attacker.device.outcome.secrets is not None or attacker.device.outcome.tokens is not None)
+        and isinstance(got := _result(attacker.device), ReportLoginSuccess)
+        and (got.secrets is not None or got.tokens is not None)
     )
     assert verdict.ok, verdict.violations
     assert not gained or verdict.guessed_attacker_code
@@ -142,8 +150,9 @@ def test_a_guess_of_the_attackers_code_is_the_one_way_in() -> None:
     verdict = check(second)
     attacker = second.world.actor(ATTACKER)
     assert verdict.guessed_attacker_code and verdict.ok  # reported as a guess that hit, not as a protocol violation
-    assert attacker is not None and isinstance(attacker.device.outcome, ReportLoginSuccess)
-    assert attacker.device.outcome.tokens is not None and attacker.device.outcome.secrets is not None
+    result = _result(attacker.device) if attacker is not None else None
+    assert isinstance(result, ReportLoginSuccess)
+    assert result.tokens is not None and result.secrets is not None
     if code != "11":
         assert not check(first).guessed_attacker_code
         assert check(first).outcomes[2][1] != "success"

@@ -17,7 +17,7 @@ import json
 
 from .. import homeserver as hsm
 from .. import qr
-from ..device import derive
+from ..device import derive, outcome
 from ..login.events import ReportLoginSuccess
 from ..sim.invariants import check
 from ..sim.run import MAX_STEPS, Run
@@ -154,25 +154,27 @@ def _outcome(world: World, name: str) -> str:
     actor = world.actor(name)
     if actor is None:
         return "never started (the QR code was not scanned)"
-    outcome = actor.device.outcome
-    if outcome is None:
+    ended = outcome(actor.device)
+    if ended is None:
         return "still waiting for an answer that will not come"
-    if isinstance(outcome, ReportLoginSuccess):
-        if outcome.secrets is not None:
-            backup = " and the key backup key" if outcome.secrets.backup is not None else ""
+    result = ended.result
+    if isinstance(result, ReportLoginSuccess):
+        if result.secrets is not None:
+            backup = " and the key backup key" if result.secrets.backup is not None else ""
             return f"success: signed in as {actor.device.config.device_id}, received the cross-signing keys{backup}"
         return "success: the new device is signed in and has the secrets"
-    peer = ", reported by the other device" if outcome.by_peer else ""
-    channel = actor.device.channel_failure
-    detail = f"; secure channel: {channel.value}" if channel is not None else ""
-    return f"failed: {outcome.reason}{peer}{detail}"
+    peer = ", reported by the other device" if result.by_peer else ""
+    channel = f"; secure channel: {ended.channel_failure.value}" if ended.channel_failure is not None else ""
+    session = f"; rendezvous session {ended.session_end.value}" if ended.session_end is not None else ""
+    return f"failed: {result.reason}{peer}{channel}{session}"
 
 
 def _attack_summary(world: World, ok: bool, guessed: bool, violations: tuple[str, ...]) -> int:
     attacker = world.actor(ATTACKER)
-    outcome = attacker.device.outcome if attacker is not None else None
-    secrets = isinstance(outcome, ReportLoginSuccess) and outcome.secrets is not None
-    tokens = isinstance(outcome, ReportLoginSuccess) and outcome.tokens is not None
+    ended = outcome(attacker.device) if attacker is not None else None
+    result = ended.result if ended is not None else None
+    secrets = isinstance(result, ReportLoginSuccess) and result.secrets is not None
+    tokens = isinstance(result, ReportLoginSuccess) and result.tokens is not None
     print(f"the attacker's device:          {_outcome(world, ATTACKER)}")
     code = world.record.attacker_code
     typed = [code for _, code in world.record.typed]

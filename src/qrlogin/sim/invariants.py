@@ -10,7 +10,11 @@
 * **the attacker gets nothing**: no secrets, and no access token for the user's account; the single exception is a
   user who typed the attacker's own check code (a guess that hit, the residual risk of a two-digit code, docs/threats.md
   T2), which :func:`check` reports separately through ``guessed_attacker_code``;
-* **no nonce reuse**: no (key, nonce) pair sealed two different payloads.
+* **no nonce reuse**: no (key, nonce) pair sealed two different payloads;
+* **a failure reaches the peer**: when one of the user's devices gives up with an ``m.login.failure`` while the other's
+  login still runs, the other is not left waiting for the rendezvous to expire: it learns of it (from the message,
+  or from the deletion of the session by the device that created it) and the run ends before the session's expiry.
+  Checked where nothing else can delay it: no attacker, and no lost, duplicated or delayed HTTP exchange.
 """
 
 from __future__ import annotations
@@ -18,14 +22,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from .. import device as dv
 from .. import homeserver as hsm
-from ..channel import ecies, hpke
 from ..login.events import ReportLoginSuccess
 from ..login.messages import Secrets, serialize_message
 from .run import Run
 from .world import ATTACKER, EXISTING, NEW, USER, Faults, World, user_secrets
 
-__all__ = ["Verdict", "check", "is_honest"]
+__all__ = ["Verdict", "check", "is_honest", "is_reliable"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,6 +43,12 @@ class Verdict:
         return not self.violations
 
 
+def is_reliable(world: World) -> bool:
+    """No attacker and a network that loses, duplicates and delays nothing (the user may still cancel or deny)."""
+    faults = world.scenario.faults
+    return not world.scenario.attacker and faults.drops == faults.duplicates == faults.delays == 0
+
+
 def is_honest(world: World) -> bool:
     """No attacker and no fault budget: the network may reorder freely but loses, duplicates and delays nothing."""
     return not world.scenario.attacker and world.scenario.faults == Faults()
@@ -48,10 +58,11 @@ def _outcome(world: World, name: str) -> str:
     actor = world.actor(name)
     if actor is None:
         return "absent"
-    outcome = actor.device.outcome
+    outcome = dv.outcome(actor.device)
     if outcome is None:
         return "running"
-    return "success" if isinstance(outcome, ReportLoginSuccess) else f"failed:{outcome.reason}"
+    result = outcome.result
+    return "success" if isinstance(result, ReportLoginSuccess) else f"failed:{result.reason}"
 
 
 def _whoami(world: World, token: str) -> str | None:
@@ -65,14 +76,6 @@ def _whoami(world: World, token: str) -> str | None:
 
 def _same_secrets(a: Secrets, b: Secrets) -> bool:
     return serialize_message(a) == serialize_message(b)
-
-
-def _check_code(state: object) -> str | None:
-    if isinstance(state, ecies.Established):
-        return ecies.check_code(state)
-    if isinstance(state, hpke.Established):
-        return hpke.check_code(state)
-    return None
 
 
 def check(result: Run) -> Verdict:
@@ -94,7 +97,8 @@ def check(result: Run) -> Verdict:
     guessed = world.record.attacker_code is not None and world.record.attacker_code in typed
     user_id = f"@{USER}:{world.hs.server_name}"
     for actor in world.actors:
-        outcome = actor.device.outcome
+        ended = dv.outcome(actor.device)
+        outcome = None if ended is None else ended.result
         if not isinstance(outcome, ReportLoginSuccess):
             continue
         if outcome.secrets is not None and _same_secrets(outcome.secrets, user_secrets(USER)):
@@ -102,7 +106,7 @@ def check(result: Run) -> Verdict:
                 if not guessed:
                     violations.append(f"the user's secrets reached {actor.name}")
                 continue
-            code = _check_code(actor.device.channel)
+            code = actor.check_code
             if code is None or code not in typed:
                 violations.append("secrets reached a device whose check code the user never confirmed")
             tokens = outcome.tokens
@@ -113,9 +117,25 @@ def check(result: Run) -> Verdict:
             who = _whoami(world, outcome.tokens.access_token.value.decode())
             if who is not None and who.startswith(user_id + "|") and not guessed:
                 violations.append("the attacker obtained an access token for the user's account")
+    if is_reliable(world):
+        violations.extend(_failures_reached_the_peer(world))
     seen: dict[tuple[str, str, int], str] = {}
     for name, key, counter, payload in world.record.seals:
         previous = seen.setdefault((name, key, counter), payload)
         if previous != payload:
             violations.append(f"nonce reuse: {name} sealed two payloads under {key} at counter {counter}")
     return Verdict(violations=tuple(violations), guessed_attacker_code=guessed, outcomes=outcomes)
+
+
+def _failures_reached_the_peer(world: World) -> list[str]:
+    found = []
+    for name, notice, peer_was_running in world.record.notices:
+        if not peer_was_running:
+            continue
+        peer = world.actor(EXISTING if name == NEW else NEW)
+        ended = dv.outcome(peer.device) if peer is not None else None
+        if ended is not None and ended.session_end is dv.SessionEnd.EXPIRED:
+            found.append(f"{name} sent {notice}, but the other device waited for the rendezvous to expire")
+        if world.now_ms >= world.scenario.rendezvous_ttl_ms:
+            found.append(f"{name} sent {notice}, and the run went on until the rendezvous expired")
+    return found

@@ -139,7 +139,8 @@ class Pending:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Actor:
     name: str
-    device: dv.Device
+    device: dv.State
+    check_code: str | None = None  # the check code its channel was established with (what the user confirmed)
     shown_code: str | None = None  # S: the check code on screen
     asked_code: bool = False  # G: the user is asked for the code
     consent_uri: str | None = None  # existing: the browser page it asks the user to open
@@ -154,6 +155,7 @@ class Record:
     typed: tuple[tuple[str, str], ...] = ()  # (actor typed on, code)
     attacker_code: str | None = None  # the code of the attacker's channel when the user typed one
     transcript: tuple[tuple[int, str, str], ...] = ()  # (time, actor or "user"/"network", text)
+    notices: tuple[tuple[str, str, bool], ...] = ()  # (actor, failure it sent, whether the peer's login still ran)
     qr_payload: bytes | None = None
     expires_ms: int | None = None
 
@@ -304,7 +306,7 @@ def actions(world: World) -> tuple[Action, ...]:
             found.append(Action(kind="duplicate", actor=item.actor, index=index))
     if faults.cancels > 0:
         for actor in world.actors:
-            if actor.name != ATTACKER and actor.device.outcome is None:
+            if actor.name != ATTACKER and dv.outcome(actor.device) is None:
                 found.append(Action(kind="cancel", actor=actor.name))
     if world.scenario.attacker and faults.overwrites > 0 and world.attacker_scanned:
         found.append(Action(kind="overwrite", actor=ATTACKER))
@@ -318,7 +320,7 @@ def _user_actions(world: World) -> list[Action]:
         found.append(Action(kind="scan", actor=_scanner(scenario)))
     generator = world.actor(_generator(scenario))
     scanner = world.actor(_scanner(scenario))
-    if generator is not None and generator.asked_code and generator.device.outcome is None:
+    if generator is not None and generator.asked_code and dv.outcome(generator.device) is None:
         if scanner is not None and scanner.shown_code is not None:
             found.append(Action(kind="type_code", actor=generator.name))
         elif scenario.attacker:
@@ -327,7 +329,7 @@ def _user_actions(world: World) -> list[Action]:
             found.append(Action(kind="guess", actor=generator.name))
             found.append(Action(kind="cancel_prompt", actor=generator.name))
     existing = world.actor(EXISTING)
-    asked = existing is not None and existing.consent_uri is not None and existing.device.outcome is None
+    asked = existing is not None and existing.consent_uri is not None and dv.outcome(existing.device) is None
     if asked and not world.uri_opened:
         found.append(Action(kind="open_uri", actor=EXISTING))
         if world.faults.cancels > 0:
@@ -340,7 +342,7 @@ def _user_actions(world: World) -> list[Action]:
 
 
 def _next_timer(world: World) -> int | None:
-    times = [t for a in world.actors if (t := dv.next_timer(a.device)) is not None]
+    times = [t for a in world.actors if (t := dv.deadline(a.device)) is not None]
     return min(times) if times else None
 
 
@@ -380,7 +382,7 @@ def step(world: World, action: Action) -> World:
             world = replace(world, faults=replace(world.faults, delays=world.faults.delays - 1))
         world = replace(world, now_ms=max(world.now_ms, timer))
         for actor in world.actors:
-            due = dv.next_timer(actor.device)
+            due = dv.deadline(actor.device)
             if due is not None and due <= world.now_ms:
                 world = _feed(world, actor.name, TimerFired())
         return world
@@ -415,7 +417,7 @@ def _user_or_attacker(world: World, action: Action) -> World:
         assert code is not None
         world = _update(world, name, asked_code=False)
         attacker = world.actor(ATTACKER)
-        attacker_code = channel_check_code(attacker.device.channel) if attacker is not None else None
+        attacker_code = channel_check_code(dv.channel(attacker.device)) if attacker is not None else None
         typed = (*world.record.typed, (name, code))
         record = replace(world.record, typed=typed, attacker_code=attacker_code or world.record.attacker_code)
         world = replace(world, record=record)
@@ -509,9 +511,8 @@ def _deliver(world: World, index: int) -> World:
 
 def _overwrite(world: World) -> World:
     """The attacker reads the slot and overwrites it, with the slot's current token, with a meaningless payload."""
-    attacker = world.actor(ATTACKER)
-    assert attacker is not None and attacker.device.qr_code is not None
-    code = attacker.device.qr_code
+    assert world.qr_payload is not None
+    code = qr.decode(world.qr_payload)
     if code.rendezvous_url is not None:
         url = code.rendezvous_url
     else:
@@ -550,14 +551,25 @@ def _note(world: World, who: str, text: str) -> World:
     return replace(world, record=replace(world.record, transcript=(*world.record.transcript, entry)))
 
 
-def _feed(world: World, name: str, event: dv.DeviceEvent) -> World:
+def _feed(world: World, name: str, event: dv.Event) -> World:
     actor = world.actor(name)
     assert actor is not None
-    before = actor.device.channel
+    if dv.is_done(actor.device):
+        return world  # an answer that was still on its way when the device finished: it needs nothing more
+    before = dv.channel(actor.device)
     device, effects = dv.transition(actor.device, event, now_ms=world.now_ms)
-    world = _update(world, name, device=device)
-    world = _track_seal(world, name, before, device.channel)
+    after = dv.channel(device)
+    world = _update(world, name, device=device, check_code=_established_code(after) or actor.check_code)
+    world = _track_seal(world, name, before, after)
     return _apply_effects(world, name, effects)
+
+
+def _established_code(state: object) -> str | None:
+    if isinstance(state, ecies.Established):
+        return ecies.check_code(state)
+    if isinstance(state, hpke.Established):
+        return hpke.check_code(state)
+    return None
 
 
 def _track_seal(world: World, name: str, before: object, after: object) -> World:
@@ -588,7 +600,7 @@ def _seal_of(state: object) -> tuple[str, int, str] | None:
     return None
 
 
-def _apply_effects(world: World, name: str, effects: tuple[dv.DeviceEffect, ...]) -> World:
+def _apply_effects(world: World, name: str, effects: tuple[dv.Effect, ...]) -> World:
     for effect in effects:
         if isinstance(effect, SendHttpRequest):
             item = Pending(actor=name, request_id=effect.request_id, request=effect.request)
@@ -615,6 +627,11 @@ def _apply_effects(world: World, name: str, effects: tuple[dv.DeviceEffect, ...]
             world = _note(world, name, f"shows user code {effect.user_code}")
         elif isinstance(effect, dv.ReportMessageSent):
             world = _note(world, name, f"sends {effect.message_type}")
+            if effect.message_type.startswith("m.login.failure") and name in (NEW, EXISTING):
+                peer = world.actor(EXISTING if name == NEW else NEW)
+                running = peer is not None and dv.outcome(peer.device) is None
+                notices = (*world.record.notices, (name, effect.message_type, running))
+                world = replace(world, record=replace(world.record, notices=notices))
         elif isinstance(effect, dv.ReportMessageReceived):
             world = _note(world, name, f"receives {effect.message_type}")
         else:
@@ -633,13 +650,15 @@ def channel_check_code(state: object) -> str | None:
 
 
 def _describe(effect: dv.ReportOutcome) -> str:
-    outcome = effect.outcome
-    if isinstance(outcome, ReportLoginSuccess):
+    result = effect.result
+    if isinstance(result, ReportLoginSuccess):
         return "outcome: success"
-    assert isinstance(outcome, ReportLoginFailure)
-    text = f"outcome: failed ({outcome.reason}{', reported by the peer' if outcome.by_peer else ''})"
+    assert isinstance(result, ReportLoginFailure)
+    text = f"outcome: failed ({result.reason}{', reported by the peer' if result.by_peer else ''})"
     if effect.channel_failure is not None:
         text += f"; secure channel: {effect.channel_failure.value}"
+    if effect.session_end is not None:
+        text += f"; rendezvous session {effect.session_end.value}"
     return text
 
 
