@@ -7,7 +7,8 @@ and the user's guess) and then one scheduler choice per byte. Contract checked o
 * the run finishes within the step bound, and :func:`qrlogin.sim.invariants.check` finds no violation (both of the
   user's devices end in success or a typed failure; secrets only reach the confirmed new device; the attacker
   obtains neither secrets nor a token for the user's account; no nonce is reused; an honest run succeeds before the
-  rendezvous expires).
+  rendezvous expires; a device that gives up with an ``m.login.failure`` does not leave the other waiting for the
+  rendezvous to expire).
 
 Run with atheris (``python fuzz/fuzz_simulation.py``); ``tests/test_fuzz_simulation.py`` runs the same
 :func:`fuzz_one` under hypothesis in CI, where atheris is not installed.

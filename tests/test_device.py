@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import typing
 
 import pytest
 
 from qrlogin import qr
+from qrlogin.channel import ChannelEffect
 from qrlogin.device import (
     AwaitingPeer,
     DeviceConfig,
@@ -23,9 +25,12 @@ from qrlogin.device import (
     scan,
     transition,
 )
+from qrlogin.device.routing import CHANNEL_ROUTES, LOGIN_ROUTES, RENDEZVOUS_ROUTES
 from qrlogin.errors import LocalProtocolError
 from qrlogin.http import HttpResponse
+from qrlogin.login.events import Effect as LoginEffect
 from qrlogin.login.events import ReportLoginFailure
+from qrlogin.rendezvous import client as rz
 from qrlogin.sim.world import BASE_URL, SERVER_NAME, user_secrets
 from qrlogin.vocabulary import (
     CheckCodeEntered,
@@ -221,3 +226,10 @@ def test_a_device_that_is_done_takes_nothing() -> None:
     for event in (TimerFired(), HttpRequestFailed(request_id=1), UserCancelled()):
         with pytest.raises(LocalProtocolError, match="not legal in device state Done"):
             transition(device, event, now_ms=0)
+
+
+def test_every_effect_of_every_lower_machine_has_a_route() -> None:
+    """Routing is one table per layer: each effect a lower machine can emit has one row, and nothing else does."""
+    assert set(typing.get_args(rz.Effect)) == set(RENDEZVOUS_ROUTES)
+    assert set(typing.get_args(ChannelEffect)) == set(CHANNEL_ROUTES)
+    assert set(typing.get_args(LoginEffect)) == set(LOGIN_ROUTES)

@@ -6,27 +6,27 @@ A device runs three machines (``docs/protocol.md`` §1): the rendezvous client, 
 machine. Each speaks only its own vocabulary; what one emits, another must take, or the embedder. The tables below say
 where each effect goes, and :func:`run` feeds the queued events to their machines until none is left:
 
-=====================  =========================================  ==============================================
-layer                  effect                                     becomes
-=====================  =========================================  ==============================================
-rendezvous             ``SendHttpRequest``                        the embedder's ``SendHttpRequest``, renumbered
-                       ``ReportSessionCreated``                   the showing channel, and ``ShowQrCode``
-                       ``DeliverPayload``                         S's first read: ``InitiateRequested``; then the
-                                                                  channel's ``PayloadReceived``, opened with the
-                                                                  token our last write got
-                       ``ReportWriteConfirmed``                   that token (v3 without one: the channel is over)
-                       ``ReportSessionClosed`` / ``...Failure``   login ``ChannelClosed``; the outcome says how
-                                                                  the session ended (``SessionEnd``)
-channel                ``SendPayload``                            rendezvous ``SendRequested`` (resent as is)
-                       ``ShowCheckCode`` / ``PromptForCheckCode``  the embedder, unchanged
-                       ``ReportEstablished`` / ``DeliverPlaintext``  login events (:mod:`qrlogin.login.glue`)
-                       / ``ReportChannelFailure``
-login                  ``SendMessage``                            the outbox, sealed on this device's turn
-                       ``SendHttpRequest``                        the embedder's ``SendHttpRequest``, renumbered
-                       ``OpenVerificationUri`` / ``ShowUserCode``  the embedder, unchanged
-                       ``DeleteRendezvous``                       the creator's deletion time (``closing``)
-                       ``ReportLoginSuccess`` / ``...Failure``    ``ReportOutcome``, exactly once
-=====================  =========================================  ==============================================
+============  ============================================  ==============================================
+layer         effect                                        becomes
+============  ============================================  ==============================================
+rendezvous    ``SendHttpRequest``                           the embedder's ``SendHttpRequest``, renumbered
+              ``ReportSessionCreated``                      the showing channel, and ``ShowQrCode``
+              ``DeliverPayload``                            S's first read: ``InitiateRequested``; later
+                                                            the channel's ``PayloadReceived``, opened with
+                                                            the token our last write got
+              ``ReportWriteConfirmed``                      that token (v3 without one: channel over)
+              ``ReportSessionClosed`` / ``...Failure``      login ``ChannelClosed``; how the session
+                                                            ended (``SessionEnd``) goes in the outcome
+channel       ``SendPayload``                               rendezvous ``SendRequested`` (resent as is)
+              ``ShowCheckCode`` / ``PromptForCheckCode``    the embedder, unchanged
+              ``ReportEstablished``, ``DeliverPlaintext``,  login events (:mod:`qrlogin.login.glue`)
+              ``ReportChannelFailure``
+login         ``SendMessage``                               the outbox, sealed on this device's turn
+              ``SendHttpRequest``                           the embedder's ``SendHttpRequest``, renumbered
+              ``OpenVerificationUri`` / ``ShowUserCode``    the embedder, unchanged
+              ``DeleteRendezvous``                          the creator's deletion time (:mod:`.closing`)
+              ``ReportLoginSuccess`` / ``...Failure``       ``ReportOutcome``, exactly once
+============  ============================================  ==============================================
 
 Adding an effect to a lower machine means adding one row here; an effect without a row fails loudly.
 
@@ -45,6 +45,7 @@ from typing import Any, Final
 
 from .. import qr
 from ..channel import (
+    ChannelEvent,
     ChannelFailed,
     DeliverPlaintext,
     InitiateRequested,
@@ -58,6 +59,7 @@ from ..channel import (
 from ..errors import RemoteProtocolError
 from ..login import new_device
 from ..login.events import ChannelClosed, DeleteRendezvous, ReportLoginFailure, ReportLoginSuccess, SendMessage
+from ..login.events import Event as LoginEvent
 from ..login.glue import channel_effect_to_login_event
 from ..login.messages import Message, message_to_json, parse_message, serialize_message
 from ..rendezvous import client as rz
@@ -153,7 +155,9 @@ def _send_payload(work: Work, effect: SendPayload, now_ms: int) -> None:
     work.rz_events.append(rz.SendRequested(payload=effect.payload))
 
 
-def _show_user(work: Work, effect: Any, now_ms: int) -> None:
+def _show_user(
+    work: Work, effect: ShowCheckCode | PromptForCheckCode | OpenVerificationUri | ShowUserCode, now_ms: int
+) -> None:
     work.effects.append(effect)
 
 
@@ -246,7 +250,7 @@ def _feed_rendezvous(work: Work, event: rz.Event, now_ms: int) -> None:
     route_rendezvous(work, effects, now_ms)
 
 
-def _feed_channel(work: Work, event: Any, now_ms: int) -> None:
+def _feed_channel(work: Work, event: ChannelEvent, now_ms: int) -> None:
     if work.channel is None or isinstance(work.channel, ChannelFailed):
         return
     work.channel, effects = channel_machine(work.config).transition(work.channel, event, now_ms=now_ms)
@@ -254,7 +258,7 @@ def _feed_channel(work: Work, event: Any, now_ms: int) -> None:
         CHANNEL_ROUTES[type(effect)](work, effect, now_ms)
 
 
-def _feed_login(work: Work, event: Any, now_ms: int) -> None:
+def _feed_login(work: Work, event: LoginEvent, now_ms: int) -> None:
     if work.outcome is not None or work.login is None or _login_over(work.login):
         return
     work.login, effects = login_machine(work.config).transition(work.login, event, now_ms=now_ms)

@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import qr
-from ..channel import ChannelFailed, ecies, hpke
+from ..channel import ecies, hpke
 from ..rendezvous import client as rz
 from ..vocabulary import QrSide
 from .config import ChannelState, DeviceConfig, LoginState, login_machine
@@ -57,6 +57,7 @@ __all__ = [
     "deadline",
     "login_deadline",
     "outcome",
+    "sealable",
 ]
 
 
@@ -246,7 +247,3 @@ def channel(state: State) -> ChannelState | None:
 def sealable(channel: ChannelState | None) -> bool:
     """True for a channel that can seal a login message."""
     return isinstance(channel, ecies.Established | hpke.Established)
-
-
-def failed(channel: ChannelState | None) -> bool:
-    return isinstance(channel, ChannelFailed)
