@@ -10,12 +10,12 @@ import pytest
 from qrlogin import qr
 from qrlogin.channel import ChannelEffect
 from qrlogin.device import (
-    AwaitingPeer,
+    AwaitingHandshake,
     DeviceConfig,
-    Done,
     ReportOutcome,
     SessionEnd,
     ShowQrCode,
+    SignInFailed,
     State,
     deadline,
     derive,
@@ -190,7 +190,7 @@ def _shown_by_new_device_v3(now_ms: int = 0) -> tuple[State, int]:
     device, _ = transition(
         device, HttpResponseReceived(request_id=post.request_id, response=_created(qr.Generation.V3)), now_ms=now_ms
     )
-    assert isinstance(device, AwaitingPeer)
+    assert isinstance(device, AwaitingHandshake)
     return device, post.request_id + 1
 
 
@@ -206,7 +206,7 @@ def test_the_outcome_tells_an_expired_session_from_a_deleted_one(answered_at_ms:
     assert isinstance(poll, SendHttpRequest) and poll.request_id == poll_id and poll.request.method == "GET"
     gone = HttpResponse(status=404, body=b'{"errcode":"M_NOT_FOUND"}')
     device, effects = transition(device, HttpResponseReceived(request_id=poll_id, response=gone), now_ms=answered_at_ms)
-    assert isinstance(device, Done) and outcome(device) == effects[-1]
+    assert isinstance(device, SignInFailed) and outcome(device) == effects[-1]
     assert effects[-1] == ReportOutcome(result=ReportLoginFailure(reason="channel_closed"), session_end=ended)
 
 
@@ -215,16 +215,16 @@ def test_a_session_that_runs_out_of_time_is_reported_expired() -> None:
     due = deadline(device)
     assert due == 1_000  # the first poll
     device, _ = transition(device, TimerFired(), now_ms=120_000)  # the timer came late: the session's end has passed
-    assert isinstance(device, Done)
+    assert isinstance(device, SignInFailed)
     ended = outcome(device)
     assert ended is not None and ended.session_end is SessionEnd.EXPIRED and ended.channel_failure is None
 
 
-def test_a_device_that_is_done_takes_nothing() -> None:
+def test_a_finished_device_takes_nothing() -> None:
     device, _ = scan(_config(DeviceRole.EXISTING), b"not a QR code", now_ms=0)
-    assert isinstance(device, Done) and is_done(device) and deadline(device) is None
+    assert isinstance(device, SignInFailed) and is_done(device) and deadline(device) is None
     for event in (TimerFired(), HttpRequestFailed(request_id=1), UserCancelled()):
-        with pytest.raises(LocalProtocolError, match="not legal in device state Done"):
+        with pytest.raises(LocalProtocolError, match="not legal in device state SignInFailed"):
             transition(device, event, now_ms=0)
 
 

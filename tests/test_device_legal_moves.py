@@ -201,8 +201,9 @@ def moves() -> frozenset[Edge]:
 
 def test_the_machine_knows_every_event_class() -> None:
     assert MACHINE.events == frozenset(EVENT_CLASSES)
-    assert MACHINE.initial == (dv.AwaitingSession, dv.AwaitingDiscovery, dv.AwaitingPeer, dv.Done)
-    assert [cls.__name__ for cls in STATES if MACHINE.is_terminal(object.__new__(cls))] == ["Done"]
+    assert MACHINE.initial == (dv.AwaitingSession, dv.AwaitingDiscovery, dv.AwaitingHandshake, dv.SignInFailed)
+    terminal = [cls.__name__ for cls in STATES if MACHINE.is_terminal(object.__new__(cls))]
+    assert terminal == ["SignInFailed", "SignInSucceeded"]
 
 
 def test_every_state_is_reached() -> None:
@@ -249,13 +250,19 @@ def test_most_edges_of_the_table_are_seen() -> None:
 
 
 def test_live_states_are_exactly_those_of_a_running_login() -> None:
-    running: tuple[type, ...] = (dv.AwaitingSession, dv.AwaitingDiscovery, dv.AwaitingPeer, dv.AwaitingCheckCode)
+    running: tuple[type, ...] = (
+        dv.AwaitingSession,
+        dv.AwaitingDiscovery,
+        dv.AwaitingHandshake,
+        dv.AwaitingCheckCodeEntry,
+    )
     running += (dv.AwaitingConsent, dv.AwaitingLogin)
     for current, state_samples in corpus()[0].items():
         for sample in state_samples:
             assert (dv.outcome(sample.device) is None) is (current in running)
-            assert dv.is_done(sample.device) is (current is dv.Done)
-            assert (dv.deadline(sample.device) is None) is (current in (dv.AwaitingDiscovery, dv.Done))
+            finished = current in (dv.SignInSucceeded, dv.SignInFailed)
+            assert dv.is_done(sample.device) is finished
+            assert (dv.deadline(sample.device) is None) is (finished or current is dv.AwaitingDiscovery)
 
 
 def test_answers_to_requests_no_longer_outstanding_are_ignored() -> None:
@@ -279,7 +286,7 @@ def test_generate_and_scan_start_where_the_table_says() -> None:
         device_id="D", client_id="c",
     )  # fmt: skip
     assert type(dv.generate(config, now_ms=0)[0]) in MACHINE.initial
-    assert isinstance(dv.scan(config, b"not a QR code", now_ms=0)[0], dv.Done)
+    assert isinstance(dv.scan(config, b"not a QR code", now_ms=0)[0], dv.SignInFailed)
 
 
 def test_every_handler_states_where_it_leads() -> None:

@@ -19,7 +19,8 @@ The parts, each with its own theory of operation:
 * :mod:`.bootstrap`: getting into a rendezvous session, by creating it (:func:`generate`, the device that shows the
   QR code) or joining it (:func:`scan`, after resolving ``.well-known`` for a v2 code).
 * :mod:`.states`: one class per thing the device waits for, each holding only what is valid then (bootstrap,
-  running, closing, :class:`Done`), and the queries :func:`deadline`, :func:`outcome` and :func:`channel`.
+  running, closing), the two it ends in (:class:`SignInSucceeded`, :class:`SignInFailed`), and the queries
+  :func:`deadline`, :func:`outcome` and :func:`channel`.
 * :mod:`.routing`: one table per lower layer, from each effect it emits to what the device makes of it, and the
   turn-taking that seals a login message only when the rendezvous slot is this device's.
 * :mod:`.closing`: what the device still owes after its login ended: a last message delivered on its next turn (the
@@ -41,18 +42,19 @@ from .config import DeviceConfig, derive, rendezvous_endpoint
 from .effects import Effect, Event, ReportMessageReceived, ReportMessageSent, ReportOutcome, SessionEnd, ShowQrCode
 from .machine import MACHINE, is_done, transition
 from .states import (
-    AwaitingCheckCode,
+    AwaitingCheckCodeEntry,
     AwaitingConsent,
     AwaitingDeletion,
     AwaitingDeletionTime,
     AwaitingDiscovery,
+    AwaitingHandshake,
     AwaitingLastWrite,
     AwaitingLogin,
-    AwaitingPeer,
     AwaitingSession,
     AwaitingTurn,
-    Done,
     Requests,
+    SignInFailed,
+    SignInSucceeded,
     State,
     channel,
     deadline,
@@ -61,18 +63,17 @@ from .states import (
 
 __all__ = [
     "MACHINE",
-    "AwaitingCheckCode",
+    "AwaitingCheckCodeEntry",
     "AwaitingConsent",
     "AwaitingDeletion",
     "AwaitingDeletionTime",
     "AwaitingDiscovery",
+    "AwaitingHandshake",
     "AwaitingLastWrite",
     "AwaitingLogin",
-    "AwaitingPeer",
     "AwaitingSession",
     "AwaitingTurn",
     "DeviceConfig",
-    "Done",
     "Effect",
     "Event",
     "ReportMessageReceived",
@@ -81,6 +82,8 @@ __all__ = [
     "Requests",
     "SessionEnd",
     "ShowQrCode",
+    "SignInFailed",
+    "SignInSucceeded",
     "State",
     "channel",
     "deadline",

@@ -26,7 +26,7 @@ from ..vocabulary import DeviceRole, HttpRequestFailed, HttpResponseReceived, Qr
 from .config import DeviceConfig, LoginState, rendezvous_config, scanning_channel, start_login
 from .effects import Effect, ReportOutcome
 from .routing import route_rendezvous, run
-from .states import AwaitingDiscovery, AwaitingPeer, AwaitingSession, Done, Requests
+from .states import AwaitingDiscovery, AwaitingHandshake, AwaitingSession, Requests, SignInFailed
 from .work import Work, settle
 
 __all__ = ["discovered", "discovery_cancelled", "generate", "scan"]
@@ -50,7 +50,7 @@ def generate(config: DeviceConfig, *, now_ms: int) -> tuple[AwaitingSession, Eff
 
 def scan(
     config: DeviceConfig, payload: bytes, *, now_ms: int
-) -> tuple[AwaitingPeer | AwaitingDiscovery | Done, Effects]:
+) -> tuple[AwaitingHandshake | AwaitingDiscovery | SignInFailed, Effects]:
     """Start as the device that scans, from the QR code's bytes. A code that is not for this device ends it."""
     try:
         code = qr.require_intent(qr.decode(payload), scanner_is_new_device=config.kind is DeviceRole.NEW)
@@ -61,7 +61,7 @@ def scan(
         login = start_login(config, QrSide.SCANS, code)
     except (RemoteProtocolError, LocalProtocolError) as exc:
         outcome = ReportOutcome(result=ReportLoginFailure(reason=f"invalid_qr_code: {type(exc).__name__}"))
-        return Done(config=config, outcome=outcome), (outcome,)
+        return SignInFailed(config=config, outcome=outcome), (outcome,)
     if code.generation is qr.Generation.V2:
         # The code names the server, not its URL: resolve it first (docs/protocol.md §7, discovery).
         assert code.server_name is not None
@@ -76,7 +76,7 @@ def scan(
 
 def _join(
     config: DeviceConfig, code: qr.QrCode, login: LoginState, *, at: tuple[str, str], requests: Requests, now_ms: int
-) -> tuple[AwaitingPeer, Effects]:
+) -> tuple[AwaitingHandshake, Effects]:
     """Join the session ``at`` = (homeserver base URL, v1 session URL or v2/v3 rendezvous id)."""
     base_url, session = at
     rendezvous, effects = rz.join_session(rendezvous_config(config, base_url), session, now_ms=now_ms)
@@ -90,13 +90,13 @@ def _join(
     )
     route_rendezvous(work, effects, now_ms)
     state = settle(work, now_ms)
-    assert isinstance(state, AwaitingPeer)
+    assert isinstance(state, AwaitingHandshake)
     return state, tuple(work.effects)
 
 
 def discovered(
     state: AwaitingDiscovery, event: HttpResponseReceived | HttpRequestFailed, now_ms: int
-) -> tuple[AwaitingPeer | Done, Effects]:
+) -> tuple[AwaitingHandshake | SignInFailed, Effects]:
     """``.well-known`` answered (or did not): join the session on the homeserver it names, or end."""
     assert state.code.server_name is not None and state.code.rendezvous_id is not None
     requests = Requests(issued=state.requests.issued)
@@ -110,17 +110,17 @@ def discovered(
         return _end_before_joining(state, ChannelClosed(), now_ms)
 
 
-def discovery_cancelled(state: AwaitingDiscovery, event: UserCancelled, now_ms: int) -> tuple[Done, Effects]:
+def discovery_cancelled(state: AwaitingDiscovery, event: UserCancelled, now_ms: int) -> tuple[SignInFailed, Effects]:
     """The user gave up before the session was joined: nothing to tell anyone."""
     return _end_before_joining(state, event, now_ms)
 
 
 def _end_before_joining(
     state: AwaitingDiscovery, event: ChannelClosed | UserCancelled, now_ms: int
-) -> tuple[Done, Effects]:
+) -> tuple[SignInFailed, Effects]:
     work = Work(state.config, QrSide.SCANS, rendezvous=None, login=state.login, requests=state.requests)
     work.login_events.append(event)
     run(work, now_ms)
     result = settle(work, now_ms)
-    assert isinstance(result, Done)
+    assert isinstance(result, SignInFailed)
     return result, tuple(work.effects)

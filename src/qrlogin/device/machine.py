@@ -17,7 +17,8 @@ is drawn from them; the handler asserts it at run time, and the tests drive ever
 * The user's acts are legal only where they answer something the device asked for (``CheckCodeEntered`` after
   ``PromptForCheckCode``, the consent events after ``OpenVerificationUri``), and ``UserCancelled`` only while the login
   runs. After the login ended every user act is misuse.
-* :class:`~qrlogin.device.Done` accepts nothing: the device needs nothing more.
+* The finished states (:class:`~qrlogin.device.SignInSucceeded`, :class:`~qrlogin.device.SignInFailed`) accept nothing:
+  the device needs nothing more.
 """
 
 from __future__ import annotations
@@ -41,20 +42,21 @@ from .bootstrap import discovered, discovery_cancelled
 from .effects import Effect, Event
 from .routing import run
 from .states import (
-    AwaitingCheckCode,
+    AwaitingCheckCodeEntry,
     AwaitingConsent,
     AwaitingDeletion,
     AwaitingDeletionTime,
     AwaitingDiscovery,
+    AwaitingHandshake,
     AwaitingLastWrite,
     AwaitingLogin,
-    AwaitingPeer,
     AwaitingSession,
     AwaitingTurn,
     Closing,
-    Done,
+    Finished,
     Requests,
     Running,
+    SignInFailed,
     State,
     deadline,
     login_deadline,
@@ -107,7 +109,9 @@ def _timer(state: Live, now_ms: int) -> tuple[State, Effects]:
     rendezvous_due = rz.deadline(state.rendezvous)
     if rendezvous_due is not None and rendezvous_due <= now_ms:
         work.rz_events.append(TimerFired())
-    if isinstance(state, AwaitingSession | AwaitingPeer | AwaitingCheckCode | AwaitingConsent | AwaitingLogin):
+    if isinstance(
+        state, AwaitingSession | AwaitingHandshake | AwaitingCheckCodeEntry | AwaitingConsent | AwaitingLogin
+    ):
         login_due = login_deadline(state.config, state.login)
         if login_due is not None and login_due <= now_ms:
             work.login_events.append(TimerFired())
@@ -132,9 +136,9 @@ def _user(state: AwaitingSession | Running, event: Event, now_ms: int) -> tuple[
 
 def _session_answered(
     state: AwaitingSession, event: HttpResponseReceived, now_ms: int
-) -> tuple[AwaitingSession | AwaitingPeer | Done, Effects]:
+) -> tuple[AwaitingSession | AwaitingHandshake | SignInFailed, Effects]:
     new, effects = _answered(state, event, now_ms)
-    assert isinstance(new, AwaitingSession | AwaitingPeer | Done), new
+    assert isinstance(new, AwaitingSession | AwaitingHandshake | SignInFailed), new
     return new, effects
 
 
@@ -146,31 +150,33 @@ def _session_request_failed(
     return new, effects
 
 
-def _session_timer(state: AwaitingSession, event: TimerFired, now_ms: int) -> tuple[AwaitingSession | Done, Effects]:
+def _session_timer(
+    state: AwaitingSession, event: TimerFired, now_ms: int
+) -> tuple[AwaitingSession | SignInFailed, Effects]:
     new, effects = _timer(state, now_ms)
-    assert isinstance(new, AwaitingSession | Done), new
+    assert isinstance(new, AwaitingSession | SignInFailed), new
     return new, effects
 
 
 def _session_cancelled(
     state: AwaitingSession, event: UserCancelled, now_ms: int
-) -> tuple[AwaitingDeletion | Done, Effects]:
+) -> tuple[AwaitingDeletion | SignInFailed, Effects]:
     new, effects = _user(state, event, now_ms)
-    assert isinstance(new, AwaitingDeletion | Done), new
+    assert isinstance(new, AwaitingDeletion | SignInFailed), new
     return new, effects
 
 
 def _discovery_answered(
     state: AwaitingDiscovery, event: HttpResponseReceived, now_ms: int
-) -> tuple[AwaitingPeer | Done, Effects]:
+) -> tuple[AwaitingHandshake | SignInFailed, Effects]:
     _require_issued(state.requests, event.request_id)
     return discovered(state, event, now_ms)
 
 
-def _discovery_failed(state: AwaitingDiscovery, event: HttpRequestFailed, now_ms: int) -> tuple[Done, Effects]:
+def _discovery_failed(state: AwaitingDiscovery, event: HttpRequestFailed, now_ms: int) -> tuple[SignInFailed, Effects]:
     _require_issued(state.requests, event.request_id)
     new, effects = discovered(state, event, now_ms)
-    assert isinstance(new, Done), new
+    assert isinstance(new, SignInFailed), new
     return new, effects
 
 
@@ -178,7 +184,7 @@ def _discovery_timer(state: AwaitingDiscovery, event: TimerFired, now_ms: int) -
     return state, ()  # discovery has no deadline of its own: the embedder's HTTP timeout bounds it
 
 
-def _discovery_cancelled(state: AwaitingDiscovery, event: UserCancelled, now_ms: int) -> tuple[Done, Effects]:
+def _discovery_cancelled(state: AwaitingDiscovery, event: UserCancelled, now_ms: int) -> tuple[SignInFailed, Effects]:
     return discovery_cancelled(state, event, now_ms)
 
 
@@ -186,59 +192,65 @@ def _discovery_cancelled(state: AwaitingDiscovery, event: UserCancelled, now_ms:
 
 
 def _peer_answered(
-    state: AwaitingPeer, event: HttpResponseReceived, now_ms: int
-) -> tuple[AwaitingPeer | AwaitingCheckCode | AwaitingLogin | AwaitingDeletion | Done, Effects]:
+    state: AwaitingHandshake, event: HttpResponseReceived, now_ms: int
+) -> tuple[AwaitingHandshake | AwaitingCheckCodeEntry | AwaitingLogin | AwaitingDeletion | SignInFailed, Effects]:
     new, effects = _answered(state, event, now_ms)
-    assert isinstance(new, AwaitingPeer | AwaitingCheckCode | AwaitingLogin | AwaitingDeletion | Done), new
+    assert isinstance(
+        new, AwaitingHandshake | AwaitingCheckCodeEntry | AwaitingLogin | AwaitingDeletion | SignInFailed
+    ), new
     return new, effects
 
 
-def _peer_request_failed(state: AwaitingPeer, event: HttpRequestFailed, now_ms: int) -> tuple[AwaitingPeer, Effects]:
+def _peer_request_failed(
+    state: AwaitingHandshake, event: HttpRequestFailed, now_ms: int
+) -> tuple[AwaitingHandshake, Effects]:
     new, effects = _answered(state, event, now_ms)
-    assert isinstance(new, AwaitingPeer), new
+    assert isinstance(new, AwaitingHandshake), new
     return new, effects
 
 
-def _peer_timer(state: AwaitingPeer, event: TimerFired, now_ms: int) -> tuple[AwaitingPeer | Done, Effects]:
+def _peer_timer(
+    state: AwaitingHandshake, event: TimerFired, now_ms: int
+) -> tuple[AwaitingHandshake | SignInFailed, Effects]:
     new, effects = _timer(state, now_ms)
-    assert isinstance(new, AwaitingPeer | Done), new
+    assert isinstance(new, AwaitingHandshake | SignInFailed), new
     return new, effects
 
 
 def _peer_cancelled(
-    state: AwaitingPeer, event: UserCancelled, now_ms: int
-) -> tuple[AwaitingLastWrite | AwaitingDeletion | Done, Effects]:
+    state: AwaitingHandshake, event: UserCancelled, now_ms: int
+) -> tuple[AwaitingLastWrite | AwaitingDeletion | SignInFailed, Effects]:
     new, effects = _user(state, event, now_ms)
-    assert isinstance(new, AwaitingLastWrite | AwaitingDeletion | Done), new
+    assert isinstance(new, AwaitingLastWrite | AwaitingDeletion | SignInFailed), new
     return new, effects
 
 
 def _check_code_answered(
-    state: AwaitingCheckCode, event: HttpResponseReceived, now_ms: int
-) -> tuple[AwaitingCheckCode | AwaitingDeletion | Done, Effects]:
+    state: AwaitingCheckCodeEntry, event: HttpResponseReceived, now_ms: int
+) -> tuple[AwaitingCheckCodeEntry | AwaitingDeletion | SignInFailed, Effects]:
     new, effects = _answered(state, event, now_ms)
-    assert isinstance(new, AwaitingCheckCode | AwaitingDeletion | Done), new
+    assert isinstance(new, AwaitingCheckCodeEntry | AwaitingDeletion | SignInFailed), new
     return new, effects
 
 
 def _check_code_request_failed(
-    state: AwaitingCheckCode, event: HttpRequestFailed, now_ms: int
-) -> tuple[AwaitingCheckCode, Effects]:
+    state: AwaitingCheckCodeEntry, event: HttpRequestFailed, now_ms: int
+) -> tuple[AwaitingCheckCodeEntry, Effects]:
     new, effects = _answered(state, event, now_ms)
-    assert isinstance(new, AwaitingCheckCode), new
+    assert isinstance(new, AwaitingCheckCodeEntry), new
     return new, effects
 
 
 def _check_code_timer(
-    state: AwaitingCheckCode, event: TimerFired, now_ms: int
-) -> tuple[AwaitingCheckCode | Done, Effects]:
+    state: AwaitingCheckCodeEntry, event: TimerFired, now_ms: int
+) -> tuple[AwaitingCheckCodeEntry | SignInFailed, Effects]:
     new, effects = _timer(state, now_ms)
-    assert isinstance(new, AwaitingCheckCode | Done), new
+    assert isinstance(new, AwaitingCheckCodeEntry | SignInFailed), new
     return new, effects
 
 
 def _check_code_entered(
-    state: AwaitingCheckCode, event: CheckCodeEntered, now_ms: int
+    state: AwaitingCheckCodeEntry, event: CheckCodeEntered, now_ms: int
 ) -> tuple[AwaitingLogin | AwaitingLastWrite | AwaitingDeletion, Effects]:
     new, effects = _user(state, event, now_ms)
     assert isinstance(new, AwaitingLogin | AwaitingLastWrite | AwaitingDeletion), new
@@ -246,7 +258,7 @@ def _check_code_entered(
 
 
 def _check_code_cancelled(
-    state: AwaitingCheckCode, event: UserCancelled, now_ms: int
+    state: AwaitingCheckCodeEntry, event: UserCancelled, now_ms: int
 ) -> tuple[AwaitingLastWrite | AwaitingDeletion, Effects]:
     new, effects = _user(state, event, now_ms)
     assert isinstance(new, AwaitingLastWrite | AwaitingDeletion), new
@@ -259,9 +271,11 @@ def _consent_answered(state: AwaitingConsent, event: Answer, now_ms: int) -> tup
     return new, effects
 
 
-def _consent_timer(state: AwaitingConsent, event: TimerFired, now_ms: int) -> tuple[AwaitingConsent | Done, Effects]:
+def _consent_timer(
+    state: AwaitingConsent, event: TimerFired, now_ms: int
+) -> tuple[AwaitingConsent | SignInFailed, Effects]:
     new, effects = _timer(state, now_ms)
-    assert isinstance(new, AwaitingConsent | Done), new
+    assert isinstance(new, AwaitingConsent | SignInFailed), new
     return new, effects
 
 
@@ -281,9 +295,9 @@ def _consent_refused(
 
 def _login_answered(
     state: AwaitingLogin, event: HttpResponseReceived, now_ms: int
-) -> tuple[AwaitingConsent | AwaitingLogin | AwaitingLastWrite | AwaitingDeletion | Done, Effects]:
+) -> tuple[AwaitingConsent | AwaitingLogin | AwaitingLastWrite | AwaitingDeletion | Finished, Effects]:
     new, effects = _answered(state, event, now_ms)
-    assert isinstance(new, AwaitingConsent | AwaitingLogin | AwaitingLastWrite | AwaitingDeletion | Done), new
+    assert isinstance(new, AwaitingConsent | AwaitingLogin | AwaitingLastWrite | AwaitingDeletion | Finished), new
     return new, effects
 
 
@@ -297,9 +311,9 @@ def _login_request_failed(
 
 def _login_timer(
     state: AwaitingLogin, event: TimerFired, now_ms: int
-) -> tuple[AwaitingLogin | AwaitingTurn | AwaitingLastWrite | Done, Effects]:
+) -> tuple[AwaitingLogin | AwaitingTurn | AwaitingLastWrite | SignInFailed, Effects]:
     new, effects = _timer(state, now_ms)
-    assert isinstance(new, AwaitingLogin | AwaitingTurn | AwaitingLastWrite | Done), new
+    assert isinstance(new, AwaitingLogin | AwaitingTurn | AwaitingLastWrite | SignInFailed), new
     return new, effects
 
 
@@ -316,9 +330,9 @@ def _login_cancelled(
 
 def _turn_answered(
     state: AwaitingTurn, event: HttpResponseReceived, now_ms: int
-) -> tuple[AwaitingTurn | AwaitingLastWrite | AwaitingDeletion | Done, Effects]:
+) -> tuple[AwaitingTurn | AwaitingLastWrite | AwaitingDeletion | Finished, Effects]:
     new, effects = _answered(state, event, now_ms)
-    assert isinstance(new, AwaitingTurn | AwaitingLastWrite | AwaitingDeletion | Done), new
+    assert isinstance(new, AwaitingTurn | AwaitingLastWrite | AwaitingDeletion | Finished), new
     return new, effects
 
 
@@ -332,17 +346,17 @@ def _turn_request_failed(
 
 def _turn_timer(
     state: AwaitingTurn, event: TimerFired, now_ms: int
-) -> tuple[AwaitingTurn | AwaitingLastWrite | AwaitingDeletion | Done, Effects]:
+) -> tuple[AwaitingTurn | AwaitingLastWrite | AwaitingDeletion | Finished, Effects]:
     new, effects = _timer(state, now_ms)
-    assert isinstance(new, AwaitingTurn | AwaitingLastWrite | AwaitingDeletion | Done), new
+    assert isinstance(new, AwaitingTurn | AwaitingLastWrite | AwaitingDeletion | Finished), new
     return new, effects
 
 
 def _last_write_answered(
     state: AwaitingLastWrite, event: HttpResponseReceived, now_ms: int
-) -> tuple[AwaitingLastWrite | AwaitingDeletionTime | AwaitingDeletion | Done, Effects]:
+) -> tuple[AwaitingLastWrite | AwaitingDeletionTime | AwaitingDeletion | Finished, Effects]:
     new, effects = _answered(state, event, now_ms)
-    assert isinstance(new, AwaitingLastWrite | AwaitingDeletionTime | AwaitingDeletion | Done), new
+    assert isinstance(new, AwaitingLastWrite | AwaitingDeletionTime | AwaitingDeletion | Finished), new
     return new, effects
 
 
@@ -356,17 +370,17 @@ def _last_write_request_failed(
 
 def _last_write_timer(
     state: AwaitingLastWrite, event: TimerFired, now_ms: int
-) -> tuple[AwaitingLastWrite | Done, Effects]:
+) -> tuple[AwaitingLastWrite | Finished, Effects]:
     new, effects = _timer(state, now_ms)
-    assert isinstance(new, AwaitingLastWrite | Done), new
+    assert isinstance(new, AwaitingLastWrite | Finished), new
     return new, effects
 
 
 def _deletion_time_answered(
     state: AwaitingDeletionTime, event: HttpResponseReceived, now_ms: int
-) -> tuple[AwaitingDeletionTime | AwaitingDeletion | Done, Effects]:
+) -> tuple[AwaitingDeletionTime | AwaitingDeletion | Finished, Effects]:
     new, effects = _answered(state, event, now_ms)
-    assert isinstance(new, AwaitingDeletionTime | AwaitingDeletion | Done), new
+    assert isinstance(new, AwaitingDeletionTime | AwaitingDeletion | Finished), new
     return new, effects
 
 
@@ -380,21 +394,25 @@ def _deletion_time_request_failed(
 
 def _deletion_time_timer(
     state: AwaitingDeletionTime, event: TimerFired, now_ms: int
-) -> tuple[AwaitingDeletionTime | AwaitingDeletion | Done, Effects]:
+) -> tuple[AwaitingDeletionTime | AwaitingDeletion | Finished, Effects]:
     new, effects = _timer(state, now_ms)
-    assert isinstance(new, AwaitingDeletionTime | AwaitingDeletion | Done), new
+    assert isinstance(new, AwaitingDeletionTime | AwaitingDeletion | Finished), new
     return new, effects
 
 
-def _deletion_answered(state: AwaitingDeletion, event: Answer, now_ms: int) -> tuple[AwaitingDeletion | Done, Effects]:
+def _deletion_answered(
+    state: AwaitingDeletion, event: Answer, now_ms: int
+) -> tuple[AwaitingDeletion | Finished, Effects]:
     new, effects = _answered(state, event, now_ms)
-    assert isinstance(new, AwaitingDeletion | Done), new
+    assert isinstance(new, AwaitingDeletion | Finished), new
     return new, effects
 
 
-def _deletion_timer(state: AwaitingDeletion, event: TimerFired, now_ms: int) -> tuple[AwaitingDeletion | Done, Effects]:
+def _deletion_timer(
+    state: AwaitingDeletion, event: TimerFired, now_ms: int
+) -> tuple[AwaitingDeletion | Finished, Effects]:
     new, effects = _timer(state, now_ms)
-    assert isinstance(new, AwaitingDeletion | Done), new
+    assert isinstance(new, AwaitingDeletion | Finished), new
     return new, effects
 
 
@@ -409,15 +427,15 @@ _TRANSITIONS: Final[dict[tuple[type, type], Handler]] = {
     (AwaitingDiscovery, HttpRequestFailed): _discovery_failed,
     (AwaitingDiscovery, TimerFired): _discovery_timer,
     (AwaitingDiscovery, UserCancelled): _discovery_cancelled,
-    (AwaitingPeer, HttpResponseReceived): _peer_answered,
-    (AwaitingPeer, HttpRequestFailed): _peer_request_failed,
-    (AwaitingPeer, TimerFired): _peer_timer,
-    (AwaitingPeer, UserCancelled): _peer_cancelled,
-    (AwaitingCheckCode, HttpResponseReceived): _check_code_answered,
-    (AwaitingCheckCode, HttpRequestFailed): _check_code_request_failed,
-    (AwaitingCheckCode, TimerFired): _check_code_timer,
-    (AwaitingCheckCode, CheckCodeEntered): _check_code_entered,
-    (AwaitingCheckCode, UserCancelled): _check_code_cancelled,
+    (AwaitingHandshake, HttpResponseReceived): _peer_answered,
+    (AwaitingHandshake, HttpRequestFailed): _peer_request_failed,
+    (AwaitingHandshake, TimerFired): _peer_timer,
+    (AwaitingHandshake, UserCancelled): _peer_cancelled,
+    (AwaitingCheckCodeEntry, HttpResponseReceived): _check_code_answered,
+    (AwaitingCheckCodeEntry, HttpRequestFailed): _check_code_request_failed,
+    (AwaitingCheckCodeEntry, TimerFired): _check_code_timer,
+    (AwaitingCheckCodeEntry, CheckCodeEntered): _check_code_entered,
+    (AwaitingCheckCodeEntry, UserCancelled): _check_code_cancelled,
     (AwaitingConsent, HttpResponseReceived): _consent_answered,
     (AwaitingConsent, HttpRequestFailed): _consent_answered,
     (AwaitingConsent, TimerFired): _consent_timer,
@@ -442,10 +460,10 @@ _TRANSITIONS: Final[dict[tuple[type, type], Handler]] = {
     (AwaitingDeletion, TimerFired): _deletion_timer,
 }
 
-#: The device as one machine: ``generate`` starts it in AwaitingSession, ``scan`` in AwaitingPeer, AwaitingDiscovery
-#: (v2) or Done (a code that is not for this device).
+#: The device as one machine: ``generate`` starts it in AwaitingSession, ``scan`` in AwaitingHandshake,
+#: AwaitingDiscovery (v2) or SignInFailed (a code that is not for this device).
 MACHINE: Final = Machine[State, Event, Effect](
-    "device", _TRANSITIONS, initial=(AwaitingSession, AwaitingDiscovery, AwaitingPeer, Done)
+    "device", _TRANSITIONS, initial=(AwaitingSession, AwaitingDiscovery, AwaitingHandshake, SignInFailed)
 )
 
 

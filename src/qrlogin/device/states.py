@@ -10,16 +10,17 @@ transitions table):
   (:class:`AwaitingDiscovery`, ``docs/protocol.md`` §7).
 * **running**: the three machines run side by side (rendezvous client, secure channel, login), with the outbox of
   login messages waiting for this device's turn and the two rendezvous tokens the HPKE AAD needs. One data shape,
-  four classes, named for what the device waits for: the channel handshake (:class:`AwaitingPeer`), the user's
-  check code (:class:`AwaitingCheckCode`), the user's consent in the browser (:class:`AwaitingConsent`), and the
+  four classes, named for what the device waits for: the channel handshake (:class:`AwaitingHandshake`), the user's
+  check code (:class:`AwaitingCheckCodeEntry`), the user's consent in the browser (:class:`AwaitingConsent`), and the
   rest of the login (:class:`AwaitingLogin`). Which one the device is in is read off the sub-machines after every
   step, so it is never out of step with them.
 * **closing**: the login has ended and its outcome is reported, but the device still owes the rendezvous something:
   a last message for the peer that waits for this device's turn (:class:`AwaitingTurn`), a write on its way
   (:class:`AwaitingLastWrite`), the grace period that lets the peer read it before the creator deletes the session
   (:class:`AwaitingDeletionTime`) and the deletion itself (:class:`AwaitingDeletion`).
-* **done** (:class:`Done`): terminal, with the outcome. It accepts no event: a device that is done has nothing
-  outstanding that it still needs, so an embedder drops whatever answer is still on its way.
+* **finished**: terminal, with the outcome, named for how the sign-in ended on this device (:class:`SignInSucceeded`,
+  :class:`SignInFailed`). They accept no event: a finished device has nothing outstanding that it still needs, so an
+  embedder drops whatever answer is still on its way.
 
 HTTP ids are the device's own (:class:`Requests`): one id space for the rendezvous client's and the login machine's
 requests, each mapped back to the id its machine chose, so an answer reaches the machine that asked and an answer to
@@ -38,20 +39,22 @@ from .config import ChannelState, DeviceConfig, LoginState, login_machine
 from .effects import ReportOutcome
 
 __all__ = [
-    "AwaitingCheckCode",
+    "AwaitingCheckCodeEntry",
     "AwaitingConsent",
     "AwaitingDeletion",
     "AwaitingDeletionTime",
     "AwaitingDiscovery",
+    "AwaitingHandshake",
     "AwaitingLastWrite",
     "AwaitingLogin",
-    "AwaitingPeer",
     "AwaitingSession",
     "AwaitingTurn",
     "Closing",
-    "Done",
+    "Finished",
     "Requests",
     "Running",
+    "SignInFailed",
+    "SignInSucceeded",
     "State",
     "channel",
     "deadline",
@@ -118,13 +121,13 @@ class _Running:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AwaitingPeer(_Running):
+class AwaitingHandshake(_Running):
     """The channel handshake: the QR code is up and no scanner has spoken yet, or this device wrote
     ``LoginInitiate`` and waits for ``LoginOk``."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AwaitingCheckCode(_Running):
+class AwaitingCheckCodeEntry(_Running):
     """Showed the QR code and answered ``LoginInitiate``: the user types the code the other device shows."""
 
 
@@ -138,7 +141,7 @@ class AwaitingLogin(_Running):
     """The channel is up: the peer's next login message, or the homeserver's answer to a login request."""
 
 
-Running = AwaitingPeer | AwaitingCheckCode | AwaitingConsent | AwaitingLogin
+Running = AwaitingHandshake | AwaitingCheckCodeEntry | AwaitingConsent | AwaitingLogin
 
 # -------------------------------------------------------------------------------------------------------- closing
 
@@ -196,18 +199,30 @@ class AwaitingDeletion:
 
 Closing = AwaitingTurn | AwaitingLastWrite | AwaitingDeletionTime | AwaitingDeletion
 
-# ----------------------------------------------------------------------------------------------------------- done
+# -------------------------------------------------------------------------------------------------------- finished
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Done:
-    """Terminal: the login ended with ``outcome`` and the device needs nothing more."""
+class SignInSucceeded:
+    """Terminal: the login succeeded on this device (``outcome.result`` is ``ReportLoginSuccess``) and the device
+    needs nothing more."""
 
     config: DeviceConfig
     outcome: ReportOutcome
 
 
-State = AwaitingSession | AwaitingDiscovery | Running | Closing | Done
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SignInFailed:
+    """Terminal: the login failed on this device (``outcome.result`` is ``ReportLoginFailure``, with why the channel or
+    the session ended if that ended it) and the device needs nothing more."""
+
+    config: DeviceConfig
+    outcome: ReportOutcome
+
+
+Finished = SignInSucceeded | SignInFailed
+
+State = AwaitingSession | AwaitingDiscovery | Running | Closing | Finished
 
 # -------------------------------------------------------------------------------------------------------- queries
 
@@ -219,7 +234,7 @@ def login_deadline(config: DeviceConfig, login: LoginState) -> int | None:
 
 def deadline(state: State) -> int | None:
     """When :class:`~qrlogin.vocabulary.TimerFired` is due next, or None. One that comes early changes nothing."""
-    if isinstance(state, AwaitingDiscovery | Done):
+    if isinstance(state, AwaitingDiscovery | SignInSucceeded | SignInFailed):
         return None
     times = [rz.deadline(state.rendezvous)]
     if isinstance(state, _Running):

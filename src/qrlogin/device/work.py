@@ -20,24 +20,27 @@ from ..channel import ChannelEvent, SealRequested, ecies, hpke
 from ..channel import FailureReason as ChannelFailureReason
 from ..login import existing_device, new_device
 from ..login.events import Event as LoginEvent
+from ..login.events import ReportLoginSuccess
 from ..rendezvous import client as rz
 from ..vocabulary import QrSide
 from .config import ChannelState, DeviceConfig, LoginState
 from .effects import Effect, ReportOutcome, SessionEnd
 from .states import (
-    AwaitingCheckCode,
+    AwaitingCheckCodeEntry,
     AwaitingConsent,
     AwaitingDeletion,
     AwaitingDeletionTime,
+    AwaitingHandshake,
     AwaitingLastWrite,
     AwaitingLogin,
-    AwaitingPeer,
     AwaitingSession,
     AwaitingTurn,
     Closing,
-    Done,
+    Finished,
     Requests,
     Running,
+    SignInFailed,
+    SignInSucceeded,
     sealable,
 )
 
@@ -107,7 +110,7 @@ class Work:
             return cls(
                 state.config, QrSide.SHOWS, rendezvous=state.rendezvous, login=state.login, requests=state.requests
             )
-        if isinstance(state, AwaitingPeer | AwaitingCheckCode | AwaitingConsent | AwaitingLogin):
+        if isinstance(state, AwaitingHandshake | AwaitingCheckCodeEntry | AwaitingConsent | AwaitingLogin):
             return cls(
                 state.config,
                 state.side,
@@ -180,7 +183,7 @@ def writing(rendezvous: rz.State) -> bool:
     return isinstance(rendezvous, rz.Writing | rz.Reconciling)
 
 
-def settle(work: Work, now_ms: int) -> AwaitingSession | Running | Closing | Done:
+def settle(work: Work, now_ms: int) -> AwaitingSession | Running | Closing | Finished:
     """The state ``work`` has come to, named for what the device now waits for."""
     config, rendezvous = work.config, work.rendezvous
     if work.outcome is None:
@@ -188,15 +191,17 @@ def settle(work: Work, now_ms: int) -> AwaitingSession | Running | Closing | Don
         if work.channel is None:
             return AwaitingSession(config=config, login=work.login, rendezvous=rendezvous, requests=work.requests)
         if isinstance(work.channel, ecies.AwaitingCheckCode | hpke.AwaitingCheckCode):
-            return _running(AwaitingCheckCode, work)
+            return _running(AwaitingCheckCodeEntry, work)
         if isinstance(work.login, existing_device.AwaitingVerificationUriOpened):
             return _running(AwaitingConsent, work)
         if isinstance(work.login, new_device.AwaitingChannel | existing_device.AwaitingChannel):
-            return _running(AwaitingPeer, work)
+            return _running(AwaitingHandshake, work)
         return _running(AwaitingLogin, work)
     outcome = work.outcome
     if ended(rendezvous):
-        return Done(config=config, outcome=outcome)
+        if isinstance(outcome.result, ReportLoginSuccess):
+            return SignInSucceeded(config=config, outcome=outcome)
+        return SignInFailed(config=config, outcome=outcome)
     assert rendezvous is not None
     if work.outbox:
         assert work.channel is not None
@@ -230,7 +235,7 @@ def settle(work: Work, now_ms: int) -> AwaitingSession | Running | Closing | Don
     )
 
 
-RunningT = TypeVar("RunningT", AwaitingPeer, AwaitingCheckCode, AwaitingConsent, AwaitingLogin)
+RunningT = TypeVar("RunningT", AwaitingHandshake, AwaitingCheckCodeEntry, AwaitingConsent, AwaitingLogin)
 
 
 def _running(cls: type[RunningT], work: Work) -> RunningT:
