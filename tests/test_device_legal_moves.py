@@ -24,6 +24,7 @@ from qrlogin.device import MACHINE, State
 from qrlogin.device import machine as device_machine
 from qrlogin.errors import LocalProtocolError
 from qrlogin.http import HttpResponse
+from qrlogin.rendezvous import client as rz
 from qrlogin.sim import Faults, Scenario
 from qrlogin.sim.world import World, actions, new_world, step
 from qrlogin.vocabulary import (
@@ -262,7 +263,11 @@ def test_live_states_are_exactly_those_of_a_running_login() -> None:
             assert (dv.outcome(sample.device) is None) is (current in running)
             finished = current in (dv.SignInSucceeded, dv.SignInFailed)
             assert dv.is_done(sample.device) is finished
-            assert (dv.deadline(sample.device) is None) is (finished or current is dv.AwaitingDiscovery)
+            deleting = isinstance(sample.device, dv.AwaitingDeletion) and isinstance(
+                sample.device.rendezvous, rz.Deleting
+            )
+            untimed = finished or deleting or current is dv.AwaitingDiscovery
+            assert (dv.deadline(sample.device) is None) is untimed
 
 
 def test_answers_to_requests_no_longer_outstanding_are_ignored() -> None:
@@ -294,6 +299,18 @@ def test_every_handler_states_where_it_leads() -> None:
     for (state, event), handler in MACHINE.transitions.items():
         assert getattr(device_machine, handler.__name__) is handler
         assert MACHINE.targets(state, event), (state.__name__, event.__name__)
+
+
+def test_a_due_timer_always_moves_the_device() -> None:
+    """At ``deadline(state)`` something happens (a poll, a resend, a deletion, an ending): a deadline that changes
+    nothing would have an embedder, or the simulator's clock, fire it again and again."""
+    for state_samples in corpus()[0].values():
+        for sample in state_samples:
+            due = dv.deadline(sample.device)
+            if due is None:
+                continue
+            after, effects = dv.transition(sample.device, TimerFired(), now_ms=max(due, sample.now_ms))
+            assert (after, effects) != (sample.device, ()), sample.device
 
 
 @st.composite

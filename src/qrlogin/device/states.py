@@ -82,7 +82,8 @@ class Requests:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AwaitingSession:
-    """Shows the QR code: its rendezvous session is being created (the POST, or its retry, is on its way)."""
+    """The device that shows the QR code: its rendezvous session is being created (the POST, or its retry, is on its
+    way); the QR code follows once the session exists."""
 
     config: DeviceConfig
     login: LoginState
@@ -122,8 +123,8 @@ class _Running:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AwaitingHandshake(_Running):
-    """The channel handshake: the QR code is up and no scanner has spoken yet, or this device wrote
-    ``LoginInitiate`` and waits for ``LoginOk``."""
+    """The channel handshake: the QR code is up and no scanner has spoken yet, or this device scanned it and reads the
+    session, writes ``LoginInitiate`` and waits for ``LoginOk``."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -236,11 +237,14 @@ def deadline(state: State) -> int | None:
     """When :class:`~qrlogin.vocabulary.TimerFired` is due next, or None. One that comes early changes nothing."""
     if isinstance(state, AwaitingDiscovery | SignInSucceeded | SignInFailed):
         return None
+    if isinstance(state, AwaitingDeletion) and isinstance(state.rendezvous, rz.Deleting):
+        return None  # only the DELETE's answer (or its loss) ends this wait: the rendezvous client times nothing here
     times = [rz.deadline(state.rendezvous)]
     if isinstance(state, _Running):
         times.append(login_deadline(state.config, state.login))
-    elif isinstance(state, AwaitingTurn | AwaitingLastWrite | AwaitingDeletionTime):
-        times.append(state.delete_at_ms)
+    elif isinstance(state, AwaitingTurn | AwaitingDeletionTime):
+        times.append(state.delete_at_ms)  # the creator stops waiting for its turn, or for the peer to read
+    # AwaitingLastWrite waits for its write's answer (or the rendezvous client's resend), never for the clock alone.
     due = [time for time in times if time is not None]
     return min(due) if due else None
 
