@@ -10,7 +10,11 @@ the cancel, knowing why.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from qrlogin import device as dv
 from qrlogin import qr
@@ -151,3 +155,49 @@ def test_a_notice_the_peer_never_reads_is_owed_until_the_session_expires(generat
     assert ended is not None and ended.session_end is dv.SessionEnd.EXPIRED
     assert _ended_at(world, NEW) <= scenario.rendezvous_ttl_ms + 1_000
     assert world.now_ms <= scenario.rendezvous_ttl_ms + 60_000  # the scanner let go at the session's end
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    generation=st.sampled_from(GENERATIONS),
+    qr_on=st.sampled_from(tuple(DeviceRole)),
+    attacker=st.booleans(),
+    faults=st.builds(
+        Faults,
+        drops=st.integers(0, 3),
+        duplicates=st.integers(0, 2),
+        delays=st.integers(0, 4),
+        cancels=st.integers(1, 2),
+        denials=st.integers(0, 1),
+        overwrites=st.integers(0, 2),
+    ),
+    held_back=st.integers(0, 60),
+    choices=st.lists(st.integers(0, 2**16), max_size=200),
+)
+def test_cancels_late_in_a_faulty_run_end_typed(
+    *,
+    generation: qr.Generation,
+    qr_on: DeviceRole,
+    attacker: bool,
+    faults: Faults,
+    held_back: int,
+    choices: list[int],
+) -> None:
+    """Random schedules spend their cancels at once; here the user may cancel only after ``held_back`` steps, so the
+    closing states meet lost, duplicated and delayed exchanges and the attacker. Every invariant still holds."""
+    if not attacker:
+        faults = Faults(**{**dataclasses.asdict(faults), "overwrites": 0})
+    scenario = Scenario(generation=generation, qr_on=qr_on, attacker=attacker, faults=faults)
+    world = new_world(scenario)
+    trace = []
+    for index in range(MAX_STEPS):
+        options = actions(world)
+        if not options:
+            break
+        if index < held_back:
+            options = tuple(o for o in options if o.kind != "cancel") or options
+        action = options[choices[index] % len(options)] if index < len(choices) else options[0]
+        world = step(world, action)
+        trace.append(action)
+    verdict = check(Run(world=world, trace=tuple(trace), finished=is_finished(world)))
+    assert verdict.ok, verdict.violations
