@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .. import qr
+from .._machine import Machine
 from ..channel import ChannelEffect, ChannelEvent, Profile, ecies, hpke
 from ..errors import LocalProtocolError
 from ..login import existing_device, new_device
@@ -67,6 +68,9 @@ class ChannelMachine(Protocol):
 
 class LoginMachine(Protocol):
     """What the device uses of a login module (:mod:`qrlogin.login.new_device` or ``existing_device``)."""
+
+    @property
+    def MACHINE(self) -> Machine[Any, LoginEvent, LoginEffect]: ...
 
     def transition(
         self, state: Any, event: LoginEvent, /, *, now_ms: int

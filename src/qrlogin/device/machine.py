@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Final
 
-from .._machine import Handler, Machine
+from .._machine import Handler, Machine, stay
 from ..errors import LocalProtocolError
 from ..rendezvous import client as rz
 from ..vocabulary import (
@@ -178,10 +178,6 @@ def _discovery_failed(state: AwaitingDiscovery, event: HttpRequestFailed, now_ms
     new, effects = discovered(state, event, now_ms)
     assert isinstance(new, SignInFailed), new
     return new, effects
-
-
-def _discovery_timer(state: AwaitingDiscovery, event: TimerFired, now_ms: int) -> tuple[AwaitingDiscovery, Effects]:
-    return state, ()  # discovery has no deadline of its own: the embedder's HTTP timeout bounds it
 
 
 def _discovery_cancelled(state: AwaitingDiscovery, event: UserCancelled, now_ms: int) -> tuple[SignInFailed, Effects]:
@@ -425,7 +421,7 @@ _TRANSITIONS: Final[dict[tuple[type, type], Handler]] = {
     (AwaitingSession, UserCancelled): _session_cancelled,
     (AwaitingDiscovery, HttpResponseReceived): _discovery_answered,
     (AwaitingDiscovery, HttpRequestFailed): _discovery_failed,
-    (AwaitingDiscovery, TimerFired): _discovery_timer,
+    (AwaitingDiscovery, TimerFired): stay,  # discovery has no deadline: the embedder's HTTP timeout bounds it
     (AwaitingDiscovery, UserCancelled): _discovery_cancelled,
     (AwaitingHandshake, HttpResponseReceived): _peer_answered,
     (AwaitingHandshake, HttpRequestFailed): _peer_request_failed,

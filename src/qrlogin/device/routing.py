@@ -57,7 +57,6 @@ from ..channel import (
     hpke,
 )
 from ..errors import RemoteProtocolError
-from ..login import new_device
 from ..login.events import ChannelClosed, DeleteRendezvous, ReportLoginFailure, ReportLoginSuccess, SendMessage
 from ..login.events import Event as LoginEvent
 from ..login.glue import channel_effect_to_login_event
@@ -259,16 +258,12 @@ def _feed_channel(work: Work, event: ChannelEvent, now_ms: int) -> None:
 
 
 def _feed_login(work: Work, event: LoginEvent, now_ms: int) -> None:
-    if work.outcome is not None or work.login is None or _login_over(work.login):
+    machine = login_machine(work.config)
+    if work.outcome is not None or work.login is None or machine.MACHINE.is_terminal(work.login):
         return
-    work.login, effects = login_machine(work.config).transition(work.login, event, now_ms=now_ms)
+    work.login, effects = machine.transition(work.login, event, now_ms=now_ms)
     for effect in effects:
         LOGIN_ROUTES[type(effect)](work, effect, now_ms)
-
-
-def _login_over(login: object) -> bool:
-    """Both login machines end in the same two terminal states."""
-    return isinstance(login, new_device.LoginSucceeded | new_device.LoginFailed)
 
 
 def _message_type(plaintext: bytes) -> str:

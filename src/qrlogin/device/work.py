@@ -173,7 +173,7 @@ class Work:
 
 def ended(rendezvous: rz.State | None) -> bool:
     """True when the device has no rendezvous session any more (it ended, or the device let go of it)."""
-    return rendezvous is None or isinstance(rendezvous, rz.SessionClosed | rz.SessionFailed)
+    return rendezvous is None or rz.MACHINE.is_terminal(rendezvous)
 
 
 def writing(rendezvous: rz.State) -> bool:
