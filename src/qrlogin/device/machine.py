@@ -109,9 +109,7 @@ def _timer(state: Live, now_ms: int) -> tuple[State, Effects]:
     rendezvous_due = rz.deadline(state.rendezvous)
     if rendezvous_due is not None and rendezvous_due <= now_ms:
         work.rz_events.append(TimerFired())
-    if isinstance(
-        state, AwaitingSession | AwaitingHandshake | AwaitingCheckCodeEntry | AwaitingConsent | AwaitingLogin
-    ):
+    if isinstance(state, AwaitingSession | Running):  # the login still runs
         login_due = login_deadline(state.config, state.login)
         if login_due is not None and login_due <= now_ms:
             work.login_events.append(TimerFired())
