@@ -148,6 +148,7 @@ def test_gone_is_terminal(generation: ApiGeneration) -> None:
     joiner.deliver()
     joiner.feed(c.CloseRequested())
     assert joiner.sent[-1].method == "DELETE"
+    assert isinstance(joiner.state, c.Deleting) and c.deadline(joiner.state) is None  # the DELETE's answer ends it
     joiner.deliver()
     assert joiner.ended == c.ReportSessionClosed(reason="deleted")
     net.now_ms += 1_000

@@ -237,8 +237,6 @@ def deadline(state: State) -> int | None:
     """When :class:`~qrlogin.vocabulary.TimerFired` is due next, or None. One that comes early changes nothing."""
     if isinstance(state, AwaitingDiscovery | SignInSucceeded | SignInFailed):
         return None
-    if isinstance(state, AwaitingDeletion) and isinstance(state.rendezvous, rz.Deleting):
-        return None  # only the DELETE's answer (or its loss) ends this wait: the rendezvous client times nothing here
     times = [rz.deadline(state.rendezvous)]
     if isinstance(state, _Running):
         times.append(login_deadline(state.config, state.login))

@@ -395,8 +395,11 @@ def join_session(config: ClientConfig, session: str, *, now_ms: int) -> Result:
 
 
 def deadline(state: State) -> int | None:
-    """When the caller should feed :class:`TimerFired` next (None: no timer; terminal states)."""
-    if isinstance(state, SessionClosed | SessionFailed):
+    """When the caller should feed :class:`TimerFired` next (None: no timer, in a terminal state or while deleting).
+
+    A DELETE in flight ends on its answer or its loss, never on the clock (``(Deleting, TimerFired)`` is ``stay``).
+    """
+    if isinstance(state, SessionClosed | SessionFailed | Deleting):
         return None
     if isinstance(state, Creating):
         return state.deadline_ms
