@@ -42,6 +42,7 @@ Rules the machine keeps:
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -551,6 +552,9 @@ def _back_off(state: InFlight, now_ms: int, response: HttpResponse | None) -> Re
     return BackingOff(resume=resume, until_ms=now_ms + delay), ()
 
 
+_DELAY_SECONDS = re.compile(r"[0-9]{1,6}")
+
+
 def _retry_after_ms(response: HttpResponse) -> int:
     try:
         value = parse_json_object(response.body).get("retry_after_ms")
@@ -558,10 +562,11 @@ def _retry_after_ms(response: HttpResponse) -> int:
             return value
     except MalformedJsonError:
         pass
+    # Retry-After as delay-seconds (RFC 9110 §10.2.3): ASCII digits only, between optional spaces or tabs. The
+    # HTTP-date form and anything else count as absent (str.isdigit would admit "²", which int() refuses).
     header = response.header("retry-after")
-    if header is not None and header.strip().isdigit() and len(header.strip()) <= 6:
-        return int(header.strip()) * 1000
-    return 0
+    seconds = None if header is None else _DELAY_SECONDS.fullmatch(header.strip(" \t"))
+    return int(seconds[0]) * 1000 if seconds is not None else 0
 
 
 # ---------------------------------------------------------------------------------------------------- responses
