@@ -30,11 +30,11 @@ effect.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from .._machine import require_legal
 from ..errors import LocalProtocolError
-from ..http import HttpRequest
+from ..http import HttpRequest, split_url
 from . import oauth
 from ._common import Aborted, Finished, abort, end_on_close_or_cancel, finish, parse_or_none, unexpected
 from .events import (
@@ -248,9 +248,9 @@ def _protocols(config: ExistingDeviceConfig) -> Protocols:
 
 
 def _uri_acceptable(config: ExistingDeviceConfig, uri: str) -> bool:
-    parts = urlsplit(uri)
+    parts = split_url(uri)
     schemes = ("https", "http") if config.allow_http_verification_uri else ("https",)
-    return parts.scheme in schemes and bool(parts.netloc)
+    return parts is not None and parts.scheme in schemes and bool(parts.netloc)
 
 
 def _on_protocol(config: ExistingDeviceConfig, plaintext: bytes, now_ms: int) -> Result:
