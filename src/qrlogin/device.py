@@ -508,7 +508,9 @@ def next_timer(device: Device) -> int | None:
         deadline = _login_module(device).deadline(device.login)
         if deadline is not None:
             times.append(deadline)
-    elif device.delete_at_ms is not None and device.rendezvous is not None:
+    elif device.delete_at_ms is not None and device.rendezvous is not None and not _busy(device.rendezvous):
+        # While a write, the creation or the deletion is under way, the rendezvous's own timers wake the device and
+        # the deletion follows the answer; a due deletion time reported now would be a timer that changes nothing.
         times.append(device.delete_at_ms)
     return min(times) if times else None
 
@@ -906,6 +908,14 @@ def _feed_login(step: _Step, event: LoginEvent, now_ms: int) -> None:
             step.effects.append(Finished(outcome=effect, channel_failure=device.channel_failure))
 
 
+def _busy(state: rz.State) -> bool:
+    """A write of ours (or its retry), the creation or the deletion of the rendezvous is under way."""
+    writing = isinstance(state, rz.Writing | rz.Reconciling) or (
+        isinstance(state, rz.BackingOff) and isinstance(state.resume, rz.Writing | rz.Reconciling)
+    )
+    return writing or isinstance(state, rz.Deleting | rz.Creating)
+
+
 def _pump(step: _Step, now_ms: int) -> bool:
     """Start the next piece of rendezvous work if there is one; True when something was queued."""
     device = step.device
@@ -924,10 +934,7 @@ def _pump(step: _Step, now_ms: int) -> bool:
     if device.outcome is None:
         return False
     # The login is over: finish our part of the rendezvous once no write of ours is in flight.
-    writing = isinstance(state, rz.Writing | rz.Reconciling) or (
-        isinstance(state, rz.BackingOff) and isinstance(state.resume, rz.Writing | rz.Reconciling)
-    )
-    if writing or isinstance(state, rz.Deleting | rz.Creating):
+    if _busy(state):
         return False
     if device.outbox and channel_ok and now_ms < (device.delete_at_ms or 0):
         return False  # a last message still waits for our turn; the peer has until the deletion time
