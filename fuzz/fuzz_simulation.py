@@ -9,13 +9,11 @@ and the user's guess) and then one scheduler choice per byte. Contract checked o
   obtains neither secrets nor a token for the user's account; no nonce is reused; an honest run succeeds before the
   rendezvous expires).
 
-Run with atheris (``python fuzz/fuzz_simulation.py``); ``tests/test_fuzz_simulation.py`` runs the same
-:func:`fuzz_one` under hypothesis in CI, where atheris is not installed.
+Run with atheris (``python fuzz/fuzz_simulation.py fuzz/corpus/simulation``; ``scripts/fuzz`` runs every target for a
+bounded budget); ``tests/test_fuzz_simulation.py`` runs the same :func:`fuzz_one` under hypothesis.
 """
 
 from __future__ import annotations
-
-import sys
 
 from qrlogin import qr
 from qrlogin.device import Kind
@@ -57,12 +55,10 @@ def fuzz_one(data: bytes) -> None:
     assert verdict.ok, (scenario, verdict.violations)
 
 
-def main() -> None:  # pragma: no cover - needs atheris
-    import atheris
-
-    atheris.Setup(sys.argv, fuzz_one)
-    atheris.Fuzz()
+one_input = fuzz_one  # the atheris entry point
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
+if __name__ == "__main__":  # pragma: no cover - needs atheris
+    from atheris_driver import hand_over
+
+    hand_over(__file__)
