@@ -1,7 +1,8 @@
 """Fuzz target: arbitrary strings into every network-facing input of the ECIES machines, in every reachable state.
 
-Run with atheris (not installed in CI): ``pip install atheris; python fuzz/fuzz_channel_ecies.py -max_total_time=60``.
-CI runs the same :func:`target` from ``tests/test_fuzz_channel_ecies.py`` under hypothesis.
+Run with atheris: ``python fuzz/fuzz_channel_ecies.py fuzz/corpus/channel_ecies -max_total_time=60`` (``scripts/fuzz``
+runs every target for a bounded budget); ``tests/test_fuzz_channel_ecies.py`` runs the same :func:`target` under
+hypothesis.
 """
 
 from __future__ import annotations
@@ -49,15 +50,12 @@ def target(text: str) -> None:
     exercise(ecies.LEGAL_MOVES, ecies.transition, STATES, text)
 
 
-def main() -> None:
-    import atheris
-
-    def one_input(data: bytes) -> None:
-        target(atheris.FuzzedDataProvider(data).ConsumeUnicodeNoSurrogates(8192))
-
-    atheris.Setup(sys.argv, one_input)
-    atheris.Fuzz()
+def one_input(data: bytes) -> None:
+    """The atheris entry point: the bytes as text, bytes that are not UTF-8 becoming lone surrogates."""
+    target(data.decode("utf-8", "surrogateescape"))
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # pragma: no cover - needs atheris
+    from atheris_driver import hand_over
+
+    hand_over(__file__)

@@ -1,7 +1,8 @@
 """Fuzz target: arbitrary strings into every network-facing input of the HPKE machines, in every reachable state.
 
-Run with atheris (not installed in CI): ``pip install atheris; python fuzz/fuzz_channel_hpke.py -max_total_time=60``.
-CI runs the same :func:`target` from ``tests/test_fuzz_channel_hpke.py`` under hypothesis.
+Run with atheris: ``python fuzz/fuzz_channel_hpke.py fuzz/corpus/channel_hpke -max_total_time=60`` (``scripts/fuzz``
+runs every target for a bounded budget); ``tests/test_fuzz_channel_hpke.py`` runs the same :func:`target` under
+hypothesis.
 
 The contract (the one the ECIES target checks too): for each reachable state and each event the network or the user
 controls, an arbitrary string either yields a state of ``LEGAL_MOVES`` or raises a
@@ -12,7 +13,6 @@ tokens the server hands out (which the AAD must carry), and G's check-code entry
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from qrlogin.channel import hpke
@@ -103,15 +103,12 @@ def target(text: str) -> None:
                 assert type(new_state) is type(state), (type(state), type(new_state))
 
 
-def _atheris_main() -> None:  # pragma: no cover - needs atheris
-    import atheris
-
-    def one_input(data: bytes) -> None:
-        target(atheris.FuzzedDataProvider(data).ConsumeUnicodeNoSurrogates(8192))
-
-    atheris.Setup(sys.argv, one_input)
-    atheris.Fuzz()
+def one_input(data: bytes) -> None:
+    """The atheris entry point: the bytes as text, bytes that are not UTF-8 becoming lone surrogates."""
+    target(data.decode("utf-8", "surrogateescape"))
 
 
-if __name__ == "__main__":
-    _atheris_main()
+if __name__ == "__main__":  # pragma: no cover - needs atheris
+    from atheris_driver import hand_over
+
+    hand_over(__file__)

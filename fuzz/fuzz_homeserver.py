@@ -9,14 +9,13 @@ authentication and behind the OAuth client checks without having to guess secret
 Checked after every request: the status is an HTTP status, the body is a JSON object with a JSON content type, and
 the registry still holds at most one access token per device, each bound to an existing device.
 
-Run with atheris: ``python fuzz/fuzz_homeserver.py [corpus_dir]``. ``tests/test_homeserver_fuzz.py`` runs the same
-target under hypothesis in CI.
+Run with atheris: ``python fuzz/fuzz_homeserver.py fuzz/corpus/homeserver`` (``scripts/fuzz`` runs every target for a
+bounded budget). ``tests/test_homeserver_fuzz.py`` runs the same target under hypothesis.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from collections import Counter
 
 from qrlogin.homeserver import Homeserver, HttpRequest, handle, new_homeserver
@@ -114,8 +113,7 @@ def one_input(data: bytes) -> None:
         check(hs)
 
 
-if __name__ == "__main__":
-    import atheris
+if __name__ == "__main__":  # pragma: no cover - needs atheris
+    from atheris_driver import hand_over
 
-    atheris.Setup(sys.argv, one_input)
-    atheris.Fuzz()
+    hand_over(__file__)

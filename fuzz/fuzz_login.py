@@ -8,13 +8,11 @@ Contract checked on every input (h11's fuzz contract, adapted):
   state its ``MACHINE`` names as a target of that move;
 * every state that awaits HTTP takes the bytes as a response body (under several status codes) without raising.
 
-Run with atheris (``python fuzz/fuzz_login.py``); ``tests/test_login_fuzz.py`` runs the same :func:`fuzz_one` under
-hypothesis in CI, where atheris is not installed.
+Run with atheris (``python fuzz/fuzz_login.py fuzz/corpus/login``; ``scripts/fuzz`` runs every target for a bounded
+budget); ``tests/test_login_fuzz.py`` runs the same :func:`fuzz_one` under hypothesis.
 """
 
 from __future__ import annotations
-
-import sys
 
 from qrlogin._secret import Secret
 from qrlogin.http import HttpResponse
@@ -168,12 +166,10 @@ def fuzz_one(data: bytes) -> None:
             assert type(after_e) in existing.targets(type(existing_state), MessageReceived)
 
 
-def main() -> None:  # pragma: no cover - needs atheris
-    import atheris
-
-    atheris.Setup(sys.argv, fuzz_one)
-    atheris.Fuzz()
+one_input = fuzz_one  # the atheris entry point
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
+if __name__ == "__main__":  # pragma: no cover - needs atheris
+    from atheris_driver import hand_over
+
+    hand_over(__file__)

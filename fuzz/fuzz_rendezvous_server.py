@@ -1,16 +1,16 @@
 """Fuzz target: arbitrary requests into the rendezvous server core; only well-formed responses may come out.
 
-Run with atheris (``python fuzz/fuzz_rendezvous_server.py``); ``tests/test_rendezvous_fuzz.py`` runs the same
-:func:`fuzz_one` under hypothesis in CI. The input bytes choose a method, a path (collection, a live session, an
-unknown session, garbage), a few headers and a body, against a server that already holds one session per
-generation. Whatever comes in, the answer must be a valid HTTP status and, for every error, a JSON object with a
-string ``errcode``.
+Run with atheris (``python fuzz/fuzz_rendezvous_server.py fuzz/corpus/rendezvous_server``; ``scripts/fuzz`` runs every
+target for a bounded budget); ``tests/test_rendezvous_fuzz.py`` runs the same :func:`fuzz_one` under hypothesis.
+
+The input bytes choose a method, a path (collection, a live session, an unknown session, garbage), a few headers and
+a body, against a server that already holds one session per generation. Whatever comes in, the answer must be a
+valid HTTP status and, for every error, a JSON object with a string ``errcode``.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 
 from qrlogin.http import HttpRequest
 from qrlogin.rendezvous import ApiGeneration
@@ -87,8 +87,10 @@ def check_response(status: int, content_type: str | None, body: bytes) -> None:
         assert isinstance(json.loads(body), dict)
 
 
-if __name__ == "__main__":
-    import atheris
+one_input = fuzz_one  # the atheris entry point
 
-    atheris.Setup(sys.argv, fuzz_one)
-    atheris.Fuzz()
+
+if __name__ == "__main__":  # pragma: no cover - needs atheris
+    from atheris_driver import hand_over
+
+    hand_over(__file__)

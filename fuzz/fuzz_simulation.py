@@ -10,13 +10,11 @@ and the user's guess) and then one scheduler choice per byte. Contract checked o
   rendezvous expires; a device that gives up with an ``m.login.failure`` does not leave the other waiting for the
   rendezvous to expire).
 
-Run with atheris (``python fuzz/fuzz_simulation.py``); ``tests/test_fuzz_simulation.py`` runs the same
-:func:`fuzz_one` under hypothesis in CI, where atheris is not installed.
+Run with atheris (``python fuzz/fuzz_simulation.py fuzz/corpus/simulation``; ``scripts/fuzz`` runs every target for a
+bounded budget); ``tests/test_fuzz_simulation.py`` runs the same :func:`fuzz_one` under hypothesis.
 """
 
 from __future__ import annotations
-
-import sys
 
 from qrlogin import qr
 from qrlogin.sim import Faults, Scenario, run
@@ -58,12 +56,10 @@ def fuzz_one(data: bytes) -> None:
     assert verdict.ok, (scenario, verdict.violations)
 
 
-def main() -> None:  # pragma: no cover - needs atheris
-    import atheris
-
-    atheris.Setup(sys.argv, fuzz_one)
-    atheris.Fuzz()
+one_input = fuzz_one  # the atheris entry point
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
+if __name__ == "__main__":  # pragma: no cover - needs atheris
+    from atheris_driver import hand_over
+
+    hand_over(__file__)

@@ -66,6 +66,12 @@ def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
     assert loads_object(text, max_bytes=4096)["a"].startswith("[[[[")
 
 
+def test_many_sibling_brackets_are_not_nesting() -> None:
+    # More brackets than the depth limit, so the per-character scan runs, and finds the depth is 3.
+    wide = b'{"a":[' + b",".join([b"{}", b"[]"] * 50) + b"]}"
+    assert len(loads_object(wide, max_bytes=4096)["a"]) == 100
+
+
 def test_a_recursion_bomb_never_raises_recursion_error() -> None:
     # 200k brackets would make json.loads raise RecursionError; the pre-scan refuses it first.
     with pytest.raises(JsonError):

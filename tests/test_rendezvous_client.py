@@ -186,6 +186,57 @@ def test_429_backs_off_honouring_retry_after_then_resends() -> None:
     assert creator.timer() == net.now_ms + 2 * config(V3).retry_base_ms
 
 
+def _backoff_after_429(headers: tuple[tuple[str, str], ...], body: bytes = b"") -> int:
+    """How long the creator backs off after a 429 with ``headers`` (its first retry, at t=0)."""
+    state, _ = c.create_session(config(V3), "x", now_ms=0)
+    response = HttpResponse(status=429, headers=headers, body=body)
+    backing_off, effects = c.transition(state, HttpResponseReceived(request_id=1, response=response), now_ms=0)
+    assert isinstance(backing_off, c.BackingOff) and effects == ()
+    return backing_off.until_ms
+
+
+BASE_DELAY_MS = config(V3).retry_base_ms
+
+
+@pytest.mark.parametrize(
+    ("value", "delay_ms"),
+    [
+        ("7", 7_000),
+        (" 7\t", 7_000),
+        ("0", BASE_DELAY_MS),
+        ("999999", 999_999_000),
+        ("1000000", BASE_DELAY_MS),  # more than six digits: absent
+        ("²", BASE_DELAY_MS),  # str.isdigit() is true, int() refuses it
+        ("١٢", BASE_DELAY_MS),  # Arabic-Indic digits: int() would take them, HTTP does not
+        ("７", BASE_DELAY_MS),  # fullwidth digit
+        ("\u00a07", BASE_DELAY_MS),  # no-break space is not HTTP whitespace
+        ("-7", BASE_DELAY_MS),
+        ("+7", BASE_DELAY_MS),
+        ("7.5", BASE_DELAY_MS),
+        ("", BASE_DELAY_MS),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", BASE_DELAY_MS),  # the HTTP-date form is not used
+    ],
+)
+def test_retry_after_header_counts_only_ascii_delay_seconds(value: str, delay_ms: int) -> None:
+    assert _backoff_after_429((("retry-after", value),)) == delay_ms
+
+
+def test_retry_after_ms_in_the_body_wins_over_the_header() -> None:
+    assert _backoff_after_429((("retry-after", "9"),), b'{"retry_after_ms":1234}') == 1_234
+    assert _backoff_after_429((("retry-after", "²"),), b'{"retry_after_ms":-1}') == BASE_DELAY_MS
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=12) | st.text(alphabet="0123456789²³¹٠١٢３ \t\u00a0", max_size=8))
+def test_any_retry_after_header_backs_off_without_raising(value: str) -> None:
+    delay_ms = _backoff_after_429((("retry-after", value),))
+    digits = value.strip(" \t")
+    if 1 <= len(digits) <= 6 and all(ch in "0123456789" for ch in digits):
+        assert delay_ms == max(BASE_DELAY_MS, int(digits) * 1000)
+    else:
+        assert delay_ms == BASE_DELAY_MS
+
+
 def test_413_fails_and_oversize_send_is_refused_locally() -> None:
     net = Loopback()
     _, joiner = pair(net, V3)

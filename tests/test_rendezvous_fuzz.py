@@ -39,6 +39,7 @@ def test_server_core_answers_everything_well_formed(data: bytes) -> None:
 @example(bytes([2, 0, 0, 0]) + json.dumps({"id": "abc", "sequence_token": "t", "expires_in_ms": 5}).encode())
 @example(bytes([0, 1, 0, 2, 0, 10]) + b"text/plain" + bytes([1, 3]) + b'"e"' + b"hello")
 @example(bytes([2, 4, 0, 0]) + b'{"data":"x","sequence_token":"u"}')
+@example(bytes([2, 0, 11, 1, 2, 1]) + "²".encode("latin-1"))  # a 429 whose Retry-After is "²"
 def test_client_machine_survives_any_response(data: bytes) -> None:
     client_target.fuzz_one(data)
 

@@ -18,6 +18,7 @@ from qrlogin.rendezvous.server import (
     Mount,
     RendezvousServer,
     ServerConfig,
+    Session,
     default_mounts,
     handle,
     plan,
@@ -313,6 +314,22 @@ def test_config_validation() -> None:
         ServerConfig(ttl_ms=301_000)
     with pytest.raises(LocalProtocolError, match="share a prefix"):
         ServerConfig(mounts=(Mount(prefix="/x", generations=frozenset({V1})),) * 2)
+    with pytest.raises(LocalProtocolError, match="at least one generation"):
+        Mount(prefix="/x", generations=frozenset())
+    for prefix in ("x", "/x/"):
+        with pytest.raises(LocalProtocolError, match="prefix"):
+            Mount(prefix=prefix, generations=frozenset({V1}))
+    with pytest.raises(LocalProtocolError, match="max_sessions"):
+        ServerConfig(max_sessions=0)
+    with pytest.raises(LocalProtocolError, match="entropy"):
+        RendezvousServer(ServerConfig(), InMemoryStore()).respond(
+            req("POST", V3_UNSTABLE_PREFIX, jbody(data="x")), now_ms=0, entropy=bytes(31)
+        )
+
+
+def test_default_mounts_without_v1_or_v2_have_no_legacy_prefix() -> None:
+    (mount,) = default_mounts(generations=(V3,))
+    assert (mount.prefix, mount.generations) == (V3_UNSTABLE_PREFIX, frozenset({V3}))
 
 
 @settings(max_examples=100)
@@ -362,3 +379,46 @@ def test_in_memory_store_purges_in_expiry_order() -> None:
     assert [i for i in ids if net.store.get(i) is not None] == ids[3:]
     assert net.store.purge_expired(net.now_ms + 1_000) == 2
     assert len(net.store) == 0
+
+
+def test_in_memory_store_orders_a_session_that_expires_early_by_its_heap() -> None:
+    # A clock stepped back (or a second server with a shorter TTL) creates a session that expires before the last one
+    # queued: it goes to the heap, and purging still finds it in time.
+    net = Loopback(ServerConfig(max_sessions=1_000, ttl_ms=10_000))
+    net.now_ms = 50_000
+    late = str(create_json(net, V3)["id"])
+    net.now_ms = 0
+    early = str(create_json(net, V3)["id"])
+    assert net.store.purge_expired(10_000) == 1
+    assert net.store.get(early) is None and net.store.get(late) is not None
+    session = net.store.get(late)
+    assert session is not None
+    assert not net.store.insert(session, now_ms=10_000, capacity=1_000)  # the id is taken
+
+
+def test_in_memory_store_rebuilds_an_index_of_mostly_deleted_sessions() -> None:
+    net = Loopback(ServerConfig(max_sessions=5_000, ttl_ms=300_000))
+    ids = [str(create_json(net, V3)["id"]) for _ in range(1_100)]
+    for session_id in ids[:-1]:
+        assert call(net, req("DELETE", f"{V3_UNSTABLE_PREFIX}/{session_id}")).status == 200
+    assert net.store.purge_expired(net.now_ms) == 0  # nothing expired, but 1,100 index entries for one session: rebuilt
+    assert len(net.store) == 1
+    assert net.store.purge_expired(net.now_ms + 300_000) == 1
+    assert len(net.store) == 0
+
+
+class _LosingStore(InMemoryStore):
+    """A store on which every compare-and-set loses to a concurrent writer."""
+
+    def compare_and_set(self, session_id: str, expected: Session | None, new: Session | None) -> bool:
+        return False
+
+
+def test_a_write_that_always_loses_the_race_answers_503_after_bounded_attempts() -> None:
+    store = _LosingStore()
+    server = RendezvousServer(ServerConfig(), store)
+    created = json_of(server.respond(req("POST", V3_UNSTABLE_PREFIX, jbody(data="a")), now_ms=0, entropy=bytes(32)))
+    put = req("PUT", f"{V3_UNSTABLE_PREFIX}/{created['id']}", jbody(sequence_token=created["sequence_token"], data="b"))
+    response = server.respond(put, now_ms=1, entropy=bytes(32))
+    assert (response.status, json_of(response)["errcode"]) == (503, "M_UNKNOWN")
+    assert store.get(str(created["id"])) is not None

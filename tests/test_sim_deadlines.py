@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from qrlogin import device as dv
 from qrlogin import qr
 from qrlogin.device import outcome
 from qrlogin.login.events import ReportLoginSuccess
@@ -55,3 +56,37 @@ def test_a_user_who_walks_away_leaves_no_device_hanging(
         assert not isinstance(ended.result, ReportLoginSuccess), f"{actor.name} completed without the user"
     # Nothing outlives the rendezvous by more than the devices' own grace periods (deletion delay, polling).
     assert world.now_ms <= scenario.rendezvous_ttl_ms + 60_000, world.now_ms
+
+
+def test_a_deletion_due_during_a_lost_writes_retry_lets_the_clock_move() -> None:
+    """The QR-showing device's write is lost, and while it backs off the user's guess fails its login.
+
+    Its rendezvous may be deleted at once, but only after the write's retry has an answer, so the device's next
+    timer must be that retry: a deletion time already due would be a timer that changes nothing, and a fair
+    scheduler would tick at the same instant for ever (found by fuzz/fuzz_simulation.py).
+    """
+    scenario = w.Scenario(
+        generation=qr.Generation.V1,
+        qr_on=DeviceRole.EXISTING,
+        attacker=True,
+        faults=w.Faults(drops=1),
+        user_guess="10",
+        seed=b"fuzz\x00",
+    )
+    world = w.new_world(scenario)
+    for _ in range(19):  # the fair schedule up to LoginOk's PUT
+        world = w.step(world, w.actions(world)[0])
+    (drop,) = [a for a in w.actions(world) if a.kind == "drop" and a.actor == w.EXISTING]
+    world = w.step(world, drop)
+    (guess,) = [a for a in w.actions(world) if a.kind == "guess"]
+    world = w.step(world, guess)
+    existing = world.actor(w.EXISTING)
+    assert existing is not None and dv.outcome(existing.device) is not None
+    timer = dv.deadline(existing.device)
+    assert timer is None or timer > world.now_ms  # a timer that is due must change something
+    for _ in range(MAX_STEPS):
+        options = w.actions(world)
+        if not options:
+            break
+        world = w.step(world, options[0])
+    assert w.is_finished(world)

@@ -116,7 +116,8 @@ def loads_object(data: bytes | str, *, max_bytes: int, max_depth: int = DEFAULT_
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise JsonSyntaxError("JSON text is not valid UTF-8") from None
-    if _nesting_depth(text) > max_depth:
+    # Nesting never exceeds the number of opening brackets, so most texts skip the per-character scan.
+    if text.count("[") + text.count("{") > max_depth and _nesting_depth(text) > max_depth:
         raise JsonSyntaxError(f"JSON nesting deeper than {max_depth}")
     try:
         value = json.loads(

@@ -29,7 +29,9 @@ Nothing secret may show in a ``repr`` (docs/threats.md): bearer tokens travel in
 (deprecated) ``access_token`` query parameter, passwords and device codes in bodies. So a ``repr`` shows an
 ``authorization`` header by name only, the query by its length only, and bodies by their length only.
 
-JSON bodies are read with the project's one strict reader, :mod:`qrlogin._json`.
+JSON bodies are read with the project's one strict reader, :mod:`qrlogin._json`. URLs that come from the network
+(a QR code, a login message, a homeserver's or a rendezvous server's answer) are split with :func:`split_url`, which
+returns None where :func:`urllib.parse.urlsplit` would raise, so that each layer reports its own typed failure.
 """
 
 from __future__ import annotations
@@ -37,11 +39,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
 
 from ._json import DEFAULT_MAX_DEPTH, JsonObject, loads_object
 
-__all__ = ["DEFAULT_MAX_JSON_BYTES", "Headers", "HttpRequest", "HttpResponse", "origin_form"]
+__all__ = ["DEFAULT_MAX_JSON_BYTES", "Headers", "HttpRequest", "HttpResponse", "origin_form", "split_url"]
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -75,6 +77,21 @@ def _path_and_query(target: str) -> str:
         return target
     cut = min((index for index in (rest.find("/"), rest.find("?")) if index >= 0), default=len(rest))
     return rest[cut:]
+
+
+def split_url(url: str) -> SplitResult | None:
+    """``urlsplit(url)`` for a URL from the network, or None when it does not parse.
+
+    ``urlsplit`` raises :class:`ValueError` for a bracketed host that is not an IP literal (``https://[evil``,
+    ``http://[::1``) and for a host that changes under NFKC normalisation; ``port`` raises it for a port that is not
+    a number from 0 to 65535. All of these are None here.
+    """
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError:
+        return None
+    return parts
 
 
 def origin_form(path: str, query: tuple[tuple[str, str], ...] = ()) -> str:

@@ -38,9 +38,9 @@ import enum
 import re
 import struct
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from .errors import LocalProtocolError, RemoteProtocolError
+from .http import split_url
 from .vocabulary import DeviceRole
 
 __all__ = [
@@ -247,11 +247,9 @@ def _check_url(url: str, *, allow_http: bool) -> None:
     _check_u16_length(url)
     if _FORBIDDEN_URL_CHARS.search(url):
         raise QrInvalidUrlError("the URL contains whitespace or control characters")
-    try:
-        parts = urlsplit(url)
-        _ = parts.port  # raises ValueError for a non-numeric or out-of-range port
-    except ValueError:
-        raise QrInvalidUrlError("the URL does not parse") from None
+    parts = split_url(url)
+    if parts is None:
+        raise QrInvalidUrlError("the URL does not parse")
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise QrInvalidUrlError("the URL is not an absolute http(s) URL with a host")
     if parts.scheme == "http" and not allow_http:

@@ -60,7 +60,7 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Final, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlunsplit
 
 from .. import hpke
 from .._crypto import AEAD_TAG_LENGTH, X25519_KEY_LENGTH, X25519Secret
@@ -68,6 +68,7 @@ from .._machine import LegalMoves, require_legal, slot_setters
 from .._secret import Secret
 from ..encoding import PaddingPolicy, b64decode, b64encode
 from ..errors import AuthenticationError, Base64DecodeError, LocalProtocolError, NonContributoryKeyError
+from ..http import split_url
 from ..vocabulary import CheckCodeEntered, PromptForCheckCode, QrSide, ShowCheckCode
 from ._common import (
     MAX_PAYLOAD_LENGTH,
@@ -157,7 +158,9 @@ def aad_base_url(profile: Profile, base_url: str) -> str:
     """
     if not _PARAMETERS[profile].normalise_base_url:
         return base_url
-    parts = urlsplit(base_url)
+    parts = split_url(base_url)
+    if parts is None:
+        raise LocalProtocolError("the base URL does not parse")
     scheme = parts.scheme.lower()
     netloc = parts.netloc
     if "@" not in netloc:  # userinfo is case-sensitive; hosts are not

@@ -39,9 +39,8 @@ import enum
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import urlsplit
 
-from ..http import HttpRequest, HttpResponse
+from ..http import HttpRequest, HttpResponse, split_url
 from ._frozenmap import FrozenMap
 from ._http import (
     BodyError,
@@ -199,8 +198,8 @@ def _string_list(value: object, name: str) -> tuple[str, ...]:
 def _https_uri(value: object) -> str:
     if not isinstance(value, str):
         raise BodyError(400, "invalid_client_metadata", "client_uri must be a string")
-    parts = urlsplit(value)
-    if parts.scheme != "https" or not parts.netloc:
+    parts = split_url(value)
+    if parts is None or parts.scheme != "https" or not parts.netloc:
         raise BodyError(400, "invalid_client_metadata", "client_uri must be an absolute https URI")
     return value
 

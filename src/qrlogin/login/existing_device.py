@@ -31,11 +31,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from typing import Final
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from .._machine import Machine, stay
 from ..errors import LocalProtocolError
-from ..http import HttpRequest
+from ..http import HttpRequest, split_url
 from ..vocabulary import (
     HttpRequestFailed,
     HttpResponseReceived,
@@ -259,9 +259,9 @@ def _protocols(config: ExistingDeviceConfig) -> Protocols:
 
 
 def _uri_acceptable(config: ExistingDeviceConfig, uri: str) -> bool:
-    parts = urlsplit(uri)
+    parts = split_url(uri)
     schemes = ("https", "http") if config.allow_http_verification_uri else ("https",)
-    return parts.scheme in schemes and bool(parts.netloc)
+    return parts is not None and parts.scheme in schemes and bool(parts.netloc)
 
 
 def _on_protocol(

@@ -25,14 +25,15 @@ machine in :mod:`qrlogin.login.new_device` decides what each outcome means for t
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
 
 from .._json import JsonError, JsonObject, dumps, loads_object
 from .._secret import Secret
 from ..errors import RemoteProtocolError
-from ..http import HttpRequest, HttpResponse
+from ..http import HttpRequest, HttpResponse, split_url
 
 __all__ = [
     "DEFAULT_INTERVAL_S",
@@ -71,6 +72,10 @@ _JSON = (("Accept", "application/json"),)
 _FORM = (("Content-Type", "application/x-www-form-urlencoded"), ("Accept", "application/json"))
 
 
+#: The Matrix spec's server name grammar (appendices, "Server Name"); the port is checked again by split_url.
+_SERVER_NAME = re.compile(r"(?:\[[0-9A-Fa-f:.]{2,45}\]|[0-9A-Za-z.-]{1,255})(?::[0-9]{1,5})?")
+
+
 class OAuthError(RemoteProtocolError):
     """The homeserver's answer is unusable for the device authorization grant."""
 
@@ -85,8 +90,8 @@ def _json_body(response: HttpResponse) -> JsonObject:
 def _https_url(value: Any, what: str) -> str:
     if not isinstance(value, str):
         raise OAuthError(f"{what} must be a string")
-    parts = urlsplit(value)
-    if parts.scheme not in ("https", "http") or not parts.netloc:
+    parts = split_url(value)
+    if parts is None or parts.scheme not in ("https", "http") or not parts.netloc:
         raise OAuthError(f"{what} is not an absolute http(s) URL")
     return value
 
@@ -104,10 +109,13 @@ def resolve_homeserver(homeserver: str) -> tuple[str | None, str | None]:
 
     The texts say ``homeserver`` is a server name, but matrix-rust-sdk sends a full URL there
     (``spec_vectors/login_message_fixtures.json`` case ``protocols-msc4108``): an absolute http(s) URL is taken as the
-    base URL.
+    base URL. Anything else must be a server name as the Matrix spec's grammar has it (``host[:port]``, the host a DNS
+    name, an IPv4 address or a bracketed IPv6 one), so that the well-known URL built from it names that host.
     """
     if homeserver.startswith(("https://", "http://")):
         return None, _base(_https_url(homeserver, "homeserver"))
+    if _SERVER_NAME.fullmatch(homeserver) is None or split_url(f"https://{homeserver}/") is None:
+        raise OAuthError("homeserver is neither an http(s) URL nor a server name")
     return homeserver, None
 
 

@@ -42,15 +42,16 @@ Rules the machine keeps:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
 from typing import Any, Final, TypeVar
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 from .._machine import Machine, stay
 from ..errors import LocalProtocolError, RemoteProtocolError
-from ..http import HttpRequest, HttpResponse
+from ..http import HttpRequest, HttpResponse, split_url
 from ..vocabulary import HttpRequestFailed, HttpResponseReceived, SendHttpRequest, TimerFired
 from ._http import (
     MAX_PAYLOAD_BYTES,
@@ -122,7 +123,8 @@ class ClientConfig:
     retry_max_ms: int = 8_000
 
     def __post_init__(self) -> None:
-        if urlsplit(self.endpoint).scheme not in ("http", "https"):
+        endpoint = split_url(self.endpoint)
+        if endpoint is None or endpoint.scheme not in ("http", "https"):
             raise LocalProtocolError("endpoint must be an absolute http(s) URL")
         if min(self.poll_interval_ms, self.timeout_ms, self.retry_base_ms, self.retry_max_ms) <= 0:
             raise LocalProtocolError("intervals and timeouts must be positive")
@@ -382,7 +384,8 @@ def create_session(config: ClientConfig, payload: str, *, now_ms: int) -> Result
 def join_session(config: ClientConfig, session: str, *, now_ms: int) -> Result:
     """Start as the joiner of ``session``: a v1 session URL, or a v2/v3 rendezvous id. GETs the current payload."""
     if config.generation is ApiGeneration.V1:
-        if urlsplit(session).scheme not in ("http", "https"):
+        parts = split_url(session)
+        if parts is None or parts.scheme not in ("http", "https"):
             raise LocalProtocolError("a v1 session is named by an absolute http(s) URL")
         url = session
     else:
@@ -485,6 +488,9 @@ def _back_off(
     return BackingOff(resume=resume, until_ms=now_ms + delay), ()
 
 
+_DELAY_SECONDS = re.compile(r"[0-9]{1,6}")
+
+
 def _retry_after_ms(response: HttpResponse) -> int:
     try:
         value = parse_json_object(response.body).get("retry_after_ms")
@@ -492,10 +498,11 @@ def _retry_after_ms(response: HttpResponse) -> int:
             return value
     except MalformedJsonError:
         pass
+    # Retry-After as delay-seconds (RFC 9110 §10.2.3): ASCII digits only, between optional spaces or tabs. The
+    # HTTP-date form and anything else count as absent (str.isdigit would admit "²", which int() refuses).
     header = response.header("retry-after")
-    if header is not None and header.strip().isdigit() and len(header.strip()) <= 6:
-        return int(header.strip()) * 1000
-    return 0
+    seconds = None if header is None else _DELAY_SECONDS.fullmatch(header.strip(" \t"))
+    return int(seconds[0]) * 1000 if seconds is not None else 0
 
 
 # ---------------------------------------------------------------------------------------------------- responses
@@ -600,8 +607,11 @@ def _on_created(state: Creating, response: HttpResponse, now_ms: int) -> tuple[A
         if response.status not in (200, 201):
             return _unexpected(response)
         url = _string_field(parse_json_object(response.body), "url")
+        # urljoin raises where urlsplit does; once the reference splits, so does the joined URL (the port aside).
+        _expect(split_url(url) is not None, "'url' does not parse")
         url = urljoin(config.endpoint, url)
-        _expect(urlsplit(url).scheme in ("http", "https"), "'url' is not an http(s) URL")
+        parts = split_url(url)
+        _expect(parts is not None and parts.scheme in ("http", "https"), "'url' is not an http(s) URL")
         token = _etag(response)
         rendezvous_id = None
         lifetime = _v1_lifetime_ms(response)
