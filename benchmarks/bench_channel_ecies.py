@@ -53,17 +53,17 @@ def qrlogin_channel(g_secret: bytes, s_secret: bytes) -> None:
     transition: Callable[..., Any] = ecies.transition
     g = ecies.start_showing(g_secret)
     s = ecies.start_scanning(g.public_key, s_secret)
-    s1, (initiate,) = transition(s, InitiateRequested())
-    g1, (login_ok, _) = transition(g, PayloadReceived(payload=initiate.payload))
-    s2, (shown, _) = transition(s1, PayloadReceived(payload=login_ok.payload))
-    g2, _ = transition(g1, CheckCodeEntered(code=shown.code))
+    s1, (initiate,) = transition(s, InitiateRequested(), now_ms=0)
+    g1, (login_ok, _) = transition(g, PayloadReceived(payload=initiate.payload), now_ms=0)
+    s2, (shown, _) = transition(s1, PayloadReceived(payload=login_ok.payload), now_ms=0)
+    g2, _ = transition(g1, CheckCodeEntered(code=shown.code), now_ms=0)
     g_state, s_state = g2, s2
     for s_text, g_text in zip(S_TEXTS, G_TEXTS, strict=True):
-        s_state, (sent,) = transition(s_state, SealRequested(plaintext=s_text))
-        g_state, (got,) = transition(g_state, PayloadReceived(payload=sent.payload))
+        s_state, (sent,) = transition(s_state, SealRequested(plaintext=s_text), now_ms=0)
+        g_state, (got,) = transition(g_state, PayloadReceived(payload=sent.payload), now_ms=0)
         assert got.plaintext == s_text
-        g_state, (sent,) = transition(g_state, SealRequested(plaintext=g_text))
-        s_state, (got,) = transition(s_state, PayloadReceived(payload=sent.payload))
+        g_state, (sent,) = transition(g_state, SealRequested(plaintext=g_text), now_ms=0)
+        s_state, (got,) = transition(s_state, PayloadReceived(payload=sent.payload), now_ms=0)
         assert got.plaintext == g_text
 
 

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from qrlogin import device as dv
 from qrlogin import qr
-from qrlogin._machine import is_terminal
+from qrlogin._machine import fork_for_exploration, is_terminal
 from qrlogin.device import LEGAL_MOVES, OUTCOMES, Device, Phase, phase
 from qrlogin.errors import LocalProtocolError
 from qrlogin.http import HttpResponse
@@ -131,7 +131,10 @@ def corpus() -> tuple[dict[Phase, list[Sample]], frozenset[Edge]]:
                     for item in world.pending
                     if item.actor == actor.name and item.response is not None
                 )
-                samples[current].append(Sample(device=device, now_ms=world.now_ms, answers=answers))
+                # A fork: the run goes on from this device, and a channel state moves on once.
+                samples[current].append(
+                    Sample(device=fork_for_exploration(device), now_ms=world.now_ms, answers=answers)
+                )
     finally:
         dv.transition = original
     return samples, frozenset(edges)
@@ -173,7 +176,7 @@ def moves() -> frozenset[Edge]:
             events = events_for(sample)
             for kind in LEGAL_MOVES[before]:
                 for event, now in events[kind]:
-                    after, _ = dv.transition(sample.device, event, now_ms=now)
+                    after, _ = dv.transition(fork_for_exploration(sample.device), event, now_ms=now)
                     found.add((before, kind, phase(after)))
     return frozenset(found)
 
@@ -195,7 +198,7 @@ def test_every_phase_event_pair(current: Phase) -> None:
             assert events[kind] or kind in (HttpResponseReceived, HttpRequestFailed)
             for event, now in events[kind]:
                 if kind in LEGAL_MOVES[current]:
-                    dv.transition(device, event, now_ms=now)
+                    dv.transition(fork_for_exploration(device), event, now_ms=now)
                 else:
                     with pytest.raises(LocalProtocolError, match=f"not legal in phase {current.value}"):
                         dv.transition(device, event, now_ms=now)
