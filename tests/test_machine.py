@@ -133,7 +133,7 @@ def test_a_driver_cannot_be_duplicated(duplicate: Any) -> None:
 # -- Guard and the fork ---------------------------------------------------------------------------------------------
 
 
-class Ticket(Guard):
+class Stamp(Guard):
     """A guard for the tests: used or not."""
 
     __slots__ = ("used",)
@@ -145,7 +145,7 @@ class Ticket(Guard):
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Keyed:
     name: str
-    ticket: Ticket = dataclasses.field(default_factory=Ticket, repr=False, compare=False)
+    stamp: Stamp = dataclasses.field(default_factory=Stamp, repr=False, compare=False)
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -189,25 +189,25 @@ class FrozenTable(Mapping[str, Any]):
 def test_copies_share_the_guard_and_pickling_is_refused() -> None:
     keyed = Keyed(name="k")
     for twin in (copy.copy(keyed), copy.deepcopy(keyed), dataclasses.replace(keyed), copy.deepcopy([keyed])[0]):
-        assert twin.ticket is keyed.ticket
-    assert dataclasses.asdict(keyed)["ticket"] is keyed.ticket
+        assert twin.stamp is keyed.stamp
+    assert dataclasses.asdict(keyed)["stamp"] is keyed.stamp
     with pytest.raises(TypeError, match="cannot be pickled"):
         pickle.dumps(keyed)
 
 
 def test_fork_gives_every_guard_a_copy_in_the_same_status() -> None:
     shared = Keyed(name="shared")
-    shared.ticket.used = True
+    shared.stamp.used = True
     other = Keyed(name="other")
     holder = Holder(first=shared, second=dataclasses.replace(shared, name="copy"), plain=("a", "b"), many=(other,))
     forked = fork_for_exploration(holder)
     assert forked == holder
-    assert forked.first.ticket is not shared.ticket and forked.first.ticket.used
-    assert forked.second.ticket is forked.first.ticket, "a guard shared before the fork stays shared in it"
-    assert forked.many[0].ticket is not other.ticket and not forked.many[0].ticket.used
+    assert forked.first.stamp is not shared.stamp and forked.first.stamp.used
+    assert forked.second.stamp is forked.first.stamp, "a guard shared before the fork stays shared in it"
+    assert forked.many[0].stamp is not other.stamp and not forked.many[0].stamp.used
     assert forked.plain is holder.plain, "parts without a guard are not copied"
-    forked.many[0].ticket.used = True
-    assert not other.ticket.used
+    forked.many[0].stamp.used = True
+    assert not other.stamp.used
 
 
 def test_fork_enters_every_container() -> None:
@@ -221,15 +221,15 @@ def test_fork_enters_every_container() -> None:
         "holder": Holder(first=keyed, second=keyed, plain=(), table={"k": keyed}),
     }
     forked = fork_for_exploration(value)
-    tickets = {
-        id(forked["list"][0].ticket),
-        id(forked["pair"].left.ticket),
-        id(forked["loose"].inner.ticket),
-        id(forked["table"]["k"].ticket),
-        id(forked["holder"].first.ticket),
-        id(forked["holder"].table["k"].ticket),
+    stamps = {
+        id(forked["list"][0].stamp),
+        id(forked["pair"].left.stamp),
+        id(forked["loose"].inner.stamp),
+        id(forked["table"]["k"].stamp),
+        id(forked["holder"].first.stamp),
+        id(forked["holder"].table["k"].stamp),
     }
-    assert len(tickets) == 1 and id(keyed.ticket) not in tickets
+    assert len(stamps) == 1 and id(keyed.stamp) not in stamps
     assert isinstance(forked["pair"], Pair) and isinstance(forked["table"], FrozenTable)
     assert isinstance(forked["loose"], Loose) and forked["loose"].note == "loose"
     assert forked["set"] is value["set"]
@@ -241,4 +241,4 @@ def test_a_fork_cache_skips_what_it_saw_without_a_guard() -> None:
     first = fork_for_exploration((plain.plain, plain), cache=cache)
     again = fork_for_exploration((plain.plain, plain), cache=cache)
     assert first[0] is again[0] is plain.plain
-    assert first[1].first.ticket is not again[1].first.ticket
+    assert first[1].first.stamp is not again[1].first.stamp

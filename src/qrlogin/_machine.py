@@ -181,7 +181,7 @@ def is_terminal(table: LegalMoves, state: object) -> bool:
 
 
 class Driver(Generic[StateT, EventT, EffectT]):
-    """Holds the current state of one machine and feeds it events; the only mutable class in the core.
+    """Holds the current state of one machine and feeds it events: the one mutable object a caller holds.
 
     Copying or pickling a driver raises :class:`TypeError`: two drivers would be two holders of one channel.
     """
@@ -215,12 +215,12 @@ class Driver(Generic[StateT, EventT, EffectT]):
     def __deepcopy__(self, memo: dict[int, object]) -> Driver[StateT, EventT, EffectT]:
         raise TypeError("a Driver cannot be copied: it is the one holder of its machine's current state")
 
-    def __reduce__(self) -> str | tuple[Any, ...]:
+    def __reduce__(self) -> NoReturn:
         raise TypeError("a Driver cannot be pickled: it is the one holder of its machine's current state")
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# State values that can be used once.
+# States that move on once, and the one way to fork them.
 
 
 class Guard:

@@ -277,12 +277,19 @@ class ContextKey:
 
     __slots__ = ("_aead", "_base_nonce", "key")
 
+    key: Secret
+    _aead: _crypto.AeadKey
+    _base_nonce: int
+
     def __init__(self, key: bytes, base_nonce: bytes) -> None:
         if len(base_nonce) != CHACHA20_POLY1305.nn:
             raise LocalProtocolError(f"a base nonce is {CHACHA20_POLY1305.nn} bytes, got {len(base_nonce)}")
-        self.key = Secret(key)
-        self._aead = _crypto.AeadKey(key)
-        self._base_nonce = int.from_bytes(base_nonce, "big")
+        object.__setattr__(self, "key", Secret(key))
+        object.__setattr__(self, "_aead", _crypto.AeadKey(key))
+        object.__setattr__(self, "_base_nonce", int.from_bytes(base_nonce, "big"))
+
+    def __setattr__(self, name: str, value: object) -> NoReturn:
+        raise AttributeError("ContextKey is immutable")
 
     def nonce(self, seq: int) -> bytes:
         """``ComputeNonce(seq)``: the base nonce XORed with the big-endian sequence number."""

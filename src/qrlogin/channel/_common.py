@@ -18,10 +18,10 @@ generation the same way:
   retried by resending, never by sealing again, so no nonce is ever used twice (THREATS.md T1).
 * Anything wrong that came from the network ends in the terminal :class:`ChannelFailed` state with a
   :class:`FailureReason` and a ``ReportChannelFailure`` effect, never in an exception.
-* Every state but ``ChannelFailed`` holds key material (an ephemeral secret or derived keys) and carries a
-  :class:`~qrlogin._machine.Guard`: it takes one event, and only the state a transition returned takes the next.
-  Keeping an old state, or a copy, can therefore neither seal twice under one nonce nor give G a second check-code
-  attempt; ``RetryRequested`` on the current state changes nothing and may be repeated.
+* Every state but ``ChannelFailed`` holds key material (an ephemeral secret or derived keys) and the channel end's
+  :class:`ChannelCursor`: it takes one event, and only the state a transition returned takes the next. Keeping an
+  old state, or a copy, can therefore neither seal twice under one nonce nor give G a second check-code attempt;
+  ``RetryRequested`` on the current state changes nothing and may be repeated.
 
 Sequence tokens: HPKE binds every ciphertext to the rendezvous ``sequence_token`` it overwrites (its AAD). A payload
 is sealed with the token from the sender's last GET and opened with the token returned by the receiver's own last

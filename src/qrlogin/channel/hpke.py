@@ -31,11 +31,17 @@ States, each holding only what is valid in it::
     S: ReadyToInitiate --InitiateRequested--> AwaitingLoginOk --PayloadReceived(LoginOk)--> Established
     G: AwaitingInitiate --PayloadReceived(LoginInitiate)--> AwaitingCheckCode --CheckCodeEntered--> Established
 
-and ``ChannelFailed`` from every non-terminal state. The ephemeral secret lives only in the first state of each role.
-The HPKE contexts are immutable values threaded through the states: a seal returns the next context, so no state can
-seal twice at one sequence number, and ``RetryRequested`` re-emits the stored bytes of the last write instead of
-sealing again. G holds at most one payload that arrives before the user's check-code attempt (S trusts the channel
-as soon as ``LoginOk`` opens and may speak at once) and opens it only after the code matched; a second one is
+and ``ChannelFailed`` from every non-terminal state; ``MACHINE`` is the table of which events each state accepts and
+where each can lead, and :func:`transition` dispatches through it. The ephemeral secret lives only in the first state
+of each role. Once both contexts exist, ``HpkeKeys`` holds what stays fixed for the channel (a
+:class:`~qrlogin.hpke.ContextKey` per direction: key and base nonce, set up once), and ``Established`` keeps the two
+sequence numbers: per message the machine builds one state and one effect. Every state carries the channel end's
+:class:`~qrlogin.channel._common.ChannelCursor`, which each handler moves on before it seals, opens or judges, so no
+state value, and no copy of one, can seal twice at one sequence number or judge the check code twice;
+``RetryRequested`` re-emits the stored bytes of the last write instead of sealing again.
+
+G holds at most one payload that arrives before the user's check-code attempt (S trusts the channel as soon as
+``LoginOk`` opens and may speak at once) and opens it only after the code matched; a second one is
 ``UNEXPECTED_PAYLOAD``. A second ``LoginInitiate`` (a replay, or another scanner's) can only arrive as such a
 payload or later, where it is either unexpected or fails to authenticate under G's receive context.
 
@@ -49,7 +55,7 @@ Profiles (the text and its one implementation disagree, PROTOCOL.md §5):
   serialises it, so ``https://host`` becomes ``https://host/`` (``DEPLOYED``);
 * base64 input: unpadded only (``SPEC_TEXT``) or padded and unpadded, as vodozemac decodes (``DEPLOYED``).
 
-``DEPLOYED`` (called "vodozemac" in the issue and docs; :data:`VODOZEMAC` names it) is the default: it is what the
+``DEPLOYED`` (called "vodozemac" in the docs; :data:`VODOZEMAC` names it) is the default: it is what the
 only implementation does, so it is the profile that can meet a real peer; ``SPEC_TEXT`` exists to follow the text
 and to show, by test, that the two do not interoperate. ``docs/hpke.md`` has the longer argument.
 """
@@ -93,7 +99,7 @@ INFO: Final = b"MATRIX_QR_CODE_LOGIN"
 LOGIN_INITIATE: Final = b"MATRIX_QR_CODE_LOGIN_INITIATE"
 LOGIN_OK: Final = b"MATRIX_QR_CODE_LOGIN_OK"
 CHECK_CODE_LABEL: Final = b"MATRIX_QR_CODE_LOGIN_CHECKCODE"
-#: The issue's name for the default profile: the labels and URL handling of vodozemac / matrix-rust-sdk.
+#: Another name for the default profile: the labels and URL handling of vodozemac / matrix-rust-sdk.
 VODOZEMAC: Final = Profile.DEPLOYED
 #: The response nonce, and the secret exported for the response context, are ``max(Nn, Nk)`` bytes (RFC 9458 §4.4),
 #: 32 for ChaCha20-Poly1305.
