@@ -123,19 +123,19 @@ class Reuse(RuleBasedStateMachine):
         """Plausible events for ``state``: the genuine next input where there is one, and the others it accepts."""
         peer = "s" if side == "g" else "g"
         unread = self.outbox[peer][self.read[side] :]
-        kind = type(state).__name__
-        if kind == "ReadyToInitiate":
+        module = self.module
+        if isinstance(state, module.ReadyToInitiate):
             return [InitiateRequested(sequence_token="1")]
-        if kind == "AwaitingInitiate":
+        if isinstance(state, module.AwaitingInitiate):
             return unread[:1] or [PayloadReceived(payload="AAAA", sequence_token="1", reply_sequence_token="2")]
-        if kind == "AwaitingLoginOk":
+        if isinstance(state, module.AwaitingLoginOk):
             return [*unread[:1], RetryRequested()]
-        if kind == "AwaitingCheckCode":
+        if isinstance(state, module.AwaitingCheckCode):
             s_state = self.pool["s"][self.current["s"]][0]
-            right = self.module.check_code(s_state) if type(s_state).__name__ == "Established" else "11"
+            right = module.check_code(s_state) if isinstance(s_state, module.Established) else "11"
             guess = data.draw(st.sampled_from([right, "12", "x"]), label="code")
             return [CheckCodeEntered(code=guess), *unread[:1], RetryRequested()]
-        if kind == "Established":
+        if isinstance(state, module.Established):
             plaintext = data.draw(st.binary(max_size=24), label="plaintext")
             return [
                 SealRequested(plaintext=plaintext, sequence_token=str(next(self.tokens))),
@@ -264,7 +264,7 @@ def test_forging_the_counters_of_a_state_cannot_reuse_a_nonce(generation: Any) -
         (state, event)
         for state, inputs in cases
         for event in inputs
-        if type(state).__name__ == "Established" and isinstance(event, SealRequested) and len(inputs) > 2
+        if isinstance(state, generation.Established) and isinstance(event, SealRequested) and len(inputs) > 2
     )
     moved, _ = generation.transition(established, seal, now_ms=0)
     counter = "send_counter" if generation is ecies else "send_seq"
