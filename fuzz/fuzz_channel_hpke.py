@@ -5,16 +5,18 @@ runs every target for a bounded budget); ``tests/test_fuzz_channel_hpke.py`` run
 hypothesis.
 
 The contract (the one the ECIES target checks too): for each reachable state and each event the network or the user
-controls, an arbitrary string either yields a state of ``LEGAL_MOVES`` or raises a
+controls, an arbitrary string either yields a state the machine's table allows (``MACHINE.targets``) or raises a
 :class:`~qrlogin.errors.RemoteProtocolError`; nothing else escapes, and random input never authenticates, so it never
 produces ``DeliverPlaintext`` or ``ReportEstablished``. The inputs the fuzzer controls are a payload, the sequence
-tokens the server hands out (which the AAD must carry), and G's check-code entry.
+tokens the server hands out (which the AAD must carry), and G's check-code entry. Every input goes to a fork of the
+fixture state (:func:`qrlogin._machine.fork_for_exploration`): a channel state takes one event.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from qrlogin._machine import fork_for_exploration as fork
 from qrlogin.channel import hpke
 from qrlogin.channel._common import (
     ChannelEvent,
@@ -40,7 +42,8 @@ def _sent(effects: tuple[Any, ...]) -> str:
 
 
 def reachable_states() -> list[Any]:
-    """One state of every non-terminal kind, for both profiles (fixed secrets: this is a fixture)."""
+    """One state of every non-terminal kind, for both profiles (fixed secrets: this is a fixture). Where the fixture
+    goes on from a state it keeps, it goes on from a fork, so every state listed is still current."""
     states: list[Any] = []
     for profile in Profile:
         g: Any = hpke.start_showing(
@@ -50,14 +53,14 @@ def reachable_states() -> list[Any]:
             bytes(range(33, 65)), peer_public_key=g.public_key, base_url=BASE_URL, rendezvous_id=RID, profile=profile
         )
         states += [g, s]
-        s, effects = hpke.transition(s, InitiateRequested(sequence_token="1"))
+        s, effects = hpke.transition(fork(s), InitiateRequested(sequence_token="1"), now_ms=0)
         states.append(s)
         event = PayloadReceived(payload=_sent(effects), sequence_token="1", reply_sequence_token="2")
-        g, effects = hpke.transition(g, event)
+        g, effects = hpke.transition(fork(g), event, now_ms=0)
         states.append(g)
-        s, effects = hpke.transition(s, PayloadReceived(payload=_sent(effects), sequence_token="2"))
+        s, effects = hpke.transition(fork(s), PayloadReceived(payload=_sent(effects), sequence_token="2"), now_ms=0)
         states.append(s)
-        g, _ = hpke.transition(g, CheckCodeEntered(code=hpke.check_code(s)))
+        g, _ = hpke.transition(fork(g), CheckCodeEntered(code=hpke.check_code(s)), now_ms=0)
         states.append(g)
     return states
 
@@ -88,13 +91,13 @@ def target(text: str) -> None:
     """Feed ``text`` through every legal fuzzer-controlled event of every state; AssertionError on a breach."""
     for state in STATES:
         for event, untrusted in _events(text):
-            if type(event) not in hpke.LEGAL_MOVES[type(state)]:
+            if type(event) not in hpke.MACHINE.legal_events(type(state)):
                 continue
             try:
-                new_state, effects = hpke.transition(state, event, now_ms=0)
+                new_state, effects = hpke.transition(fork(state), event, now_ms=0)
             except RemoteProtocolError:
                 continue
-            assert type(new_state) in hpke.LEGAL_MOVES, type(new_state)
+            assert type(new_state) in hpke.MACHINE.targets(type(state), type(event)), type(new_state)
             if not untrusted:
                 continue
             assert not any(isinstance(e, DeliverPlaintext | ReportEstablished) for e in effects), effects

@@ -3,25 +3,27 @@
 * :func:`load_vectors` reads a file of ``spec_vectors/``; :func:`load_fuzz_target` imports a file of ``fuzz/``.
 * :func:`check_every_pair` tries every (state, event kind) pair of a legal-moves table against ``transition``.
 * :func:`run_handshake` runs G and S against each other in memory and returns both established states.
-* :func:`mermaid_state_diagram` draws an outcome table for the docs (a test keeps the docs in step).
+* :func:`fork` gives a test its own copy of a state it uses more than once (a channel state moves on once);
+  :func:`moved_to` forks an established state and moves it to other counters, to test what happens near a limit.
 * :class:`SealRecorder` instruments a module's ``aead_seal`` to prove no (key, nonce) pair seals two plaintexts.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from qrlogin._crypto import AeadKey
-from qrlogin._machine import LegalMoves, is_terminal
-from qrlogin.channel._common import ChannelFailed, InitiateRequested, PayloadReceived, ReportEstablished, SendPayload
+from qrlogin._machine import LegalMoves, fork_for_exploration
+from qrlogin.channel._common import InitiateRequested, PayloadReceived, ReportEstablished, SendPayload
 from qrlogin.errors import LocalProtocolError
 from qrlogin.vocabulary import CheckCodeEntered, PromptForCheckCode, ShowCheckCode
 
@@ -97,21 +99,29 @@ def run_handshake(g: Any, s: Any, transition: Transition, *, code: str | None = 
     return g, s, shown
 
 
-def mermaid_state_diagram(outcomes: Mapping[tuple[type, type], frozenset[type]], *, initial: Sequence[type]) -> str:
-    """A Mermaid ``stateDiagram-v2`` of a machine's outcome table (one edge per possible target), stable order."""
-    lines = ["stateDiagram-v2"]
-    lines += [f"    [*] --> {cls.__name__}" for cls in initial]
-    edges = sorted(
-        (state.__name__, target.__name__, event.__name__)
-        for (state, event), targets in outcomes.items()
-        for target in targets
-    )
-    lines += [f"    {source} --> {target}: {event}" for source, target, event in edges]
-    return "\n".join(lines) + "\n"
+T = TypeVar("T")
 
 
-def is_failed(table: LegalMoves, state: object) -> bool:
-    return isinstance(state, ChannelFailed) and is_terminal(table, state)
+def fork(value: T) -> T:
+    """An independent copy of ``value``: the cursors of the channels in it are copied, in the same position.
+
+    Tests that feed one state several events (one per case) fork it first, as the explorer does; feeding the state
+    itself twice is refused by design."""
+    return fork_for_exploration(value)
+
+
+def moved_to(state: Any, **counters: int) -> Any:
+    """A fork of an established state (ECIES or HPKE) standing at other counters, its cursor moved along.
+
+    ``counters`` names the state's fields (``send_counter``/``recv_counter`` or ``send_seq``/``recv_seq``). Nothing
+    in the public API can do this: it forges a state, which is what a test of the counter limits needs."""
+    moved = dataclasses.replace(fork(state), **counters)
+    ecies_like = hasattr(moved, "send_counter")
+    sent = moved.send_counter if ecies_like else moved.send_seq
+    opened = moved.recv_counter if ecies_like else moved.recv_seq
+    object.__setattr__(moved.keys.cursor, "_sent", sent)
+    object.__setattr__(moved.keys.cursor, "_opened", opened)
+    return moved
 
 
 class SealRecorder:

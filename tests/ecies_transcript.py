@@ -65,7 +65,7 @@ class ChannelFailed(Exception):
 
 
 def _step(state: Any, event: Any) -> tuple[Any, tuple[Any, ...]]:
-    new_state, effects = ecies.transition(state, event)
+    new_state, effects = ecies.transition(state, event, now_ms=0)
     if isinstance(new_state, ecies.ChannelFailed):
         raise ChannelFailed(new_state)
     return new_state, effects

@@ -9,7 +9,7 @@ import pytest
 
 from qrlogin import qr
 from qrlogin._crypto import X25519Secret, aead_seal, x25519
-from qrlogin._machine import Driver, is_terminal
+from qrlogin._machine import Driver
 from qrlogin.channel import ecies
 from qrlogin.channel._common import (
     ChannelEvent,
@@ -29,7 +29,7 @@ from qrlogin.encoding import b64decode, b64encode
 from qrlogin.errors import LocalProtocolError
 from qrlogin.vocabulary import CheckCodeEntered, DeviceRole, PromptForCheckCode, QrSide, ShowCheckCode
 
-from .channel_helpers import SealRecorder, check_every_pair, load_vectors, payload_of, run_handshake
+from .channel_helpers import SealRecorder, fork, load_vectors, moved_to, payload_of, run_handshake
 from .ecies_transcript import replay
 
 VECTORS = load_vectors("ecies_vodozemac.json")
@@ -162,43 +162,11 @@ def test_transcript_replay_notices_a_changed_payload() -> None:
         replay(transcript)
 
 
-# -- The legal-moves table ---------------------------------------------------------------------------------------
-
-
-def sample_states() -> dict[type, list[object]]:
-    g, s = pair()
-    s_waiting, (send,) = step(s, InitiateRequested())
-    g_waiting, _ = step(g, PayloadReceived(payload=payload_of((send,))))
-    g_est, s_est = established()
-    failed, _ = step(g, PayloadReceived(payload="garbage"))
-    return {
-        ecies.AwaitingInitiate: [g],
-        ecies.AwaitingCheckCode: [g_waiting],
-        ecies.ReadyToInitiate: [s],
-        ecies.AwaitingLoginOk: [s_waiting],
-        ecies.Established: [g_est, s_est],
-        ChannelFailed: [failed],
-    }
-
-
-SAMPLE_EVENTS: dict[type, list[object]] = {
-    InitiateRequested: [InitiateRequested(), InitiateRequested(sequence_token="abc")],
-    PayloadReceived: [PayloadReceived(payload=""), PayloadReceived(payload="AAAA|AAAA", sequence_token="t")],
-    SealRequested: [SealRequested(plaintext=b"hello")],
-    CheckCodeEntered: [CheckCodeEntered(code="42"), CheckCodeEntered(code="x")],
-    RetryRequested: [RetryRequested()],
-}
-
-
-def test_every_state_and_event_pair() -> None:
-    tried = check_every_pair(
-        ecies.LEGAL_MOVES, ecies.transition, sample_states(), SAMPLE_EVENTS, outcomes=ecies.OUTCOMES
-    )
-    assert tried == 7 * 8
+# -- The machine (every (state, event) pair: tests/test_channel_machines.py) ------------------------------------
 
 
 def test_only_failed_is_terminal() -> None:
-    assert [cls for cls in ecies.LEGAL_MOVES if is_terminal(ecies.LEGAL_MOVES, object.__new__(cls))] == [ChannelFailed]
+    assert [cls for cls in ecies.MACHINE.states if not ecies.MACHINE.legal_events(cls)] == [ChannelFailed]
 
 
 def test_illegal_event_changes_nothing() -> None:
@@ -207,36 +175,16 @@ def test_illegal_event_changes_nothing() -> None:
     with pytest.raises(LocalProtocolError):
         driver.handle(SealRequested(plaintext=b"too early"), now_ms=0)
     assert driver.state is g
+    driver.handle(PayloadReceived(payload="garbage"), now_ms=0)  # g is still the current state
+    assert isinstance(driver.state, ChannelFailed)
 
 
 def test_states_are_frozen_slotted_kw_only() -> None:
-    for cls in ecies.LEGAL_MOVES:
+    for cls in (*ecies.MACHINE.states, ecies.EciesKeys):
         assert dataclasses.is_dataclass(cls)
         assert cls.__dataclass_params__.frozen  # type: ignore[attr-defined]
         assert "__slots__" in vars(cls)
         assert all(f.kw_only for f in dataclasses.fields(cls))
-
-
-def test_per_message_values_are_what_init_makes() -> None:
-    """_seal and _open build their state and effect without calling the class; the values must not differ."""
-    g, s = established()
-    s_next, (sent,) = ecies.transition(s, SealRequested(plaintext=b"hello"))
-    g_next, (delivered,) = ecies.transition(g, PayloadReceived(payload=payload_of((sent,))))
-    assert isinstance(sent, SendPayload) and isinstance(delivered, DeliverPlaintext)
-    built: list[tuple[Any, Any]] = [
-        (s_next, ecies.Established(keys=s.keys, send_counter=2, recv_counter=1, last_sent=sent.payload)),
-        (g_next, ecies.Established(keys=g.keys, send_counter=1, recv_counter=2, last_sent=g.last_sent)),
-        (sent, SendPayload(payload=sent.payload)),
-        (delivered, DeliverPlaintext(plaintext=b"hello")),
-    ]
-    for fast, slow in built:
-        assert type(fast) is type(slow) and fast == slow and repr(fast) == repr(slow)
-        for f in dataclasses.fields(fast):
-            assert getattr(fast, f.name) == getattr(slow, f.name)
-            with pytest.raises(dataclasses.FrozenInstanceError):
-                setattr(fast, f.name, None)
-        with pytest.raises(AttributeError):
-            fast.__dict__  # noqa: B018 -- slots, no instance dict
 
 
 # -- Handshake, check code ---------------------------------------------------------------------------------------
@@ -289,7 +237,7 @@ def test_every_wrong_code_fails_and_only_the_right_one_passes() -> None:
     _, effects = step(s, InitiateRequested())
     g_waiting, _ = step(g, PayloadReceived(payload=payload_of(effects)))
     right = g_waiting.keys.check_code.value.decode()
-    outcomes = {f"{n:02d}": type(step(g_waiting, CheckCodeEntered(code=f"{n:02d}"))[0]) for n in range(100)}
+    outcomes = {f"{n:02d}": type(step(fork(g_waiting), CheckCodeEntered(code=f"{n:02d}"))[0]) for n in range(100)}
     assert [code for code, cls in outcomes.items() if cls is ecies.Established] == [right]
 
 
@@ -319,7 +267,7 @@ def test_held_payload_is_dropped_with_a_wrong_code_and_a_second_one_fails() -> N
     _, effects = step(s, InitiateRequested())
     g_state, _ = step(g, PayloadReceived(payload=payload_of(effects)))
     g_state, _ = step(g_state, PayloadReceived(payload="AAAA"))
-    second, effects = step(g_state, PayloadReceived(payload="AAAA"))
+    second, effects = step(fork(g_state), PayloadReceived(payload="AAAA"))
     assert isinstance(second, ChannelFailed) and second.reason is FailureReason.UNEXPECTED_PAYLOAD
     right = g_state.keys.check_code.value.decode()
     wrong = f"{(int(right) + 1) % 100:02d}"
@@ -423,10 +371,10 @@ def test_replayed_and_reordered_payloads_are_fatal() -> None:
     s1, e1 = step(s, SealRequested(plaintext=b"one"))
     _, e2 = step(s1, SealRequested(plaintext=b"two"))
     first, second = payload_of(e1), payload_of(e2)
-    g1, _ = step(g, PayloadReceived(payload=first))
+    g1, _ = step(fork(g), PayloadReceived(payload=first))
     replayed, _ = step(g1, PayloadReceived(payload=first))
     assert isinstance(replayed, ChannelFailed) and replayed.reason is FailureReason.AUTHENTICATION_FAILED
-    skipped, _ = step(g, PayloadReceived(payload=second))
+    skipped, _ = step(fork(g), PayloadReceived(payload=second))
     assert isinstance(skipped, ChannelFailed) and skipped.reason is FailureReason.AUTHENTICATION_FAILED
     own, _ = step(g, PayloadReceived(payload=g.last_sent))  # our own LoginOk echoed back
     assert isinstance(own, ChannelFailed) and own.reason is FailureReason.AUTHENTICATION_FAILED
@@ -466,14 +414,14 @@ def test_retry_resends_identical_bytes_without_sealing(monkeypatch: pytest.Monke
 
 def test_counters_never_wrap() -> None:
     g, s = established()
-    last = dataclasses.replace(s, send_counter=ecies.COUNTER_LIMIT - 1)
+    last = moved_to(s, send_counter=ecies.COUNTER_LIMIT - 1)
     after, effects = step(last, SealRequested(plaintext=b"last one"))
     assert isinstance(after, ecies.Established) and after.send_counter == ecies.COUNTER_LIMIT
     assert b64decode(payload_of(effects))  # sealed at nonce ff..ff
     exhausted, effects = step(after, SealRequested(plaintext=b"one too many"))
     assert isinstance(exhausted, ChannelFailed) and exhausted.reason is FailureReason.COUNTER_EXHAUSTED
     assert effects == (ReportChannelFailure(reason=FailureReason.COUNTER_EXHAUSTED),)
-    receiving = dataclasses.replace(g, recv_counter=ecies.COUNTER_LIMIT)
+    receiving = moved_to(g, recv_counter=ecies.COUNTER_LIMIT)
     exhausted, _ = step(receiving, PayloadReceived(payload="AAAA"))
     assert isinstance(exhausted, ChannelFailed) and exhausted.reason is FailureReason.COUNTER_EXHAUSTED
 

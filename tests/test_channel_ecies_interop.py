@@ -61,7 +61,7 @@ def test_spec_text_s_is_refused_by_wasm(peer: NodeEciesPeer) -> None:
 
 def test_wasm_refuses_a_tampered_qrlogin_payload(peer: NodeEciesPeer) -> None:
     g_key = b64decode(peer.request("new")["public_key"])
-    _, effects = ecies.transition(ecies.start_scanning(g_key, os.urandom(32)), InitiateRequested())
+    _, effects = ecies.transition(ecies.start_scanning(g_key, os.urandom(32)), InitiateRequested(), now_ms=0)
     ciphertext, key = payload_of(effects).split("|")
     raw = bytearray(b64decode(ciphertext))
     raw[0] ^= 1
@@ -73,14 +73,14 @@ def test_qrlogin_refuses_a_replayed_wasm_payload(peer: NodeEciesPeer) -> None:
     g = ecies.start_showing(os.urandom(32))
     peer.request("new")
     initiate = peer.request("outbound", public_key=b64encode(g.public_key), plaintext=INITIATE)
-    state, effects = ecies.transition(g, PayloadReceived(payload=initiate["message"]))
+    state, effects = ecies.transition(g, PayloadReceived(payload=initiate["message"]), now_ms=0)
     peer.request("decrypt", message=payload_of(effects))
-    state, _ = ecies.transition(state, CheckCodeEntered(code=f"{initiate['check_code']:02d}"))
+    state, _ = ecies.transition(state, CheckCodeEntered(code=f"{initiate['check_code']:02d}"), now_ms=0)
     message = peer.request("encrypt", plaintext="once")["message"]
-    state, _ = ecies.transition(state, PayloadReceived(payload=message))
-    state, effects = ecies.transition(state, SealRequested(plaintext=b"reply"))
+    state, _ = ecies.transition(state, PayloadReceived(payload=message), now_ms=0)
+    state, effects = ecies.transition(state, SealRequested(plaintext=b"reply"), now_ms=0)
     assert peer.request("decrypt", message=payload_of(effects))["plaintext"] == "reply"
-    failed, _ = ecies.transition(state, PayloadReceived(payload=message))
+    failed, _ = ecies.transition(state, PayloadReceived(payload=message), now_ms=0)
     assert isinstance(failed, ecies.ChannelFailed) and failed.reason is FailureReason.AUTHENTICATION_FAILED
 
 

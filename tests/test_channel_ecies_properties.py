@@ -34,7 +34,7 @@ from qrlogin.channel._common import (
 from qrlogin.encoding import b64decode, b64encode
 from qrlogin.vocabulary import CheckCodeEntered
 
-from .channel_helpers import SealRecorder, payload_of, run_handshake
+from .channel_helpers import SealRecorder, fork, payload_of, run_handshake
 
 _RUNS = itertools.count()
 
@@ -67,7 +67,7 @@ class Conversation(RuleBasedStateMachine):
 
     def _seal(self, sender: str, plaintext: bytes) -> None:
         receiver = "s" if sender == "g" else "g"
-        state, effects = ecies.transition(self.sides[sender], SealRequested(plaintext=plaintext))
+        state, effects = ecies.transition(self.sides[sender], SealRequested(plaintext=plaintext), now_ms=0)
         assert isinstance(state, ecies.Established)
         self.sides[sender] = state
         self.in_flight[receiver].append((plaintext, payload_of(effects)))
@@ -75,7 +75,7 @@ class Conversation(RuleBasedStateMachine):
 
     def _open(self, receiver: str) -> None:
         plaintext, payload = self.in_flight[receiver].popleft()
-        state, effects = ecies.transition(self.sides[receiver], PayloadReceived(payload=payload))
+        state, effects = ecies.transition(self.sides[receiver], PayloadReceived(payload=payload), now_ms=0)
         assert isinstance(state, ecies.Established)
         assert effects == (DeliverPlaintext(plaintext=plaintext),)
         self.sides[receiver] = state
@@ -102,7 +102,7 @@ class Conversation(RuleBasedStateMachine):
     @rule(side=st.sampled_from(["g", "s"]))
     def retry(self, side: str) -> None:
         before = self.sides[side]
-        after, effects = ecies.transition(before, RetryRequested())
+        after, effects = ecies.transition(before, RetryRequested(), now_ms=0)
         assert after == before and effects == (SendPayload(payload=before.last_sent),)
 
     @invariant()
@@ -128,23 +128,24 @@ def test_any_interleaving_round_trips_and_no_nonce_is_reused(monkeypatch: pytest
 
 
 def transcript(profile: Profile) -> list[tuple[Any, str]]:
-    """(receiver state just before, payload) for every payload of a short conversation, handshake included."""
+    """(receiver state just before, payload) for every payload of a short conversation, handshake included. The states
+    kept are forks: the conversation goes on from the originals, and each test case forks its own again."""
     g: Any = ecies.start_showing(fresh_secret(), profile=profile)
     s: Any = ecies.start_scanning(g.public_key, fresh_secret(), profile=profile)
     steps: list[tuple[Any, str]] = []
-    s, effects = ecies.transition(s, InitiateRequested())
-    steps.append((g, payload_of(effects)))
-    g, effects = ecies.transition(g, PayloadReceived(payload=steps[-1][1]))
-    steps.append((s, payload_of(effects)))
-    s, effects = ecies.transition(s, PayloadReceived(payload=steps[-1][1]))
-    g, _ = ecies.transition(g, CheckCodeEntered(code=ecies.check_code(s)))
+    s, effects = ecies.transition(s, InitiateRequested(), now_ms=0)
+    steps.append((fork(g), payload_of(effects)))
+    g, effects = ecies.transition(g, PayloadReceived(payload=steps[-1][1]), now_ms=0)
+    steps.append((fork(s), payload_of(effects)))
+    s, effects = ecies.transition(s, PayloadReceived(payload=steps[-1][1]), now_ms=0)
+    g, _ = ecies.transition(g, CheckCodeEntered(code=ecies.check_code(s)), now_ms=0)
     for text in (b"first", b"", b"x" * 40):
-        s, effects = ecies.transition(s, SealRequested(plaintext=text))
-        steps.append((g, payload_of(effects)))
-        g, _ = ecies.transition(g, PayloadReceived(payload=steps[-1][1]))
-        g, effects = ecies.transition(g, SealRequested(plaintext=text[::-1]))
-        steps.append((s, payload_of(effects)))
-        s, _ = ecies.transition(s, PayloadReceived(payload=steps[-1][1]))
+        s, effects = ecies.transition(s, SealRequested(plaintext=text), now_ms=0)
+        steps.append((fork(g), payload_of(effects)))
+        g, _ = ecies.transition(g, PayloadReceived(payload=steps[-1][1]), now_ms=0)
+        g, effects = ecies.transition(g, SealRequested(plaintext=text[::-1]), now_ms=0)
+        steps.append((fork(s), payload_of(effects)))
+        s, _ = ecies.transition(s, PayloadReceived(payload=steps[-1][1]), now_ms=0)
     return steps
 
 
@@ -164,7 +165,7 @@ def test_tampering_any_decoded_byte_fails_to_authenticate(data: st.DataObject, p
         tampered = b64encode(bytes(raw)) + separator + key_text
     else:
         tampered = ciphertext_text + separator + b64encode(bytes(raw))
-    state, _ = ecies.transition(receiver, PayloadReceived(payload=tampered))
+    state, _ = ecies.transition(fork(receiver), PayloadReceived(payload=tampered), now_ms=0)
     assert isinstance(state, ChannelFailed)
     allowed = {FailureReason.AUTHENTICATION_FAILED}
     if field == "key":
@@ -179,7 +180,7 @@ def test_tampering_any_character_is_a_typed_failure(data: st.DataObject, profile
     position = data.draw(st.integers(0, len(payload) - 1))
     replacement = data.draw(st.characters(codec="utf-8").filter(lambda c: c != payload[position]))
     tampered = payload[:position] + replacement + payload[position + 1 :]
-    state, effects = ecies.transition(receiver, PayloadReceived(payload=tampered))
+    state, effects = ecies.transition(fork(receiver), PayloadReceived(payload=tampered), now_ms=0)
     assert isinstance(state, ChannelFailed), (payload, tampered)
     assert isinstance(state.reason, FailureReason)
     assert all(not isinstance(e, (SendPayload, DeliverPlaintext)) for e in effects)

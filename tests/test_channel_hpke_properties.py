@@ -35,11 +35,15 @@ from qrlogin.channel._common import (
 from qrlogin.encoding import b64decode, b64encode
 from qrlogin.vocabulary import CheckCodeEntered
 
-from .channel_helpers import SealRecorder, payload_of
+from .channel_helpers import SealRecorder, fork, payload_of
 
 BASE_URL = "https://matrix.example.org"
 RID = "property-session"
 _RUNS = itertools.count()
+
+
+def step(state: Any, event: Any) -> tuple[Any, tuple[Any, ...]]:
+    return ch.transition(state, event, now_ms=0)
 
 
 def fresh_secret() -> bytes:
@@ -54,12 +58,10 @@ def new_channel(profile: Profile) -> tuple[Any, Any]:
     s: Any = ch.start_scanning(
         fresh_secret(), peer_public_key=g.public_key, base_url=BASE_URL, rendezvous_id=RID, profile=profile
     )
-    s, effects = ch.transition(s, InitiateRequested(sequence_token="1"))
-    g, effects = ch.transition(
-        g, PayloadReceived(payload=payload_of(effects), sequence_token="1", reply_sequence_token="2")
-    )
-    s, _ = ch.transition(s, PayloadReceived(payload=payload_of(effects), sequence_token="2"))
-    g, _ = ch.transition(g, CheckCodeEntered(code=ch.check_code(s)))
+    s, effects = step(s, InitiateRequested(sequence_token="1"))
+    g, effects = step(g, PayloadReceived(payload=payload_of(effects), sequence_token="1", reply_sequence_token="2"))
+    s, _ = step(s, PayloadReceived(payload=payload_of(effects), sequence_token="2"))
+    g, _ = step(g, CheckCodeEntered(code=ch.check_code(s)))
     assert isinstance(g, ch.Established) and isinstance(s, ch.Established)
     return g, s
 
@@ -86,7 +88,7 @@ class Conversation(RuleBasedStateMachine):
     def _seal(self, sender: str, plaintext: bytes) -> None:
         receiver = "s" if sender == "g" else "g"
         token = str(next(self.tokens))
-        state, effects = ch.transition(self.sides[sender], SealRequested(plaintext=plaintext, sequence_token=token))
+        state, effects = step(self.sides[sender], SealRequested(plaintext=plaintext, sequence_token=token))
         assert isinstance(state, ch.Established)
         self.sides[sender] = state
         self.in_flight[receiver].append((plaintext, payload_of(effects), token))
@@ -94,7 +96,7 @@ class Conversation(RuleBasedStateMachine):
 
     def _open(self, receiver: str) -> None:
         plaintext, payload, token = self.in_flight[receiver].popleft()
-        state, effects = ch.transition(self.sides[receiver], PayloadReceived(payload=payload, sequence_token=token))
+        state, effects = step(self.sides[receiver], PayloadReceived(payload=payload, sequence_token=token))
         assert isinstance(state, ch.Established)
         assert effects == (DeliverPlaintext(plaintext=plaintext),)
         self.sides[receiver] = state
@@ -122,7 +124,7 @@ class Conversation(RuleBasedStateMachine):
     def retry(self, side: str) -> None:
         before = self.sides[side]
         last_sent: str = before.last_sent
-        after, effects = ch.transition(before, RetryRequested())
+        after, effects = step(before, RetryRequested())
         assert after is before and effects == (SendPayload(payload=last_sent),)
 
     @invariant()
@@ -130,8 +132,8 @@ class Conversation(RuleBasedStateMachine):
         if not self.sides:
             return
         for side in ("g", "s"):  # the handshake used sequence 0 in each direction
-            assert self.sides[side].send.seq == 1 + self.sealed[side]
-            assert self.sides[side].recv.seq == 1 + self.opened[side]
+            assert self.sides[side].send_seq == 1 + self.sealed[side]
+            assert self.sides[side].recv_seq == 1 + self.opened[side]
 
 
 def test_any_interleaving_round_trips_and_no_nonce_is_reused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -148,7 +150,8 @@ def test_any_interleaving_round_trips_and_no_nonce_is_reused(monkeypatch: pytest
 
 
 def transcript(profile: Profile) -> list[tuple[Any, PayloadReceived, int]]:
-    """(receiver state just before, genuine event, length of a leading public field) for every payload."""
+    """(receiver state just before, genuine event, length of a leading public field) for every payload. The states
+    kept are forks: the conversation goes on from the originals, and each test case forks its own again."""
     g: Any = ch.start_showing(
         fresh_secret(), base_url=BASE_URL, rendezvous_id=RID, response_nonce=fresh_secret(), profile=profile
     )
@@ -156,20 +159,22 @@ def transcript(profile: Profile) -> list[tuple[Any, PayloadReceived, int]]:
         fresh_secret(), peer_public_key=g.public_key, base_url=BASE_URL, rendezvous_id=RID, profile=profile
     )
     steps: list[tuple[Any, PayloadReceived, int]] = []
-    s, effects = ch.transition(s, InitiateRequested(sequence_token="1"))
-    steps.append((g, PayloadReceived(payload=payload_of(effects), sequence_token="1", reply_sequence_token="2"), 32))
-    g, effects = ch.transition(g, steps[-1][1])
-    steps.append((s, PayloadReceived(payload=payload_of(effects), sequence_token="2"), 32))
-    s, _ = ch.transition(s, steps[-1][1])
-    g, _ = ch.transition(g, CheckCodeEntered(code=ch.check_code(s)))
+    s, effects = step(s, InitiateRequested(sequence_token="1"))
+    steps.append(
+        (fork(g), PayloadReceived(payload=payload_of(effects), sequence_token="1", reply_sequence_token="2"), 32)
+    )
+    g, effects = step(g, steps[-1][1])
+    steps.append((fork(s), PayloadReceived(payload=payload_of(effects), sequence_token="2"), 32))
+    s, _ = step(s, steps[-1][1])
+    g, _ = step(g, CheckCodeEntered(code=ch.check_code(s)))
     token = 3
     for text in (b"first", b"", b"x" * 40):
-        s, effects = ch.transition(s, SealRequested(plaintext=text, sequence_token=str(token)))
-        steps.append((g, PayloadReceived(payload=payload_of(effects), sequence_token=str(token)), 0))
-        g, _ = ch.transition(g, steps[-1][1])
-        g, effects = ch.transition(g, SealRequested(plaintext=text[::-1], sequence_token=str(token + 1)))
-        steps.append((s, PayloadReceived(payload=payload_of(effects), sequence_token=str(token + 1)), 0))
-        s, _ = ch.transition(s, steps[-1][1])
+        s, effects = step(s, SealRequested(plaintext=text, sequence_token=str(token)))
+        steps.append((fork(g), PayloadReceived(payload=payload_of(effects), sequence_token=str(token)), 0))
+        g, _ = step(g, steps[-1][1])
+        g, effects = step(g, SealRequested(plaintext=text[::-1], sequence_token=str(token + 1)))
+        steps.append((fork(s), PayloadReceived(payload=payload_of(effects), sequence_token=str(token + 1)), 0))
+        s, _ = step(s, steps[-1][1])
         token += 2
     return steps
 
@@ -184,8 +189,8 @@ def test_tampering_any_decoded_byte_fails_to_authenticate(data: st.DataObject, p
     raw = bytearray(b64decode(event.payload))
     position = data.draw(st.integers(0, len(raw) - 1))
     raw[position] ^= data.draw(st.integers(1, 255))
-    state, effects = ch.transition(
-        receiver,
+    state, effects = step(
+        fork(receiver),
         PayloadReceived(
             payload=b64encode(bytes(raw)),
             sequence_token=event.sequence_token,
@@ -208,8 +213,8 @@ def test_tampering_any_character_is_a_typed_failure(data: st.DataObject, profile
     position = data.draw(st.integers(0, len(payload) - 1))
     replacement = data.draw(st.characters(codec="utf-8").filter(lambda c: c != payload[position]))
     tampered = payload[:position] + replacement + payload[position + 1 :]
-    state, effects = ch.transition(
-        receiver,
+    state, effects = step(
+        fork(receiver),
         PayloadReceived(
             payload=tampered, sequence_token=event.sequence_token, reply_sequence_token=event.reply_sequence_token
         ),
@@ -234,11 +239,11 @@ def test_any_other_token_is_a_typed_failure(data: st.DataObject, profile: Profil
         sequence_token=token if field == "sequence_token" else event.sequence_token,
         reply_sequence_token=token if field == "reply_sequence_token" else event.reply_sequence_token,
     )
-    state, effects = ch.transition(receiver, changed)
+    state, effects = step(fork(receiver), changed)
     if field == "reply_sequence_token":
         # G cannot know the reply token is wrong; S, opening with its own PUT token, finds out.
         assert isinstance(state, ch.AwaitingCheckCode)
         s_before = next(r for r, e, _ in TRANSCRIPTS[profile] if isinstance(r, ch.AwaitingLoginOk))
-        state, effects = ch.transition(s_before, PayloadReceived(payload=payload_of(effects), sequence_token="2"))
+        state, effects = step(fork(s_before), PayloadReceived(payload=payload_of(effects), sequence_token="2"))
     assert isinstance(state, ChannelFailed)
     assert state.reason in {FailureReason.AUTHENTICATION_FAILED, FailureReason.INVALID_SEQUENCE_TOKEN}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from qrlogin.encoding import b64encode
 from qrlogin.errors import LocalProtocolError, RemoteProtocolError
 from qrlogin.vocabulary import CheckCodeEntered, DeviceRole
 
-transition: Callable[..., Any] = ecies.transition
+transition: Callable[..., Any] = functools.partial(ecies.transition, now_ms=0)
 G_SECRET = bytes(range(1, 33))
 S_SECRET = bytes(range(33, 65))
 

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from qrlogin import device as dv
 from qrlogin import qr
+from qrlogin._machine import fork_for_exploration
 from qrlogin.device import MACHINE, State
 from qrlogin.device import machine as device_machine
 from qrlogin.errors import LocalProtocolError
@@ -154,7 +155,10 @@ def corpus() -> tuple[dict[type, list[Sample]], frozenset[Edge]]:
                     for item in world.pending
                     if item.actor == actor.name and item.response is not None
                 )
-                samples[type(device)].append(Sample(device=device, now_ms=world.now_ms, answers=answers))
+                # A fork: the run goes on from this device, and a channel state moves on once.
+                samples[type(device)].append(
+                    Sample(device=fork_for_exploration(device), now_ms=world.now_ms, answers=answers)
+                )
     finally:
         dv.transition = original
     return samples, frozenset(edges)
@@ -195,7 +199,7 @@ def moves() -> frozenset[Edge]:
             events = events_for(sample)
             for kind in MACHINE.legal_events(type(sample.device)):
                 for event, now in events[kind]:
-                    after, _ = dv.transition(sample.device, event, now_ms=now)
+                    after, _ = dv.transition(fork_for_exploration(sample.device), event, now_ms=now)
                     found.add((type(sample.device), kind, type(after)))
     return frozenset(found)
 
@@ -225,7 +229,7 @@ def test_every_state_event_pair(current: type) -> None:
             assert events[kind] or kind in (HttpResponseReceived, HttpRequestFailed)
             for event, now in events[kind]:
                 if kind in legal:
-                    after, _ = dv.transition(device, event, now_ms=now)
+                    after, _ = dv.transition(fork_for_exploration(device), event, now_ms=now)
                     assert type(after) in MACHINE.targets(current, kind), (current, kind, after)
                 else:
                     with pytest.raises(LocalProtocolError, match=f"not legal in device state {current.__name__}"):

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from qrlogin.channel import hpke
-from qrlogin.channel._common import ChannelFailed, DeliverPlaintext
+from qrlogin.channel._common import DeliverPlaintext
 from qrlogin.encoding import b64encode
 
 from .channel_helpers import load_fuzz_target
@@ -22,7 +22,7 @@ WIRE_LIKE = st.text(alphabet=BASE64_ALPHABET + "=", max_size=200)
 
 def test_fuzz_fixture_covers_every_state_with_network_input() -> None:
     kinds = {type(state) for state in STATES}
-    assert kinds == set(hpke.LEGAL_MOVES) - {ChannelFailed}
+    assert kinds == {state for state in hpke.MACHINE.states if hpke.MACHINE.legal_events(state)}
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -45,14 +45,14 @@ def test_arbitrary_strings_give_typed_failures_only(text: str) -> None:
 def test_the_target_detects_a_breach(monkeypatch: pytest.MonkeyPatch) -> None:
     """A machine that let a ValueError escape, or delivered unauthenticated input, would be caught."""
 
-    def raises(state: object, event: object, *, now_ms: int = 0) -> tuple[object, tuple[object, ...]]:
+    def raises(state: object, event: object, *, now_ms: int) -> tuple[object, tuple[object, ...]]:
         raise ValueError("escaped")
 
     monkeypatch.setattr(hpke, "transition", raises)
     with pytest.raises(ValueError, match="escaped"):
         target("x")
 
-    def delivers(state: object, event: object, *, now_ms: int = 0) -> tuple[object, tuple[object, ...]]:
+    def delivers(state: object, event: object, *, now_ms: int) -> tuple[object, tuple[object, ...]]:
         return state, (DeliverPlaintext(plaintext=b"forged"),)
 
     monkeypatch.setattr(hpke, "transition", delivers)
@@ -60,9 +60,15 @@ def test_the_target_detects_a_breach(monkeypatch: pytest.MonkeyPatch) -> None:
         target("x")
 
 
-def test_benchmark_sessions_run() -> None:
-    """The benchmark's two workloads stay runnable (no timing here: benchmarks/ prints the ratio)."""
-    from benchmarks.bench_channel_hpke import floor_session, machine_session
+def test_benchmark_sessions_run_and_the_floor_is_the_same_protocol() -> None:
+    """The benchmark's workloads stay runnable, and its floor sends exactly qrlogin's payloads (no timing here:
+    benchmarks/ prints the ratio)."""
+    from benchmarks.bench_channel_hpke import floor_session, primitives_session, qrlogin_session
 
-    machine_session()
-    floor_session()
+    secrets = (b"\x01" * 32, b"\x02" * 32, b"\x03" * 32)
+    ours: list[str] = []
+    theirs: list[str] = []
+    qrlogin_session(*secrets, ours)
+    floor_session(*secrets, theirs)
+    assert ours == theirs and len(ours) == 3 + 20
+    primitives_session(*secrets)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -240,3 +243,41 @@ def test_response_context_is_a_usable_chacha_context_without_an_exporter() -> No
 def test_labeled_expand_refuses_impossible_lengths() -> None:
     with pytest.raises(LocalProtocolError):
         hpke.labeled_expand(b"", prk=bytes(32), label=b"", info=b"", length=255 * 32 + 1)
+
+
+def test_context_key_seals_at_the_sequence_numbers_a_context_would() -> None:
+    v = CHACHA_VECTOR
+    schedule = hpke.key_schedule(hpke.decap(X(v["enc"]), recipient_secret=X(v["skRm"])), X(v["info"]))
+    key = hpke.ContextKey(schedule.key.value, schedule.base_nonce.value)
+    for seq in (0, 1, 255, 256):
+        case = v["encryptions"][seq]
+        assert key.nonce(seq).hex() == case["nonce"]
+        assert key.seal(seq, X(case["pt"]), X(case["aad"])).hex() == case["ct"]
+        assert key.open(seq, X(case["ct"]), X(case["aad"])).hex() == case["pt"]
+    with pytest.raises(AuthenticationError):
+        key.open(1, X(v["encryptions"][0]["ct"]), X(v["encryptions"][0]["aad"]))
+    for exhausted in (hpke.MAX_SEQ, -1):
+        with pytest.raises(hpke.MessageLimitReachedError):
+            key.seal(exhausted, b"x", b"")
+    assert schedule.key.value.hex() not in repr(key) and "redacted" in repr(key)
+    assert key == hpke.ContextKey(schedule.key.value, schedule.base_nonce.value)
+    with pytest.raises(AttributeError):
+        key.key = Secret(bytes(32))
+
+
+def test_a_context_seals_once_whatever_is_kept_or_copied() -> None:
+    v = CHACHA_VECTOR
+    enc, sender = hpke.setup_base_s(X(v["pkRm"]), X(v["info"]), ephemeral_secret=X(v["skEm"]))
+    recipient = hpke.setup_base_r(enc, X(v["skRm"]), X(v["info"]))
+    twins = [copy.copy(sender), copy.deepcopy(sender), dataclasses.replace(sender)]
+    ct, following = sender.seal(b"one", aad=b"")
+    for stale in (sender, *twins):
+        with pytest.raises(LocalProtocolError, match="used already"):
+            stale.seal(b"two", aad=b"")
+    following.seal(b"two", aad=b"")
+    opened, after = recipient.open(ct, aad=b"")
+    assert opened == b"one"
+    with pytest.raises(LocalProtocolError, match="used already"):
+        recipient.open(ct, aad=b"")
+    with pytest.raises(TypeError):
+        pickle.dumps(after)

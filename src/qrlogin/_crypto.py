@@ -20,7 +20,7 @@ HKDF is offered with SHA-256 and SHA-512 because deployed ECIES peers use SHA-51
 from __future__ import annotations
 
 import hmac
-from typing import Literal
+from typing import Literal, NoReturn
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -161,6 +161,16 @@ class AeadKey:
     def __repr__(self) -> str:
         return "AeadKey(<redacted>)"
 
+    # Immutable, so copies (and dataclasses.asdict) hand on this object; a pickle would carry the key in the clear.
+    def __copy__(self) -> AeadKey:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> AeadKey:
+        return self
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("an AEAD key cannot be pickled")
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, AeadKey):
             return NotImplemented
@@ -201,6 +211,16 @@ class X25519Secret:
 
     def __repr__(self) -> str:
         return "X25519Secret(<redacted>)"
+
+    # Immutable, so copies (and dataclasses.asdict) hand on this object; a pickle would carry the key in the clear.
+    def __copy__(self) -> X25519Secret:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> X25519Secret:
+        return self
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("an X25519 private key cannot be pickled")
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, X25519Secret):

@@ -20,17 +20,27 @@ Every machine is described by one :class:`Machine`: a *transitions table* mappin
 Events that are legal in many states (a timer, a user's cancel) are listed pair by pair, usually by a comprehension
 over the states, so the table stays the whole truth.
 
-:class:`Driver` holds the current state for callers who prefer an object to threading values through.
+States that hold keys move on once. Immutable values alone would let a caller who keeps an old state (or copies
+one) seal a second plaintext under the same key and nonce, or give the user a second check-code attempt. Such a
+machine keeps one small mutable record per run, a :class:`Guard`, shared by every state of the run and every copy
+of one: a transition checks that its state is where the run stands and moves the record on before it seals, opens or
+judges anything, so a state the run has left behind is refused. Simulators and explorers, which continue one state
+along several branches on purpose, give each branch records of its own with :func:`fork_for_exploration`; nothing
+else can.
+
+:class:`Driver` holds the current state for callers who prefer an object to threading values through. It is the only
+mutable class in the core, and it refuses to be copied or pickled.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-import inspect
+import enum
 import types
 import typing
-from collections.abc import Callable, Mapping
-from typing import Any, Generic, Protocol, TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Generic, NoReturn, Protocol, Self, TypeVar
 
 from .errors import LocalProtocolError
 
@@ -64,7 +74,7 @@ class Machine(Generic[StateT, EventT, EffectT]):
     ``initial`` names the states a machine is created in (by its ``start`` functions); it only marks the diagram.
     """
 
-    __slots__ = ("_targets", "initial", "name", "transitions")
+    __slots__ = ("_by_state", "_targets", "initial", "name", "transitions")
 
     def __init__(
         self,
@@ -74,15 +84,20 @@ class Machine(Generic[StateT, EventT, EffectT]):
         initial: tuple[type, ...] = (),
     ) -> None:
         self.name = name
-        self.transitions = dict(transitions)
+        self.transitions: Mapping[tuple[type, type], Handler] = types.MappingProxyType(dict(transitions))
         self.initial = initial
         self._targets: dict[tuple[type, type], frozenset[type]] | None = None
+        # The same table by state, then event: two lookups of a type, no key to build, on every transition.
+        self._by_state: dict[type, dict[type, Handler]] = {}
+        for (state, event), handler in self.transitions.items():
+            self._by_state.setdefault(state, {})[event] = handler
 
     def transition(self, state: StateT, event: EventT, now_ms: int) -> tuple[StateT, tuple[EffectT, ...]]:
         """Perform ``event`` in ``state``; a pair that is not in the table raises before anything changes."""
-        handler = self.transitions.get((type(state), type(event)))
-        if handler is None:
-            raise LocalProtocolError(self._illegal(state, event))
+        try:
+            handler = self._by_state[type(state)][type(event)]
+        except KeyError:
+            raise LocalProtocolError(self._illegal(state, event)) from None
         result: tuple[StateT, tuple[EffectT, ...]] = handler(state, event, now_ms)
         return result
 
@@ -178,7 +193,10 @@ def is_terminal(table: LegalMoves, state: object) -> bool:
 
 
 class Driver(Generic[StateT, EventT, EffectT]):
-    """Holds the current state of one machine and feeds it events; the only mutable class in the core."""
+    """Holds the current state of one machine and feeds it events: the one mutable object a caller holds.
+
+    Copying or pickling a driver raises :class:`TypeError`: two drivers would be two holders of one channel.
+    """
 
     __slots__ = ("_state", "_transition")
 
@@ -202,80 +220,193 @@ class Driver(Generic[StateT, EventT, EffectT]):
     def __repr__(self) -> str:
         return f"Driver({self._state!r})"
 
+    # A copy would be a second driver of the same channel: two callers sealing from one state. Refused outright.
+    def __copy__(self) -> Driver[StateT, EventT, EffectT]:
+        raise TypeError("a Driver cannot be copied: it is the one holder of its machine's current state")
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Driver[StateT, EventT, EffectT]:
+        raise TypeError("a Driver cannot be copied: it is the one holder of its machine's current state")
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("a Driver cannot be pickled: it is the one holder of its machine's current state")
+
 
 # ---------------------------------------------------------------------------------------------------------------
-# Cheaper construction for the values built on every message.
-
-ClassT = TypeVar("ClassT", bound=type)
-
-#: Every class :func:`slot_init` has decorated, with the ``__init__`` dataclasses generated for it (the tests build
-#: each class both ways and compare).
-SLOT_INIT_ORIGINALS: dict[type, Callable[..., None]] = {}
+# States that move on once, and the one way to fork them.
 
 
-def slot_init(cls: ClassT) -> ClassT:
-    """Give a frozen, slotted dataclass an ``__init__`` that fills each slot through its member descriptor.
+class Guard:
+    """Base of the one mutable record inside an otherwise immutable value, shared by every copy of that value.
 
-    The ``__init__`` that :func:`dataclasses.dataclass` generates for a frozen class stores every field with
-    ``object.__setattr__(self, name, value)``, which looks the name up on the type again for each field; on the
-    channel's per-message path (one event, one state and one effect per payload) that costs about as much as the
-    ChaCha20-Poly1305 call. The replacement has the same signature, defaults and annotations, calls
-    ``__post_init__`` as before, and stores the same values through the slot descriptors directly, so instances are
-    identical, compare equal and stay frozen (``tests/test_machine.py`` checks this for every decorated class).
+    A machine whose states hold keys must not let a caller move on from the same state twice: two seals from one
+    state are two plaintexts under one key and nonce, two moves from a state awaiting a check code are two guesses.
+    Such a machine keeps, per run, one record of how far the run has got (a subclass of this, e.g.
+    :class:`qrlogin.channel._common.ChannelCursor`) and puts it in every state of the run. A transition first checks
+    that its state stands where the record says the run stands and moves the record on; a state the run has left
+    behind is refused with :class:`~qrlogin.errors.LocalProtocolError` before anything changes.
 
-    Only what the hot classes use is supported: no ``default_factory``, no ``InitVar``; anything else is refused when
-    the class is defined, never silently mishandled.
+    That only works if copies cannot multiply the record, so :func:`copy.copy`, :func:`copy.deepcopy`,
+    :func:`dataclasses.replace` and :func:`dataclasses.asdict` all hand on this very object, and pickling is refused
+    (an unpickled state would carry a record of its own). The only way to give a value records of its own is
+    :func:`fork_for_exploration`. Subclasses declare ``__slots__`` holding plain values (numbers, flags).
     """
-    fields = dataclasses.fields(cls) if dataclasses.is_dataclass(cls) else ()
-    setters = slot_setters(cls, *(field.name for field in fields))  # refuses anything not frozen and slotted
-    original = cls.__dict__["__init__"]
-    namespace: dict[str, object] = {}
-    arguments: list[str] = []
-    for name, parameter in list(inspect.signature(original).parameters.items())[1:]:
-        if parameter.kind is inspect.Parameter.KEYWORD_ONLY and "*" not in arguments:
-            arguments.append("*")
-        if parameter.default is inspect.Parameter.empty:
-            arguments.append(name)
+
+    __slots__ = ()
+
+    def __copy__(self) -> Self:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Self:
+        return self
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("a state that holds keys cannot be pickled: an unpickled copy could seal again under one nonce")
+
+    def _forked(self) -> Self:
+        """A new record in the same status (for :func:`fork_for_exploration` only)."""
+        fresh = object.__new__(type(self))
+        for cls in type(self).__mro__:
+            for name in getattr(cls, "__slots__", ()):
+                object.__setattr__(fresh, name, object.__getattribute__(self, name))
+        return fresh
+
+
+T = TypeVar("T")
+
+
+class ForkCache:
+    """Remembers the immutable sub-values that hold no guard, so that forking many related values (the worlds of an
+    exploration, which share most of their parts) walks each unchanged part once."""
+
+    __slots__ = ("_plain",)
+
+    def __init__(self) -> None:
+        self._plain: dict[int, object] = {}
+
+
+def fork_for_exploration(value: T, *, cache: ForkCache | None = None) -> T:
+    """A copy of ``value`` in which every :class:`Guard` is replaced by a new one in the same status.
+
+    For simulators and explorers only: they continue one state along several branches, and each branch must be able
+    to move its own copy on. An embedder never needs this; a channel that forks can seal twice under one nonce.
+
+    The walk enters dataclass instances (every field), tuples, lists, sets, frozensets and mappings; whatever else it
+    meets is kept as it is. A guard shared by several values (every state of one channel, a state and its copies)
+    stays shared in the fork. Parts that hold no guard are not copied. A guard hidden anywhere the walk does not
+    enter stays shared with the original, so a branch that uses it makes the other branch fail loudly, never seal
+    twice. ``cache`` carries what was learnt about guard-free parts from one call to the next.
+    """
+    forked, _ = _Fork(cache._plain if cache is not None else {}).walk(value)
+    result: T = forked
+    return result
+
+
+_LEAF, _GUARD, _DATACLASS, _SEQUENCE, _MAPPING = range(5)
+#: How the fork walk treats each type it has met: one of the kinds above, plus for dataclasses the field names,
+#: whether the class is frozen, and whether a bare ``object.__new__`` plus those fields rebuilds an instance.
+_KINDS: dict[type, tuple[int, tuple[str, ...], bool, bool]] = {}
+
+
+def _kind(cls: type) -> tuple[int, tuple[str, ...], bool, bool]:
+    known = _KINDS.get(cls)
+    if known is not None:
+        return known
+    if issubclass(cls, str | bytes | int | float | complex | enum.Enum | type) or cls is type(None):
+        kind: tuple[int, tuple[str, ...], bool, bool] = (_LEAF, (), True, False)
+    elif issubclass(cls, Guard):
+        kind = (_GUARD, (), False, False)
+    elif dataclasses.is_dataclass(cls):
+        names = tuple(field.name for field in dataclasses.fields(cls))
+        slotted = all("__slots__" in klass.__dict__ for klass in cls.__mro__[:-1])  # no instance __dict__
+        slots = {name for klass in cls.__mro__ for name in klass.__dict__.get("__slots__", ())}
+        plain_slots = slotted and slots == set(names)
+        kind = (_DATACLASS, names, cls.__dataclass_params__.frozen, plain_slots)  # type: ignore[attr-defined]
+    elif issubclass(cls, tuple | list | set | frozenset):
+        kind = (_SEQUENCE, (), False, False)
+    elif issubclass(cls, Mapping):
+        kind = (_MAPPING, (), False, False)
+    else:
+        kind = (_LEAF, (), True, False)
+    _KINDS[cls] = kind
+    return kind
+
+
+class _Fork:
+    """One fork: ``walk`` returns ``(copy, immutable_and_guard_free)`` for a value, each shared part once."""
+
+    __slots__ = ("_memo", "_plain")
+
+    def __init__(self, plain: dict[int, object]) -> None:
+        self._memo: dict[int, tuple[Any, bool]] = {}
+        self._plain = plain
+
+    def walk(self, value: Any) -> tuple[Any, bool]:
+        kind, names, frozen, plain_slots = _KINDS.get(type(value)) or _kind(type(value))
+        if kind == _LEAF:
+            return value, True
+        key = id(value)
+        seen = self._memo.get(key)
+        if seen is not None:
+            return seen
+        if self._plain.get(key) is value:
+            return value, True
+        if kind == _GUARD:
+            result: tuple[Any, bool] = (value._forked(), False)
+        elif kind == _DATACLASS:
+            result = self._dataclass(value, names, frozen, plain_slots)
+        elif kind == _SEQUENCE:
+            result = self._sequence(value)
         else:
-            namespace[f"_default_{name}"] = parameter.default
-            arguments.append(f"{name}=_default_{name}")
-    if len(arguments) - ("*" in arguments) != sum(field.init for field in fields):
-        raise TypeError(f"slot_init does not support InitVar ({cls.__name__})")
-    body: list[str] = []
-    for field, setter in zip(fields, setters, strict=True):
-        if field.default_factory is not dataclasses.MISSING:
-            raise TypeError(f"slot_init does not support default_factory ({cls.__name__}.{field.name})")
-        namespace[f"_set_{field.name}"] = setter
-        if field.init:
-            body.append(f"    _set_{field.name}(self, {field.name})")
-        elif field.default is not dataclasses.MISSING:
-            namespace[f"_default_{field.name}"] = field.default
-            body.append(f"    _set_{field.name}(self, _default_{field.name})")
-    if hasattr(cls, "__post_init__"):
-        body.append("    self.__post_init__()")
-    source = f"def __init__(self, {', '.join(arguments)}) -> None:\n" + ("\n".join(body) or "    pass") + "\n"
-    exec(source, namespace)  # noqa: S102 -- built above from the dataclass's own field names, nothing else
-    generated = namespace["__init__"]
-    generated.__qualname__ = f"{cls.__qualname__}.__init__"  # type: ignore[attr-defined]
-    generated.__annotations__ = dict(original.__annotations__)
-    generated.__doc__ = original.__doc__
-    type.__setattr__(cls, "__init__", generated)
-    SLOT_INIT_ORIGINALS[cls] = original
-    return cls
+            result = self._mapping(value)
+        self._memo[key] = result
+        if result[1]:
+            self._plain[key] = value  # keeps value alive, so its id cannot be reused by another object
+        return result
 
+    def _items(self, olds: Iterable[Any]) -> tuple[list[Any], bool, bool]:
+        """The walked ``olds``, whether all are unchanged, and whether all are immutable and guard-free."""
+        news: list[Any] = []
+        same = pure = True
+        plain = self._plain
+        for old in olds:
+            # Most items are leaves, or parts known to hold no guard: no call for those.
+            if (_KINDS.get(type(old)) or _kind(type(old)))[0] == _LEAF or plain.get(id(old)) is old:
+                news.append(old)
+                continue
+            new, new_pure = self.walk(old)
+            news.append(new)
+            same = same and new is old
+            pure = pure and new_pure
+        return news, same, pure
 
-def slot_setters(cls: type, *names: str) -> tuple[Callable[[Any, Any], None], ...]:
-    """The slot setters of ``names``, for a per-message path that builds a frozen value without calling its class.
+    def _dataclass(self, value: Any, names: tuple[str, ...], frozen: bool, plain_slots: bool) -> tuple[Any, bool]:
+        olds = [getattr(value, name) for name in names]
+        news, same, pure = self._items(olds)
+        if same:
+            return value, frozen and pure
+        if plain_slots:  # every slot is a field: a new instance is those fields, stored as __init__ stores them
+            copied = object.__new__(type(value))
+            for name, new in zip(names, news, strict=True):
+                object.__setattr__(copied, name, new)
+            return copied, False
+        copied = copy.copy(value)
+        for name, new, old in zip(names, news, olds, strict=True):
+            if new is not old:
+                object.__setattr__(copied, name, new)
+        return copied, False
 
-    Such a path does what ``__init__`` does, in fewer steps: ``object.__new__(cls)``, then one setter call per field.
-    ``names`` must be every field of the frozen, slotted dataclass ``cls``, each once, so that a field added later
-    fails the import instead of leaving a slot unset. The builder is responsible for passing values ``__init__`` would
-    have accepted; its tests compare the result with an ``__init__``-built value.
-    """
-    params = getattr(cls, "__dataclass_params__", None)
-    if params is None or not params.frozen or "__slots__" not in cls.__dict__:
-        raise TypeError(f"{cls.__name__} is not a frozen dataclass with slots")
-    declared = [field.name for field in dataclasses.fields(cls)]
-    if sorted(names) != sorted(declared):
-        raise TypeError(f"slot_setters({cls.__name__}) must name every field once: {', '.join(declared)}")
-    return tuple(cls.__dict__[name].__set__ for name in names)
+    def _sequence(self, value: Any) -> tuple[Any, bool]:
+        news, same, pure = self._items(value)
+        if same:
+            return value, pure and isinstance(value, tuple | frozenset)
+        if hasattr(value, "_make"):  # a named tuple
+            return value._make(news), False
+        return type(value)(news), False
+
+    def _mapping(self, value: Any) -> tuple[Any, bool]:
+        keys, same_keys, pure_keys = self._items(value.keys())
+        values, same_values, pure_values = self._items(value.values())
+        if same_keys and same_values:
+            return value, pure_keys and pure_values and not isinstance(value, dict)
+        rebuild: Any = type(value)  # a mapping type built from a dict, as dict and FrozenMap are
+        return rebuild(dict(zip(keys, values, strict=True))), False

@@ -18,16 +18,21 @@ The pieces, in the RFC's order:
   key is an *input* (randomness is never drawn inside the core); a low-order public key raises
   :class:`~qrlogin.errors.NonContributoryKeyError` from the X25519 step.
 * :func:`key_schedule` (§5.1) returns every intermediate value in a :class:`KeySchedule` (the RFC vectors list
-  them all), and :func:`setup_base_s` / :func:`setup_base_r` (§5.1.1) wrap encapsulation and the schedule.
+  them all), and :func:`setup_base_s` / :func:`setup_base_r` (§5.1.1) wrap encapsulation and the schedule;
+  :func:`export` is ``Context.Export`` from an exporter secret.
 * :class:`Context` (§5.2, §5.3) is an immutable value: :meth:`Context.seal` and :meth:`Context.open` return
-  the result together with the *next* context instead of bumping a counter in place. A caller that keeps using
-  an old context value would reuse a nonce, which is why the state machines thread contexts through their
-  states and never keep two. The sequence number never wraps: the RFC's ``MessageLimitReachedError`` is raised
-  before a seal or open at ``2**(8*Nn) - 1``.
+  the result together with the *next* context instead of bumping a counter in place. Every context of one chain
+  shares a cursor (a :class:`~qrlogin._machine.Guard`) holding the chain's next sequence number, so a caller that
+  keeps an old context value, or copies one, is refused instead of reusing a nonce. The sequence number never
+  wraps: the RFC's ``MessageLimitReachedError`` is raised before a seal or open at ``2**(8*Nn) - 1``.
+* :class:`ContextKey` is a context's key and base nonce set up once, sealing and opening at a sequence number the
+  caller keeps: what the MSC4388 channel uses, keeping the two sequence numbers in its established state and
+  building nothing per message but its own state.
 * :func:`response_context` (RFC 9458 §4.4, as adapted by MSC4388 "Secure channel" step 5): the
   reverse-direction context that device G sends with, derived from an export of the base context, the
-  encapsulated key and a response nonce. Its exporter is disabled (MSC4388 initialises it with a dummy secret
-  and forbids its use; here it is absent, and :meth:`Context.export` refuses).
+  encapsulated key and a response nonce (:func:`response_key_nonce` gives its key and base nonce alone). Its
+  exporter is disabled (MSC4388 initialises it with a dummy secret and forbids its use; here it is absent, and
+  :meth:`Context.export` refuses).
 
 Secrets (shared secret, key, base nonce, exporter secret) are held in :class:`~qrlogin._secret.Secret`, so no
 repr of a context shows them.
@@ -36,11 +41,12 @@ repr of a context shows them.
 from __future__ import annotations
 
 import functools
+import hmac
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, NoReturn
 
 from . import _crypto
-from ._machine import slot_setters
+from ._machine import Guard
 from ._secret import Secret
 from .errors import LocalProtocolError
 
@@ -50,21 +56,25 @@ __all__ = [
     "EXPORT_ONLY",
     "KDF_ID",
     "KEM_ID",
+    "MAX_SEQ",
     "MODE_BASE",
     "N_ENC",
     "N_H",
     "N_SECRET",
     "Aead",
     "Context",
+    "ContextKey",
     "KeySchedule",
     "MessageLimitReachedError",
     "decap",
     "derive_key_pair",
     "encap",
+    "export",
     "key_schedule",
     "labeled_expand",
     "labeled_extract",
     "response_context",
+    "response_key_nonce",
     "setup_base_r",
     "setup_base_s",
 ]
@@ -225,6 +235,13 @@ def key_schedule(shared_secret: Secret, info: bytes, *, aead: Aead = CHACHA20_PO
     )
 
 
+def export(exporter_secret: Secret, exporter_context: bytes, length: int, *, aead: Aead = CHACHA20_POLY1305) -> bytes:
+    """``Context.Export(exporter_context, L)`` (RFC 9180 §5.3) from the context's exporter secret."""
+    return labeled_expand(
+        _suite_id(aead), prk=exporter_secret.value, label=b"sec", info=exporter_context, length=length
+    )
+
+
 def setup_base_s(
     recipient_public_key: bytes,
     info: bytes,
@@ -244,30 +261,108 @@ def setup_base_r(
     return key_schedule(decap(enc, recipient_secret=recipient_secret), info, aead=aead).context()
 
 
-class _Cipher:
-    """What a ChaCha20-Poly1305 context seals and opens with, set up once per key rather than once per message:
-    the cipher object and the base nonce as an integer (``ComputeNonce`` is then one XOR). Never shown by repr."""
+#: ``2**(8*Nn) - 1`` for ChaCha20-Poly1305: the sequence number at which a context is exhausted.
+MAX_SEQ: Final = (1 << (8 * CHACHA20_POLY1305.nn)) - 1
 
-    __slots__ = ("aead", "base_nonce")
+
+class ContextKey:
+    """The AEAD key and base nonce of one ChaCha20-Poly1305 context, set up once; the caller keeps the sequence
+    number and passes it to :meth:`seal` and :meth:`open` (``ComputeNonce`` is one XOR with the base nonce).
+
+    This is a context without its sequence number, for a caller that keeps that number in a value of its own (the
+    HPKE channel keeps one per direction in its established state) and builds nothing else per message. It does not
+    check which sequence numbers were used: that is the caller's duty (the channel's cursor does it). ``repr`` never
+    shows the key, copies are the object itself and pickling is refused.
+    """
+
+    __slots__ = ("_aead", "_base_nonce", "key")
+
+    key: Secret
+    _aead: _crypto.AeadKey
+    _base_nonce: int
 
     def __init__(self, key: bytes, base_nonce: bytes) -> None:
-        self.aead = _crypto.AeadKey(key)
-        self.base_nonce = int.from_bytes(base_nonce, "big")
+        if len(base_nonce) != CHACHA20_POLY1305.nn:
+            raise LocalProtocolError(f"a base nonce is {CHACHA20_POLY1305.nn} bytes, got {len(base_nonce)}")
+        object.__setattr__(self, "key", Secret(key))
+        object.__setattr__(self, "_aead", _crypto.AeadKey(key))
+        object.__setattr__(self, "_base_nonce", int.from_bytes(base_nonce, "big"))
+
+    def __setattr__(self, name: str, value: object) -> NoReturn:
+        raise AttributeError("ContextKey is immutable")
+
+    def nonce(self, seq: int) -> bytes:
+        """``ComputeNonce(seq)``: the base nonce XORed with the big-endian sequence number."""
+        return (self._base_nonce ^ seq).to_bytes(_crypto.AEAD_NONCE_LENGTH, "big")
+
+    def seal(self, seq: int, plaintext: bytes, aad: bytes) -> bytes:
+        """``Seal(aad, pt)`` at sequence number ``seq`` (``0 <= seq < MAX_SEQ``)."""
+        if not 0 <= seq < MAX_SEQ:
+            raise MessageLimitReachedError("the context's sequence number is exhausted")
+        return self._aead.seal((self._base_nonce ^ seq).to_bytes(12, "big"), plaintext, aad)
+
+    def open(self, seq: int, ciphertext: bytes, aad: bytes) -> bytes:
+        """``Open(aad, ct)`` at sequence number ``seq``; :class:`~qrlogin.errors.AuthenticationError` if it does not
+        authenticate."""
+        if not 0 <= seq < MAX_SEQ:
+            raise MessageLimitReachedError("the context's sequence number is exhausted")
+        return self._aead.open((self._base_nonce ^ seq).to_bytes(12, "big"), ciphertext, aad)
 
     def __repr__(self) -> str:
-        return "_Cipher(<redacted>)"
+        return "ContextKey(<redacted>)"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ContextKey):
+            return NotImplemented
+        return self._aead == other._aead and hmac.compare_digest(
+            self._base_nonce.to_bytes(12, "big"), other._base_nonce.to_bytes(12, "big")
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __copy__(self) -> ContextKey:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> ContextKey:
+        return self
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("a context key cannot be pickled")
 
 
-#: ``2**(8*Nn) - 1`` for ChaCha20-Poly1305, the only AEAD a context seals with.
-_CHACHA20_POLY1305_MAX_SEQ: Final = (1 << (8 * CHACHA20_POLY1305.nn)) - 1
+class _SequenceCursor(Guard):
+    """The next sequence number of one context's chain of values; every value of the chain shares it."""
+
+    __slots__ = ("_seq",)
+
+    def __init__(self, seq: int) -> None:
+        self._seq = seq
+
+    def check(self, seq: int) -> None:
+        if seq != self._seq:
+            raise LocalProtocolError(
+                "this context was used already: seal and open return the next context, and only that one can go on "
+                "(an older context, or a copy of one, would seal again under a used nonce)"
+            )
+
+    def move(self, seq: int) -> None:
+        self.check(seq)
+        self._seq = seq + 1
+
+    def __repr__(self) -> str:
+        return f"_SequenceCursor({self._seq})"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Context:
     """An HPKE encryption context at one sequence number; seal/open return the next one (RFC 9180 §5.2).
 
-    ``exporter_secret`` is ``None`` for a response context, whose exporter MSC4388 forbids using. The cipher is
-    built when the context at sequence number 0 is and handed on to each next context, never rebuilt per message.
+    ``exporter_secret`` is ``None`` for a response context, whose exporter MSC4388 forbids using. Every context of
+    one chain (the one :meth:`KeySchedule.context` or :func:`response_context` made, and each one ``seal``/``open``
+    returned since) shares one cursor, so a context value seals or opens once: an older one, or a copy of one
+    (``copy``, ``deepcopy``, ``dataclasses.replace``), is refused with :class:`~qrlogin.errors.LocalProtocolError`
+    instead of sealing again under a used nonce. A failed ``open`` moves nothing, as the RFC requires. Pickling is
+    refused.
     """
 
     aead: Aead
@@ -275,17 +370,13 @@ class Context:
     base_nonce: Secret
     seq: int
     exporter_secret: Secret | None
-    _cipher: _Cipher | None = field(init=False, repr=False, compare=False)
+    cursor: _SequenceCursor | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.seq <= self.max_seq:
             raise LocalProtocolError("sequence number out of range for this AEAD")
-        usable = (
-            (self.aead is CHACHA20_POLY1305 or self.aead == CHACHA20_POLY1305)
-            and len(self.key) == _crypto.AEAD_KEY_LENGTH
-            and len(self.base_nonce) == _crypto.AEAD_NONCE_LENGTH
-        )
-        object.__setattr__(self, "_cipher", _Cipher(self.key.value, self.base_nonce.value) if usable else None)
+        if self.cursor is None:  # the first context of a chain
+            object.__setattr__(self, "cursor", _SequenceCursor(self.seq))
 
     @property
     def max_seq(self) -> int:
@@ -298,83 +389,66 @@ class Context:
         return (int.from_bytes(self.base_nonce.value, "big") ^ self.seq).to_bytes(nn, "big")
 
     def _next(self) -> Context:
-        # The context for seq + 1, built without __init__: every field but seq is this context's, already
-        # validated, and seq + 1 <= max_seq because seal/open only get here while seq < max_seq.
-        following: Context = _NEW(Context)
-        _SET_AEAD(following, self.aead)
-        _SET_KEY(following, self.key)
-        _SET_BASE_NONCE(following, self.base_nonce)
-        _SET_SEQ(following, self.seq + 1)
-        _SET_EXPORTER_SECRET(following, self.exporter_secret)
-        _SET_CIPHER(following, self._cipher)
-        return following
+        return Context(
+            aead=self.aead,
+            key=self.key,
+            base_nonce=self.base_nonce,
+            seq=self.seq + 1,
+            exporter_secret=self.exporter_secret,
+            cursor=self.cursor,
+        )
 
-    def _check_usable(self) -> None:
+    def _usable_cursor(self) -> _SequenceCursor:
         if self.aead != CHACHA20_POLY1305:
             raise LocalProtocolError("this context's AEAD is supported by the key schedule only")
         if self.seq >= self.max_seq:
             raise MessageLimitReachedError("the context's sequence number is exhausted")
+        assert self.cursor is not None  # set by __post_init__
+        return self.cursor
 
     def seal(self, plaintext: bytes, *, aad: bytes) -> tuple[bytes, Context]:
         """``ContextS.Seal(aad, pt)``: the ciphertext and the context for the next message."""
-        cipher, seq = self._cipher, self.seq
-        if cipher is None or seq >= _CHACHA20_POLY1305_MAX_SEQ:
-            self._check_usable()  # raises; or a hand-built context with a bad key, which aead_seal refuses
-            return _crypto.aead_seal(self.key.value, self.nonce(), plaintext, aad), self._next()
-        nonce = (cipher.base_nonce ^ seq).to_bytes(_crypto.AEAD_NONCE_LENGTH, "big")
-        return cipher.aead.seal(nonce, plaintext, aad), self._next()
+        self._usable_cursor().move(self.seq)
+        return _crypto.aead_seal(self.key.value, self.nonce(), plaintext, aad), self._next()
 
     def open(self, ciphertext: bytes, *, aad: bytes) -> tuple[bytes, Context]:
         """``ContextR.Open(aad, ct)``: the plaintext and the context for the next message.
 
         A ciphertext that does not authenticate raises :class:`~qrlogin.errors.AuthenticationError`; the
-        caller's context value is unchanged, as the RFC requires.
+        caller's context value is unchanged and usable, as the RFC requires.
         """
-        cipher, seq = self._cipher, self.seq
-        if cipher is None or seq >= _CHACHA20_POLY1305_MAX_SEQ:
-            self._check_usable()
-            return _crypto.aead_open(self.key.value, self.nonce(), ciphertext, aad), self._next()
-        nonce = (cipher.base_nonce ^ seq).to_bytes(_crypto.AEAD_NONCE_LENGTH, "big")
-        return cipher.aead.open(nonce, ciphertext, aad), self._next()
+        cursor = self._usable_cursor()
+        cursor.check(self.seq)
+        plaintext = _crypto.aead_open(self.key.value, self.nonce(), ciphertext, aad)
+        cursor.move(self.seq)
+        return plaintext, self._next()
 
     def export(self, exporter_context: bytes, length: int) -> bytes:
         """``Context.Export(exporter_context, L)`` (RFC 9180 §5.3); does not change the context."""
         if self.exporter_secret is None:
             raise LocalProtocolError("this context's exporter is disabled (a response context never exports)")
-        return labeled_expand(
-            _suite_id(self.aead),
-            prk=self.exporter_secret.value,
-            label=b"sec",
-            info=exporter_context,
-            length=length,
-        )
+        return export(self.exporter_secret, exporter_context, length, aead=self.aead)
 
 
-# Context._next runs for every message: it builds the following context without calling the class (see there).
-_NEW: Final = object.__new__
-_SET_AEAD, _SET_KEY, _SET_BASE_NONCE, _SET_SEQ, _SET_EXPORTER_SECRET, _SET_CIPHER = slot_setters(
-    Context, "aead", "key", "base_nonce", "seq", "exporter_secret", "_cipher"
-)
-
-
-def response_context(base: Context, *, label: bytes, enc: bytes, response_nonce: bytes) -> Context:
-    """The response context of RFC 9458 §4.4 (MSC4388 step 5: ``Context_DeviceG_Send``, ``_DeviceS_Receive``).
-
-    ``secret = base.Export(label, max(Nn, Nk))``; ``prk = Extract(enc || response_nonce, secret)``; key and
-    base nonce are ``Expand(prk, "key", Nk)`` and ``Expand(prk, "nonce", Nn)``: plain RFC 5869 HKDF-SHA256,
-    not the labelled variants. The response nonce must be ``max(Nn, Nk)`` bytes (32 for ChaCha20-Poly1305).
-    """
-    size = max(base.aead.nn, base.aead.nk)
+def response_key_nonce(
+    secret: bytes, *, enc: bytes, response_nonce: bytes, aead: Aead = CHACHA20_POLY1305
+) -> tuple[bytes, bytes]:
+    """The key and base nonce of an RFC 9458 §4.4 response context, from ``secret = base.Export(label,
+    max(Nn, Nk))``: ``prk = Extract(enc || response_nonce, secret)``, key and base nonce ``Expand(prk, "key", Nk)``
+    and ``Expand(prk, "nonce", Nn)`` (plain RFC 5869 HKDF-SHA256, not the labelled variants). The response nonce must
+    be ``max(Nn, Nk)`` bytes (32 for ChaCha20-Poly1305)."""
+    size = max(aead.nn, aead.nk)
     if len(response_nonce) != size:
         raise LocalProtocolError(f"the response nonce must be {size} bytes, got {len(response_nonce)}")
     if len(enc) != N_ENC:
         raise LocalProtocolError(f"enc must be {N_ENC} bytes, got {len(enc)}")
-    secret = base.export(label, size)
     prk = _extract(enc + response_nonce, secret)
-    return Context(
-        aead=base.aead,
-        key=Secret(_expand(prk, b"key", base.aead.nk)),
-        base_nonce=Secret(_expand(prk, b"nonce", base.aead.nn)),
-        seq=0,
-        exporter_secret=None,
-    )
+    return _expand(prk, b"key", aead.nk), _expand(prk, b"nonce", aead.nn)
+
+
+def response_context(base: Context, *, label: bytes, enc: bytes, response_nonce: bytes) -> Context:
+    """The response context of RFC 9458 §4.4 (MSC4388 step 5: ``Context_DeviceG_Send``, ``_DeviceS_Receive``):
+    :func:`response_key_nonce` of ``base.Export(label, max(Nn, Nk))``, at sequence number 0, with no exporter."""
+    secret = base.export(label, max(base.aead.nn, base.aead.nk))
+    key, base_nonce = response_key_nonce(secret, enc=enc, response_nonce=response_nonce, aead=base.aead)
+    return Context(aead=base.aead, key=Secret(key), base_nonce=Secret(base_nonce), seq=0, exporter_secret=None)

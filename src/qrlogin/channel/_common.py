@@ -4,8 +4,9 @@ Theory of operation
 -------------------
 A secure channel (docs/protocol.md §4 for ECIES, §5 for HPKE) has two roles. Device **G** generated the QR code and
 waits for the scanner's first payload; device **S** scanned it and speaks first. Each generation has its own state
-classes (they hold different key material) and its own legal-moves table, but they all consume the events and emit
-the effects defined here, so the layers above (rendezvous, login) drive every generation the same way:
+classes (they hold different key material) and its own transitions table (``MACHINE``), but they all consume the
+events and emit the effects defined here and take the same steps, so the layers above (rendezvous, login) drive every
+generation the same way:
 
 * S is created ready to initiate. ``InitiateRequested`` makes it emit ``SendPayload(LoginInitiate)``.
 * G is created waiting for that payload. ``PayloadReceived`` makes it emit ``SendPayload(LoginOk)`` and
@@ -17,6 +18,10 @@ the effects defined here, so the layers above (rendezvous, login) drive every ge
   retried by resending, never by sealing again, so no nonce is ever used twice (docs/threats.md T1).
 * Anything wrong that came from the network ends in the terminal :class:`ChannelFailed` state with a
   :class:`FailureReason` and a ``ReportChannelFailure`` effect, never in an exception.
+* Every state but ``ChannelFailed`` holds key material (an ephemeral secret or derived keys) and the channel end's
+  :class:`ChannelCursor`: it takes one event, and only the state a transition returned takes the next. Keeping an
+  old state, or a copy, can therefore neither seal twice under one nonce nor give G a second check-code attempt;
+  ``RetryRequested`` on the current state changes nothing and may be repeated.
 
 Sequence tokens: HPKE binds every ciphertext to the rendezvous ``sequence_token`` it overwrites (its AAD). A payload
 is sealed with the token from the sender's last GET and opened with the token returned by the receiver's own last
@@ -33,11 +38,11 @@ from __future__ import annotations
 
 import enum
 import hmac
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from .._machine import LegalMoves, slot_init
+from .._machine import Guard
 from .._secret import Secret
+from ..errors import LocalProtocolError
 from ..vocabulary import CheckCodeEntered, PromptForCheckCode, QrSide, ShowCheckCode
 
 #: The rendezvous servers' payload limit (MSC4108 "Maximum payload size", MSC4388); checked before any parsing.
@@ -83,10 +88,82 @@ class FailureReason(enum.Enum):
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Where one end of a channel stands.
+
+_LEFT_BEHIND = (
+    "this channel state was left behind: the channel has moved on from it. Keep the state the last transition "
+    "returned; an older state, or a copy of one, can take no event (it would seal again under a used nonce or judge "
+    "the check code a second time)"
+)
+
+
+class ChannelCursor(Guard):
+    """Where one end of a channel stands: the next counter it seals at, the next it receives at, and (G) whether the
+    user's one check-code attempt was judged. Every state of the channel end holds this one record; copies share it.
+
+    Each state stands at a position it can tell from its own fields, and a transition first moves the cursor from
+    that position (raising :class:`~qrlogin.errors.LocalProtocolError`, with nothing changed, if the cursor is not
+    there) and only then seals, opens or judges::
+
+        ReadyToInitiate, AwaitingInitiate   (0, 0)
+        AwaitingLoginOk                     (1, 0)    LoginInitiate sealed at 0
+        AwaitingCheckCode                   (1, 1)    both handshake messages; (1, 2) with a payload held; not judged
+        Established                         (send counter, receive counter)
+
+    So exactly one state value can seal at each counter, whatever the caller keeps or copies, and the check code is
+    judged once. ``RetryRequested`` only checks the position: the current state may retry any number of times.
+    """
+
+    __slots__ = ("_judged", "_opened", "_sent")
+
+    def __init__(self) -> None:
+        self._sent = 0
+        self._opened = 0
+        self._judged = False
+
+    @property
+    def sent(self) -> int:
+        return self._sent
+
+    @property
+    def opened(self) -> int:
+        return self._opened
+
+    @property
+    def judged(self) -> bool:
+        return self._judged
+
+    def check(self, sent: int, opened: int) -> None:
+        """Raise unless the channel end stands at ``(sent, opened)``."""
+        if sent != self._sent or opened != self._opened:
+            raise LocalProtocolError(_LEFT_BEHIND)
+
+    def move(self, sent: int, opened: int, next_sent: int, next_opened: int) -> None:
+        """Move from ``(sent, opened)``; raise, changing nothing, if the channel end does not stand there."""
+        if sent != self._sent or opened != self._opened:
+            raise LocalProtocolError(_LEFT_BEHIND)
+        self._sent = next_sent
+        self._opened = next_opened
+
+    def check_unjudged(self) -> None:
+        """Raise if the check code was judged: every move of a state awaiting it checks this first."""
+        if self._judged:
+            raise LocalProtocolError(_LEFT_BEHIND)
+
+    def judge(self, opened: int) -> None:
+        """Spend the one check-code attempt of a state standing at ``(1, opened)``."""
+        self.check_unjudged()
+        self.check(1, opened)
+        self._judged = True
+
+    def __repr__(self) -> str:
+        return f"ChannelCursor(sent={self._sent}, opened={self._opened}, judged={self._judged})"
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Events: what happened (past tense).
 
 
-@slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InitiateRequested:
     """S's caller is ready to write ``LoginInitiate`` (for HPKE: after a GET that returned ``sequence_token``)."""
@@ -94,7 +171,6 @@ class InitiateRequested:
     sequence_token: str | None = None
 
 
-@slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PayloadReceived:
     """A payload arrived from the rendezvous. Untrusted: anything wrong with it is a typed terminal failure.
@@ -109,7 +185,6 @@ class PayloadReceived:
     reply_sequence_token: str | None = None
 
 
-@slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SealRequested:
     """The caller wants ``plaintext`` sent over an established channel."""
@@ -118,7 +193,6 @@ class SealRequested:
     sequence_token: str | None = None
 
 
-@slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RetryRequested:
     """The last write was lost; re-emit its exact bytes (never re-seal)."""
@@ -131,7 +205,6 @@ ChannelEvent = InitiateRequested | PayloadReceived | SealRequested | CheckCodeEn
 # Effects: what the caller must do (imperative).
 
 
-@slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SendPayload:
     """Write ``payload`` to the rendezvous. Retries must send these same characters."""
@@ -139,7 +212,6 @@ class SendPayload:
     payload: str
 
 
-@slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DeliverPlaintext:
     """An authenticated application payload for the layer above."""
@@ -147,7 +219,6 @@ class DeliverPlaintext:
     plaintext: bytes = field(repr=False)
 
 
-@slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReportEstablished:
     """The channel is trusted by this side from now on."""
@@ -155,7 +226,6 @@ class ReportEstablished:
     role: QrSide
 
 
-@slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReportChannelFailure:
     """The channel failed for good; the layer above tells the peer if it can and deletes the rendezvous."""
@@ -169,10 +239,9 @@ ChannelEffect = (
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The terminal failure state, shared by every generation's legal-moves table (it accepts no event).
+# The terminal failure state, shared by every generation's transitions table (it accepts no event).
 
 
-@slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChannelFailed:
     """Terminal. ``detail`` names what was wrong, never the bytes that were."""
@@ -220,37 +289,3 @@ def judge_check_code(entered: str, expected: Secret, *, leading_zero: bool) -> F
     if not hmac.compare_digest(entered.encode("ascii"), expected.value):
         return FailureReason.CHECK_CODE_MISMATCH
     return None
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# The machine shape every generation shares.
-
-#: Which events each state accepts and which states each legal move can lead to, by state-class name. ECIES and HPKE
-#: hold different data in their states, so each generation has its own classes; the protocol steps between them are
-#: the same, and :func:`channel_tables` turns this one description into each generation's tables.
-CHANNEL_SHAPE: dict[tuple[str, type], tuple[str, ...]] = {
-    ("ReadyToInitiate", InitiateRequested): ("AwaitingLoginOk", "ChannelFailed"),
-    ("AwaitingLoginOk", PayloadReceived): ("Established", "ChannelFailed"),
-    ("AwaitingLoginOk", RetryRequested): ("AwaitingLoginOk",),
-    ("AwaitingInitiate", PayloadReceived): ("AwaitingCheckCode", "ChannelFailed"),
-    ("AwaitingCheckCode", CheckCodeEntered): ("Established", "ChannelFailed"),
-    ("AwaitingCheckCode", PayloadReceived): ("AwaitingCheckCode", "ChannelFailed"),
-    ("AwaitingCheckCode", RetryRequested): ("AwaitingCheckCode",),
-    ("Established", SealRequested): ("Established", "ChannelFailed"),
-    ("Established", PayloadReceived): ("Established", "ChannelFailed"),
-    ("Established", RetryRequested): ("Established",),
-}
-
-
-def channel_tables(
-    states: Iterable[type],
-) -> tuple[LegalMoves, Mapping[tuple[type, type], frozenset[type]]]:
-    """``(LEGAL_MOVES, OUTCOMES)`` for one generation's state classes (plus the shared terminal ChannelFailed)."""
-    by_name = {cls.__name__: cls for cls in (*states, ChannelFailed)}
-    legal: dict[type, set[type]] = {cls: set() for cls in by_name.values()}
-    outcomes: dict[tuple[type, type], frozenset[type]] = {}
-    for (state_name, event), targets in CHANNEL_SHAPE.items():
-        state = by_name[state_name]
-        legal[state].add(event)
-        outcomes[state, event] = frozenset(by_name[name] for name in targets)
-    return {state: frozenset(events) for state, events in legal.items()}, outcomes

@@ -15,9 +15,10 @@ The machine's states, each holding only what is valid in it::
     S: ReadyToInitiate --InitiateRequested--> AwaitingLoginOk --PayloadReceived(LoginOk)--> Established
     G: AwaitingInitiate --PayloadReceived(LoginInitiate)--> AwaitingCheckCode --CheckCodeEntered--> Established
 
-and :class:`~qrlogin.channel._common.ChannelFailed` from every non-terminal state. ``LEGAL_MOVES`` is the single
-statement of which events each state accepts; :func:`transition` checks it before doing anything, and the tests and
-``docs/channel.md`` are generated from or checked against it.
+and :class:`~qrlogin.channel._common.ChannelFailed` from every non-terminal state. ``MACHINE`` is the single statement
+of which events each state accepts and where each can lead: one handler per legal (state, event) pair, annotated with
+the states it returns. :func:`transition` dispatches through it, so an event the state does not accept raises before
+anything changes; the every-pair test and the diagram in ``docs/channel.md`` are generated from it.
 
 Why the states look the way they do:
 
@@ -29,7 +30,14 @@ Why the states look the way they do:
 * Counters start at 1 in ``Established`` because both handshake messages used nonce 0 (deployed behaviour and the
   seed-era text; the 2024 text gives G's ``LoginOk`` nonce 1, which no peer does).
 * Every state that has written remembers the exact text of its last write, so ``RetryRequested`` re-emits it.
-  Nothing ever seals twice at one counter: the counter is part of the state value and only moves forward.
+* Nothing ever seals twice at one counter, whatever the caller keeps or copies. Both ends of a channel hold a
+  :class:`~qrlogin.channel._common.ChannelCursor` (in the first state, then in ``EciesKeys``): the counters this
+  end seals and receives at next, and whether G's check code was judged. Each state can tell where it stands from
+  its own fields, and every handler moves the cursor on from there before it seals, opens or judges; an older state
+  value, or a copy of one, no longer stands where the cursor does and is refused. So G's one check-code attempt is
+  one attempt, too.
+* Per message the machine builds one ``Established`` (the shared ``EciesKeys``, two counters and the last write)
+  and one effect; everything that does not change within a channel was computed once, in ``EciesKeys``.
 
 Profiles: ``DEPLOYED`` derives with HKDF-SHA512, as vodozemac and therefore every Element client does, and decodes
 padded or unpadded base64 as vodozemac does; ``SPEC_TEXT`` derives with HKDF-SHA256 and accepts only the unpadded
@@ -39,9 +47,8 @@ base64 the text prescribes. Both encode unpadded. Only ``DEPLOYED`` interoperate
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
 from .._crypto import (
     AEAD_TAG_LENGTH,
@@ -52,7 +59,7 @@ from .._crypto import (
     hkdf_expand,
     hkdf_extract,
 )
-from .._machine import LegalMoves, require_legal, slot_init, slot_setters
+from .._machine import Machine
 from .._secret import Secret
 from ..encoding import PaddingPolicy, b64decode, b64encode
 from ..errors import (
@@ -65,6 +72,7 @@ from ..qr import Generation
 from ..vocabulary import CheckCodeEntered, PromptForCheckCode, QrSide, ShowCheckCode
 from ._common import (
     MAX_PAYLOAD_LENGTH,
+    ChannelCursor,
     ChannelEffect,
     ChannelEvent,
     ChannelFailed,
@@ -77,7 +85,6 @@ from ._common import (
     RetryRequested,
     SealRequested,
     SendPayload,
-    channel_tables,
     check_code_digits,
     fail,
     judge_check_code,
@@ -85,11 +92,10 @@ from ._common import (
 
 __all__ = [
     "COUNTER_LIMIT",
-    "LEGAL_MOVES",
     "LOGIN_INITIATE",
     "LOGIN_OK",
+    "MACHINE",
     "MAX_PLAINTEXT_LENGTH",
-    "OUTCOMES",
     "AwaitingCheckCode",
     "AwaitingInitiate",
     "AwaitingLoginOk",
@@ -137,7 +143,6 @@ _PARAMETERS: Final = {
 # States
 
 
-@slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EciesKeys:
     """What both sides hold once the keys are derived; shared, unchanged, by every later state of one channel."""
@@ -149,6 +154,8 @@ class EciesKeys:
     sender: AeadKey
     receiver: AeadKey
     check_code: Secret
+    #: Where this end of the channel stands; the one mutable part, shared by every state (see ``ChannelCursor``).
+    cursor: ChannelCursor = field(repr=False, compare=False)
     #: The profile's base64 padding policy, looked up once here rather than on every payload.
     padding: PaddingPolicy = field(init=False, repr=False, compare=False)
 
@@ -179,20 +186,19 @@ class _KeyedState:
         return self.keys.peer_public_key
 
 
-@slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AwaitingInitiate:
     """G: the QR code is shown; waiting for S's ``LoginInitiateMessage``."""
 
     profile: Profile
     secret: X25519Secret
+    cursor: ChannelCursor = field(default_factory=ChannelCursor, repr=False, compare=False)
 
     @property
     def public_key(self) -> bytes:
         return self.secret.public_key
 
 
-@slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AwaitingCheckCode(_KeyedState):
     """G: ``LoginOk`` is sent; waiting for the user's one attempt at the code S shows."""
@@ -201,8 +207,12 @@ class AwaitingCheckCode(_KeyedState):
     last_sent: str
     pending: str | None = None
 
+    @property
+    def _received(self) -> int:
+        """Where it stands: ``LoginInitiate`` received, and a payload held or not."""
+        return 1 if self.pending is None else 2
 
-@slot_init
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReadyToInitiate:
     """S: the QR code is scanned; waiting for the caller to ask for ``LoginInitiateMessage``."""
@@ -210,13 +220,13 @@ class ReadyToInitiate:
     profile: Profile
     secret: X25519Secret
     peer_public_key: bytes
+    cursor: ChannelCursor = field(default_factory=ChannelCursor, repr=False, compare=False)
 
     @property
     def public_key(self) -> bytes:
         return self.secret.public_key
 
 
-@slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AwaitingLoginOk(_KeyedState):
     """S: ``LoginInitiateMessage`` is sent; waiting for G's ``LoginOkMessage``."""
@@ -225,7 +235,6 @@ class AwaitingLoginOk(_KeyedState):
     last_sent: str
 
 
-@slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Established(_KeyedState):
     """Either role, trusted: seals with ``send_counter``, opens with ``recv_counter``."""
@@ -236,19 +245,6 @@ class Established(_KeyedState):
     last_sent: str
 
 
-# Every message builds one Established state and one effect. Even with ``slot_init``, calling a class costs more
-# than the ChaCha20-Poly1305 call (CPython 3.11 packs the keywords into a dict for ``__init__``), so _seal and _open
-# build those two values the way that ``__init__`` does, without the call: ``object.__new__`` and one member-descriptor
-# store per field. The values are identical to, compare equal with, and are as frozen as what ``__init__`` makes
-# (tests/test_channel_ecies.py checks all three); slot_setters fails the import if a field is ever added.
-_new: Final = object.__new__
-_SET_KEYS, _SET_SEND_COUNTER, _SET_RECV_COUNTER, _SET_LAST_SENT = slot_setters(
-    Established, "keys", "send_counter", "recv_counter", "last_sent"
-)
-(_SET_PAYLOAD,) = slot_setters(SendPayload, "payload")
-(_SET_PLAINTEXT,) = slot_setters(DeliverPlaintext, "plaintext")
-
-
 # Effects that carry no per-channel data are values like any other: one instance serves every channel.
 _PROMPT_FOR_CHECK_CODE: Final = PromptForCheckCode()
 _REPORT_ESTABLISHED_G: Final = ReportEstablished(role=QrSide.SHOWS)
@@ -256,13 +252,7 @@ _REPORT_ESTABLISHED_S: Final = ReportEstablished(role=QrSide.SCANS)
 
 
 EciesState = AwaitingInitiate | AwaitingCheckCode | ReadyToInitiate | AwaitingLoginOk | Established | ChannelFailed
-
-#: The legal moves and where each can lead: the steps every channel generation shares (``CHANNEL_SHAPE`` in
-#: ``_common``) over this generation's state classes. The tests check both against observed runs, and
-#: docs/channel.md draws them.
-_TABLES = channel_tables((ReadyToInitiate, AwaitingLoginOk, AwaitingInitiate, AwaitingCheckCode, Established))
-LEGAL_MOVES: Final[LegalMoves] = _TABLES[0]
-OUTCOMES: Final[Mapping[tuple[type, type], frozenset[type]]] = _TABLES[1]
+_Effects = tuple[ChannelEffect, ...]
 
 
 class _HasPublicKey(Protocol):
@@ -317,27 +307,9 @@ def derive_keys(profile: Profile, shared_secret: bytes, gp: bytes, sp: bytes) ->
     return enc_s, enc_g, check
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Transition
-
-
-def transition(
-    state: EciesState, event: ChannelEvent, *, now_ms: int = 0
-) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
-    """Feed one event; return the next state and what the caller must do. ``now_ms`` is unused: ECIES has no timers.
-
-    Raises :class:`~qrlogin.errors.LocalProtocolError` (before anything changes) for an event the state does not
-    accept or a misuse such as an oversized plaintext. Never raises for anything that came from the network.
-    """
-    try:
-        handler = _DISPATCH[type(state)][type(event)]
-    except KeyError:
-        require_legal(LEGAL_MOVES, state, event)  # raises, naming what was wrong
-        raise AssertionError("unreachable: _DISPATCH is LEGAL_MOVES with handlers") from None
-    return handler(state, event)
-
-
-def _keys(profile: Profile, role: QrSide, own: bytes, peer: bytes, shared: bytes) -> EciesKeys:
+def _keys(
+    profile: Profile, role: QrSide, own: bytes, peer: bytes, shared: bytes, *, cursor: ChannelCursor
+) -> EciesKeys:
     gp, sp = (own, peer) if role is QrSide.SHOWS else (peer, own)
     enc_s, enc_g, check = derive_keys(profile, shared, gp, sp)
     return EciesKeys(
@@ -348,10 +320,20 @@ def _keys(profile: Profile, role: QrSide, own: bytes, peer: bytes, shared: bytes
         sender=AeadKey(enc_g if role is QrSide.SHOWS else enc_s),
         receiver=AeadKey(enc_s if role is QrSide.SHOWS else enc_g),
         check_code=Secret(check_code_digits(check, leading_zero=True).encode("ascii")),
+        cursor=cursor,
     )
 
 
-def _initiate(state: ReadyToInitiate, event: InitiateRequested) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
+# ---------------------------------------------------------------------------------------------------------------
+# Transitions: one handler per legal (state, event) pair. Each checks the caller's misuse first (raising before
+# anything changes), then moves the channel's cursor from where its state stands (raising if the channel has left
+# that state behind), then works; what it can return is its annotation.
+
+
+def _initiate(
+    state: ReadyToInitiate, event: InitiateRequested, now_ms: int
+) -> tuple[AwaitingLoginOk | ChannelFailed, _Effects]:
+    state.cursor.move(0, 0, 1, 0)
     own, peer = state.secret.public_key, state.peer_public_key
     if hmac.compare_digest(peer, own):
         return fail(state.profile, QrSide.SCANS, FailureReason.REFLECTED_KEY, "G's public key equals our own")
@@ -361,12 +343,15 @@ def _initiate(state: ReadyToInitiate, event: InitiateRequested) -> tuple[EciesSt
         return fail(
             state.profile, QrSide.SCANS, FailureReason.NON_CONTRIBUTORY_KEY, "G's public key is a low-order point"
         )
-    keys = _keys(state.profile, QrSide.SCANS, own, peer, shared)
+    keys = _keys(state.profile, QrSide.SCANS, own, peer, shared, cursor=state.cursor)
     message = f"{b64encode(keys.sender.seal(_NONCE_0, LOGIN_INITIATE))}|{b64encode(own)}"
     return AwaitingLoginOk(keys=keys, last_sent=message), (SendPayload(payload=message),)
 
 
-def _receive_initiate(state: AwaitingInitiate, event: PayloadReceived) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
+def _receive_initiate(
+    state: AwaitingInitiate, event: PayloadReceived, now_ms: int
+) -> tuple[AwaitingCheckCode | ChannelFailed, _Effects]:
+    state.cursor.move(0, 0, 1, 1)
     payload = event.payload
     profile, role = state.profile, QrSide.SHOWS
     if len(payload) > MAX_PAYLOAD_LENGTH:
@@ -389,7 +374,7 @@ def _receive_initiate(state: AwaitingInitiate, event: PayloadReceived) -> tuple[
         shared = state.secret.exchange(peer)
     except NonContributoryKeyError:
         return fail(profile, role, FailureReason.NON_CONTRIBUTORY_KEY, "S's public key is a low-order point")
-    keys = _keys(profile, role, own, peer, shared)
+    keys = _keys(profile, role, own, peer, shared, cursor=state.cursor)
     try:
         plaintext = keys.receiver.open(_NONCE_0, ciphertext)
     except AuthenticationError:
@@ -400,9 +385,12 @@ def _receive_initiate(state: AwaitingInitiate, event: PayloadReceived) -> tuple[
     return AwaitingCheckCode(keys=keys, last_sent=reply), (SendPayload(payload=reply), _PROMPT_FOR_CHECK_CODE)
 
 
-def _receive_login_ok(state: AwaitingLoginOk, event: PayloadReceived) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
-    payload = event.payload
+def _receive_login_ok(
+    state: AwaitingLoginOk, event: PayloadReceived, now_ms: int
+) -> tuple[Established | ChannelFailed, _Effects]:
     keys = state.keys
+    keys.cursor.move(1, 0, 1, 1)
+    payload = event.payload
     profile, role = keys.profile, QrSide.SCANS
     if len(payload) > MAX_PAYLOAD_LENGTH:
         return fail(profile, role, FailureReason.OVERSIZED_PAYLOAD, "LoginOkMessage is too long")
@@ -421,7 +409,12 @@ def _receive_login_ok(state: AwaitingLoginOk, event: PayloadReceived) -> tuple[E
     return established, (ShowCheckCode(code=code), _REPORT_ESTABLISHED_S)
 
 
-def _hold(state: AwaitingCheckCode, event: PayloadReceived) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
+def _hold(
+    state: AwaitingCheckCode, event: PayloadReceived, now_ms: int
+) -> tuple[AwaitingCheckCode | ChannelFailed, _Effects]:
+    cursor, received = state.keys.cursor, state._received
+    cursor.check_unjudged()
+    cursor.move(1, received, 1, received + 1)  # a held payload is received now and opened after the code matched
     payload = event.payload
     if len(payload) > MAX_PAYLOAD_LENGTH:
         return fail(state.profile, QrSide.SHOWS, FailureReason.OVERSIZED_PAYLOAD, "payload is too long")
@@ -432,42 +425,44 @@ def _hold(state: AwaitingCheckCode, event: PayloadReceived) -> tuple[EciesState,
     return AwaitingCheckCode(keys=state.keys, last_sent=state.last_sent, pending=payload), ()
 
 
-def _confirm(state: AwaitingCheckCode, event: CheckCodeEntered) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
+def _confirm(
+    state: AwaitingCheckCode, event: CheckCodeEntered, now_ms: int
+) -> tuple[Established | ChannelFailed, _Effects]:
+    state.keys.cursor.judge(state._received)
     verdict = judge_check_code(event.code, state.keys.check_code, leading_zero=True)
     if verdict is not None:
         malformed = verdict is FailureReason.CHECK_CODE_MALFORMED
         detail = "the entry is not two ASCII digits" if malformed else "the entry does not match the check code"
         return fail(state.profile, QrSide.SHOWS, verdict, detail)
     established = Established(keys=state.keys, send_counter=1, recv_counter=1, last_sent=state.last_sent)
-    effects: tuple[ChannelEffect, ...] = (_REPORT_ESTABLISHED_G,)
     if state.pending is None:
-        return established, effects
-    opened, more = _open(established, PayloadReceived(payload=state.pending))
-    return opened, effects + more
+        return established, (_REPORT_ESTABLISHED_G,)
+    opened, effects = _open_payload(established, state.pending)  # the cursor counted it when it was held
+    return opened, (_REPORT_ESTABLISHED_G, *effects)
 
 
-def _seal(state: Established, event: SealRequested) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
+def _seal(state: Established, event: SealRequested, now_ms: int) -> tuple[Established | ChannelFailed, _Effects]:
     plaintext = event.plaintext
     if len(plaintext) > MAX_PLAINTEXT_LENGTH:
         raise LocalProtocolError(f"a plaintext longer than {MAX_PLAINTEXT_LENGTH} bytes does not fit a payload")
-    counter = state.send_counter
-    if counter >= COUNTER_LIMIT:
-        return fail(state.profile, state.role, FailureReason.COUNTER_EXHAUSTED, "the send counter is exhausted")
     keys = state.keys
+    counter = state.send_counter
+    keys.cursor.move(counter, state.recv_counter, counter + 1, state.recv_counter)
+    if counter >= COUNTER_LIMIT:
+        return fail(keys.profile, keys.role, FailureReason.COUNTER_EXHAUSTED, "the send counter is exhausted")
     payload = b64encode(keys.sender.seal(counter.to_bytes(12, "little"), plaintext))
-    # Established(keys=keys, send_counter=counter + 1, recv_counter=..., last_sent=payload), SendPayload(payload=...)
-    following: Established = _new(Established)
-    _SET_KEYS(following, keys)
-    _SET_SEND_COUNTER(following, counter + 1)
-    _SET_RECV_COUNTER(following, state.recv_counter)
-    _SET_LAST_SENT(following, payload)
-    effect: SendPayload = _new(SendPayload)
-    _SET_PAYLOAD(effect, payload)
-    return following, (effect,)
+    following = Established(keys=keys, send_counter=counter + 1, recv_counter=state.recv_counter, last_sent=payload)
+    return following, (SendPayload(payload=payload),)
 
 
-def _open(state: Established, event: PayloadReceived) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
-    payload = event.payload
+def _open(state: Established, event: PayloadReceived, now_ms: int) -> tuple[Established | ChannelFailed, _Effects]:
+    keys = state.keys
+    keys.cursor.move(state.send_counter, state.recv_counter, state.send_counter, state.recv_counter + 1)
+    return _open_payload(state, event.payload)
+
+
+def _open_payload(state: Established, payload: str) -> tuple[Established | ChannelFailed, _Effects]:
+    """Open ``payload`` at the state's receive counter; the caller has moved the cursor past it."""
     keys = state.keys
     if len(payload) > MAX_PAYLOAD_LENGTH:
         return fail(keys.profile, keys.role, FailureReason.OVERSIZED_PAYLOAD, "payload is too long")
@@ -482,46 +477,59 @@ def _open(state: Established, event: PayloadReceived) -> tuple[EciesState, tuple
         plaintext = keys.receiver.open(counter.to_bytes(12, "little"), ciphertext)
     except AuthenticationError:
         return fail(keys.profile, keys.role, FailureReason.AUTHENTICATION_FAILED, "payload did not authenticate")
-    # Established(keys=keys, send_counter=..., recv_counter=counter + 1, last_sent=...), DeliverPlaintext(plaintext=...)
-    following: Established = _new(Established)
-    _SET_KEYS(following, keys)
-    _SET_SEND_COUNTER(following, state.send_counter)
-    _SET_RECV_COUNTER(following, counter + 1)
-    _SET_LAST_SENT(following, state.last_sent)
-    effect: DeliverPlaintext = _new(DeliverPlaintext)
-    _SET_PLAINTEXT(effect, plaintext)
-    return following, (effect,)
+    following = Established(
+        keys=keys, send_counter=state.send_counter, recv_counter=counter + 1, last_sent=state.last_sent
+    )
+    return following, (DeliverPlaintext(plaintext=plaintext),)
 
 
-def _retry(
-    state: AwaitingLoginOk | AwaitingCheckCode | Established, event: RetryRequested
-) -> tuple[EciesState, tuple[ChannelEffect, ...]]:
+# A retry changes nothing, so it only checks that the channel still stands where the state does.
+def _resend_initiate(
+    state: AwaitingLoginOk, event: RetryRequested, now_ms: int
+) -> tuple[AwaitingLoginOk, tuple[SendPayload]]:
+    state.keys.cursor.check(1, 0)
     return state, (SendPayload(payload=state.last_sent),)
 
 
-_Handler = Callable[[Any, Any], tuple[EciesState, tuple[ChannelEffect, ...]]]
+def _resend_login_ok(
+    state: AwaitingCheckCode, event: RetryRequested, now_ms: int
+) -> tuple[AwaitingCheckCode, tuple[SendPayload]]:
+    state.keys.cursor.check_unjudged()
+    state.keys.cursor.check(1, state._received)
+    return state, (SendPayload(payload=state.last_sent),)
 
-# One handler per legal (state, event) pair; the import-time check below keeps it in step with LEGAL_MOVES.
-_HANDLERS: Final[dict[tuple[type, type], _Handler]] = {
-    (ReadyToInitiate, InitiateRequested): _initiate,
-    (AwaitingLoginOk, PayloadReceived): _receive_login_ok,
-    (AwaitingLoginOk, RetryRequested): _retry,
-    (AwaitingInitiate, PayloadReceived): _receive_initiate,
-    (AwaitingCheckCode, CheckCodeEntered): _confirm,
-    (AwaitingCheckCode, PayloadReceived): _hold,
-    (AwaitingCheckCode, RetryRequested): _retry,
-    (Established, SealRequested): _seal,
-    (Established, PayloadReceived): _open,
-    (Established, RetryRequested): _retry,
-}
-if set(_HANDLERS) != {(state, event) for state, events in LEGAL_MOVES.items() for event in events}:
-    raise AssertionError("LEGAL_MOVES and the transition handlers disagree")
 
-# LEGAL_MOVES with each legal event mapped to its handler: transition() checks legality and finds the handler in the
-# same two dict lookups. A pair outside LEGAL_MOVES has no entry, so it can only reach require_legal, which raises.
-_DISPATCH: Final[Mapping[type, Mapping[type, _Handler]]] = {
-    state: {event: _HANDLERS[state, event] for event in events} for state, events in LEGAL_MOVES.items()
-}
+def _resend_last(state: Established, event: RetryRequested, now_ms: int) -> tuple[Established, tuple[SendPayload]]:
+    state.keys.cursor.check(state.send_counter, state.recv_counter)
+    return state, (SendPayload(payload=state.last_sent),)
+
+
+MACHINE: Final[Machine[EciesState, ChannelEvent, ChannelEffect]] = Machine(
+    "ECIES channel",
+    {
+        (ReadyToInitiate, InitiateRequested): _initiate,
+        (AwaitingLoginOk, PayloadReceived): _receive_login_ok,
+        (AwaitingLoginOk, RetryRequested): _resend_initiate,
+        (AwaitingInitiate, PayloadReceived): _receive_initiate,
+        (AwaitingCheckCode, CheckCodeEntered): _confirm,
+        (AwaitingCheckCode, PayloadReceived): _hold,
+        (AwaitingCheckCode, RetryRequested): _resend_login_ok,
+        (Established, SealRequested): _seal,
+        (Established, PayloadReceived): _open,
+        (Established, RetryRequested): _resend_last,
+    },
+    initial=(AwaitingInitiate, ReadyToInitiate),
+)
+
+
+def transition(state: EciesState, event: ChannelEvent, *, now_ms: int) -> tuple[EciesState, _Effects]:
+    """Feed one event; return the next state and what the caller must do. ``now_ms`` is unused: ECIES has no timers.
+
+    Raises :class:`~qrlogin.errors.LocalProtocolError` (before anything changes) for an event the state does not
+    accept, a state that was used already (keep the state the last transition returned), or a misuse such as an
+    oversized plaintext. Never raises for anything that came from the network.
+    """
+    return MACHINE.transition(state, event, now_ms)
 
 
 def check_code(state: EciesState) -> str:

@@ -31,11 +31,17 @@ States, each holding only what is valid in it::
     S: ReadyToInitiate --InitiateRequested--> AwaitingLoginOk --PayloadReceived(LoginOk)--> Established
     G: AwaitingInitiate --PayloadReceived(LoginInitiate)--> AwaitingCheckCode --CheckCodeEntered--> Established
 
-and ``ChannelFailed`` from every non-terminal state. The ephemeral secret lives only in the first state of each role.
-The HPKE contexts are immutable values threaded through the states: a seal returns the next context, so no state can
-seal twice at one sequence number, and ``RetryRequested`` re-emits the stored bytes of the last write instead of
-sealing again. G holds at most one payload that arrives before the user's check-code attempt (S trusts the channel
-as soon as ``LoginOk`` opens and may speak at once) and opens it only after the code matched; a second one is
+and ``ChannelFailed`` from every non-terminal state; ``MACHINE`` is the table of which events each state accepts and
+where each can lead, and :func:`transition` dispatches through it. The ephemeral secret lives only in the first state
+of each role. Once both contexts exist, ``HpkeKeys`` holds what stays fixed for the channel (a
+:class:`~qrlogin.hpke.ContextKey` per direction: key and base nonce, set up once), and ``Established`` keeps the two
+sequence numbers: per message the machine builds one state and one effect. Every state carries the channel end's
+:class:`~qrlogin.channel._common.ChannelCursor`, which each handler moves on before it seals, opens or judges, so no
+state value, and no copy of one, can seal twice at one sequence number or judge the check code twice;
+``RetryRequested`` re-emits the stored bytes of the last write instead of sealing again.
+
+G holds at most one payload that arrives before the user's check-code attempt (S trusts the channel as soon as
+``LoginOk`` opens and may speak at once) and opens it only after the code matched; a second one is
 ``UNEXPECTED_PAYLOAD``. A second ``LoginInitiate`` (a replay, or another scanner's) can only arrive as such a
 payload or later, where it is either unexpected or fails to authenticate under G's receive context.
 
@@ -49,7 +55,7 @@ Profiles (the text and its one implementation disagree, docs/protocol.md §5):
   serialises it, so ``https://host`` becomes ``https://host/`` (``DEPLOYED``);
 * base64 input: unpadded only (``SPEC_TEXT``) or padded and unpadded, as vodozemac decodes (``DEPLOYED``).
 
-``DEPLOYED`` (called "vodozemac" in the issue and docs; :data:`VODOZEMAC` names it) is the default: it is what the
+``DEPLOYED`` (called "vodozemac" in the docs; :data:`VODOZEMAC` names it) is the default: it is what the
 only implementation does, so it is the profile that can meet a real peer; ``SPEC_TEXT`` exists to follow the text
 and to show, by test, that the two do not interoperate. ``docs/hpke.md`` has the longer argument.
 """
@@ -57,14 +63,13 @@ and to show, by test, that the two do not interoperate. ``docs/hpke.md`` has the
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from typing import Final, Protocol
 from urllib.parse import urlunsplit
 
 from .. import hpke
 from .._crypto import AEAD_TAG_LENGTH, X25519_KEY_LENGTH, X25519Secret
-from .._machine import LegalMoves, require_legal, slot_setters
+from .._machine import Machine
 from .._secret import Secret
 from ..encoding import PaddingPolicy, b64decode, b64encode
 from ..errors import AuthenticationError, Base64DecodeError, LocalProtocolError, NonContributoryKeyError
@@ -72,6 +77,7 @@ from ..http import split_url
 from ..vocabulary import CheckCodeEntered, PromptForCheckCode, QrSide, ShowCheckCode
 from ._common import (
     MAX_PAYLOAD_LENGTH,
+    ChannelCursor,
     ChannelEffect,
     ChannelEvent,
     ChannelFailed,
@@ -80,11 +86,11 @@ from ._common import (
     InitiateRequested,
     PayloadReceived,
     Profile,
+    ReportChannelFailure,
     ReportEstablished,
     RetryRequested,
     SealRequested,
     SendPayload,
-    channel_tables,
     check_code_digits,
     fail,
     judge_check_code,
@@ -94,10 +100,11 @@ INFO: Final = b"MATRIX_QR_CODE_LOGIN"
 LOGIN_INITIATE: Final = b"MATRIX_QR_CODE_LOGIN_INITIATE"
 LOGIN_OK: Final = b"MATRIX_QR_CODE_LOGIN_OK"
 CHECK_CODE_LABEL: Final = b"MATRIX_QR_CODE_LOGIN_CHECKCODE"
-#: The issue's name for the default profile: the labels and URL handling of vodozemac / matrix-rust-sdk.
+#: Another name for the default profile: the labels and URL handling of vodozemac / matrix-rust-sdk.
 VODOZEMAC: Final = Profile.DEPLOYED
-#: The response nonce is ``max(Nn, Nk)`` bytes (RFC 9458 §4.4), 32 for ChaCha20-Poly1305.
-RESPONSE_NONCE_LENGTH: Final = 32
+#: The response nonce, and the secret exported for the response context, are ``max(Nn, Nk)`` bytes (RFC 9458 §4.4),
+#: 32 for ChaCha20-Poly1305.
+RESPONSE_NONCE_LENGTH: Final = max(hpke.CHACHA20_POLY1305.nn, hpke.CHACHA20_POLY1305.nk)
 #: Rendezvous ids and sequence tokens are opaque identifiers of 1 to 255 bytes; the AAD gives them one length byte.
 MAX_IDENTIFIER_LENGTH: Final = 255
 MAX_BASE_URL_LENGTH: Final = 0xFFFF
@@ -129,7 +136,10 @@ _PARAMETERS: Final = {
 }
 
 
-_DEPLOYED_PADDING: Final = _PARAMETERS[Profile.DEPLOYED].padding
+# Effects that carry no per-channel data are values like any other: one instance serves every channel.
+_PROMPT_FOR_CHECK_CODE: Final = PromptForCheckCode()
+_REPORT_ESTABLISHED_G: Final = ReportEstablished(role=QrSide.SHOWS)
+_REPORT_ESTABLISHED_S: Final = ReportEstablished(role=QrSide.SCANS)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -229,21 +239,7 @@ class AwaitingInitiate:
     public_key: bytes
     aad_prefix: bytes
     response_nonce: bytes
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AwaitingCheckCode:
-    """G: ``LoginOk`` is sent; waiting for the user's one attempt at the code S shows."""
-
-    profile: Profile
-    public_key: bytes
-    peer_public_key: bytes
-    aad_prefix: bytes
-    send: hpke.Context
-    recv: hpke.Context
-    check_code: Secret
-    last_sent: str
-    pending: PayloadReceived | None = None
+    cursor: ChannelCursor = field(default_factory=ChannelCursor, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -255,47 +251,103 @@ class ReadyToInitiate:
     public_key: bytes
     peer_public_key: bytes
     aad_prefix: bytes
+    cursor: ChannelCursor = field(default_factory=ChannelCursor, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AwaitingLoginOk:
-    """S: ``LoginInitiateMessage`` is sent; waiting for G's ``LoginOkMessage``.
+    """S: ``LoginInitiateMessage`` is sent (sealed at sequence number 0); waiting for G's ``LoginOkMessage``.
 
-    ``send`` is S's base context after one seal; its exporter still yields the response secret.
+    ``response_secret`` is the base context's export under the response label: with G's response nonce it gives the
+    context S opens G's messages with.
     """
 
     profile: Profile
     public_key: bytes
     peer_public_key: bytes
     aad_prefix: bytes
-    send: hpke.Context
+    sender: hpke.ContextKey
+    response_secret: Secret
     check_code: Secret
     last_sent: str
+    cursor: ChannelCursor = field(repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Established:
-    """Either role, trusted: seals with ``send`` and opens with ``recv``."""
+class HpkeKeys:
+    """What a side holds once both contexts exist; shared, unchanged, by every later state of one channel."""
 
     profile: Profile
     role: QrSide
     public_key: bytes
     peer_public_key: bytes
     aad_prefix: bytes
-    send: hpke.Context
-    recv: hpke.Context
+    sender: hpke.ContextKey
+    receiver: hpke.ContextKey
     check_code: Secret
+    #: Where this end of the channel stands; the one mutable part, shared by every state (see ``ChannelCursor``).
+    cursor: ChannelCursor = field(repr=False, compare=False)
+    #: The profile's base64 padding policy, looked up once here rather than on every payload.
+    padding: PaddingPolicy = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "padding", _PARAMETERS[self.profile].padding)
+
+
+class _KeyedState:
+    """The public facts of a channel whose contexts exist, read from its shared :class:`HpkeKeys`."""
+
+    __slots__ = ()
+    keys: HpkeKeys  # declared by each dataclass that mixes this in
+
+    @property
+    def profile(self) -> Profile:
+        return self.keys.profile
+
+    @property
+    def role(self) -> QrSide:
+        return self.keys.role
+
+    @property
+    def public_key(self) -> bytes:
+        return self.keys.public_key
+
+    @property
+    def peer_public_key(self) -> bytes:
+        return self.keys.peer_public_key
+
+    @property
+    def check_code(self) -> Secret:
+        return self.keys.check_code
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AwaitingCheckCode(_KeyedState):
+    """G: ``LoginOk`` is sent; waiting for the user's one attempt at the code S shows."""
+
+    keys: HpkeKeys
+    last_sent: str
+    pending: PayloadReceived | None = None
+
+    @property
+    def _received(self) -> int:
+        """Where it stands: ``LoginInitiate`` received, and a payload held or not."""
+        return 1 if self.pending is None else 2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Established(_KeyedState):
+    """Either role, trusted: seals at sequence number ``send_seq`` of ``keys.sender``, opens at ``recv_seq`` of
+    ``keys.receiver``."""
+
+    keys: HpkeKeys
+    send_seq: int
+    recv_seq: int
     last_sent: str
 
 
 HpkeState = AwaitingInitiate | AwaitingCheckCode | ReadyToInitiate | AwaitingLoginOk | Established | ChannelFailed
-
-#: The legal moves and where each can lead: the steps every channel generation shares (``CHANNEL_SHAPE`` in
-#: ``_common``) over this generation's state classes. The tests check both against observed runs, and
-#: docs/hpke.md draws them.
-_TABLES = channel_tables((ReadyToInitiate, AwaitingLoginOk, AwaitingInitiate, AwaitingCheckCode, Established))
-LEGAL_MOVES: Final[LegalMoves] = _TABLES[0]
-OUTCOMES: Final[Mapping[tuple[type, type], frozenset[type]]] = _TABLES[1]
+_Effects = tuple[ChannelEffect, ...]
 
 
 class _V3QrCode(Protocol):
@@ -372,123 +424,82 @@ def start_s_from_qr(qr: _V3QrCode, secret: bytes, *, profile: Profile = Profile.
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Transition
-
-_Result = tuple[HpkeState, tuple[ChannelEffect, ...]]
-
-
-def transition(state: HpkeState, event: ChannelEvent, *, now_ms: int = 0) -> _Result:
-    """Feed one event; return the next state and what the caller must do. ``now_ms`` is unused (no timers).
-
-    Raises :class:`~qrlogin.errors.LocalProtocolError` (before anything changes) for an event the state does not
-    accept, a missing sequence token or an oversized plaintext. Never raises for anything from the network.
-    """
-    require_legal(LEGAL_MOVES, state, event)
-    # From here type(state) and type(event) are exactly classes of the table, so identity tests suffice; the
-    # established channel's two moves come first because every application message takes one of them.
-    if type(state) is Established:
-        kind = type(event)
-        if kind is SealRequested:
-            assert isinstance(event, SealRequested)
-            if event.sequence_token is None:
-                raise LocalProtocolError("an HPKE seal needs the sequence token of the sender's last GET")
-            if len(event.plaintext) > MAX_PLAINTEXT_LENGTH:
-                raise LocalProtocolError(f"a plaintext longer than {MAX_PLAINTEXT_LENGTH} bytes does not fit a payload")
-            return _seal(state, event)
-        if kind is PayloadReceived:
-            assert isinstance(event, PayloadReceived)
-            if event.sequence_token is None:
-                raise LocalProtocolError("an HPKE open needs the sequence token of the receiver's last write")
-            return _open(state, event)
-    _require_tokens(state, event)
-    if isinstance(state, ReadyToInitiate):
-        assert isinstance(event, InitiateRequested)
-        return _initiate(state, event)
-    elif isinstance(state, AwaitingLoginOk):
-        if isinstance(event, PayloadReceived):
-            return _receive_login_ok(state, event)
-    elif isinstance(state, AwaitingInitiate):
-        assert isinstance(event, PayloadReceived)
-        return _receive_initiate(state, event)
-    elif isinstance(state, AwaitingCheckCode):
-        if isinstance(event, CheckCodeEntered):
-            return _confirm(state, event.code)
-        if isinstance(event, PayloadReceived):
-            return _hold(state, event)
-    assert isinstance(event, RetryRequested), "LEGAL_MOVES and transition() disagree"
-    assert isinstance(state, AwaitingLoginOk | AwaitingCheckCode | Established)
-    return state, (SendPayload(payload=state.last_sent),)
+# Transitions: one handler per legal (state, event) pair. Each checks the caller's misuse first (a missing token,
+# an oversized plaintext: raising before anything changes), then moves the channel's cursor from where its state
+# stands (raising if the channel has left that state behind), then works; what it can return is its annotation.
 
 
-def _require_tokens(state: HpkeState, event: ChannelEvent) -> None:
-    if isinstance(event, InitiateRequested | SealRequested) and event.sequence_token is None:
-        raise LocalProtocolError("an HPKE seal needs the sequence token of the sender's last GET")
-    if isinstance(event, SealRequested) and len(event.plaintext) > MAX_PLAINTEXT_LENGTH:
-        raise LocalProtocolError(f"a plaintext longer than {MAX_PLAINTEXT_LENGTH} bytes does not fit a payload")
-    if isinstance(event, PayloadReceived) and event.sequence_token is None:
-        raise LocalProtocolError("an HPKE open needs the sequence token of the receiver's last write")
-    if (
-        isinstance(state, AwaitingInitiate)
-        and isinstance(event, PayloadReceived)
-        and event.reply_sequence_token is None
-    ):
-        raise LocalProtocolError("G's LoginOk needs the sequence token of the GET that delivered LoginInitiate")
-
-
-def _bad_token(profile: Profile, role: QrSide, which: str) -> _Result:
+def _bad_token(profile: Profile, role: QrSide, which: str) -> tuple[ChannelFailed, tuple[ReportChannelFailure]]:
     detail = f"the {which} sequence token is empty, not UTF-8, or longer than {MAX_IDENTIFIER_LENGTH} bytes"
     return fail(profile, role, FailureReason.INVALID_SEQUENCE_TOKEN, detail)
 
 
-def _decode(profile: Profile, payload: str) -> bytes:
-    # The default profile by identity first: hashing an Enum member runs Python code, and this is per message.
-    padding = _DEPLOYED_PADDING if profile is Profile.DEPLOYED else _PARAMETERS[profile].padding
-    return b64decode(payload, padding=padding)
+def _open_token(event: PayloadReceived) -> str:
+    if event.sequence_token is None:
+        raise LocalProtocolError("an HPKE open needs the sequence token of the receiver's last write")
+    return event.sequence_token
 
 
-def _initiate(state: ReadyToInitiate, event: InitiateRequested) -> _Result:
+def _seal_token(token: str | None) -> str:
+    if token is None:
+        raise LocalProtocolError("an HPKE seal needs the sequence token of the sender's last GET")
+    return token
+
+
+def _initiate(
+    state: ReadyToInitiate, event: InitiateRequested, now_ms: int
+) -> tuple[AwaitingLoginOk | ChannelFailed, _Effects]:
+    sequence_token = _seal_token(event.sequence_token)
+    state.cursor.move(0, 0, 1, 0)
     profile, role = state.profile, QrSide.SCANS
-    assert event.sequence_token is not None
-    token = _token_field(event.sequence_token)
+    token = _token_field(sequence_token)
     if token is None:
         return _bad_token(profile, role, "GET")
     if hmac.compare_digest(state.peer_public_key, state.public_key):
         return fail(profile, role, FailureReason.REFLECTED_KEY, "G's public key equals our own")
     try:
-        enc, base = hpke.setup_base_s(state.peer_public_key, INFO, ephemeral_secret=state.secret)
+        shared, enc = hpke.encap(state.peer_public_key, ephemeral_secret=state.secret)
     except NonContributoryKeyError:
         return fail(profile, role, FailureReason.NON_CONTRIBUTORY_KEY, "G's public key is a low-order point")
-    check = base.export(check_code_context(profile, state.peer_public_key, state.public_key), 2)
-    ciphertext, send = base.seal(LOGIN_INITIATE, aad=state.aad_prefix + token)
-    message = b64encode(enc + ciphertext)
-    return (
-        AwaitingLoginOk(
-            profile=profile,
-            public_key=state.public_key,
-            peer_public_key=state.peer_public_key,
-            aad_prefix=state.aad_prefix,
-            send=send,
-            check_code=Secret(check_code_digits(check, leading_zero=False).encode("ascii")),
-            last_sent=message,
-        ),
-        (SendPayload(payload=message),),
+    schedule = hpke.key_schedule(shared, INFO)
+    check = hpke.export(
+        schedule.exporter_secret, check_code_context(profile, state.peer_public_key, state.public_key), 2
     )
+    response_secret = hpke.export(schedule.exporter_secret, response_label(profile), RESPONSE_NONCE_LENGTH)
+    sender = hpke.ContextKey(schedule.key.value, schedule.base_nonce.value)
+    message = b64encode(enc + sender.seal(0, LOGIN_INITIATE, state.aad_prefix + token))
+    following = AwaitingLoginOk(
+        profile=profile,
+        public_key=state.public_key,
+        peer_public_key=state.peer_public_key,
+        aad_prefix=state.aad_prefix,
+        sender=sender,
+        response_secret=Secret(response_secret),
+        check_code=Secret(check_code_digits(check, leading_zero=False).encode("ascii")),
+        last_sent=message,
+        cursor=state.cursor,
+    )
+    return following, (SendPayload(payload=message),)
 
 
-def _receive_initiate(state: AwaitingInitiate, event: PayloadReceived) -> _Result:
+def _receive_initiate(
+    state: AwaitingInitiate, event: PayloadReceived, now_ms: int
+) -> tuple[AwaitingCheckCode | ChannelFailed, _Effects]:
+    sequence_token = _open_token(event)
+    if event.reply_sequence_token is None:
+        raise LocalProtocolError("G's LoginOk needs the sequence token of the GET that delivered LoginInitiate")
+    state.cursor.move(0, 0, 1, 1)
     profile, role, payload = state.profile, QrSide.SHOWS, event.payload
     if len(payload) > MAX_PAYLOAD_LENGTH:
         return fail(profile, role, FailureReason.OVERSIZED_PAYLOAD, "LoginInitiateMessage is too long")
-    assert event.sequence_token is not None
-    token = _token_field(event.sequence_token)
+    token = _token_field(sequence_token)
     if token is None:
         return _bad_token(profile, role, "POST")
-    assert event.reply_sequence_token is not None
     reply_token = _token_field(event.reply_sequence_token)
     if reply_token is None:
         return _bad_token(profile, role, "GET")
     try:
-        data = _decode(profile, payload)
+        data = b64decode(payload, padding=_PARAMETERS[profile].padding)
     except Base64DecodeError:
         return fail(profile, role, FailureReason.MALFORMED_PAYLOAD, "LoginInitiateMessage is not valid base64")
     if len(data) < hpke.N_ENC + AEAD_TAG_LENGTH:
@@ -497,184 +508,215 @@ def _receive_initiate(state: AwaitingInitiate, event: PayloadReceived) -> _Resul
     if hmac.compare_digest(peer, state.public_key):
         return fail(profile, role, FailureReason.REFLECTED_KEY, "S's public key equals our own")
     try:
-        base = hpke.setup_base_r(peer, state.secret, INFO)
+        shared = hpke.decap(peer, recipient_secret=state.secret)
     except NonContributoryKeyError:
         return fail(profile, role, FailureReason.NON_CONTRIBUTORY_KEY, "S's public key is a low-order point")
+    schedule = hpke.key_schedule(shared, INFO)
+    receiver = hpke.ContextKey(schedule.key.value, schedule.base_nonce.value)
     try:
-        plaintext, recv = base.open(ciphertext, aad=state.aad_prefix + token)
+        plaintext = receiver.open(0, ciphertext, state.aad_prefix + token)
     except AuthenticationError:
         return fail(profile, role, FailureReason.AUTHENTICATION_FAILED, "LoginInitiateMessage did not authenticate")
     if not hmac.compare_digest(plaintext, LOGIN_INITIATE):
         return fail(profile, role, FailureReason.UNEXPECTED_PLAINTEXT, "LoginInitiateMessage has the wrong content")
-    check = base.export(check_code_context(profile, state.public_key, peer), 2)
-    send = hpke.response_context(base, label=response_label(profile), enc=peer, response_nonce=state.response_nonce)
-    reply_ct, send = send.seal(LOGIN_OK, aad=state.aad_prefix + reply_token)
-    reply = b64encode(state.response_nonce + reply_ct)
-    return (
-        AwaitingCheckCode(
-            profile=profile,
-            public_key=state.public_key,
-            peer_public_key=peer,
-            aad_prefix=state.aad_prefix,
-            send=send,
-            recv=recv,
-            check_code=Secret(check_code_digits(check, leading_zero=False).encode("ascii")),
-            last_sent=reply,
-        ),
-        (SendPayload(payload=reply), PromptForCheckCode()),
+    check = hpke.export(schedule.exporter_secret, check_code_context(profile, state.public_key, peer), 2)
+    response_secret = hpke.export(schedule.exporter_secret, response_label(profile), RESPONSE_NONCE_LENGTH)
+    sender = hpke.ContextKey(*hpke.response_key_nonce(response_secret, enc=peer, response_nonce=state.response_nonce))
+    reply = b64encode(state.response_nonce + sender.seal(0, LOGIN_OK, state.aad_prefix + reply_token))
+    keys = HpkeKeys(
+        profile=profile,
+        role=role,
+        public_key=state.public_key,
+        peer_public_key=peer,
+        aad_prefix=state.aad_prefix,
+        sender=sender,
+        receiver=receiver,
+        check_code=Secret(check_code_digits(check, leading_zero=False).encode("ascii")),
+        cursor=state.cursor,
     )
+    return AwaitingCheckCode(keys=keys, last_sent=reply), (SendPayload(payload=reply), _PROMPT_FOR_CHECK_CODE)
 
 
-def _receive_login_ok(state: AwaitingLoginOk, event: PayloadReceived) -> _Result:
+def _receive_login_ok(
+    state: AwaitingLoginOk, event: PayloadReceived, now_ms: int
+) -> tuple[Established | ChannelFailed, _Effects]:
+    sequence_token = _open_token(event)
+    state.cursor.move(1, 0, 1, 1)
     profile, role, payload = state.profile, QrSide.SCANS, event.payload
     if len(payload) > MAX_PAYLOAD_LENGTH:
         return fail(profile, role, FailureReason.OVERSIZED_PAYLOAD, "LoginOkMessage is too long")
-    assert event.sequence_token is not None
-    token = _token_field(event.sequence_token)
+    token = _token_field(sequence_token)
     if token is None:
         return _bad_token(profile, role, "PUT")
     try:
-        data = _decode(profile, payload)
+        data = b64decode(payload, padding=_PARAMETERS[profile].padding)
     except Base64DecodeError:
         return fail(profile, role, FailureReason.MALFORMED_PAYLOAD, "LoginOkMessage is not valid base64")
     if len(data) < RESPONSE_NONCE_LENGTH + AEAD_TAG_LENGTH:
         return fail(profile, role, FailureReason.MALFORMED_PAYLOAD, "LoginOkMessage is truncated")
     response_nonce, ciphertext = data[:RESPONSE_NONCE_LENGTH], data[RESPONSE_NONCE_LENGTH:]
-    recv = hpke.response_context(
-        state.send, label=response_label(profile), enc=state.public_key, response_nonce=response_nonce
+    receiver = hpke.ContextKey(
+        *hpke.response_key_nonce(state.response_secret.value, enc=state.public_key, response_nonce=response_nonce)
     )
     try:
-        plaintext, recv = recv.open(ciphertext, aad=state.aad_prefix + token)
+        plaintext = receiver.open(0, ciphertext, state.aad_prefix + token)
     except AuthenticationError:
         return fail(profile, role, FailureReason.AUTHENTICATION_FAILED, "LoginOkMessage did not authenticate")
     if not hmac.compare_digest(plaintext, LOGIN_OK):
         return fail(profile, role, FailureReason.UNEXPECTED_PLAINTEXT, "LoginOkMessage has the wrong content")
-    established = Established(
+    keys = HpkeKeys(
         profile=profile,
         role=role,
         public_key=state.public_key,
         peer_public_key=state.peer_public_key,
         aad_prefix=state.aad_prefix,
-        send=state.send,
-        recv=recv,
+        sender=state.sender,
+        receiver=receiver,
         check_code=state.check_code,
-        last_sent=state.last_sent,
+        cursor=state.cursor,
     )
-    code = state.check_code.value.decode("ascii")
-    return established, (ShowCheckCode(code=code), ReportEstablished(role=role))
+    established = Established(keys=keys, send_seq=1, recv_seq=1, last_sent=state.last_sent)
+    return established, (ShowCheckCode(code=state.check_code.value.decode("ascii")), _REPORT_ESTABLISHED_S)
 
 
-def _hold(state: AwaitingCheckCode, event: PayloadReceived) -> _Result:
+def _hold(
+    state: AwaitingCheckCode, event: PayloadReceived, now_ms: int
+) -> tuple[AwaitingCheckCode | ChannelFailed, _Effects]:
+    _open_token(event)
+    cursor, received = state.keys.cursor, state._received
+    cursor.check_unjudged()
+    cursor.move(1, received, 1, received + 1)  # a held payload is received now and opened after the code matched
     if len(event.payload) > MAX_PAYLOAD_LENGTH:
         return fail(state.profile, QrSide.SHOWS, FailureReason.OVERSIZED_PAYLOAD, "payload is too long")
     if state.pending is not None:
         return fail(
             state.profile, QrSide.SHOWS, FailureReason.UNEXPECTED_PAYLOAD, "a second payload before the check code"
         )
-    return replace(state, pending=event), ()  # at most once per session: not worth a hand-written copy
+    return AwaitingCheckCode(keys=state.keys, last_sent=state.last_sent, pending=event), ()
 
 
-def _confirm(state: AwaitingCheckCode, code: str) -> _Result:
-    verdict = judge_check_code(code, state.check_code, leading_zero=False)
+def _confirm(
+    state: AwaitingCheckCode, event: CheckCodeEntered, now_ms: int
+) -> tuple[Established | ChannelFailed, _Effects]:
+    state.keys.cursor.judge(state._received)
+    verdict = judge_check_code(event.code, state.keys.check_code, leading_zero=False)
     if verdict is not None:
         malformed = verdict is FailureReason.CHECK_CODE_MALFORMED
         detail = "the entry is not a two-digit code" if malformed else "the entry does not match the check code"
         return fail(state.profile, QrSide.SHOWS, verdict, detail)
-    established = Established(
-        profile=state.profile,
-        role=QrSide.SHOWS,
-        public_key=state.public_key,
-        peer_public_key=state.peer_public_key,
-        aad_prefix=state.aad_prefix,
-        send=state.send,
-        recv=state.recv,
-        check_code=state.check_code,
-        last_sent=state.last_sent,
-    )
-    effects: tuple[ChannelEffect, ...] = (ReportEstablished(role=QrSide.SHOWS),)
+    established = Established(keys=state.keys, send_seq=1, recv_seq=1, last_sent=state.last_sent)
     if state.pending is None:
-        return established, effects
-    opened, more = _open(established, state.pending)
-    return opened, effects + more
+        return established, (_REPORT_ESTABLISHED_G,)
+    opened, effects = _open_payload(established, state.pending)  # the cursor counted it when it was held
+    return opened, (_REPORT_ESTABLISHED_G, *effects)
 
 
-def _seal(state: Established, event: SealRequested) -> _Result:
-    assert event.sequence_token is not None
-    token = _token_field(event.sequence_token)
+def _seal(state: Established, event: SealRequested, now_ms: int) -> tuple[Established | ChannelFailed, _Effects]:
+    sequence_token = _seal_token(event.sequence_token)
+    plaintext = event.plaintext
+    if len(plaintext) > MAX_PLAINTEXT_LENGTH:
+        raise LocalProtocolError(f"a plaintext longer than {MAX_PLAINTEXT_LENGTH} bytes does not fit a payload")
+    keys = state.keys
+    seq, recv_seq = state.send_seq, state.recv_seq
+    keys.cursor.move(seq, recv_seq, seq + 1, recv_seq)
+    token = _token_field(sequence_token)
     if token is None:
-        return _bad_token(state.profile, state.role, "GET")
+        return _bad_token(keys.profile, keys.role, "GET")
     try:
-        ciphertext, send = state.send.seal(event.plaintext, aad=state.aad_prefix + token)
+        ciphertext = keys.sender.seal(seq, plaintext, keys.aad_prefix + token)
     except hpke.MessageLimitReachedError:
-        return fail(state.profile, state.role, FailureReason.COUNTER_EXHAUSTED, "the send sequence is exhausted")
+        return fail(keys.profile, keys.role, FailureReason.COUNTER_EXHAUSTED, "the send sequence is exhausted")
     payload = b64encode(ciphertext)
-    return _established(state, send=send, recv=state.recv, last_sent=payload), (SendPayload(payload=payload),)
+    return Established(keys=keys, send_seq=seq + 1, recv_seq=recv_seq, last_sent=payload), (
+        SendPayload(payload=payload),
+    )
 
 
-def _open(state: Established, event: PayloadReceived) -> _Result:
-    profile, role = state.profile, state.role
+def _open(state: Established, event: PayloadReceived, now_ms: int) -> tuple[Established | ChannelFailed, _Effects]:
+    _open_token(event)
+    state.keys.cursor.move(state.send_seq, state.recv_seq, state.send_seq, state.recv_seq + 1)
+    return _open_payload(state, event)
+
+
+def _open_payload(state: Established, event: PayloadReceived) -> tuple[Established | ChannelFailed, _Effects]:
+    """Open the payload at the state's receive sequence number; the caller has moved the cursor past it."""
+    keys = state.keys
+    profile, role = keys.profile, keys.role
     if len(event.payload) > MAX_PAYLOAD_LENGTH:
         return fail(profile, role, FailureReason.OVERSIZED_PAYLOAD, "payload is too long")
-    assert event.sequence_token is not None
+    assert event.sequence_token is not None  # checked before the cursor moved
     token = _token_field(event.sequence_token)
     if token is None:
         return _bad_token(profile, role, "PUT")
     try:
-        ciphertext = _decode(profile, event.payload)
+        ciphertext = b64decode(event.payload, padding=keys.padding)
     except Base64DecodeError:
         return fail(profile, role, FailureReason.MALFORMED_PAYLOAD, "payload is not valid base64")
     if len(ciphertext) < AEAD_TAG_LENGTH:
         return fail(profile, role, FailureReason.MALFORMED_PAYLOAD, "payload is shorter than a tag")
+    seq = state.recv_seq
     try:
-        plaintext, recv = state.recv.open(ciphertext, aad=state.aad_prefix + token)
+        plaintext = keys.receiver.open(seq, ciphertext, keys.aad_prefix + token)
     except hpke.MessageLimitReachedError:
         return fail(profile, role, FailureReason.COUNTER_EXHAUSTED, "the receive sequence is exhausted")
     except AuthenticationError:
         return fail(profile, role, FailureReason.AUTHENTICATION_FAILED, "payload did not authenticate")
-    return _established(state, send=state.send, recv=recv, last_sent=state.last_sent), (
+    return Established(keys=keys, send_seq=state.send_seq, recv_seq=seq + 1, last_sent=state.last_sent), (
         DeliverPlaintext(plaintext=plaintext),
     )
 
 
-_NEW: Final = object.__new__
-(
-    _SET_PROFILE,
-    _SET_ROLE,
-    _SET_PUBLIC_KEY,
-    _SET_PEER_PUBLIC_KEY,
-    _SET_AAD_PREFIX,
-    _SET_SEND,
-    _SET_RECV,
-    _SET_CHECK_CODE,
-    _SET_LAST_SENT,
-) = slot_setters(
-    Established,
-    "profile", "role", "public_key", "peer_public_key", "aad_prefix", "send", "recv", "check_code", "last_sent",
-)  # fmt: skip
+# A retry changes nothing, so it only checks that the channel still stands where the state does.
+def _resend_initiate(
+    state: AwaitingLoginOk, event: RetryRequested, now_ms: int
+) -> tuple[AwaitingLoginOk, tuple[SendPayload]]:
+    state.cursor.check(1, 0)
+    return state, (SendPayload(payload=state.last_sent),)
 
 
-def _established(state: Established, *, send: hpke.Context, recv: hpke.Context, last_sent: str) -> Established:
-    """``state`` after one message: the same channel with the contexts (and last write) moved on.
+def _resend_login_ok(
+    state: AwaitingCheckCode, event: RetryRequested, now_ms: int
+) -> tuple[AwaitingCheckCode, tuple[SendPayload]]:
+    state.keys.cursor.check_unjudged()
+    state.keys.cursor.check(1, state._received)
+    return state, (SendPayload(payload=state.last_sent),)
 
-    Built without calling the class (a frozen dataclass's ``__init__`` costs about twice as much, and this runs for
-    every message): every field is copied from an already valid state or is a context the previous one produced.
-    ``tests/test_channel_hpke_fast_paths.py`` compares the result with an ``__init__``-built one.
+
+def _resend_last(state: Established, event: RetryRequested, now_ms: int) -> tuple[Established, tuple[SendPayload]]:
+    state.keys.cursor.check(state.send_seq, state.recv_seq)
+    return state, (SendPayload(payload=state.last_sent),)
+
+
+MACHINE: Final[Machine[HpkeState, ChannelEvent, ChannelEffect]] = Machine(
+    "HPKE channel",
+    {
+        (ReadyToInitiate, InitiateRequested): _initiate,
+        (AwaitingLoginOk, PayloadReceived): _receive_login_ok,
+        (AwaitingLoginOk, RetryRequested): _resend_initiate,
+        (AwaitingInitiate, PayloadReceived): _receive_initiate,
+        (AwaitingCheckCode, CheckCodeEntered): _confirm,
+        (AwaitingCheckCode, PayloadReceived): _hold,
+        (AwaitingCheckCode, RetryRequested): _resend_login_ok,
+        (Established, SealRequested): _seal,
+        (Established, PayloadReceived): _open,
+        (Established, RetryRequested): _resend_last,
+    },
+    initial=(AwaitingInitiate, ReadyToInitiate),
+)
+
+
+def transition(state: HpkeState, event: ChannelEvent, *, now_ms: int) -> tuple[HpkeState, _Effects]:
+    """Feed one event; return the next state and what the caller must do. ``now_ms`` is unused (no timers).
+
+    Raises :class:`~qrlogin.errors.LocalProtocolError` (before anything changes) for an event the state does not
+    accept, a state the channel has left behind (keep the state the last transition returned), a missing sequence
+    token or an oversized plaintext. Never raises for anything from the network.
     """
-    following: Established = _NEW(Established)
-    _SET_PROFILE(following, state.profile)
-    _SET_ROLE(following, state.role)
-    _SET_PUBLIC_KEY(following, state.public_key)
-    _SET_PEER_PUBLIC_KEY(following, state.peer_public_key)
-    _SET_AAD_PREFIX(following, state.aad_prefix)
-    _SET_SEND(following, send)
-    _SET_RECV(following, recv)
-    _SET_CHECK_CODE(following, state.check_code)
-    _SET_LAST_SENT(following, last_sent)
-    return following
+    return MACHINE.transition(state, event, now_ms)
 
 
 def check_code(state: HpkeState) -> str:
     """The two digits of an established channel (S shows them; G has matched them)."""
     if not isinstance(state, Established):
         raise LocalProtocolError(f"there is no trusted check code in state {type(state).__name__}")
-    return state.check_code.value.decode("ascii")
+    return state.keys.check_code.value.decode("ascii")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from typing import Any, TextIO
 
 from .. import qr
@@ -139,7 +140,7 @@ class _Session:
 
     def _feed(self, event: ChannelEvent) -> bool:
         assert self.state is not None
-        self.state, effects = ecies.transition(self.state, event)
+        self.state, effects = ecies.transition(self.state, event, now_ms=time.monotonic_ns() // 1_000_000)
         for effect in effects:
             self._show(effect)
         if isinstance(self.state, ChannelFailed):

@@ -16,6 +16,11 @@ explored prefix also ends in a checked run. The result says how many distinct st
 Time only advances when nothing else can happen (no delay faults here), and each device has at most one request per
 layer in flight, so the branching is small and the graph of an honest sign-in is explored completely within a few
 thousand states.
+
+Branching continues one world along several actions, which the secure channels refuse by design: a channel state
+moves on once (its cursor, :class:`~qrlogin._machine.Guard`). Every branch but one therefore steps a fork of the
+world (:func:`qrlogin._machine.fork_for_exploration`), in which each channel has a cursor of its own in the same
+position; the parts of a world that hold no cursor are shared between forks, not copied.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .._crypto import AeadKey, X25519Secret
+from .._machine import ForkCache, fork_for_exploration
 from .._secret import Secret
 from ..homeserver._frozenmap import FrozenMap
 from .invariants import check
@@ -119,6 +125,7 @@ def explore(
 ) -> Exploration:
     """Explore every interleaving of ``scenario`` up to the bounds; see the module docstring."""
     fp = _Fingerprinter()
+    forks = ForkCache()
     seen: set[bytes] = set()
     violations: list[str] = []
     outcomes: set[tuple[tuple[str, str], ...]] = set()
@@ -149,9 +156,12 @@ def explore(
             cut += 1
             judge(_finish(world), depth)
             continue
-        for action in reversed(options):
+        # Each branch but the last continues a fork of the world: the channels' cursors let a state move on once,
+        # and every branch must move on from the same states.
+        for remaining, action in enumerate(reversed(options), start=1 - len(options)):
             transitions += 1
-            stack.append((step(world, action), depth + 1))
+            branch = world if remaining == 0 else fork_for_exploration(world, cache=forks)
+            stack.append((step(branch, action), depth + 1))
     return Exploration(
         distinct_states=len(seen),
         terminal_states=terminal,

@@ -595,8 +595,9 @@ def _seal_of(state: object) -> tuple[str, int, str] | None:
         key = f"ecies-{state.keys.role.value}-{state.keys.public_key.hex()}"
         return (key, state.send_counter - 1, state.last_sent)
     if isinstance(state, hpke.AwaitingLoginOk | hpke.AwaitingCheckCode | hpke.Established):
-        digest = dv.derive(state.send.key.value, "fingerprint", 8).hex()
-        return (f"hpke-{digest}", state.send.seq - 1, state.last_sent)
+        sender = state.sender if isinstance(state, hpke.AwaitingLoginOk) else state.keys.sender
+        digest = dv.derive(sender.key.value, "fingerprint", 8).hex()
+        return (f"hpke-{digest}", state.send_seq - 1 if isinstance(state, hpke.Established) else 0, state.last_sent)
     return None
 
 
