@@ -4,24 +4,19 @@ The homeserver double answers exactly the requests the login machines make (well
 registration, device authorization, token, device lookup) from in-memory tables; the runner wires a new-device
 and an existing-device machine together over plaintext queues (or, through ``deliver``, over a real channel),
 with a virtual clock that jumps to the next deadline when nothing else can happen.
-
-:func:`try_every_pair` checks any machine's transitions table (``MACHINE``) against sample inputs: the rendezvous
-client's tests use it too.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from qrlogin._machine import Driver, Machine
 from qrlogin._secret import Secret
 from qrlogin.channel import ChannelFailed, InitiateRequested, PayloadReceived, SendPayload, ecies, hpke
 from qrlogin.encoding import b64decode
-from qrlogin.errors import LocalProtocolError
 from qrlogin.http import HttpRequest, HttpResponse
 from qrlogin.login import existing_device, new_device
 from qrlogin.login.events import (
@@ -72,55 +67,6 @@ def step(machine: Any, state: StateT, event: object, *, now_ms: int) -> tuple[St
             event = replace(event, request_id=awaited)
     result: tuple[StateT, tuple[Any, ...]] = machine.transition(state, event, now_ms=now_ms)
     return result
-
-
-def try_every_pair(
-    machine: Machine[Any, Any, Any],
-    transition: Callable[..., tuple[Any, tuple[Any, ...]]],
-    states: Sequence[object],
-    events: Sequence[object],
-    times: Sequence[int],
-) -> int:
-    """Feed every sample event to every sample state, at every time in ``times``, and hold ``machine`` to its table.
-
-    * A pair that is not in the table raises :class:`LocalProtocolError`, and a :class:`Driver` holding the state
-      still holds it afterwards: nothing changed.
-    * A pair in the table leads to one of the states ``machine.targets`` names for it.
-    * Every such target is reached by some sample, so no handler's annotation is wider than what it does.
-
-    Needs a sample of every state and event class. Returns the number of transitions tried.
-    """
-    assert {type(state) for state in states} == machine.states, "give a sample of every state class"
-    assert {type(event) for event in events} == machine.events, "give a sample of every event class"
-    reached: dict[tuple[type, type], set[type]] = {pair: set() for pair in machine.transitions}
-    tried = 0
-    for state in states:
-        for event in events:
-            pair = (type(state), type(event))
-            if pair not in machine.transitions:
-                driver = Driver(state, transition)
-                try:
-                    driver.handle(event, now_ms=times[0])
-                except LocalProtocolError:
-                    pass
-                else:
-                    raise AssertionError(f"{pair[1].__name__} in {pair[0].__name__} did not raise")
-                assert driver.state is state
-                tried += 1
-                continue
-            for now_ms in times:
-                after, effects = transition(state, event, now_ms=now_ms)
-                assert type(after) in machine.targets(*pair), (state, event, now_ms, after)
-                assert isinstance(effects, tuple)
-                reached[pair].add(type(after))
-                tried += 1
-    unreached = {
-        f"{state.__name__} --{event.__name__}--> {target.__name__}"
-        for (state, event), seen in reached.items()
-        for target in machine.targets(state, event) - seen
-    }
-    assert not unreached, f"no sample reaches: {sorted(unreached)}"
-    return tried
 
 
 SERVER_NAME = "example.org"

@@ -1,7 +1,6 @@
 """Test helpers shared by every secure channel generation (ECIES here, HPKE beside it).
 
 * :func:`load_vectors` reads a file of ``spec_vectors/``; :func:`load_fuzz_target` imports a file of ``fuzz/``.
-* :func:`check_every_pair` tries every (state, event kind) pair of a legal-moves table against ``transition``.
 * :func:`run_handshake` runs G and S against each other in memory and returns both established states.
 * :func:`fork` gives a test its own copy of a state it uses more than once (a channel state moves on once);
   :func:`moved_to` forks an established state and moves it to other counters, to test what happens near a limit.
@@ -14,7 +13,7 @@ import dataclasses
 import importlib.util
 import json
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
@@ -22,9 +21,8 @@ from typing import Any, TypeVar
 import pytest
 
 from qrlogin._crypto import AeadKey
-from qrlogin._machine import LegalMoves, fork_for_exploration
+from qrlogin._machine import fork_for_exploration
 from qrlogin.channel._common import InitiateRequested, PayloadReceived, ReportEstablished, SendPayload
-from qrlogin.errors import LocalProtocolError
 from qrlogin.vocabulary import CheckCodeEntered, PromptForCheckCode, ShowCheckCode
 
 SPEC_VECTORS = Path(__file__).resolve().parent.parent / "spec_vectors"
@@ -48,38 +46,6 @@ def load_fuzz_target(name: str) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
-
-
-def check_every_pair(
-    table: LegalMoves,
-    transition: Transition,
-    states: Mapping[type, Sequence[object]],
-    events: Mapping[type, Sequence[object]],
-    outcomes: Mapping[tuple[type, type], frozenset[type]] | None = None,
-) -> int:
-    """For every state class of ``table`` and every event class: illegal pairs raise ``LocalProtocolError``; legal
-    pairs return a state of the table (and of ``outcomes``, if given) without raising for these samples.
-    ``states``/``events`` give samples per class. Returns the number of pairs tried."""
-    assert set(states) == set(table), "give a sample of every state class of the table"
-    event_classes = set(events)
-    assert set().union(*table.values()) <= event_classes, "give a sample of every event class the table names"
-    tried = 0
-    for state_class, samples in states.items():
-        for state in samples:
-            assert type(state) is state_class
-            for event_class in event_classes:
-                for event in events[event_class]:
-                    tried += 1
-                    if event_class in table[state_class]:
-                        new_state, effects = transition(state, event, now_ms=0)
-                        assert type(new_state) in table
-                        if outcomes is not None:
-                            assert type(new_state) in outcomes[state_class, event_class], (state, event, new_state)
-                        assert isinstance(effects, tuple)
-                    else:
-                        with pytest.raises(LocalProtocolError):
-                            transition(state, event, now_ms=0)
-    return tried
 
 
 def run_handshake(g: Any, s: Any, transition: Transition, *, code: str | None = None) -> tuple[Any, Any, str]:

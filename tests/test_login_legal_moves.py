@@ -46,7 +46,8 @@ from qrlogin.vocabulary import (
     VerificationUriOpened,
     VerificationUriUnavailable,
 )
-from tests._login_support import AWAITED, SECRETS, step, try_every_pair
+from tests._login_support import AWAITED, SECRETS, step
+from tests.machines import try_every_pair
 
 
 def _load_fuzz() -> ModuleType:

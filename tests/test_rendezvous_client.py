@@ -15,8 +15,8 @@ from qrlogin.http import HttpRequest, HttpResponse
 from qrlogin.rendezvous import ApiGeneration
 from qrlogin.rendezvous import client as c
 from qrlogin.vocabulary import HttpRequestFailed, HttpResponseReceived, SendHttpRequest, TimerFired
+from tests.machines import try_every_pair
 
-from ._login_support import try_every_pair
 from .rendezvous_util import ALL, BASE, PREFIX, Device, Loopback
 
 V1, V2, V3 = ApiGeneration.V1, ApiGeneration.V2, ApiGeneration.V3

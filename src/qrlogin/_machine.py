@@ -53,8 +53,6 @@ EventT_contra = TypeVar("EventT_contra", contravariant=True)
 StateT_co = TypeVar("StateT_co", covariant=True)
 EffectT_co = TypeVar("EffectT_co", covariant=True)
 
-LegalMoves = Mapping[type, frozenset[type]]
-
 
 class Transition(Protocol[StateT_contra, EventT_contra, StateT_co, EffectT_co]):
     """The shape of every machine's pure transition function."""
@@ -176,20 +174,6 @@ def _returned_states(handler: Handler, state_class: type) -> frozenset[type]:
     if not all(isinstance(member, type) for member in members):
         raise TypeError(f"{handler.__qualname__}: the states it returns must be classes, not {first!r}")
     return frozenset(members)
-
-
-def require_legal(table: LegalMoves, state: object, event: object) -> None:
-    """Raise :class:`LocalProtocolError` unless ``type(event)`` is a legal move from ``type(state)``."""
-    allowed = table.get(type(state))
-    if allowed is None:
-        raise LocalProtocolError(f"{type(state).__name__} is not a state of this machine")
-    if type(event) not in allowed:
-        raise LocalProtocolError(f"{type(event).__name__} is not legal in state {type(state).__name__}")
-
-
-def is_terminal(table: LegalMoves, state: object) -> bool:
-    """A terminal state is one that accepts no events."""
-    return not table.get(type(state))
 
 
 class Driver(Generic[StateT, EventT, EffectT]):
