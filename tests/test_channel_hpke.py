@@ -654,13 +654,13 @@ def test_s_starts_from_a_decoded_v3_qr_code_and_only_from_one() -> None:
         id_length_layout=qr.IdLengthLayout.U8,
     )
     scanned = qr.decode(qr.encode(shown))
-    s = ch.start_s_from_qr(scanned, _key("s"))
+    s = ch.start_scanning_from_qr(scanned, _key("s"))
     assert s == ch.start_scanning(_key("s"), peer_public_key=g.public_key, base_url=BASE_URL, rendezvous_id=RID)
     v2 = dataclasses.replace(
         scanned, generation=qr.Generation.V2, base_url=None, server_name="matrix.org", id_length_layout=None
     )
     with pytest.raises(LocalProtocolError):
-        ch.start_s_from_qr(v2, _key("s"))
+        ch.start_scanning_from_qr(v2, _key("s"))
 
 
 @pytest.mark.parametrize("cls", [*ch.MACHINE.states, ch.HpkeKeys, hpke.Context, hpke.KeySchedule, hpke.Aead])

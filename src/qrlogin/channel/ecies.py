@@ -104,7 +104,6 @@ __all__ = [
     "EciesState",
     "Established",
     "Profile",
-    "QrSide",
     "ReadyToInitiate",
     "check_code",
     "derive_keys",

@@ -96,6 +96,36 @@ from ._common import (
     judge_check_code,
 )
 
+__all__ = [
+    "CHECK_CODE_LABEL",
+    "INFO",
+    "LOGIN_INITIATE",
+    "LOGIN_OK",
+    "MACHINE",
+    "MAX_BASE_URL_LENGTH",
+    "MAX_IDENTIFIER_LENGTH",
+    "MAX_PLAINTEXT_LENGTH",
+    "RESPONSE_NONCE_LENGTH",
+    "VODOZEMAC",
+    "AwaitingCheckCode",
+    "AwaitingInitiate",
+    "AwaitingLoginOk",
+    "ChannelFailed",
+    "Established",
+    "HpkeKeys",
+    "HpkeState",
+    "ReadyToInitiate",
+    "aad_base_url",
+    "check_code",
+    "check_code_context",
+    "encode_aad",
+    "response_label",
+    "start_scanning",
+    "start_scanning_from_qr",
+    "start_showing",
+    "transition",
+]
+
 INFO: Final = b"MATRIX_QR_CODE_LOGIN"
 LOGIN_INITIATE: Final = b"MATRIX_QR_CODE_LOGIN_INITIATE"
 LOGIN_OK: Final = b"MATRIX_QR_CODE_LOGIN_OK"
@@ -410,7 +440,7 @@ def start_scanning(
     )
 
 
-def start_s_from_qr(qr: _V3QrCode, secret: bytes, *, profile: Profile = Profile.DEPLOYED) -> ReadyToInitiate:
+def start_scanning_from_qr(qr: _V3QrCode, secret: bytes, *, profile: Profile = Profile.DEPLOYED) -> ReadyToInitiate:
     """:func:`start_scanning` from a decoded v3 QR code (``qrlogin.qr.QrCode``)."""
     if qr.base_url is None or qr.rendezvous_id is None:
         raise LocalProtocolError("an HPKE channel needs a v3 QR code (with a base URL and a rendezvous id)")

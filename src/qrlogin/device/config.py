@@ -182,7 +182,7 @@ def scanning_channel(config: DeviceConfig, code: qr.QrCode) -> ChannelState:
     """The scanning device's channel, keyed to the public key in ``code``."""
     secret = derive(config.seed, "channel secret")
     if code.generation is qr.Generation.V3:
-        return hpke.start_s_from_qr(code, secret, profile=config.profile)
+        return hpke.start_scanning_from_qr(code, secret, profile=config.profile)
     return ecies.start_scanning(code, secret, profile=config.profile)
 
 
