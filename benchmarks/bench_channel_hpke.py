@@ -9,7 +9,7 @@ Measured in one run, on the same machine, with the same work:
   DHKEM, key schedule, exports and response context of both sides; the key-schedule context, which depends only on
   constants, computed once per process as qrlogin does), one ChaCha20-Poly1305 object per key, the AAD of every
   message built from the base URL and rendezvous id (normalised once per session) and the message's token. It
-  produces exactly qrlogin's payloads (``tests/test_fuzz_channel_hpke.py`` checks);
+  produces exactly qrlogin's payloads (``tests/channel/test_fuzz_hpke.py`` checks);
 * ``primitives``: the crypto calls alone, as the earlier version of this benchmark measured them (fixed keys, 26
   HMACs, no base64, no AAD building), printed for comparison with figures taken that way.
 

@@ -47,13 +47,13 @@ MIN_RUNS = 10_000
 #: The hypothesis runners of the targets, run when atheris is missing.
 HYPOTHESIS_RUNNERS = (
     "tests/test_fuzz_corpus.py",
-    "tests/test_fuzz_channel_ecies.py",
-    "tests/test_fuzz_channel_hpke.py",
+    "tests/channel/test_fuzz_ecies.py",
+    "tests/channel/test_fuzz_hpke.py",
     "tests/test_fuzz_qr.py",
-    "tests/test_fuzz_simulation.py",
-    "tests/test_homeserver_fuzz.py",
-    "tests/test_login_fuzz.py",
-    "tests/test_rendezvous_fuzz.py",
+    "tests/sim/test_fuzz_simulation.py",
+    "tests/homeserver/test_fuzz.py",
+    "tests/login/test_fuzz.py",
+    "tests/rendezvous/test_fuzz.py",
 )
 
 _EXECUTED = re.compile(r"^stat::number_of_executed_units: (\d+)$", re.MULTILINE)

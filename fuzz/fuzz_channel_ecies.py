@@ -1,7 +1,7 @@
 """Fuzz target: arbitrary strings into every network-facing input of the ECIES machines, in every reachable state.
 
 Run with atheris: ``python fuzz/fuzz_channel_ecies.py fuzz/corpus/channel_ecies -max_total_time=60`` (``scripts/fuzz``
-runs every target for a bounded budget); ``tests/test_fuzz_channel_ecies.py`` runs the same :func:`target` under
+runs every target for a bounded budget); ``tests/channel/test_fuzz_ecies.py`` runs the same :func:`target` under
 hypothesis.
 """
 

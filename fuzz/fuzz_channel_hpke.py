@@ -1,7 +1,7 @@
 """Fuzz target: arbitrary strings into every network-facing input of the HPKE machines, in every reachable state.
 
 Run with atheris: ``python fuzz/fuzz_channel_hpke.py fuzz/corpus/channel_hpke -max_total_time=60`` (``scripts/fuzz``
-runs every target for a bounded budget); ``tests/test_fuzz_channel_hpke.py`` runs the same :func:`target` under
+runs every target for a bounded budget); ``tests/channel/test_fuzz_hpke.py`` runs the same :func:`target` under
 hypothesis.
 
 The contract (the one the ECIES target checks too): for each reachable state and each event the network or the user

@@ -10,7 +10,7 @@ Checked after every request: the status is an HTTP status, the body is a JSON ob
 the registry still holds at most one access token per device, each bound to an existing device.
 
 Run with atheris: ``python fuzz/fuzz_homeserver.py fuzz/corpus/homeserver`` (``scripts/fuzz`` runs every target for a
-bounded budget). ``tests/test_homeserver_fuzz.py`` runs the same target under hypothesis.
+bounded budget). ``tests/homeserver/test_fuzz.py`` runs the same target under hypothesis.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ Contract checked on every input (h11's fuzz contract, adapted):
 * every state that awaits HTTP takes the bytes as a response body (under several status codes) without raising.
 
 Run with atheris (``python fuzz/fuzz_login.py fuzz/corpus/login``; ``scripts/fuzz`` runs every target for a bounded
-budget); ``tests/test_login_fuzz.py`` runs the same :func:`fuzz_one` under hypothesis.
+budget); ``tests/login/test_fuzz.py`` runs the same :func:`fuzz_one` under hypothesis.
 """
 
 from __future__ import annotations

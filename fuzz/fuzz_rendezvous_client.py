@@ -1,7 +1,7 @@
 """Fuzz target: arbitrary HTTP responses into the rendezvous client machine; it may only change state.
 
 Run with atheris (``python fuzz/fuzz_rendezvous_client.py fuzz/corpus/rendezvous_client``; ``scripts/fuzz`` runs every
-target for a bounded budget); ``tests/test_rendezvous_fuzz.py`` runs the same :func:`fuzz_one` under hypothesis.
+target for a bounded budget); ``tests/rendezvous/test_fuzz.py`` runs the same :func:`fuzz_one` under hypothesis.
 
 The input bytes pick a generation and a state that waits for a response, then become the response's status, headers
 and body. ``transition`` must return a state of the machine and well-typed effects; it must never raise.

@@ -1,7 +1,7 @@
 """Fuzz target: arbitrary requests into the rendezvous server core; only well-formed responses may come out.
 
 Run with atheris (``python fuzz/fuzz_rendezvous_server.py fuzz/corpus/rendezvous_server``; ``scripts/fuzz`` runs every
-target for a bounded budget); ``tests/test_rendezvous_fuzz.py`` runs the same :func:`fuzz_one` under hypothesis.
+target for a bounded budget); ``tests/rendezvous/test_fuzz.py`` runs the same :func:`fuzz_one` under hypothesis.
 
 The input bytes choose a method, a path (collection, a live session, an unknown session, garbage), a few headers and
 a body, against a server that already holds one session per generation. Whatever comes in, the answer must be a

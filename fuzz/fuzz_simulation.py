@@ -11,7 +11,7 @@ and the user's guess) and then one scheduler choice per byte. Contract checked o
   rendezvous to expire).
 
 Run with atheris (``python fuzz/fuzz_simulation.py fuzz/corpus/simulation``; ``scripts/fuzz`` runs every target for a
-bounded budget); ``tests/test_fuzz_simulation.py`` runs the same :func:`fuzz_one` under hypothesis.
+bounded budget); ``tests/sim/test_fuzz_simulation.py`` runs the same :func:`fuzz_one` under hypothesis.
 """
 
 from __future__ import annotations

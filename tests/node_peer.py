@@ -4,7 +4,7 @@
 :func:`require_node_peer` decides what happens when node or the package is missing: under ``CI=true`` the test fails
 (the interop tests are part of the project's contract, docs/protocol.md §10), elsewhere it is skipped with the reason.
 
-Run ``python -m tests.ecies_transcript`` to re-capture ``spec_vectors/ecies_wasm_transcript.json``.
+Run ``python -m tests.channel.ecies_transcript`` to re-capture ``spec_vectors/ecies_wasm_transcript.json``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .peers import npm_package_problem, require_peer
+from tests.peers import npm_package_problem, require_peer
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_PROJECT = ROOT / "interop" / "node"

@@ -8,8 +8,7 @@ import pytest
 
 from qrlogin import _crypto
 from qrlogin.errors import AuthenticationError, InvalidKeyError, LocalProtocolError, NonContributoryKeyError
-
-from .vectors import load, wycheproof_tests
+from tests.vectors import load, wycheproof_tests
 
 X25519_CASES = wycheproof_tests("wycheproof_x25519_test.json")
 CHACHA_CASES = wycheproof_tests("wycheproof_chacha20_poly1305_test.json")

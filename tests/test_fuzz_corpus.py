@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .channel_helpers import load_fuzz_target
+from tests.channel.channel_helpers import load_fuzz_target
 
 DRIVER = load_fuzz_target("atheris_driver")
 CAMPAIGN = load_fuzz_target("campaign")

@@ -11,8 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qrlogin import qr
-
-from .strategies import qr_codes
+from tests.strategies import qr_codes
 
 
 def _load_target() -> ModuleType:

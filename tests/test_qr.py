@@ -10,8 +10,7 @@ from qrlogin import qr
 from qrlogin.encoding import b64decode
 from qrlogin.errors import LocalProtocolError, RemoteProtocolError
 from qrlogin.vocabulary import DeviceRole
-
-from .vectors import load
+from tests.vectors import load
 
 CASES: list[dict[str, Any]] = load("qr_codes.json")["cases"]
 KEY = bytes(range(32))

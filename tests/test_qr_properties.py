@@ -7,8 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qrlogin import qr
-
-from .strategies import qr_codes
+from tests.strategies import qr_codes
 
 
 @given(qr_codes())

@@ -22,8 +22,7 @@ from qrlogin.channel import ecies, hpke
 from qrlogin.hpke import ContextKey
 from qrlogin.login.messages import Backup, CrossSigningKeys, Secrets
 from qrlogin.login.oauth import DeviceAuthorization, TokenGranted, Tokens
-
-from .test_channel_machines import GENERATIONS
+from tests.channel.test_machines import GENERATIONS
 
 
 def _raw(label: str) -> bytes:

@@ -25,8 +25,7 @@ from qrlogin.sim.invariants import check
 from qrlogin.sim.run import MAX_STEPS, Run
 from qrlogin.sim.world import ATTACKER, actions, is_finished, new_world, step
 from qrlogin.vocabulary import CheckCodeEntered, DeviceRole, ShowCheckCode
-
-from .vectors import load
+from tests.vectors import load
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE_URL = "https://matrix.example.org"

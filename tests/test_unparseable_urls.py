@@ -40,8 +40,7 @@ from qrlogin.login.messages import (
 from qrlogin.rendezvous import ApiGeneration
 from qrlogin.rendezvous import client as rc
 from qrlogin.vocabulary import DeviceRole, HttpResponseReceived, QrSide, SendHttpRequest
-
-from .test_device import _config, _qr_from
+from tests.device.test_device import _config, _qr_from
 
 KNOWN = [
     "https://[evil",
