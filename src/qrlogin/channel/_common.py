@@ -39,6 +39,7 @@ from __future__ import annotations
 import enum
 import hmac
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from .._machine import Guard
 from .._secret import Secret
@@ -289,3 +290,43 @@ def judge_check_code(entered: str, expected: Secret, *, leading_zero: bool) -> F
     if not hmac.compare_digest(entered.encode("ascii"), expected.value):
         return FailureReason.CHECK_CODE_MISMATCH
     return None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What every keyed state says about itself, read from the keys value its channel shares.
+
+
+class ChannelFacts(Protocol):
+    """The public facts a channel's shared keys value records (``EciesKeys``, ``HpkeKeys``)."""
+
+    @property
+    def profile(self) -> Profile: ...
+    @property
+    def role(self) -> QrSide: ...
+    @property
+    def public_key(self) -> bytes: ...
+    @property
+    def peer_public_key(self) -> bytes: ...
+
+
+class KeyedState:
+    """Mixed into each generation's keyed states: their public facts, read from the shared ``keys``."""
+
+    __slots__ = ()
+    keys: ChannelFacts  # declared by each dataclass that mixes this in
+
+    @property
+    def profile(self) -> Profile:
+        return self.keys.profile
+
+    @property
+    def role(self) -> QrSide:
+        return self.keys.role
+
+    @property
+    def public_key(self) -> bytes:
+        return self.keys.public_key
+
+    @property
+    def peer_public_key(self) -> bytes:
+        return self.keys.peer_public_key

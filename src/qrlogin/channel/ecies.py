@@ -79,6 +79,7 @@ from ._common import (
     DeliverPlaintext,
     FailureReason,
     InitiateRequested,
+    KeyedState,
     PayloadReceived,
     Profile,
     ReportEstablished,
@@ -162,29 +163,6 @@ class EciesKeys:
         object.__setattr__(self, "padding", _PARAMETERS[self.profile].padding)
 
 
-class _KeyedState:
-    """The public facts of a channel whose keys are derived, read from its shared :class:`EciesKeys`."""
-
-    __slots__ = ()
-    keys: EciesKeys  # declared by each dataclass that mixes this in
-
-    @property
-    def profile(self) -> Profile:
-        return self.keys.profile
-
-    @property
-    def role(self) -> QrSide:
-        return self.keys.role
-
-    @property
-    def public_key(self) -> bytes:
-        return self.keys.public_key
-
-    @property
-    def peer_public_key(self) -> bytes:
-        return self.keys.peer_public_key
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AwaitingInitiate:
     """G: the QR code is shown; waiting for S's ``LoginInitiateMessage``."""
@@ -199,7 +177,7 @@ class AwaitingInitiate:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AwaitingCheckCode(_KeyedState):
+class AwaitingCheckCode(KeyedState):
     """G: ``LoginOk`` is sent; waiting for the user's one attempt at the code S shows."""
 
     keys: EciesKeys
@@ -227,7 +205,7 @@ class ReadyToInitiate:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AwaitingLoginOk(_KeyedState):
+class AwaitingLoginOk(KeyedState):
     """S: ``LoginInitiateMessage`` is sent; waiting for G's ``LoginOkMessage``."""
 
     keys: EciesKeys
@@ -235,7 +213,7 @@ class AwaitingLoginOk(_KeyedState):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Established(_KeyedState):
+class Established(KeyedState):
     """Either role, trusted: seals with ``send_counter``, opens with ``recv_counter``."""
 
     keys: EciesKeys

@@ -84,6 +84,7 @@ from ._common import (
     DeliverPlaintext,
     FailureReason,
     InitiateRequested,
+    KeyedState,
     PayloadReceived,
     Profile,
     ReportChannelFailure,
@@ -324,27 +325,11 @@ class HpkeKeys:
         object.__setattr__(self, "padding", _PARAMETERS[self.profile].padding)
 
 
-class _KeyedState:
+class _KeyedState(KeyedState):
     """The public facts of a channel whose contexts exist, read from its shared :class:`HpkeKeys`."""
 
     __slots__ = ()
     keys: HpkeKeys  # declared by each dataclass that mixes this in
-
-    @property
-    def profile(self) -> Profile:
-        return self.keys.profile
-
-    @property
-    def role(self) -> QrSide:
-        return self.keys.role
-
-    @property
-    def public_key(self) -> bytes:
-        return self.keys.public_key
-
-    @property
-    def peer_public_key(self) -> bytes:
-        return self.keys.peer_public_key
 
     @property
     def check_code(self) -> Secret:

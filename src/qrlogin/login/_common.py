@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from .._machine import Handler
 from ..vocabulary import UserCancelled
 from .events import (
     FINAL_MESSAGE_GRACE_MS,
@@ -39,6 +40,7 @@ __all__ = [
     "close_on_channel_closed",
     "finish",
     "parse_or_none",
+    "shared_moves",
     "unexpected",
 ]
 
@@ -158,3 +160,16 @@ def answer_out_of_place(
 ) -> tuple[LoginFailed, tuple[Effect, ...]]:
     """A message where the state expects none: see :func:`unexpected`."""
     return unexpected(parse_or_none(event.plaintext), created_rendezvous=state.config.created_rendezvous, now_ms=now_ms)
+
+
+def shared_moves(
+    live: tuple[type, ...], *, unsecured: type, expecting_no_message: tuple[type, ...]
+) -> dict[tuple[type, type], Handler]:
+    """The rows both login machines' tables share: every live state ends on a closed channel or a user's cancel (told
+    to the peer once the channel is secured), and the states that expect no message answer one as out of place."""
+    return {
+        **{(state, ChannelClosed): close_on_channel_closed for state in live},
+        (unsecured, UserCancelled): cancel_before_secured,
+        **{(state, UserCancelled): cancel for state in live if state is not unsecured},
+        **{(state, MessageReceived): answer_out_of_place for state in expecting_no_message},
+    }

@@ -43,7 +43,6 @@ from ..vocabulary import (
     QrSide,
     SendHttpRequest,
     TimerFired,
-    UserCancelled,
     VerificationUriOpened,
     VerificationUriUnavailable,
 )
@@ -52,16 +51,12 @@ from ._common import (
     LoginFailed,
     LoginSucceeded,
     abort,
-    answer_out_of_place,
-    cancel,
-    cancel_before_secured,
-    close_on_channel_closed,
     finish,
     parse_or_none,
+    shared_moves,
     unexpected,
 )
 from .events import (
-    ChannelClosed,
     ChannelSecured,
     Effect,
     Event,
@@ -429,7 +424,6 @@ _LIVE = (
     AwaitingDevicePresent,
     WaitingToRecheckDevice,
 )
-_SECURED = tuple(state for state in _LIVE if state is not AwaitingChannel)
 _EXPECTING_NO_MESSAGE = (
     AwaitingDeviceAbsent,
     AwaitingVerificationUriOpened,
@@ -440,10 +434,7 @@ _EXPECTING_NO_MESSAGE = (
 MACHINE: Final = Machine[State, Event, Effect](
     "existing device",
     {
-        **{(state, ChannelClosed): close_on_channel_closed for state in _LIVE},
-        (AwaitingChannel, UserCancelled): cancel_before_secured,
-        **{(state, UserCancelled): cancel for state in _SECURED},
-        **{(state, MessageReceived): answer_out_of_place for state in _EXPECTING_NO_MESSAGE},
+        **shared_moves(_LIVE, unsecured=AwaitingChannel, expecting_no_message=_EXPECTING_NO_MESSAGE),
         (AwaitingChannel, MessageReceived): _hold,
         (AwaitingChannel, ChannelSecured): _secured,
         (AwaitingChannel, TimerFired): stay,

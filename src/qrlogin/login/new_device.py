@@ -44,23 +44,18 @@ from ..vocabulary import (
     SendHttpRequest,
     ShowUserCode,
     TimerFired,
-    UserCancelled,
 )
 from . import oauth
 from ._common import (
     LoginFailed,
     LoginSucceeded,
     abort,
-    answer_out_of_place,
-    cancel,
-    cancel_before_secured,
-    close_on_channel_closed,
     finish,
     parse_or_none,
+    shared_moves,
     unexpected,
 )
 from .events import (
-    ChannelClosed,
     ChannelSecured,
     Effect,
     Event,
@@ -580,7 +575,6 @@ _LIVE = (
     AwaitingToken,
     AwaitingSecrets,
 )
-_SECURED = tuple(state for state in _LIVE if state is not AwaitingChannel)
 _EXPECTING_NO_MESSAGE = (
     AwaitingWellKnown,
     AwaitingAuthMetadata,
@@ -593,10 +587,7 @@ _EXPECTING_NO_MESSAGE = (
 MACHINE: Final = Machine[State, Event, Effect](
     "new device",
     {
-        **{(state, ChannelClosed): close_on_channel_closed for state in _LIVE},
-        (AwaitingChannel, UserCancelled): cancel_before_secured,
-        **{(state, UserCancelled): cancel for state in _SECURED},
-        **{(state, MessageReceived): answer_out_of_place for state in _EXPECTING_NO_MESSAGE},
+        **shared_moves(_LIVE, unsecured=AwaitingChannel, expecting_no_message=_EXPECTING_NO_MESSAGE),
         (AwaitingChannel, MessageReceived): _hold,
         (AwaitingChannel, ChannelSecured): _secured,
         (AwaitingChannel, TimerFired): stay,
