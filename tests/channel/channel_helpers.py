@@ -1,7 +1,7 @@
 """Test helpers shared by every secure channel generation (ECIES here, HPKE beside it).
 
 * :func:`load_vectors` reads a file of ``spec_vectors/``; :func:`load_fuzz_target` imports a file of ``fuzz/``.
-* :func:`run_handshake` runs G and S against each other in memory and returns both established states.
+* :func:`run_handshake` runs G and S against each other on the shared harness and returns both established states.
 * :func:`fork` gives a test its own copy of a state it uses more than once (a channel state moves on once);
   :func:`moved_to` forks an established state and moves it to other counters, to test what happens near a limit.
 * :class:`SealRecorder` instruments a module's ``aead_seal`` to prove no (key, nonce) pair seals two plaintexts.
@@ -24,6 +24,7 @@ from qrlogin._crypto import AeadKey
 from qrlogin._machine import fork_for_exploration
 from qrlogin.channel._common import InitiateRequested, PayloadReceived, ReportEstablished, SendPayload
 from qrlogin.vocabulary import CheckCodeEntered, PromptForCheckCode, ShowCheckCode
+from tests.harness import Delivery, Harness, Party
 
 SPEC_VECTORS = Path(__file__).resolve().parents[2] / "spec_vectors"
 
@@ -49,20 +50,37 @@ def load_fuzz_target(name: str) -> ModuleType:
 
 
 def run_handshake(g: Any, s: Any, transition: Transition, *, code: str | None = None) -> tuple[Any, Any, str]:
-    """Drive S's initiate, G's reply and the check code (S's, unless ``code`` overrides it) in memory.
+    """Run S's initiate, G's reply and the check code (S's, unless ``code`` overrides it) on a
+    :class:`~tests.harness.Harness`: payloads go to the peer, the user types the code into G once G asks for it and
+    nothing else can happen.
 
     Returns ``(g_state, s_state, shown_code)``; asserts the effects a caller relies on.
     """
-    s, effects = transition(s, InitiateRequested(), now_ms=0)
-    (initiate,) = effects
-    assert isinstance(initiate, SendPayload)
-    g, effects = transition(g, PayloadReceived(payload=initiate.payload), now_ms=0)
-    assert [type(e) for e in effects] == [SendPayload, PromptForCheckCode]
-    s, effects = transition(s, PayloadReceived(payload=effects[0].payload), now_ms=0)
-    assert [type(e) for e in effects] == [ShowCheckCode, ReportEstablished]
-    shown = effects[0].code
-    g, effects = transition(g, CheckCodeEntered(code=shown if code is None else code), now_ms=0)
-    return g, s, shown
+    shown: list[str] = []
+
+    def route(sender: str, effect: object) -> list[Delivery]:
+        if isinstance(effect, SendPayload):
+            return [Delivery("s" if sender == "g" else "g", PayloadReceived(payload=effect.payload))]
+        if isinstance(effect, ShowCheckCode):
+            shown.append(effect.code)
+        return []
+
+    def user() -> bool:
+        asked = h["g"].of_type(PromptForCheckCode)
+        if not asked or not shown or any(isinstance(step.event, CheckCodeEntered) for step in h["g"].steps):
+            return False
+        h.deliver(Delivery("g", CheckCodeEntered(code=shown[0] if code is None else code)))
+        return True
+
+    h = Harness([Party("g", g, transition), Party("s", s, transition)], route)
+    h.deliver(Delivery("s", InitiateRequested()))
+    h.run(idle=user)
+    initiate, ok = h["s"].steps[:2]
+    assert [type(e) for e in initiate.effects] == [SendPayload]
+    assert [type(e) for e in h["g"].steps[0].effects] == [SendPayload, PromptForCheckCode]
+    assert [type(e) for e in ok.effects] == [ShowCheckCode, ReportEstablished]
+    assert isinstance(h["g"].steps[1].event, CheckCodeEntered)
+    return h["g"].state, h["s"].state, shown[0]
 
 
 T = TypeVar("T")

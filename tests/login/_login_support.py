@@ -23,7 +23,6 @@ from qrlogin.login.events import (
     ChannelClosed,
     ChannelSecured,
     DeleteRendezvous,
-    Effect,
     Event,
     MessageReceived,
     ReportLoginFailure,
@@ -42,11 +41,11 @@ from qrlogin.vocabulary import (
     SendHttpRequest,
     ShowCheckCode,
     ShowUserCode,
-    TimerFired,
     UserCancelled,
     VerificationUriOpened,
     VerificationUriUnavailable,
 )
+from tests.harness import Delivery, Harness, Party
 
 StateT = TypeVar("StateT")
 
@@ -210,33 +209,11 @@ def approving_browser(hs: Homeserver) -> Browser:
     return act
 
 
-class _Timed(list[dict[str, Any]]):
-    """A transcript list that remembers the virtual time of each append."""
-
-    def __init__(self, clock: Callable[[], int]) -> None:
-        super().__init__()
-        self.clock = clock
-        self.times: list[int] = []
-
-    def append(self, entry: dict[str, Any]) -> None:
-        self.times.append(self.clock())
-        super().append(entry)
-
-
-@dataclass
-class Side:
-    name: str
-    state: Any
-    transition: Callable[..., Any]
-    deadline: Callable[[Any], int | None]
-    effects: list[Effect] = field(default_factory=list)
-
-
 @dataclass
 class Run:
     transcript: list[dict[str, Any]]
-    new: Side
-    existing: Side
+    new: Party
+    existing: Party
     now_ms: int
     channels: dict[str, Any]
 
@@ -271,7 +248,7 @@ def run_pair(
     channel: bool | str = False,
     max_steps: int = 500,
 ) -> Run:
-    """Run both machines to their ends and return the transcript.
+    """Run both machines to their ends on a :class:`~tests.harness.Harness` and return the transcript.
 
     Without ``channel`` messages travel as plaintext and the device that generated the QR receives
     ``ChannelSecured`` only once everything else is idle, modelling a user who types the check code late: the
@@ -279,28 +256,30 @@ def run_pair(
     ECIES channel machines built from fixed secrets, joined to the login machines by
     :mod:`qrlogin.login.glue`; the check code S shows is typed into G once everything else is idle.
     ``interventions[(side, n)]`` injects an event into ``side`` just before its n-th login event.
+
+    The parties are the two login machines ``new`` and ``existing`` and, with ``channel``, their channel machines
+    ``new.channel`` and ``existing.channel``. Homeserver answers and the browser's act jump the queue; messages
+    and payloads join its back; a login machine's ``SendMessage`` is sealed by its own channel at once.
     """
     existing_role = QrSide.SCANS if new_role is QrSide.SHOWS else QrSide.SHOWS
-    new = Side("new", new_device.start(new_config(new_role, v3=v3, dynamic=dynamic)), new_device.transition,
-               new_device.deadline)  # fmt: skip
-    existing = Side(
-        "existing",
-        existing_device.start(existing_config(existing_role, v3=v3, **(existing_kwargs or {}))),
-        existing_device.transition,
-        existing_device.deadline,
-    )
+    parties = [
+        Party("new", new_device.start(new_config(new_role, v3=v3, dynamic=dynamic)), new_device.transition,
+              new_device.deadline, new_device.MACHINE.is_terminal),
+        Party("existing", existing_device.start(existing_config(existing_role, v3=v3, **(existing_kwargs or {}))),
+              existing_device.transition, existing_device.deadline, existing_device.MACHINE.is_terminal),
+    ]  # fmt: skip
     browser = browser or approving_browser(hs)
-    sides = {"new": new, "existing": existing}
     peer = {"new": "existing", "existing": "new"}
     scanner = "new" if new_role is QrSide.SCANS else "existing"
     generator = peer[scanner]
-    transcript = _Timed(lambda: now_ms)
-    # Inbox items: (layer, device, event) with layer "login" or "channel".
-    inbox: list[tuple[str, str, Any]] = []
-    channels: dict[str, Any] = {}
+    transcript: list[dict[str, Any]] = []
     shown_code: list[str] = []
     prompt_pending = False
     slot_token = 1  # G's POST created the session
+    closes: list[tuple[int, str]] = []  # (when, device): the peer deleted the rendezvous under this device
+    steps = {"new": 0, "existing": 0}
+    interventions = dict(interventions or {})
+    channels: dict[str, Any] = {}
     module: Any = hpke if channel == "hpke" else ecies
     if channel == "hpke":
         channels[generator] = hpke.start_showing(
@@ -312,131 +291,110 @@ def run_pair(
     elif channel:
         channels[generator] = ecies.start_showing(G_SECRET)
         channels[scanner] = ecies.start_scanning(channels[generator].public_key, S_SECRET)
-    if channel:
-        inbox.append(("channel", scanner, InitiateRequested(sequence_token=str(slot_token))))
-    else:
-        inbox.append(("login", scanner, ChannelSecured()))
-        prompt_pending = True
-    now_ms = 0
-    closes: list[tuple[int, str]] = []  # (when, device): the peer deleted the rendezvous under this device
-    steps = {"new": 0, "existing": 0}
-    interventions = dict(interventions or {})
+    parties += [
+        Party(f"{name}.channel", state, module.transition, done=lambda state: isinstance(state, ChannelFailed))
+        for name, state in channels.items()
+    ]
 
-    def feed_channel(name: str, event: Any) -> None:
+    def log(entry: dict[str, Any]) -> None:
+        transcript.append({**entry, "at_ms": h.now_ms})
+
+    def route(sender: str, effect: Any) -> list[Delivery]:
         nonlocal prompt_pending, slot_token
-        if isinstance(channels[name], ChannelFailed):
-            return
-        channels[name], effects = module.transition(channels[name], event, now_ms=now_ms)
-        for effect in effects:
+        name, _, layer = sender.partition(".")
+        if layer == "channel":
             if isinstance(effect, SendPayload):
                 sealed_with, slot_token = str(slot_token), slot_token + 1
                 received = PayloadReceived(
                     payload=effect.payload, sequence_token=sealed_with, reply_sequence_token=str(slot_token)
                 )
-                inbox.append(("channel", peer[name], received))
-            elif isinstance(effect, ShowCheckCode):
+                return [Delivery(f"{peer[name]}.channel", received)]
+            if isinstance(effect, ShowCheckCode):
                 shown_code.append(effect.code)
             elif isinstance(effect, PromptForCheckCode):
                 prompt_pending = True
+            elif (login_event := channel_effect_to_login_event(effect)) is not None:
+                return [Delivery(name, login_event)]
+            return []
+        if isinstance(effect, SendMessage):
+            log({"from": name, "message": message_to_json(effect.message)})
+            if channel:
+                seal = login_effect_to_channel_event(effect, sequence_token=str(slot_token))
+                assert seal is not None
+                return [Delivery(f"{name}.channel", seal, "now")]
+            return [Delivery(peer[name], MessageReceived(plaintext=serialize_message(effect.message)))]
+        if isinstance(effect, SendHttpRequest):
+            log({"from": name, "http": f"{effect.request.method} {effect.request.target}"})
+            answer = HttpResponseReceived(request_id=effect.request_id, response=hs.handle(effect.request))
+            return [Delivery(name, answer, "next")]
+        if isinstance(effect, OpenVerificationUri):
+            log({"from": name, "open_verification_uri": effect.uri})
+            return [Delivery(name, browser(effect.uri), "next")]
+        if isinstance(effect, ShowUserCode):
+            log({"from": name, "show_user_code": effect.user_code})
+        elif isinstance(effect, DeleteRendezvous):
+            log({"from": name, "delete_rendezvous_not_before_ms": effect.not_before_ms})
+            closes.append((effect.not_before_ms, peer[name]))
+        elif isinstance(effect, ReportLoginSuccess):
+            log({"from": name, "completed": True})
+        elif isinstance(effect, ReportLoginFailure):
+            log({"from": name, "failed": str(effect.reason), "by_peer": effect.by_peer})
+        return []
+
+    def take(delivery: Delivery) -> Delivery:
+        """Count the login events each live device takes, inject the interventions, note ``ChannelSecured``."""
+        if delivery.to not in steps or h[delivery.to].finished:
+            return delivery
+        steps[delivery.to] += 1
+        injected = interventions.pop((delivery.to, steps[delivery.to]), None)
+        if injected is not None:
+            h.queue.appendleft(delivery)
+            delivery = Delivery(delivery.to, injected)
+        if isinstance(delivery.event, ChannelSecured):
+            log({"to": delivery.to, "channel_secured": True})
+        return delivery
+
+    def idle() -> bool:
+        """The user types the check code; else time passes: deletions, deadlines, and at last the expiry."""
+        nonlocal prompt_pending
+        if prompt_pending:
+            prompt_pending = False
+            if channel:
+                h.deliver(Delivery(f"{generator}.channel", CheckCodeEntered(code=shown_code[-1])))
             else:
-                login_event = channel_effect_to_login_event(effect)
-                if login_event is not None:
-                    inbox.append(("login", name, login_event))
+                h.deliver(Delivery(generator, ChannelSecured()))
+            return True
+        live = [name for name in steps if not h[name].finished]
+        if not live:
+            return False
+        when = h.next_deadline(*(when for when, _ in closes))
+        if when is None:
+            # Nothing can happen any more: the rendezvous expires under whoever is still waiting.
+            for name in live:
+                log({"to": name, "rendezvous_expired": True})
+                h.deliver(Delivery(name, ChannelClosed()))
+            return True
+        h.advance_to(when)
+        for when, name in [c for c in closes if c[0] <= h.now_ms]:
+            closes.remove((when, name))
+            if not h[name].finished:
+                log({"to": name, "rendezvous_deleted": True})
+                h.deliver(Delivery(name, ChannelClosed()))
+        h.fire_due_timers()
+        return True
 
-    def feed_login(name: str, event: Event) -> None:
-        side = sides[name]
-        if _ended(side):
-            return  # a message to a device that has already finished goes unread
-        if isinstance(event, ChannelSecured):
-            transcript.append({"to": name, "channel_secured": True})
-        side.state, effects = side.transition(side.state, event, now_ms=now_ms)
-        side.effects.extend(effects)
-        for effect in effects:
-            if isinstance(effect, SendMessage):
-                transcript.append({"from": name, "message": message_to_json(effect.message)})
-                if channel:
-                    seal = login_effect_to_channel_event(effect, sequence_token=str(slot_token))
-                    assert seal is not None
-                    feed_channel(name, seal)
-                else:
-                    inbox.append(("login", peer[name], MessageReceived(plaintext=serialize_message(effect.message))))
-            elif isinstance(effect, SendHttpRequest):
-                transcript.append({"from": name, "http": f"{effect.request.method} {effect.request.target}"})
-                inbox.insert(
-                    0,
-                    (
-                        "login",
-                        name,
-                        HttpResponseReceived(request_id=effect.request_id, response=hs.handle(effect.request)),
-                    ),
-                )
-            elif isinstance(effect, OpenVerificationUri):
-                transcript.append({"from": name, "open_verification_uri": effect.uri})
-                inbox.insert(0, ("login", name, browser(effect.uri)))
-            elif isinstance(effect, ShowUserCode):
-                transcript.append({"from": name, "show_user_code": effect.user_code})
-            elif isinstance(effect, DeleteRendezvous):
-                transcript.append({"from": name, "delete_rendezvous_not_before_ms": effect.not_before_ms})
-                closes.append((effect.not_before_ms, peer[name]))
-            elif isinstance(effect, ReportLoginSuccess):
-                transcript.append({"from": name, "completed": True})
-            elif isinstance(effect, ReportLoginFailure):
-                transcript.append({"from": name, "failed": str(effect.reason), "by_peer": effect.by_peer})
-
-    for _ in range(max_steps):
-        if not inbox:
-            if prompt_pending:
-                prompt_pending = False
-                if channel:
-                    inbox.append(("channel", generator, CheckCodeEntered(code=shown_code[-1])))
-                else:
-                    inbox.append(("login", generator, ChannelSecured()))
-                continue
-            live = [s for s in sides.values() if not _ended(s)]
-            if not live:
-                break
-            deadlines = [d for s in live if (d := s.deadline(s.state)) is not None]
-            deadlines += [when for when, _ in closes]
-            if not deadlines:
-                # Nothing can happen any more: the rendezvous expires under whoever is still waiting.
-                for s in live:
-                    transcript.append({"to": s.name, "rendezvous_expired": True})
-                    inbox.append(("login", s.name, ChannelClosed()))
-                continue
-            now_ms = max(now_ms, min(deadlines))
-            for when, name in [c for c in closes if c[0] <= now_ms]:
-                closes.remove((when, name))
-                if not _ended(sides[name]):
-                    transcript.append({"to": name, "rendezvous_deleted": True})
-                    inbox.append(("login", name, ChannelClosed()))
-            for s in live:
-                d = s.deadline(s.state)
-                if d is not None and d <= now_ms:
-                    inbox.append(("login", s.name, TimerFired()))
-            continue
-        layer, name, event = inbox.pop(0)
-        if layer == "channel":
-            feed_channel(name, event)
-            continue
-        if not _ended(sides[name]):
-            steps[name] += 1
-            injected = interventions.pop((name, steps[name]), None)
-            if injected is not None:
-                inbox.insert(0, (layer, name, event))
-                event = injected
-        feed_login(name, event)
+    h = Harness(parties, route)
+    if channel:
+        h.deliver(Delivery(f"{scanner}.channel", InitiateRequested(sequence_token=str(slot_token))))
     else:
-        raise AssertionError("runner did not settle")
-    timed = [{**entry, "at_ms": when} for entry, when in zip(transcript, transcript.times, strict=True)]
-    return Run(transcript=timed, new=new, existing=existing, now_ms=now_ms, channels=channels)
+        h.deliver(Delivery(scanner, ChannelSecured()))
+        prompt_pending = True
+    h.run(idle=idle, take=take, max_steps=max_steps)
+    states = {name: h[f"{name}.channel"].state for name in channels}
+    return Run(transcript=transcript, new=h["new"], existing=h["existing"], now_ms=h.now_ms, channels=states)
 
 
-def _ended(side: Side) -> bool:
-    machine = new_device.MACHINE if side.name == "new" else existing_device.MACHINE
-    return machine.is_terminal(side.state)
-
-
-def outcome(side: Side) -> ReportLoginSuccess | ReportLoginFailure:
+def outcome(side: Party) -> ReportLoginSuccess | ReportLoginFailure:
     finals = [e for e in side.effects if isinstance(e, ReportLoginSuccess | ReportLoginFailure)]
     assert len(finals) == 1, finals
     return finals[0]

@@ -19,6 +19,7 @@ from qrlogin.rendezvous.server import (
     default_mounts,
 )
 from qrlogin.vocabulary import HttpRequestFailed, HttpResponseReceived, SendHttpRequest
+from tests.harness import Harness, Party
 
 BASE = "http://rdv.test"
 PREFIX = {
@@ -42,14 +43,32 @@ class Entropy:
 
 
 class Loopback:
-    """A RendezvousServer on a virtual clock; ``send`` maps a client's absolute-URL request onto it."""
+    """A RendezvousServer on a virtual clock; ``send`` maps a client's absolute-URL request onto it.
+
+    The clock is the one of ``harness``, on which each :class:`Device` is a party: the server and the clients see
+    the same time, and a test moves it by setting ``now_ms``."""
 
     def __init__(self, config: ServerConfig | None = None, *, now_ms: int = 1_700_000_000_000) -> None:
         self.config = config or ServerConfig(mounts=default_mounts(stable=ApiGeneration.V3), public_base_url=BASE)
         self.store = InMemoryStore()
         self.server = RendezvousServer(self.config, self.store)
         self.entropy = Entropy()
-        self.now_ms = now_ms
+        self.harness = Harness([], self._route, now_ms=now_ms)
+        self.devices: dict[str, Device] = {}
+
+    def _route(self, sender: str, effect: object) -> tuple[()]:
+        """A request waits in its device's ``in_flight`` until the test delivers it; nothing else goes anywhere."""
+        if isinstance(effect, SendHttpRequest):
+            self.devices[sender].in_flight = effect
+        return ()
+
+    @property
+    def now_ms(self) -> int:
+        return self.harness.now_ms
+
+    @now_ms.setter
+    def now_ms(self, value: int) -> None:
+        self.harness.now_ms = value
 
     def send(self, request: HttpRequest) -> HttpResponse:
         parts = urlsplit(request.target)
@@ -76,41 +95,55 @@ __all__ = ["ALL", "BASE", "PREFIX", "STABLE_PREFIX", "Entropy", "Loopback", "jbo
 
 
 class Device:
-    """Feeds one client machine against a Loopback; records what it surfaced."""
+    """One client machine, a party on its Loopback's harness; the test delivers its requests one at a time.
 
-    def __init__(self, net: Loopback, start: tuple[object, tuple[object, ...]]) -> None:
-        self.client = client
+    What the machine surfaced is read from the party's record of effects; ``in_flight`` is the request last asked
+    for and not yet delivered."""
+
+    def __init__(self, net: Loopback, start: tuple[client.State, tuple[object, ...]]) -> None:
         self.net = net
-        self.state: client.State = start[0]  # type: ignore[assignment]
+        self.name = f"client {len(net.harness.parties)}"
+        self.party = Party(self.name, None, client.transition, client.deadline)
+        net.harness.parties[self.name] = self.party
+        net.devices[self.name] = self
         self.in_flight: SendHttpRequest | None = None
-        self.delivered: list[client.DeliverPayload] = []
-        self.confirmed: list[client.ReportWriteConfirmed] = []
-        self.rejected: list[client.ReportWriteRejected] = []
-        self.created: client.ReportSessionCreated | None = None
-        self.ended: client.ReportSessionClosed | client.ReportSessionFailure | None = None
-        self.sent: list[HttpRequest] = []
-        self.absorb(start[1])
+        net.harness.start(self.name, start)
 
-    def absorb(self, effects: tuple[object, ...]) -> None:
-        c = self.client
-        for effect in effects:
-            if isinstance(effect, SendHttpRequest):
-                self.in_flight = effect
-                self.sent.append(effect.request)
-            elif isinstance(effect, c.DeliverPayload):
-                self.delivered.append(effect)
-            elif isinstance(effect, c.ReportWriteConfirmed):
-                self.confirmed.append(effect)
-            elif isinstance(effect, c.ReportWriteRejected):
-                self.rejected.append(effect)
-            elif isinstance(effect, c.ReportSessionCreated):
-                self.created = effect
-            elif isinstance(effect, c.ReportSessionClosed | c.ReportSessionFailure):
-                self.ended = effect
+    @property
+    def state(self) -> client.State:
+        state: client.State = self.party.state
+        return state
+
+    @property
+    def sent(self) -> list[HttpRequest]:
+        return [effect.request for effect in self.party.of_type(SendHttpRequest)]
+
+    @property
+    def delivered(self) -> list[client.DeliverPayload]:
+        return self.party.of_type(client.DeliverPayload)
+
+    @property
+    def confirmed(self) -> list[client.ReportWriteConfirmed]:
+        return self.party.of_type(client.ReportWriteConfirmed)
+
+    @property
+    def rejected(self) -> list[client.ReportWriteRejected]:
+        return self.party.of_type(client.ReportWriteRejected)
+
+    @property
+    def created(self) -> client.ReportSessionCreated | None:
+        created = self.party.of_type(client.ReportSessionCreated)
+        return created[-1] if created else None
+
+    @property
+    def ended(self) -> client.ReportSessionClosed | client.ReportSessionFailure | None:
+        ended = [
+            e for e in self.party.effects if isinstance(e, client.ReportSessionClosed | client.ReportSessionFailure)
+        ]
+        return ended[-1] if ended else None
 
     def feed(self, event: object) -> None:
-        self.state, effects = self.client.transition(self.state, event, now_ms=self.net.now_ms)  # type: ignore[arg-type]
-        self.absorb(effects)
+        self.net.harness.feed(self.name, event)
 
     def deliver(self, *, lose_response: bool = False) -> HttpResponse | None:
         """Send the in-flight request to the server; optionally lose the response after the server applied it."""
@@ -124,4 +157,4 @@ class Device:
         return response
 
     def timer(self) -> int | None:
-        return self.client.deadline(self.state)
+        return client.deadline(self.state)

@@ -50,12 +50,13 @@ def run(net: Loopback, devices: list[Device], script: dict[int, list[str]], limi
             idle = all(isinstance(d.state, c.ReadyToSend | c.AwaitingPeer) for d in devices)
             if idle and all(not lines for lines in script.values()) and _settled(devices):
                 return
-            timers = [t for t in (d.timer() for d in devices) if t is not None]
-            net.now_ms = max(net.now_ms, min(timers))
-            for device in devices:
-                timer = device.timer()
-                if timer is not None and timer <= net.now_ms:
-                    device.feed(TimerFired())
+            # Nothing to deliver or send: the clock jumps to the earliest deadline and the due timers fire.
+            when = net.harness.next_deadline()
+            assert when is not None, "nothing to wait for"
+            net.harness.advance_to(when)
+            net.harness.fire_due_timers()
+            while net.harness.step() is not None:
+                pass
     raise AssertionError("did not settle")
 
 
