@@ -50,11 +50,11 @@ def test_g_side_against_an_in_memory_s() -> None:
     s: Any = ecies.start_scanning(g_public, S_SECRET)
     s, (initiate,) = transition(s, InitiateRequested())
     # Run G once to learn its LoginOk (deterministic with --secret), then S can produce its messages.
-    _, first = run(["g", "--secret", G_SECRET.hex()], initiate.payload + "\n00\n")
+    _, first = run(["shows", "--secret", G_SECRET.hex()], initiate.payload + "\n00\n")
     s, (shown, _) = transition(s, PayloadReceived(payload=first[1]))
     s, (hello,) = transition(s, SealRequested(plaintext="grüß dich".encode()))
     script = f"{initiate.payload}\n{shown.code}\nrecv {hello.payload}\nsend answer\nretry\n"
-    status, lines = run(["g", "--secret", G_SECRET.hex()], script)
+    status, lines = run(["shows", "--secret", G_SECRET.hex()], script)
     assert status == 0
     assert lines[0] == b64encode(g_public)
     assert lines[1] == first[1]
@@ -68,7 +68,7 @@ def test_g_side_against_an_in_memory_s() -> None:
 def test_g_side_wrong_code_fails(capsys: pytest.CaptureFixture[str]) -> None:
     g_public = ecies.start_showing(G_SECRET).public_key
     _, (initiate,) = transition(ecies.start_scanning(g_public, S_SECRET), InitiateRequested())
-    status, lines = run(["g", "--secret", G_SECRET.hex()], f"{initiate.payload}\nab\n")
+    status, lines = run(["shows", "--secret", G_SECRET.hex()], f"{initiate.payload}\nab\n")
     assert status == 1
     assert "check_code_malformed" in capsys.readouterr().err
     assert "established" not in lines
@@ -77,13 +77,13 @@ def test_g_side_wrong_code_fails(capsys: pytest.CaptureFixture[str]) -> None:
 def test_s_side_against_an_in_memory_g() -> None:
     g: Any = ecies.start_showing(G_SECRET)
     key = b64encode(g.public_key)
-    initiate = initiate_of(["s", key, "--secret", S_SECRET.hex()])
+    initiate = initiate_of(["scans", key, "--secret", S_SECRET.hex()])
     g, (login_ok, _) = transition(g, PayloadReceived(payload=initiate))
     code = g.keys.check_code.value.decode()
     g, _ = transition(g, CheckCodeEntered(code=code))
     g, (hello,) = transition(g, SealRequested(plaintext=b"hello S"))
     status, lines = run(
-        ["s", key, "--secret", S_SECRET.hex()], f"{login_ok.payload}\nsend hi G\nbogus\nrecv {hello.payload}\n"
+        ["scans", key, "--secret", S_SECRET.hex()], f"{login_ok.payload}\nsend hi G\nbogus\nrecv {hello.payload}\n"
     )
     assert status == 0
     assert lines[0] == initiate
@@ -95,22 +95,22 @@ def test_s_side_against_an_in_memory_g() -> None:
 
 def test_s_side_tampered_payload_fails(capsys: pytest.CaptureFixture[str]) -> None:
     key = b64encode(ecies.start_showing(G_SECRET).public_key)
-    status, _ = run(["s", key, "--secret", S_SECRET.hex()], "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n")
+    status, _ = run(["scans", key, "--secret", S_SECRET.hex()], "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n")
     assert status == 1
     assert "authentication_failed" in capsys.readouterr().err
 
 
 def test_spec_text_profile_is_selectable() -> None:
     key = b64encode(ecies.start_showing(G_SECRET).public_key)
-    deployed = initiate_of(["s", key, "--secret", S_SECRET.hex()])
-    spec_text = initiate_of(["s", key, "--secret", S_SECRET.hex(), "--profile", "spec_text"])
+    deployed = initiate_of(["scans", key, "--secret", S_SECRET.hex()])
+    spec_text = initiate_of(["scans", key, "--secret", S_SECRET.hex(), "--profile", "spec_text"])
     assert deployed != spec_text
     assert deployed.split("|")[1] == spec_text.split("|")[1]
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
-    [(["s"], "needs G's public key"), (["g", "AAAA"], "takes no KEY"), (["s", "!!"], "not base64")],
+    [(["scans"], "needs G's public key"), (["shows", "AAAA"], "takes no KEY"), (["scans", "!!"], "not base64")],
 )
 def test_misuse(argv: list[str], message: str) -> None:
     with pytest.raises(LocalProtocolError, match=message):
@@ -126,20 +126,20 @@ def test_key_may_be_a_qr_payload() -> None:
         rendezvous_id="abc-def",
         server_name="example.org",
     )
-    via_qr = initiate_of(["s", b64encode(qr.encode(code)), "--secret", S_SECRET.hex()])
-    assert via_qr == initiate_of(["s", b64encode(g_public), "--secret", S_SECRET.hex()])
+    via_qr = initiate_of(["scans", b64encode(qr.encode(code)), "--secret", S_SECRET.hex()])
+    assert via_qr == initiate_of(["scans", b64encode(g_public), "--secret", S_SECRET.hex()])
 
 
 def test_a_key_that_is_neither_key_nor_qr_is_refused() -> None:
     with pytest.raises(qr.QrDecodeError):
-        run(["s", b64encode(bytes(31))], "")
+        run(["scans", b64encode(bytes(31))], "")
     with pytest.raises(RemoteProtocolError):
-        run(["s", b64encode(b"MATRIX" + bytes(40))], "")
+        run(["scans", b64encode(b"MATRIX" + bytes(40))], "")
 
 
 def test_input_ending_early() -> None:
     with pytest.raises(LocalProtocolError, match="input ended"):
-        run(["g"], "")
+        run(["shows"], "")
 
 
 def test_two_qrlogin_processes_talk_to_each_other() -> None:
@@ -164,8 +164,8 @@ def test_two_qrlogin_processes_talk_to_each_other() -> None:
         assert process.stdout is not None
         return process.stdout.readline().rstrip("\n")
 
-    g = start("g")
-    s = start("s", hear(g))
+    g = start("shows")
+    s = start("scans", hear(g))
     try:
         tell(g, hear(s))  # LoginInitiate
         tell(s, hear(g))  # LoginOk

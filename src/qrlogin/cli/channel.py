@@ -1,4 +1,4 @@
-"""``qrlogin channel g`` / ``qrlogin channel s KEY``: run one side of an ECIES channel by hand, for manual interop.
+"""``qrlogin channel shows`` / ``qrlogin channel scans KEY``: one side of an ECIES channel by hand (manual interop).
 
 The command is the thinnest possible driver of :mod:`qrlogin.channel.ecies`: it draws the ephemeral secret (or takes
 ``--secret`` for reproducible runs), and moves payloads between the machine and the terminal. Payloads and results
@@ -6,7 +6,7 @@ go to stdout, one per line; prompts go to stderr, so stdout can be piped to the 
 
 G (generates the QR code)::
 
-    stdout  G's public key (base64): give it to the other side (``qrlogin channel s KEY``)
+    stdout  G's public key (base64): give it to the other side (``qrlogin channel scans KEY``)
     stdin   S's LoginInitiate payload          -> stdout  the LoginOk payload
     stdin   the check code S shows             -> stdout  ``established``
 
@@ -45,7 +45,7 @@ from ..channel._common import (
 )
 from ..encoding import b64decode, b64encode
 from ..errors import Base64DecodeError, LocalProtocolError
-from ..vocabulary import CheckCodeEntered, ShowCheckCode
+from ..vocabulary import CheckCodeEntered, QrSide, ShowCheckCode
 
 __all__ = ["register", "run"]
 
@@ -57,8 +57,12 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("role", choices=["g", "s"], help="g: generated the QR code; s: scanned it")
-    parser.add_argument("key", nargs="?", help="s only: G's public key, or the v1/v2 QR payload, in base64")
+    parser.add_argument(
+        "side", choices=[side.value for side in QrSide], help="shows: this end shows the QR code; scans: it scanned it"
+    )
+    parser.add_argument(
+        "key", nargs="?", help="scans only: the showing end's public key, or the v1/v2 QR payload, in base64"
+    )
     parser.add_argument(
         "--profile",
         choices=[profile.value for profile in Profile],
@@ -73,12 +77,12 @@ def run(args: argparse.Namespace, stdin: TextIO | None = None, stdout: TextIO | 
     session = _Session(stdin or sys.stdin, stdout or sys.stdout)
     profile = Profile(args.profile)
     secret = bytes.fromhex(args.secret) if args.secret else os.urandom(32)
-    if args.role == "g":
+    if QrSide(args.side) is QrSide.SHOWS:
         if args.key is not None:
-            raise LocalProtocolError("`qrlogin channel g` takes no KEY")
+            raise LocalProtocolError("`qrlogin channel shows` takes no KEY")
         return session.run_g(ecies.start_showing(secret, profile=profile))
     if args.key is None:
-        raise LocalProtocolError("`qrlogin channel s` needs G's public key (base64)")
+        raise LocalProtocolError("`qrlogin channel scans` needs G's public key (base64)")
     return session.run_s(ecies.start_scanning(_peer_key(args.key), secret, profile=profile))
 
 
