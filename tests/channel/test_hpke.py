@@ -33,6 +33,7 @@ from qrlogin.errors import LocalProtocolError
 from qrlogin.vocabulary import CheckCodeEntered, DeviceRole, PromptForCheckCode, QrSide, ShowCheckCode
 from tests.channel import hpke_transcript_reference as reference
 from tests.channel.channel_helpers import SealRecorder, fork, load_vectors, payload_of
+from tests.harness import Harness, Party
 
 BASE_URL = "https://matrix-client.matrix.org"
 RID = "e8da6355-550b-4a32-a193-1619d9830668"
@@ -79,23 +80,28 @@ class Slot:
         return self.token
 
 
-@dataclasses.dataclass
 class Device:
-    """A machine plus the two tokens the channel binds to: last GET (seal) and last own write (open)."""
+    """One channel end as a party on the shared test harness, plus the two tokens the channel binds to: the last GET
+    (seal with it) and the last own write (open with it). The rendezvous slot between the ends is :class:`Slot`."""
 
-    state: Any
-    last_get: str = ""
-    last_write: str = ""
+    def __init__(self, state: Any, *, name: str, last_get: str = "", last_write: str = "") -> None:
+        self.harness = Harness([Party(name, state, ch.transition)])
+        self.name = name
+        self.last_get = last_get
+        self.last_write = last_write
+
+    @property
+    def state(self) -> Any:
+        return self.harness[self.name].state
 
     def feed(self, event: Any) -> tuple[Any, ...]:
-        self.state, effects = step(self.state, event)
-        return tuple(effects)
+        return self.harness.feed(self.name, event)
 
 
 def establish(profile: Profile = Profile.DEPLOYED, **kwargs: Any) -> tuple[Device, Device, Slot, str]:
     g_state, s_state = _pair(profile, **kwargs)
     slot = Slot()
-    g, s = Device(g_state, last_write=slot.token), Device(s_state)
+    g, s = Device(g_state, name="g", last_write=slot.token), Device(s_state, name="s")
     s.last_get = slot.token
     effects = s.feed(InitiateRequested(sequence_token=s.last_get))
     s.last_write = slot.put(payload_of(effects))
