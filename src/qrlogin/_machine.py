@@ -106,11 +106,11 @@ class Machine(Generic[StateT, EventT, EffectT]):
 
     def legal_events(self, state_class: type) -> frozenset[type]:
         """The event classes ``state_class`` accepts (none for a terminal state)."""
-        return frozenset(event for state, event in self.transitions if state is state_class)
+        return frozenset(self._by_state.get(state_class, ()))
 
     def is_terminal(self, state: object) -> bool:
         """True for a state that accepts no event."""
-        return not self.legal_events(type(state))
+        return type(state) not in self._by_state
 
     @property
     def events(self) -> frozenset[type]:
@@ -158,8 +158,8 @@ def _pair_key(pair: tuple[type, type]) -> tuple[str, str]:
 def _returned_states(handler: Handler, state_class: type) -> frozenset[type]:
     """The classes in the first element of ``handler``'s return annotation ``tuple[A | B, tuple[...]]``.
 
-    A type variable there stands for the state the handler was given (``def _ignore(state: S, ...) -> tuple[S, ...]``
-    serves every state that ignores an event), so it is read as ``state_class``.
+    A type variable there stands for the state the handler was given, so it is read as ``state_class``: that is how
+    :func:`stay`, ``(state: S, ...) -> tuple[S, ...]``, serves every state that ignores an event.
     """
     hints = typing.get_type_hints(handler)
     returned = hints.get("return")
