@@ -19,6 +19,7 @@ from qrlogin.homeserver import (
     with_rendezvous,
 )
 from qrlogin.homeserver._http import MAX_BODY_BYTES, MAX_JSON_DEPTH
+from qrlogin.homeserver.rendezvous import install_rendezvous
 from qrlogin.http import origin_form
 from tests.homeserver.homeserver_support import V3, new_server, password_auth
 
@@ -57,6 +58,7 @@ def test_unknown_paths_and_methods() -> None:
         ("GET", "/oauth2/token"),
         ("POST", "/_matrix/client/v1/auth_metadata"),
         ("PUT", "/.well-known/matrix/client"),
+        ("POST", "/_matrix/client/versions"),
     ]:
         response = server.send(HttpRequest(method=method, target=path))
         assert (response.status, response.json()["errcode"]) == (405, "M_UNRECOGNIZED"), (method, path)
@@ -292,3 +294,12 @@ def test_new_homeserver_strips_trailing_slash_from_base_url() -> None:
     hs = new_homeserver(server_name="example.org", base_url="https://h.example/", seed=b"s")
     _, response = handle(hs, HttpRequest.get("/.well-known/matrix/client"), now_ms=0)
     assert response.json() == {"m.homeserver": {"base_url": "https://h.example"}}
+
+
+def test_versions_advertise_msc4108_exactly_when_a_rendezvous_is_installed() -> None:
+    hs = new_homeserver(server_name="example.org", base_url="https://h.example", seed=b"s")
+    _, response = handle(hs, HttpRequest.get("/_matrix/client/versions"), now_ms=0)
+    assert response.status == 200
+    assert response.json() == {"versions": ["v1.15"], "unstable_features": {"org.matrix.msc4108": False}}
+    _, response = handle(install_rendezvous(hs, seed=b"r"), HttpRequest.get("/_matrix/client/versions"), now_ms=0)
+    assert response.json()["unstable_features"] == {"org.matrix.msc4108": True}

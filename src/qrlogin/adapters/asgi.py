@@ -20,7 +20,16 @@ from typing import Any
 from ..http import HttpRequest, HttpResponse
 from ..rendezvous.server import MAX_JSON_BODY_BYTES, InMemoryStore, RendezvousServer, ServerConfig, Store
 
-__all__ = ["RendezvousApp", "create_app"]
+__all__ = [
+    "Receive",
+    "RendezvousApp",
+    "Scope",
+    "Send",
+    "acknowledge_lifespan",
+    "create_app",
+    "read_request",
+    "write_response",
+]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -60,40 +69,13 @@ class RendezvousApp:
         now_ms = self._clock()
         self._maybe_purge(now_ms)
         response = self.server.respond(request, now_ms=now_ms, entropy=self._entropy(32))
-        await _write(send, response)
+        await write_response(send, response)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await acknowledge_lifespan(receive, send)
 
     async def _read(self, scope: Scope, receive: Receive) -> HttpRequest:
-        headers = tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"])
-        target = scope["path"]
-        if scope.get("query_string"):
-            target += "?" + scope["query_string"].decode("latin-1")
-        declared = next((value for name, value in headers if name.lower() == "content-length"), None)
-        body = b""
-        if declared is not None and declared.isdigit() and int(declared) > _READ_LIMIT:
-            body = b"\0" * _READ_LIMIT  # stands in for the refused body: the core answers 413 from its size alone
-        else:
-            chunks: list[bytes] = []
-            size = 0
-            more = True
-            while more and size <= _READ_LIMIT:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    break
-                chunk = message.get("body", b"")
-                chunks.append(chunk)
-                size += len(chunk)
-                more = message.get("more_body", False)
-            body = b"".join(chunks)[:_READ_LIMIT]
-        return HttpRequest(method=scope["method"], target=target, headers=headers, body=body)
+        return await read_request(scope, receive, limit=_READ_LIMIT)
 
     def _maybe_purge(self, now_ms: int) -> None:
         purge = getattr(self.server.store, "purge_expired", None)
@@ -102,7 +84,48 @@ class RendezvousApp:
             purge(now_ms)
 
 
-async def _write(send: Send, response: HttpResponse) -> None:
+async def acknowledge_lifespan(receive: Receive, send: Send) -> None:
+    """Answer an ASGI ``lifespan`` scope: nothing to start or stop."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def read_request(scope: Scope, receive: Receive, *, limit: int) -> HttpRequest:
+    """The request of an ASGI ``http`` scope, its body cut at ``limit`` bytes (a larger one is never buffered).
+
+    A ``Content-Length`` over ``limit`` is refused unread: the body stands in as ``limit`` zero bytes, enough for a
+    core that checks sizes first to answer 413.
+    """
+    headers = tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"])
+    target = scope["path"]
+    if scope.get("query_string"):
+        target += "?" + scope["query_string"].decode("latin-1")
+    declared = next((value for name, value in headers if name.lower() == "content-length"), None)
+    body = b""
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        body = b"\0" * limit  # stands in for the refused body: the core answers 413 from its size alone
+    else:
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more and size <= limit:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            chunks.append(chunk)
+            size += len(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)[:limit]
+    return HttpRequest(method=scope["method"], target=target, headers=headers, body=body)
+
+
+async def write_response(send: Send, response: HttpResponse) -> None:
     headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers]
     headers.append((b"content-length", str(len(response.body)).encode("ascii")))
     await send({"type": "http.response.start", "status": response.status, "headers": headers})

@@ -46,6 +46,8 @@ __all__ = [
     "AUTH_METADATA_PATH",
     "CLIENT_V3",
     "RENDEZVOUS_PREFIXES",
+    "SPEC_VERSIONS",
+    "VERSIONS_PATH",
     "Homeserver",
     "RendezvousService",
     "add_user",
@@ -58,6 +60,9 @@ __all__ = [
 
 CLIENT_V3 = ("_matrix", "client", "v3")
 AUTH_METADATA_PATH = "/_matrix/client/v1/auth_metadata"
+VERSIONS_PATH = "/_matrix/client/versions"
+# The Client-Server API version that added ``auth_metadata``; the endpoints the model serves exist in it.
+SPEC_VERSIONS = ("v1.15",)
 
 RENDEZVOUS_PREFIXES = (
     "/_matrix/client/unstable/org.matrix.msc4108/rendezvous",
@@ -143,6 +148,12 @@ def _well_known(hs: Homeserver) -> HttpResponse:
     return json_response(200, {"m.homeserver": {"base_url": hs.base_url}})
 
 
+def _versions(hs: Homeserver) -> HttpResponse:
+    """``GET /_matrix/client/versions``: MSC4108 is advertised exactly when a rendezvous service is installed."""
+    features = {"org.matrix.msc4108": hs.rendezvous is not None}
+    return json_response(200, {"versions": list(SPEC_VERSIONS), "unstable_features": features})
+
+
 def _client_api(
     hs: Homeserver, request: HttpRequest, rest: tuple[str, ...], *, now_ms: int
 ) -> tuple[Homeserver, HttpResponse]:
@@ -218,6 +229,8 @@ def handle(hs: Homeserver, request: HttpRequest, *, now_ms: int) -> tuple[Homese
         return replace(hs, rendezvous=service), response
     if request.path == "/.well-known/matrix/client":
         return hs, _well_known(hs) if request.method == "GET" else _bad_method()
+    if request.path == VERSIONS_PATH:
+        return hs, _versions(hs) if request.method == "GET" else _bad_method()
     routed = _oauth_api(hs, request, now_ms=now_ms)
     if routed is not None:
         return routed
