@@ -404,17 +404,12 @@ def deadline(state: State) -> int | None:
     """
     if isinstance(state, SessionClosed | SessionFailed | Deleting):
         return None
-    if isinstance(state, Creating):
-        return state.deadline_ms
+    ends_ms = session_deadline(state)
     if isinstance(state, BackingOff):
-        return min(state.until_ms, _deadline(state.resume))
+        return min(state.until_ms, ends_ms)
     if isinstance(state, AwaitingPeer):
-        return min(state.poll_at_ms, state.link.deadline_ms)
-    return state.link.deadline_ms
-
-
-def _deadline(state: Creating | Reading | Writing | Reconciling) -> int:
-    return state.deadline_ms if isinstance(state, Creating) else state.link.deadline_ms
+        return min(state.poll_at_ms, ends_ms)
+    return ends_ms
 
 
 def session_deadline(state: State) -> int:
@@ -422,7 +417,7 @@ def session_deadline(state: State) -> int:
     if isinstance(state, Creating):
         return state.deadline_ms
     if isinstance(state, BackingOff):
-        return _deadline(state.resume)
+        return session_deadline(state.resume)
     assert not isinstance(state, SessionClosed | SessionFailed), "a terminal state has no deadline"
     return state.link.deadline_ms
 
