@@ -462,30 +462,6 @@ def _discovery_lost(
     return _homeserver_error(state.config, now_ms)
 
 
-def _well_known_lost(
-    state: AwaitingWellKnown, event: HttpRequestFailed, now_ms: int
-) -> tuple[AwaitingWellKnown | LoginFailed, Effects]:
-    return _discovery_lost(state, event, now_ms)
-
-
-def _auth_metadata_lost(
-    state: AwaitingAuthMetadata, event: HttpRequestFailed, now_ms: int
-) -> tuple[AwaitingAuthMetadata | LoginFailed, Effects]:
-    return _discovery_lost(state, event, now_ms)
-
-
-def _registration_lost(
-    state: AwaitingRegistration, event: HttpRequestFailed, now_ms: int
-) -> tuple[AwaitingRegistration | LoginFailed, Effects]:
-    return _discovery_lost(state, event, now_ms)
-
-
-def _device_authorization_lost(
-    state: AwaitingDeviceAuthorization, event: HttpRequestFailed, now_ms: int
-) -> tuple[AwaitingDeviceAuthorization | LoginFailed, Effects]:
-    return _discovery_lost(state, event, now_ms)
-
-
 def _protocol_accepted(
     state: AwaitingProtocolAccepted, event: MessageReceived, now_ms: int
 ) -> tuple[WaitingToPoll | LoginFailed, Effects]:
@@ -594,16 +570,16 @@ MACHINE: Final = Machine[State, Event, Effect](
         (AwaitingProtocols, MessageReceived): _protocols_received,
         (AwaitingProtocols, TimerFired): stay,
         (AwaitingWellKnown, HttpResponseReceived): _well_known_answered,
-        (AwaitingWellKnown, HttpRequestFailed): _well_known_lost,
+        (AwaitingWellKnown, HttpRequestFailed): _discovery_lost,
         (AwaitingWellKnown, TimerFired): stay,
         (AwaitingAuthMetadata, HttpResponseReceived): _auth_metadata_answered,
-        (AwaitingAuthMetadata, HttpRequestFailed): _auth_metadata_lost,
+        (AwaitingAuthMetadata, HttpRequestFailed): _discovery_lost,
         (AwaitingAuthMetadata, TimerFired): stay,
         (AwaitingRegistration, HttpResponseReceived): _registration_answered,
-        (AwaitingRegistration, HttpRequestFailed): _registration_lost,
+        (AwaitingRegistration, HttpRequestFailed): _discovery_lost,
         (AwaitingRegistration, TimerFired): stay,
         (AwaitingDeviceAuthorization, HttpResponseReceived): _device_authorization_answered,
-        (AwaitingDeviceAuthorization, HttpRequestFailed): _device_authorization_lost,
+        (AwaitingDeviceAuthorization, HttpRequestFailed): _discovery_lost,
         (AwaitingDeviceAuthorization, TimerFired): stay,
         (AwaitingProtocolAccepted, MessageReceived): _protocol_accepted,
         (AwaitingProtocolAccepted, TimerFired): _grant_expiry,
