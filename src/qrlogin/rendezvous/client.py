@@ -823,30 +823,6 @@ def _lost(
     return _back_off(state, now_ms, None)
 
 
-def _creation_lost(
-    state: Creating, event: HttpRequestFailed, now_ms: int
-) -> tuple[Creating | BackingOff | SessionFailed, Effects]:
-    return _lost(state, event, now_ms)
-
-
-def _read_lost(
-    state: Reading, event: HttpRequestFailed, now_ms: int
-) -> tuple[Reading | BackingOff | SessionFailed, Effects]:
-    return _lost(state, event, now_ms)
-
-
-def _write_lost(
-    state: Writing, event: HttpRequestFailed, now_ms: int
-) -> tuple[Writing | BackingOff | SessionFailed, Effects]:
-    return _lost(state, event, now_ms)
-
-
-def _reconcile_lost(
-    state: Reconciling, event: HttpRequestFailed, now_ms: int
-) -> tuple[Reconciling | BackingOff | SessionFailed, Effects]:
-    return _lost(state, event, now_ms)
-
-
 def _created(
     state: Creating, event: HttpResponseReceived, now_ms: int
 ) -> tuple[Creating | AwaitingPeer | BackingOff | SessionFailed, Effects]:
@@ -904,21 +880,21 @@ MACHINE: Final = Machine[State, Event, Effect](
     "rendezvous client",
     {
         (Creating, HttpResponseReceived): _created,
-        (Creating, HttpRequestFailed): _creation_lost,
+        (Creating, HttpRequestFailed): _lost,
         (Creating, TimerFired): _unchanged,
         (Creating, CloseRequested): _cancel_creation,
         (Reading, HttpResponseReceived): _read,
-        (Reading, HttpRequestFailed): _read_lost,
+        (Reading, HttpRequestFailed): _lost,
         (Reading, TimerFired): _unchanged,
         (AwaitingPeer, TimerFired): _poll,
         **{(AwaitingPeer, answer): _unchanged for answer in _ANSWERS},
         (ReadyToSend, SendRequested): _send,
         **{(ReadyToSend, event): _unchanged for event in (*_ANSWERS, TimerFired)},
         (Writing, HttpResponseReceived): _written,
-        (Writing, HttpRequestFailed): _write_lost,
+        (Writing, HttpRequestFailed): _lost,
         (Writing, TimerFired): _unchanged,
         (Reconciling, HttpResponseReceived): _reconciled,
-        (Reconciling, HttpRequestFailed): _reconcile_lost,
+        (Reconciling, HttpRequestFailed): _lost,
         (Reconciling, TimerFired): _unchanged,
         (BackingOff, TimerFired): _resume,
         **{(BackingOff, answer): _unchanged for answer in _ANSWERS},
