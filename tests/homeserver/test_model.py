@@ -83,7 +83,9 @@ class RecordingRendezvous:
 
     handled: tuple[tuple[str, str, int], ...] = ()
 
-    def handle(self, request: HttpRequest, *, now_ms: int) -> tuple[RendezvousService, HttpResponse]:
+    def handle(
+        self, request: HttpRequest, *, now_ms: int, authenticated: bool
+    ) -> tuple[RendezvousService, HttpResponse]:
         seen = (request.method, request.path, now_ms)
         body = json.dumps({"seen": list(seen)}).encode()
         return RecordingRendezvous(handled=(*self.handled, seen)), HttpResponse(status=200, body=body)

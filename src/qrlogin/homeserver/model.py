@@ -25,9 +25,11 @@ The simulated user acts through :func:`approve_user_code` and :func:`deny_user_c
 Rendezvous hook
 ---------------
 The rendezvous store is the rendezvous layer's server core. Any value with
-``handle(request, *, now_ms) -> (service, response)`` can be installed with :func:`with_rendezvous`; every request
-whose path starts with one of :data:`RENDEZVOUS_PREFIXES` is handed to it unchanged and its answer returned
-unchanged. Without a service those paths answer ``404 M_UNRECOGNIZED``, which is what Synapse answers when the
+``handle(request, *, now_ms, authenticated) -> (service, response)`` can be installed with :func:`with_rendezvous`;
+every request whose path starts with one of :data:`RENDEZVOUS_PREFIXES` is handed to it unchanged and its answer
+returned unchanged. ``authenticated`` says whether the request carries a valid access token of this homeserver (the
+token is only looked up, the device is not marked as seen), which a service needs for MSC4388's authenticated
+creation mode. Without a service those paths answer ``404 M_UNRECOGNIZED``, which is what Synapse answers when the
 feature is disabled (docs/protocol.md §6, v3).
 """
 
@@ -74,7 +76,9 @@ RENDEZVOUS_PREFIXES = (
 class RendezvousService(Protocol):
     """The rendezvous layer's server core, seen from the homeserver: an immutable value that answers requests."""
 
-    def handle(self, request: HttpRequest, *, now_ms: int) -> tuple[RendezvousService, HttpResponse]: ...
+    def handle(
+        self, request: HttpRequest, *, now_ms: int, authenticated: bool
+    ) -> tuple[RendezvousService, HttpResponse]: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -225,7 +229,9 @@ def handle(hs: Homeserver, request: HttpRequest, *, now_ms: int) -> tuple[Homese
     if _is_rendezvous(request.path):
         if hs.rendezvous is None:
             return hs, _unrecognized()
-        service, response = hs.rendezvous.handle(request, now_ms=now_ms)
+        token = bearer_token(request)
+        authenticated = token is not None and devices.lookup_access_token(hs.registry, token) is not None
+        service, response = hs.rendezvous.handle(request, now_ms=now_ms, authenticated=authenticated)
         return replace(hs, rendezvous=service), response
     if request.path == "/.well-known/matrix/client":
         return hs, _well_known(hs) if request.method == "GET" else _bad_method()
