@@ -152,3 +152,33 @@ def test_ten_thousand_entries_share_structure_with_their_predecessor() -> None:
     assert len(updated) == 9_999 and list(updated)[:6] == [0, 1, 2, 3, 4, 5]
     shared = set(map(id, frozen._root.children)) & set(map(id, updated._root.children))
     assert len(shared) >= len(frozen._root.children) - 2
+
+
+@given(st.dictionaries(KEYS, VALUES), st.lists(st.tuples(KEYS, st.none() | VALUES)))
+def test_changes_from_an_older_version_are_exactly_the_differences(
+    items: dict[object, object], updates: list[tuple[object, object]]
+) -> None:
+    older = FrozenMap(items)
+    newer = older
+    expected = dict(items)
+    for key, value in updates:
+        if value is None:
+            newer = newer.remove(key)
+            expected.pop(key, None)
+        else:
+            newer = newer.set(key, value)
+            expected[key] = value
+    changes = newer.changes_from(older)
+    assert len({repr(key) for key, _, _ in changes}) == len(changes)
+    replayed = dict(items)
+    for key, present, value in changes:
+        if present:
+            assert replayed.get(key, object()) != value
+            replayed[key] = value
+        else:
+            assert key in replayed
+            del replayed[key]
+    assert replayed == expected
+    assert newer.changes_from(newer) == []
+    unrelated = FrozenMap(expected).changes_from(older)  # built afresh: nothing shared, the same differences
+    assert sorted(map(repr, unrelated)) == sorted(map(repr, changes))
