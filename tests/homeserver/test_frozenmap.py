@@ -180,5 +180,7 @@ def test_changes_from_an_older_version_are_exactly_the_differences(
             del replayed[key]
     assert replayed == expected
     assert newer.changes_from(newer) == []
+    added = [key for key, present, _ in changes if present]
+    assert added == [key for key in newer if key in added]  # in the map's order: a store replaying them keeps it
     unrelated = FrozenMap(expected).changes_from(older)  # built afresh: nothing shared, the same differences
     assert sorted(map(repr, unrelated)) == sorted(map(repr, changes))

@@ -7,27 +7,45 @@ The ASGI app (:class:`~qrlogin.adapters.homeserver_asgi.HomeserverApp`, on uvico
 The consent page of the device authorization grant is the simulated user's: with ``--auto-approve`` every device
 authorization is approved for the first user as soon as it is created; otherwise a user code typed on standard input
 (one per line) is approved for the first user.
+
+``--tls`` serves https with a certificate made at start (:mod:`qrlogin.cli._selfsigned`) for the host, the public
+base URL's host, the server name, ``localhost`` and the loopback addresses. The certificate is written to
+``--tls-cert`` (default: ``qrlogin-testserver-PORT.pem`` in the temporary directory) for clients to trust; its private
+key only to a file in a private temporary directory that uvicorn reads at start and that is removed on exit.
+
+``--rendezvous-create`` is MSC4388's creation policy (:class:`~qrlogin.homeserver.rendezvous.CreateMode`); the
+default is ``open``, so that a new device without an account on this server can create the session and show the QR
+code. ``--state FILE`` keeps accounts, devices, clients and tokens in SQLite
+(:mod:`qrlogin.adapters.homeserver_state`); a ``--user`` that exists there keeps its devices and takes the given
+password, and without ``--user`` the stored accounts are served as they are.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import secrets
 import socket
 import sys
+import tempfile
 import threading
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .. import homeserver as hsm
+from ..homeserver import devices
 from ..homeserver.oauth import DEVICE_AUTHORIZATION_PATH
-from ..homeserver.rendezvous import install_rendezvous
+from ..homeserver.rendezvous import CreateMode, install_rendezvous
 from ..http import HttpRequest, HttpResponse
 
 if TYPE_CHECKING:
     from ..adapters.homeserver_asgi import AfterStep, HomeserverApp
+    from ..adapters.homeserver_state import StateFile
 
 __all__ = ["auto_approver", "build_homeserver", "register", "run"]
 
@@ -65,21 +83,58 @@ def register(subparsers: Any) -> None:
         help="the base URL the server answers as, e.g. an https:// proxy in front of it (default http://HOST:PORT)",
     )
     parser.add_argument("--server-name", default=None, help="the server name (default: the public base URL's host)")
+    parser.add_argument("--tls", action="store_true", help="serve https with a self-signed certificate made at start")
+    parser.add_argument(
+        "--tls-cert",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="where --tls writes its certificate (PEM) for clients to trust (default: in the temporary directory)",
+    )
+    parser.add_argument(
+        "--rendezvous-create",
+        choices=[mode.value for mode in CreateMode],
+        default=CreateMode.OPEN.value,
+        help="who may create rendezvous sessions (MSC4388): anyone, callers with an access token, nobody"
+        " (default open)",
+    )
+    parser.add_argument(
+        "--state",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="keep accounts, devices, clients and tokens in this SQLite file across restarts (default: memory)",
+    )
     parser.set_defaults(func=run)
 
 
 def build_homeserver(
-    *, server_name: str, base_url: str, users: list[tuple[str, str]], poll_interval_s: int
+    *,
+    server_name: str,
+    base_url: str,
+    users: list[tuple[str, str]],
+    poll_interval_s: int,
+    rendezvous_create: CreateMode = CreateMode.OPEN,
+    state: StateFile | None = None,
 ) -> tuple[hsm.Homeserver, list[str]]:
-    """A freshly seeded homeserver with the rendezvous installed and ``users`` created; returns it and the user ids."""
+    """A freshly seeded homeserver with the rendezvous installed, ``state`` restored and ``users`` created (or given
+    the password, if ``state`` has them); returns it and the user ids."""
     hs = hsm.new_homeserver(
         server_name=server_name, base_url=base_url, seed=os.urandom(32), poll_interval_s=poll_interval_s
     )
-    hs = install_rendezvous(hs, seed=os.urandom(32))
+    hs = install_rendezvous(hs, seed=os.urandom(32), create_mode=rendezvous_create)
+    if state is not None:
+        hs = state.restore(hs)
     user_ids = []
     for name, password in users:
+        kept = hs.registry.accounts.get(devices.user_id_for(hs.registry, name))
         hs, user_id = hsm.add_user(hs, name, password)
+        if kept is not None:  # a stored account keeps its devices and takes the password given now
+            account = replace(kept, password_digest=hs.registry.accounts[user_id].password_digest)
+            hs = replace(hs, registry=replace(hs.registry, accounts=hs.registry.accounts.set(user_id, account)))
         user_ids.append(user_id)
+    if state is not None:
+        state.save(hs)
     return hs, user_ids
 
 
@@ -121,59 +176,169 @@ def _approve_from_stdin(app: HomeserverApp, user_id: str) -> None:
         print(f"qrlogin testserver: {code}: {app.update(approve).value}", flush=True)
 
 
+def _chain(*hooks: AfterStep | None) -> AfterStep | None:
+    present = [hook for hook in hooks if hook is not None]
+    if not present:
+        return None
+
+    def after(hs: hsm.Homeserver, request: HttpRequest, response: HttpResponse, now_ms: int) -> hsm.Homeserver:
+        for hook in present:
+            hs = hook(hs, request, response, now_ms)
+        return hs
+
+    return after
+
+
+def _certificate_names(host: str, base_url: str, server_name: str) -> list[str]:
+    names = [urlsplit(base_url).hostname or "", urlsplit(f"//{server_name}").hostname or "", "localhost"]
+    try:
+        unspecified = ipaddress.ip_address(host).is_unspecified  # binding every address names none of them
+    except ValueError:
+        unspecified = False
+    if not unspecified:
+        names.insert(0, host)
+    return [*names, "127.0.0.1", "::1"]
+
+
+def _write_tls_files(args: argparse.Namespace, port: int, names: list[str], key_dir: str) -> tuple[Path, str]:
+    """Make the certificate; write it where clients can read it and the key where only uvicorn will."""
+    from ._selfsigned import self_signed
+
+    made = self_signed(names, now=datetime.now(UTC))
+    cert_path: Path = args.tls_cert or Path(tempfile.gettempdir()) / f"qrlogin-testserver-{port}.pem"
+    cert_path.write_bytes(made.certificate_pem)
+    key_path = os.path.join(key_dir, "key.pem")
+    with os.fdopen(os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as key_file:
+        key_file.write(made.key_pem)
+    return cert_path.resolve(), key_path
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         # The server extra is optional: import it only when the command runs.
         import uvicorn
 
         from ..adapters.homeserver_asgi import HomeserverApp
+        from ..adapters.homeserver_state import StateError, StateFile
     except ImportError:
         print("qrlogin testserver needs the 'server' extra: pip install 'qrlogin[server]'", file=sys.stderr)
         return 2
-    users: list[tuple[str, str]] = args.user or [(DEFAULT_USER, secrets.token_urlsafe(12))]
     try:
         sock = _bind(args.host, args.port)
     except OSError as exc:
         print(f"qrlogin testserver: cannot bind {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
-    port = sock.getsockname()[1]
-    host = f"[{args.host}]" if ":" in args.host else args.host
-    listening = f"http://{host}:{port}"
-    base_url = (args.public_base_url or listening).rstrip("/")
-    server_name = args.server_name or urlsplit(base_url).netloc
-    try:
+    with sock, tempfile.TemporaryDirectory(prefix="qrlogin-testserver-") as key_dir:
+        port = sock.getsockname()[1]
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        listening = f"{'https' if args.tls else 'http'}://{host}:{port}"
+        base_url = (args.public_base_url or listening).rstrip("/")
+        server_name = args.server_name or urlsplit(base_url).netloc
+        state: StateFile | None = None
+        try:
+            if args.state is not None:
+                state = StateFile(str(args.state), server_name=server_name)
+            tls_files = (
+                _write_tls_files(args, port, _certificate_names(args.host, base_url, server_name), key_dir)
+                if args.tls
+                else None
+            )
+        except (StateError, OSError) as exc:
+            print(f"qrlogin testserver: {exc}", file=sys.stderr)
+            return 1
+        try:
+            return _serve(
+                args,
+                sock,
+                uvicorn=uvicorn,
+                app_type=HomeserverApp,
+                state=state,
+                tls_files=tls_files,
+                urls=(listening, base_url, server_name),
+            )
+        except StateError as exc:
+            print(f"qrlogin testserver: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            if state is not None:
+                state.close()
+
+
+def _serve(
+    args: argparse.Namespace,
+    sock: socket.socket,
+    *,
+    uvicorn: Any,
+    app_type: type[HomeserverApp],
+    state: StateFile | None,
+    tls_files: tuple[Path, str] | None,
+    urls: tuple[str, str, str],
+) -> int:
+    """Build the homeserver, announce it and serve until interrupted (the socket is bound, the files written)."""
+    listening, base_url, server_name = urls
+    mode = CreateMode(args.rendezvous_create)
+    users: list[tuple[str, str]] = args.user
+    hs, user_ids = build_homeserver(
+        server_name=server_name,
+        base_url=base_url,
+        users=users,
+        poll_interval_s=args.poll_interval,
+        rendezvous_create=mode,
+        state=state,
+    )
+    announced = [f"  user: {uid} password {password}" for uid, (_, password) in zip(user_ids, users, strict=True)]
+    if not user_ids and len(hs.registry.accounts):
+        user_ids = list(hs.registry.accounts)  # restored from --state, with the passwords they had
+        announced = [f"  user: {uid} (restored, its password unchanged)" for uid in user_ids]
+    if not user_ids:
+        users = [(DEFAULT_USER, secrets.token_urlsafe(12))]
         hs, user_ids = build_homeserver(
-            server_name=server_name, base_url=base_url, users=users, poll_interval_s=args.poll_interval
+            server_name=server_name,
+            base_url=base_url,
+            users=users,
+            poll_interval_s=args.poll_interval,
+            rendezvous_create=mode,
+            state=state,
         )
-    except Exception:
-        sock.close()
-        raise
-    app = HomeserverApp(hs, after=auto_approver(user_ids[0]) if args.auto_approve else None)
+        announced = [f"  user: {user_ids[0]} password {users[0][1]}"]
+    app = app_type(
+        hs, after=_chain(auto_approver(user_ids[0]) if args.auto_approve else None, state.after if state else None)
+    )
     lines = [
         f"qrlogin testserver: listening on {listening}",
         f"  base URL: {base_url}",
         f"  server name: {server_name}",
-        *(f"  user: {uid} password {password}" for uid, (_, password) in zip(user_ids, users, strict=True)),
+        *announced,
         f"  point a client at homeserver URL {base_url}"
         + (
             " (plain HTTP: the client must allow it, and QR codes then carry http:// URLs,"
-            " which spec-following scanners refuse; use --public-base-url behind an https proxy)"
+            " which spec-following scanners refuse; use --tls or --public-base-url behind an https proxy)"
             if base_url.startswith("http://")
             else ""
         )
         + ";",
         f"  discovery: {base_url}/.well-known/matrix/client, {base_url}/_matrix/client/versions,",
         f"  {base_url}/_matrix/client/v1/auth_metadata",
+    ]
+    if tls_files is not None:
+        lines.append(f"  certificate (self-signed, trust it in the client): {tls_files[0]}")
+    lines.append(f"  rendezvous creation: {mode.value}")
+    if state is not None:
+        lines.append(f"  state: {args.state} ({len(hs.registry.accounts)} accounts)")
+    lines.append(
         "  device authorizations: "
         + (
             f"approved at once for {user_ids[0]}"
             if args.auto_approve
             else f"type a user code here to approve it for {user_ids[0]}"
-        ),
-    ]
+        )
+    )
     print("\n".join(lines), flush=True)
     if not args.auto_approve:
         threading.Thread(target=_approve_from_stdin, args=(app, user_ids[0]), daemon=True).start()
-    config = uvicorn.Config(app, log_level="warning", lifespan="on")
+    ssl: dict[str, str] = {}
+    if tls_files is not None:
+        ssl = {"ssl_certfile": str(tls_files[0]), "ssl_keyfile": tls_files[1]}
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", **ssl)
     uvicorn.Server(config).run(sockets=[sock])
     return 0

@@ -189,8 +189,8 @@ def _entries(node: Any) -> Iterator[_Entry]:
                 stack.append(child)
 
 
-def _diff(new: Any, old: Any, shift: int, out: list[tuple[Any, bool, Any]]) -> None:
-    """Append ``(key, present, value)`` for each key whose binding differs between two subtrees at ``shift``."""
+def _diff(new: Any, old: Any, shift: int, out: list[tuple[Any, bool, Any, int]]) -> None:
+    """Append ``(key, present, value, seq)`` for each key whose binding differs between two subtrees at ``shift``."""
     if new is old:
         return
     if type(new) is _Node and type(old) is _Node:
@@ -201,22 +201,15 @@ def _diff(new: Any, old: Any, shift: int, out: list[tuple[Any, bool, Any]]) -> N
             a = new.children[(new.bitmap & (bit - 1)).bit_count()] if new.bitmap & bit else None
             b = old.children[(old.bitmap & (bit - 1)).bit_count()] if old.bitmap & bit else None
             if a is not b:
-                _diff_any(a, b, shift + _BITS, out)
-        return
-    _diff_any(new, old, shift, out)
-
-
-def _diff_any(new: Any, old: Any, shift: int, out: list[tuple[Any, bool, Any]]) -> None:
-    if type(new) is _Node and type(old) is _Node:
-        _diff(new, old, shift, out)
+                _diff(a, b, shift + _BITS, out)
         return
     # An entry, a collision or nothing on one side: compare the (few) entries below this point directly.
     olds = {} if old is None else {e[1]: e for e in ([old] if type(old) is tuple else _entries(old))}
     for entry in [] if new is None else [new] if type(new) is tuple else _entries(new):
         before = olds.pop(entry[1], None)
         if before is None or not (before[2] is entry[2] or before[2] == entry[2]):
-            out.append((entry[1], True, entry[2]))
-    out.extend((entry[1], False, None) for entry in olds.values())
+            out.append((entry[1], True, entry[2], entry[3]))
+    out.extend((entry[1], False, None, entry[3]) for entry in olds.values())
 
 
 def _pair_hash(key: object, value: object) -> int | None:
@@ -362,12 +355,14 @@ class FrozenMap(Mapping[K, V], Generic[K, V]):
         return f"FrozenMap({dict(self.items())!r})"
 
     def changes_from(self, older: FrozenMap[K, V]) -> list[tuple[K, bool, V | None]]:
-        """What turns ``older`` into this map: ``(key, True, value)`` for each key bound anew or rebound to an unequal
-        value, ``(key, False, None)`` for each key removed. Subtrees the two maps share are skipped without being
-        walked, so for a map derived from ``older`` by a few updates this costs a few paths, not the table."""
-        out: list[tuple[Any, bool, Any]] = []
+        """What turns ``older`` into this map: ``(key, False, None)`` for each key removed, then ``(key, True, value)``
+        for each key bound anew or rebound to an unequal value, in this map's iteration order. Subtrees the two maps
+        share are skipped without being walked, so for a map derived from ``older`` by a few updates this costs a few
+        paths, not the table."""
+        out: list[tuple[Any, bool, Any, int]] = []
         _diff(self._root, older._root, 0, out)
-        return out
+        out.sort(key=lambda change: (change[1], change[3]))
+        return [(key, present, value) for key, present, value, _ in out]
 
     # -- updating --------------------------------------------------------------------------------------------------
 
