@@ -207,6 +207,10 @@ def _diff(new: Any, old: Any, shift: int, out: list[tuple[Any, bool, Any, int]])
     olds = {} if old is None else {e[1]: e for e in ([old] if type(old) is tuple else _entries(old))}
     for entry in [] if new is None else [new] if type(new) is tuple else _entries(new):
         before = olds.pop(entry[1], None)
+        if before is not None and before[3] != entry[3]:
+            # Removed and bound again since: it moved to the end of the order, so it is reported as both.
+            out.append((entry[1], False, None, before[3]))
+            before = None
         if before is None or not (before[2] is entry[2] or before[2] == entry[2]):
             out.append((entry[1], True, entry[2], entry[3]))
     out.extend((entry[1], False, None, entry[3]) for entry in olds.values())
@@ -355,10 +359,13 @@ class FrozenMap(Mapping[K, V], Generic[K, V]):
         return f"FrozenMap({dict(self.items())!r})"
 
     def changes_from(self, older: FrozenMap[K, V]) -> list[tuple[K, bool, V | None]]:
-        """What turns ``older`` into this map: ``(key, False, None)`` for each key removed, then ``(key, True, value)``
-        for each key bound anew or rebound to an unequal value, in this map's iteration order. Subtrees the two maps
-        share are skipped without being walked, so for a map derived from ``older`` by a few updates this costs a few
-        paths, not the table."""
+        """What turns ``older`` into this map, order included, when applied in turn to a ``dict`` holding ``older``.
+
+        First ``(key, False, None)`` for each key removed, then ``(key, True, value)`` for each key bound anew or
+        rebound to an unequal value, in this map's iteration order. A key removed and bound again in between is in
+        both lists, since it moved to the end. Subtrees the two maps share are skipped without being walked, so for a
+        map derived from ``older`` by a few updates this costs a few paths, not the table.
+        """
         out: list[tuple[Any, bool, Any, int]] = []
         _diff(self._root, older._root, 0, out)
         out.sort(key=lambda change: (change[1], change[3]))
