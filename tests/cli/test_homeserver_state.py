@@ -16,9 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from qrlogin.adapters.homeserver_state import SCHEMA_VERSION, TABLES, StateError, StateFile, decode, encode
+from qrlogin.cli.testserver import build_homeserver
 from qrlogin.homeserver import Homeserver, HttpRequest, approve_user_code, handle, new_homeserver
 from qrlogin.homeserver._frozenmap import FrozenMap
-from qrlogin.homeserver.devices import Account, Device
+from qrlogin.homeserver.devices import Account, Device, check_password
 
 SERVER = "example.org"
 V3 = "/_matrix/client/v3"
@@ -182,4 +183,31 @@ def test_an_unreadable_row_is_a_state_error(tmp_path: Path) -> None:
     state = StateFile(str(path), server_name=SERVER)
     with pytest.raises(StateError, match=r"registry\.accounts"):
         state.restore(fresh())
+    state.close()
+
+
+def test_build_homeserver_restores_and_keeps_a_stored_user_with_the_new_password(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.sqlite")
+    state = StateFile(path, server_name=SERVER)
+    hs, (alice,) = build_homeserver(
+        server_name=SERVER, base_url="https://example.org", users=[("alice", "old")], poll_interval_s=5, state=state
+    )
+    driver = Driver(hs)
+    login = {"type": "m.login.password", "user": "alice", "password": "old", "device_id": "KEPT"}
+    token = str(driver.send(HttpRequest.json("POST", f"{V3}/login", login))["access_token"])
+    state.save(driver.hs)
+    state.close()
+
+    state = StateFile(path, server_name=SERVER)
+    hs, _ = build_homeserver(
+        server_name=SERVER, base_url="https://example.org", users=[("alice", "new")], poll_interval_s=5, state=state
+    )
+    assert list(hs.registry.accounts[alice].devices) == ["KEPT"]
+    assert check_password(hs.registry, alice, "new") and not check_password(hs.registry, alice, "old")
+    _, whoami = handle(hs, HttpRequest.get(f"{V3}/account/whoami", access_token=token), now_ms=1)
+    assert whoami.json() == {"user_id": alice, "device_id": "KEPT"}
+    assert state.save(hs) == 0  # build_homeserver saved the new password already
+    state.close()
+    state = StateFile(path, server_name=SERVER)
+    assert check_password(state.restore(fresh()).registry, alice, "new")
     state.close()
