@@ -118,7 +118,7 @@ def _insert(node: Any, shift: int, entry: _Entry) -> tuple[Any, _Entry | None]:
     if type(node) is _Collision:
         for index, old in enumerate(node.entries):
             if old[1] is key or old[1] == key:
-                entry = (entry[0], key, entry[2], old[3])
+                entry = (entry[0], old[1], entry[2], old[3])  # as a dict, the first key object stays
                 return _Collision(node.hash, (*node.entries[:index], entry, *node.entries[index + 1 :])), old
         return _Collision(node.hash, (*node.entries, entry)), None
     bit = 1 << ((entry[0] >> shift) & _SLOT)
@@ -131,7 +131,7 @@ def _insert(node: Any, shift: int, entry: _Entry) -> tuple[Any, _Entry | None]:
     if type(child) is tuple:
         if child[0] == entry[0] and (child[1] is key or child[1] == key):
             replaced = child
-            new_child: Any = (entry[0], key, entry[2], child[3])
+            new_child: Any = (entry[0], child[1], entry[2], child[3])  # as a dict, the first key object stays
         else:
             replaced = None
             new_child = _pair(shift + _BITS, child, entry)
