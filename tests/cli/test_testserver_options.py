@@ -204,3 +204,15 @@ def test_a_state_file_of_another_server_or_no_database_is_refused_in_one_line(tm
     garbage.write_bytes(b"not a database" * 100)
     broken = run_to_exit("--state", str(garbage))
     assert broken.returncode == 1 and "SQLite" in broken.stderr and "Traceback" not in broken.stderr
+
+
+def test_the_generated_default_user_is_kept_by_the_state(tmp_path: Path) -> None:
+    flags = ("--state", str(tmp_path / "hs.sqlite"), "--server-name", "qrlogin.test")
+    with running_testserver(*flags) as (url, banner):
+        found = re.search(r"user: @alice:qrlogin\.test password (\S+)\n", banner)
+        assert found is not None, banner
+        token = login(url, "alice", found.group(1), "LAPTOP")
+    with running_testserver(*flags) as (url, banner):
+        assert "user: @alice:qrlogin.test (restored, its password unchanged)\n" in banner
+        assert login(url, "alice", found.group(1), "LAPTOP") != token  # the same password, a new token
+        assert httpx.get(f"{url}{V3}/account/whoami", headers=bearer(token)).status_code == 401  # replaced by it

@@ -290,17 +290,12 @@ def _serve(
     if not user_ids and len(hs.registry.accounts):
         user_ids = list(hs.registry.accounts)  # restored from --state, with the passwords they had
         announced = [f"  user: {uid} (restored, its password unchanged)" for uid in user_ids]
-    if not user_ids:
-        users = [(DEFAULT_USER, secrets.token_urlsafe(12))]
-        hs, user_ids = build_homeserver(
-            server_name=server_name,
-            base_url=base_url,
-            users=users,
-            poll_interval_s=args.poll_interval,
-            rendezvous_create=mode,
-            state=state,
-        )
-        announced = [f"  user: {user_ids[0]} password {users[0][1]}"]
+    elif not user_ids:
+        password = secrets.token_urlsafe(12)
+        hs, user_id = hsm.add_user(hs, DEFAULT_USER, password)
+        if state is not None:
+            state.save(hs)
+        user_ids, announced = [user_id], [f"  user: {user_id} password {password}"]
     app = app_type(
         hs, after=_chain(auto_approver(user_ids[0]) if args.auto_approve else None, state.after if state else None)
     )
