@@ -189,3 +189,18 @@ def test_changes_from_an_older_version_are_exactly_the_differences(
         else:
             del replayed[key]
     assert replayed == expected
+
+
+def _depth(node: object) -> int:
+    children = getattr(node, "children", ())
+    return 1 + max((_depth(child) for child in children if type(child) is not tuple), default=0)
+
+
+@given(st.lists(st.integers(), min_size=2, max_size=40, unique=True))
+def test_removing_down_to_one_entry_leaves_no_chain_of_nodes(keys: list[int]) -> None:
+    frozen: FrozenMap[int, int] = FrozenMap()
+    for key in keys:
+        frozen = frozen.set(key, key)
+    for key in keys[1:]:
+        frozen = frozen.remove(key)
+    assert dict(frozen) == {keys[0]: keys[0]} and _depth(frozen._root) == 1

@@ -17,8 +17,9 @@ is a hash array mapped trie (Bagwell, "Ideal Hash Trees", 2001), the structure b
 * a child is either an entry (a plain tuple ``(hash, key, value, seq)``) or a deeper node; two keys whose 64-bit
   hashes are equal end in a collision node that lists them;
 * ``set`` and ``remove`` copy only the nodes on the path from the root to the key, at most 13 levels and in practice
-  ``log32(n)`` (three for 10,000 entries); everything else is shared with the old map. Removing the last but one
-  entry of a node lifts the remaining entry into the parent, so the tree stays as shallow as its contents need.
+  ``log32(n)`` (three for 10,000 entries); everything else is shared with the old map. A removal that leaves a
+  subtree holding a single entry lifts that entry up as far as it is alone, so removals leave no chains of
+  one-entry nodes behind.
 
 Two more things are maintained per update, so that nothing ever walks the whole map:
 
@@ -72,7 +73,6 @@ class _Collision:
 
 
 _EMPTY_ROOT = _Node(0, ())
-_MISSING: Any = object()
 
 
 def _fold(key: object) -> int:
@@ -174,6 +174,8 @@ def _delete(node: Any, shift: int, key_hash: int, key: object) -> tuple[Any, _En
         if shift and len(children) == 1 and type(children[0]) is tuple:
             return children[0], removed
         return _Node(bitmap, children), removed
+    if shift and len(node.children) == 1 and type(new_child) is tuple:
+        return new_child, removed  # an entry lifted from below, alone here too: it goes on up
     return _Node(node.bitmap, (*node.children[:index], new_child, *node.children[index + 1 :])), removed
 
 
