@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -124,11 +125,13 @@ class Grown:
     tags: tuple[str, ...] = ()
     devices: FrozenMap[str, Device] = field(default_factory=FrozenMap)
     note: str | None = None
+    kind: Literal["web", "native"] = "web"
+    weight: float = 1.0
 
 
 def test_the_codec_round_trips_nested_records() -> None:
     devices = FrozenMap({"X": Device(device_id="X", display_name="x", last_seen_ts=5), "Y": Device(device_id="Y")})
-    value = Grown(name="n", digest=b"\x00\xff", count=3, tags=("a", "b"), devices=devices, note=None)
+    value = Grown(name="n", digest=b"\x00\xff", count=3, tags=("a", "b"), devices=devices, kind="native", weight=0.5)
     assert decode(Grown, encode(Grown, value)) == value
     account = Account(user_id="@a:b", password_digest=bytes(32), devices=devices)
     assert decode(Account, encode(Account, account)) == account
@@ -150,6 +153,8 @@ def test_a_field_added_with_a_default_reads_old_rows() -> None:
         ({"name": "n", "digest": "AA==", "tags": "ab"}, "is not a"),
         ({"name": "n", "digest": "AA==", "devices": [["X"]]}, "pair"),
         ([], "is not a"),
+        ({"name": "n", "digest": "AA==", "kind": "desktop"}, "is not one of"),
+        ({"name": "n", "digest": "AA==", "weight": "1"}, "is not a"),
     ],
 )
 def test_reading_is_strict(row: object, complaint: str) -> None:

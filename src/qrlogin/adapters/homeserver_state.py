@@ -21,12 +21,12 @@ an upsert keeps a row's ``rowid``, so loading ``ORDER BY rowid`` restores insert
 independent of how much the server holds, except that an account row carries that user's device list.
 
 The codec (:func:`encode`, :func:`decode`) is generic and strict: it follows the type annotations of the frozen
-dataclasses (``str``, ``int``, ``bool``, ``bytes`` as base64, ``X | None``, enums, tuples, frozensets, FrozenMaps,
-nested dataclasses) and refuses anything else, so a field added to a record is stored without changes here. Reading
-is strict too: a stored field the record no longer has, a value of the wrong type or bad base64 is a
-:class:`StateError`; a field the stored row lacks takes the field's default, so adding a field with a default needs no
-migration. Removing or renaming a field, or adding one without a default, changes the meaning of stored rows: bump
-:data:`SCHEMA_VERSION`, and an old file is then refused with a message rather than misread.
+dataclasses (``str``, ``int``, ``float``, ``bool``, ``bytes`` as base64, ``Literal``, ``X | None``, enums, tuples,
+frozensets, FrozenMaps, nested dataclasses) and refuses anything else, so a field added to a record is stored without
+changes here. Reading is strict too: a stored field the record no longer has, a value of the wrong type or bad base64
+is a :class:`StateError`; a field the stored row lacks takes the field's default, so adding a field with a default
+needs no migration. Removing or renaming a field, or adding one without a default, changes the meaning of stored
+rows: bump :data:`SCHEMA_VERSION`, and an old file is then refused with a message rather than misread.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def encode(tp: Any, value: Any) -> Any:
         return None if value is None else encode(inner, value)
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
-    if tp in (str, int, bool):
+    if tp in (str, int, bool, float) or origin is typing.Literal:
         return value
     if tp is bytes:
         return base64.b64encode(value).decode("ascii")
@@ -153,6 +153,13 @@ def decode(tp: Any, data: Any) -> Any:
     args = typing.get_args(tp)
     if tp in (str, int, bool):
         _expect(data, tp, tp)
+        return data
+    if tp is float:
+        _expect(data, (int, float), tp)
+        return float(data)
+    if origin is typing.Literal:
+        if not any(type(data) is type(arg) and data == arg for arg in args):
+            raise StateError(f"stored value {data!r:.60} is not one of {args}")
         return data
     if tp is bytes:
         _expect(data, str, tp)
