@@ -8,7 +8,7 @@ and checks that a fresh homeserver restored from the file holds exactly the kept
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -104,15 +104,21 @@ def test_what_is_saved_step_by_step_is_restored_exactly(tmp_path: Path, operatio
     reopened.close()
 
 
-def test_an_unchanged_step_writes_nothing_and_a_login_writes_only_its_rows(tmp_path: Path) -> None:
+def test_an_unchanged_step_writes_nothing_and_a_request_writes_only_its_rows(tmp_path: Path) -> None:
     state = StateFile(str(tmp_path / "s.sqlite"), server_name=SERVER)
     driver = Driver(state.restore(fresh()))
     for index in range(50):
         driver.run("register", f"user{index}", "A")
-    assert state.save(driver.hs) == 50 * 3  # an account, its access token and its device's token index each
+    assert state.save(driver.hs) == 50 * 4  # an account, its device, the access token, the device's token index
     assert state.save(driver.hs) == 0
     driver.run("login", "user7", "B")
-    assert state.save(driver.hs) == 3  # the account (a new device), the new token, its index
+    assert state.save(driver.hs) == 3  # the new device, its token, its index: the account row is unchanged
+    driver.send(HttpRequest.get(f"{V3}/account/whoami", access_token=driver.tokens[("user7", "B")]))
+    assert state.save(driver.hs) == 1  # the device was seen: its row, nothing else
+    with sqlite3.connect(tmp_path / "s.sqlite") as db:
+        (account,) = db.execute("SELECT value FROM records WHERE key = ?", ('"@user7:example.org"',)).fetchone()
+    db.close()
+    assert "devices" not in account
 
 
 @dataclass(frozen=True)
@@ -215,4 +221,29 @@ def test_build_homeserver_restores_and_keeps_a_stored_user_with_the_new_password
     state.close()
     state = StateFile(path, server_name=SERVER)
     assert check_password(state.restore(fresh()).registry, alice, "new")
+    state.close()
+
+
+def test_an_account_removed_and_added_again_takes_its_devices_with_it(tmp_path: Path) -> None:
+    """Accounts are never removed by a request today; the file must still follow if a later model removes one."""
+    path = str(tmp_path / "s.sqlite")
+    state = StateFile(path, server_name=SERVER)
+    driver = Driver(state.restore(fresh()))
+    for name in ("alice", "bob"):
+        driver.run("register", name, "A")
+        driver.run("login", name, "B")
+    state.save(driver.hs)
+    registry = driver.hs.registry
+    alice = registry.accounts[f"@alice:{SERVER}"]
+    back = replace(alice, devices=FrozenMap({"C": Device(device_id="C")}))
+    without = registry.accounts.remove(alice.user_id)
+    with_other_devices = without.set(alice.user_id, back)
+    moved_to_the_end = with_other_devices.remove(alice.user_id).set(alice.user_id, back)  # equal devices, one step
+    for accounts in (without, with_other_devices, moved_to_the_end):
+        hs = replace(driver.hs, registry=replace(registry, accounts=accounts))
+        state.save(hs)
+        reopened = StateFile(path, server_name=SERVER)
+        restored = reopened.restore(fresh()).registry.accounts
+        reopened.close()
+        assert restored == accounts and list(restored) == list(accounts)
     state.close()

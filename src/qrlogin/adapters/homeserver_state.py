@@ -8,17 +8,18 @@ homeserver at start, and :meth:`StateFile.after` (an ``after`` hook of
 :class:`~qrlogin.adapters.homeserver_asgi.HomeserverApp`, run under the app's lock after every step) writes what the
 step changed, in one transaction, before the response goes out.
 
-What is kept (:data:`TABLES`): the registry's accounts (with their devices), the bindings of access and refresh
-tokens and the device-to-token index, and the registered OAuth clients. Tokens are stored as the model stores them, as
-SHA-256 digests, and passwords as their digests. What is not kept, because it lives for minutes: pending device
-grants, user-interactive auth sessions, rendezvous sessions. Ids and tokens issued after a restart come from a fresh
-seed; the registry avoids device ids already taken, and 32 random bytes do not collide.
+What is kept (:data:`TABLES`): the registry's accounts and, in rows of their own, their devices, the bindings of
+access and refresh tokens and the device-to-token index, and the registered OAuth clients. Tokens are stored as the
+model stores them, as SHA-256 digests, and passwords as their digests. What is not kept, because it lives for
+minutes: pending device grants, user-interactive auth sessions, rendezvous sessions. Ids and tokens issued after a
+restart come from a fresh seed; the registry avoids device ids already taken, and 32 random bytes do not collide.
 
 Rows, not snapshots. Each table is a :class:`~qrlogin.homeserver._frozenmap.FrozenMap`; a step replaces a few entries
 and shares the rest with the previous value, so :meth:`~qrlogin.homeserver._frozenmap.FrozenMap.changes_from` finds
 the changed entries without walking the table, and only their rows are written (``records``: table name, key, value;
 an upsert keeps a row's ``rowid``, so loading ``ORDER BY rowid`` restores insertion order). The cost of a step stays
-independent of how much the server holds, except that an account row carries that user's device list.
+independent of how much the server holds: an account's devices are rows of their own (``Table.nested``), so seeing a
+device again rewrites that device's row only.
 
 The codec (:func:`encode`, :func:`decode`) is generic and strict: it follows the type annotations of the frozen
 dataclasses (``str``, ``int``, ``float``, ``bool``, ``bytes`` as base64, ``Literal``, ``X | None``, enums, tuples,
@@ -41,6 +42,7 @@ import os
 import sqlite3
 import types
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -64,14 +66,25 @@ class StateError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Table:
-    """One FrozenMap field of one part of the homeserver (``registry`` or ``oauth``), stored as rows."""
+    """One FrozenMap field of one part of the homeserver (``registry`` or ``oauth``), stored as rows.
+
+    ``nested`` names a FrozenMap field of the table's values that is stored as rows of its own, keyed by
+    ``[outer key, inner key]`` in the table ``NAME.NESTED``, rather than inside the value's row: an account's devices,
+    so that a device seen again rewrites one small row, not the account with every device it has. The field must
+    have a default (the value is read back without it, then the rows are added).
+    """
 
     part: str
     field: str
+    nested: str | None = None
 
     @property
     def name(self) -> str:
         return f"{self.part}.{self.field}"
+
+    @property
+    def nested_name(self) -> str:
+        return f"{self.name}.{self.nested}"
 
     def get(self, hs: Homeserver) -> FrozenMap[Any, Any]:
         value = getattr(getattr(hs, self.part), self.field)
@@ -84,13 +97,17 @@ class Table:
     def types(self, hs: Homeserver) -> tuple[Any, Any]:
         """The key and value types, from the annotation of the field (``FrozenMap[K, V]``)."""
         owner: type = type(getattr(hs, self.part))
-        hint = _hints(owner)[self.field]
-        key_type, value_type = typing.get_args(hint)
+        key_type, value_type = typing.get_args(_hints(owner)[self.field])
         return key_type, value_type
+
+    def nested_types(self, value_type: Any) -> tuple[Any, Any]:
+        assert self.nested is not None
+        key_type, inner_type = typing.get_args(_hints(value_type)[self.nested])
+        return key_type, inner_type
 
 
 TABLES = (
-    Table("registry", "accounts"),
+    Table("registry", "accounts", nested="devices"),
     Table("registry", "access_tokens"),
     Table("registry", "refresh_tokens"),
     Table("registry", "device_tokens"),
@@ -111,8 +128,8 @@ def _nullable(tp: Any) -> Any | None:
     return None
 
 
-def encode(tp: Any, value: Any) -> Any:
-    """``value`` of type ``tp`` as JSON-ready data."""
+def encode(tp: Any, value: Any, *, without: str | None = None) -> Any:
+    """``value`` of type ``tp`` as JSON-ready data (a dataclass ``without`` one of its fields, if named)."""
     inner = _nullable(tp)
     if inner is not None:
         return None if value is None else encode(inner, value)
@@ -134,7 +151,8 @@ def encode(tp: Any, value: Any) -> Any:
         return [[encode(args[0], key), encode(args[1], item)] for key, item in value.items()]
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         hints = _hints(tp)
-        return {f.name: encode(hints[f.name], getattr(value, f.name)) for f in dataclasses.fields(tp) if f.init}
+        fields = [f.name for f in dataclasses.fields(tp) if f.init and f.name != without]
+        return {name: encode(hints[name], getattr(value, name)) for name in fields}
     raise TypeError(f"cannot store a value of type {tp}")
 
 
@@ -207,8 +225,16 @@ def decode(tp: Any, data: Any) -> Any:
     raise TypeError(f"cannot store a value of type {tp}")
 
 
-def _text(tp: Any, value: Any) -> str:
-    return json.dumps(encode(tp, value), separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+def _text(tp: Any, value: Any, *, without: str | None = None) -> str:
+    return json.dumps(encode(tp, value, without=without), separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
+def _rows(db: sqlite3.Connection, name: str) -> Iterator[tuple[Any, Any]]:
+    for key, value in db.execute("SELECT key, value FROM records WHERE tbl = ? ORDER BY rowid", (name,)):
+        try:
+            yield json.loads(key), json.loads(value)
+        except ValueError as exc:
+            raise StateError(f"a stored row of {name} is not JSON: {exc}") from None
 
 
 # ------------------------------------------------------------------------------------------------------- the file
@@ -257,13 +283,19 @@ class StateFile:
         """``hs`` with every stored table in place of its own; remembers them as saved."""
         for table in TABLES:
             key_type, value_type = table.types(hs)
-            rows = self._db.execute("SELECT key, value FROM records WHERE tbl = ? ORDER BY rowid", (table.name,))
             restored: FrozenMap[Any, Any] = FrozenMap()
-            for key, value in rows:
-                try:
-                    restored = restored.set(decode(key_type, json.loads(key)), decode(value_type, json.loads(value)))
-                except (ValueError, TypeError) as exc:
-                    raise StateError(f"a stored row of {table.name} is unreadable: {exc}") from None
+            for key, value in _rows(self._db, table.name):
+                restored = restored.set(decode(key_type, key), decode(value_type, value))
+            if table.nested is not None:
+                inner_key_type, inner_type = table.nested_types(value_type)
+                for pair, value in _rows(self._db, table.nested_name):
+                    if not isinstance(pair, list) or len(pair) != 2:
+                        raise StateError(f"a stored key of {table.nested_name} is not an [outer, inner] pair")
+                    outer = restored.get(decode(key_type, pair[0]))
+                    if outer is None:
+                        raise StateError(f"a stored row of {table.nested_name} belongs to no row of {table.name}")
+                    inner = getattr(outer, table.nested).set(decode(inner_key_type, pair[1]), decode(inner_type, value))
+                    restored = restored.set(decode(key_type, pair[0]), replace(outer, **{table.nested: inner}))
             hs = table.put(hs, restored)
             self._saved[table.name] = restored
         return hs
@@ -273,13 +305,9 @@ class StateFile:
         writes: list[tuple[str, str, str | None]] = []
         for table in TABLES:
             current = table.get(hs)
-            saved = self._saved.get(table.name)
-            if current is saved:
-                continue
-            key_type, value_type = table.types(hs)
-            changes = current.changes_from(saved if saved is not None else FrozenMap())
-            for key, present, value in changes:
-                writes.append((table.name, _text(key_type, key), _text(value_type, value) if present else None))
+            saved = self._saved.get(table.name, FrozenMap())
+            if current is not saved:
+                writes.extend(self._changes(table, hs, current, saved))
         if writes:
             with self._db:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -295,6 +323,31 @@ class StateFile:
         for table in TABLES:
             self._saved[table.name] = table.get(hs)
         return len(writes)
+
+    @staticmethod
+    def _changes(
+        table: Table, hs: Homeserver, current: FrozenMap[Any, Any], saved: FrozenMap[Any, Any]
+    ) -> Iterator[tuple[str, str, str | None]]:
+        key_type, value_type = table.types(hs)
+        nested = table.nested
+        removed: set[Any] = set()
+        for key, present, value in current.changes_from(saved):
+            key_text = _text(key_type, key)
+            if nested is None:
+                yield table.name, key_text, _text(value_type, value) if present else None
+                continue
+            inner_key_type, inner_type = table.nested_types(value_type)
+            before = saved.get(key) if key not in removed else None
+            inner_before = FrozenMap() if before is None else getattr(before, nested)
+            inner_now = FrozenMap() if not present else getattr(value, nested)
+            if not present:
+                removed.add(key)
+                yield table.name, key_text, None
+            elif before is None or replace(before, **{nested: inner_now}) != value:
+                yield table.name, key_text, _text(value_type, value, without=nested)
+            for inner_key, inner_present, inner in inner_now.changes_from(inner_before):
+                row_key = json.dumps([encode(key_type, key), encode(inner_key_type, inner_key)], separators=(",", ":"))
+                yield table.nested_name, row_key, _text(inner_type, inner) if inner_present else None
 
     def after(self, hs: Homeserver, request: HttpRequest, response: HttpResponse, now_ms: int) -> Homeserver:
         """The app's ``after`` hook: persist the step's changes before its response is sent."""
