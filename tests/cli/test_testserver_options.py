@@ -216,3 +216,15 @@ def test_the_generated_default_user_is_kept_by_the_state(tmp_path: Path) -> None
         assert "user: @alice:qrlogin.test (restored, its password unchanged)\n" in banner
         assert login(url, "alice", found.group(1), "LAPTOP") != token  # the same password, a new token
         assert httpx.get(f"{url}{V3}/account/whoami", headers=bearer(token)).status_code == 401  # replaced by it
+
+
+def test_tls_without_a_path_writes_the_certificate_privately_and_removes_it_on_exit() -> None:
+    with running_testserver("--tls") as (url, banner):
+        found = re.search(r"certificate \(self-signed, trust it in the client\): (\S+)\n", banner)
+        assert found is not None, banner
+        cert = Path(found.group(1))
+        assert cert.parent.stat().st_mode & 0o077 == 0
+        assert {path.name for path in cert.parent.iterdir()} == {cert.name, "key.pem"}
+        trusted = ssl.create_default_context(cafile=str(cert))
+        assert httpx.get(f"{url}/_matrix/client/versions", verify=trusted).status_code == 200
+    assert not cert.parent.exists()

@@ -10,8 +10,9 @@ authorization is approved for the first user as soon as it is created; otherwise
 
 ``--tls`` serves https with a certificate made at start (:mod:`qrlogin.cli._selfsigned`) for the host, the public
 base URL's host, the server name, ``localhost`` and the loopback addresses. The certificate is written to
-``--tls-cert`` (default: ``qrlogin-testserver-PORT.pem`` in the temporary directory) for clients to trust; its private
-key only to a file in a private temporary directory that uvicorn reads at start and that is removed on exit.
+``--tls-cert`` for clients to trust; by default into a private temporary directory (mode 0700, so nobody can plant a
+file or link at a guessable path in a shared ``/tmp``) that also holds the private key for uvicorn and that is
+removed on exit.
 
 ``--rendezvous-create`` is MSC4388's creation policy (:class:`~qrlogin.homeserver.rendezvous.CreateMode`); the
 default is ``open``, so that a new device without an account on this server can create the session and show the QR
@@ -27,6 +28,7 @@ import ipaddress
 import json
 import os
 import secrets
+import signal
 import socket
 import sys
 import tempfile
@@ -89,7 +91,7 @@ def register(subparsers: Any) -> None:
         type=Path,
         default=None,
         metavar="PATH",
-        help="where --tls writes its certificate (PEM) for clients to trust (default: in the temporary directory)",
+        help="where --tls writes its certificate (PEM) for clients to trust (default: a private temporary directory)",
     )
     parser.add_argument(
         "--rendezvous-create",
@@ -205,7 +207,7 @@ def _write_tls_files(args: argparse.Namespace, port: int, names: list[str], key_
     from ._selfsigned import self_signed
 
     made = self_signed(names, now=datetime.now(UTC))
-    cert_path: Path = args.tls_cert or Path(tempfile.gettempdir()) / f"qrlogin-testserver-{port}.pem"
+    cert_path: Path = args.tls_cert or Path(key_dir) / f"qrlogin-testserver-{port}.pem"
     cert_path.write_bytes(made.certificate_pem)
     key_path = os.path.join(key_dir, "key.pem")
     with os.fdopen(os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as key_file:
@@ -335,5 +337,13 @@ def _serve(
     if tls_files is not None:
         ssl = {"ssl_certfile": str(tls_files[0]), "ssl_keyfile": tls_files[1]}
     config = uvicorn.Config(app, log_level="warning", lifespan="on", **ssl)
+    if threading.current_thread() is threading.main_thread():
+        # uvicorn shuts down gracefully on SIGTERM and then raises the signal again to die by it, which would skip
+        # the cleanup around this call (the private key's directory, the state file); turn it into an exit instead.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
