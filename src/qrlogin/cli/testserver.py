@@ -24,6 +24,7 @@ password, and without ``--user`` the stored accounts are served as they are.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import json
 import os
@@ -230,7 +231,8 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"qrlogin testserver: cannot bind {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
-    with sock, tempfile.TemporaryDirectory(prefix="qrlogin-testserver-") as key_dir:
+    private = tempfile.TemporaryDirectory(prefix="qrlogin-testserver-") if args.tls else contextlib.nullcontext("")
+    with sock, private as key_dir:
         port = sock.getsockname()[1]
         host = f"[{args.host}]" if ":" in args.host else args.host
         listening = f"{'https' if args.tls else 'http'}://{host}:{port}"
