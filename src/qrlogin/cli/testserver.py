@@ -2,7 +2,8 @@
 
 The ASGI app (:class:`~qrlogin.adapters.homeserver_asgi.HomeserverApp`, on uvicorn) serves one in-memory
 :mod:`qrlogin.homeserver` with the rendezvous for all three generations behind its hook, seeded from
-:func:`os.urandom` at start. Its base URL is ``http://HOST:PORT`` and its server name ``HOST:PORT``.
+:func:`os.urandom` at start. Its base URL is ``http://HOST:PORT`` (``https`` with ``--tls``) unless
+``--public-base-url`` says otherwise, and its server name is the base URL's ``HOST:PORT``.
 
 The consent page of the device authorization grant is the simulated user's: with ``--auto-approve`` every device
 authorization is approved for the first user as soon as it is created; otherwise a user code typed on standard input
