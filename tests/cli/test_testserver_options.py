@@ -26,6 +26,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 V3 = "/_matrix/client/v3"
 V3_RENDEZVOUS = "/_matrix/client/unstable/io.element.msc4388/rendezvous"
 V1_RENDEZVOUS = "/_matrix/client/unstable/org.matrix.msc4108/rendezvous"
+DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
 
 
 @contextmanager
@@ -155,11 +156,14 @@ def test_a_restart_on_the_same_state_keeps_a_signed_in_device_and_its_client(tmp
         assert f"state: {state} (2 accounts)\n" in banner
         token = login(url, "alice", "pw", "LAPTOP")
         bob = login(url, "bob", "pw2", "BOBPHONE")
-        client = {
-            "client_uri": "https://client.example",
-            "grant_types": ["urn:ietf:params:oauth:grant-type:device_code"],
-        }
+        client = {"client_uri": "https://client.example", "grant_types": [DEVICE_CODE, "refresh_token"]}
         client_id = httpx.post(f"{url}/oauth2/registration", json=client).json()["client_id"]
+        # A device signed in with the device grant (approved at once): its refresh token must outlive the restart.
+        scope = "urn:matrix:client:api:* urn:matrix:client:device:GRANTED"
+        grant = httpx.post(f"{url}/oauth2/device", data={"client_id": client_id, "scope": scope}).json()
+        poll = {"grant_type": DEVICE_CODE, "device_code": grant["device_code"], "client_id": client_id}
+        issued = httpx.post(f"{url}/oauth2/token", data=poll).json()
+        assert "refresh_token" in issued, issued
         renamed = httpx.put(f"{url}{V3}/devices/LAPTOP", json={"display_name": "my laptop"}, headers=bearer(token))
         assert renamed.status_code == 200
         deleted = httpx.request(
@@ -185,12 +189,18 @@ def test_a_restart_on_the_same_state_keeps_a_signed_in_device_and_its_client(tmp
         grant = httpx.post(f"{url}/oauth2/device", data={"client_id": client_id, "scope": scope})
         assert grant.status_code == 200, grant.text
         assert login(url, "alice", "pw", "SECOND")  # the stored password
+        refresh = {"grant_type": "refresh_token", "refresh_token": issued["refresh_token"], "client_id": client_id}
+        rotated = httpx.post(f"{url}/oauth2/token", data=refresh)
+        assert rotated.status_code == 200, rotated.text
+        whoami = httpx.get(f"{url}{V3}/account/whoami", headers=bearer(rotated.json()["access_token"]))
+        assert whoami.json() == {"user_id": "@alice:qrlogin.test", "device_id": "GRANTED"}
+        assert httpx.get(f"{url}{V3}/account/whoami", headers=bearer(issued["access_token"])).status_code == 401
 
     with running_testserver(*flags, "--user", "alice:changed") as (url, _):
         assert httpx.get(f"{url}{V3}/account/whoami", headers=bearer(token)).status_code == 200
         assert login(url, "alice", "changed", "THIRD")
         devices = httpx.get(f"{url}{V3}/devices", headers=bearer(token)).json()["devices"]
-        assert {d["device_id"] for d in devices} == {"LAPTOP", "SECOND", "THIRD"}
+        assert {d["device_id"] for d in devices} == {"LAPTOP", "GRANTED", "SECOND", "THIRD"}
 
 
 def test_a_state_file_of_another_server_or_no_database_is_refused_in_one_line(tmp_path: Path) -> None:
