@@ -111,7 +111,13 @@ def transcript(seed: bytes) -> list[tuple[int, bytes]]:
     for response in [
         server.login("alice"),
         server.delete_device(content["access_token"], content["device_id"], {}),
-        server.send(HttpRequest.json("POST", "/oauth2/registration", {"client_uri": "https://c.example"})),
+        server.send(
+            HttpRequest.json(
+                "POST",
+                "/oauth2/registration",
+                {"client_uri": "https://c.example", "grant_types": ["urn:ietf:params:oauth:grant-type:device_code"]},
+            )
+        ),
     ]:
         out.append((response.status, response.body))
     client_id = json.loads(out[-1][1])["client_id"]

@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from ..http import HttpRequest, HttpResponse
-from . import devices, oauth
+from . import devices, oauth, pages
 from ._http import bearer_token, json_response, matrix_error, split_path
 from .devices import DeviceRegistry, TokenBinding
 from .oauth import ConsentResult, OAuthServer
@@ -47,6 +47,7 @@ __all__ = [
     "CLIENT_V3",
     "RENDEZVOUS_PREFIXES",
     "SPEC_VERSIONS",
+    "UNSTABLE_AUTH_METADATA_PATH",
     "VERSIONS_PATH",
     "Homeserver",
     "RendezvousService",
@@ -60,6 +61,7 @@ __all__ = [
 
 CLIENT_V3 = ("_matrix", "client", "v3")
 AUTH_METADATA_PATH = "/_matrix/client/v1/auth_metadata"
+UNSTABLE_AUTH_METADATA_PATH = "/_matrix/client/unstable/org.matrix.msc2965/auth_metadata"
 VERSIONS_PATH = "/_matrix/client/versions"
 # The Client-Server API version that added ``auth_metadata``; the endpoints the model serves exist in it.
 SPEC_VERSIONS = ("v1.15",)
@@ -93,14 +95,25 @@ def new_homeserver(
     seed: bytes,
     grant_expires_in_s: int = oauth.DEFAULT_EXPIRES_IN_S,
     poll_interval_s: int = oauth.DEFAULT_INTERVAL_S,
+    access_token_lifetime_s: int = oauth.DEFAULT_ACCESS_TOKEN_LIFETIME_S,
 ) -> Homeserver:
-    """A homeserver with no accounts; every id and token it will ever issue follows from ``seed``."""
+    """A homeserver with no accounts; every id and token it will ever issue follows from ``seed``.
+
+    ``access_token_lifetime_s`` is how long an access token issued through OAuth works before it must be
+    refreshed; tokens from ``/login`` and ``/register`` do not expire.
+    """
     base_url = base_url.rstrip("/")
     return Homeserver(
         server_name=server_name,
         base_url=base_url,
         registry=devices.new_registry(server_name, seed),
-        oauth=oauth.new_oauth_server(base_url, seed, expires_in_s=grant_expires_in_s, interval_s=poll_interval_s),
+        oauth=oauth.new_oauth_server(
+            base_url,
+            seed,
+            expires_in_s=grant_expires_in_s,
+            interval_s=poll_interval_s,
+            access_token_lifetime_s=access_token_lifetime_s,
+        ),
     )
 
 
@@ -133,14 +146,17 @@ def _bad_method() -> HttpResponse:
 
 
 def _authenticate(
-    hs: Homeserver, request: HttpRequest, *, now_ms: int
+    hs: Homeserver, request: HttpRequest, *, now_ms: int, allow_expired: bool = False
 ) -> tuple[Homeserver, TokenBinding | HttpResponse]:
+    """The device behind the request's token; an expired one is a soft logout (the client should refresh)."""
     token = bearer_token(request)
     if token is None:
         return hs, matrix_error(401, "M_MISSING_TOKEN", "missing access token")
     binding = devices.lookup_access_token(hs.registry, token)
     if binding is None:
         return hs, matrix_error(401, "M_UNKNOWN_TOKEN", "unknown or invalidated access token", soft_logout=False)
+    if binding.expired(now_ms) and not allow_expired:
+        return hs, matrix_error(401, "M_UNKNOWN_TOKEN", "the access token has expired", soft_logout=True)
     return replace(hs, registry=devices.touch(hs.registry, binding, now_ms)), binding
 
 
@@ -169,6 +185,17 @@ def _client_api(
         if method != "POST":
             return hs, _bad_method()
         registry, response = devices.register(hs.registry, request, now_ms=now_ms)
+        return replace(hs, registry=registry), response
+
+    if rest in (("logout",), ("logout", "all")):
+        if method != "POST":
+            return hs, _bad_method()
+        # Logging out with an expired token is allowed: a client that cannot refresh must still be able to leave.
+        hs, auth = _authenticate(hs, request, now_ms=now_ms, allow_expired=True)
+        if isinstance(auth, HttpResponse):
+            return hs, auth
+        log_out = devices.logout if rest == ("logout",) else devices.logout_all
+        registry, response = log_out(hs.registry, auth)
         return replace(hs, registry=registry), response
 
     allowed: tuple[str, ...]
@@ -200,12 +227,18 @@ def _client_api(
 
 def _oauth_api(hs: Homeserver, request: HttpRequest, *, now_ms: int) -> tuple[Homeserver, HttpResponse] | None:
     path = request.path
-    if path == AUTH_METADATA_PATH:
+    if path in (AUTH_METADATA_PATH, UNSTABLE_AUTH_METADATA_PATH):
         return hs, oauth.metadata(hs.oauth) if request.method == "GET" else _bad_method()
-    if path not in (oauth.REGISTRATION_PATH, oauth.DEVICE_AUTHORIZATION_PATH, oauth.TOKEN_PATH):
+    if path in pages.PAGE_PATHS:
+        server, response = pages.handle_page(hs.oauth, hs.registry, request, now_ms=now_ms)
+        return replace(hs, oauth=server), response
+    if path not in (oauth.REGISTRATION_PATH, oauth.DEVICE_AUTHORIZATION_PATH, oauth.TOKEN_PATH, oauth.REVOCATION_PATH):
         return None
     if request.method != "POST":
         return hs, _bad_method()
+    if path == oauth.REVOCATION_PATH:
+        registry, response = oauth.revoke(hs.oauth, hs.registry, request)
+        return replace(hs, registry=registry), response
     if path == oauth.REGISTRATION_PATH:
         server, response = oauth.register_client(hs.oauth, request)
         return replace(hs, oauth=server), response
