@@ -63,8 +63,11 @@ CLIENT_V3 = ("_matrix", "client", "v3")
 AUTH_METADATA_PATH = "/_matrix/client/v1/auth_metadata"
 UNSTABLE_AUTH_METADATA_PATH = "/_matrix/client/unstable/org.matrix.msc2965/auth_metadata"
 VERSIONS_PATH = "/_matrix/client/versions"
-# The Client-Server API version that added ``auth_metadata``; the endpoints the model serves exist in it.
-SPEC_VERSIONS = ("v1.15",)
+# Every Client-Server API version from v1.1 (login, registration, devices, whoami, logout as the model serves them)
+# to v1.15 (which added ``auth_metadata``). Clients accept a server by finding a version they know in this list
+# (matrix-js-sdk 43's server discovery knows v1.1 to v1.13 and refuses a server listing only v1.15). The model
+# implements of each only the endpoints a sign-in uses (docs/homeserver.md).
+SPEC_VERSIONS = tuple(f"v1.{minor}" for minor in range(1, 16))
 
 RENDEZVOUS_PREFIXES = (
     "/_matrix/client/unstable/org.matrix.msc4108/rendezvous",
