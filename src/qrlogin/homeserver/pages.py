@@ -31,7 +31,8 @@ a POST whose ``Origin`` is another origin, or whose ``Sec-Fetch-Site`` says it c
 before the token is looked at; and the cookie is ``SameSite=Lax`` (sent on the top-level navigation that brings a
 user from a client to ``/oauth2/authorize``, never on a cross-site POST) and ``HttpOnly``, ``Secure`` when the base
 URL is https. Pages are never cached, may not be framed (``X-Frame-Options``, CSP ``frame-ancestors``), load
-nothing (CSP ``default-src 'none'``) and send no ``Referer`` (the URL of ``/link`` holds the user code).
+nothing (CSP ``default-src 'none'``) and send no ``Referer`` to another origin (the URL of ``/link`` holds the user
+code).
 
 Everything shown that came from a request or a client's registration is HTML-escaped.
 """
@@ -72,7 +73,8 @@ _SECURITY_HEADERS = (
     ("cache-control", "no-store"),
     ("x-frame-options", "DENY"),
     ("x-content-type-options", "nosniff"),
-    ("referrer-policy", "no-referrer"),
+    # same-origin, not no-referrer: under no-referrer Chromium sends "Origin: null" with a same-origin form POST.
+    ("referrer-policy", "same-origin"),
     (
         "content-security-policy",
         "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
