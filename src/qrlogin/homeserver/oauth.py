@@ -140,11 +140,10 @@ class DeviceGrant:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BrowserSession:
-    """One browser's session on the pages: its anti-forgery token and, once signed in, its user."""
+    """A browser signed in on the pages (:mod:`~qrlogin.homeserver.pages`), until ``expires_at_ms``."""
 
-    csrf_token: str = field(repr=False)
-    user_id: str | None = None
-    expires_at_ms: int = 0
+    user_id: str
+    expires_at_ms: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -161,7 +160,7 @@ class OAuthServer:
     codes: FrozenMap[bytes, AuthorizationCode] = field(default_factory=FrozenMap, repr=False)
     """Digest of an authorization code -> what it was issued for."""
     sessions: FrozenMap[bytes, BrowserSession] = field(default_factory=FrozenMap, repr=False)
-    """Digest of a session cookie -> the browser session."""
+    """Digest of a signed-in browser's session cookie -> its session."""
 
 
 class ConsentResult(enum.Enum):

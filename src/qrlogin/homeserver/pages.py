@@ -8,10 +8,12 @@ MSC4341 (the page shows which device is being signed in), RFC 6265bis §5.4.7 (`
 Theory of operation
 -------------------
 Pages are answered by the pure model like every other request: :func:`handle_page` maps an ``HttpRequest`` to an
-``HttpResponse`` whose body is HTML, and cookies travel as ``Set-Cookie`` / ``Cookie`` headers. A browser session
-is a record in :attr:`OAuthServer.sessions <qrlogin.homeserver.oauth.OAuthServer.sessions>` keyed by the digest of
-the random value in the ``qrlogin_session`` cookie; it holds the session's anti-forgery token and, once the user
-signed in, the user id. Every value comes from the model's seeded id source, every time from ``now_ms``.
+``HttpResponse`` whose body is HTML, and cookies travel as ``Set-Cookie`` / ``Cookie`` headers. A browser is
+known by the random value of its ``qrlogin_session`` cookie, minted the first time it asks for a form. Its
+anti-forgery token is derived from that value (HMAC under the server's seeded key), so nothing is stored for a
+browser that has not signed in; signing in stores a record in :attr:`OAuthServer.sessions
+<qrlogin.homeserver.oauth.OAuthServer.sessions>`, keyed by the digest of a new cookie value, holding the user id
+and when it expires. Every value comes from the model's seeded id source, every time from ``now_ms``.
 
 ====================  ==============================================================================================
 ``GET /login``         the sign-in form (``next`` is the local path to return to)
@@ -39,8 +41,9 @@ Everything shown that came from a request or a client's registration is HTML-esc
 
 from __future__ import annotations
 
+import hashlib
 import hmac
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from html import escape
 from urllib.parse import parse_qsl, urlencode
 
@@ -131,15 +134,30 @@ def _cookie_value(request: HttpRequest) -> str | None:
     return None
 
 
-def _session(server: OAuthServer, request: HttpRequest, now_ms: int) -> tuple[bytes, BrowserSession] | None:
+@dataclass(frozen=True, slots=True)
+class _Visitor:
+    """Who is asking: the session cookie the browser sent (None without one) and the user it is signed in as."""
+
+    cookie: str | None
+    user_id: str | None
+
+
+def _visitor(server: OAuthServer, request: HttpRequest, now_ms: int) -> _Visitor:
     value = _cookie_value(request)
     if value is None:
-        return None
-    digest = token_digest(value)
-    session = server.sessions.get(digest)
-    if session is None or now_ms >= session.expires_at_ms:
-        return None
-    return digest, session
+        return _Visitor(None, None)
+    session = server.sessions.get(token_digest(value))
+    signed_in = session is not None and now_ms < session.expires_at_ms
+    return _Visitor(value, session.user_id if signed_in and session is not None else None)
+
+
+def _csrf_token(server: OAuthServer, cookie: str) -> str:
+    """The session's anti-forgery token: a MAC of its cookie value under a key only the server holds.
+
+    Derived rather than stored, so a browser that only looks at the sign-in form costs the server nothing.
+    """
+    material = b"qrlogin page csrf|" + cookie.encode("utf-8", "surrogatepass")
+    return hmac.new(server.ids.seed, material, hashlib.sha256).hexdigest()
 
 
 def _set_cookie(server: OAuthServer, value: str) -> str:
@@ -147,22 +165,28 @@ def _set_cookie(server: OAuthServer, value: str) -> str:
     return f"{COOKIE_NAME}={value}; Path=/; Max-Age={SESSION_LIFETIME_S}; HttpOnly; SameSite=Lax{secure}"
 
 
-def _new_session(server: OAuthServer, user_id: str | None, *, now_ms: int) -> tuple[OAuthServer, BrowserSession, str]:
-    """A fresh session (cookie value and anti-forgery token from the seeded source); returns its Set-Cookie."""
+def _with_cookie(server: OAuthServer, visitor: _Visitor) -> tuple[OAuthServer, str, str | None]:
+    """The visitor's cookie value, minting one (and its Set-Cookie) for a browser that has none."""
+    if visitor.cookie is not None:
+        return server, visitor.cookie, None
     ids, value = server.ids.token("bs_")
-    ids, csrf = ids.token("csrf_")
-    session = BrowserSession(csrf_token=csrf, user_id=user_id, expires_at_ms=now_ms + SESSION_LIFETIME_S * 1000)
-    server = replace(server, ids=ids, sessions=server.sessions.set(token_digest(value), session))
-    return server, session, _set_cookie(server, value)
+    server = replace(server, ids=ids)
+    return server, value, _set_cookie(server, value)
 
 
-def _session_for_form(
-    server: OAuthServer, request: HttpRequest, now_ms: int
-) -> tuple[OAuthServer, BrowserSession, str | None]:
-    found = _session(server, request, now_ms)
-    if found is not None:
-        return server, found[1], None
-    return _new_session(server, None, now_ms=now_ms)
+def _sign_in(server: OAuthServer, visitor: _Visitor, user_id: str, *, now_ms: int) -> tuple[OAuthServer, str]:
+    """Store a signed-in session under a new cookie value; returns its Set-Cookie.
+
+    The value the browser held before is dropped: a value planted in the browser before sign-in (session fixation)
+    never becomes a signed-in one.
+    """
+    sessions = server.sessions
+    if visitor.cookie is not None:
+        sessions = sessions.remove(token_digest(visitor.cookie))
+    ids, value = server.ids.token("bs_")
+    session = BrowserSession(user_id=user_id, expires_at_ms=now_ms + SESSION_LIFETIME_S * 1000)
+    server = replace(server, ids=ids, sessions=sessions.set(token_digest(value), session))
+    return server, _set_cookie(server, value)
 
 
 def _origin(url: str) -> str | None:
@@ -172,17 +196,17 @@ def _origin(url: str) -> str | None:
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
-def _forged(server: OAuthServer, request: HttpRequest, form: dict[str, str], session: BrowserSession | None) -> bool:
+def _forged(server: OAuthServer, request: HttpRequest, form: dict[str, str], visitor: _Visitor) -> bool:
     """Whether a POST must be refused as a cross-site request forgery (module docstring)."""
     origin = request.header("origin")
     if origin is not None and origin.lower() != _origin(server.base_url):
         return True
     if request.header("sec-fetch-site") not in (None, "same-origin", "none"):
         return True
-    offered = form.get("csrf", "")
-    if session is None:
+    if visitor.cookie is None:
         return True
-    return not hmac.compare_digest(offered.encode("utf-8", "surrogatepass"), session.csrf_token.encode())
+    offered = form.get("csrf", "").encode("utf-8", "surrogatepass")
+    return not hmac.compare_digest(offered, _csrf_token(server, visitor.cookie).encode())
 
 
 def _local_path(value: str | None) -> str:
@@ -207,10 +231,10 @@ def _query_param(request: HttpRequest, name: str) -> str | None:
 # -- sign-in ----------------------------------------------------------------------------------------------------
 
 
-def _login_form(session: BrowserSession, next_path: str, error: str | None) -> str:
+def _login_form(csrf: str, next_path: str, error: str | None) -> str:
     alert = "" if error is None else f"<p class=error role=alert id=error>{escape(error)}</p>"
     return (
-        f'{alert}<form method=post action="{LOGIN_PATH}">{_hidden("csrf", session.csrf_token)}'
+        f'{alert}<form method=post action="{LOGIN_PATH}">{_hidden("csrf", csrf)}'
         f"{_hidden('next', next_path)}"
         "<p><label>Username <input name=username id=username autocomplete=username required></label></p>"
         "<p><label>Password <input name=password id=password type=password autocomplete=current-password required>"
@@ -218,32 +242,33 @@ def _login_form(session: BrowserSession, next_path: str, error: str | None) -> s
     )
 
 
+_FORGED = "This form has expired or came from another site. Reload the page."
+
+
 def _login_get(server: OAuthServer, request: HttpRequest, now_ms: int) -> tuple[OAuthServer, HttpResponse]:
     next_path = _local_path(_query_param(request, "next"))
-    found = _session(server, request, now_ms)
-    if found is not None and found[1].user_id is not None:
+    visitor = _visitor(server, request, now_ms)
+    if visitor.user_id is not None:
         return server, _redirect(next_path)
-    server, session, cookie = _session_for_form(server, request, now_ms)
-    return server, _page(200, "Sign in", _login_form(session, next_path, None), cookie=cookie)
+    server, cookie, set_cookie = _with_cookie(server, visitor)
+    return server, _page(200, "Sign in", _login_form(_csrf_token(server, cookie), next_path, None), cookie=set_cookie)
 
 
 def _login_post(
     server: OAuthServer, registry: DeviceRegistry, request: HttpRequest, form: dict[str, str], now_ms: int
 ) -> tuple[OAuthServer, HttpResponse]:
-    found = _session(server, request, now_ms)
-    if _forged(server, request, form, None if found is None else found[1]):
-        return server, _error_page(403, "This form has expired or came from another site. Reload the page.")
-    assert found is not None
-    digest, session = found
+    visitor = _visitor(server, request, now_ms)
+    if _forged(server, request, form, visitor):
+        return server, _error_page(403, _FORGED)
+    assert visitor.cookie is not None
     next_path = _local_path(form.get("next"))
     username, password = form.get("username", ""), form.get("password", "")
     user_id = username if username.startswith("@") else user_id_for(registry, username)
     if not check_password(registry, user_id, password):
-        return server, _page(403, "Sign in", _login_form(session, next_path, "Wrong username or password."))
-    # A new session value on sign-in: a value planted in the browser before sign-in never becomes a signed-in one.
-    server = replace(server, sessions=server.sessions.remove(digest))
-    server, _, cookie = _new_session(server, user_id, now_ms=now_ms)
-    return server, _redirect(next_path, cookie=cookie)
+        retry = _login_form(_csrf_token(server, visitor.cookie), next_path, "Wrong username or password.")
+        return server, _page(403, "Sign in", retry)
+    server, set_cookie = _sign_in(server, visitor, user_id, now_ms=now_ms)
+    return server, _redirect(next_path, cookie=set_cookie)
 
 
 # -- authorization endpoint -------------------------------------------------------------------------------------
@@ -258,7 +283,7 @@ def _refused(error: AuthorizationError) -> HttpResponse:
     return _redirect(redirect_to_client(error.redirect_uri, error.response_mode, fields))
 
 
-def _consent_page(request: AuthorizationRequest, session: BrowserSession, user_id: str, raw_query: str) -> str:
+def _consent_page(request: AuthorizationRequest, csrf: str, user_id: str, raw_query: str) -> str:
     client = request.client
     device = request.scope.device_id
     redirect = split_url(request.redirect_uri)
@@ -271,7 +296,7 @@ def _consent_page(request: AuthorizationRequest, session: BrowserSession, user_i
         f"<dl><dt>Device</dt><dd id=device-id>{escape(device) if device else 'a new device'}</dd>"
         f"<dt>Returns to</dt><dd id=redirect-host>{escape(where)}</dd>"
         f"<dt>Access</dt><dd><ul>{scopes}</ul></dd></dl>"
-        f'<form method=post action="{AUTHORIZATION_PATH}">{_hidden("csrf", session.csrf_token)}'
+        f'<form method=post action="{AUTHORIZATION_PATH}">{_hidden("csrf", csrf)}'
         f"{_hidden('request', raw_query)}"
         "<button type=submit name=action value=allow id=allow>Allow</button>"
         "<button type=submit name=action value=deny id=deny>Deny</button></form>"
@@ -283,26 +308,23 @@ def _authorize_get(server: OAuthServer, request: HttpRequest, now_ms: int) -> tu
     parsed = parse_authorization_request(tuple(parse_qsl(raw_query, keep_blank_values=True)), server.clients)
     if isinstance(parsed, AuthorizationError):
         return server, _refused(parsed)
-    found = _session(server, request, now_ms)
-    if found is None or found[1].user_id is None:
+    visitor = _visitor(server, request, now_ms)
+    if visitor.cookie is None or visitor.user_id is None:
         return server, _to_login(f"{AUTHORIZATION_PATH}?{raw_query}")
-    session = found[1]
-    assert session.user_id is not None
-    body = _consent_page(parsed, session, session.user_id, raw_query)
+    body = _consent_page(parsed, _csrf_token(server, visitor.cookie), visitor.user_id, raw_query)
     return server, _page(200, "Allow access?", body)
 
 
 def _authorize_post(
     server: OAuthServer, request: HttpRequest, form: dict[str, str], now_ms: int
 ) -> tuple[OAuthServer, HttpResponse]:
-    found = _session(server, request, now_ms)
-    if _forged(server, request, form, None if found is None else found[1]):
-        return server, _error_page(403, "This form has expired or came from another site. Reload the page.")
-    assert found is not None
+    visitor = _visitor(server, request, now_ms)
+    if _forged(server, request, form, visitor):
+        return server, _error_page(403, _FORGED)
     raw_query = form.get("request", "")
-    if found[1].user_id is None:
+    user_id = visitor.user_id
+    if user_id is None:
         return server, _to_login(f"{AUTHORIZATION_PATH}?{raw_query}")
-    user_id = found[1].user_id
     parsed = parse_authorization_request(tuple(parse_qsl(raw_query, keep_blank_values=True)), server.clients)
     if isinstance(parsed, AuthorizationError):
         return server, _refused(parsed)
@@ -336,11 +358,10 @@ def _code_form(message: str | None) -> str:
 
 def _link_get(server: OAuthServer, request: HttpRequest, now_ms: int) -> tuple[OAuthServer, HttpResponse]:
     user_code = _query_param(request, "user_code")
-    found = _session(server, request, now_ms)
-    if found is None or found[1].user_id is None:
+    visitor = _visitor(server, request, now_ms)
+    if visitor.cookie is None or visitor.user_id is None:
         query = "" if user_code is None else "?" + urlencode({"user_code": user_code})
         return server, _to_login(VERIFICATION_PATH + query)
-    session = found[1]
     if user_code is None:
         return server, _page(200, "Link a device", _code_form(None))
     grant = pending_grant(server, user_code, now_ms=now_ms)
@@ -350,12 +371,12 @@ def _link_get(server: OAuthServer, request: HttpRequest, now_ms: int) -> tuple[O
     name = client.display_name() if client is not None else grant.client_id
     device = grant.device_id
     body = (
-        f"<p>A device asks to sign in as <strong id=user-id>{escape(str(session.user_id))}</strong>. Approve it only "
+        f"<p>A device asks to sign in as <strong id=user-id>{escape(visitor.user_id)}</strong>. Approve it only "
         "if the code below is the one your device shows.</p>"
         f"<dl><dt>Code</dt><dd><code id=user-code>{escape(grant.user_code)}</code></dd>"
         f"<dt>Application</dt><dd id=client-name>{escape(name)}</dd>"
         f"<dt>Device</dt><dd id=device-id>{escape(device) if device else 'a new device'}</dd></dl>"
-        f'<form method=post action="{VERIFICATION_PATH}">{_hidden("csrf", session.csrf_token)}'
+        f'<form method=post action="{VERIFICATION_PATH}">{_hidden("csrf", _csrf_token(server, visitor.cookie))}'
         f"{_hidden('user_code', user_code)}"
         "<button type=submit name=action value=approve id=approve>Approve</button>"
         "<button type=submit name=action value=deny id=deny>Deny</button></form>"
@@ -376,11 +397,10 @@ _OUTCOMES = {
 def _link_post(
     server: OAuthServer, registry: DeviceRegistry, request: HttpRequest, form: dict[str, str], now_ms: int
 ) -> tuple[OAuthServer, HttpResponse]:
-    found = _session(server, request, now_ms)
-    if _forged(server, request, form, None if found is None else found[1]):
-        return server, _error_page(403, "This form has expired or came from another site. Reload the page.")
-    assert found is not None
-    user_id = found[1].user_id
+    visitor = _visitor(server, request, now_ms)
+    if _forged(server, request, form, visitor):
+        return server, _error_page(403, _FORGED)
+    user_id = visitor.user_id
     user_code = form.get("user_code", "")
     if user_id is None:
         return server, _to_login(f"{VERIFICATION_PATH}?{urlencode({'user_code': user_code})}")
