@@ -5,7 +5,9 @@ Theory of operation
 :class:`Homeserver` bundles the three services a sign-in with QR code talks to:
 
 * the device registry and the device management API (:mod:`qrlogin.homeserver.devices`, docs/protocol.md §8);
-* the OAuth 2.0 device authorization grant server (:mod:`qrlogin.homeserver.oauth`, docs/protocol.md §7, MSC4341);
+* the OAuth 2.0 authorization server (:mod:`qrlogin.homeserver.oauth`, docs/protocol.md §7): auth metadata,
+  client registration (:mod:`~qrlogin.homeserver.clients`), the authorization code, device code and refresh token
+  grants, revocation, and its HTML pages for sign-in and consent (:mod:`~qrlogin.homeserver.pages`);
 * the rendezvous store, supplied by the rendezvous layer through the :class:`RendezvousService` hook.
 
 ::
@@ -15,12 +17,13 @@ Theory of operation
 routes one :class:`~qrlogin.homeserver.HttpRequest` to its endpoint and returns the next homeserver value with the
 :class:`~qrlogin.homeserver.HttpResponse`. It is total: any request, however malformed, gets a well-formed JSON
 response (unknown path: ``404 M_UNRECOGNIZED``; known path, wrong method: ``405 M_UNRECOGNIZED``; bad body:
-``400``; oversized body: ``413``), and it never raises. With the same seed, the same requests at the same times give
-the same responses, byte for byte. Time enters only through ``now_ms``; randomness only through the seed given to
-:func:`new_homeserver`.
+``400``; oversized body: ``413``), or on the pages' paths a well-formed HTML one, never a 5xx, and it never
+raises. With the same seed, the same requests at the same times give the same responses, byte for byte. Time
+enters only through ``now_ms``; randomness only through the seed given to :func:`new_homeserver`.
 
-The simulated user acts through :func:`approve_user_code` and :func:`deny_user_code` (the consent page of RFC 8628
-§3.3, which a browser would show) and can be given an account with :func:`add_user`.
+A user in a browser decides on the approval page at the ``verification_uri``; the simulated user acts through
+:func:`approve_user_code` and :func:`deny_user_code`, which do what that page does (RFC 8628 §3.3), and can be
+given an account with :func:`add_user`.
 
 Rendezvous hook
 ---------------
