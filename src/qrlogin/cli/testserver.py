@@ -4,9 +4,9 @@ The ASGI app (:class:`~qrlogin.adapters.homeserver_asgi.HomeserverApp`, on uvico
 :mod:`qrlogin.homeserver` with the rendezvous for all three generations behind its hook, seeded from
 :func:`os.urandom` at start. Its base URL is ``http://HOST:PORT`` and its server name ``HOST:PORT``.
 
-The consent page of the device authorization grant is the simulated user's: with ``--auto-approve`` every device
-authorization is approved for the first user as soon as it is created; otherwise a user code typed on standard input
-(one per line) is approved for the first user.
+Device authorizations are approved by a signed-in user on the model's approval page (``/link``, the
+``verification_uri``). With ``--auto-approve`` every one is approved for the first user as soon as it is created;
+without it a user code typed on standard input (one per line) is approved for the first user too.
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
         + (
             f"approved at once for {user_ids[0]}"
             if args.auto_approve
-            else f"type a user code here to approve it for {user_ids[0]}"
+            else f"type a user code here to approve it for {user_ids[0]}, or sign in at {base_url}/link"
         ),
     ]
     print("\n".join(lines), flush=True)
