@@ -14,9 +14,10 @@ Byte 2's flags: the low bits choose the content type, ``0x10`` adds the live bea
 ``Authorization`` header from the body, ``0x40`` the signed-in session cookie and ``0x80`` the server's own
 ``Origin``.
 
-Checked after every request: the status is below 500 (bad input gets the spec's 4xx, never a server error); an API
-answer is a JSON object with a JSON content type; a page is HTML, and a 303 names where to go; the registry still
-holds at most one access token per device, each bound to an existing device; every signed-in session's user exists.
+Checked after every request: the status is below 500 (bad input gets the spec's 4xx, never a server error); every
+header value is printable (an HTTP server cannot send a line break in one); an API answer is a JSON object with a
+JSON content type; a page is HTML, and a 303 names where to go; the registry still holds at most one access token
+per device, each bound to an existing device; every signed-in session's user exists.
 
 Run with atheris: ``python fuzz/fuzz_homeserver.py fuzz/corpus/homeserver`` (``scripts/fuzz`` runs every target for a
 bounded budget). ``tests/homeserver/test_fuzz.py`` runs the same target under hypothesis.
@@ -193,6 +194,8 @@ def check(hs: Homeserver) -> None:
 def check_response(request: HttpRequest, response: HttpResponse) -> None:
     if not 200 <= response.status < 500:
         raise AssertionError(f"status {response.status}")
+    if not all(" " <= ch <= "~" for _, value in response.headers for ch in value):
+        raise AssertionError("a header value an HTTP server cannot send")
     if request.path in PAGE_PATHS:
         if response.header("content-type") != "text/html; charset=utf-8" or not response.body:
             raise AssertionError("a page is not HTML")

@@ -131,6 +131,10 @@ REFUSED = [
         {**WEB_CLIENT, "application_type": "native", "redirect_uris": ["https://client.example/cb"]},
         "invalid_redirect_uri",
     ),
+    ({**WEB_CLIENT, "redirect_uris": ["https://client.example/cb\r\nSet-Cookie: x=y"]}, "invalid_redirect_uri"),
+    ({**WEB_CLIENT, "redirect_uris": ["https://client.example/c b"]}, "invalid_redirect_uri"),
+    ({**WEB_CLIENT, "redirect_uris": ["https://client.example/café"]}, "invalid_redirect_uri"),
+    ({**WEB_CLIENT, "client_uri": "https://client.example/\t"}, "invalid_client_metadata"),
     ({**WEB_CLIENT, "application_type": "tv"}, "invalid_client_metadata"),
     ({**WEB_CLIENT, "client_uri": "https://user:pw@client.example/"}, "invalid_client_metadata"),
     ({**WEB_CLIENT, "logo_uri": "https://cdn.example/logo.png"}, "invalid_client_metadata"),
@@ -467,6 +471,25 @@ def test_pages_escape_what_clients_registered() -> None:
     _, page = consent(server, client_id, challenge, state='"><img src=x>')
     text = page.body.decode()
     assert "<script>alert" not in text and "&lt;script&gt;" in text and "<img" not in text
+
+
+def test_an_offered_loopback_redirect_with_a_line_break_is_not_matched() -> None:
+    server = new_server()
+    server.register("alice")
+    native = {"application_type": "native", "client_uri": "https://cli.example/", "redirect_uris": ["http://[::1]/cb"]}
+    client_id = register(server, native).json()["client_id"]
+    _, challenge = pkce_pair()
+    _, response = consent(server, client_id, challenge, redirect_uri="http://[::1]:4000/c\nb")
+    assert response.status == 400 and response.header("location") is None
+
+
+@pytest.mark.parametrize(
+    "next_path", ["//evil.example/", "/\t/evil.example/", "/\\evil.example", "https://evil.example/"]
+)
+def test_sign_in_never_redirects_off_the_server(next_path: str) -> None:
+    server = new_server()
+    server.register("alice")
+    assert Browser(server).sign_in("alice", next_path=next_path).header("location") == "/"
 
 
 # -- cross-site request forgery -----------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from urllib.parse import urlencode
 from ..http import split_url
 from ._frozenmap import FrozenMap
 from ._http import BodyError
-from .clients import AUTHORIZATION_CODE_GRANT, Client
+from .clients import AUTHORIZATION_CODE_GRANT, Client, printable_uri
 from .scopes import MatrixScope, parse_scope
 
 __all__ = [
@@ -92,6 +92,8 @@ class AuthorizationCode:
 
 def _loopback_equal(registered: str, offered: str) -> bool:
     """RFC 8252 §7.3: a loopback ``http`` redirect URI matches whatever port the native client chose."""
+    if not printable_uri(offered):
+        return False
     a, b = split_url(registered), split_url(offered)
     if a is None or b is None or a.scheme != "http" or b.scheme != "http":
         return False

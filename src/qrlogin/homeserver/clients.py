@@ -50,6 +50,7 @@ __all__ = [
     "LOCALISABLE",
     "Client",
     "parse_client_metadata",
+    "printable_uri",
     "registration_response",
 ]
 
@@ -114,12 +115,22 @@ def _string_list(value: object, name: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def printable_uri(value: str) -> bool:
+    """Whether a URI is printable ASCII without spaces (RFC 3986 §2), so it can go into a ``Location`` header.
+
+    ``urlsplit`` silently drops tabs and line breaks, so a URI that parses may still carry them.
+    """
+    return all("!" <= ch <= "~" for ch in value)
+
+
 def _host_within(host: str, base: str) -> bool:
     return host == base or host.endswith("." + base)
 
 
 def _client_uri(value: object, name: str) -> str:
     uri = _string(value, name)
+    if not printable_uri(uri):
+        raise _invalid(f"{name} must be printable ASCII without spaces")
     parts = split_url(uri)
     if parts is None or parts.scheme != "https" or not parts.hostname:
         raise _invalid(f"{name} must be an absolute https URI")
@@ -138,6 +149,8 @@ def _uri_on_base(value: object, name: str, base_host: str) -> str:
 
 
 def _redirect_uri(uri: str, application_type: str, base_host: str) -> None:
+    if not printable_uri(uri):
+        raise _bad_redirect("a redirect URI must be printable ASCII without spaces")
     parts = split_url(uri)
     if parts is None or not parts.scheme:
         raise _bad_redirect(f"redirect URI {uri!r} is not an absolute URI")

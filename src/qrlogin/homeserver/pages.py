@@ -51,6 +51,7 @@ from ..http import HttpRequest, HttpResponse, split_url
 from ._http import BodyError, parse_form
 from ._ids import token_digest
 from .authcode import AuthorizationError, AuthorizationRequest, parse_authorization_request, redirect_to_client
+from .clients import printable_uri
 from .devices import DeviceRegistry, check_password, user_id_for
 from .oauth import (
     AUTHORIZATION_PATH,
@@ -210,10 +211,14 @@ def _forged(server: OAuthServer, request: HttpRequest, form: dict[str, str], vis
 
 
 def _local_path(value: str | None) -> str:
-    """``next`` only ever leads to a path on this server (no open redirect)."""
-    if value is None or not value.startswith("/") or value.startswith("//") or "\\" in value:
+    """``next`` only ever leads to a path on this server (no open redirect).
+
+    Browsers drop tabs and line breaks from a URL, so ``/\\t/evil.example`` would become ``//evil.example``: only a
+    printable path that starts with one slash, and has no backslash, is kept.
+    """
+    if value is None or not printable_uri(value) or not value.startswith("/") or value.startswith("//"):
         return "/"
-    return value
+    return "/" if "\\" in value else value
 
 
 def _to_login(next_path: str) -> HttpResponse:
