@@ -8,6 +8,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from qrlogin.homeserver import ConsentResult, HttpRequest, approve_user_code
 from qrlogin.homeserver.oauth import DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT
@@ -583,3 +585,124 @@ def test_device_consent_page_denies_and_refuses_forgeries_and_unknown_codes() ->
     denied = browser.post("/link", {**fields, "action": "deny"})
     assert denied.status == 200
     assert server.poll(client_id, grant["device_code"], advance_ms=5000).json()["error"] == "access_denied"
+
+
+# -- any input: the spec's error codes, never a server error ------------------------------------------------------
+
+URI_VALUES = st.sampled_from(
+    [
+        "https://client.example/",
+        "https://app.client.example/cb",
+        "http://client.example/",
+        "https://evil.example/cb",
+        "io.client.app:/cb",
+        "example.client.app://cb",
+        "http://127.0.0.1:9/cb",
+        "http://[::1",
+        "https://client.example/#x",
+        "not a uri",
+        "",
+    ]
+)
+METADATA_VALUES = URI_VALUES | st.lists(URI_VALUES, max_size=3) | st.integers() | st.none() | st.booleans()
+METADATA_KEYS = st.sampled_from(
+    [
+        "client_uri",
+        "redirect_uris",
+        "application_type",
+        "grant_types",
+        "response_types",
+        "token_endpoint_auth_method",
+        "client_name",
+        "client_name#fr",
+        "logo_uri",
+        "tos_uri#en-GB",
+        "policy_uri",
+        "contacts",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(METADATA_KEYS, METADATA_VALUES, max_size=8),
+    st.sampled_from([None, ["authorization_code"], [DEVICE_CODE_GRANT], ["authorization_code", "refresh_token"]]),
+    st.sampled_from([None, "web", "native", "tv"]),
+)
+def test_registration_answers_any_metadata_with_201_or_the_spec_errors(
+    body: dict[str, Any], grants: list[str] | None, application_type: str | None
+) -> None:
+    if grants is not None:
+        body["grant_types"] = grants
+    if application_type is not None:
+        body["application_type"] = application_type
+    response = register(new_server(), body)
+    if response.status == 201:
+        content = response.json()
+        assert urlsplit(content["client_uri"]).scheme == "https"
+        if "authorization_code" in content["grant_types"]:
+            assert content["redirect_uris"]
+    else:
+        assert response.status == 400
+        assert response.json()["error"] in ("invalid_client_metadata", "invalid_redirect_uri")
+
+
+AUTHORIZE_KEYS = st.sampled_from(
+    [
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "scope",
+        "state",
+        "code_challenge",
+        "code_challenge_method",
+        "response_mode",
+        "prompt",
+    ]
+)
+AUTHORIZE_VALUES = st.sampled_from(
+    [
+        "code",
+        "token",
+        REDIRECT,
+        "https://evil.example/",
+        "S256",
+        "plain",
+        "query",
+        "fragment",
+        "none",
+        "x" * 43,
+        "urn:matrix:client:api:*",
+        "openid",
+        "",
+    ]
+) | st.text(max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(AUTHORIZE_KEYS, AUTHORIZE_VALUES), max_size=10), st.booleans())
+def test_the_authorization_endpoint_answers_any_query_safely(pairs: list[tuple[str, str]], use_client: bool) -> None:
+    server = new_server()
+    server.register("alice")
+    client_id = web_client(server)
+    if use_client:
+        pairs = [("client_id", client_id), *[(k, v) for k, v in pairs if k != "client_id"]]
+    browser = Browser(server)
+    browser.sign_in("alice")
+    response = browser.get("/oauth2/authorize?" + urlencode(pairs))
+    assert response.header("content-type") == "text/html; charset=utf-8"
+    location = response.header("location")
+    if response.status == 303:
+        assert location is not None and location.startswith(REDIRECT)
+        params = location_params(response)
+        assert "code" not in params  # a code only ever comes from the consent form
+        assert params["error"] in (
+            "invalid_request",
+            "unsupported_response_type",
+            "unauthorized_client",
+            "invalid_scope",
+            "consent_required",
+        )
+    else:
+        assert response.status in (200, 400) and location is None
+        assert response.status == 400 or dict(pairs).get("redirect_uri", REDIRECT) == REDIRECT

@@ -15,7 +15,12 @@ tokens bound to them. Every operation returns a new registry. The rules the seed
 * **at most one active access token per device**: ``device_tokens`` maps each (user, device) to the digest of its
   one access token (and, for OAuth-issued tokens, its one refresh token). Binding a new token to a device first
   removes the old one from the token tables, so reusing a ``device_id`` at login invalidates the previous token;
-* **deleting a device invalidates its token**: deletion removes the device and both of its tokens together.
+* **deleting a device invalidates its token**: deletion removes the device and both of its tokens together. A
+  logout (``POST /logout``, ``/logout/all``) and an OAuth revocation are deletions of this kind.
+
+A token's :class:`TokenBinding` says whom it speaks for, the OAuth client it was issued to (refresh and revocation
+check it) and, for OAuth access tokens, when it expires; an expired access token stays in the table, so that the
+server can answer it with a soft logout until the client refreshes (which replaces it) or logs out.
 
 Tokens are stored only as SHA-256 digests (a lookup by digest reveals nothing about the token) and passwords only as
 salted digests compared with :func:`hmac.compare_digest`. A real server would use a slow password hash; the model
