@@ -706,3 +706,14 @@ def test_the_authorization_endpoint_answers_any_query_safely(pairs: list[tuple[s
     else:
         assert response.status in (200, 400) and location is None
         assert response.status == 400 or dict(pairs).get("redirect_uri", REDIRECT) == REDIRECT
+
+
+def test_a_client_not_registered_for_refresh_gets_no_refresh_token() -> None:
+    server = new_server()
+    server.register("alice")
+    client_id = server.register_client((DEVICE_CODE_GRANT,))
+    grant = server.authorize_device(client_id, device_scope("NOREFRESH1")).json()
+    server.hs, _ = approve_user_code(server.hs, grant["user_code"], USER, now_ms=server.now_ms)
+    tokens = server.poll(client_id, grant["device_code"]).json()
+    assert "refresh_token" not in tokens and tokens["expires_in"] == 300
+    assert server.whoami(tokens["access_token"]).json()["device_id"] == "NOREFRESH1"

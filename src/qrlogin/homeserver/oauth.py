@@ -28,10 +28,12 @@ An authorization code is born when the signed-in user consents on the page of ``
 (:func:`issue_code`) and is redeemed once at the token endpoint with its PKCE verifier.
 
 Redeeming either grant binds a fresh access token (valid ``access_token_lifetime_s``, announced as ``expires_in``)
-and refresh token to the device of the scope through :func:`qrlogin.homeserver.devices.bind_device`; the device is
-created if the user has none with that id, else its previous tokens are invalidated (the rule of a login with a known
-``device_id``). So the device the existing device looks up with ``GET /devices/<id>`` comes into being exactly when
-the tokens are issued (docs/protocol.md §7 step 5). Tokens remember the client they were issued to: a refresh or a
+and a refresh token to the device of the scope through :func:`qrlogin.homeserver.devices.bind_device`; the device
+is created if the user has none with that id, else its previous tokens are invalidated (the rule of a login with a
+known ``device_id``). Only a client registered for the refresh token grant gets a refresh token: any other would be
+refused when it used one (RFC 7591 §2, a client restricts itself to its registered grant types). So the device the
+existing device looks up with ``GET /devices/<id>`` comes into being exactly when the tokens are issued
+(docs/protocol.md §7 step 5). Tokens remember the client they were issued to: a refresh or a
 revocation by another client is refused. A refresh rotates both tokens. Revoking either token (RFC 7009) logs the
 device out: both tokens stop working and the device is deleted, as a logout does.
 
@@ -387,21 +389,22 @@ def _token_response(issued: IssuedTokens, scope: str) -> HttpResponse:
 def _issue(
     server: OAuthServer,
     registry: DeviceRegistry,
-    client_id: str,
+    client: Client,
     user_id: str,
     scope: MatrixScope,
     *,
     now_ms: int,
 ) -> tuple[DeviceRegistry, HttpResponse]:
+    """Bind fresh tokens to the scope's device; a refresh token only for a client registered to use one."""
     registry, device_id, issued = bind_device(
         registry,
         user_id,
         scope.device_id,
         initial_display_name=None,
-        with_refresh_token=True,
+        with_refresh_token=REFRESH_TOKEN_GRANT in client.grant_types,
         now_ms=now_ms,
         lifetime_s=server.access_token_lifetime_s,
-        client_id=client_id,
+        client_id=client.client_id,
     )
     return registry, _token_response(issued, scope.granted(device_id))
 
@@ -432,7 +435,7 @@ def _poll(
         return server, registry, oauth_error(400, "access_denied", "the user denied the request")
     # Approval checked that the account exists, and accounts are never removed.
     assert grant.user_id is not None
-    registry, response = _issue(server, registry, client.client_id, grant.user_id, grant.scope, now_ms=now_ms)
+    registry, response = _issue(server, registry, client, grant.user_id, grant.scope, now_ms=now_ms)
     server = replace(
         server,
         grants=server.grants.set(digest, replace(grant, status=GrantStatus.REDEEMED)),
@@ -462,7 +465,7 @@ def _redeem_code(
         return server, registry, oauth_error(400, "invalid_grant", "code_verifier does not match the challenge")
     if record.user_id not in registry.accounts:
         return server, registry, oauth_error(400, "invalid_grant", "the user is gone")
-    registry, response = _issue(server, registry, client.client_id, record.user_id, record.scope, now_ms=now_ms)
+    registry, response = _issue(server, registry, client, record.user_id, record.scope, now_ms=now_ms)
     return server, registry, response
 
 
