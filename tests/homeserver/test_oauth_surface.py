@@ -128,6 +128,7 @@ REFUSED = [
     ({k: v for k, v in WEB_CLIENT.items() if k != "redirect_uris"}, "invalid_redirect_uri"),
     ({**WEB_CLIENT, "application_type": "native", "redirect_uris": ["com.evil.app:/cb"]}, "invalid_redirect_uri"),
     ({**WEB_CLIENT, "application_type": "native", "redirect_uris": ["example.client://cb"]}, "invalid_redirect_uri"),
+    ({**WEB_CLIENT, "application_type": "native", "redirect_uris": ["example.client:cb"]}, "invalid_redirect_uri"),
     ({**WEB_CLIENT, "application_type": "native", "redirect_uris": ["http://192.0.2.1/cb"]}, "invalid_redirect_uri"),
     (
         {**WEB_CLIENT, "application_type": "native", "redirect_uris": ["https://client.example/cb"]},

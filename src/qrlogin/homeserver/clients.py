@@ -169,8 +169,9 @@ def _redirect_uri(uri: str, application_type: str, base_host: str) -> None:
         return
     if scheme == "https" or "." not in scheme or _SCHEME.fullmatch(scheme) is None:
         raise _bad_redirect("a native client's redirect URI is loopback http or a private-use scheme")
-    if uri[len(scheme) + 1 :].startswith("//") or parts.netloc:
-        raise _bad_redirect("a private-use redirect URI has no authority (scheme:/path)")
+    after_scheme = uri[len(scheme) + 1 :]
+    if not after_scheme.startswith("/") or after_scheme.startswith("//") or parts.netloc:
+        raise _bad_redirect("a private-use redirect URI is scheme:/path, one slash and no authority")
     if not _host_within(".".join(reversed(scheme.split("."))), base_host):
         raise _bad_redirect("a private-use scheme must be the reversed client_uri host or a subdomain")
 
