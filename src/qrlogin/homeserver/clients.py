@@ -41,7 +41,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..http import split_url
-from ._frozenmap import FrozenMap
 from ._http import BodyError
 
 __all__ = [
@@ -77,12 +76,12 @@ class Client:
     grant_types: tuple[str, ...]
     response_types: tuple[str, ...]
     redirect_uris: tuple[str, ...]
-    localised: FrozenMap[str, str]
-    """``client_name``, the URIs and their ``#lang`` variants, exactly as registered."""
+    localised: tuple[tuple[str, str], ...]
+    """``client_name``, the URIs and their ``#lang`` variants as registered, as (field, value) pairs sorted by field."""
 
     @property
     def client_name(self) -> str | None:
-        return self.localised.get("client_name")
+        return dict(self.localised).get("client_name")
 
     def display_name(self) -> str:
         """What a consent page calls the client: its name, else the host of its ``client_uri``."""
@@ -230,7 +229,7 @@ def parse_client_metadata(body: dict[str, Any], *, supported_grants: tuple[str, 
         grant_types=grant_types,
         response_types=response_types if uses_code else (),
         redirect_uris=redirect_uris,
-        localised=FrozenMap(localised),
+        localised=tuple(sorted(localised.items())),
     )
 
 
@@ -241,7 +240,7 @@ def registration_response(client: Client) -> dict[str, Any]:
         "application_type": client.application_type,
         "grant_types": list(client.grant_types),
         "token_endpoint_auth_method": "none",
-        **dict(client.localised.items()),
+        **dict(client.localised),
     }
     if client.redirect_uris:
         content["redirect_uris"] = list(client.redirect_uris)
