@@ -464,6 +464,8 @@ def test_an_unverified_client_or_redirect_uri_gets_an_error_page_not_a_redirect(
     assert response.header("content-type") == "text/html; charset=utf-8"
     repeated = Browser(server).get(authorize_query(client_id, challenge) + "&state=again")
     assert repeated.status == 400 and repeated.header("location") is None
+    crowded = Browser(server).get(authorize_query(client_id, challenge) + "".join(f"&x{i}=1" for i in range(40)))
+    assert crowded.status == 400 and crowded.header("location") is None
 
 
 def test_pages_escape_what_clients_registered() -> None:

@@ -48,7 +48,7 @@ from html import escape
 from urllib.parse import parse_qsl, urlencode
 
 from ..http import HttpRequest, HttpResponse, split_url
-from ._http import BodyError, parse_form
+from ._http import MAX_FORM_FIELDS, BodyError, parse_form
 from ._ids import token_digest
 from .authcode import AuthorizationError, AuthorizationRequest, parse_authorization_request, redirect_to_client
 from .clients import printable_uri
@@ -308,9 +308,18 @@ def _consent_page(request: AuthorizationRequest, csrf: str, user_id: str, raw_qu
     )
 
 
+def _read_authorization_request(server: OAuthServer, raw_query: str) -> AuthorizationRequest | AuthorizationError:
+    """The request in a query string; a query with more parameters than a request has is refused unread."""
+    try:
+        pairs = parse_qsl(raw_query, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
+    except ValueError:
+        return AuthorizationError(error="invalid_request", description="too many parameters")
+    return parse_authorization_request(tuple(pairs), server.clients)
+
+
 def _authorize_get(server: OAuthServer, request: HttpRequest, now_ms: int) -> tuple[OAuthServer, HttpResponse]:
     raw_query = _raw_query(request)
-    parsed = parse_authorization_request(tuple(parse_qsl(raw_query, keep_blank_values=True)), server.clients)
+    parsed = _read_authorization_request(server, raw_query)
     if isinstance(parsed, AuthorizationError):
         return server, _refused(parsed)
     visitor = _visitor(server, request, now_ms)
@@ -330,7 +339,7 @@ def _authorize_post(
     user_id = visitor.user_id
     if user_id is None:
         return server, _to_login(f"{AUTHORIZATION_PATH}?{raw_query}")
-    parsed = parse_authorization_request(tuple(parse_qsl(raw_query, keep_blank_values=True)), server.clients)
+    parsed = _read_authorization_request(server, raw_query)
     if isinstance(parsed, AuthorizationError):
         return server, _refused(parsed)
     action = form.get("action")
