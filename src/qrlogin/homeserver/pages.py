@@ -112,9 +112,9 @@ def _redirect(location: str, *, cookie: str | None = None) -> HttpResponse:
     return replace(page, headers=(*page.headers, ("location", location)))
 
 
-def _error_page(status: int, message: str, *, cookie: str | None = None) -> HttpResponse:
+def _error_page(status: int, message: str) -> HttpResponse:
     alert = f"<p class=error role=alert id=error>{escape(message)}</p>"
-    return _page(status, "Something went wrong", alert, cookie=cookie)
+    return _page(status, "Something went wrong", alert)
 
 
 def _hidden(name: str, value: str) -> str:
