@@ -16,11 +16,13 @@ import os
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import quote
 
 from ..http import HttpRequest, HttpResponse
 from ..rendezvous.server import MAX_JSON_BODY_BYTES, InMemoryStore, RendezvousServer, ServerConfig, Store
 
 __all__ = [
+    "Message",
     "Receive",
     "RendezvousApp",
     "Scope",
@@ -28,6 +30,7 @@ __all__ = [
     "acknowledge_lifespan",
     "create_app",
     "read_request",
+    "route_path",
     "write_response",
 ]
 
@@ -102,7 +105,7 @@ async def read_request(scope: Scope, receive: Receive, *, limit: int) -> HttpReq
     core that checks sizes first to answer 413.
     """
     headers = tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"])
-    target = scope["path"]
+    target = route_path(scope)
     if scope.get("query_string"):
         target += "?" + scope["query_string"].decode("latin-1")
     declared = next((value for name, value in headers if name.lower() == "content-length"), None)
@@ -125,9 +128,35 @@ async def read_request(scope: Scope, receive: Receive, *, limit: int) -> HttpReq
     return HttpRequest(method=scope["method"], target=target, headers=headers, body=body)
 
 
+def route_path(scope: Scope) -> str:
+    """The path as the request spelled it (still percent-encoded), below the ``root_path`` the app is mounted at.
+
+    Routing on the decoded ``path`` would let ``/rendezvous/a%2Fb`` reach the session ``a/b``; the raw path keeps an
+    encoded ``/`` inside its segment. A server or framework that mounts the app (uvicorn's ``--root-path``, a
+    Starlette ``Mount``) keeps the full path and names the mount point in ``root_path``; it is cut off here, so the
+    core sees the same target wherever the app is mounted.
+    """
+    root = scope.get("root_path", "")
+    raw: bytes | None = scope.get("raw_path")
+    if raw is None:
+        path: str = scope["path"]
+        path = path.removeprefix(root) if root and path.startswith(root + "/") else path
+        return quote(path, safe="/:@!$&'()*+,;=-._~")
+    if root:
+        encoded_root = quote(root, safe="/:@!$&'()*+,;=-._~").encode("ascii")
+        if raw.startswith(encoded_root + b"/"):
+            raw = raw[len(encoded_root) :]
+    return raw.decode("latin-1")
+
+
+_NO_CONTENT = frozenset({204, 304})
+
+
 async def write_response(send: Send, response: HttpResponse) -> None:
+    """Send ``response``; ``Content-Length`` on every status that may carry a body (not on 1xx, 204 or 304)."""
     headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers]
-    headers.append((b"content-length", str(len(response.body)).encode("ascii")))
+    if response.status >= 200 and response.status not in _NO_CONTENT:
+        headers.append((b"content-length", str(len(response.body)).encode("ascii")))
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     await send({"type": "http.response.body", "body": response.body})
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sized
 from typing import Any
 
 from ..errors import LocalProtocolError
 from ..rendezvous._http import ApiGeneration
 from ..rendezvous.server import STABLE_PREFIX, Mount, ServerConfig, default_mounts
+from . import _serving
 
 __all__ = ["build_config", "main", "register", "run"]
 
@@ -32,7 +34,7 @@ def _generations(text: str) -> frozenset[ApiGeneration]:
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("serve", help="run a rendezvous server (v1, v2, v3) on loopback")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8008, help="port to bind (default 8008)")
+    parser.add_argument("--port", type=int, default=8008, help="port to bind, 0 for any free one (default 8008)")
     parser.add_argument(
         "--generations", type=_generations, default=frozenset(ApiGeneration), help="unstable paths (default v1,v2,v3)"
     )
@@ -40,6 +42,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--ttl", type=float, default=120.0, help="session lifetime in seconds (default 120)")
     parser.add_argument("--max-sessions", type=int, default=100_000, help="live session limit (default 100000)")
     parser.add_argument("--public-base-url", default=None, help="base of the v1 session URLs (default: Host header)")
+    parser.add_argument("--health-path", default="/health", help="health endpoint ('' turns it off; default /health)")
+    parser.add_argument(
+        "--metrics-path", default="/metrics", help="Prometheus metrics ('' turns them off; default /metrics)"
+    )
+    _serving.add_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -60,16 +67,34 @@ def run(args: argparse.Namespace) -> int:
     config = build_config(args)
     try:
         # The server extra is optional: import it only when the command runs.
-        import uvicorn
-
         from ..adapters.asgi import create_app
+        from ..adapters.front import FrontApp, Metrics
     except ImportError:
         print("qrlogin serve needs the 'server' extra: pip install 'qrlogin[server]'", file=sys.stderr)
         return 2
+    sock = _serving.bind_or_explain("serve", args.host, args.port)
+    if sock is None:
+        return 1
+    app = create_app(config)
+    store = app.server.store
+    metrics = Metrics(live_sessions=store.__len__ if isinstance(store, Sized) else None)
+    front = FrontApp(
+        app,
+        prefixes=[mount.prefix for mount in config.mounts],
+        metrics=metrics,
+        health_path=args.health_path or None,
+        metrics_path=args.metrics_path or None,
+        access_log=args.access_log,
+    )
+    base = _serving.listening_url(sock)
+    # Announced once the socket listens: a client that reads this line can connect.
     for mount in config.mounts:
         names = ",".join(sorted(g.value for g in mount.generations))
-        print(f"qrlogin: serving {names} at http://{args.host}:{args.port}{mount.prefix}", file=sys.stderr, flush=True)
-    uvicorn.run(create_app(config), host=args.host, port=args.port, log_level="warning", lifespan="on")
+        print(f"qrlogin: serving {names} at {base}{mount.prefix}", file=sys.stderr, flush=True)
+    for name, path in (("health", args.health_path), ("metrics", args.metrics_path)):
+        if path:
+            print(f"qrlogin: {name} at {base}{path}", file=sys.stderr, flush=True)
+    _serving.run(front, sock, args, on_reject=metrics.reject)
     return 0
 
 
