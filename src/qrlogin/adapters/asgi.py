@@ -104,11 +104,16 @@ async def read_request(scope: Scope, receive: Receive, *, limit: int) -> HttpReq
     A ``Content-Length`` over ``limit`` is refused unread: the body stands in as ``limit`` zero bytes, enough for a
     core that checks sizes first to answer 413.
     """
-    headers = tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"])
+    headers = []
+    declared = None
+    for raw_name, raw_value in scope["headers"]:
+        name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+        if declared is None and name.lower() == "content-length":
+            declared = value
+        headers.append((name, value))
     target = route_path(scope)
     if scope.get("query_string"):
         target += "?" + scope["query_string"].decode("latin-1")
-    declared = next((value for name, value in headers if name.lower() == "content-length"), None)
     body = b""
     if declared is not None and declared.isdigit() and int(declared) > limit:
         body = b"\0" * limit  # stands in for the refused body: the core answers 413 from its size alone
@@ -125,7 +130,7 @@ async def read_request(scope: Scope, receive: Receive, *, limit: int) -> HttpReq
             size += len(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)[:limit]
-    return HttpRequest(method=scope["method"], target=target, headers=headers, body=body)
+    return HttpRequest(method=scope["method"], target=target, headers=tuple(headers), body=body)
 
 
 def route_path(scope: Scope) -> str:
@@ -150,11 +155,24 @@ def route_path(scope: Scope) -> str:
 
 
 _NO_CONTENT = frozenset({204, 304})
+# Most response headers are the same few pairs on every answer (CORS, caching, content type): their encoded form is
+# kept. The cache takes only the first pairs it meets, so per-session values (ETags, dates) cannot grow it.
+_ENCODED_HEADERS: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+_ENCODED_HEADERS_MAX = 64
+
+
+def _encoded(pair: tuple[str, str]) -> tuple[bytes, bytes]:
+    encoded = _ENCODED_HEADERS.get(pair)
+    if encoded is None:
+        encoded = (pair[0].encode("latin-1"), pair[1].encode("latin-1"))
+        if len(_ENCODED_HEADERS) < _ENCODED_HEADERS_MAX:
+            _ENCODED_HEADERS[pair] = encoded
+    return encoded
 
 
 async def write_response(send: Send, response: HttpResponse) -> None:
     """Send ``response``; ``Content-Length`` on every status that may carry a body (not on 1xx, 204 or 304)."""
-    headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers]
+    headers = [_encoded(pair) for pair in response.headers]
     if response.status >= 200 and response.status not in _NO_CONTENT:
         headers.append((b"content-length", str(len(response.body)).encode("ascii")))
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
