@@ -49,10 +49,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.bench_rendezvous import Connection, server_pid
-from tests.peers import free_port, run_synapse, stop, synapse_available, wait_until_up
+from tests.peers import ROOT, free_port, run_synapse, stop, synapse_available, wait_until_up
 
 PREFIX = "/_matrix/client/unstable/io.element.msc4388/rendezvous"
 PAYLOAD = "x" * 256
