@@ -94,7 +94,6 @@ class Server:
     name: str
     base: str
     pid: int
-    session_path: str = ""
     bursts: dict[str, list[Burst]] = field(default_factory=dict)
 
 
@@ -202,7 +201,8 @@ def measure(servers: list[Server], workloads: list[str], args: argparse.Namespac
             for workload in workloads:
                 order = random.sample(servers, len(servers))
                 for server in order:
-                    path = PREFIX if workload == "create" else server.session_path
+                    # A fresh session for each poll burst: Synapse evicts its oldest sessions when creates fill it.
+                    path = PREFIX if workload == "create" else create_session(server.base)
                     cpu_before = cpu_seconds(server.pid)
                     if use_wrk:
                         count, rate, p99 = burst_wrk(
@@ -284,8 +284,6 @@ def main() -> int:
                 workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
                 base = stack.enter_context(run_synapse(workdir / "synapse"))
                 servers.append(Server("Synapse 1.163", base, server_pid(int(base.rsplit(":", 1)[1]))))
-        for server in servers:
-            server.session_path = create_session(server.base)
         measure(servers, workloads, args)
         report(servers, workloads)
     return 0

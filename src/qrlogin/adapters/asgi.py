@@ -8,6 +8,12 @@ Each HTTP request is read into a plain :class:`~qrlogin.http.HttpRequest`, answe
 accepts plus one byte: a larger ``Content-Length`` is refused before reading anything, and a body that keeps
 coming is cut there, so the core (which checks sizes before anything else) answers 413 without the server ever
 buffering more. No framework is needed for this; any ASGI server (uvicorn in ``qrlogin serve``) can host it.
+
+The core routes on the request's ``raw_path`` (still percent-encoded) below the ASGI ``root_path``
+(:func:`route_path`): an encoded ``/`` never splits or joins segments, and the app answers the same wherever a host
+application mounts it. :func:`write_response` sends ``Content-Length`` on every answer that may carry a body and on
+no other (never on ``204`` or ``304``). Health, metrics, the access log and the security headers live in
+:mod:`qrlogin.adapters.front`; the HTTP server's limits in :mod:`qrlogin.adapters.uvicorn_runner`.
 """
 
 from __future__ import annotations

@@ -4,6 +4,12 @@ By default all three generations are served at their unstable paths: v1 and v2 s
 ``/_matrix/client/unstable/org.matrix.msc4108/rendezvous`` (a POST is dispatched on its ``Content-Type``) and v3
 lives at ``/_matrix/client/unstable/io.element.msc4388/rendezvous``. ``--stable`` adds generations at the stable
 ``/_matrix/client/v1/rendezvous`` (v1 plus at most one of v2/v3, since those two cannot share a path).
+
+The app served is :class:`~qrlogin.adapters.front.FrontApp` (health at ``--health-path``, Prometheus metrics at
+``--metrics-path``, the access log, ``nosniff``) around the rendezvous app; the socket is bound before the addresses
+are announced, and uvicorn runs with the limits of :mod:`qrlogin.adapters.uvicorn_runner` (header size and count,
+read timeouts, bounded shutdown), set by the flags :mod:`qrlogin.cli._serving` adds. docs/rendezvous.md §Operating
+it lists them.
 """
 
 from __future__ import annotations
