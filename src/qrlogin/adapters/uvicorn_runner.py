@@ -22,10 +22,11 @@ protocol, :class:`GuardedHttpToolsProtocol`, one instance per connection:
   and the read timeouts drop a half-sent body sooner still.
 * **Concurrency.** :attr:`Limits.max_connections` connections at most; beyond it uvicorn answers ``503``.
 
-The socket is bound and listening before anything is announced (:func:`bind`): a caller prints its address only once
-a client can connect, ``--port 0`` yields the port the kernel chose, and a busy port fails as one :class:`OSError`
-the command turns into one line. uvicorn's ``server`` header is off, and its access log is off too: the front
-(:mod:`qrlogin.adapters.front`) logs each request with its route, never a session id.
+The socket is bound and listening before anything is announced (:func:`bind`), and a caller announces its address
+from ``on_started``, once the app's start-up has completed and uvicorn serves the socket: ``--port 0`` yields the
+port the kernel chose, and a busy port fails as one :class:`OSError` the command turns into one line. uvicorn's
+``server`` header is off, and its access log is off too: the front (:mod:`qrlogin.adapters.front`) logs each request
+with its route, never a session id.
 
 Logs go to standard error as text or, with ``json_logs``, as one JSON object per line (a ``logging.Formatter`` of a
 few lines: no library is needed for ``json.dumps`` of a record's fields).
@@ -272,8 +273,13 @@ def serve(
     log_level: str = "info",
     json_logs: bool = False,
     on_reject: RejectHook | None = None,
+    on_started: Callable[[], None] | None = None,
 ) -> None:
-    """Serve ``app`` on the listening ``sock`` until SIGINT/SIGTERM, with ``limits``; returns after shutdown."""
+    """Serve ``app`` on the listening ``sock`` until SIGINT/SIGTERM, with ``limits``; returns after shutdown.
+
+    ``on_started`` runs once the app's lifespan start-up has completed and the socket is being served: the moment to
+    announce the address.
+    """
     protocol = type(
         "ConfiguredGuardedHttpToolsProtocol",
         (GuardedHttpToolsProtocol,),
@@ -294,4 +300,15 @@ def serve(
         limit_concurrency=limits.max_connections,
         backlog=2048,
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    _Server(config, on_started).run(sockets=[sock])
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None] | None) -> None:
+        super().__init__(config)
+        self._on_started = on_started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and self._on_started is not None:
+            self._on_started()

@@ -1,9 +1,10 @@
 """What ``qrlogin serve`` and ``qrlogin testserver`` share: the listening, logging and limit flags, and running.
 
-Both commands bind first, announce the address a client can reach (with the real port when ``--port 0``), then run
-the app on uvicorn through :mod:`qrlogin.adapters.uvicorn_runner`, whose limits the flags set. A port that cannot be
-bound is one line on standard error and exit status 1. The adapter modules are imported only when a command runs:
-the ``server`` extra is optional.
+Both commands bind first and announce the address a client can reach (with the real port when ``--port 0``) once
+the app has started and the socket is served; they run the app on uvicorn through
+:mod:`qrlogin.adapters.uvicorn_runner`, whose limits the flags set. A port that cannot be bound is one line on
+standard error and exit status 1. The adapter modules are imported only when a command runs: the ``server`` extra is
+optional.
 """
 
 from __future__ import annotations
@@ -104,8 +105,23 @@ def listening_url(sock: socket.socket) -> str:
     return bound_url(sock)
 
 
-def run(app: Any, sock: socket.socket, args: argparse.Namespace, *, on_reject: Callable[[str], None] | None) -> None:
-    """Serve ``app`` on ``sock`` with the flags' limits and logging until SIGINT/SIGTERM."""
+def run(
+    app: Any,
+    sock: socket.socket,
+    args: argparse.Namespace,
+    *,
+    announce: Callable[[], None],
+    on_reject: Callable[[str], None] | None = None,
+) -> None:
+    """Serve ``app`` on ``sock`` with the flags' limits and logging until SIGINT/SIGTERM; ``announce`` once serving."""
     from ..adapters.uvicorn_runner import serve
 
-    serve(app, sock, limits=limits(args), log_level=args.log_level, json_logs=args.log_json, on_reject=on_reject)
+    serve(
+        app,
+        sock,
+        limits=limits(args),
+        log_level=args.log_level,
+        json_logs=args.log_json,
+        on_reject=on_reject,
+        on_started=announce,
+    )

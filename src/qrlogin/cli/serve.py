@@ -93,14 +93,17 @@ def run(args: argparse.Namespace) -> int:
         access_log=args.access_log,
     )
     base = _serving.listening_url(sock)
-    # Announced once the socket listens: a client that reads this line can connect.
-    for mount in config.mounts:
-        names = ",".join(sorted(g.value for g in mount.generations))
-        print(f"qrlogin: serving {names} at {base}{mount.prefix}", file=sys.stderr, flush=True)
-    for name, path in (("health", args.health_path), ("metrics", args.metrics_path)):
-        if path:
-            print(f"qrlogin: {name} at {base}{path}", file=sys.stderr, flush=True)
-    _serving.run(front, sock, args, on_reject=metrics.reject)
+
+    def announce() -> None:
+        # Once the app has started on the bound socket: a client that reads these lines can connect.
+        for mount in config.mounts:
+            names = ",".join(sorted(g.value for g in mount.generations))
+            print(f"qrlogin: serving {names} at {base}{mount.prefix}", file=sys.stderr, flush=True)
+        for name, path in (("health", args.health_path), ("metrics", args.metrics_path)):
+            if path:
+                print(f"qrlogin: {name} at {base}{path}", file=sys.stderr, flush=True)
+
+    _serving.run(front, sock, args, announce=announce, on_reject=metrics.reject)
     return 0
 
 

@@ -153,8 +153,11 @@ def run(args: argparse.Namespace) -> int:
             else f"type a user code here to approve it for {user_ids[0]}"
         ),
     ]
-    print("\n".join(lines), flush=True)
-    if not args.auto_approve:
-        threading.Thread(target=_approve_from_stdin, args=(app, user_ids[0]), daemon=True).start()
-    _serving.run(app, sock, args, on_reject=None)
+
+    def announce() -> None:
+        print("\n".join(lines), flush=True)
+        if not args.auto_approve:
+            threading.Thread(target=_approve_from_stdin, args=(app, user_ids[0]), daemon=True).start()
+
+    _serving.run(app, sock, args, announce=announce)
     return 0
