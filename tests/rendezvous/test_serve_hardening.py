@@ -201,6 +201,32 @@ def test_a_header_trickled_in_pieces_is_cut_at_the_limit(server: Served) -> None
     assert reply.startswith(b"HTTP/1.1 431 ") or reply == b"(reset)", reply[:100]
 
 
+def test_pipelined_requests_in_one_packet_are_each_measured_alone(server: Served) -> None:
+    """A large body and the next request's head arriving together are not mistaken for one oversize head."""
+    session = create_v3(server.port)
+    body = json.dumps({"sequence_token": "0.stale", "data": "x" * 4000}).encode()
+    put = f"PUT {V3}/{session['id']} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    put += f"Content-Length: {len(body)}\r\n\r\n"
+    filler = "".join(f"X-Filler-{i}: {'y' * 100}\r\n" for i in range(90))  # 10 KB of headers, under the limit
+    get = f"GET {V3}/{session['id']} HTTP/1.1\r\nHost: x\r\n{filler}Connection: close\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        # Two whole requests and most of a third's head in one packet (about 19 KB, more than the head limit), then
+        # the rest of that head.
+        first = put.encode() + body + put.encode() + body + get.encode()[:-40]
+        sock.sendall(first)
+        time.sleep(0.2)
+        sock.sendall(get.encode()[-40:])
+        replies = read_to_eof(sock)
+    statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", replies)
+    assert statuses == [b"409", b"409", b"200"], replies[:300]
+
+
+def test_a_malformed_request_is_400_and_counted(server: Served) -> None:
+    answer = exchange(server.port, b"GET /\x00 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert answer.status == 400
+    assert metric(server.port, "qrlogin_rendezvous_rejections_total", reason="malformed_request") >= 1
+
+
 def _flood(port: int, headers: int, outcome: list[str]) -> None:
     """One request with ``headers`` headers, streamed; records how it ended."""
     line = b"X-A: b\r\n"

@@ -28,7 +28,8 @@ Metrics use ``prometheus-client`` on a registry of the app's own (two apps in on
                                                        ``method_not_allowed`` (405), and from the HTTP layer
                                                        (:mod:`qrlogin.adapters.uvicorn_runner`)
                                                        ``header_too_large``, ``too_many_headers``,
-                                                       ``header_timeout``, ``body_timeout``
+                                                       ``header_timeout``, ``body_timeout``,
+                                                       ``malformed_request``
 =====================================================  ========================================================
 """
 

@@ -9,7 +9,7 @@ protocol, :class:`GuardedHttpToolsProtocol`, one instance per connection:
 * **Header size and count.** llhttp has no limit of its own, and httptools joins the pieces of a header that arrives
   in many packets with ``bytes +=`` (quadratic) before the protocol sees it, so a limit applied per complete header
   comes too late. The guard therefore counts every byte received while a request's head is incomplete and refuses
-  the request with ``431`` once the head exceeds :attr:`Limits.max_header_bytes` (at most one read buffer later),
+  the request with ``431`` once the head exceeds :attr:`Limits.max_header_bytes` (at most one socket read later),
   and counts complete headers against :attr:`Limits.max_headers`. The connection is closed after the answer.
 * **Read timeouts.** From the moment a connection opens (or a request's first byte arrives) the head must be complete
   within :attr:`Limits.header_timeout_s`; from then on the body must be complete within
@@ -91,7 +91,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     uvicorn builds one per connection with its own arguments; :func:`serve` makes a subclass that sets ``limits``
     and ``on_reject`` (called with a reason: ``header_too_large``, ``too_many_headers``, ``header_timeout``,
-    ``body_timeout``).
+    ``body_timeout``, ``malformed_request``).
     """
 
     limits: Limits = Limits()
@@ -99,9 +99,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._in_head = True  # reading a request's head (request line and headers)
+        # Between one request's end and the next one's head complete, every byte received belongs to that head (or
+        # to nothing): counting them before the parser sees them bounds what it buffers, whatever it does with them.
+        self._in_head = True
         self._awaiting_body = False
-        self._head_bytes = 0  # bytes received while in the head: bounds what the parser buffers
+        self._head_bytes = 0
         self._field_bytes = 0
         self._header_count = 0
         self._received_any = False
@@ -122,10 +124,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._read_timer = None
         if self.transport.is_closing():
             return
-        # Answer 408 only where no answer to this request has begun: a response (say a 413 sent before the body
-        # finished arriving) is never followed by another.
-        answered = not self._in_head and self.cycle is not None and self.cycle.response_started
-        self._refuse(408, reason, write=self._received_any and not answered)
+        # Answer 408 only where no other answer is under way or sent for this request: a response (say a 413 sent
+        # before the body finished arriving, or a slow answer to the request before a pipelined one) is never
+        # followed or interrupted by another.
+        cycle = self.cycle
+        if self._in_head:
+            quiet = cycle is None or cycle.response_complete
+        else:
+            quiet = cycle is not None and not cycle.response_started
+        self._refuse(408, reason, write=self._received_any and quiet)
 
     def _refuse(self, status: int, reason: str, *, write: bool = True) -> None:
         hook = type(self).on_reject
@@ -163,7 +170,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             if isinstance(exc.__context__, _HeadTooLarge):
                 self._refuse(431, exc.__context__.reason)
             else:
-                self.logger.debug("Invalid HTTP request received.")
+                hook = type(self).on_reject
+                if hook is not None:
+                    hook("malformed_request")
                 self.send_400_response("Invalid HTTP request received.")
             return
         if self._in_head and self._head_bytes > self.limits.max_header_bytes:
@@ -175,9 +184,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._in_head = True
-        self._awaiting_body = False
-        self._head_bytes = self._field_bytes = self._header_count = 0
+        self._field_bytes = self._header_count = 0
         self._arm(self.limits.header_timeout_s, "header_timeout")
 
     def on_url(self, url: bytes) -> None:
@@ -203,6 +210,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._awaiting_body = False
+        self._in_head = True
+        self._head_bytes = 0
         self._disarm()
         super().on_message_complete()
 
