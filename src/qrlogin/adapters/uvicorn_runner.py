@@ -3,7 +3,8 @@
 Theory of operation
 -------------------
 ``qrlogin serve`` and ``qrlogin testserver`` both run here, so they share one set of defences. uvicorn does the HTTP
-work (httptools' C parser, uvloop); what it leaves open to a hostile client is closed by a subclass of its httptools
+work (httptools' C parser; uvloop, which the ``server`` extra installs and uvicorn's ``loop="auto"`` picks up where
+it runs); what it leaves open to a hostile client is closed by a subclass of its httptools
 protocol, :class:`GuardedHttpToolsProtocol`, one instance per connection:
 
 * **Header size and count.** llhttp has no limit of its own, and httptools joins the pieces of a header that arrives
