@@ -37,11 +37,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 from .asgi import Message, Receive, Scope, Send, route_path
 
@@ -60,48 +62,61 @@ _OTHER = "other"
 
 
 class Metrics:
-    """The service's counters and gauge on a registry of its own; ``exposition()`` is the Prometheus text."""
+    """The service's counters and gauge, exposed through a registry of its own; ``exposition()`` is the text format.
+
+    Counting happens on every request, so the counts are plain ints in dicts (the app runs on one event loop thread)
+    and become Prometheus counters only when scraped, through a custom collector (``prometheus-client``'s way for
+    values kept elsewhere): no label lookup or lock per request.
+    """
 
     def __init__(self, *, live_sessions: Callable[[], int] | None = None) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
-            "qrlogin_rendezvous_requests",
-            "Requests answered, by route template, method and status.",
-            ("route", "method", "status"),
-            registry=self.registry,
-        )
-        self.rejections = Counter(
-            "qrlogin_rendezvous_rejections",
-            "Requests refused, by reason.",
-            ("reason",),
-            registry=self.registry,
-        )
-        if live_sessions is not None:
-            gauge = Gauge(
-                "qrlogin_rendezvous_live_sessions",
-                "Sessions held by the store (expired ones not yet purged included).",
-                registry=self.registry,
-            )
-            gauge.set_function(live_sessions)
-        # labels() costs a lookup per call; the few label sets a service ever uses are kept here once made.
-        self._request_children: dict[tuple[str, str, int], Any] = {}
+        self.requests: dict[tuple[str, str, int], int] = {}
+        self.rejections: dict[str, int] = {}
+        self._live_sessions = live_sessions
+        self.registry = CollectorRegistry()
+        self.registry.register(_Collector(self))
 
     def count_request(self, route: str, method: str, status: int) -> None:
         key = (route, method, status)
-        child = self._request_children.get(key)
-        if child is None:
-            child = self._request_children[key] = self.requests.labels(route, method, str(status))
-        child.inc()
+        self.requests[key] = self.requests.get(key, 0) + 1
         reason = _REJECTION_BY_STATUS.get(status)
         if reason is not None:
-            self.rejections.labels(reason).inc()
+            self.rejections[reason] = self.rejections.get(reason, 0) + 1
 
     def reject(self, reason: str) -> None:
         """Count a refusal decided outside the app (the HTTP layer's header limits and read timeouts)."""
-        self.rejections.labels(reason).inc()
+        self.rejections[reason] = self.rejections.get(reason, 0) + 1
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _Collector(Collector):
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        metrics = self._metrics
+        requests = CounterMetricFamily(
+            "qrlogin_rendezvous_requests",
+            "Requests answered, by route template, method and status.",
+            labels=("route", "method", "status"),
+        )
+        for (route, method, status), count in list(metrics.requests.items()):
+            requests.add_metric((route, method, str(status)), count)
+        yield requests
+        rejections = CounterMetricFamily(
+            "qrlogin_rendezvous_rejections", "Requests refused, by reason.", labels=("reason",)
+        )
+        for reason, count in list(metrics.rejections.items()):
+            rejections.add_metric((reason,), count)
+        yield rejections
+        if metrics._live_sessions is not None:
+            yield GaugeMetricFamily(
+                "qrlogin_rendezvous_live_sessions",
+                "Sessions held by the store (expired ones not yet purged included).",
+                value=metrics._live_sessions(),
+            )
 
 
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
@@ -131,6 +146,7 @@ class FrontApp:
         self._access_log = access_log
         self._prefixes = tuple(prefixes)
         self._routes: dict[str, str] = {prefix: prefix for prefix in self._prefixes}
+        self._session_routes = {prefix: prefix + "/{id}" for prefix in self._prefixes}
         if health_path is not None:
             self._routes[health_path] = health_path
         if metrics_path is not None:
@@ -141,9 +157,9 @@ class FrontApp:
         exact = self._routes.get(path)
         if exact is not None:
             return exact
-        for prefix in self._prefixes:
-            if path.startswith(prefix) and path[len(prefix) : len(prefix) + 1] == "/":
-                return prefix + "/{id}"
+        collection, _, session_id = path.rpartition("/")
+        if session_id and collection in self._session_routes:
+            return self._session_routes[collection]
         return _OTHER
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
