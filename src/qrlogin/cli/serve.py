@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     config = build_config(args)
     try:
         # The server extra is optional: import it only when the command runs.
+        from ..adapters import uvicorn_runner  # noqa: F401  (uvicorn and httptools)
         from ..adapters.asgi import create_app
         from ..adapters.front import FrontApp, Metrics
     except ImportError:

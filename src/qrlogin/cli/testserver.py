@@ -112,6 +112,7 @@ def _approve_from_stdin(app: HomeserverApp, user_id: str) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         # The server extra is optional: import it only when the command runs.
+        from ..adapters import uvicorn_runner  # noqa: F401  (uvicorn and httptools)
         from ..adapters.homeserver_asgi import HomeserverApp
     except ImportError:
         print("qrlogin testserver needs the 'server' extra: pip install 'qrlogin[server]'", file=sys.stderr)
