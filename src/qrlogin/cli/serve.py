@@ -37,6 +37,12 @@ def _generations(text: str) -> frozenset[ApiGeneration]:
     return chosen
 
 
+def _endpoint_path(text: str) -> str:
+    if text and not text.startswith("/"):
+        raise argparse.ArgumentTypeError("a path starts with '/' (or is '' for none)")
+    return text
+
+
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("serve", help="run a rendezvous server (v1, v2, v3) on loopback")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -48,9 +54,17 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--ttl", type=float, default=120.0, help="session lifetime in seconds (default 120)")
     parser.add_argument("--max-sessions", type=int, default=100_000, help="live session limit (default 100000)")
     parser.add_argument("--public-base-url", default=None, help="base of the v1 session URLs (default: Host header)")
-    parser.add_argument("--health-path", default="/health", help="health endpoint ('' turns it off; default /health)")
     parser.add_argument(
-        "--metrics-path", default="/metrics", help="Prometheus metrics ('' turns them off; default /metrics)"
+        "--health-path",
+        type=_endpoint_path,
+        default="/health",
+        help="health endpoint ('' turns it off; default /health)",
+    )
+    parser.add_argument(
+        "--metrics-path",
+        type=_endpoint_path,
+        default="/metrics",
+        help="Prometheus metrics ('' turns them off; default /metrics)",
     )
     _serving.add_arguments(parser)
     parser.set_defaults(func=run)
