@@ -4,8 +4,8 @@ Theory of operation
 -------------------
 ``qrlogin serve`` and ``qrlogin testserver`` both run here, so they share one set of defences. uvicorn does the HTTP
 work (httptools' C parser; uvloop, which the ``server`` extra installs and uvicorn's ``loop="auto"`` picks up where
-it runs); what it leaves open to a hostile client is closed by a subclass of its httptools
-protocol, :class:`GuardedHttpToolsProtocol`, one instance per connection:
+it runs); what it leaves open to a hostile client is closed by a subclass of its httptools protocol,
+:class:`GuardedHttpToolsProtocol`, one instance per connection:
 
 * **Header size and count.** llhttp has no limit of its own, and httptools joins the pieces of a header that arrives
   in many packets with ``bytes +=`` (quadratic) before the protocol sees it, so a limit applied per complete header
@@ -49,16 +49,14 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 __all__ = [
-    "LOG_LEVELS",
     "GuardedHttpToolsProtocol",
     "JsonFormatter",
     "Limits",
     "bind",
+    "bound_url",
     "log_config",
     "serve",
 ]
-
-LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 RejectHook = Callable[[str], None]
 
