@@ -412,3 +412,15 @@ def test_json_access_log_names_the_route_not_the_session() -> None:
     ]
     assert all(str(session["id"]) not in line for line in served.lines)
     assert {"time", "level", "message", "client", "duration_ms"} <= set(access[0])
+
+
+def test_log_level_and_access_log_flags_keep_access_lines_out(server: Served) -> None:
+    exchange(server.port, http("GET", "/health"))
+    assert not any("qrlogin.access" in line for line in server.lines)  # --log-level warning
+    with serve("--no-access-log", "--log-level", "info") as quiet:
+        exchange(quiet.port, http("GET", "/health"))
+        quiet.process.send_signal(signal.SIGTERM)
+        quiet.process.wait(timeout=20)
+        quiet.lines_complete()
+    assert any("Application startup complete" in line for line in quiet.lines)  # info lines do come
+    assert not any("qrlogin.access" in line for line in quiet.lines)
