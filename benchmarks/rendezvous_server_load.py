@@ -251,11 +251,14 @@ def report(servers: list[Server], workloads: list[str]) -> None:
                     f"qrlogin vs {label}: throughput {throughput:.0%} of it (per round {min(per_burst):.0%}-"
                     f"{max(per_burst):.0%}), p99 {1 / p99:.2f}x its p99, CPU per request {1 / cpu:.2f}x its CPU"
                 )
+                print(f"  target >= 50% of the bare app's throughput: {'met' if throughput >= 0.5 else 'NOT met'}")
             else:
                 print(
                     f"qrlogin vs {label}: throughput {throughput:.2f}x (per round {min(per_burst):.2f}x-"
                     f"{max(per_burst):.2f}x), p99 {p99:.2f}x lower, CPU per request {cpu:.2f}x less"
                 )
+                met = throughput >= 5 and p99 > 1
+                print(f"  target >= 5x Synapse's median throughput with a lower p99: {'met' if met else 'NOT met'}")
 
 
 def main() -> int:
