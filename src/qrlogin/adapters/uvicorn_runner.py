@@ -13,8 +13,8 @@ it runs); what it leaves open to a hostile client is closed by a subclass of its
   the request with ``431`` once the head exceeds :attr:`Limits.max_header_bytes` (at most one socket read later),
   and counts complete headers against :attr:`Limits.max_headers`. The connection is closed after the answer.
   (uvicorn's other parser, h11, bounds the whole head with ``h11_max_incomplete_event_size`` by itself, but it parses
-  in Python at several times httptools' cost per request; the guard keeps the C parser and adds the count limit h11
-  does not have.)
+  in Python: a bare app on it cost 83-119 µs of CPU per request against 31-46 µs on this guarded protocol, in
+  interleaved wrk bursts on the shared machine. The guard keeps the C parser and adds the count limit h11 lacks.)
 * **Read timeouts.** From the moment a connection opens (or a request's first byte arrives) the head must be complete
   within :attr:`Limits.header_timeout_s`; from then on the body must be complete within
   :attr:`Limits.body_timeout_s`. A connection that misses either gets ``408`` (when it sent anything and no answer
