@@ -424,3 +424,16 @@ def test_log_level_and_access_log_flags_keep_access_lines_out(server: Served) ->
         quiet.lines_complete()
     assert any("Application startup complete" in line for line in quiet.lines)  # info lines do come
     assert not any("qrlogin.access" in line for line in quiet.lines)
+
+
+def test_connections_beyond_the_limit_get_503() -> None:
+    with serve("--max-connections", "3", "--log-level", "warning") as served:
+        idle = [socket.create_connection(("127.0.0.1", served.port), timeout=10) for _ in range(3)]
+        try:
+            time.sleep(0.3)  # the server has accepted them
+            assert exchange(served.port, http("GET", "/health")).status == 503
+        finally:
+            for sock in idle:
+                sock.close()
+        time.sleep(0.3)
+        assert exchange(served.port, http("GET", "/health")).status == 200
