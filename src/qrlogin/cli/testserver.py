@@ -5,9 +5,9 @@ The ASGI app (:class:`~qrlogin.adapters.homeserver_asgi.HomeserverApp`, on uvico
 :func:`os.urandom` at start. Its base URL is ``http://HOST:PORT`` (``https`` with ``--tls``) unless
 ``--public-base-url`` says otherwise, and its server name is the base URL's ``HOST:PORT``.
 
-The consent page of the device authorization grant is the simulated user's: with ``--auto-approve`` every device
-authorization is approved for the first user as soon as it is created; otherwise a user code typed on standard input
-(one per line) is approved for the first user.
+Device authorizations are approved by a signed-in user on the model's approval page (``/link``, the
+``verification_uri``). With ``--auto-approve`` every one is approved for the first user as soon as it is created;
+without it a user code typed on standard input (one per line) is approved for the first user too.
 
 ``--tls`` serves https with a certificate made at start (:mod:`qrlogin.cli._selfsigned`) for the host, the public
 base URL's host, the server name, ``localhost`` and the loopback addresses. The certificate is written to
@@ -46,6 +46,7 @@ from ..homeserver import devices
 from ..homeserver.oauth import DEVICE_AUTHORIZATION_PATH
 from ..homeserver.rendezvous import CreateMode, install_rendezvous
 from ..http import HttpRequest, HttpResponse
+from . import _serving
 
 if TYPE_CHECKING:
     from ..adapters.homeserver_asgi import AfterStep, HomeserverApp
@@ -109,6 +110,7 @@ def register(subparsers: Any) -> None:
         metavar="FILE",
         help="keep accounts, devices, clients and tokens in this SQLite file across restarts (default: memory)",
     )
+    _serving.add_arguments(parser, log_level="warning", access_log=False)
     parser.set_defaults(func=run)
 
 
@@ -153,19 +155,6 @@ def auto_approver(user_id: str) -> AfterStep:
         return hs
 
     return after
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    sock.listen(128)
-    return sock
 
 
 def _approve_from_stdin(app: HomeserverApp, user_id: str) -> None:
@@ -220,23 +209,20 @@ def _write_tls_files(args: argparse.Namespace, port: int, names: list[str], key_
 def run(args: argparse.Namespace) -> int:
     try:
         # The server extra is optional: import it only when the command runs.
-        import uvicorn
-
+        from ..adapters import uvicorn_runner  # noqa: F401  (uvicorn and httptools)
         from ..adapters.homeserver_asgi import HomeserverApp
         from ..adapters.homeserver_state import StateError, StateFile
     except ImportError:
         print("qrlogin testserver needs the 'server' extra: pip install 'qrlogin[server]'", file=sys.stderr)
         return 2
-    try:
-        sock = _bind(args.host, args.port)
-    except OSError as exc:
-        print(f"qrlogin testserver: cannot bind {args.host}:{args.port}: {exc}", file=sys.stderr)
+    sock = _serving.bind_or_explain("testserver", args.host, args.port)
+    if sock is None:
         return 1
     private = tempfile.TemporaryDirectory(prefix="qrlogin-testserver-") if args.tls else contextlib.nullcontext("")
     with sock, private as key_dir:
-        port = sock.getsockname()[1]
-        host = f"[{args.host}]" if ":" in args.host else args.host
-        listening = f"{'https' if args.tls else 'http'}://{host}:{port}"
+        listening = _serving.listening_url(sock)
+        if args.tls:
+            listening = "https" + listening.removeprefix("http")
         base_url = (args.public_base_url or listening).rstrip("/")
         server_name = args.server_name or urlsplit(base_url).netloc
         state: StateFile | None = None
@@ -244,7 +230,9 @@ def run(args: argparse.Namespace) -> int:
             if args.state is not None:
                 state = StateFile(str(args.state), server_name=server_name)
             tls_files = (
-                _write_tls_files(args, port, _certificate_names(args.host, base_url, server_name), key_dir)
+                _write_tls_files(
+                    args, sock.getsockname()[1], _certificate_names(args.host, base_url, server_name), key_dir
+                )
                 if args.tls
                 else None
             )
@@ -255,7 +243,6 @@ def run(args: argparse.Namespace) -> int:
             return _serve(
                 args,
                 sock,
-                uvicorn=uvicorn,
                 app_type=HomeserverApp,
                 state=state,
                 tls_files=tls_files,
@@ -273,7 +260,6 @@ def _serve(
     args: argparse.Namespace,
     sock: socket.socket,
     *,
-    uvicorn: Any,
     app_type: type[HomeserverApp],
     state: StateFile | None,
     tls_files: tuple[Path, str] | None,
@@ -330,21 +316,21 @@ def _serve(
         + (
             f"approved at once for {user_ids[0]}"
             if args.auto_approve
-            else f"type a user code here to approve it for {user_ids[0]}"
+            else f"type a user code here to approve it for {user_ids[0]}, or sign in at {base_url}/link"
         )
     )
-    print("\n".join(lines), flush=True)
-    if not args.auto_approve:
-        threading.Thread(target=_approve_from_stdin, args=(app, user_ids[0]), daemon=True).start()
-    ssl: dict[str, str] = {}
-    if tls_files is not None:
-        ssl = {"ssl_certfile": str(tls_files[0]), "ssl_keyfile": tls_files[1]}
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", **ssl)
+
+    def announce() -> None:
+        print("\n".join(lines), flush=True)
+        if not args.auto_approve:
+            threading.Thread(target=_approve_from_stdin, args=(app, user_ids[0]), daemon=True).start()
+
     if threading.current_thread() is threading.main_thread():
         # uvicorn shuts down gracefully on SIGTERM and then raises the signal again to die by it, which would skip
         # the cleanup around this call (the private key's directory, the state file); turn it into an exit instead.
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    uvicorn.Server(config).run(sockets=[sock])
+    tls = None if tls_files is None else (str(tls_files[0]), tls_files[1])
+    _serving.run(app, sock, args, announce=announce, tls=tls)
     return 0
 
 
