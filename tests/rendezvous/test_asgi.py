@@ -14,8 +14,8 @@ from qrlogin.cli import main
 from qrlogin.rendezvous.server import (
     MAX_JSON_BODY_BYTES,
     V3_UNSTABLE_PREFIX,
+    EmbeddedStore,
     InMemoryStore,
-    RendezvousServer,
     ServerConfig,
 )
 
@@ -64,7 +64,7 @@ def test_streamed_body_is_cut_one_byte_past_the_limit() -> None:
 
 def test_create_then_read_through_asgi() -> None:
     store = InMemoryStore()
-    app = RendezvousApp(RendezvousServer(ServerConfig(), store), clock=lambda: 5_000, entropy=bytes)
+    app = RendezvousApp(ServerConfig(), EmbeddedStore(store), clock=lambda: 5_000, entropy=bytes)
     status, headers, body, _ = run_app(
         app, "POST", V3_UNSTABLE_PREFIX, [b'{"data":', b'"hi"}'], [(b"content-type", b"application/json")]
     )

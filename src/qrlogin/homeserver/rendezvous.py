@@ -51,7 +51,7 @@ class RendezvousStore:
                 return store, response
             live = FrozenMap({key: value for key, value in self.sessions.items() if value.is_live(now_ms)})
             if len(live) >= self.config.max_sessions:
-                return replace(store, sessions=live), rz.capacity_error(self.config, step)
+                return replace(store, sessions=live), rz.capacity_error(self.config.max_sessions, step)
             return replace(store, sessions=live.set(session.id, session)), response
         current = self.sessions.get(step.session_id)
         written, response = rz.handle(self.config, step, current, request, now_ms=now_ms, entropy=raw)
