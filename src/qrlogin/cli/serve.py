@@ -4,6 +4,12 @@ By default all three generations are served at their unstable paths: v1 and v2 s
 ``/_matrix/client/unstable/org.matrix.msc4108/rendezvous`` (a POST is dispatched on its ``Content-Type``) and v3
 lives at ``/_matrix/client/unstable/io.element.msc4388/rendezvous``. ``--stable`` adds generations at the stable
 ``/_matrix/client/v1/rendezvous`` (v1 plus at most one of v2/v3, since those two cannot share a path).
+
+``--store redis://HOST:PORT/DB`` keeps the sessions and the rate-limit buckets in Redis
+(:mod:`qrlogin.adapters.redis_store`), so that several instances behind one name serve one set of sessions; the
+default, ``memory``, keeps them in this process. ``--create-rate/--create-burst`` and ``--write-rate/--write-burst``
+are the per-client limits (a rate of 0 turns one off); ``--trusted-proxy`` names the reverse proxies whose
+``X-Forwarded-For`` gives the client address the limits are keyed by (docs/rendezvous.md, "Limits").
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import Any
 
 from ..errors import LocalProtocolError
 from ..rendezvous._http import ApiGeneration
+from ..rendezvous.limits import DEFAULT_CREATE_LIMIT, DEFAULT_WRITE_LIMIT, RateLimit
 from ..rendezvous.server import STABLE_PREFIX, Mount, ServerConfig, default_mounts
 
 __all__ = ["build_config", "main", "register", "run"]
@@ -40,7 +47,36 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--ttl", type=float, default=120.0, help="session lifetime in seconds (default 120)")
     parser.add_argument("--max-sessions", type=int, default=100_000, help="live session limit (default 100000)")
     parser.add_argument("--public-base-url", default=None, help="base of the v1 session URLs (default: Host header)")
+    parser.add_argument(
+        "--store", default="memory", help="'memory' (default) or redis://HOST:PORT/DB, shared by several instances"
+    )
+    parser.add_argument("--no-create", action="store_true", help="announce and enforce that creating is unavailable")
+    limits = (("create", DEFAULT_CREATE_LIMIT, "creates (POST)"), ("write", DEFAULT_WRITE_LIMIT, "writes (PUT)"))
+    for kind, default, what in limits:
+        parser.add_argument(
+            f"--{kind}-rate",
+            type=float,
+            default=default.per_second,
+            help=f"{what} per second per client (default {default.per_second:g}; 0: unlimited)",
+        )
+        parser.add_argument(
+            f"--{kind}-burst",
+            type=int,
+            default=default.burst,
+            help=f"{what} at once per client (default {default.burst})",
+        )
+    parser.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="ADDRESS",
+        help="a reverse proxy whose X-Forwarded-For names the client (repeatable; default none: the peer is)",
+    )
     parser.set_defaults(func=run)
+
+
+def _limit(rate: float, burst: int) -> RateLimit | None:
+    return None if rate == 0 else RateLimit(per_second=rate, burst=burst)
 
 
 def build_config(args: argparse.Namespace) -> ServerConfig:
@@ -53,7 +89,35 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         ttl_ms=round(args.ttl * 1000),
         max_sessions=args.max_sessions,
         public_base_url=args.public_base_url,
+        create_available=not args.no_create,
+        create_limit=_limit(args.create_rate, args.create_burst),
+        write_limit=_limit(args.write_rate, args.write_burst),
     )
+
+
+def build_store(url: str) -> Any:
+    """The store ``--store`` names (an awaitable :class:`~qrlogin.rendezvous.server.Store`)."""
+    from ..rendezvous.server import EmbeddedStore
+
+    if url == "memory":
+        return EmbeddedStore()
+    try:
+        from ..adapters.redis_store import RedisStore
+    except ImportError as exc:
+        raise LocalProtocolError("--store redis://... needs the 'redis' extra: pip install 'qrlogin[redis]'") from exc
+    return RedisStore.from_url(url)
+
+
+def _probe_redis(url: str) -> str | None:
+    """Why the Redis at ``url`` does not answer now, or None (serve starts anyway, answering 503 until it does)."""
+    import redis
+
+    try:
+        with redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0) as probe:
+            probe.ping()
+    except (redis.RedisError, OSError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,10 +130,24 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         print("qrlogin serve needs the 'server' extra: pip install 'qrlogin[server]'", file=sys.stderr)
         return 2
+    store = build_store(args.store)
+    if args.store != "memory":
+        problem = _probe_redis(args.store)
+        if problem is not None:
+            print(f"qrlogin: Redis not reachable yet ({problem}); answering 503 until it is", file=sys.stderr)
     for mount in config.mounts:
         names = ",".join(sorted(g.value for g in mount.generations))
         print(f"qrlogin: serving {names} at http://{args.host}:{args.port}{mount.prefix}", file=sys.stderr, flush=True)
-    uvicorn.run(create_app(config), host=args.host, port=args.port, log_level="warning", lifespan="on")
+    proxies = ",".join(args.trusted_proxy)
+    uvicorn.run(
+        create_app(config, store),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        lifespan="on",
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or None,
+    )
     return 0
 
 
