@@ -810,7 +810,7 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
 
-PURGE_SLICE = 2_000
+PURGE_SLICE = 1_000
 """Index entries one purge slice looks at: about 1 ms of work (benchmarks/bench_store_purge.py)."""
 
 
