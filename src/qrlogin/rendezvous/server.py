@@ -15,10 +15,21 @@ generations without doing any I/O itself:
   -> (session, response)``. The session is a frozen :class:`Session` or None (absent, expired or deleted); the
   result is the session to store (None deletes it) and the response. Time and randomness are arguments: ids and
   tokens are made from ``entropy`` bytes the caller draws, and expiry compares ``now_ms`` with the stored deadline.
-* :class:`RendezvousServer` runs them over a :class:`Store`. A write is a read of the current session, a pure
-  step, and an atomic :meth:`Store.compare_and_set` from exactly that session to the new one; if another process got
-  there first, the step is recomputed on the fresh value. Because the pure step never has side effects, recomputing
-  is always safe, and every successful write has a single linearization point: its compare-and-set.
+* :func:`begin` and the ``after_*`` functions run a whole request over a store without calling it: each step
+  returns either the answer or what the request waits for (:class:`Limiting`, :class:`Inserting`, :class:`Reading`,
+  :class:`Committing`), one store operation described as a value; whoever drives the steps performs it and hands
+  the result to the matching ``after_*`` function. A write is a read of the current session, a pure step, and an
+  atomic compare-and-set from exactly that session to the new one; if another process got there first, the step is
+  recomputed on the fresh value. Because the pure step never has side effects, recomputing is always safe, and every
+  successful write has a single linearization point: its compare-and-set.
+* Two drivers: :class:`RendezvousServer` runs the steps synchronously over a :class:`SyncStore` in this process
+  (:class:`InMemoryStore`; embedding, tests, the simulator), and the ASGI adapter awaits them on a :class:`Store`,
+  the awaitable interface (:class:`EmbeddedStore` over the in-memory store; the Redis store in
+  :mod:`qrlogin.adapters.redis_store`). A store that cannot be reached raises :class:`StoreUnavailableError`, which
+  the adapter answers with :func:`store_unavailable_error`.
+* Creates and writes draw on per-client token buckets (:mod:`qrlogin.rendezvous.limits`) when the driver names the
+  client; ``max_sessions`` remains the bound on memory. ``create_available`` is both what v3 discovery announces and
+  what ``POST`` does.
 
 Token rules: a token is ``<revision>.<base64url(16 random bytes)>``, so it follows the opaque identifier grammar and
 changes on every successful write even when the data (or, in a test, the entropy) repeats. v1 serves it as a strong
