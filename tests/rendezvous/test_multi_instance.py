@@ -7,6 +7,7 @@ across the two; a stopped Redis gives a typed 503 over HTTP and the processes re
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ import redis
 from qrlogin.adapters.conformance import check_server
 from qrlogin.rendezvous import ApiGeneration
 from qrlogin.rendezvous.server import V3_UNSTABLE_PREFIX
-from tests.peers import run_qrlogin
+from tests.peers import require_peer, run_qrlogin
 from tests.rendezvous.redis_util import RedisServer, run_redis
 
 pytestmark = pytest.mark.interop
@@ -129,3 +130,17 @@ def test_a_stopped_redis_gives_503_and_both_instances_recover_without_restart(tm
             assert again.status_code == 200, again.text
         status, output = check_cli(two, "--other-instance", one, "--strict")
         assert status == 0, output
+
+
+def test_serve_starts_before_redis_answers_and_serves_once_it_does(tmp_path: Path) -> None:
+    require_peer(None if shutil.which("redis-server") else "redis-server is not installed", "redis-server")
+    redis = RedisServer(tmp_path)  # its port is chosen, nothing listens there yet
+    try:
+        with run_qrlogin("--store", redis.url) as base:
+            down = httpx.post(base + V3_UNSTABLE_PREFIX, json={"data": "x"}, timeout=10)
+            assert (down.status_code, down.json()["errcode"]) == (503, "M_UNKNOWN")
+            assert httpx.get(base + V3_UNSTABLE_PREFIX).json() == {"create_available": True}  # needs no store
+            redis.start()
+            assert httpx.post(base + V3_UNSTABLE_PREFIX, json={"data": "x"}, timeout=10).status_code == 200
+    finally:
+        redis.stop()
