@@ -10,6 +10,9 @@ Starts its own redis-server (scripts/peers.d/redis.sh installs it) on a free loo
   (:func:`qrlogin.adapters.asgi.respond`), in-process and without HTTP, against an :class:`EmbeddedStore` and
   against the :class:`RedisStore`, ``--concurrency`` sequences at a time, in alternating bursts of ``--seconds``.
   Prints requests per second of each and the ratio per burst, and the median.
+* Over HTTP, if ``wrk`` is installed: two ``qrlogin serve`` processes (in memory, and on this Redis; rate limits off),
+  each holding one session, and ``wrk`` reading that session (``GET``, the most frequent request: devices poll) in
+  alternating bursts of ``--seconds``, 8 connections, one thread. Prints requests per second and the ratio.
 
 Usage::
 
@@ -26,10 +29,12 @@ import shutil
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from typing import Any
 
+import httpx
 import redis
 
 from qrlogin.adapters.asgi import respond
@@ -114,6 +119,45 @@ async def speed(url: str, bursts: int, seconds: float, concurrency: int) -> list
     return results
 
 
+def wrk(url: str, seconds: float) -> float:
+    done = subprocess.run(["wrk", "-t1", "-c8", f"-d{max(1, round(seconds))}s", url], capture_output=True, text=True,
+                          timeout=60, check=True)  # fmt: skip
+    line = next(line for line in done.stdout.splitlines() if line.startswith("Requests/sec:"))
+    return float(line.split()[1])
+
+
+def http_bursts(redis_url: str, bursts: int, seconds: float) -> list[tuple[float, float]]:
+    """(in memory, Redis) requests per second of wrk reading one session, per burst, the two alternating."""
+    servers = []
+    try:
+        urls = []
+        for store in ("memory", redis_url):
+            port = free_port()
+            command = [sys.executable, "-m", "qrlogin", "serve", "--port", str(port), "--store", store,
+                       "--create-rate", "0", "--write-rate", "0"]  # fmt: skip
+            servers.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            base = f"http://127.0.0.1:{port}{V3_UNSTABLE_PREFIX}"
+            for _ in range(200):
+                try:
+                    created = httpx.post(base, json={"data": PAYLOAD})
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.05)
+            urls.append(f"{base}/{created.json()['id']}")
+        wrk(urls[0], 1)  # warm up both
+        wrk(urls[1], 1)
+        results = []
+        for n in range(bursts):
+            order = [0, 1] if n % 2 == 0 else [1, 0]
+            rates = {index: wrk(urls[index], seconds) for index in order}
+            results.append((rates[0], rates[1]))
+        return results
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=10)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=10_000)
@@ -145,6 +189,7 @@ def main() -> int:
             print(f"MEMORY USAGE of one session key: {usage} bytes")
             print(f"used_memory growth per session (key, value, expiry index member, tables): {growth:.0f} bytes")
             results = asyncio.run(speed(url, args.bursts, args.seconds, args.concurrency))
+            over_http = http_bursts(url, args.bursts, args.seconds) if shutil.which("wrk") else []
         finally:
             server.terminate()
             server.wait(timeout=10)
@@ -156,6 +201,15 @@ def main() -> int:
     ratio = statistics.median(r / m for m, r in results)
     memory_median, redis_median = statistics.median(m for m, _ in results), statistics.median(r for _, r in results)
     print(f"| median | {memory_median:,.0f} | {redis_median:,.0f} | {ratio:.2f} |")
+    if over_http:
+        print("\nover HTTP (qrlogin serve, wrk, GET of one session, 8 connections); requests per second")
+        print("| burst | in memory | Redis | Redis / memory |")
+        print("|---:|---:|---:|---:|")
+        for n, (in_memory, in_redis) in enumerate(over_http, start=1):
+            print(f"| {n} | {in_memory:,.0f} | {in_redis:,.0f} | {in_redis / in_memory:.2f} |")
+        print(f"| median | {statistics.median(m for m, _ in over_http):,.0f} | "
+              f"{statistics.median(r for _, r in over_http):,.0f} | "
+              f"{statistics.median(r / m for m, r in over_http):.2f} |")  # fmt: skip
     return 0
 
 
