@@ -273,6 +273,7 @@ def main() -> int:
     workloads = [w for w in args.workloads.split(",") if w]
     qrlogin_cmd = [sys.executable, "-m", "qrlogin", "serve", "--port", "{port}", "--no-access-log"]
     qrlogin_cmd += ["--log-level", "warning", "--max-sessions", "300000"]
+    qrlogin_cmd += ["--create-rate", "0", "--write-rate", "0"]  # one loopback client: per-client limits would bind
     bare_cmd = [sys.executable, "-c", BARE_APP, "{port}"]
     with contextlib.ExitStack() as stack:
         servers = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 from collections.abc import MutableMapping
@@ -11,12 +12,15 @@ import pytest
 
 from qrlogin.adapters.asgi import RendezvousApp, create_app
 from qrlogin.cli import main
+from qrlogin.rendezvous.limits import RateLimit
 from qrlogin.rendezvous.server import (
     MAX_JSON_BODY_BYTES,
     V3_UNSTABLE_PREFIX,
+    EmbeddedStore,
     InMemoryStore,
-    RendezvousServer,
     ServerConfig,
+    Session,
+    StoreUnavailableError,
 )
 
 Message = MutableMapping[str, Any]
@@ -64,7 +68,7 @@ def test_streamed_body_is_cut_one_byte_past_the_limit() -> None:
 
 def test_create_then_read_through_asgi() -> None:
     store = InMemoryStore()
-    app = RendezvousApp(RendezvousServer(ServerConfig(), store), clock=lambda: 5_000, entropy=bytes)
+    app = RendezvousApp(ServerConfig(), EmbeddedStore(store), clock=lambda: 5_000, entropy=bytes)
     status, headers, body, _ = run_app(
         app, "POST", V3_UNSTABLE_PREFIX, [b'{"data":', b'"hi"}'], [(b"content-type", b"application/json")]
     )
@@ -102,3 +106,73 @@ def test_serve_refuses_bad_configurations(argv: list[str], capsys: pytest.Captur
 def test_serve_rejects_unknown_generations() -> None:
     with pytest.raises(SystemExit):
         main(["serve", "--generations", "v4"])
+
+
+def run_from(app: RendezvousApp, client: tuple[str, int] | None, method: str, path: str, body: bytes) -> int:
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": method, "path": path, "query_string": b"", "client": client,
+             "headers": [(b"content-type", b"application/json")]}  # fmt: skip
+    asyncio.run(app(scope, receive, send))
+    status: int = sent[0]["status"]
+    return status
+
+
+def test_rate_limits_key_on_the_peer_address_and_an_ipv6_64() -> None:
+    config = ServerConfig(create_limit=RateLimit(per_second=0.001, burst=1), write_limit=None)
+    app = RendezvousApp(config, EmbeddedStore(), clock=lambda: 5_000)
+    post = b'{"data": "x"}'
+    assert run_from(app, ("192.0.2.1", 1000), "POST", V3_UNSTABLE_PREFIX, post) == 200
+    assert run_from(app, ("192.0.2.1", 1001), "POST", V3_UNSTABLE_PREFIX, post) == 429  # same address, other port
+    assert run_from(app, ("192.0.2.2", 1000), "POST", V3_UNSTABLE_PREFIX, post) == 200
+    assert run_from(app, ("2001:db8::1", 1000), "POST", V3_UNSTABLE_PREFIX, post) == 200
+    assert run_from(app, ("2001:db8::ffff:2", 1000), "POST", V3_UNSTABLE_PREFIX, post) == 429  # same /64
+    assert run_from(app, None, "POST", V3_UNSTABLE_PREFIX, post) == 200  # no peer address (e.g. a test client)
+
+
+class _DownStore(EmbeddedStore):
+    async def get(self, session_id: str) -> Session | None:
+        raise StoreUnavailableError("down")
+
+    async def insert(self, session: Session, *, now_ms: int, capacity: int) -> bool:
+        raise StoreUnavailableError("down")
+
+    async def maintain(self, now_ms: int) -> bool:
+        raise StoreUnavailableError("down")
+
+
+def test_an_unavailable_store_answers_503_with_retry_after() -> None:
+    app = RendezvousApp(ServerConfig(), _DownStore())
+    for method, path, chunks in (
+        ("POST", V3_UNSTABLE_PREFIX, [b'{"data": "x"}']),
+        ("GET", V3_UNSTABLE_PREFIX + "/x", [b""]),
+    ):
+        status, headers, body, _ = run_app(app, method, path, chunks, [(b"content-type", b"application/json")])
+        assert (status, json.loads(body)["errcode"], headers["retry-after"]) == (503, "M_UNKNOWN", "1")
+    # What needs no store is still answered.
+    status, _, body, _ = run_app(app, "GET", V3_UNSTABLE_PREFIX, [b""], [])
+    assert (status, json.loads(body)) == (200, {"create_available": True})
+
+
+def test_serve_store_and_limit_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    from qrlogin.cli.serve import build_config, build_store, register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        ["serve", "--no-create", "--create-rate", "0", "--write-rate", "2.5", "--write-burst", "7"]
+    )
+    config = build_config(args)
+    assert config.create_available is False and config.create_limit is None
+    assert config.write_limit == RateLimit(per_second=2.5, burst=7)
+    assert isinstance(build_store("memory"), EmbeddedStore)
+    assert main(["serve", "--store", "mysql://x"]) == 1
+    assert "not a Redis URL" in capsys.readouterr().err
+    assert main(["serve", "--write-burst", "0"]) == 1
+    assert "burst" in capsys.readouterr().err

@@ -16,16 +16,18 @@ from starlette.routing import Mount, Route
 
 from qrlogin.adapters.asgi import Scope, create_app, route_path
 from qrlogin.adapters.front import FrontApp, Metrics
-from qrlogin.rendezvous.server import V1_V2_UNSTABLE_PREFIX, V3_UNSTABLE_PREFIX, ServerConfig
+from qrlogin.rendezvous.server import V1_V2_UNSTABLE_PREFIX, V3_UNSTABLE_PREFIX, EmbeddedStore, ServerConfig
 
 JSON = {"content-type": "application/json"}
 
 
 def front(config: ServerConfig | None = None) -> FrontApp:
     config = config or ServerConfig()
-    app = create_app(config)
-    store: Any = app.server.store
-    return FrontApp(app, prefixes=[m.prefix for m in config.mounts], metrics=Metrics(live_sessions=store.__len__))
+    store = EmbeddedStore()
+    app = create_app(config, store)
+    return FrontApp(
+        app, prefixes=[m.prefix for m in config.mounts], metrics=Metrics(live_sessions=store.memory.__len__)
+    )
 
 
 def run(test: Callable[[httpx.AsyncClient], Coroutine[Any, Any, None]], app: Any) -> None:

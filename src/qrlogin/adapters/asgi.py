@@ -2,12 +2,19 @@
 
 Theory of operation
 -------------------
-Each HTTP request is read into a plain :class:`~qrlogin.http.HttpRequest`, answered by
-:meth:`RendezvousServer.respond <qrlogin.rendezvous.server.RendezvousServer.respond>` with the wall-clock time and
-32 fresh bytes from :func:`os.urandom`, and written back. The body is read at most up to the largest size the core
-accepts plus one byte: a larger ``Content-Length`` is refused before reading anything, and a body that keeps
-coming is cut there, so the core (which checks sizes before anything else) answers 413 without the server ever
-buffering more. No framework is needed for this; any ASGI server (uvicorn in ``qrlogin serve``) can host it.
+Each HTTP request is read into a plain :class:`~qrlogin.http.HttpRequest` and answered by the pure core in steps:
+:func:`~qrlogin.rendezvous.server.begin` (with the wall-clock time, 32 fresh bytes from :func:`os.urandom` and the
+peer's address for the rate limits) says what the request waits for, a store operation; the app awaits it on the
+:class:`~qrlogin.rendezvous.server.Store` (in memory by default, Redis with :mod:`qrlogin.adapters.redis_store`) and
+hands the result to the matching ``after_*`` function, until the core gives the answer. The core decides; only this
+loop does I/O. A store that cannot be reached (:class:`~qrlogin.rendezvous.server.StoreUnavailableError`) gives
+``503 M_UNKNOWN`` with ``Retry-After``. Between requests, at most one bounded slice of the store's housekeeping
+runs per request (a second or more apart, or at once while a backlog is left), so purging never stalls the loop.
+
+The body is read at most up to the largest size the core accepts plus one byte: a larger ``Content-Length`` is
+refused before reading anything, and a body that keeps coming is cut there, so the core (which checks sizes before
+anything else) answers 413 without the server ever buffering more. No framework is needed for this; any ASGI server
+(uvicorn in ``qrlogin serve``) can host it.
 
 The core routes on the request's ``raw_path`` (still percent-encoded) below the ASGI ``root_path``
 (:func:`route_path`): an encoded ``/`` never splits or joins segments, and the app answers the same wherever a host
@@ -25,7 +32,23 @@ from typing import Any
 from urllib.parse import quote
 
 from ..http import HttpRequest, HttpResponse
-from ..rendezvous.server import MAX_JSON_BODY_BYTES, InMemoryStore, RendezvousServer, ServerConfig, Store
+from ..rendezvous.limits import client_key
+from ..rendezvous.server import (
+    MAX_JSON_BODY_BYTES,
+    EmbeddedStore,
+    Inserting,
+    Limiting,
+    Reading,
+    ServerConfig,
+    Store,
+    StoreUnavailableError,
+    after_commit,
+    after_insert,
+    after_limit,
+    after_read,
+    begin,
+    store_unavailable_error,
+)
 
 __all__ = [
     "Message",
@@ -36,6 +59,7 @@ __all__ = [
     "acknowledge_lifespan",
     "create_app",
     "read_request",
+    "respond",
     "route_path",
     "write_response",
 ]
@@ -46,7 +70,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 _READ_LIMIT = MAX_JSON_BODY_BYTES + 1
-_PURGE_EVERY_MS = 10_000
+_MAINTAIN_EVERY_MS = 1_000
 
 
 def _now_ms() -> int:
@@ -58,15 +82,18 @@ class RendezvousApp:
 
     def __init__(
         self,
-        server: RendezvousServer,
+        config: ServerConfig,
+        store: Store,
         *,
         clock: Callable[[], int] = _now_ms,
         entropy: Callable[[int], bytes] = os.urandom,
     ) -> None:
-        self.server = server
+        self.config = config
+        self.store = store
         self._clock = clock
         self._entropy = entropy
-        self._last_purge_ms = 0
+        self._last_maintenance_ms = 0
+        self._maintenance_pending = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -76,8 +103,12 @@ class RendezvousApp:
             return
         request = await self._read(scope, receive)
         now_ms = self._clock()
-        self._maybe_purge(now_ms)
-        response = self.server.respond(request, now_ms=now_ms, entropy=self._entropy(32))
+        await self._maintain(now_ms)
+        peer = scope.get("client")
+        client = client_key(peer[0]) if peer else None
+        response = await respond(
+            self.config, self.store, request, now_ms=now_ms, entropy=self._entropy(32), client=client
+        )
         await write_response(send, response)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -86,11 +117,37 @@ class RendezvousApp:
     async def _read(self, scope: Scope, receive: Receive) -> HttpRequest:
         return await read_request(scope, receive, limit=_READ_LIMIT)
 
-    def _maybe_purge(self, now_ms: int) -> None:
-        purge = getattr(self.server.store, "purge_expired", None)
-        if purge is not None and now_ms - self._last_purge_ms >= _PURGE_EVERY_MS:
-            self._last_purge_ms = now_ms
-            purge(now_ms)
+    async def _maintain(self, now_ms: int) -> None:
+        if self._maintenance_pending or now_ms - self._last_maintenance_ms >= _MAINTAIN_EVERY_MS:
+            self._last_maintenance_ms = now_ms
+            try:
+                self._maintenance_pending = await self.store.maintain(now_ms)
+            except StoreUnavailableError:
+                self._maintenance_pending = False
+
+
+async def respond(
+    config: ServerConfig, store: Store, request: HttpRequest, *, now_ms: int, entropy: bytes, client: str | None
+) -> HttpResponse:
+    """Answer ``request``: the core's steps, each store operation awaited on ``store``."""
+    state = begin(config, request, now_ms=now_ms, entropy=entropy, client=client)
+    try:
+        while True:
+            if isinstance(state, HttpResponse):
+                return state
+            if isinstance(state, Limiting):
+                waited = await store.take(state.kind, state.client, state.limit, now_ms=state.now_ms)
+                state = after_limit(state, waited)
+            elif isinstance(state, Inserting):
+                state = after_insert(state, await store.insert(state.session, now_ms=now_ms, capacity=state.capacity))
+            elif isinstance(state, Reading):
+                state = after_read(config, state, await store.get(state.step.session_id))
+            else:
+                attempt = state.prepared
+                committed = await store.compare_and_set(attempt.step.session_id, attempt.read, attempt.write)
+                state = after_commit(state, committed)
+    except StoreUnavailableError:
+        return store_unavailable_error()
 
 
 async def acknowledge_lifespan(receive: Receive, send: Send) -> None:
@@ -187,4 +244,4 @@ async def write_response(send: Send, response: HttpResponse) -> None:
 
 def create_app(config: ServerConfig | None = None, store: Store | None = None) -> RendezvousApp:
     """An app over ``store`` (default: a fresh in-memory store) with ``config`` (default: all generations)."""
-    return RendezvousApp(RendezvousServer(config or ServerConfig(), store or InMemoryStore()))
+    return RendezvousApp(config or ServerConfig(), store if store is not None else EmbeddedStore())

@@ -286,11 +286,14 @@ def serve(
     on_reject: RejectHook | None = None,
     on_started: Callable[[], None] | None = None,
     tls: tuple[str, str] | None = None,
+    trusted_proxies: tuple[str, ...] = (),
 ) -> None:
     """Serve ``app`` on the listening ``sock`` until SIGINT/SIGTERM, with ``limits``; returns after shutdown.
 
     ``on_started`` runs once the app's lifespan start-up has completed and the socket is being served: the moment to
     announce the address. ``tls`` is (certificate file, private key file), both PEM: serve https with them.
+    ``trusted_proxies`` are the peers whose ``X-Forwarded-For`` uvicorn believes for the client's address (the key of
+    the per-client rate limits); from anyone else the header is ignored.
     """
     protocol = type(
         "ConfiguredGuardedHttpToolsProtocol",
@@ -306,7 +309,8 @@ def serve(
         log_level=log_level,
         access_log=False,
         server_header=False,
-        proxy_headers=False,
+        proxy_headers=bool(trusted_proxies),
+        forwarded_allow_ips=",".join(trusted_proxies) or None,
         timeout_keep_alive=limits.keep_alive_s,
         timeout_graceful_shutdown=limits.shutdown_timeout_s,
         limit_concurrency=limits.max_connections,

@@ -113,10 +113,12 @@ def run(
     announce: Callable[[], None],
     on_reject: Callable[[str], None] | None = None,
     tls: tuple[str, str] | None = None,
+    trusted_proxies: tuple[str, ...] = (),
 ) -> None:
     """Serve ``app`` on ``sock`` with the flags' limits and logging until SIGINT/SIGTERM; ``announce`` once serving.
 
-    ``tls`` is (certificate file, key file): serve https with them.
+    ``tls`` is (certificate file, key file): serve https with them. ``trusted_proxies``: peers whose
+    ``X-Forwarded-For`` names the client (none by default).
     """
     from ..adapters.uvicorn_runner import serve
 
@@ -129,4 +131,5 @@ def run(
         on_reject=on_reject,
         on_started=announce,
         tls=tls,
+        trusted_proxies=trusted_proxies,
     )

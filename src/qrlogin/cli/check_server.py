@@ -1,7 +1,9 @@
 """``qrlogin check-server URL``: exercise a live rendezvous server and print a pass/fail table.
 
 Exit status: 0 when no check failed (warnings allowed unless ``--strict``), 1 otherwise, 2 when the ``client`` extra
-(httpx) is missing.
+(httpx) is missing. ``--other-instance URL`` adds the multi-instance checks (two base URLs of one deployment);
+``--rate-limit N`` adds the rate-limit checks. Whatever the server answers, the result is a table, never a traceback
+(:mod:`qrlogin.adapters.conformance`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,31 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--expiry", action="store_true", help="also wait for a session to expire")
     parser.add_argument("--max-wait", type=float, default=330.0, help="longest expiry wait in seconds")
     parser.add_argument("--strict", action="store_true", help="treat warnings as failures")
+    parser.add_argument(
+        "--other-instance",
+        metavar="URL",
+        default=None,
+        help="base URL of a second instance of the same deployment: check that both serve one set of sessions",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        metavar="N",
+        type=_positive,
+        default=None,
+        help="also send up to N writes, then N creates, as fast as possible and expect a well-formed 429 "
+        "(spends this client's allowance: runs last)",
+    )
     parser.set_defaults(func=run)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError("a positive number of requests")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,8 +67,11 @@ def run(args: argparse.Namespace) -> int:
         stable=args.stable,
         expiry=args.expiry,
         max_wait_s=args.max_wait,
+        other_url=args.other_instance,
+        rate_limit_probe=args.rate_limit,
     )
-    print(f"rendezvous {generation.value} at {args.url}")
+    also = f" and {args.other_instance}" if args.other_instance else ""
+    print(f"rendezvous {generation.value} at {args.url}{also}")
     print(render_table(findings))
     bad = {"fail", "warn"} if args.strict else {"fail"}
     failed = [f for f in findings if f.status in bad]

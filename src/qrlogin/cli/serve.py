@@ -10,18 +10,24 @@ The app served is :class:`~qrlogin.adapters.front.FrontApp` (health at ``--healt
 are announced, and uvicorn runs with the limits of :mod:`qrlogin.adapters.uvicorn_runner` (header size and count,
 read timeouts, bounded shutdown), set by the flags :mod:`qrlogin.cli._serving` adds. docs/rendezvous.md §Operating
 it lists them.
+
+``--store redis://HOST:PORT/DB`` keeps the sessions and the rate-limit buckets in Redis
+(:mod:`qrlogin.adapters.redis_store`), so that several instances behind one name serve one set of sessions; the
+default, ``memory``, keeps them in this process. ``--create-rate/--create-burst`` and ``--write-rate/--write-burst``
+are the per-client limits (a rate of 0 turns one off); ``--trusted-proxy`` names the reverse proxies whose
+``X-Forwarded-For`` gives the client address the limits are keyed by (docs/rendezvous.md, "Per-client limits").
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sized
 from typing import Any
 
 from ..errors import LocalProtocolError
 from ..rendezvous._http import ApiGeneration
-from ..rendezvous.server import STABLE_PREFIX, Mount, ServerConfig, default_mounts
+from ..rendezvous.limits import DEFAULT_CREATE_LIMIT, DEFAULT_WRITE_LIMIT, RateLimit
+from ..rendezvous.server import STABLE_PREFIX, EmbeddedStore, Mount, ServerConfig, default_mounts
 from . import _serving
 
 __all__ = ["build_config", "main", "register", "run"]
@@ -66,8 +72,37 @@ def register(subparsers: Any) -> None:
         default="/metrics",
         help="Prometheus metrics ('' turns them off; default /metrics)",
     )
+    parser.add_argument(
+        "--store", default="memory", help="'memory' (default) or redis://HOST:PORT/DB, shared by several instances"
+    )
+    parser.add_argument("--no-create", action="store_true", help="announce and enforce that creating is unavailable")
+    limits = (("create", DEFAULT_CREATE_LIMIT, "creates (POST)"), ("write", DEFAULT_WRITE_LIMIT, "writes (PUT)"))
+    for kind, default, what in limits:
+        parser.add_argument(
+            f"--{kind}-rate",
+            type=float,
+            default=default.per_second,
+            help=f"{what} per second per client (default {default.per_second:g}; 0: unlimited)",
+        )
+        parser.add_argument(
+            f"--{kind}-burst",
+            type=int,
+            default=default.burst,
+            help=f"{what} at once per client (default {default.burst})",
+        )
+    parser.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="ADDRESS",
+        help="a reverse proxy whose X-Forwarded-For names the client (repeatable; default none: the peer is)",
+    )
     _serving.add_arguments(parser)
     parser.set_defaults(func=run)
+
+
+def _limit(rate: float, burst: int) -> RateLimit | None:
+    return None if rate == 0 else RateLimit(per_second=rate, burst=burst)
 
 
 def build_config(args: argparse.Namespace) -> ServerConfig:
@@ -80,7 +115,33 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         ttl_ms=round(args.ttl * 1000),
         max_sessions=args.max_sessions,
         public_base_url=args.public_base_url,
+        create_available=not args.no_create,
+        create_limit=_limit(args.create_rate, args.create_burst),
+        write_limit=_limit(args.write_rate, args.write_burst),
     )
+
+
+def build_store(url: str) -> Any:
+    """The store ``--store`` names (an awaitable :class:`~qrlogin.rendezvous.server.Store`)."""
+    if url == "memory":
+        return EmbeddedStore()
+    try:
+        from ..adapters.redis_store import RedisStore
+    except ImportError as exc:
+        raise LocalProtocolError("--store redis://... needs the 'redis' extra: pip install 'qrlogin[redis]'") from exc
+    return RedisStore.from_url(url)
+
+
+def _probe_redis(url: str) -> str | None:
+    """Why the Redis at ``url`` does not answer now, or None (serve starts anyway, answering 503 until it does)."""
+    import redis
+
+    try:
+        with redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0) as probe:
+            probe.ping()
+    except (redis.RedisError, OSError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,12 +154,16 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         print("qrlogin serve needs the 'server' extra: pip install 'qrlogin[server]'", file=sys.stderr)
         return 2
+    store = build_store(args.store)
+    if args.store != "memory":
+        problem = _probe_redis(args.store)
+        if problem is not None:
+            print(f"qrlogin: Redis not reachable yet ({problem}); answering 503 until it is", file=sys.stderr)
     sock = _serving.bind_or_explain("serve", args.host, args.port)
     if sock is None:
         return 1
-    app = create_app(config)
-    store = app.server.store
-    metrics = Metrics(live_sessions=store.__len__ if isinstance(store, Sized) else None)
+    app = create_app(config, store)
+    metrics = Metrics(live_sessions=store.memory.__len__ if isinstance(store, EmbeddedStore) else None)
     front = FrontApp(
         app,
         prefixes=[mount.prefix for mount in config.mounts],
@@ -118,7 +183,9 @@ def run(args: argparse.Namespace) -> int:
             if path:
                 print(f"qrlogin: {name} at {base}{path}", file=sys.stderr, flush=True)
 
-    _serving.run(front, sock, args, announce=announce, on_reject=metrics.reject)
+    _serving.run(
+        front, sock, args, announce=announce, on_reject=metrics.reject, trusted_proxies=tuple(args.trusted_proxy)
+    )
     return 0
 
 

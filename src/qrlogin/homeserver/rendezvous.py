@@ -95,7 +95,7 @@ class RendezvousStore:
                 return store, response
             store = store._purge(now_ms)
             if len(store.sessions) >= self.config.max_sessions:
-                return store, rz.capacity_error(self.config, step)
+                return store, rz.capacity_error(self.config.max_sessions, step)
             return store._insert(session), response
         current = self.sessions.get(step.session_id)
         written, response = rz.handle(self.config, step, current, request, now_ms=now_ms, entropy=raw)

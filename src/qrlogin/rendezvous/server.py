@@ -15,10 +15,21 @@ generations without doing any I/O itself:
   -> (session, response)``. The session is a frozen :class:`Session` or None (absent, expired or deleted); the
   result is the session to store (None deletes it) and the response. Time and randomness are arguments: ids and
   tokens are made from ``entropy`` bytes the caller draws, and expiry compares ``now_ms`` with the stored deadline.
-* :class:`RendezvousServer` runs them over a :class:`Store`. A write is a read of the current session, a pure
-  step, and an atomic :meth:`Store.compare_and_set` from exactly that session to the new one; if another process got
-  there first, the step is recomputed on the fresh value. Because the pure step never has side effects, recomputing
-  is always safe, and every successful write has a single linearization point: its compare-and-set.
+* :func:`begin` and the ``after_*`` functions run a whole request over a store without calling it: each step
+  returns either the answer or what the request waits for (:class:`Limiting`, :class:`Inserting`, :class:`Reading`,
+  :class:`Committing`), one store operation described as a value; whoever drives the steps performs it and hands
+  the result to the matching ``after_*`` function. A write is a read of the current session, a pure step, and an
+  atomic compare-and-set from exactly that session to the new one; if another process got there first, the step is
+  recomputed on the fresh value. Because the pure step never has side effects, recomputing is always safe, and every
+  successful write has a single linearization point: its compare-and-set.
+* Two drivers: :class:`RendezvousServer` runs the steps synchronously over a :class:`SyncStore` in this process
+  (:class:`InMemoryStore`; embedding, tests, the simulator), and the ASGI adapter awaits them on a :class:`Store`,
+  the awaitable interface (:class:`EmbeddedStore` over the in-memory store; the Redis store in
+  :mod:`qrlogin.adapters.redis_store`). A store that cannot be reached raises :class:`StoreUnavailableError`, which
+  the adapter answers with :func:`store_unavailable_error`.
+* Creates and writes draw on per-client token buckets (:mod:`qrlogin.rendezvous.limits`) when the driver names the
+  client; ``max_sessions`` remains the bound on memory. ``create_available`` is both what v3 discovery announces and
+  what ``POST`` does.
 
 Token rules: a token is ``<revision>.<base64url(16 random bytes)>``, so it follows the opaque identifier grammar and
 changes on every successful write even when the data (or, in a test, the entropy) repeats. v1 serves it as a strong
@@ -34,7 +45,7 @@ import heapq
 import hmac
 import re
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from email.utils import formatdate
@@ -52,26 +63,45 @@ from ._http import (
     media_type,
     parse_json_object,
 )
+from .limits import DEFAULT_CREATE_LIMIT, DEFAULT_WRITE_LIMIT, LimitKind, RateLimit, idle_ms, take
 
 __all__ = [
     "DEFAULT_TTL_MS",
+    "MAX_ATTEMPTS",
     "MAX_JSON_BODY_BYTES",
+    "PURGE_SLICE",
     "STABLE_PREFIX",
     "V1_V2_UNSTABLE_PREFIX",
     "V3_UNSTABLE_PREFIX",
     "Access",
+    "Committing",
     "Create",
+    "EmbeddedStore",
     "InMemoryStore",
+    "Inserting",
+    "Limiting",
     "Mount",
+    "Pending",
     "Prepared",
+    "Reading",
     "RendezvousServer",
     "ServerConfig",
     "Session",
     "Store",
+    "StoreUnavailableError",
+    "SyncStore",
+    "after_commit",
+    "after_insert",
+    "after_limit",
+    "after_read",
+    "begin",
+    "capacity_error",
     "create",
     "default_mounts",
     "handle",
     "plan",
+    "rate_limited_error",
+    "store_unavailable_error",
 ]
 
 STABLE_PREFIX = "/_matrix/client/v1/rendezvous"
@@ -148,7 +178,10 @@ class ServerConfig:
 
     ``ttl_ms`` is fixed at creation and not extended by writes. The seed text asks for 120-300 s; shorter values
     are allowed (down to 1 s) for tests of expiry. ``public_base_url`` makes the v1 session URL absolute; without it
-    the request's ``Host`` header is used over plain ``http``.
+    the request's ``Host`` header is used over plain ``http``. ``create_available`` is what v3 discovery announces,
+    and every ``POST`` honours it (403 ``M_FORBIDDEN`` when false). ``create_limit`` and ``write_limit`` are the
+    per-client token buckets (:mod:`qrlogin.rendezvous.limits`; None: unlimited), applied when the caller names the
+    client; ``max_sessions`` stays the bound on memory whatever the clients do.
     """
 
     mounts: tuple[Mount, ...] = field(default_factory=default_mounts)
@@ -156,6 +189,8 @@ class ServerConfig:
     max_sessions: int = 100_000
     public_base_url: str | None = None
     create_available: bool = True
+    create_limit: RateLimit | None = DEFAULT_CREATE_LIMIT
+    write_limit: RateLimit | None = DEFAULT_WRITE_LIMIT
 
     def __post_init__(self) -> None:
         if not 1_000 <= self.ttl_ms <= 300_000:
@@ -296,6 +331,10 @@ def _plan_collection(config: ServerConfig, mount: Mount, request: HttpRequest) -
     # The body limit comes first: nothing about an oversize request is looked at.
     if len(request.body) > MAX_JSON_BODY_BYTES:
         return _error(413, "M_TOO_LARGE", "Payload too large", generation=None, stable=mount.stable)
+    if not config.create_available:
+        # What v3 discovery announces is what POST does, in every generation.
+        return _error(403, "M_FORBIDDEN", "Creating rendezvous sessions is not available", generation=None,
+                      stable=mount.stable)  # fmt: skip
     kind = media_type(request.header("content-type"))
     json_generation = mount.json_generation
     if ApiGeneration.V1 in mount.generations and kind != "application/json":
@@ -434,19 +473,6 @@ def create(
         url = f"{_base_url(config, request)}{step.mount.prefix}/{session.id}"
         return session, json_response(201, {"url": url}, _v1_headers(session))
     return session, _json_ok({"id": session.id, "sequence_token": session.token, **_expiry_field(session, now_ms)})
-
-
-def capacity_error(config: ServerConfig, step: Create) -> HttpResponse:
-    """The answer when the store is full: 429, with a message that says why."""
-    errcode = "M_UNKNOWN" if step.generation is ApiGeneration.V1 else "M_LIMIT_EXCEEDED"
-    return _error(
-        429,
-        errcode,
-        f"Rendezvous capacity reached ({config.max_sessions} live sessions); retry later",
-        generation=step.generation,
-        stable=step.mount.stable,
-        extra=(("retry-after", "1"),),
-    )
 
 
 def _etags(header: str) -> list[str]:
@@ -589,114 +615,7 @@ def _handle_json(
     )
 
 
-# ---------------------------------------------------------------------------------------------------------- store
-
-
-class Store(Protocol):
-    """Where sessions live. Several server processes may share one store; its two writes are atomic."""
-
-    def get(self, session_id: str) -> Session | None:
-        """The stored session (possibly expired), or None."""
-        ...
-
-    def insert(self, session: Session, *, now_ms: int, capacity: int) -> bool:
-        """Add a new session unless ``capacity`` live sessions exist already (expired ones do not count)."""
-        ...
-
-    def compare_and_set(self, session_id: str, expected: Session | None, new: Session | None) -> bool:
-        """Atomically replace ``expected`` by ``new`` (None deletes); False if the stored value is not ``expected``."""
-        ...
-
-
-class InMemoryStore:
-    """A dict behind a lock: the embedded default for ``qrlogin serve``, and the reference for tests.
-
-    Expiry is fixed at creation, so the expired sessions can be found in order without scanning the live ones. A
-    server with one ``ttl_ms`` and a clock that does not step back creates sessions in expiry order: those go into
-    two parallel queues, of ids and of their ``expires_ms`` (the session's own int object, so an entry costs two
-    pointers and allocates nothing). A session that would break the order (a clock stepped back, stores shared by
-    servers with different TTLs) goes into a heap of ``(expires_ms, id)`` instead. Purging pops from the front of
-    both while the front has expired: O(1) per expired session, O(log n) for the rare heap entry. Entries of
-    sessions deleted early stay until their time comes and are then skipped; if they outnumber the live sessions
-    the index is rebuilt, so it stays proportional to the live set.
-    """
-
-    __slots__ = ("_heap", "_lock", "_queue_expiries", "_queue_ids", "_sessions")
-
-    def __init__(self) -> None:
-        self._sessions: dict[str, Session] = {}
-        self._queue_ids: deque[str] = deque()
-        self._queue_expiries: deque[int] = deque()
-        self._heap: list[tuple[int, str]] = []
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._sessions)
-
-    def get(self, session_id: str) -> Session | None:
-        return self._sessions.get(session_id)
-
-    def insert(self, session: Session, *, now_ms: int, capacity: int) -> bool:
-        with self._lock:
-            if session.id in self._sessions:
-                return False
-            if len(self._sessions) >= capacity:
-                self._purge(now_ms)
-                if len(self._sessions) >= capacity:
-                    return False
-            self._sessions[session.id] = session
-            self._index(session.id, session.expires_ms)
-            return True
-
-    def compare_and_set(self, session_id: str, expected: Session | None, new: Session | None) -> bool:
-        with self._lock:
-            if self._sessions.get(session_id) is not expected:
-                return False
-            if new is None:
-                self._sessions.pop(session_id, None)
-            else:
-                if expected is None or new.expires_ms != expected.expires_ms:
-                    self._index(session_id, new.expires_ms)
-                self._sessions[session_id] = new
-            return True
-
-    def purge_expired(self, now_ms: int) -> int:
-        """Drop every expired session; returns how many went."""
-        with self._lock:
-            return self._purge(now_ms)
-
-    def _index(self, session_id: str, expires_ms: int) -> None:
-        if not self._queue_expiries or self._queue_expiries[-1] <= expires_ms:
-            self._queue_ids.append(session_id)
-            self._queue_expiries.append(expires_ms)
-        else:
-            heapq.heappush(self._heap, (expires_ms, session_id))
-
-    def _drop_if_expired(self, session_id: str, now_ms: int) -> int:
-        session = self._sessions.get(session_id)
-        if session is not None and not session.is_live(now_ms):
-            del self._sessions[session_id]
-            return 1
-        return 0
-
-    def _purge(self, now_ms: int) -> int:
-        dropped = 0
-        ids, expiries, heap = self._queue_ids, self._queue_expiries, self._heap
-        while expiries and expiries[0] <= now_ms:
-            expiries.popleft()
-            dropped += self._drop_if_expired(ids.popleft(), now_ms)
-        while heap and heap[0][0] <= now_ms:
-            dropped += self._drop_if_expired(heapq.heappop(heap)[1], now_ms)
-        if len(ids) + len(heap) > 2 * len(self._sessions) + 1024:
-            # Many sessions were deleted before expiring: rebuild so the index stays proportional to the live set.
-            live = sorted(self._sessions.items(), key=lambda item: item[1].expires_ms)
-            self._queue_ids = deque(key for key, _ in live)
-            self._queue_expiries = deque(value.expires_ms for _, value in live)
-            self._heap = []
-        return dropped
-
-
-# --------------------------------------------------------------------------------------------------------- server
+# ------------------------------------------------------------------------------------------- one request, in steps
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -713,39 +632,468 @@ class Prepared:
         return self.write is not self.read
 
 
-class RendezvousServer:
-    """The core over a store: what an HTTP adapter calls with each request, the time and fresh entropy."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Inserting:
+    """A create waits for the store to add ``session`` (if fewer than ``capacity`` live sessions exist)."""
 
-    MAX_ATTEMPTS = 16
+    step: Create
+    session: Session
+    capacity: int
+    now_ms: int
+    response: HttpResponse  # the answer if it is added
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reading:
+    """An access waits for the store to read session ``step.session_id`` (attempt ``attempt`` of the request)."""
+
+    step: Access
+    request: HttpRequest
+    now_ms: int
+    entropy: bytes = field(repr=False)
+    attempt: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Committing:
+    """An access waits for the store to compare-and-set from what it read to what it wants stored.
+
+    When it writes nothing (``prepared.changes`` is false) the compare-and-set only confirms that the session is
+    still what was read, so that a read-only answer is linearized at the same point a write's is.
+    """
+
+    reading: Reading
+    prepared: Prepared
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Limiting:
+    """A create or write waits for the store to take a token from ``client``'s ``kind`` bucket, then goes on."""
+
+    kind: LimitKind
+    client: str
+    limit: RateLimit
+    now_ms: int
+    then: Inserting | Reading
+
+
+Pending = Limiting | Inserting | Reading | Committing
+"""What a request waits for: each names one store operation; the matching ``after_*`` function resumes it."""
+
+MAX_ATTEMPTS = 16
+
+
+def begin(
+    config: ServerConfig, request: HttpRequest, *, now_ms: int, entropy: bytes, client: str | None = None
+) -> HttpResponse | Pending:
+    """Start answering ``request``: the answer itself, or the first store operation it needs.
+
+    ``client`` names the peer for the rate limits (:func:`qrlogin.rendezvous.limits.client_key`); None applies none.
+    """
+    step = plan(config, request)
+    if isinstance(step, HttpResponse):
+        return step
+    then: Inserting | Reading
+    if isinstance(step, Create):
+        session, response = create(config, step, request, now_ms=now_ms, entropy=entropy)
+        if session is None:
+            return response
+        then = Inserting(step=step, session=session, capacity=config.max_sessions, now_ms=now_ms, response=response)
+        kind, limit = LimitKind.CREATE, config.create_limit
+    else:
+        _check_entropy(entropy)
+        then = Reading(step=step, request=request, now_ms=now_ms, entropy=entropy)
+        kind, limit = LimitKind.WRITE, (config.write_limit if request.method == "PUT" else None)
+    if client is None or limit is None:
+        return then
+    return Limiting(kind=kind, client=client, limit=limit, now_ms=now_ms, then=then)
+
+
+def after_limit(state: Limiting, retry_after_ms: int) -> HttpResponse | Inserting | Reading:
+    """The bucket answered: go on (0), or refuse with 429 and how long to wait."""
+    if retry_after_ms <= 0:
+        return state.then
+    return rate_limited_error(state.kind, retry_after_ms)
+
+
+def after_insert(state: Inserting, inserted: bool) -> HttpResponse:
+    """The store added the new session, or was full."""
+    return state.response if inserted else capacity_error(state.capacity, state.step)
+
+
+def after_read(config: ServerConfig, state: Reading, session: Session | None) -> Committing:
+    """The store read the session: run the pure core on it."""
+    write, response = handle(config, state.step, session, state.request, now_ms=state.now_ms, entropy=state.entropy)
+    return Committing(reading=state, prepared=Prepared(step=state.step, read=session, write=write, response=response))
+
+
+def after_commit(state: Committing, committed: bool) -> HttpResponse | Reading:
+    """The compare-and-set held (the answer stands) or lost to another writer (read again, boundedly often)."""
+    if committed:
+        return state.prepared.response
+    attempt = state.reading.attempt + 1
+    if attempt >= MAX_ATTEMPTS:
+        return _error(503, "M_UNKNOWN", "Too much contention on this session; retry", generation=None, stable=True,
+                      extra=(("retry-after", "1"),))  # fmt: skip
+    return replace(state.reading, attempt=attempt)
+
+
+def capacity_error(capacity: int, step: Create) -> HttpResponse:
+    """The answer when the store is full: 429, with a message that says why."""
+    errcode = "M_UNKNOWN" if step.generation is ApiGeneration.V1 else "M_LIMIT_EXCEEDED"
+    return _error(
+        429,
+        errcode,
+        f"Rendezvous capacity reached ({capacity} live sessions); retry later",
+        generation=step.generation,
+        stable=step.mount.stable,
+        extra=(("retry-after", "1"),),
+    )
+
+
+def rate_limited_error(kind: LimitKind, retry_after_ms: int) -> HttpResponse:
+    """429 ``M_LIMIT_EXCEEDED`` with ``retry_after_ms`` (and ``Retry-After`` in whole seconds)."""
+    body = {
+        "errcode": "M_LIMIT_EXCEEDED",
+        "error": f"Too many {'creates' if kind is LimitKind.CREATE else 'writes'} from this client; retry later",
+        "retry_after_ms": retry_after_ms,
+    }
+    return json_response(429, body, (*_CORS_HEADERS, *_NO_CACHE, ("retry-after", str(-(-retry_after_ms // 1000)))))
+
+
+def store_unavailable_error(retry_after_s: int = 1) -> HttpResponse:
+    """503 ``M_UNKNOWN``: the store cannot be reached; nothing was changed that the client does not learn of."""
+    body = {
+        "errcode": "M_UNKNOWN",
+        "error": "The rendezvous session store is unavailable; retry later",
+        "retry_after_ms": retry_after_s * 1000,
+    }
+    return json_response(503, body, (*_CORS_HEADERS, *_NO_CACHE, ("retry-after", str(retry_after_s))))
+
+
+# ---------------------------------------------------------------------------------------------------------- store
+
+
+class StoreUnavailableError(Exception):
+    """A store could not be reached or did not answer in time; the adapter answers 503."""
+
+
+class SyncStore(Protocol):
+    """A store in this process, called directly (no I/O): what :class:`RendezvousServer` drives."""
+
+    def get(self, session_id: str) -> Session | None:
+        """The stored session (possibly expired), or None."""
+        ...
+
+    def insert(self, session: Session, *, now_ms: int, capacity: int) -> bool:
+        """Add a new session unless ``capacity`` live sessions exist already (expired ones do not count)."""
+        ...
+
+    def compare_and_set(self, session_id: str, expected: Session | None, new: Session | None) -> bool:
+        """Atomically replace ``expected`` by ``new`` (None deletes); False if the stored value is not ``expected``.
+
+        ``new is expected`` only confirms that the stored value is still ``expected``.
+        """
+        ...
+
+    def take(self, kind: LimitKind, client: str, limit: RateLimit, *, now_ms: int) -> int:
+        """Take one token from the bucket; 0 if there was one, else the milliseconds until there is."""
+        ...
+
+
+class Store(Protocol):
+    """Where sessions live, as the ASGI adapter awaits it. Several server processes may share one store.
+
+    The same operations as :class:`SyncStore`, awaitable, plus :meth:`maintain`. Any of them may raise
+    :class:`StoreUnavailableError`; an operation that raised may or may not have taken effect (a lost answer), which
+    the protocol's retries absorb.
+    """
+
+    async def get(self, session_id: str) -> Session | None: ...
+
+    async def insert(self, session: Session, *, now_ms: int, capacity: int) -> bool: ...
+
+    async def compare_and_set(self, session_id: str, expected: Session | None, new: Session | None) -> bool: ...
+
+    async def take(self, kind: LimitKind, client: str, limit: RateLimit, *, now_ms: int) -> int: ...
+
+    async def maintain(self, now_ms: int) -> bool:
+        """One bounded slice of housekeeping (expired sessions, idle buckets); True if more is waiting."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+PURGE_SLICE = 1_000
+"""Index entries one purge slice looks at: about 1 ms of work (benchmarks/bench_store_purge.py)."""
+
+
+class InMemoryStore:
+    """A dict behind a lock: the embedded default for ``qrlogin serve``, and the reference for tests.
+
+    Expiry is fixed at creation, so the expired sessions can be found in order without scanning the live ones. A
+    server with one ``ttl_ms`` and a clock that does not step back creates sessions in expiry order: those go into
+    two parallel queues, of ids and of their ``expires_ms`` (the session's own int object, so an entry costs two
+    pointers and allocates nothing). A session that would break the order (a clock stepped back, stores shared by
+    servers with different TTLs) goes into a heap of ``(expires_ms, id)`` instead. Purging pops from the front of
+    both while the front has expired: O(1) per expired session, O(log n) for the rare heap entry.
+
+    Purging runs in slices of at most :data:`PURGE_SLICE` index entries (:meth:`purge_slice`), so expiring 100,000
+    sessions at once never holds the event loop for long. Entries of sessions deleted early stay until their time
+    comes and are then skipped; if they outnumber the live sessions the queue is compacted, also in slices: the
+    front of the queue is scanned into a second queue that keeps only live entries (sessions created meanwhile are
+    appended behind the unscanned part as usual), and when the scan is through, the two are joined again. Purging
+    during a compaction pops the compacted part first, which is the front of the order.
+
+    The store also keeps the per-client rate-limit buckets (:mod:`qrlogin.rendezvous.limits`): an ordered dict
+    from bucket to ``(tokens, last_ms, forget_at_ms)``, most recently used last, so idle ones are forgotten from the
+    front and at most ``max_buckets`` are kept (past that the longest unused goes first).
+    """
+
+    COMPACT_SLACK = 1024
+    """Index entries beyond twice the live sessions that start a compaction."""
+
+    __slots__ = (
+        "_buckets",
+        "_compacted_expiries",
+        "_compacted_ids",
+        "_compacting",
+        "_heap",
+        "_lock",
+        "_queue_expiries",
+        "_queue_ids",
+        "_sessions",
+        "_unscanned",
+        "max_buckets",
+    )
+
+    def __init__(self, *, max_buckets: int = 65_536) -> None:
+        self._sessions: dict[str, Session] = {}
+        self._queue_ids: deque[str] = deque()
+        self._queue_expiries: deque[int] = deque()
+        self._compacted_ids: deque[str] = deque()
+        self._compacted_expiries: deque[int] = deque()
+        self._compacting = False
+        self._unscanned = 0
+        self._heap: list[tuple[int, str]] = []
+        self._buckets: OrderedDict[str, tuple[float, int, int]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.max_buckets = max_buckets
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def get(self, session_id: str) -> Session | None:
+        return self._sessions.get(session_id)
+
+    def insert(self, session: Session, *, now_ms: int, capacity: int) -> bool:
+        with self._lock:
+            if session.id in self._sessions:
+                return False
+            if len(self._sessions) >= capacity:
+                self._purge(now_ms, PURGE_SLICE)  # one slice: a full store answers 429 rather than stall
+                if len(self._sessions) >= capacity:
+                    return False
+            self._sessions[session.id] = session
+            self._index(session.id, session.expires_ms)
+            return True
+
+    def compare_and_set(self, session_id: str, expected: Session | None, new: Session | None) -> bool:
+        with self._lock:
+            if self._sessions.get(session_id) is not expected:
+                return False
+            if new is expected:
+                return True
+            if new is None:
+                self._sessions.pop(session_id, None)
+            else:
+                if expected is None or new.expires_ms != expected.expires_ms:
+                    self._index(session_id, new.expires_ms)
+                self._sessions[session_id] = new
+            return True
+
+    def take(self, kind: LimitKind, client: str, limit: RateLimit, *, now_ms: int) -> int:
+        key = f"{kind.value}:{client}"
+        with self._lock:
+            tokens, last_ms, _ = self._buckets.pop(key, (float(limit.burst), now_ms, 0))
+            tokens, last_ms, retry_after_ms = take(tokens, last_ms, now_ms, limit)
+            self._buckets[key] = (tokens, last_ms, last_ms + idle_ms(limit))
+            if len(self._buckets) > self.max_buckets:
+                self._buckets.popitem(last=False)
+            return retry_after_ms
+
+    def purge_slice(self, now_ms: int, *, budget: int = PURGE_SLICE) -> tuple[int, bool]:
+        """Look at up to ``budget`` index entries (and as many buckets): ``(sessions dropped, more waiting)``."""
+        with self._lock:
+            dropped = self._purge(now_ms, budget)
+            forgotten = 0
+            buckets = self._buckets
+            while buckets and forgotten < budget:
+                key, (_, _, forget_at_ms) = next(iter(buckets.items()))
+                if forget_at_ms > now_ms:
+                    break
+                del buckets[key]
+                forgotten += 1
+            return dropped, self._purge_due(now_ms) or forgotten == budget
+
+    def purge_expired(self, now_ms: int) -> int:
+        """Drop every expired session, slice after slice; returns how many went."""
+        total, more = self.purge_slice(now_ms)
+        while more:
+            dropped, more = self.purge_slice(now_ms)
+            total += dropped
+        return total
+
+    # The index: [compacted queue] + [queue] in expiry order, and the heap for the rare entry out of order.
+
+    def _index(self, session_id: str, expires_ms: int) -> None:
+        last = self._queue_expiries or self._compacted_expiries
+        if not last or last[-1] <= expires_ms:
+            self._queue_ids.append(session_id)
+            self._queue_expiries.append(expires_ms)
+        else:
+            heapq.heappush(self._heap, (expires_ms, session_id))
+
+    def _front_expiry(self) -> int | None:
+        if self._compacted_expiries:
+            return self._compacted_expiries[0]
+        return self._queue_expiries[0] if self._queue_expiries else None
+
+    def _pop_front(self) -> str:
+        if self._compacted_ids:
+            self._compacted_expiries.popleft()
+            return self._compacted_ids.popleft()
+        self._queue_expiries.popleft()
+        session_id = self._queue_ids.popleft()
+        if self._compacting:
+            self._unscanned -= 1
+            if self._unscanned == 0:
+                self._finish_compaction()
+        return session_id
+
+    def _purge_due(self, now_ms: int) -> bool:
+        front = self._front_expiry()
+        return (
+            (front is not None and front <= now_ms)
+            or bool(self._heap and self._heap[0][0] <= now_ms)
+            or self._compacting
+        )
+
+    def _drop_if_expired(self, session_id: str, now_ms: int) -> int:
+        session = self._sessions.get(session_id)
+        if session is not None and not session.is_live(now_ms):
+            del self._sessions[session_id]
+            return 1
+        return 0
+
+    def _purge(self, now_ms: int, budget: int) -> int:
+        dropped = work = 0
+        while work < budget:
+            front = self._front_expiry()
+            if front is None or front > now_ms:
+                break
+            dropped += self._drop_if_expired(self._pop_front(), now_ms)
+            work += 1
+        heap = self._heap
+        while work < budget and heap and heap[0][0] <= now_ms:
+            dropped += self._drop_if_expired(heapq.heappop(heap)[1], now_ms)
+            work += 1
+        indexed = len(self._queue_ids) + len(self._compacted_ids) + len(heap)
+        if not self._compacting and indexed > 2 * len(self._sessions) + self.COMPACT_SLACK and self._queue_ids:
+            # Many sessions were deleted before expiring: compact so the index stays proportional to the live set.
+            self._compacting, self._unscanned = True, len(self._queue_ids)
+            if len(heap) > len(self._sessions):
+                # Only a stepped clock or mixed TTLs fill the heap: filtering it at once is acceptable.
+                self._heap = [entry for entry in heap if entry[1] in self._sessions]
+                heapq.heapify(self._heap)
+        sessions = self._sessions
+        ids, expiries = self._queue_ids, self._queue_expiries
+        while work < budget and self._compacting:
+            session_id, expires_ms = ids.popleft(), expiries.popleft()
+            if session_id in sessions:
+                self._compacted_ids.append(session_id)
+                self._compacted_expiries.append(expires_ms)
+            work += 1
+            self._unscanned -= 1
+            if self._unscanned == 0:
+                self._finish_compaction()
+        return dropped
+
+    def _finish_compaction(self) -> None:
+        # What was appended during the scan follows the compacted part; usually a few entries, so extend that.
+        self._compacted_ids.extend(self._queue_ids)
+        self._compacted_expiries.extend(self._queue_expiries)
+        self._queue_ids, self._compacted_ids = self._compacted_ids, deque()
+        self._queue_expiries, self._compacted_expiries = self._compacted_expiries, deque()
+        self._compacting = False
+
+
+class EmbeddedStore:
+    """An :class:`InMemoryStore` behind the awaitable :class:`Store` interface (each call completes at once)."""
+
+    __slots__ = ("memory",)
+
+    def __init__(self, memory: InMemoryStore | None = None) -> None:
+        self.memory = memory if memory is not None else InMemoryStore()
+
+    async def get(self, session_id: str) -> Session | None:
+        return self.memory.get(session_id)
+
+    async def insert(self, session: Session, *, now_ms: int, capacity: int) -> bool:
+        return self.memory.insert(session, now_ms=now_ms, capacity=capacity)
+
+    async def compare_and_set(self, session_id: str, expected: Session | None, new: Session | None) -> bool:
+        return self.memory.compare_and_set(session_id, expected, new)
+
+    async def take(self, kind: LimitKind, client: str, limit: RateLimit, *, now_ms: int) -> int:
+        return self.memory.take(kind, client, limit, now_ms=now_ms)
+
+    async def maintain(self, now_ms: int) -> bool:
+        return self.memory.purge_slice(now_ms)[1]
+
+    async def close(self) -> None:
+        return None
+
+
+# --------------------------------------------------------------------------------------------------------- server
+
+
+class RendezvousServer:
+    """The core over an in-process store, driven synchronously: for embedding, tests and the simulator.
+
+    The ASGI adapter drives the same steps (:func:`begin` and the ``after_*`` functions) over an awaitable
+    :class:`Store` instead.
+    """
+
+    MAX_ATTEMPTS = MAX_ATTEMPTS
 
     __slots__ = ("config", "store")
 
-    def __init__(self, config: ServerConfig, store: Store) -> None:
+    def __init__(self, config: ServerConfig, store: SyncStore) -> None:
         self.config = config
         self.store = store
 
-    def respond(self, request: HttpRequest, *, now_ms: int, entropy: bytes) -> HttpResponse:
-        step = plan(self.config, request)
-        if isinstance(step, HttpResponse):
-            return step
-        if isinstance(step, Create):
-            session, response = create(self.config, step, request, now_ms=now_ms, entropy=entropy)
-            if session is None:
-                return response
-            if not self.store.insert(session, now_ms=now_ms, capacity=self.config.max_sessions):
-                return capacity_error(self.config, step)
-            return response
-        for _ in range(self.MAX_ATTEMPTS):
-            attempt = self.prepare(step, request, now_ms=now_ms, entropy=entropy)
-            if self.commit(attempt):
-                return attempt.response
-        return _error(503, "M_UNKNOWN", "Too much contention on this session; retry", generation=None, stable=True)
+    def respond(self, request: HttpRequest, *, now_ms: int, entropy: bytes, client: str | None = None) -> HttpResponse:
+        store, config = self.store, self.config
+        state = begin(config, request, now_ms=now_ms, entropy=entropy, client=client)
+        while True:
+            if isinstance(state, HttpResponse):
+                return state
+            if isinstance(state, Limiting):
+                state = after_limit(state, store.take(state.kind, state.client, state.limit, now_ms=state.now_ms))
+            elif isinstance(state, Inserting):
+                inserted = store.insert(state.session, now_ms=state.now_ms, capacity=state.capacity)
+                state = after_insert(state, inserted)
+            elif isinstance(state, Reading):
+                state = after_read(config, state, store.get(state.step.session_id))
+            else:
+                attempt = state.prepared
+                state = after_commit(state, store.compare_and_set(attempt.step.session_id, attempt.read, attempt.write))
 
     def prepare(self, step: Access, request: HttpRequest, *, now_ms: int, entropy: bytes) -> Prepared:
         """Read the session and compute the pure step (no write yet)."""
-        read = self.store.get(step.session_id)
-        write, response = handle(self.config, step, read, request, now_ms=now_ms, entropy=entropy)
-        return Prepared(step=step, read=read, write=write, response=response)
+        reading = Reading(step=step, request=request, now_ms=now_ms, entropy=entropy)
+        return after_read(self.config, reading, self.store.get(step.session_id)).prepared
 
     def commit(self, attempt: Prepared) -> bool:
         """Store the attempt's result if the session is still what it read; True when the response stands.
@@ -754,6 +1102,4 @@ class RendezvousServer:
         that its answer is linearized at the commit like a write's: a read prepared before a concurrent write and
         committed after it must not return the older payload.
         """
-        if not attempt.changes:
-            return self.store.get(attempt.step.session_id) == attempt.read
         return self.store.compare_and_set(attempt.step.session_id, attempt.read, attempt.write)
