@@ -399,7 +399,10 @@ def _device_present_answered(
         return _device_still_absent(state, now_ms)
     config = state.config
     return finish(
-        ReportLoginSuccess(), created_rendezvous=config.created_rendezvous, now_ms=now_ms, last=config.secrets
+        ReportLoginSuccess(device_id=state.device_id),
+        created_rendezvous=config.created_rendezvous,
+        now_ms=now_ms,
+        last=config.secrets,
     )
 
 

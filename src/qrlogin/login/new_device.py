@@ -546,6 +546,7 @@ def _secrets_received(
     completed = ReportLoginSuccess(
         tokens=state.tokens,
         secrets=message,
+        device_id=config.device_id,
         base_url=config.base_url,
         client_id=state.grant.client_id,
         token_endpoint=state.grant.metadata.token_endpoint,
