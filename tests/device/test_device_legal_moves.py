@@ -291,8 +291,8 @@ def test_answers_to_requests_no_longer_outstanding_are_ignored() -> None:
 
 def test_generate_and_scan_start_where_the_table_says() -> None:
     config = dv.DeviceConfig(
-        kind=DeviceRole.NEW, generation=qr.Generation.V3, seed=b"x" * 32, base_url="https://hs.example", server_name="hs",
-        device_id="D", client_id="c",
+        kind=DeviceRole.NEW, generation=qr.Generation.V3, seed=b"x" * 32, base_url="https://hs.example",
+        server_name="hs", device_id="D", client_id="c",
     )  # fmt: skip
     assert type(dv.generate(config, now_ms=0)[0]) in MACHINE.initial
     assert isinstance(dv.scan(config, b"not a QR code", now_ms=0)[0], dv.SignInFailed)
