@@ -16,7 +16,7 @@ from qrlogin.sim.world import user_secrets
 def options(timeout_s: float = 30, **transport: object) -> rn.RunOptions:
     return rn.RunOptions(
         timeout_s=timeout_s,
-        closing_grace_s=5,
+        closing_grace_s=7,  # the creator waits 5 s (FINAL_MESSAGE_GRACE_MS) before deleting its session
         poll_interval_ms=200,
         transport=rn.TransportOptions(allow_http=True, **transport),  # type: ignore[arg-type]
     )

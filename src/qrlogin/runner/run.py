@@ -11,12 +11,12 @@ The device machine decides everything; :func:`run_device` only performs what it 
   :class:`~qrlogin.runner.interface.UserInterface`; what is only shown is handed to it at once;
 * when nothing else happens first, ``TimerFired`` is fed at :func:`qrlogin.device.deadline`.
 
-Time. The run has one deadline, ``timeout_s`` from its start, which is also the device's own
-(``DeviceConfig.timeout_ms``): no request is allowed to run past it while the login is on. When it passes with the
-login still on, the runner cancels (the device tells its peer and deletes the session as any cancel does) and reports
-``"timeout"``. After the login ended the device may still owe the rendezvous a last message or a deletion
-(``docs/simulation.md``, "Closing"): that gets ``closing_grace_s`` more, and the run stops at that hard deadline
-whatever is left.
+Time. The run has one deadline, ``timeout_s`` from its start: no request is allowed to run past it while the login
+is on. When it passes with the login still on, the runner cancels (the device tells its peer and deletes the session
+as any cancel does) and reports ``"timeout"``. After the login ended the device may still owe the rendezvous a last
+message or a deletion (``docs/simulation.md``, "Closing"): that gets ``closing_grace_s`` more, and the run stops at
+that hard deadline whatever is left. The device's own deadline (``DeviceConfig.timeout_ms``) is the hard one: were it
+the run's, the rendezvous client would end itself at the same instant, as expired, and leave its session behind.
 
 Cancellation. Setting ``cancel`` (an :class:`asyncio.Event`) is the user cancelling: the device is fed
 ``UserCancelled`` and the run goes on until the device is done, which is what tells the peer and deletes the
@@ -420,6 +420,12 @@ async def password_login(
 # ----------------------------------------------------------------------------------------------- the two ends
 
 
+def _device_timeout_ms(options: RunOptions) -> int:
+    """The device's own deadline: the run's, plus the grace for closing. The runner cancels at the run's deadline, so
+    the device still tells its peer and deletes its session; its own deadline only bounds that closing."""
+    return int((options.timeout_s + options.closing_grace_s) * 1000)
+
+
 def _seed(options: RunOptions) -> bytes:
     return options.seed if options.seed is not None else os.urandom(32)
 
@@ -476,7 +482,7 @@ async def login(
             client_id=client_id,
             client_metadata=None if client_id is not None else metadata,
             poll_interval_ms=options.poll_interval_ms,
-            timeout_ms=int(options.timeout_s * 1000),
+            timeout_ms=_device_timeout_ms(options),
             allow_http=options.allow_http,
             v3_unstable_prefix=options.v3_unstable_prefix,
         )
@@ -519,7 +525,7 @@ async def link(
             server_name=server_name,
             secrets=secrets,
             poll_interval_ms=options.poll_interval_ms,
-            timeout_ms=int(options.timeout_s * 1000),
+            timeout_ms=_device_timeout_ms(options),
             allow_http=options.allow_http,
             v3_unstable_prefix=options.v3_unstable_prefix,
             protocols=found.protocols,
