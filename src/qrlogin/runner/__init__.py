@@ -28,7 +28,7 @@ Randomness comes from :func:`os.urandom`, a fresh 32-byte seed per sign-in (``Ru
 
 from __future__ import annotations
 
-from .discovery import DiscoveryError, Homeserver, discover
+from .discovery import DiscoveredServer, DiscoveryError, discover
 from .interface import ScriptedUser, UserInterface
 from .result import RefreshError, SignInResult, refresh
 from .run import (
@@ -47,8 +47,8 @@ from .transport import Transport, TransportOptions
 
 __all__ = [
     "DEFAULT_CLIENT_METADATA",
+    "DiscoveredServer",
     "DiscoveryError",
-    "Homeserver",
     "RefreshError",
     "RunOptions",
     "ScriptedUser",

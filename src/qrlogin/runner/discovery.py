@@ -12,7 +12,7 @@ that a user whose server cannot do it is told at once instead of after scanning.
    ``io.element.msc4388`` in ``unstable_features``), or :class:`DiscoveryError` says so before anything else happens;
 3. the OAuth 2.0 server metadata: ``GET /_matrix/client/v1/auth_metadata``, falling back to the unstable
    ``/_matrix/client/unstable/org.matrix.msc2965/auth_metadata`` that older servers serve. Its
-   ``grant_types_supported`` decides the login protocols an existing device offers (:attr:`Homeserver.protocols`):
+   ``grant_types_supported`` decides the login protocols an existing device offers (:attr:`DiscoveredServer.protocols`):
    ``device_authorization_grant`` when the device code grant and a device authorization endpoint are there, else
    none (the existing device then sends ``"protocols": []``, as the text says).
 
@@ -33,8 +33,8 @@ from .transport import Transport
 __all__ = [
     "AUTH_METADATA_PATHS",
     "QR_LOGIN_FEATURES",
+    "DiscoveredServer",
     "DiscoveryError",
-    "Homeserver",
     "discover",
     "login_protocols",
 ]
@@ -55,7 +55,7 @@ class DiscoveryError(QrLoginError):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Homeserver:
+class DiscoveredServer:
     """What discovery learnt: where the server is and which login protocols it offers."""
 
     server_name: str
@@ -87,7 +87,7 @@ def _json(response: HttpResponse, what: str) -> JsonObject:
         raise DiscoveryError(f"{what}: {exc}") from None
 
 
-async def discover(transport: Transport, homeserver: str, *, deadline_ms: int) -> Homeserver:
+async def discover(transport: Transport, homeserver: str, *, deadline_ms: int) -> DiscoveredServer:
     """Discover ``homeserver`` (a server name or a base URL); see the module docstring."""
     try:
         server_name, base_url = oauth.resolve_homeserver(homeserver.strip())
@@ -125,7 +125,7 @@ async def discover(transport: Transport, homeserver: str, *, deadline_ms: int) -
         raise DiscoveryError(f"{base_url} serves no OAuth 2.0 server metadata: sign-in with QR code needs it")
     token_endpoint = metadata.get("token_endpoint")
     issuer = metadata.get("issuer")
-    return Homeserver(
+    return DiscoveredServer(
         server_name=server_name,
         base_url=base_url,
         protocols=login_protocols(metadata),

@@ -68,7 +68,7 @@ from ..vocabulary import (
     VerificationUriOpened,
     VerificationUriUnavailable,
 )
-from .discovery import DiscoveryError, Homeserver, discover
+from .discovery import DiscoveredServer, DiscoveryError, discover
 from .interface import UserInterface
 from .result import SignInResult
 from .transport import Transport, TransportOptions, now_ms
@@ -507,7 +507,7 @@ async def link(
     generation: qr.Generation = qr.Generation.V3,
     options: RunOptions = RunOptions(),
     cancel: asyncio.Event | None = None,
-    discovered: Homeserver | None = None,
+    discovered: DiscoveredServer | None = None,
 ) -> SignInResult:
     """Let a new device in from this signed-in one (``access_token`` is its token, ``secrets`` what it hands over):
     show a QR code, or scan ``qr_payload`` shown by the new device."""
