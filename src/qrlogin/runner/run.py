@@ -209,6 +209,8 @@ class _Run:
             user.progress(f"received {effect.message_type}")
         elif isinstance(effect, dv.ReportOutcome):
             self.outcome = effect
+            # The login is over; the device may still owe the rendezvous a last message or the deletion.
+            user.progress("login ended, closing")
             for task in self.asks:
                 task.cancel()
 
@@ -327,7 +329,14 @@ async def run_device(
             await run.loop()
         raise
     outcome, by_peer = _outcome_text(run)
-    result = SignInResult(outcome=outcome, by_peer=by_peer, user_id=user_id, base_url=config.base_url)
+    session_end = run.outcome.session_end if run.outcome is not None else None
+    result = SignInResult(
+        outcome=outcome,
+        by_peer=by_peer,
+        session_end=None if session_end is None else session_end.value,
+        user_id=user_id,
+        base_url=config.base_url,
+    )
     reported = run.outcome.result if run.outcome is not None else None
     if isinstance(reported, ReportLoginSuccess):
         result = await _complete(result, reported, transport, deadline_ms=run.hard_deadline_ms)
