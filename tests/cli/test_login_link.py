@@ -150,6 +150,23 @@ def test_login_and_link_sign_in(
     assert device_id in server.device_ids(credentials["access_token"])
 
 
+def test_login_scans_the_qr_image_link_shows(server: LocalServer, tmp_path: Path) -> None:
+    """``--qr-image``: the picture of the code ``link`` shows, read back with the qr-image extra (zxing-cpp)."""
+    segno = pytest.importorskip("segno")
+    pytest.importorskip("zxingcpp")
+    common = ["--allow-http", "--timeout", "25"]
+    existing = Command("link", server.base_url, *common, "--user", "alice", "--password", PASSWORD)
+    deadline = time.monotonic() + STEP_TIMEOUT_S
+    while (event := existing.poll()) is None or event["event"] != "qr":
+        assert time.monotonic() < deadline and (event is None or event["event"] != "done"), existing.seen
+    image = tmp_path / "code.png"
+    segno.make(bytes.fromhex(event["hex"]), error="m", micro=False).save(str(image), scale=4)
+    new = Command("login", *common, "--device-id", "PICTURED", "--qr-image", str(image))
+    _drive(new, existing)
+    assert (new.finish()[0], existing.finish()[0]) == (0, 0), (new.seen, existing.seen)
+    assert [e["device_id"] for e in new.seen if e["event"] == "done"] == ["PICTURED"]
+
+
 def test_a_server_without_sign_in_with_qr_is_refused_before_any_qr(capsys: pytest.CaptureFixture[str]) -> None:
     # Nothing listens on port 9 of loopback: discovery fails at its first step, with one line on stderr.
     assert main(["login", "http://127.0.0.1:9", "--allow-http", "--timeout", "3"]) == 1
