@@ -439,7 +439,11 @@ def _seed(options: RunOptions) -> bytes:
     return options.seed if options.seed is not None else os.urandom(32)
 
 
-def _http(options: RunOptions) -> httpx.AsyncClient:
+def _http(
+    options: RunOptions, given: httpx.AsyncClient | None
+) -> contextlib.AbstractAsyncContextManager[httpx.AsyncClient]:
+    if given is not None:
+        return contextlib.nullcontext(given)
     # The transport bounds each attempt by the device's deadline too; redirects are not followed: no API here redirects.
     timeout = httpx.Timeout(options.transport.request_timeout_s)
     return httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False)
@@ -468,11 +472,13 @@ async def login(
     client_id: str | None = None,
     options: RunOptions = RunOptions(),
     cancel: asyncio.Event | None = None,
+    http: httpx.AsyncClient | None = None,
 ) -> SignInResult:
     """Sign this application in as a new device: show a QR code on ``homeserver`` (discovered first), or scan
-    ``qr_payload`` shown by an existing device. ``client_id`` (static registration) replaces ``metadata``."""
+    ``qr_payload`` shown by an existing device. ``client_id`` (static registration) replaces ``metadata``. ``http`` is
+    a client of the caller's to use (a proxy, a custom transport); by default the run opens and closes its own."""
     deadline_ms = now_ms() + int(options.timeout_s * 1000)
-    async with _http(options) as http:
+    async with _http(options, http) as http:
         transport = Transport(http, options.transport)
         if qr_payload is None:
             if homeserver is None:
@@ -517,11 +523,13 @@ async def link(
     options: RunOptions = RunOptions(),
     cancel: asyncio.Event | None = None,
     discovered: DiscoveredServer | None = None,
+    http: httpx.AsyncClient | None = None,
 ) -> SignInResult:
     """Let a new device in from this signed-in one (``access_token`` is its token, ``secrets`` what it hands over):
-    show a QR code, or scan ``qr_payload`` shown by the new device."""
+    show a QR code, or scan ``qr_payload`` shown by the new device. ``discovered`` skips discovery; ``http`` as for
+    :func:`login`."""
     deadline_ms = now_ms() + int(options.timeout_s * 1000)
-    async with _http(options) as http:
+    async with _http(options, http) as http:
         transport = Transport(http, options.transport, access_token=access_token)
         found = discovered or await discover(transport, homeserver, deadline_ms=deadline_ms)
         user_id, _ = await whoami(transport, found.base_url, access_token, deadline_ms=deadline_ms)
