@@ -261,7 +261,9 @@ class _Run:
     def _completed(self, task: asyncio.Future[Any]) -> None:
         if task in self.requests:
             request_id = self.requests.pop(task)
-            response = task.result()
+            # A request abandoned (its task cancelled when the run was interrupted) or one the transport could not
+            # even start is lost as far as the device can tell.
+            response = None if task.cancelled() or task.exception() is not None else task.result()
             if response is None:
                 self.feed(HttpRequestFailed(request_id=request_id))
             else:
