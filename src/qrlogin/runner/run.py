@@ -41,9 +41,7 @@ import json
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
-
-import httpx
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import device as dv
 from .. import qr
@@ -72,6 +70,9 @@ from .discovery import DiscoveredServer, DiscoveryError, discover
 from .interface import UserInterface
 from .result import SignInResult
 from .transport import Transport, TransportOptions, now_ms
+
+if TYPE_CHECKING:
+    import httpx  # the client extra, imported when a run opens its own client
 
 __all__ = [
     "DEFAULT_CLIENT_METADATA",
@@ -446,6 +447,8 @@ def _http(
 ) -> contextlib.AbstractAsyncContextManager[httpx.AsyncClient]:
     if given is not None:
         return contextlib.nullcontext(given)
+    import httpx
+
     # The transport bounds each attempt by the device's deadline too; redirects are not followed: no API here redirects.
     timeout = httpx.Timeout(options.transport.request_timeout_s)
     return httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False)
@@ -480,8 +483,8 @@ async def login(
     ``qr_payload`` shown by an existing device. ``client_id`` (static registration) replaces ``metadata``. ``http`` is
     a client of the caller's to use (a proxy, a custom transport); by default the run opens and closes its own."""
     deadline_ms = now_ms() + int(options.timeout_s * 1000)
-    async with _http(options, http) as http:
-        transport = Transport(http, options.transport)
+    async with _http(options, http) as client:
+        transport = Transport(client, options.transport)
         if qr_payload is None:
             if homeserver is None:
                 raise DiscoveryError("a device that shows a QR code needs its homeserver")
@@ -531,8 +534,8 @@ async def link(
     show a QR code, or scan ``qr_payload`` shown by the new device. ``discovered`` skips discovery; ``http`` as for
     :func:`login`."""
     deadline_ms = now_ms() + int(options.timeout_s * 1000)
-    async with _http(options, http) as http:
-        transport = Transport(http, options.transport, access_token=access_token)
+    async with _http(options, http) as client:
+        transport = Transport(client, options.transport, access_token=access_token)
         found = discovered or await discover(transport, homeserver, deadline_ms=deadline_ms)
         user_id, _ = await whoami(transport, found.base_url, access_token, deadline_ms=deadline_ms)
         server_name = user_id.split(":", 1)[1] if ":" in user_id else found.server_name
