@@ -284,8 +284,8 @@ class _Run:
 def _outcome_text(run: _Run) -> tuple[str, bool]:
     """The result's ``outcome`` string and whether the peer reported it."""
     reported = run.outcome
-    if reported is None:
-        return ("timeout" if run.timed_out or now_ms() >= run.soft_deadline_ms else "cancelled"), False
+    if reported is None:  # only the hard deadline stops a run before the device reported an outcome
+        return "timeout", False
     result = reported.result
     if isinstance(result, ReportLoginSuccess):
         return "success", False
