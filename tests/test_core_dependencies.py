@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 
-ADAPTER_LIBRARIES = ("httpx", "starlette", "uvicorn", "segno", "redis", "httptools", "uvloop")
+ADAPTER_LIBRARIES = ("httpx", "starlette", "uvicorn", "segno", "redis", "httptools", "uvloop", "prometheus_client")
 
 
 def _run(code: str) -> subprocess.CompletedProcess[str]:
