@@ -108,13 +108,23 @@ def test_scanned_speaks_first_with_homeserver_or_base_url() -> None:
     assert effects == (SendMessage(message=Protocols(protocols=("device_authorization_grant",), base_url=BASE_URL)),)
 
 
+def test_a_homeserver_without_the_device_grant_offers_no_protocol() -> None:
+    """The protocols come from the homeserver's auth metadata: none advertised means ``"protocols": []`` when this
+    device speaks first, and any ``m.login.protocol`` refused as ``unsupported_protocol`` when the peer does."""
+    state, effects = step(ed, start(QrSide.SCANS, protocols=()), ChannelSecured(), now_ms=0)
+    assert effects == (SendMessage(message=Protocols(protocols=(), base_url=BASE_URL)),)
+    _, effects = step(ed, state, msg(PROTOCOL), now_ms=0)
+    unsupported = Failure(reason=FailureReason.UNSUPPORTED_PROTOCOL, homeserver=BASE_URL)
+    _ends(effects, FailureReason.UNSUPPORTED_PROTOCOL, tell=unsupported)
+
+
 def test_full_path_as_scanner() -> None:
     state = to_login_result()
     state, effects = step(ed, state, msg(Success()), now_ms=1_000)
     assert effects == (get_device(2),)  # the first check that the new device appeared
     state, effects = step(ed, state, status(200), now_ms=1_100)
     assert isinstance(state, ed.LoginSucceeded)
-    assert effects == (SendMessage(message=SECRETS), ReportLoginSuccess())
+    assert effects == (SendMessage(message=SECRETS), ReportLoginSuccess(device_id=DEVICE_ID))
 
 
 def test_generator_acts_only_after_the_check_code() -> None:
@@ -128,7 +138,11 @@ def test_generator_acts_only_after_the_check_code() -> None:
     state, _ = step(ed, state, msg(Success()), now_ms=0)
     state, effects = step(ed, state, status(200), now_ms=100)
     # The generator created the rendezvous; it deletes it once the peer had time to read the secrets.
-    assert effects == (SendMessage(message=SECRETS), DeleteRendezvous(not_before_ms=5_100), ReportLoginSuccess())
+    assert effects == (
+        SendMessage(message=SECRETS),
+        DeleteRendezvous(not_before_ms=5_100),
+        ReportLoginSuccess(device_id=DEVICE_ID),
+    )
 
 
 def test_generator_without_early_message_awaits_protocol() -> None:
@@ -196,7 +210,7 @@ def test_device_appears_after_retries_within_ten_seconds() -> None:
         state, effects = step(ed, state, TimerFired(), now_ms=now)
         assert effects == (get_device(3 + check),)  # each check has an id of its own
     state, effects = step(ed, state, status(200), now_ms=now)
-    assert effects == (SendMessage(message=SECRETS), ReportLoginSuccess())
+    assert effects == (SendMessage(message=SECRETS), ReportLoginSuccess(device_id=DEVICE_ID))
 
 
 def test_device_not_found_after_ten_seconds_of_virtual_time() -> None:

@@ -12,9 +12,10 @@ The new device wants to sign in. Which device speaks first depends on who scanne
 
 Then, in both directions::
 
-    well-known (server name only) -> auth_metadata -> [registration] -> device authorization
+    well-known (server name only) -> auth_metadata [404: its unstable path] -> [registration] -> device authorization
         -> send m.login.protocol -> AwaitingProtocolAccepted
-        -> show user code, poll the token endpoint every `interval` (+5 s on slow_down) until `expires_in`
+        -> show user code, poll the token endpoint every `interval` (+5 s on slow_down, doubled after a transport
+           error as RFC 8628 §3.5 recommends, up to 60 s) until `expires_in`
         -> tokens: send m.login.success -> AwaitingSecrets -> m.login.secrets: ReportLoginSuccess
 
 ``access_denied``/``authorization_declined`` sends ``m.login.declined``; ``expired_token`` or passing
@@ -79,6 +80,7 @@ from .messages import (
 
 __all__ = [
     "MACHINE",
+    "MAX_POLL_INTERVAL_MS",
     "AwaitingAuthMetadata",
     "AwaitingChannel",
     "AwaitingDeviceAuthorization",
@@ -155,6 +157,7 @@ class AwaitingWellKnown:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AwaitingAuthMetadata:
     config: NewDeviceConfig
+    unstable: bool = False  # asking MSC2965's unstable path, after the stable one answered 404
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -196,6 +199,7 @@ class AwaitingToken:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AwaitingSecrets:
     config: NewDeviceConfig
+    grant: Grant
     tokens: oauth.Tokens
 
 
@@ -225,13 +229,19 @@ _REQUEST_IDS: dict[type, int] = {
     AwaitingRegistration: 3,
     AwaitingDeviceAuthorization: 4,
 }
-_FIRST_TOKEN_POLL_ID = 5
+_UNSTABLE_AUTH_METADATA_ID = 5
+_FIRST_TOKEN_POLL_ID = 6
+
+#: The longest the poll interval grows to by doubling after transport errors (a server's slow_down may go beyond).
+MAX_POLL_INTERVAL_MS = 60_000
 
 
 def awaited_request_id(state: State) -> int | None:
     """The id of the request whose answer ``state`` waits for, or ``None``."""
     if isinstance(state, AwaitingToken):
         return state.request_id
+    if isinstance(state, AwaitingAuthMetadata) and state.unstable:
+        return _UNSTABLE_AUTH_METADATA_ID
     return _REQUEST_IDS.get(type(state))
 
 
@@ -404,10 +414,17 @@ def _auth_metadata_answered(
 ) -> tuple[AwaitingAuthMetadata | AwaitingRegistration | AwaitingDeviceAuthorization | LoginFailed, Effects]:
     if event.request_id != awaited_request_id(state):
         return state, ()
+    config = state.config
+    if event.response.status == 404 and not state.unstable and config.base_url is not None:
+        # Not on the stable path: servers from before Matrix 1.15 serve it on MSC2965's unstable one.
+        request = oauth.auth_metadata_request(config.base_url, unstable=True)
+        return AwaitingAuthMetadata(config=config, unstable=True), (
+            SendHttpRequest(request_id=_UNSTABLE_AUTH_METADATA_ID, request=request),
+        )
     try:
-        return _after_metadata(state.config, oauth.parse_auth_metadata(event.response))
+        return _after_metadata(config, oauth.parse_auth_metadata(event.response))
     except RemoteProtocolError:
-        return _homeserver_error(state.config, now_ms)
+        return _homeserver_error(config, now_ms)
 
 
 def _registration_answered(
@@ -507,7 +524,7 @@ def _token_answered(
     except RemoteProtocolError:
         return _homeserver_error(config, now_ms)
     if isinstance(outcome, oauth.TokenGranted):
-        return AwaitingSecrets(config=config, tokens=outcome.tokens), (SendMessage(message=Success()),)
+        return AwaitingSecrets(config=config, grant=grant, tokens=outcome.tokens), (SendMessage(message=Success()),)
     if isinstance(outcome, oauth.TokenPending):
         return _schedule_poll(config, grant, state.interval_ms, now_ms, next_request_id=next_id)
     if isinstance(outcome, oauth.TokenSlowDown):
@@ -521,11 +538,13 @@ def _token_answered(
 def _token_lost(
     state: AwaitingToken, event: HttpRequestFailed, now_ms: int
 ) -> tuple[AwaitingToken | WaitingToPoll | LoginFailed, Effects]:
-    """RFC 8628 §3.5: a client may retry after a transport error; keep the interval and the deadline."""
+    """RFC 8628 §3.5: after a transport error (a connection timeout) poll less often: the interval doubles, up to
+    :data:`MAX_POLL_INTERVAL_MS`; the grant's deadline stays."""
     if event.request_id != state.request_id:
         return state, ()
     next_id = state.request_id + 1
-    return _schedule_poll(state.config, state.grant, state.interval_ms, now_ms, next_request_id=next_id)
+    slower_ms = min(state.interval_ms * 2, max(state.interval_ms, MAX_POLL_INTERVAL_MS))
+    return _schedule_poll(state.config, state.grant, slower_ms, now_ms, next_request_id=next_id)
 
 
 def _secrets_received(
@@ -535,7 +554,14 @@ def _secrets_received(
     message = parse_or_none(event.plaintext)
     if not isinstance(message, Secrets):
         return unexpected(message, created_rendezvous=config.created_rendezvous, now_ms=now_ms)
-    completed = ReportLoginSuccess(tokens=state.tokens, secrets=message)
+    completed = ReportLoginSuccess(
+        tokens=state.tokens,
+        secrets=message,
+        device_id=config.device_id,
+        base_url=config.base_url,
+        client_id=state.grant.client_id,
+        token_endpoint=state.grant.metadata.token_endpoint,
+    )
     return finish(completed, created_rendezvous=config.created_rendezvous, now_ms=now_ms)
 
 
