@@ -23,7 +23,7 @@ wrote and check the nonces it used.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -57,7 +57,7 @@ class PendingWrite:
             return None
         return b64encode(self._keys.sender.seal(ecies.nonce(self._counter), plaintext))
 
-    def seal_json(self, message: dict[str, Any]) -> str | None:
+    def seal_json(self, message: Mapping[str, Any]) -> str | None:
         return self.seal(json.dumps(message).encode())
 
 

@@ -118,6 +118,7 @@ class ServedHomeserver:
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind(("127.0.0.1", 0))
         port = self._socket.getsockname()[1]
+        self.poll_interval_s = poll_interval_s
         self.base_url = f"http://127.0.0.1:{port}"
         self.server_name = f"127.0.0.1:{port}"
         hs = hsm.new_homeserver(
@@ -198,7 +199,5 @@ class ServedHomeserver:
         """The user at the consent page ``verification_uri`` names (its ``user_code`` query parameter)."""
         user_code = dict(parse_qsl(urlsplit(verification_uri).query)).get("user_code", "")
         if approve:
-            return self.app.update(
-                lambda hs, now: hsm.approve_user_code(hs, user_code, self.user_id, now_ms=now)
-            )
+            return self.app.update(lambda hs, now: hsm.approve_user_code(hs, user_code, self.user_id, now_ms=now))
         return self.app.update(lambda hs, now: hsm.deny_user_code(hs, user_code, now_ms=now))

@@ -78,8 +78,8 @@ class Target:
 class Plan:
     """How a run differs from an honest one. The hooks are built per run (they may need the run's state)."""
 
-    ttl_ms: int = 20_000
-    deadline_s: float = 30.0
+    ttl_ms: int = 15_000
+    deadline_s: float = 20.0
     linger_s: float = 0.0  # keep watching after the client's ``done`` (what it still writes, deletes)
     intercept: Callable[[Run], Intercept] | None = None
     write_hook: Callable[[Run], WriteHook] | None = None
@@ -87,6 +87,7 @@ class Plan:
     counterpart_scans: bool = True  # False: nobody scans the client's QR code
     counterpart_silent_after: int | None = None  # the counterpart vanishes once it wrote payload N (0: handshake)
     wrong_code_on_client: bool = False
+    code_after_counterpart_writes: int | None = None  # the user types the code into the client only after this
     wrong_code_on_counterpart: bool = False
     approve: bool = True  # the user's answer on the consent page
     cancel_on_client_after: str | None = None  # a client event kind ("check_code", "prompt", ...) after which to cancel
@@ -128,6 +129,12 @@ class Run:
     def succeeded(self) -> bool:
         return self.outcome == "success"
 
+    @property
+    def done_device_id(self) -> str:
+        """The device id the client said it signed in as (or the one it was asked to use)."""
+        value = self.done.get("device_id") if self.done is not None else None
+        return value if isinstance(value, str) else CLIENT_NEW_DEVICE_ID
+
     def event(self, kind: str) -> ShimEvent | None:
         return next((e for e in self.events if e.kind == kind), None)
 
@@ -139,9 +146,7 @@ class Run:
         return self.served.exchanges
 
     def requests_to(self, path_part: str, method: str | None = None) -> list[Exchange]:
-        return [
-            x for x in self.exchanges if path_part in x.path and (method is None or x.method == method.upper())
-        ]
+        return [x for x in self.exchanges if path_part in x.path and (method is None or x.method == method.upper())]
 
     @property
     def rendezvous_writes(self) -> list[str]:
@@ -183,19 +188,23 @@ def wrong_code(code: str) -> str:
 
 
 def _counterpart_config(target: Target, served: ServedHomeserver, seed: bytes) -> dv.DeviceConfig:
-    common = {
-        "generation": target.generation,
-        "seed": seed,
-        "base_url": served.base_url,
-        "server_name": served.server_name,
-        "poll_interval_ms": 250,
-        "allow_http": True,
-    }
+    """qrlogin's device in the role the client is not."""
     if target.role is DeviceRole.EXISTING:
-        return dv.DeviceConfig(
-            kind=DeviceRole.NEW, device_id=COUNTERPART_NEW_DEVICE_ID, client_metadata=CLIENT_METADATA, **common
-        )  # type: ignore[arg-type]
-    return dv.DeviceConfig(kind=DeviceRole.EXISTING, secrets=user_secrets(ACCOUNT), **common)  # type: ignore[arg-type]
+        kind, device_id, metadata, secrets = DeviceRole.NEW, COUNTERPART_NEW_DEVICE_ID, CLIENT_METADATA, None
+    else:
+        kind, device_id, metadata, secrets = DeviceRole.EXISTING, "", None, user_secrets(ACCOUNT)
+    return dv.DeviceConfig(
+        kind=kind,
+        generation=target.generation,
+        seed=seed,
+        base_url=served.base_url,
+        server_name=served.server_name,
+        device_id=device_id,
+        client_metadata=metadata,
+        secrets=secrets,
+        poll_interval_ms=250,
+        allow_http=True,
+    )
 
 
 def secrets_json() -> dict[str, object]:
@@ -275,14 +284,19 @@ class _User:
         self.client_wants_code = False
         self.counterpart_wants_code = False
         self.seen_effects = 0
+        self.started = time.monotonic()
 
     def on_client(self, event: ShimEvent) -> None:
         run, plan = self.run, self.run.plan
-        if plan.cancel_on_client_after is not None and run.cancelled_at_ms is None:
-            if plan.cancel_on_client_after in (event.kind, f"prompt:{event.get('ask')}"):
-                run.cancelled_at_ms = now_ms()
-                self.shim.act("cancel")
-                return
+        cancel_at = plan.cancel_on_client_after
+        if (
+            cancel_at is not None
+            and run.cancelled_at_ms is None
+            and cancel_at in (event.kind, f"prompt:{event.get('ask')}")
+        ):
+            run.cancelled_at_ms = now_ms()
+            self.shim.act("cancel")
+            return
         if event.kind == "qr" and plan.counterpart_scans and run.counterpart.state is None:
             try:
                 run.counterpart.scan(bytes.fromhex(str(event.get("hex"))))
@@ -317,6 +331,9 @@ class _User:
 
     def type_codes(self) -> None:
         run, plan = self.run, self.run.plan
+        held = plan.code_after_counterpart_writes
+        if held is not None and len(run.counterpart.writes) < held and time.monotonic() < self.started + 3:
+            return
         if self.client_wants_code and run.counterpart_code is not None:
             self.client_wants_code = False
             code = run.counterpart_code
@@ -335,9 +352,9 @@ def _loop(run: Run, shim: Shim) -> None:
     ended: float | None = None  # when the client's done (or exit) was read
     while True:
         now = time.monotonic()
-        if ended is not None and now >= ended + plan.linger_s:
-            if _counterpart_done(run) or now >= ended + _COUNTERPART_GRACE_S:
-                break
+        lingered = ended is not None and now >= ended + plan.linger_s
+        if lingered and (_counterpart_done(run) or (ended is not None and now >= ended + _COUNTERPART_GRACE_S)):
+            break
         if now >= deadline:
             run.timed_out = run.done is None
             break

@@ -28,6 +28,7 @@ not a crash); stderr goes to a log file. :class:`Shim` never blocks the suite: a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -66,9 +67,10 @@ def fill_template(template: str, values: Mapping[str, str]) -> list[str]:
     words = shlex.split(template)
     filled = []
     for word in words:
+        filled_word = word
         for name, value in values.items():
-            word = word.replace("{" + name + "}", value)
-        filled.append(word)
+            filled_word = filled_word.replace("{" + name + "}", value)
+        filled.append(filled_word)
     return filled
 
 
@@ -142,10 +144,8 @@ class Shim:
         process = self._process
         if process is not None:
             if process.stdin is not None:
-                try:
+                with contextlib.suppress(OSError):
                     process.stdin.close()
-                except OSError:
-                    pass
             try:
                 process.wait(timeout=2)
             except subprocess.TimeoutExpired:
@@ -168,10 +168,8 @@ class Shim:
 
 
 def _signal_group(process: subprocess.Popen[str], sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _parse(line: str) -> ShimEvent:
