@@ -127,8 +127,9 @@ def _must_refuse(what: str) -> Callable[[Run], Verdict]:
             return bad
         if run.succeeded:
             return Verdict(Grade.FAIL, f"done: success after {what}")
-        if run.counterpart.succeeded:
-            return Verdict(Grade.FAIL, f"the peer's sign-in completed after {what}; client {run.summary()}")
+        if run.target.role is DeviceRole.EXISTING and "m.login.secrets" in run.counterpart.received:
+            # The new device (the counterpart) got the account's secrets: the client handed them over regardless.
+            return Verdict(Grade.FAIL, f"sent m.login.secrets after {what}; client {run.summary()}")
         return Verdict(Grade.PASS, f"{run.summary()} after {what}; {_peer_heard(run)}")
 
     return judge
@@ -674,7 +675,8 @@ def _device_not_found(target: Target) -> Variants:
 
         return intercept
 
-    return [("the device never appears", Plan(intercept=build, deadline_s=40))]
+    # The existing device may wait some 10 s for the device to appear: the session must outlive that.
+    return [("the device never appears", Plan(intercept=build, ttl_ms=45_000, deadline_s=45))]
 
 
 def _judge_device_not_found(run: Run) -> Verdict:
@@ -761,6 +763,29 @@ def _judge_cancel(run: Run) -> Verdict:
     if outcome is not None and outcome.session_end is not None and outcome.session_end.value == "deleted":
         return Verdict(Grade.PASS, "the peer learned from the deleted rendezvous")
     return Verdict(Grade.FAIL, f"the peer was not told within {run.plan.linger_s:.0f} s (it would wait for expiry)")
+
+
+def _gives_up(target: Target) -> Variants:
+    tamper = _rewrite_at(1, lambda write, run: faults.flip(write.payload))
+    return [("after a tampered message 1", Plan(write_hook=tamper, linger_s=5.0, ttl_ms=60_000))]
+
+
+def _judge_gives_up(run: Run) -> Verdict:
+    skipped = _not_reached(run)
+    if skipped is not None:
+        return skipped
+    bad = _ended_badly(run, "a tampered message")
+    if bad is not None:
+        return bad
+    if run.succeeded:
+        return Verdict(Grade.FAIL, "done: success after a tampered message")
+    told = [kind for kind in run.counterpart.received if kind.startswith("m.login.failure")]
+    if told:
+        return Verdict(Grade.PASS, f"{run.summary()}; the peer was told: {told[-1]}")
+    outcome = run.counterpart.outcome
+    if outcome is not None and outcome.session_end is not None and outcome.session_end.value == "deleted":
+        return Verdict(Grade.PASS, f"{run.summary()}; the peer learned from the deleted rendezvous")
+    return Verdict(Grade.FAIL, f"{run.summary()}; the peer was not told within {run.plan.linger_s:.0f} s")
 
 
 def _creator_deletes(target: Target) -> Variants:
@@ -962,6 +987,9 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("cancel-tells-peer", "MSC4108 §Message reference (m.login.failure user_cancelled)", Level.SHOULD,
              "the user cancels on the client mid-flow: does the peer hear of it before expiry?", _cancel,
              _judge_cancel),
+    Scenario("gives-up-tells-peer", "MSC4108 §Message reference (m.login.failure); §Insecure rendezvous session",
+             Level.SHOULD, "after a payload it cannot open, the client tells its peer (a failure or a deletion)",
+             _gives_up, _judge_gives_up),
     Scenario("creator-deletes-rendezvous", _MSC4108_RENDEZVOUS + " (the creator deletes the session)", Level.SHOULD,
              "the client that created the rendezvous deletes it when it is done", _creator_deletes,
              _judge_creator_deletes),
