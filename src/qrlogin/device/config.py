@@ -87,9 +87,7 @@ class DeviceConfig:
     and the existing device's own homeserver. ``server_name`` is advertised by v1/v2 codes and ``m.login.protocols``.
     ``seed`` is the device's only source of randomness. A new device needs ``device_id`` and one of ``client_id`` /
     ``client_metadata``; an existing device needs ``secrets``. ``timeout_ms`` bounds the rendezvous session from this
-    device's side (the server's expiry bounds it too, whichever comes first). ``allow_http`` lets a scanned code
-    name a plain-``http`` homeserver or rendezvous, and an existing device open a plain-``http`` verification URI
-    (local test servers only).
+    device's side (the server's expiry bounds it too, whichever comes first).
     """
 
     kind: DeviceRole
@@ -104,7 +102,6 @@ class DeviceConfig:
     profile: Profile = Profile.DEPLOYED
     poll_interval_ms: int = 1_000
     timeout_ms: int = 300_000
-    allow_http: bool = False
 
     def __repr__(self) -> str:
         return f"DeviceConfig(kind={self.kind.value}, generation={self.generation.name}, device_id={self.device_id!r})"
@@ -177,7 +174,6 @@ def start_login(config: DeviceConfig, side: QrSide, code: qr.QrCode | None = Non
             base_url=config.base_url,
             secrets=config.secrets,
             server_name=config.server_name if legacy else None,
-            allow_http_verification_uri=config.allow_http,
         )
     )
 
