@@ -82,7 +82,7 @@ def sample_new_states() -> list[new_device.State]:
                 config=config, grant=grant, interval_ms=5000, next_poll_ms=5000, next_request_id=5
             ),
             new_device.AwaitingToken(config=config, grant=grant, interval_ms=5000, request_id=5),
-            new_device.AwaitingSecrets(config=config, tokens=_TOKENS),
+            new_device.AwaitingSecrets(config=config, grant=grant, tokens=_TOKENS),
         ]
     shows = new_device.start(
         new_device.NewDeviceConfig(role=QrSide.SHOWS, device_id="NEWDEVICE", client_id="client")

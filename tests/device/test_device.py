@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import typing
 
@@ -43,7 +44,7 @@ from qrlogin.vocabulary import (
 )
 
 
-def _config(kind: DeviceRole, generation: qr.Generation = qr.Generation.V3, seed: bytes = b"s") -> DeviceConfig:
+def _config(kind: DeviceRole, generation: qr.Generation = qr.Generation.V3, seed: bytes = b"s" * 32) -> DeviceConfig:
     if kind is DeviceRole.NEW:
         return DeviceConfig(
             kind=kind, generation=generation, seed=seed, base_url=BASE_URL, server_name=SERVER_NAME,
@@ -90,7 +91,9 @@ def test_generate_posts_then_shows_a_qr_for_this_device(generation: qr.Generatio
     assert deadline(device) is not None and not is_done(device)
     # The same seed gives the same QR; another seed another key.
     assert _qr_from(kind, generation) == shown[0].payload
-    assert qr.decode(_qr_from(kind, generation, b"t")).public_key != code.public_key
+    assert qr.decode(_qr_from(kind, generation, b"t" * 32)).public_key != code.public_key
+    if generation is qr.Generation.V3:  # what deployed parsers read while the rendezvous path is unstable
+        assert code.unstable_prefix and code.id_length_layout is qr.IdLengthLayout.U16
 
 
 @pytest.mark.parametrize(
@@ -106,7 +109,7 @@ def test_a_bad_qr_ends_the_scanner_with_a_typed_failure(payload: bytes) -> None:
     assert is_done(device)
 
 
-def _qr_from(kind: DeviceRole, generation: qr.Generation, seed: bytes = b"s") -> bytes:
+def _qr_from(kind: DeviceRole, generation: qr.Generation, seed: bytes = b"s" * 32) -> bytes:
     device, (post,) = generate(_config(kind, generation, seed), now_ms=0)
     assert isinstance(post, SendHttpRequest)
     _, effects = transition(
@@ -156,6 +159,23 @@ def test_misuse_raises_before_anything_changes() -> None:
         )
 
 
+def test_a_seed_shorter_than_32_bytes_is_refused() -> None:
+    with pytest.raises(LocalProtocolError, match="at least 32 bytes"):
+        _config(DeviceRole.NEW, seed=bytes(31))
+    assert _config(DeviceRole.NEW, seed=bytes(32)).seed == bytes(32)
+
+
+def test_v3_codes_can_be_written_as_the_text_has_them() -> None:
+    config = dataclasses.replace(_config(DeviceRole.NEW), v3_unstable_prefix=False)
+    device, (post,) = generate(config, now_ms=0)
+    assert isinstance(post, SendHttpRequest)
+    _, effects = transition(
+        device, HttpResponseReceived(request_id=post.request_id, response=_created(qr.Generation.V3)), now_ms=5
+    )
+    (shown,) = [e for e in effects if isinstance(e, ShowQrCode)]
+    assert shown.payload.startswith(b"MATRIX\x03") and shown.code.id_length_layout is qr.IdLengthLayout.U8
+
+
 def test_duplicate_answers_are_ignored_and_never_issued_ids_are_misuse() -> None:
     device: State
     device, (post,) = generate(_config(DeviceRole.NEW), now_ms=0)
@@ -176,7 +196,7 @@ def test_duplicate_answers_are_ignored_and_never_issued_ids_are_misuse() -> None
 
 
 def test_repr_shows_no_secret() -> None:
-    config = _config(DeviceRole.EXISTING, seed=b"very secret seed")
+    config = _config(DeviceRole.EXISTING, seed=b"very secret seed, 32 bytes long.")
     device, _ = generate(config, now_ms=0)
     text = repr(device)
     assert "very secret seed" not in text and derive(config.seed, "channel secret").hex() not in text

@@ -114,7 +114,7 @@ def test_full_path_as_scanner() -> None:
     assert effects == (get_device(2),)  # the first check that the new device appeared
     state, effects = step(ed, state, status(200), now_ms=1_100)
     assert isinstance(state, ed.LoginSucceeded)
-    assert effects == (SendMessage(message=SECRETS), ReportLoginSuccess())
+    assert effects == (SendMessage(message=SECRETS), ReportLoginSuccess(device_id=DEVICE_ID))
 
 
 def test_generator_acts_only_after_the_check_code() -> None:
@@ -128,7 +128,11 @@ def test_generator_acts_only_after_the_check_code() -> None:
     state, _ = step(ed, state, msg(Success()), now_ms=0)
     state, effects = step(ed, state, status(200), now_ms=100)
     # The generator created the rendezvous; it deletes it once the peer had time to read the secrets.
-    assert effects == (SendMessage(message=SECRETS), DeleteRendezvous(not_before_ms=5_100), ReportLoginSuccess())
+    assert effects == (
+        SendMessage(message=SECRETS),
+        DeleteRendezvous(not_before_ms=5_100),
+        ReportLoginSuccess(device_id=DEVICE_ID),
+    )
 
 
 def test_generator_without_early_message_awaits_protocol() -> None:
@@ -196,7 +200,7 @@ def test_device_appears_after_retries_within_ten_seconds() -> None:
         state, effects = step(ed, state, TimerFired(), now_ms=now)
         assert effects == (get_device(3 + check),)  # each check has an id of its own
     state, effects = step(ed, state, status(200), now_ms=now)
-    assert effects == (SendMessage(message=SECRETS), ReportLoginSuccess())
+    assert effects == (SendMessage(message=SECRETS), ReportLoginSuccess(device_id=DEVICE_ID))
 
 
 def test_device_not_found_after_ten_seconds_of_virtual_time() -> None:

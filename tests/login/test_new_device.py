@@ -224,10 +224,16 @@ def test_expires_in_bounds_the_wait_for_acceptance_and_the_polling() -> None:
     _ends(effects, r, tell=r)
 
 
-def test_transport_error_while_polling_retries() -> None:
+def test_transport_error_while_polling_backs_off() -> None:
+    """RFC 8628 §3.5: each connection timeout doubles the interval (5 s here), up to the cap."""
     state, _ = step(nd, to_polling(), TimerFired(), now_ms=7_000)
     state, effects = step(nd, state, HttpRequestFailed(request_id=AWAITED), now_ms=7_100)
-    assert effects == () and isinstance(state, nd.WaitingToPoll) and state.next_poll_ms == 12_100
+    assert effects == () and isinstance(state, nd.WaitingToPoll) and state.next_poll_ms == 17_100
+    assert state.interval_ms == 10_000
+    state, _ = step(nd, state, TimerFired(), now_ms=17_100)
+    assert isinstance(state, nd.AwaitingToken)
+    state, _ = step(nd, state, HttpRequestFailed(request_id=state.request_id), now_ms=17_200)
+    assert isinstance(state, nd.WaitingToPoll) and state.interval_ms == 20_000 and state.next_poll_ms == 37_200
 
 
 @pytest.mark.parametrize(

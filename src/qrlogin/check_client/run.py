@@ -223,7 +223,7 @@ def play(template: str, target: Target, plan: Plan, *, name: str, workdir: Path 
             if plan.setup is not None:
                 plan.setup(served)
             counterpart = Counterpart(
-                _counterpart_config(target, served, plan.counterpart_seed),
+                _counterpart_config(target, served, hashlib.sha256(plan.counterpart_seed + seed).digest()),
                 served,
                 access_token=served.access_token if target.role is DeviceRole.NEW else None,
             )

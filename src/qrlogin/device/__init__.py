@@ -38,7 +38,7 @@ which the embedder adds (the core never holds it).
 from __future__ import annotations
 
 from .bootstrap import generate, scan
-from .config import DeviceConfig, derive, rendezvous_endpoint
+from .config import MIN_SEED_BYTES, DeviceConfig, derive, rendezvous_endpoint
 from .effects import Effect, Event, ReportMessageReceived, ReportMessageSent, ReportOutcome, SessionEnd, ShowQrCode
 from .machine import MACHINE, is_done, transition
 from .states import (
@@ -63,6 +63,7 @@ from .states import (
 
 __all__ = [
     "MACHINE",
+    "MIN_SEED_BYTES",
     "AwaitingCheckCodeEntry",
     "AwaitingConsent",
     "AwaitingDeletion",

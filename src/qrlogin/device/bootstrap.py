@@ -53,7 +53,8 @@ def scan(
 ) -> tuple[AwaitingHandshake | AwaitingDiscovery | SignInFailed, Effects]:
     """Start as the device that scans, from the QR code's bytes. A code that is not for this device ends it."""
     try:
-        code = qr.require_intent(qr.decode(payload), scanner_is_new_device=config.kind is DeviceRole.NEW)
+        code = qr.decode(payload, allow_http=config.allow_http)
+        code = qr.require_intent(code, scanner_is_new_device=config.kind is DeviceRole.NEW)
         if code.generation is not config.generation:
             raise qr.QrDecodeError(f"a {code.generation.name} code, this device speaks {config.generation.name}")
         if config.kind is DeviceRole.NEW and code.generation is not qr.Generation.V3 and code.server_name is None:

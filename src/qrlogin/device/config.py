@@ -32,13 +32,14 @@ from ..errors import LocalProtocolError
 from ..login import existing_device, new_device
 from ..login.events import Effect as LoginEffect
 from ..login.events import Event as LoginEvent
-from ..login.messages import Secrets
+from ..login.messages import DEVICE_AUTHORIZATION_GRANT, Secrets
 from ..rendezvous import ApiGeneration
 from ..rendezvous import client as rz
 from ..rendezvous.server import V1_V2_UNSTABLE_PREFIX, V3_UNSTABLE_PREFIX
 from ..vocabulary import DeviceRole, QrSide
 
 __all__ = [
+    "MIN_SEED_BYTES",
     "ChannelMachine",
     "ChannelState",
     "DeviceConfig",
@@ -55,6 +56,9 @@ __all__ = [
 ]
 
 ChannelState = ecies.EciesState | hpke.HpkeState
+
+#: The shortest seed a device accepts: the channel's X25519 secret is derived from it.
+MIN_SEED_BYTES = 32
 LoginState = new_device.State | existing_device.State
 
 
@@ -88,6 +92,17 @@ class DeviceConfig:
     ``seed`` is the device's only source of randomness. A new device needs ``device_id`` and one of ``client_id`` /
     ``client_metadata``; an existing device needs ``secrets``. ``timeout_ms`` bounds the rendezvous session from this
     device's side (the server's expiry bounds it too, whichever comes first).
+
+    ``seed`` must be at least :data:`MIN_SEED_BYTES` long and fresh for every sign-in: the channel's secret key is
+    derived from it, so a seed used twice is a key used twice. Applications pass :func:`os.urandom` bytes; fixed seeds
+    are for tests and vectors.
+
+    ``allow_http`` admits plain-``http`` URLs (local test servers): in the QR code it scans, as the homeserver base
+    URL, and as the verification URI it opens. ``v3_unstable_prefix`` writes v3 codes the way deployed parsers read
+    them while the rendezvous is on the unstable path (prefix ``IO_ELEMENT_MSC4388``, u16 id length); with ``False`` it
+    writes the text's ``MATRIX`` prefix and u8 layout. ``protocols`` are the login protocols an existing device
+    offers, from the homeserver's auth metadata. ``authenticated_create`` makes the creating rendezvous POST carry the
+    signed-in user's access token (servers in MSC4388's ``authenticated`` mode require it).
     """
 
     kind: DeviceRole
@@ -102,6 +117,14 @@ class DeviceConfig:
     profile: Profile = Profile.DEPLOYED
     poll_interval_ms: int = 1_000
     timeout_ms: int = 300_000
+    allow_http: bool = False
+    v3_unstable_prefix: bool = True
+    protocols: tuple[str, ...] = (DEVICE_AUTHORIZATION_GRANT,)
+    authenticated_create: bool = False
+
+    def __post_init__(self) -> None:
+        if len(self.seed) < MIN_SEED_BYTES:
+            raise LocalProtocolError(f"a device seed is at least {MIN_SEED_BYTES} bytes (fresh for every sign-in)")
 
     def __repr__(self) -> str:
         return f"DeviceConfig(kind={self.kind.value}, generation={self.generation.name}, device_id={self.device_id!r})"
@@ -143,6 +166,7 @@ def rendezvous_config(config: DeviceConfig, base_url: str) -> rz.ClientConfig:
         endpoint=rendezvous_endpoint(config.generation, base_url),
         poll_interval_ms=config.poll_interval_ms,
         timeout_ms=config.timeout_ms,
+        authenticated_create=config.authenticated_create,
     )
 
 
@@ -174,6 +198,8 @@ def start_login(config: DeviceConfig, side: QrSide, code: qr.QrCode | None = Non
             base_url=config.base_url,
             secrets=config.secrets,
             server_name=config.server_name if legacy else None,
+            allow_http_verification_uri=config.allow_http,
+            protocols=config.protocols,
         )
     )
 
@@ -206,7 +232,8 @@ def showing_channel(config: DeviceConfig, created: rz.ReportSessionCreated) -> t
             public_key=channel.public_key,
             rendezvous_id=created.rendezvous_id,
             base_url=config.base_url,
-            id_length_layout=qr.IdLengthLayout.U8,
+            unstable_prefix=config.v3_unstable_prefix,
+            id_length_layout=qr.IdLengthLayout.U16 if config.v3_unstable_prefix else qr.IdLengthLayout.U8,
         )
         return channel, code
     showing = ecies.start_showing(secret, profile=config.profile)

@@ -245,17 +245,17 @@ def _check_code_timer(
 
 def _check_code_entered(
     state: AwaitingCheckCodeEntry, event: CheckCodeEntered, now_ms: int
-) -> tuple[AwaitingLogin | AwaitingLastWrite | AwaitingDeletion, Effects]:
+) -> tuple[AwaitingLogin | AwaitingLastWrite | AwaitingDeletion | SignInFailed, Effects]:
     new, effects = _user(state, event, now_ms)
-    assert isinstance(new, AwaitingLogin | AwaitingLastWrite | AwaitingDeletion), new
+    assert isinstance(new, AwaitingLogin | AwaitingLastWrite | AwaitingDeletion | SignInFailed), new
     return new, effects
 
 
 def _check_code_cancelled(
     state: AwaitingCheckCodeEntry, event: UserCancelled, now_ms: int
-) -> tuple[AwaitingLastWrite | AwaitingDeletion, Effects]:
+) -> tuple[AwaitingLastWrite | AwaitingDeletion | SignInFailed, Effects]:
     new, effects = _user(state, event, now_ms)
-    assert isinstance(new, AwaitingLastWrite | AwaitingDeletion), new
+    assert isinstance(new, AwaitingLastWrite | AwaitingDeletion | SignInFailed), new
     return new, effects
 
 
@@ -273,17 +273,19 @@ def _consent_timer(
     return new, effects
 
 
-def _consent_given(state: AwaitingConsent, event: VerificationUriOpened, now_ms: int) -> tuple[AwaitingLogin, Effects]:
+def _consent_given(
+    state: AwaitingConsent, event: VerificationUriOpened, now_ms: int
+) -> tuple[AwaitingLogin | SignInFailed, Effects]:
     new, effects = _user(state, event, now_ms)
-    assert isinstance(new, AwaitingLogin), new
+    assert isinstance(new, AwaitingLogin | SignInFailed), new
     return new, effects
 
 
 def _consent_refused(
     state: AwaitingConsent, event: VerificationUriUnavailable | UserCancelled, now_ms: int
-) -> tuple[AwaitingLastWrite, Effects]:
+) -> tuple[AwaitingLastWrite | SignInFailed, Effects]:
     new, effects = _user(state, event, now_ms)
-    assert isinstance(new, AwaitingLastWrite), new
+    assert isinstance(new, AwaitingLastWrite | SignInFailed), new
     return new, effects
 
 
@@ -313,9 +315,9 @@ def _login_timer(
 
 def _login_cancelled(
     state: AwaitingLogin, event: UserCancelled, now_ms: int
-) -> tuple[AwaitingTurn | AwaitingLastWrite, Effects]:
+) -> tuple[AwaitingTurn | AwaitingLastWrite | SignInFailed, Effects]:
     new, effects = _user(state, event, now_ms)
-    assert isinstance(new, AwaitingTurn | AwaitingLastWrite), new
+    assert isinstance(new, AwaitingTurn | AwaitingLastWrite | SignInFailed), new
     return new, effects
 
 

@@ -116,10 +116,16 @@ class DeleteRendezvous:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReportLoginSuccess:
-    """The login succeeded. On the new device it carries the tokens and the secrets received."""
+    """The login succeeded. ``device_id`` is the new device's, on both sides. On the new device it carries the tokens
+    and the secrets received, and what the tokens are for: the homeserver's ``base_url``, the OAuth ``client_id`` they
+    were issued to and the ``token_endpoint`` that refreshes them."""
 
     tokens: Tokens | None = None
     secrets: Secrets | None = None
+    device_id: str | None = None
+    base_url: str | None = None
+    client_id: str | None = None
+    token_endpoint: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

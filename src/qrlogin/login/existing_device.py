@@ -109,7 +109,9 @@ class ExistingDeviceConfig:
 
     ``base_url`` is used for the device-management calls and, when ``server_name`` is ``None`` (v3),
     advertised in ``m.login.protocols``; with ``server_name`` set (v1/v2) that is advertised as ``homeserver``
-    instead.
+    instead. ``protocols`` are the login protocols the homeserver offers, read from its auth metadata
+    (``device_authorization_grant`` when ``grant_types_supported`` lists the device code grant): an empty tuple is
+    advertised as ``"protocols": []`` and makes any ``m.login.protocol`` ``unsupported_protocol``.
     """
 
     role: QrSide
@@ -117,6 +119,7 @@ class ExistingDeviceConfig:
     secrets: Secrets
     server_name: str | None = None
     allow_http_verification_uri: bool = False
+    protocols: tuple[str, ...] = (DEVICE_AUTHORIZATION_GRANT,)
     device_check_timeout_ms: int = DEVICE_CHECK_TIMEOUT_MS
     device_check_interval_ms: int = DEVICE_CHECK_INTERVAL_MS
 
@@ -249,8 +252,8 @@ def _advertised(config: ExistingDeviceConfig) -> str:
 
 def _protocols(config: ExistingDeviceConfig) -> Protocols:
     if config.server_name is not None:
-        return Protocols(protocols=(DEVICE_AUTHORIZATION_GRANT,), homeserver=config.server_name)
-    return Protocols(protocols=(DEVICE_AUTHORIZATION_GRANT,), base_url=config.base_url)
+        return Protocols(protocols=config.protocols, homeserver=config.server_name)
+    return Protocols(protocols=config.protocols, base_url=config.base_url)
 
 
 def _uri_acceptable(config: ExistingDeviceConfig, uri: str) -> bool:
@@ -266,7 +269,8 @@ def _on_protocol(
     if not isinstance(message, Protocol):
         return unexpected(message, created_rendezvous=config.created_rendezvous, now_ms=now_ms)
     grant = message.device_authorization_grant
-    if message.protocol != DEVICE_AUTHORIZATION_GRANT or grant is None or not message.device_id:
+    offered = message.protocol == DEVICE_AUTHORIZATION_GRANT and message.protocol in config.protocols
+    if not offered or grant is None or not message.device_id:
         failure = Failure(reason=FailureReason.UNSUPPORTED_PROTOCOL, homeserver=_advertised(config))
         return _abort(config, FailureReason.UNSUPPORTED_PROTOCOL, now_ms, failure)
     uri = grant.verification_uri_complete or grant.verification_uri
@@ -395,7 +399,10 @@ def _device_present_answered(
         return _device_still_absent(state, now_ms)
     config = state.config
     return finish(
-        ReportLoginSuccess(), created_rendezvous=config.created_rendezvous, now_ms=now_ms, last=config.secrets
+        ReportLoginSuccess(device_id=state.device_id),
+        created_rendezvous=config.created_rendezvous,
+        now_ms=now_ms,
+        last=config.secrets,
     )
 
 

@@ -14,7 +14,8 @@ Then, in both directions::
 
     well-known (server name only) -> auth_metadata -> [registration] -> device authorization
         -> send m.login.protocol -> AwaitingProtocolAccepted
-        -> show user code, poll the token endpoint every `interval` (+5 s on slow_down) until `expires_in`
+        -> show user code, poll the token endpoint every `interval` (+5 s on slow_down, doubled after a transport
+           error as RFC 8628 §3.5 recommends, up to 60 s) until `expires_in`
         -> tokens: send m.login.success -> AwaitingSecrets -> m.login.secrets: ReportLoginSuccess
 
 ``access_denied``/``authorization_declined`` sends ``m.login.declined``; ``expired_token`` or passing
@@ -79,6 +80,7 @@ from .messages import (
 
 __all__ = [
     "MACHINE",
+    "MAX_POLL_INTERVAL_MS",
     "AwaitingAuthMetadata",
     "AwaitingChannel",
     "AwaitingDeviceAuthorization",
@@ -196,6 +198,7 @@ class AwaitingToken:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AwaitingSecrets:
     config: NewDeviceConfig
+    grant: Grant
     tokens: oauth.Tokens
 
 
@@ -226,6 +229,9 @@ _REQUEST_IDS: dict[type, int] = {
     AwaitingDeviceAuthorization: 4,
 }
 _FIRST_TOKEN_POLL_ID = 5
+
+#: The longest the poll interval grows to by doubling after transport errors (a server's slow_down may go beyond).
+MAX_POLL_INTERVAL_MS = 60_000
 
 
 def awaited_request_id(state: State) -> int | None:
@@ -507,7 +513,7 @@ def _token_answered(
     except RemoteProtocolError:
         return _homeserver_error(config, now_ms)
     if isinstance(outcome, oauth.TokenGranted):
-        return AwaitingSecrets(config=config, tokens=outcome.tokens), (SendMessage(message=Success()),)
+        return AwaitingSecrets(config=config, grant=grant, tokens=outcome.tokens), (SendMessage(message=Success()),)
     if isinstance(outcome, oauth.TokenPending):
         return _schedule_poll(config, grant, state.interval_ms, now_ms, next_request_id=next_id)
     if isinstance(outcome, oauth.TokenSlowDown):
@@ -521,11 +527,13 @@ def _token_answered(
 def _token_lost(
     state: AwaitingToken, event: HttpRequestFailed, now_ms: int
 ) -> tuple[AwaitingToken | WaitingToPoll | LoginFailed, Effects]:
-    """RFC 8628 §3.5: a client may retry after a transport error; keep the interval and the deadline."""
+    """RFC 8628 §3.5: after a transport error (a connection timeout) poll less often: the interval doubles, up to
+    :data:`MAX_POLL_INTERVAL_MS`; the grant's deadline stays."""
     if event.request_id != state.request_id:
         return state, ()
     next_id = state.request_id + 1
-    return _schedule_poll(state.config, state.grant, state.interval_ms, now_ms, next_request_id=next_id)
+    slower_ms = min(state.interval_ms * 2, max(state.interval_ms, MAX_POLL_INTERVAL_MS))
+    return _schedule_poll(state.config, state.grant, slower_ms, now_ms, next_request_id=next_id)
 
 
 def _secrets_received(
@@ -535,7 +543,14 @@ def _secrets_received(
     message = parse_or_none(event.plaintext)
     if not isinstance(message, Secrets):
         return unexpected(message, created_rendezvous=config.created_rendezvous, now_ms=now_ms)
-    completed = ReportLoginSuccess(tokens=state.tokens, secrets=message)
+    completed = ReportLoginSuccess(
+        tokens=state.tokens,
+        secrets=message,
+        device_id=config.device_id,
+        base_url=config.base_url,
+        client_id=state.grant.client_id,
+        token_endpoint=state.grant.metadata.token_endpoint,
+    )
     return finish(completed, created_rendezvous=config.created_rendezvous, now_ms=now_ms)
 
 

@@ -58,6 +58,7 @@ __all__ = [
     "parse_registration",
     "parse_token_response",
     "parse_well_known",
+    "refresh_request",
     "registration_request",
     "resolve_homeserver",
     "token_request",
@@ -310,6 +311,20 @@ def token_request(metadata: AuthMetadata, client_id: str, device_code: Secret) -
         quote_via=quote,
     )
     return HttpRequest(method="POST", target=metadata.token_endpoint, headers=_FORM, body=body.encode("ascii"))
+
+
+def refresh_request(token_endpoint: str, client_id: str, refresh_token: Secret) -> HttpRequest:
+    """The refresh token grant (RFC 6749 §6) for a public client; the answer is read by
+    :func:`parse_token_response` (a :class:`TokenGranted`, or an :class:`OAuthError` such as ``invalid_grant``)."""
+    body = urlencode(
+        {
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token.value.decode("utf-8"),
+            "client_id": client_id,
+        },
+        quote_via=quote,
+    )
+    return HttpRequest(method="POST", target=token_endpoint, headers=_FORM, body=body.encode("ascii"))
 
 
 def parse_token_response(response: HttpResponse) -> TokenOutcome:

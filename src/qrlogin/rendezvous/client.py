@@ -113,6 +113,8 @@ class ClientConfig:
     ``endpoint`` is the rendezvous collection URL: for v1 the URL to POST to; for v2/v3 the prefix under which
     ``/{id}`` names a session (e.g. ``https://hs/_matrix/client/unstable/io.element.msc4388/rendezvous``).
     ``timeout_ms`` is the caller's own deadline, counted from :func:`create_session` / :func:`join_session`.
+    ``authenticated_create`` marks the creating POST ``authenticated`` (the adapter adds the signed-in user's access
+    token), for servers that require it to create a session (MSC4388's default ``authenticated`` mode).
     """
 
     generation: ApiGeneration
@@ -121,6 +123,7 @@ class ClientConfig:
     timeout_ms: int = 300_000
     retry_base_ms: int = 250
     retry_max_ms: int = 8_000
+    authenticated_create: bool = False
 
     def __post_init__(self) -> None:
         endpoint = split_url(self.endpoint)
@@ -333,13 +336,18 @@ def _json_body(body: dict[str, str]) -> bytes:
 def _post(config: ClientConfig, payload: bytes) -> HttpRequest:
     if config.generation is ApiGeneration.V1:
         return HttpRequest(
-            method="POST", target=config.endpoint, headers=(("content-type", "text/plain"),), body=payload
+            method="POST",
+            target=config.endpoint,
+            headers=(("content-type", "text/plain"),),
+            body=payload,
+            authenticated=config.authenticated_create,
         )
     return HttpRequest(
         method="POST",
         target=config.endpoint,
         headers=(("content-type", "application/json"),),
         body=_json_body({"data": payload.decode("utf-8")}),
+        authenticated=config.authenticated_create,
     )
 
 

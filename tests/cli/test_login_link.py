@@ -1,0 +1,174 @@
+"""``qrlogin login`` and ``qrlogin link`` as subprocesses against ``qrlogin testserver``, driven through the line
+protocol of docs/events.md exactly as a script or the conformance suite would: every generation, both QR directions,
+the credentials file, then the new device's token on ``whoami`` and its device in the account's list."""
+
+from __future__ import annotations
+
+import json
+import queue
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qrlogin import qr
+from qrlogin.cli import build_parser, main
+from tests.runner.testserver import PASSWORD, LocalServer, env, running_testserver
+
+pytest.importorskip("uvicorn")
+pytest.importorskip("httpx")
+
+STEP_TIMEOUT_S = 30.0
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[LocalServer]:
+    with running_testserver("--auto-approve") as running:
+        yield running
+
+
+class Command:
+    """One ``qrlogin`` process speaking the line protocol: events read by a thread, acts written to stdin."""
+
+    def __init__(self, *argv: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "qrlogin", *argv, "--events", "json"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env(),
+        )
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.seen: list[dict[str, Any]] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.events.put(json.loads(line))
+        self.events.put({"event": "exited"})
+
+    def act(self, name: str, **fields: Any) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps({"act": name, **fields}) + "\n")
+        self.process.stdin.flush()
+
+    def poll(self, timeout_s: float = 0.05) -> dict[str, Any] | None:
+        try:
+            event = self.events.get(timeout=timeout_s)
+        except queue.Empty:
+            return None
+        self.seen.append(event)
+        return event
+
+    def finish(self) -> tuple[int, str]:
+        try:
+            status = self.process.wait(timeout=STEP_TIMEOUT_S)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+        assert self.process.stderr is not None
+        return status, self.process.stderr.read()
+
+
+def _drive(new: Command, existing: Command, *, approve: bool = True) -> None:
+    """The user: carries the QR code across, types the check code, consents and opens the page."""
+    shown_code: str | None = None
+    asked: Command | None = None
+    done: set[int] = set()
+    deadline = time.monotonic() + STEP_TIMEOUT_S
+    while len(done) < 2:
+        assert time.monotonic() < deadline, (new.seen, existing.seen)
+        for this, other in ((new, existing), (existing, new)):
+            if id(this) in done:
+                continue
+            event = this.poll()
+            if event is None:
+                continue
+            kind = event["event"]
+            if kind == "qr":
+                assert other.process.stdin is not None  # the scanner was started with --qr -: its first line
+                other.process.stdin.write(event["hex"] + "\n")
+                other.process.stdin.flush()
+            elif kind == "check_code":
+                shown_code = event["code"]
+            elif kind == "prompt" and event["ask"] == "check_code":
+                asked = this
+            elif kind == "prompt" and event["ask"] == "consent":
+                this.act("consent", approve=approve)
+            elif kind == "prompt" and event["ask"] == "open_uri":
+                assert event["uri"].startswith("http://127.0.0.1:")
+                this.act("opened")
+            elif kind in ("done", "exited"):
+                done.add(id(this))
+        if asked is not None and shown_code is not None:
+            asked.act("check_code", code=shown_code)
+            asked = None
+
+
+def _commands(
+    server: LocalServer, tmp_path: Path, generation: qr.Generation, *, new_shows: bool, device_id: str
+) -> tuple[Command, Command]:
+    common = ["--generation", generation.value, "--allow-http", "--timeout", "25"]
+    out = tmp_path / "credentials.json"
+    new_argv = ["login", *common, "--device-id", device_id, "--out", str(out)]
+    link_argv = ["link", server.base_url, *common, "--user", "alice", "--password", PASSWORD]
+    if new_shows:
+        return Command(*new_argv, server.base_url), Command(*link_argv, "--qr", "-")
+    return Command(*new_argv, "--qr", "-"), Command(*link_argv)
+
+
+@pytest.mark.parametrize("generation", list(qr.Generation))
+@pytest.mark.parametrize("new_shows", [True, False], ids=["login-shows", "link-shows"])
+def test_login_and_link_sign_in(
+    server: LocalServer, tmp_path: Path, generation: qr.Generation, new_shows: bool
+) -> None:
+    device_id = f"CLI{generation.name}{'N' if new_shows else 'E'}"
+    new, existing = _commands(server, tmp_path, generation, new_shows=new_shows, device_id=device_id)
+    # The scanner reads the code as the first line of its stdin ("--qr -"); acts follow on the same stream.
+    _drive(new, existing)
+    (new_status, new_err), (existing_status, existing_err) = new.finish(), existing.finish()
+    assert (new_status, existing_status) == (0, 0), (new_err, existing_err, new.seen, existing.seen)
+    (new_done,) = [e for e in new.seen if e["event"] == "done"]
+    (existing_done,) = [e for e in existing.seen if e["event"] == "done"]
+    assert new_done["outcome"] == existing_done["outcome"] == "success"
+    assert new_done["user_id"] == existing_done["user_id"] == server.user_id
+    assert new_done["device_id"] == existing_done["device_id"] == device_id
+    assert all("access_token" not in json.dumps(e) for e in new.seen)  # tokens only in the file
+    out = tmp_path / "credentials.json"
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    credentials = json.loads(out.read_text())
+    assert credentials["user_id"] == server.user_id and credentials["device_id"] == device_id
+    assert server.whoami(credentials["access_token"]) == {"user_id": server.user_id, "device_id": device_id}
+    assert device_id in server.device_ids(credentials["access_token"])
+
+
+def test_a_server_without_sign_in_with_qr_is_refused_before_any_qr(capsys: pytest.CaptureFixture[str]) -> None:
+    # Nothing listens on port 9 of loopback: discovery fails at its first step, with one line on stderr.
+    assert main(["login", "http://127.0.0.1:9", "--allow-http", "--timeout", "3"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no answer" in err
+
+
+def test_plain_http_needs_allow_http(capsys: pytest.CaptureFixture[str], server: LocalServer) -> None:
+    assert main(["login", server.base_url, "--timeout", "5"]) == 1
+    assert "--allow-http" in capsys.readouterr().err
+
+
+def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["link", "example.org", "--timeout", "5"]) == 1
+    assert (
+        capsys.readouterr().err.strip()
+        == "qrlogin: LocalProtocolError: give --access-token-file, or --user and --password"
+    )
+    assert main(["login", "--timeout", "5"]) == 1
+    assert "give HOMESERVER" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["login", "--qr", "00", "--qr-image", "x.png"])

@@ -1,0 +1,88 @@
+"""``qrlogin testserver`` as a subprocess on a free loopback port, for the runner's and the commands' tests.
+
+The server is plain http on ``127.0.0.1``: every client here runs with ``allow_http``. A password login gives the
+existing device its access token; ``whoami`` and the device list check what a sign-in produced.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+PASSWORD = "correct horse battery staple"
+
+
+@dataclass(frozen=True)
+class LocalServer:
+    base_url: str
+    server_name: str
+    process: subprocess.Popen[str]
+
+    @property
+    def user_id(self) -> str:
+        return f"@alice:{self.server_name}"
+
+    def password_login(self, device_id: str) -> str:
+        login = {"type": "m.login.password", "user": "alice", "password": PASSWORD, "device_id": device_id}
+        token = httpx.post(f"{self.base_url}/_matrix/client/v3/login", json=login).json()["access_token"]
+        assert isinstance(token, str)
+        return token
+
+    def whoami(self, token: str) -> dict[str, Any]:
+        answer = httpx.get(f"{self.base_url}/_matrix/client/v3/account/whoami", headers=_bearer(token))
+        result: dict[str, Any] = answer.json()
+        return result
+
+    def device_ids(self, token: str) -> set[str]:
+        answer = httpx.get(f"{self.base_url}/_matrix/client/v3/devices", headers=_bearer(token)).json()
+        return {device["device_id"] for device in answer["devices"]}
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+@contextmanager
+def running_testserver(*flags: str) -> Iterator[LocalServer]:
+    """``qrlogin testserver --port 0 --user alice:PASSWORD --poll-interval 1 FLAGS`` once it has announced itself."""
+    command = [sys.executable, "-m", "qrlogin", "testserver", "--port", "0", "--user", f"alice:{PASSWORD}"]
+    command += ["--poll-interval", "1", *flags]
+    process = subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env()
+    )
+    try:
+        assert process.stdout is not None
+        banner = []
+        for line in process.stdout:
+            banner.append(line)
+            if "device authorizations:" in line:
+                break
+        text = "".join(banner)
+        found = re.search(r"base URL: (http://127\.0\.0\.1:\d+)\n", text)
+        server = re.search(r"server name: (\S+)\n", text)
+        assert found is not None and server is not None, text
+        yield LocalServer(base_url=found.group(1), server_name=server.group(1), process=process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        for stream in (process.stdin, process.stdout):
+            if stream is not None:
+                stream.close()
