@@ -198,7 +198,7 @@ async function newDevice() {
         clientId,
         deviceId: args["device-id"],
     });
-    emit({ event: "user_code", code: userCode, uri: verificationUri });
+    emit({ event: "user_code", user_code: userCode, uri: verificationUri });
     const tokens = await flow.completeLoginOnNewDevice({ clientId });
     await flow.shareSecrets();
     const who = await getJson(base + "/_matrix/client/v3/account/whoami", {
