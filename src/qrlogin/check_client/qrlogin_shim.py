@@ -37,7 +37,7 @@ def command(argv: list[str]) -> list[str]:
 
 def main() -> None:
     arguments = [sys.executable, "-m", "qrlogin", *command(sys.argv[1:])]
-    os.execv(sys.executable, arguments)
+    os.execv(sys.executable, arguments)  # noqa: S606  (the argument vector is built above, no shell)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ class ScenarioResult:
     level: str
     grade: str
     evidence: str
-    seconds: float
+    seconds: float  # the time its runs took, added up
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,23 +113,26 @@ def run_suite(
     report = Report(shim=template)
     scenarios = _select(names)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        pending: list[tuple[Target, Scenario, float, list[tuple[str, Future[Verdict]]] | str]] = []
+        pending: list[tuple[Target, Scenario, list[tuple[str, Future[tuple[Verdict, float]]]] | str]] = []
         for target in targets:
             for scenario in scenarios:
                 variants = scenario.variants(target)
                 if isinstance(variants, str):
-                    pending.append((target, scenario, time.monotonic(), variants))
+                    pending.append((target, scenario, variants))
                     continue
                 futures = [
                     (label, pool.submit(_play_variant, template, target, scenario, label, plan))
                     for label, plan in variants
                 ]
-                pending.append((target, scenario, time.monotonic(), futures))
-        for target, scenario, submitted, work in pending:
+                pending.append((target, scenario, futures))
+        for target, scenario, work in pending:
+            seconds = 0.0
             if isinstance(work, str):
                 verdict = Verdict(Grade.SKIP, work)
             else:
-                verdict = worst([(label, future.result()) for label, future in work])
+                done = [(label, future.result()) for label, future in work]
+                verdict = worst([(label, result[0]) for label, result in done])
+                seconds = sum(result[1] for _, result in done)
             result = ScenarioResult(
                 scenario=scenario.name,
                 target=str(target),
@@ -137,7 +140,7 @@ def run_suite(
                 level=scenario.level.value,
                 grade=verdict.grade.value,
                 evidence=verdict.evidence,
-                seconds=round(time.monotonic() - submitted, 1),
+                seconds=round(seconds, 1),
             )
             report.results.append(result)
             if on_result is not None:
@@ -145,13 +148,17 @@ def run_suite(
     return report
 
 
-def _play_variant(template: str, target: Target, scenario: Scenario, label: str, plan: Plan) -> Verdict:
+def _play_variant(
+    template: str, target: Target, scenario: Scenario, label: str, plan: Plan
+) -> tuple[Verdict, float]:
+    """One run, judged; with how long it took (seconds)."""
+    started = time.monotonic()
     run = play(template, target, plan, name=f"{scenario.name} {label}")
     verdict = scenario.judge(run)
     if verdict.grade is Grade.FAIL and run.log_tail and (run.crashed or run.hung):
         last = run.log_tail.strip().splitlines()[-1:] or [""]
         verdict = Verdict(verdict.grade, f"{verdict.evidence}; last log line: {last[0][:120]}")
-    return verdict
+    return verdict, time.monotonic() - started
 
 
 # ------------------------------------------------------------------------------------------------------- fuzz
