@@ -6,3 +6,26 @@ test through a shim (:mod:`.shim`, the JSON-lines events and acts of ``qrlogin l
 (:mod:`.run`) is judged by its scenario (:mod:`.scenarios`); :mod:`.suite` runs many and reports. docs/conformance.md
 is the user's guide.
 """
+
+from __future__ import annotations
+
+from .run import Plan, Run, Target, play
+from .scenarios import SCENARIOS, Grade, Level, Scenario, Verdict
+from .suite import FuzzFinding, Report, ScenarioResult, run_fuzz, run_suite
+
+__all__ = [
+    "SCENARIOS",
+    "FuzzFinding",
+    "Grade",
+    "Level",
+    "Plan",
+    "Report",
+    "Run",
+    "Scenario",
+    "ScenarioResult",
+    "Target",
+    "Verdict",
+    "play",
+    "run_fuzz",
+    "run_suite",
+]
