@@ -138,7 +138,9 @@ class ServedHomeserver:
     def __enter__(self) -> ServedHomeserver:
         import uvicorn
 
-        config = uvicorn.Config(_FaultLayer(self), log_level="error", lifespan="on", timeout_keep_alive=2)
+        config = uvicorn.Config(
+            _FaultLayer(self), log_level="error", access_log=False, lifespan="on", timeout_keep_alive=2
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
         self._thread.start()

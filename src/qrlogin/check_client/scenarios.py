@@ -256,12 +256,7 @@ def _judge_failure_received(run: Run) -> Verdict:
         return bad
     if run.succeeded:
         return Verdict(Grade.FAIL, "done: success after the peer's m.login.failure")
-    hook_index = run.counterpart.writes[-1].index if run.counterpart.writes else 0
-    later = [w for w in run.counterpart.received if not w.startswith("m.login.failure")]
-    evidence = f"{run.summary()}"
-    if later and hook_index:
-        return Verdict(Grade.PASS, f"{evidence}; the client still sent {later[-1]} earlier in the flow")
-    return Verdict(Grade.PASS, evidence)
+    return Verdict(Grade.PASS, f"{run.summary()} after the peer's m.login.failure")
 
 
 def _with_variants(

@@ -148,9 +148,7 @@ def run_suite(
     return report
 
 
-def _play_variant(
-    template: str, target: Target, scenario: Scenario, label: str, plan: Plan
-) -> tuple[Verdict, float]:
+def _play_variant(template: str, target: Target, scenario: Scenario, label: str, plan: Plan) -> tuple[Verdict, float]:
     """One run, judged; with how long it took (seconds)."""
     started = time.monotonic()
     run = play(template, target, plan, name=f"{scenario.name} {label}")
