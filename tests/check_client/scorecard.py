@@ -8,7 +8,7 @@ from qrlogin.check_client.run import Target
 from qrlogin.check_client.suite import Report, run_suite
 
 #: Runs played at once. Each run mostly waits (for one-second polls), so more than the cores is what keeps it short.
-JOBS = 8
+JOBS = 10
 
 
 def play_all(template: str, targets: Iterable[Target]) -> Report:

@@ -71,7 +71,7 @@ def now_ms() -> int:
 
 @dataclass(frozen=True, slots=True)
 class Exchange:
-    """One request of the client under test and what it was answered."""
+    """One request of the client under test (when it arrived, Unix ms) and what it was answered."""
 
     at_ms: int
     request: HttpRequest
@@ -163,13 +163,14 @@ class ServedHomeserver:
         return self.app.respond(request)
 
     def answer_client(self, request: HttpRequest) -> HttpResponse:
+        arrived_ms = now_ms()
         try:
             response = self.intercept(request, self.forward)
         except Exception as exc:  # a scenario's hook must not take the server down; answer as a broken server would
             body = json.dumps({"errcode": "M_UNKNOWN", "error": f"check-client hook failed: {exc!r}"}).encode()
             response = HttpResponse(status=500, headers=(("content-type", "application/json"),), body=body)
         with self._log.lock:
-            self._log.exchanges.append(Exchange(at_ms=now_ms(), request=request, response=response))
+            self._log.exchanges.append(Exchange(at_ms=arrived_ms, request=request, response=response))
         return response
 
     def respond_to_counterpart(self, request: HttpRequest) -> HttpResponse:
