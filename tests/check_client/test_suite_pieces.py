@@ -13,7 +13,7 @@ import pytest
 from qrlogin import qr
 from qrlogin.check_client import faults
 from qrlogin.check_client.run import Plan, Target, play
-from qrlogin.check_client.scenarios import SCENARIOS, Grade, Level, Verdict, worst
+from qrlogin.check_client.scenarios import SCENARIOS, Grade, Judgement, Level, worst
 from qrlogin.check_client.shim import PLACEHOLDERS, _parse, fill_template
 from qrlogin.check_client.suite import run_suite
 from qrlogin.check_client.wire import payload_of, with_payload
@@ -76,10 +76,10 @@ def test_conflicts_are_spelled_per_generation() -> None:
 
 def test_the_worst_variant_decides_and_is_named() -> None:
     verdict = worst(
-        [("a", Verdict(Grade.PASS, "fine")), ("b", Verdict(Grade.FAIL, "broke")), ("c", Verdict(Grade.SKIP, ""))]
+        [("a", Judgement(Grade.PASS, "fine")), ("b", Judgement(Grade.FAIL, "broke")), ("c", Judgement(Grade.SKIP, ""))]
     )
     assert verdict.grade is Grade.FAIL and verdict.evidence.startswith("[b; 1/3 variants fail] broke")
-    assert worst([("only", Verdict(Grade.WARN, "hm"))]) == Verdict(Grade.WARN, "hm")
+    assert worst([("only", Judgement(Grade.WARN, "hm"))]) == Judgement(Grade.WARN, "hm")
 
 
 def test_at_least_thirty_scenarios_each_naming_its_rule() -> None:

@@ -9,22 +9,22 @@ is the user's guide.
 
 from __future__ import annotations
 
-from .run import Plan, Run, Target, play
-from .scenarios import SCENARIOS, Grade, Level, Scenario, Verdict
+from .run import ClientRun, Plan, Target, play
+from .scenarios import SCENARIOS, ClientScenario, Grade, Judgement, Level
 from .suite import FuzzFinding, Report, ScenarioResult, run_fuzz, run_suite
 
 __all__ = [
     "SCENARIOS",
+    "ClientRun",
+    "ClientScenario",
     "FuzzFinding",
     "Grade",
+    "Judgement",
     "Level",
     "Plan",
     "Report",
-    "Run",
-    "Scenario",
     "ScenarioResult",
     "Target",
-    "Verdict",
     "play",
     "run_fuzz",
     "run_suite",

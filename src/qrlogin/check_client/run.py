@@ -15,7 +15,7 @@ deadline:
 
 The :class:`Plan` says what differs from an honest run: faults on the client's HTTP (an intercept), rewrites of
 what the counterpart writes (a write hook), the user's mistakes (a wrong code, a declined consent, a cancel), a
-counterpart that falls silent or never scans. Everything seen is kept in :class:`Run` for the judge.
+counterpart that falls silent or never scans. Everything seen is kept in :class:`ClientRun` for the judge.
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ from .wire import payload_of
 __all__ = [
     "CLIENT_NEW_DEVICE_ID",
     "COUNTERPART_NEW_DEVICE_ID",
+    "ClientRun",
     "Plan",
-    "Run",
     "Target",
     "play",
     "wrong_code",
@@ -81,8 +81,8 @@ class Plan:
     ttl_ms: int = 15_000
     deadline_s: float = 20.0
     linger_s: float = 0.0  # keep watching after the client's ``done`` (what it still writes, deletes)
-    intercept: Callable[[Run], Intercept] | None = None
-    write_hook: Callable[[Run], WriteHook] | None = None
+    intercept: Callable[[ClientRun], Intercept] | None = None
+    write_hook: Callable[[ClientRun], WriteHook] | None = None
     setup: Callable[[ServedHomeserver], None] | None = None
     counterpart_scans: bool = True  # False: nobody scans the client's QR code
     counterpart_silent_after: int | None = None  # the counterpart vanishes once it wrote payload N (0: handshake)
@@ -95,7 +95,7 @@ class Plan:
 
 
 @dataclass
-class Run:
+class ClientRun:
     """Everything seen in one run."""
 
     target: Target
@@ -214,7 +214,7 @@ def secrets_json() -> dict[str, object]:
     return content
 
 
-def play(template: str, target: Target, plan: Plan, *, name: str, workdir: Path | None = None) -> Run:
+def play(template: str, target: Target, plan: Plan, *, name: str, workdir: Path | None = None) -> ClientRun:
     """Run the client under test once under ``plan``."""
     seed = hashlib.sha256(f"{name} {target}".encode()).digest()
     with tempfile.TemporaryDirectory(prefix="qrlogin-check-", dir=workdir) as scratch_dir:
@@ -227,7 +227,7 @@ def play(template: str, target: Target, plan: Plan, *, name: str, workdir: Path 
                 served,
                 access_token=served.access_token if target.role is DeviceRole.NEW else None,
             )
-            run = Run(target=target, plan=plan, served=served, counterpart=counterpart)
+            run = ClientRun(target=target, plan=plan, served=served, counterpart=counterpart)
             if plan.intercept is not None:
                 served.intercept = plan.intercept(run)
             if plan.write_hook is not None:
@@ -278,7 +278,7 @@ def _await_qr(counterpart: Counterpart) -> str:
 class _User:
     """The suite as the user of both devices."""
 
-    def __init__(self, run: Run, shim: Shim) -> None:
+    def __init__(self, run: ClientRun, shim: Shim) -> None:
         self.run = run
         self.shim = shim
         self.client_wants_code = False
@@ -345,7 +345,7 @@ class _User:
             run.counterpart.feed(CheckCodeEntered(code=entered))
 
 
-def _loop(run: Run, shim: Shim) -> None:
+def _loop(run: ClientRun, shim: Shim) -> None:
     plan = run.plan
     user = _User(run, shim)
     deadline = time.monotonic() + plan.deadline_s
@@ -381,6 +381,6 @@ def _loop(run: Run, shim: Shim) -> None:
         user.on_client(event)
 
 
-def _counterpart_done(run: Run) -> bool:
+def _counterpart_done(run: ClientRun) -> bool:
     state = run.counterpart.state
     return state is None or dv.is_done(state) or run.counterpart.silent

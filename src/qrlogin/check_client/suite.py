@@ -31,8 +31,8 @@ from ..http import HttpRequest, HttpResponse
 from . import faults
 from .counterpart import PendingWrite, WriteHook
 from .homeserver import Forward, Intercept
-from .run import Plan, Run, Target, play
-from .scenarios import SCENARIOS, Grade, Level, Scenario, Verdict, worst
+from .run import ClientRun, Plan, Target, play
+from .scenarios import SCENARIOS, ClientScenario, Grade, Judgement, Level, worst
 
 __all__ = ["FuzzFinding", "Report", "ScenarioResult", "run_fuzz", "run_suite", "scenario_names"]
 
@@ -87,7 +87,7 @@ def scenario_names() -> list[str]:
     return [scenario.name for scenario in SCENARIOS]
 
 
-def _select(names: Sequence[str] | None) -> list[Scenario]:
+def _select(names: Sequence[str] | None) -> list[ClientScenario]:
     if not names:
         return list(SCENARIOS)
     by_name = {scenario.name: scenario for scenario in SCENARIOS}
@@ -113,7 +113,7 @@ def run_suite(
     report = Report(shim=template)
     scenarios = _select(names)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        pending: list[tuple[Target, Scenario, list[tuple[str, Future[tuple[Verdict, float]]]] | str]] = []
+        pending: list[tuple[Target, ClientScenario, list[tuple[str, Future[tuple[Judgement, float]]]] | str]] = []
         for target in targets:
             for scenario in scenarios:
                 variants = scenario.variants(target)
@@ -128,7 +128,7 @@ def run_suite(
         for target, scenario, work in pending:
             seconds = 0.0
             if isinstance(work, str):
-                verdict = Verdict(Grade.SKIP, work)
+                verdict = Judgement(Grade.SKIP, work)
             else:
                 done = [(label, future.result()) for label, future in work]
                 verdict = worst([(label, result[0]) for label, result in done])
@@ -148,14 +148,16 @@ def run_suite(
     return report
 
 
-def _play_variant(template: str, target: Target, scenario: Scenario, label: str, plan: Plan) -> tuple[Verdict, float]:
+def _play_variant(
+    template: str, target: Target, scenario: ClientScenario, label: str, plan: Plan
+) -> tuple[Judgement, float]:
     """One run, judged; with how long it took (seconds)."""
     started = time.monotonic()
     run = play(template, target, plan, name=f"{scenario.name} {label}")
     verdict = scenario.judge(run)
     if verdict.grade is Grade.FAIL and run.log_tail and (run.crashed or run.hung):
         last = run.log_tail.strip().splitlines()[-1:] or [""]
-        verdict = Verdict(verdict.grade, f"{verdict.evidence}; last log line: {last[0][:120]}")
+        verdict = Judgement(verdict.grade, f"{verdict.evidence}; last log line: {last[0][:120]}")
     return verdict, time.monotonic() - started
 
 
@@ -196,7 +198,7 @@ def _fuzz_plan(rng: random.Random) -> tuple[str, Plan]:
         index = rng.randrange(4)
         state: dict[str, str] = {}
 
-        def write_hook(run: Run) -> WriteHook:
+        def write_hook(run: ClientRun) -> WriteHook:
             def hook(write: PendingWrite) -> str | None:
                 if write.index != index:
                     return None
@@ -210,7 +212,7 @@ def _fuzz_plan(rng: random.Random) -> tuple[str, Plan]:
     nth = rng.randrange(1, 16)
     lands = rng.random() < 0.3
 
-    def intercept(run: Run) -> Intercept:
+    def intercept(run: ClientRun) -> Intercept:
         seen = 0
 
         def answer(request: HttpRequest, forward: Forward) -> HttpResponse:
