@@ -15,7 +15,7 @@ from qrlogin.check_client import faults
 from qrlogin.check_client.run import Plan, Target, play
 from qrlogin.check_client.scenarios import SCENARIOS, Grade, Judgement, Level, worst
 from qrlogin.check_client.shim import PLACEHOLDERS, _parse, fill_template
-from qrlogin.check_client.suite import run_suite
+from qrlogin.check_client.suite import Report, run_fuzz, run_suite
 from qrlogin.check_client.wire import payload_of, with_payload
 from qrlogin.cli import main as cli_main
 from qrlogin.encoding import b64decode
@@ -146,3 +146,13 @@ def test_the_command_exits_1_on_a_failed_must_and_writes_json(tmp_path: Path) ->
     assert written["summary"]["must_failed"] == 1
     assert written["scenarios"][0]["scenario"] == "sign-in-completes"
     assert written["scenarios"][0]["target"] == "existing/shows/v1"
+
+
+def test_fuzzing_reports_each_crash_with_its_run_and_mutation() -> None:
+    report = Report(shim=fake("crasher"))
+    run_fuzz(fake("crasher"), [V1_EXISTING_SHOWS], runs=3, seed=7, report=report, jobs=3)
+    assert [finding.run for finding in report.findings] == [0, 1, 2]
+    assert all(finding.finding.startswith("crash: exited with status 3") for finding in report.findings)
+    again = Report(shim=fake("crasher"))
+    run_fuzz(fake("crasher"), [V1_EXISTING_SHOWS], runs=3, seed=7, report=again, jobs=1)
+    assert [f.mutation for f in again.findings] == [f.mutation for f in report.findings]  # the seed decides
