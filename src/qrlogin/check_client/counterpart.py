@@ -82,6 +82,7 @@ class Counterpart:
         self.state: dv.State | None = None
         self.effects: list[dv.Effect] = []
         self.silent = False  # a silent counterpart performs nothing more: it has vanished
+        self.held = False  # a held counterpart waits (performs nothing) until released
         self.writes: list[PendingWrite] = []  # every distinct payload it wrote (after the hook)
         self.tampered = False  # a hook changed a payload
         self._todo: list[SendHttpRequest] = []
@@ -103,7 +104,7 @@ class Counterpart:
 
     def step(self) -> None:
         """Perform what is pending, fire a due timer."""
-        if self.silent or self.state is None:
+        if self.silent or self.held or self.state is None:
             return
         while self._todo and not self.silent:
             effect = self._todo.pop(0)

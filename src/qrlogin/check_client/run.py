@@ -78,8 +78,8 @@ class Target:
 class Plan:
     """How a run differs from an honest one. The hooks are built per run (they may need the run's state)."""
 
-    ttl_ms: int = 15_000
-    deadline_s: float = 20.0
+    ttl_ms: int = 25_000
+    deadline_s: float = 30.0
     linger_s: float = 0.0  # keep watching after the client's ``done`` (what it still writes, deletes)
     intercept: Callable[[ClientRun], Intercept] | None = None
     write_hook: Callable[[ClientRun], WriteHook] | None = None

@@ -416,13 +416,24 @@ def _judge_stale(run: ClientRun) -> Judgement:
 
 def _lost_answer(target: Target) -> Variants:
     def build(run: ClientRun) -> Intercept:
-        def answer(request: HttpRequest, forward: Forward) -> HttpResponse:
-            forward(request)  # the write lands ...
-            return faults.matrix_error(502, "M_UNKNOWN", "check-client: bad gateway")  # ... its answer is lost
+        lost = False
 
-        return faults.after_first(_first_write, answer)
+        def intercept(request: HttpRequest, forward: Forward) -> HttpResponse:
+            nonlocal lost
+            if faults.is_rendezvous(request) and lost and run.counterpart.held:
+                run.counterpart.held = False  # the client's next step is in: the peer may move again
+            if _first_write(request) and not lost:
+                lost = True
+                forward(request)  # the write lands ...
+                # ... and the peer waits until the client has taken its next step, so that the step always meets
+                # the slot as the client left it (else the outcome would depend on who is faster).
+                run.counterpart.held = True
+                return faults.matrix_error(502, "M_UNKNOWN", "check-client: bad gateway")  # ... its answer is lost
+            return forward(request)
 
-    return [("502 after the write landed", Plan(intercept=build))]
+        return intercept
+
+    return [("502 after the write landed", Plan(intercept=build, ttl_ms=20_000, deadline_s=25))]
 
 
 def _judge_lost_answer(run: ClientRun) -> Judgement:
@@ -584,7 +595,7 @@ def _poll_interval(target: Target) -> Variants:
             faults.is_token_poll, lambda request, forward: faults.oauth_error("authorization_pending"), times=3
         )
 
-    return [("three authorization_pending", Plan(intercept=build))]
+    return [("three authorization_pending", Plan(intercept=build, ttl_ms=40_000, deadline_s=45))]
 
 
 def _judge_poll_interval(run: ClientRun) -> Judgement:
