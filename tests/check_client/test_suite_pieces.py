@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from qrlogin.check_client import faults
 from qrlogin.check_client.run import Plan, Target, play
 from qrlogin.check_client.scenarios import SCENARIOS, Grade, Judgement, Level, worst
 from qrlogin.check_client.shim import PLACEHOLDERS, _parse, fill_template
-from qrlogin.check_client.suite import Report, run_fuzz, run_suite
+from qrlogin.check_client.suite import Report, ScenarioResult, run_fuzz, run_suite
 from qrlogin.check_client.wire import payload_of, with_payload
 from qrlogin.cli import main as cli_main
 from qrlogin.encoding import b64decode
@@ -156,3 +157,23 @@ def test_fuzzing_reports_each_crash_with_its_run_and_mutation() -> None:
     again = Report(shim=fake("crasher"))
     run_fuzz(fake("crasher"), [V1_EXISTING_SHOWS], runs=3, seed=7, report=again, jobs=1)
     assert [f.mutation for f in again.findings] == [f.mutation for f in report.findings]  # the seed decides
+
+
+def test_the_scorecard_script_renders_what_is_not_a_pass(tmp_path: Path) -> None:
+    report = Report(shim="x")
+    for scenario, grade, level in (("a", "pass", "MUST"), ("b", "fail", "MUST"), ("c", "warn", "SHOULD")):
+        report.results.append(
+            ScenarioResult(scenario, "new/shows/v1", "rule", level, grade, f"why {scenario} | x", 1.0)
+        )
+    path = tmp_path / "report.json"
+    report.write_json(path)
+    script = Path(__file__).resolve().parents[2] / "scripts" / "scorecard.py"
+    card = subprocess.run(
+        [sys.executable, str(script), str(path), "T", "I"], capture_output=True, text=True, check=True
+    )
+    assert "| new/shows/v1 | 1 | 1 | 1 | 0 | 1 |" in card.stdout
+    assert "| `b` | new/shows/v1 | MUST | fail | why b \\| x |" in card.stdout and "`a`" not in card.stdout
+    table = subprocess.run(
+        [sys.executable, str(script), str(path), "--expected"], capture_output=True, text=True, check=True
+    )
+    assert '("b", "new/shows/v1"): "fail",' in table.stdout and '("c", "new/shows/v1"): "warn",' in table.stdout
