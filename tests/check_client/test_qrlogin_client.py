@@ -30,17 +30,14 @@ TARGETS = [
 ]
 
 #: What qrlogin does not pass, and why. A scanner whose channel failed can neither seal a failure nor (having not
-#: created the session) delete it; a conflict that leaves the slot unchanged ends the session (docs/rendezvous.md);
-#: in v3 a write whose answer was lost ends the run (channel_closed) where v1 recovers.
+#: created the session) delete it; a conflict that leaves the slot unchanged ends the session (docs/rendezvous.md).
 EXPECTED_NOT_PASSING = {
     ("stale-token-write", "new/shows/v1"): "warn",
     ("stale-token-write", "existing/scans/v1"): "warn",
     ("gives-up-tells-peer", "existing/scans/v1"): "fail",
     ("stale-token-write", "new/scans/v3"): "warn",
-    ("write-answer-lost", "new/scans/v3"): "warn",
     ("gives-up-tells-peer", "new/scans/v3"): "fail",
     ("stale-token-write", "existing/shows/v3"): "warn",
-    ("write-answer-lost", "existing/shows/v3"): "warn",
 }
 
 
