@@ -29,7 +29,7 @@ from .. import qr
 from ..homeserver.oauth import DEVICE_AUTHORIZATION_PATH
 from ..http import HttpRequest, HttpResponse
 from ..login.events import ReportLoginSuccess
-from ..login.messages import FailureReason
+from ..login.messages import FailureReason, message_to_json
 from ..sim.world import user_secrets
 from ..vocabulary import DeviceRole, QrSide
 from . import faults
@@ -186,13 +186,11 @@ def _replay(write: PendingWrite, run: ClientRun) -> str | None:
 
 
 def _secrets_sample() -> dict[str, object]:
-    from ..login.messages import message_to_json
-
     return dict(message_to_json(user_secrets(ACCOUNT)))
 
 
 # A valid example of every login message the counterpart can send, for the unexpected-message scenarios.
-def _samples(run_target: Target) -> dict[str, dict[str, object]]:
+def _samples() -> dict[str, dict[str, object]]:
     return {
         "m.login.protocols": {"type": "m.login.protocols", "protocols": ["device_authorization_grant"],
                               "homeserver": "example.org"},
@@ -227,7 +225,7 @@ def _unexpected_at(index: int) -> Callable[[Target], Variants]:
             return f"the counterpart sends no message {index} in this role"
         return [
             (kind, Plan(write_hook=_rewrite_at(index, _reseal(message))))
-            for kind, message in _samples(target).items()
+            for kind, message in _samples().items()
             if kind != expected
         ]
 
