@@ -181,6 +181,7 @@ def run_qrlogin(*args: str) -> Iterator[str]:
     """Yield the base URL of ``qrlogin serve`` (the real command, in a subprocess) on a free loopback port."""
     port = free_port()
     command = [sys.executable, "-m", "qrlogin", "serve", "--host", "127.0.0.1", "--port", str(port), *args]
+    command.append("--no-access-log")  # its output is discarded: formatting a line per request would be waste
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 
-ADAPTER_LIBRARIES = ("httpx", "starlette", "uvicorn", "segno", "redis", "httptools", "uvloop")
+ADAPTER_LIBRARIES = ("httpx", "starlette", "uvicorn", "segno", "redis", "httptools", "uvloop", "prometheus_client")
 
 
 def _run(code: str) -> subprocess.CompletedProcess[str]:
@@ -47,9 +47,10 @@ def test_cli_names_the_missing_extra() -> None:
         """
         from qrlogin.cli import main
         print(main(["serve", "--port", "0"]), main(["check-server", "http://127.0.0.1:9"]))
+        print(main(["login", "example.org"]), main(["link", "example.org"]))
         """
     )
-    assert result.stdout.strip() == "2 2", result.stdout + result.stderr  # usage-style exit status
+    assert result.stdout.split() == ["2", "2", "2", "2"], result.stdout + result.stderr  # usage-style exit status
     assert "pip install 'qrlogin[server]'" in result.stderr
     assert "pip install 'qrlogin[client]'" in result.stderr
 

@@ -107,6 +107,10 @@ def _check_strings(value: Any) -> None:
             stack.extend(item)
 
 
+# One decoder for every call: json.loads with hooks would build a new JSONDecoder (and its scanner) each time.
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_pairs, parse_constant=_reject_constant, parse_float=_finite_float)
+
+
 def loads_object(data: bytes | str, *, max_bytes: int, max_depth: int = DEFAULT_MAX_DEPTH) -> JsonObject:
     """Parse ``data`` as one strict JSON object, or raise :class:`JsonError`."""
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
@@ -120,12 +124,7 @@ def loads_object(data: bytes | str, *, max_bytes: int, max_depth: int = DEFAULT_
     if text.count("[") + text.count("{") > max_depth and _nesting_depth(text) > max_depth:
         raise JsonSyntaxError(f"JSON nesting deeper than {max_depth}")
     try:
-        value = json.loads(
-            text,
-            object_pairs_hook=_unique_pairs,
-            parse_constant=_reject_constant,
-            parse_float=_finite_float,
-        )
+        value = _DECODER.decode(text)
     except JsonError:
         raise
     except (ValueError, RecursionError, TypeError) as exc:

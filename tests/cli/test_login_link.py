@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from qrlogin import qr
@@ -148,6 +149,40 @@ def test_login_and_link_sign_in(
     assert credentials["user_id"] == server.user_id and credentials["device_id"] == device_id
     assert server.whoami(credentials["access_token"]) == {"user_id": server.user_id, "device_id": device_id}
     assert device_id in server.device_ids(credentials["access_token"])
+
+
+def test_login_scans_the_qr_image_link_shows(server: LocalServer, tmp_path: Path) -> None:
+    """``--qr-image``: the picture of the code ``link`` shows, read back with the qr-image extra (zxing-cpp)."""
+    segno = pytest.importorskip("segno")
+    pytest.importorskip("zxingcpp")
+    common = ["--allow-http", "--timeout", "25"]
+    existing = Command("link", server.base_url, *common, "--user", "alice", "--password", PASSWORD)
+    deadline = time.monotonic() + STEP_TIMEOUT_S
+    while (event := existing.poll()) is None or event["event"] != "qr":
+        assert time.monotonic() < deadline and (event is None or event["event"] != "done"), existing.seen
+    image = tmp_path / "code.png"
+    segno.make(bytes.fromhex(event["hex"]), error="m", micro=False).save(str(image), scale=4)
+    new = Command("login", *common, "--device-id", "PICTURED", "--qr-image", str(image))
+    _drive(new, existing)
+    assert (new.finish()[0], existing.finish()[0]) == (0, 0), (new.seen, existing.seen)
+    assert [e["device_id"] for e in new.seen if e["event"] == "done"] == ["PICTURED"]
+
+
+def test_the_cancel_act_ends_the_run_and_deletes_the_session(server: LocalServer) -> None:
+    login = Command("login", server.base_url, "--allow-http", "--timeout", "25")
+    deadline = time.monotonic() + STEP_TIMEOUT_S
+    while (event := login.poll()) is None or event["event"] != "qr":
+        assert time.monotonic() < deadline, login.seen
+    login.act("cancel")
+    status, _ = login.finish()
+    done = [e for e in login.seen if e["event"] == "done"]
+    while (event := login.poll(0.5)) is not None and event["event"] != "exited":
+        done += [event] if event["event"] == "done" else []
+    assert status == 1 and [e["outcome"] for e in done] == ["user_cancelled"]
+    code = qr.decode(bytes.fromhex(login.seen[0]["hex"]), allow_http=True)
+    assert code.rendezvous_id is not None and code.base_url is not None
+    session = f"{code.base_url}/_matrix/client/unstable/io.element.msc4388/rendezvous/{code.rendezvous_id}"
+    assert httpx.get(session).status_code == 404  # deleted, not left to expire
 
 
 def test_a_server_without_sign_in_with_qr_is_refused_before_any_qr(capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -129,6 +130,17 @@ def test_discovery_documents(server: Server) -> None:
     assert "urn:ietf:params:oauth:grant-type:device_code" in body["grant_types_supported"]
     for name in ("token_endpoint", "registration_endpoint", "device_authorization_endpoint"):
         assert body[name].startswith(base + "/")
+
+
+def test_the_http_limits_of_serve_hold_here_too(server: Server) -> None:
+    """testserver runs on the same uvicorn runner as serve: too many headers are refused with 431."""
+    host, port = urlsplit(server.loopback).netloc.split(":")
+    filler = "".join(f"X-Filler-{i}: x\r\n" for i in range(101))
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(f"GET /_matrix/client/versions HTTP/1.1\r\nHost: x\r\n{filler}\r\n".encode())
+        reply = sock.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 431 ")
+    assert "server" not in httpx.get(f"{server.loopback}/_matrix/client/versions").headers
 
 
 def test_password_login(server: Server) -> None:

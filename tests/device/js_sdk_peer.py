@@ -1,6 +1,7 @@
-"""Harness for the matrix-js-sdk 43.0.0 interop tests: a real HTTP homeserver, the js-sdk peer, a qrlogin device.
+"""Harness for the matrix-js-sdk 43.0.0 interop tests: a real HTTP homeserver and the js-sdk peer.
 
-Three parts, all on loopback:
+Two parts, all on loopback (the qrlogin side is the packaged runner, :mod:`qrlogin.runner`, whose ``connect_to``
+maps the same public names to the loopback port):
 
 - :class:`HomeserverOverHttp` serves the pure homeserver model (:mod:`qrlogin.homeserver`, with the rendezvous
   store behind its hook) over real HTTP from a thread: every request is one ``handle`` step under a lock, with
@@ -10,7 +11,6 @@ Three parts, all on loopback:
   client would use DNS and TLS; nothing else differs).
 - :class:`JsSdkPeer` runs ``interop/node/js_sdk_login_peer.mjs`` (js-sdk's ``MSC4108SignInWithQR`` and friends,
   unchanged) and exchanges its line protocol: events from a reader thread, commands on stdin.
-- :class:`QrloginDevice` drives one :mod:`qrlogin.device` machine with real HTTP (httpx) and the real clock.
 
 :func:`require_js_sdk` fails the test under ``CI=true`` when node or the pinned package is missing, else skips.
 """
@@ -30,13 +30,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
-import httpx
-
-from qrlogin import device as dv
 from qrlogin import homeserver as hsm
 from qrlogin.homeserver.rendezvous import install_rendezvous
-from qrlogin.http import HttpRequest, HttpResponse
-from qrlogin.vocabulary import HttpRequestFailed, HttpResponseReceived, SendHttpRequest, TimerFired
 from tests.peers import npm_package_problem, require_peer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -220,77 +215,3 @@ class JsSdkPeer:
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(encoding="utf-8").splitlines()[-lines:])
-
-
-# ----------------------------------------------------------------------------------------------- qrlogin device
-
-
-class QrloginDevice:
-    """A :mod:`qrlogin.device` machine with its HTTP performed for real and its timers on the real clock.
-
-    ``routes`` maps each public host to a loopback origin; requests to any other host are lost. Requests marked
-    ``authenticated`` get ``access_token``.
-    Requests are performed one at a time, in the order the machine asked for them (each takes milliseconds here).
-    """
-
-    def __init__(self, routes: dict[str, str], *, access_token: str | None = None) -> None:
-        self.routes = routes
-        self.access_token = access_token
-        self.device: dv.State | None = None
-        self.effects: list[dv.Effect] = []  # every effect, in order
-        self._todo: list[SendHttpRequest] = []
-        self._http = httpx.Client(timeout=10.0)
-
-    def close(self) -> None:
-        self._http.close()
-
-    def start(self, result: tuple[dv.State, tuple[dv.Effect, ...]]) -> None:
-        self._apply(result)
-
-    def feed(self, event: dv.Event) -> None:
-        """Hand the device an event; once it is done it needs none (an answer still on its way is dropped)."""
-        assert self.device is not None
-        if not dv.is_done(self.device):
-            self._apply(dv.transition(self.device, event, now_ms=now_ms()))
-
-    def _apply(self, result: tuple[dv.State, tuple[dv.Effect, ...]]) -> None:
-        self.device, effects = result
-        self.effects.extend(effects)
-        self._todo.extend(e for e in effects if isinstance(e, SendHttpRequest))
-
-    def step(self) -> None:
-        """Perform the pending requests and fire a due timer."""
-        while self._todo:
-            effect = self._todo.pop(0)
-            self.feed(self._perform(effect))
-        assert self.device is not None
-        due = dv.deadline(self.device)
-        if due is not None and due <= now_ms():
-            self.feed(TimerFired())
-
-    def _perform(self, effect: SendHttpRequest) -> HttpResponseReceived | HttpRequestFailed:
-        request: HttpRequest = effect.request
-        parts = urlsplit(request.target)
-        origin = self.routes.get(parts.netloc)
-        if parts.scheme != "https" or origin is None:
-            return HttpRequestFailed(request_id=effect.request_id)
-        headers = dict(request.headers)
-        if request.authenticated and self.access_token is not None:
-            headers["authorization"] = f"Bearer {self.access_token}"
-        target = origin + parts.path + (f"?{parts.query}" if parts.query else "")
-        try:
-            response = self._http.request(request.method, target, headers=headers, content=request.body)
-        except httpx.HTTPError:
-            return HttpRequestFailed(request_id=effect.request_id)
-        answer = HttpResponse(
-            status=response.status_code, headers=tuple(response.headers.items()), body=response.content
-        )
-        return HttpResponseReceived(request_id=effect.request_id, response=answer)
-
-    def of_type(self, kind: type[T]) -> list[T]:
-        return [e for e in self.effects if isinstance(e, kind)]
-
-    @property
-    def finished(self) -> dv.ReportOutcome | None:
-        done = self.of_type(dv.ReportOutcome)
-        return done[0] if done else None

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import html
+import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from qrlogin.homeserver import Homeserver, HttpRequest, HttpResponse, handle, new_homeserver
 from qrlogin.homeserver.oauth import DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT
@@ -82,3 +87,63 @@ def password_auth(user: str, password: str, session: str | None = None) -> dict[
     if session is not None:
         auth["session"] = session
     return {"auth": auth}
+
+
+WEB_CLIENT = {
+    "client_name": "Web client",
+    "client_uri": "https://client.example/",
+    "redirect_uris": ["https://client.example/callback"],
+    "grant_types": ["authorization_code", "refresh_token", DEVICE_CODE_GRANT],
+    "response_types": ["code"],
+    "token_endpoint_auth_method": "none",
+}
+
+
+def pkce_pair(verifier: str = "v" * 43) -> tuple[str, str]:
+    """An RFC 7636 ``S256`` verifier and its challenge."""
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+_HIDDEN = re.compile(r'<input type=hidden name="([^"]*)" value="([^"]*)">')
+
+
+def hidden_fields(response: HttpResponse) -> dict[str, str]:
+    """The hidden form fields of a page, unescaped."""
+    return {html.unescape(k): html.unescape(v) for k, v in _HIDDEN.findall(response.body.decode())}
+
+
+@dataclass
+class Browser:
+    """A browser for the pure model: keeps the session cookie, sends the ``Origin`` a same-origin form would."""
+
+    server: Server
+    cookie: str | None = None
+    origin: str | None = BASE_URL
+
+    def _headers(self) -> list[tuple[str, str]]:
+        return [] if self.cookie is None else [("cookie", f"qrlogin_session={self.cookie}")]
+
+    def _remember(self, response: HttpResponse) -> HttpResponse:
+        set_cookie = response.header("set-cookie")
+        if set_cookie is not None:
+            self.cookie = set_cookie.split(";", 1)[0].partition("=")[2]
+        return response
+
+    def get(self, target: str) -> HttpResponse:
+        return self._remember(
+            self.server.send(HttpRequest(method="GET", target=target, headers=tuple(self._headers())))
+        )
+
+    def post(self, target: str, fields: dict[str, str]) -> HttpResponse:
+        headers = [("content-type", "application/x-www-form-urlencoded"), *self._headers()]
+        if self.origin is not None:
+            headers.append(("origin", self.origin))
+        body = urlencode(fields).encode()
+        request = HttpRequest(method="POST", target=target, headers=tuple(headers), body=body)
+        return self._remember(self.server.send(request))
+
+    def sign_in(self, username: str, password: str = PASSWORD, next_path: str = "/") -> HttpResponse:
+        form = self.get(f"/login?{urlencode({'next': next_path})}")
+        fields = hidden_fields(form)
+        return self.post("/login", {**fields, "username": username, "password": password})

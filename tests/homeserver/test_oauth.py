@@ -55,11 +55,11 @@ def test_client_registration_echoes_metadata() -> None:
     [
         {"grant_types": [DEVICE_CODE_GRANT]},
         {"client_uri": "http://insecure.example"},
-        {"client_uri": "https://c.example", "grant_types": ["authorization_code"]},
+        {"client_uri": "https://c.example", "grant_types": ["password"]},
         {"client_uri": "https://c.example", "grant_types": []},
         {"client_uri": "https://c.example", "grant_types": "refresh_token"},
         {"client_uri": "https://c.example", "token_endpoint_auth_method": "client_secret_basic"},
-        {"client_uri": "https://c.example", "client_name": 3},
+        {"client_uri": "https://c.example", "grant_types": [DEVICE_CODE_GRANT], "client_name": 3},
     ],
 )
 def test_client_registration_rejects_bad_metadata(body: dict[str, Any]) -> None:
@@ -89,8 +89,8 @@ def test_device_authorization_response() -> None:
     ("scope", "error"),
     [
         ("urn:matrix:client:device:ABC", "invalid_scope"),
-        ("urn:matrix:client:api:*", "invalid_scope"),
-        (device_scope("ABC") + " openid", "invalid_scope"),
+        ("openid", "invalid_scope"),
+        (device_scope("ABC") + " email", "invalid_scope"),
         (device_scope("ABC") + " urn:matrix:client:device:DEF", "invalid_scope"),
         (device_scope("A/B"), "invalid_scope"),
         (device_scope("ABC").replace(" ", "  "), "invalid_scope"),

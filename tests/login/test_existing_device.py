@@ -108,6 +108,16 @@ def test_scanned_speaks_first_with_homeserver_or_base_url() -> None:
     assert effects == (SendMessage(message=Protocols(protocols=("device_authorization_grant",), base_url=BASE_URL)),)
 
 
+def test_a_homeserver_without_the_device_grant_offers_no_protocol() -> None:
+    """The protocols come from the homeserver's auth metadata: none advertised means ``"protocols": []`` when this
+    device speaks first, and any ``m.login.protocol`` refused as ``unsupported_protocol`` when the peer does."""
+    state, effects = step(ed, start(QrSide.SCANS, protocols=()), ChannelSecured(), now_ms=0)
+    assert effects == (SendMessage(message=Protocols(protocols=(), base_url=BASE_URL)),)
+    _, effects = step(ed, state, msg(PROTOCOL), now_ms=0)
+    unsupported = Failure(reason=FailureReason.UNSUPPORTED_PROTOCOL, homeserver=BASE_URL)
+    _ends(effects, FailureReason.UNSUPPORTED_PROTOCOL, tell=unsupported)
+
+
 def test_full_path_as_scanner() -> None:
     state = to_login_result()
     state, effects = step(ed, state, msg(Success()), now_ms=1_000)

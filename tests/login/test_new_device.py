@@ -106,6 +106,25 @@ def to_polling(role: QrSide = QrSide.SCANS) -> nd.State:
     return state
 
 
+def test_auth_metadata_falls_back_to_the_unstable_path() -> None:
+    """A 404 on the stable path: the same question on MSC2965's unstable path, under a request id of its own (a late
+    answer to the first request is stale); a 404 there too is a homeserver without the API."""
+    state, effects = step(nd, start(QrSide.SCANS, base_url=BASE_URL), ChannelSecured(), now_ms=0)
+    assert effects == (SendHttpRequest(request_id=2, request=oauth.auth_metadata_request(BASE_URL)),)
+    state, effects = step(nd, state, _json(404, {"errcode": "M_UNRECOGNIZED"}), now_ms=0)
+    unstable = oauth.auth_metadata_request(BASE_URL, unstable=True)
+    assert effects == (SendHttpRequest(request_id=5, request=unstable),)
+    assert unstable.target == BASE_URL + "/_matrix/client/unstable/org.matrix.msc2965/auth_metadata"
+    late = HttpResponseReceived(request_id=2, response=HttpResponse(status=404, body=b"{}"))
+    assert nd.transition(state, late, now_ms=0) == (state, ())  # the first request's answer, late: stale
+    _, effects = step(nd, state, _json(200, HS.metadata()), now_ms=0)
+    assert effects == (
+        SendHttpRequest(request_id=4, request=oauth.device_authorization_request(METADATA, CLIENT_ID, DEVICE_ID)),
+    )
+    _, effects = step(nd, state, _json(404, {"errcode": "M_UNRECOGNIZED"}), now_ms=0)
+    _ends(effects, LocalReason.HOMESERVER_ERROR, tell=FailureReason.UNSUPPORTED_PROTOCOL)
+
+
 def test_scanned_with_server_name_full_path() -> None:
     state = start(QrSide.SCANS, homeserver=SERVER_NAME)
     state, effects = step(nd, state, ChannelSecured(), now_ms=0)
@@ -124,7 +143,7 @@ def test_scanned_with_server_name_full_path() -> None:
     # An early timer changes nothing.
     assert step(nd, state, TimerFired(), now_ms=6_999) == (state, ())
     state, effects = step(nd, state, TimerFired(), now_ms=7_000)
-    assert effects == (SendHttpRequest(request_id=5, request=oauth.token_request(METADATA, CLIENT_ID, Secret(b"dc"))),)
+    assert effects == (SendHttpRequest(request_id=6, request=oauth.token_request(METADATA, CLIENT_ID, Secret(b"dc"))),)
     state, effects = step(nd, state, _json(400, {"error": "authorization_pending"}), now_ms=7_100)
     assert effects == () and nd.deadline(state) == 12_100
     state, _ = step(nd, state, TimerFired(), now_ms=12_100)
@@ -247,7 +266,9 @@ def test_transport_error_while_polling_backs_off() -> None:
 )
 def test_unusable_homeserver_sends_unsupported_protocol(response: Any) -> None:
     state, _ = step(nd, start(QrSide.SCANS, base_url=BASE_URL), ChannelSecured(), now_ms=0)
-    _, effects = step(nd, state, response, now_ms=0)
+    state, effects = step(nd, state, response, now_ms=0)
+    if isinstance(state, nd.AwaitingAuthMetadata):  # a 404 asks the unstable path too; the same answer there
+        _, effects = step(nd, state, response, now_ms=0)
     _ends(effects, LocalReason.HOMESERVER_ERROR, tell=FailureReason.UNSUPPORTED_PROTOCOL)
 
 

@@ -7,6 +7,8 @@ import asyncio
 import time
 from dataclasses import dataclass
 
+import httpx
+
 from qrlogin import qr
 from qrlogin import runner as rn
 from qrlogin._secret import Secret
@@ -44,6 +46,7 @@ async def sign_in(
     mistype: bool = False,
     new_cancel: asyncio.Event | None = None,
     existing_cancel: asyncio.Event | None = None,
+    http: httpx.AsyncClient | None = None,
 ) -> Pair:
     new_user = new_user or rn.ScriptedUser()
     existing_user = existing_user or rn.ScriptedUser()
@@ -64,11 +67,11 @@ async def sign_in(
             if new_shows:
                 return await rn.login(
                     base_url, new_user, generation=generation, device_id=device_id,
-                    options=new_options or options(), cancel=new_cancel,
+                    options=new_options or options(), cancel=new_cancel, http=http,
                 )  # fmt: skip
             return await rn.login(
                 None, new_user, qr_payload=await shown, generation=generation, device_id=device_id,
-                options=new_options or options(), cancel=new_cancel,
+                options=new_options or options(), cancel=new_cancel, http=http,
             )  # fmt: skip
         finally:
             ended["new"] = time.monotonic() - start
@@ -79,7 +82,7 @@ async def sign_in(
             return await rn.link(
                 base_url, existing_user, access_token=Secret(token.encode()), secrets=user_secrets("alice"),
                 qr_payload=payload, generation=generation, options=existing_options or options(),
-                cancel=existing_cancel,
+                cancel=existing_cancel, http=http,
             )  # fmt: skip
         finally:
             ended["existing"] = time.monotonic() - start

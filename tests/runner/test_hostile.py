@@ -95,6 +95,27 @@ def test_nobody_scans_the_code() -> None:
         _no_session_left(server)
 
 
+def test_cancelling_the_task_still_deletes_the_session() -> None:
+    """Ctrl-C under asyncio.run cancels the task: the device is ended properly and the cancellation goes through."""
+    with serving() as server:
+
+        async def interrupted() -> float:
+            user = rn.ScriptedUser()
+            user.qr = asyncio.get_running_loop().create_future()
+            task = asyncio.ensure_future(rn.login(server.base_url, user, generation=V3, options=options(30)))
+            await user.qr
+            assert live_sessions(server.app) == 1
+            start = time.monotonic()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return time.monotonic() - start
+
+        took_s = asyncio.run(interrupted())
+        assert took_s < 7  # the closing grace
+        _no_session_left(server)
+
+
 def test_the_peer_vanishes_after_scanning() -> None:
     """The device that showed the code never gets its check code typed (its user walked away): the scanner ends at
     its own deadline, with a typed outcome, and cancelling the other run from outside still ends it properly."""

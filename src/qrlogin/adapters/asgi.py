@@ -8,6 +8,12 @@ Each HTTP request is read into a plain :class:`~qrlogin.http.HttpRequest`, answe
 accepts plus one byte: a larger ``Content-Length`` is refused before reading anything, and a body that keeps
 coming is cut there, so the core (which checks sizes before anything else) answers 413 without the server ever
 buffering more. No framework is needed for this; any ASGI server (uvicorn in ``qrlogin serve``) can host it.
+
+The core routes on the request's ``raw_path`` (still percent-encoded) below the ASGI ``root_path``
+(:func:`route_path`): an encoded ``/`` never splits or joins segments, and the app answers the same wherever a host
+application mounts it. :func:`write_response` sends ``Content-Length`` on every answer that may carry a body and on
+no other (never on ``204`` or ``304``). Health, metrics, the access log and the security headers live in
+:mod:`qrlogin.adapters.front`; the HTTP server's limits in :mod:`qrlogin.adapters.uvicorn_runner`.
 """
 
 from __future__ import annotations
@@ -16,11 +22,13 @@ import os
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import quote
 
 from ..http import HttpRequest, HttpResponse
 from ..rendezvous.server import MAX_JSON_BODY_BYTES, InMemoryStore, RendezvousServer, ServerConfig, Store
 
 __all__ = [
+    "Message",
     "Receive",
     "RendezvousApp",
     "Scope",
@@ -28,6 +36,7 @@ __all__ = [
     "acknowledge_lifespan",
     "create_app",
     "read_request",
+    "route_path",
     "write_response",
 ]
 
@@ -101,11 +110,16 @@ async def read_request(scope: Scope, receive: Receive, *, limit: int) -> HttpReq
     A ``Content-Length`` over ``limit`` is refused unread: the body stands in as ``limit`` zero bytes, enough for a
     core that checks sizes first to answer 413.
     """
-    headers = tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"])
-    target = scope["path"]
+    headers = []
+    declared = None
+    for raw_name, raw_value in scope["headers"]:
+        name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+        if declared is None and name.lower() == "content-length":
+            declared = value
+        headers.append((name, value))
+    target = route_path(scope)
     if scope.get("query_string"):
         target += "?" + scope["query_string"].decode("latin-1")
-    declared = next((value for name, value in headers if name.lower() == "content-length"), None)
     body = b""
     if declared is not None and declared.isdigit() and int(declared) > limit:
         body = b"\0" * limit  # stands in for the refused body: the core answers 413 from its size alone
@@ -122,12 +136,51 @@ async def read_request(scope: Scope, receive: Receive, *, limit: int) -> HttpReq
             size += len(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)[:limit]
-    return HttpRequest(method=scope["method"], target=target, headers=headers, body=body)
+    return HttpRequest(method=scope["method"], target=target, headers=tuple(headers), body=body)
+
+
+def route_path(scope: Scope) -> str:
+    """The path as the request spelled it (still percent-encoded), below the ``root_path`` the app is mounted at.
+
+    Routing on the decoded ``path`` would let ``/rendezvous/a%2Fb`` reach the session ``a/b``; the raw path keeps an
+    encoded ``/`` inside its segment. A server or framework that mounts the app (uvicorn's ``--root-path``, a
+    Starlette ``Mount``) keeps the full path and names the mount point in ``root_path``; it is cut off here, so the
+    core sees the same target wherever the app is mounted.
+    """
+    root = scope.get("root_path", "")
+    raw: bytes | None = scope.get("raw_path")
+    if raw is None:
+        path: str = scope["path"]
+        path = path.removeprefix(root) if root and path.startswith(root + "/") else path
+        return quote(path, safe="/:@!$&'()*+,;=-._~")
+    if root:
+        encoded_root = quote(root, safe="/:@!$&'()*+,;=-._~").encode("ascii")
+        if raw.startswith(encoded_root + b"/"):
+            raw = raw[len(encoded_root) :]
+    return raw.decode("latin-1")
+
+
+_NO_CONTENT = frozenset({204, 304})
+# Most response headers are the same few pairs on every answer (CORS, caching, content type): their encoded form is
+# kept. The cache takes only the first pairs it meets, so per-session values (ETags, dates) cannot grow it.
+_ENCODED_HEADERS: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+_ENCODED_HEADERS_MAX = 64
+
+
+def _encoded(pair: tuple[str, str]) -> tuple[bytes, bytes]:
+    encoded = _ENCODED_HEADERS.get(pair)
+    if encoded is None:
+        encoded = (pair[0].encode("latin-1"), pair[1].encode("latin-1"))
+        if len(_ENCODED_HEADERS) < _ENCODED_HEADERS_MAX:
+            _ENCODED_HEADERS[pair] = encoded
+    return encoded
 
 
 async def write_response(send: Send, response: HttpResponse) -> None:
-    headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers]
-    headers.append((b"content-length", str(len(response.body)).encode("ascii")))
+    """Send ``response``; ``Content-Length`` on every status that may carry a body (not on 1xx, 204 or 304)."""
+    headers = [_encoded(pair) for pair in response.headers]
+    if response.status >= 200 and response.status not in _NO_CONTENT:
+        headers.append((b"content-length", str(len(response.body)).encode("ascii")))
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     await send({"type": "http.response.body", "body": response.body})
 

@@ -16,11 +16,13 @@ import json
 import sys
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .. import qr
 from ..errors import LocalProtocolError, QrLoginError
-from ..runner import RunOptions, SignInResult, TransportOptions, UserInterface
+
+if TYPE_CHECKING:  # the runner needs the client extra, checked by each command before it runs
+    from ..runner import RunOptions, SignInResult, UserInterface
 from .qr import read_payload, render_terminal
 
 __all__ = [
@@ -55,6 +57,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def options(args: argparse.Namespace) -> RunOptions:
+    from ..runner import RunOptions, TransportOptions
+
     if args.timeout <= 0:
         raise LocalProtocolError("--timeout must be positive")
     return RunOptions(timeout_s=args.timeout, transport=TransportOptions(allow_http=args.allow_http))
@@ -233,7 +237,7 @@ class JsonLinesUser:
         )
 
 
-Session = Callable[[UserInterface, asyncio.Event], Awaitable[SignInResult]]
+Session = Callable[["UserInterface", asyncio.Event], Awaitable["SignInResult"]]
 
 
 async def run_session(args: argparse.Namespace, session: Session, *, assume_yes: bool = False) -> SignInResult:

@@ -4,9 +4,9 @@ The ASGI app (:class:`~qrlogin.adapters.homeserver_asgi.HomeserverApp`, on uvico
 :mod:`qrlogin.homeserver` with the rendezvous for all three generations behind its hook, seeded from
 :func:`os.urandom` at start. Its base URL is ``http://HOST:PORT`` and its server name ``HOST:PORT``.
 
-The consent page of the device authorization grant is the simulated user's: with ``--auto-approve`` every device
-authorization is approved for the first user as soon as it is created; otherwise a user code typed on standard input
-(one per line) is approved for the first user.
+Device authorizations are approved by a signed-in user on the model's approval page (``/link``, the
+``verification_uri``). With ``--auto-approve`` every one is approved for the first user as soon as it is created;
+without it a user code typed on standard input (one per line) is approved for the first user too.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import secrets
-import socket
 import sys
 import threading
 from typing import TYPE_CHECKING, Any
@@ -25,6 +24,7 @@ from .. import homeserver as hsm
 from ..homeserver.oauth import DEVICE_AUTHORIZATION_PATH
 from ..homeserver.rendezvous import install_rendezvous
 from ..http import HttpRequest, HttpResponse
+from . import _serving
 
 if TYPE_CHECKING:
     from ..adapters.homeserver_asgi import AfterStep, HomeserverApp
@@ -65,6 +65,7 @@ def register(subparsers: Any) -> None:
         help="the base URL the server answers as, e.g. an https:// proxy in front of it (default http://HOST:PORT)",
     )
     parser.add_argument("--server-name", default=None, help="the server name (default: the public base URL's host)")
+    _serving.add_arguments(parser, log_level="warning", access_log=False)
     parser.set_defaults(func=run)
 
 
@@ -96,19 +97,6 @@ def auto_approver(user_id: str) -> AfterStep:
     return after
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    sock.listen(128)
-    return sock
-
-
 def _approve_from_stdin(app: HomeserverApp, user_id: str) -> None:
     for line in sys.stdin:
         code = line.strip()
@@ -124,21 +112,16 @@ def _approve_from_stdin(app: HomeserverApp, user_id: str) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         # The server extra is optional: import it only when the command runs.
-        import uvicorn
-
+        from ..adapters import uvicorn_runner  # noqa: F401  (uvicorn and httptools)
         from ..adapters.homeserver_asgi import HomeserverApp
     except ImportError:
         print("qrlogin testserver needs the 'server' extra: pip install 'qrlogin[server]'", file=sys.stderr)
         return 2
     users: list[tuple[str, str]] = args.user or [(DEFAULT_USER, secrets.token_urlsafe(12))]
-    try:
-        sock = _bind(args.host, args.port)
-    except OSError as exc:
-        print(f"qrlogin testserver: cannot bind {args.host}:{args.port}: {exc}", file=sys.stderr)
+    sock = _serving.bind_or_explain("testserver", args.host, args.port)
+    if sock is None:
         return 1
-    port = sock.getsockname()[1]
-    host = f"[{args.host}]" if ":" in args.host else args.host
-    listening = f"http://{host}:{port}"
+    listening = _serving.listening_url(sock)
     base_url = (args.public_base_url or listening).rstrip("/")
     server_name = args.server_name or urlsplit(base_url).netloc
     try:
@@ -168,12 +151,14 @@ def run(args: argparse.Namespace) -> int:
         + (
             f"approved at once for {user_ids[0]}"
             if args.auto_approve
-            else f"type a user code here to approve it for {user_ids[0]}"
+            else f"type a user code here to approve it for {user_ids[0]}, or sign in at {base_url}/link"
         ),
     ]
-    print("\n".join(lines), flush=True)
-    if not args.auto_approve:
-        threading.Thread(target=_approve_from_stdin, args=(app, user_ids[0]), daemon=True).start()
-    config = uvicorn.Config(app, log_level="warning", lifespan="on")
-    uvicorn.Server(config).run(sockets=[sock])
+
+    def announce() -> None:
+        print("\n".join(lines), flush=True)
+        if not args.auto_approve:
+            threading.Thread(target=_approve_from_stdin, args=(app, user_ids[0]), daemon=True).start()
+
+    _serving.run(app, sock, args, announce=announce)
     return 0

@@ -2,9 +2,10 @@
 
 It answers the HTTP requests the two devices of a sign-in with QR code make (docs/protocol.md §7–8) as values:
 ``handle(hs, request, *, now_ms) -> (hs, response)``. See :mod:`qrlogin.homeserver.model` for the routing and the
-guarantees, :mod:`~qrlogin.homeserver.devices` for the device management API and
-:mod:`~qrlogin.homeserver.oauth` for the RFC 8628 device authorization grant. ``docs/homeserver.md`` lists what is
-implemented and where the model simplifies.
+guarantees, :mod:`~qrlogin.homeserver.devices` for the device management API,
+:mod:`~qrlogin.homeserver.oauth` for the OAuth 2.0 authorization server (with :mod:`~qrlogin.homeserver.clients`,
+:mod:`~qrlogin.homeserver.scopes`, :mod:`~qrlogin.homeserver.authcode` and :mod:`~qrlogin.homeserver.pages`).
+``docs/homeserver.md`` lists what is implemented and where the model simplifies.
 """
 
 from __future__ import annotations

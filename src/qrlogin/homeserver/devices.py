@@ -15,7 +15,12 @@ tokens bound to them. Every operation returns a new registry. The rules the seed
 * **at most one active access token per device**: ``device_tokens`` maps each (user, device) to the digest of its
   one access token (and, for OAuth-issued tokens, its one refresh token). Binding a new token to a device first
   removes the old one from the token tables, so reusing a ``device_id`` at login invalidates the previous token;
-* **deleting a device invalidates its token**: deletion removes the device and both of its tokens together.
+* **deleting a device invalidates its token**: deletion removes the device and both of its tokens together. A
+  logout (``POST /logout``, ``/logout/all``) and an OAuth revocation are deletions of this kind.
+
+A token's :class:`TokenBinding` says whom it speaks for, the OAuth client it was issued to (refresh and revocation
+check it) and, for OAuth access tokens, when it expires; an expired access token stays in the table, so that the
+server can answer it with a soft logout until the client refreshes (which replaces it) or logs out.
 
 Tokens are stored only as SHA-256 digests (a lookup by digest reveals nothing about the token) and passwords only as
 salted digests compared with :func:`hmac.compare_digest`. A real server would use a slow password hash; the model
@@ -63,10 +68,14 @@ __all__ = [
     "list_devices",
     "login",
     "login_flows",
+    "logout",
+    "logout_all",
     "lookup_access_token",
+    "lookup_refresh_token",
     "new_registry",
     "refresh_device",
     "register",
+    "revoke_token",
     "show_device",
     "touch",
     "update_device",
@@ -109,10 +118,15 @@ class Account:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TokenBinding:
-    """Who a bearer token speaks for."""
+    """Who a bearer token speaks for, until when (access tokens issued through OAuth), and for which client."""
 
     user_id: str
     device_id: str
+    expires_at_ms: int | None = None
+    client_id: str | None = None
+
+    def expired(self, now_ms: int) -> bool:
+        return self.expires_at_ms is not None and now_ms >= self.expires_at_ms
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -135,6 +149,7 @@ class IssuedTokens:
 
     access_token: str = field(repr=False)
     refresh_token: str | None = field(default=None, repr=False)
+    expires_in_s: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -207,12 +222,16 @@ def bind_device(
     initial_display_name: str | None,
     with_refresh_token: bool,
     now_ms: int,
+    lifetime_s: int | None = None,
+    client_id: str | None = None,
 ) -> tuple[DeviceRegistry, str, IssuedTokens]:
     """Issue a fresh token for ``device_id`` (generated when None), creating the device if it is unknown.
 
     The device's previous tokens are invalidated first, so at most one access token is ever active per device.
     ``initial_display_name`` only applies to a device created here (the seed: "Ignored if device_id corresponds to
-    a known device"). Returns the registry, the device id and the new tokens.
+    a known device"). An access token with a ``lifetime_s`` stops working that many seconds from ``now_ms``;
+    ``client_id`` records the OAuth client the tokens were issued to (refresh and revocation check it). Returns the
+    registry, the device id and the new tokens.
     """
     account = registry.accounts[user_id]
     ids = registry.ids
@@ -232,7 +251,9 @@ def bind_device(
     refresh_token: str | None = None
     if with_refresh_token:
         ids, refresh_token = ids.token("syr_")
-    binding = TokenBinding(user_id=user_id, device_id=device_id)
+    binding = TokenBinding(user_id=user_id, device_id=device_id, client_id=client_id)
+    expires_at_ms = None if lifetime_s is None else now_ms + lifetime_s * 1000
+    access_binding = replace(binding, expires_at_ms=expires_at_ms)
     access = token_digest(access_token)
     refresh = token_digest(refresh_token) if refresh_token is not None else None
     refresh_tokens = registry.refresh_tokens
@@ -241,18 +262,27 @@ def bind_device(
     registry = replace(
         registry,
         ids=ids,
-        access_tokens=registry.access_tokens.set(access, binding),
+        access_tokens=registry.access_tokens.set(access, access_binding),
         refresh_tokens=refresh_tokens,
         device_tokens=registry.device_tokens.set((user_id, device_id), DeviceTokens(access=access, refresh=refresh)),
     )
-    return registry, device_id, IssuedTokens(access_token=access_token, refresh_token=refresh_token)
+    issued = IssuedTokens(access_token=access_token, refresh_token=refresh_token, expires_in_s=lifetime_s)
+    return registry, device_id, issued
+
+
+def lookup_refresh_token(registry: DeviceRegistry, token: str) -> TokenBinding | None:
+    return registry.refresh_tokens.get(token_digest(token))
 
 
 def refresh_device(
-    registry: DeviceRegistry, refresh_token: str, *, now_ms: int
+    registry: DeviceRegistry, refresh_token: str, *, now_ms: int, lifetime_s: int | None
 ) -> tuple[DeviceRegistry, TokenBinding, IssuedTokens] | None:
-    """Rotate the tokens of the device a refresh token belongs to; None if the refresh token is not active."""
-    binding = registry.refresh_tokens.get(token_digest(refresh_token))
+    """Rotate the tokens of the device a refresh token belongs to; None if the refresh token is not active.
+
+    Both tokens are replaced: the old access token and the old refresh token stop working at once (RFC 6819
+    §5.2.2.3 refresh token rotation), so a stolen refresh token is good for one use by whoever is first.
+    """
+    binding = lookup_refresh_token(registry, refresh_token)
     if binding is None:
         return None
     registry, _, issued = bind_device(
@@ -262,8 +292,22 @@ def refresh_device(
         initial_display_name=None,
         with_refresh_token=True,
         now_ms=now_ms,
+        lifetime_s=lifetime_s,
+        client_id=binding.client_id,
     )
     return registry, binding, issued
+
+
+def revoke_token(registry: DeviceRegistry, token: str) -> tuple[DeviceRegistry, TokenBinding | None]:
+    """Log out the device an access or refresh token belongs to (both its tokens go, and the device with them).
+
+    Returns the binding the token had, or None (and the registry unchanged) for a token that is not active.
+    """
+    digest = token_digest(token)
+    binding = registry.access_tokens.get(digest) or registry.refresh_tokens.get(digest)
+    if binding is None:
+        return registry, None
+    return delete_device(registry, binding.user_id, binding.device_id), binding
 
 
 def delete_device(registry: DeviceRegistry, user_id: str, device_id: str) -> DeviceRegistry:
@@ -414,6 +458,18 @@ def register(registry: DeviceRegistry, request: HttpRequest, *, now_ms: int) -> 
             "home_server": registry.server_name,
         },
     )
+
+
+def logout(registry: DeviceRegistry, binding: TokenBinding) -> tuple[DeviceRegistry, HttpResponse]:
+    """``POST /logout``: the token stops working and its device is deleted (Client-Server API, "Logout")."""
+    return delete_device(registry, binding.user_id, binding.device_id), json_response(200, {})
+
+
+def logout_all(registry: DeviceRegistry, binding: TokenBinding) -> tuple[DeviceRegistry, HttpResponse]:
+    """``POST /logout/all``: every device of the caller is deleted, with its tokens."""
+    for device_id in tuple(registry.accounts[binding.user_id].devices):
+        registry = delete_device(registry, binding.user_id, device_id)
+    return registry, json_response(200, {})
 
 
 def whoami(binding: TokenBinding) -> HttpResponse:

@@ -5,7 +5,9 @@ Theory of operation
 :class:`Homeserver` bundles the three services a sign-in with QR code talks to:
 
 * the device registry and the device management API (:mod:`qrlogin.homeserver.devices`, docs/protocol.md §8);
-* the OAuth 2.0 device authorization grant server (:mod:`qrlogin.homeserver.oauth`, docs/protocol.md §7, MSC4341);
+* the OAuth 2.0 authorization server (:mod:`qrlogin.homeserver.oauth`, docs/protocol.md §7): auth metadata,
+  client registration (:mod:`~qrlogin.homeserver.clients`), the authorization code, device code and refresh token
+  grants, revocation, and its HTML pages for sign-in and consent (:mod:`~qrlogin.homeserver.pages`);
 * the rendezvous store, supplied by the rendezvous layer through the :class:`RendezvousService` hook.
 
 ::
@@ -15,12 +17,13 @@ Theory of operation
 routes one :class:`~qrlogin.homeserver.HttpRequest` to its endpoint and returns the next homeserver value with the
 :class:`~qrlogin.homeserver.HttpResponse`. It is total: any request, however malformed, gets a well-formed JSON
 response (unknown path: ``404 M_UNRECOGNIZED``; known path, wrong method: ``405 M_UNRECOGNIZED``; bad body:
-``400``; oversized body: ``413``), and it never raises. With the same seed, the same requests at the same times give
-the same responses, byte for byte. Time enters only through ``now_ms``; randomness only through the seed given to
-:func:`new_homeserver`.
+``400``; oversized body: ``413``), or on the pages' paths a well-formed HTML one, never a 5xx, and it never
+raises. With the same seed, the same requests at the same times give the same responses, byte for byte. Time
+enters only through ``now_ms``; randomness only through the seed given to :func:`new_homeserver`.
 
-The simulated user acts through :func:`approve_user_code` and :func:`deny_user_code` (the consent page of RFC 8628
-§3.3, which a browser would show) and can be given an account with :func:`add_user`.
+A user in a browser decides on the approval page at the ``verification_uri``; the simulated user acts through
+:func:`approve_user_code` and :func:`deny_user_code`, which do what that page does (RFC 8628 §3.3), and can be
+given an account with :func:`add_user`.
 
 Rendezvous hook
 ---------------
@@ -37,7 +40,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from ..http import HttpRequest, HttpResponse
-from . import devices, oauth
+from . import devices, oauth, pages
 from ._http import bearer_token, json_response, matrix_error, split_path
 from .devices import DeviceRegistry, TokenBinding
 from .oauth import ConsentResult, OAuthServer
@@ -47,6 +50,7 @@ __all__ = [
     "CLIENT_V3",
     "RENDEZVOUS_PREFIXES",
     "SPEC_VERSIONS",
+    "UNSTABLE_AUTH_METADATA_PATH",
     "VERSIONS_PATH",
     "Homeserver",
     "RendezvousService",
@@ -60,9 +64,13 @@ __all__ = [
 
 CLIENT_V3 = ("_matrix", "client", "v3")
 AUTH_METADATA_PATH = "/_matrix/client/v1/auth_metadata"
+UNSTABLE_AUTH_METADATA_PATH = "/_matrix/client/unstable/org.matrix.msc2965/auth_metadata"
 VERSIONS_PATH = "/_matrix/client/versions"
-# The Client-Server API version that added ``auth_metadata``; the endpoints the model serves exist in it.
-SPEC_VERSIONS = ("v1.15",)
+# Every Client-Server API version from v1.1 (login, registration, devices, whoami, logout as the model serves them)
+# to v1.15 (which added ``auth_metadata``). Clients accept a server by finding a version they know in this list
+# (matrix-js-sdk 43's server discovery knows v1.1 to v1.13 and refuses a server listing only v1.15). The model
+# implements of each only the endpoints a sign-in uses (docs/homeserver.md).
+SPEC_VERSIONS = tuple(f"v1.{minor}" for minor in range(1, 16))
 
 RENDEZVOUS_PREFIXES = (
     "/_matrix/client/unstable/org.matrix.msc4108/rendezvous",
@@ -93,14 +101,25 @@ def new_homeserver(
     seed: bytes,
     grant_expires_in_s: int = oauth.DEFAULT_EXPIRES_IN_S,
     poll_interval_s: int = oauth.DEFAULT_INTERVAL_S,
+    access_token_lifetime_s: int = oauth.DEFAULT_ACCESS_TOKEN_LIFETIME_S,
 ) -> Homeserver:
-    """A homeserver with no accounts; every id and token it will ever issue follows from ``seed``."""
+    """A homeserver with no accounts; every id and token it will ever issue follows from ``seed``.
+
+    ``access_token_lifetime_s`` is how long an access token issued through OAuth works before it must be
+    refreshed; tokens from ``/login`` and ``/register`` do not expire.
+    """
     base_url = base_url.rstrip("/")
     return Homeserver(
         server_name=server_name,
         base_url=base_url,
         registry=devices.new_registry(server_name, seed),
-        oauth=oauth.new_oauth_server(base_url, seed, expires_in_s=grant_expires_in_s, interval_s=poll_interval_s),
+        oauth=oauth.new_oauth_server(
+            base_url,
+            seed,
+            expires_in_s=grant_expires_in_s,
+            interval_s=poll_interval_s,
+            access_token_lifetime_s=access_token_lifetime_s,
+        ),
     )
 
 
@@ -133,14 +152,17 @@ def _bad_method() -> HttpResponse:
 
 
 def _authenticate(
-    hs: Homeserver, request: HttpRequest, *, now_ms: int
+    hs: Homeserver, request: HttpRequest, *, now_ms: int, allow_expired: bool = False
 ) -> tuple[Homeserver, TokenBinding | HttpResponse]:
+    """The device behind the request's token; an expired one is a soft logout (the client should refresh)."""
     token = bearer_token(request)
     if token is None:
         return hs, matrix_error(401, "M_MISSING_TOKEN", "missing access token")
     binding = devices.lookup_access_token(hs.registry, token)
     if binding is None:
         return hs, matrix_error(401, "M_UNKNOWN_TOKEN", "unknown or invalidated access token", soft_logout=False)
+    if binding.expired(now_ms) and not allow_expired:
+        return hs, matrix_error(401, "M_UNKNOWN_TOKEN", "the access token has expired", soft_logout=True)
     return replace(hs, registry=devices.touch(hs.registry, binding, now_ms)), binding
 
 
@@ -169,6 +191,17 @@ def _client_api(
         if method != "POST":
             return hs, _bad_method()
         registry, response = devices.register(hs.registry, request, now_ms=now_ms)
+        return replace(hs, registry=registry), response
+
+    if rest in (("logout",), ("logout", "all")):
+        if method != "POST":
+            return hs, _bad_method()
+        # Logging out with an expired token is allowed: a client that cannot refresh must still be able to leave.
+        hs, auth = _authenticate(hs, request, now_ms=now_ms, allow_expired=True)
+        if isinstance(auth, HttpResponse):
+            return hs, auth
+        log_out = devices.logout if rest == ("logout",) else devices.logout_all
+        registry, response = log_out(hs.registry, auth)
         return replace(hs, registry=registry), response
 
     allowed: tuple[str, ...]
@@ -200,12 +233,18 @@ def _client_api(
 
 def _oauth_api(hs: Homeserver, request: HttpRequest, *, now_ms: int) -> tuple[Homeserver, HttpResponse] | None:
     path = request.path
-    if path == AUTH_METADATA_PATH:
+    if path in (AUTH_METADATA_PATH, UNSTABLE_AUTH_METADATA_PATH):
         return hs, oauth.metadata(hs.oauth) if request.method == "GET" else _bad_method()
-    if path not in (oauth.REGISTRATION_PATH, oauth.DEVICE_AUTHORIZATION_PATH, oauth.TOKEN_PATH):
+    if path in pages.PAGE_PATHS:
+        server, response = pages.handle_page(hs.oauth, hs.registry, request, now_ms=now_ms)
+        return replace(hs, oauth=server), response
+    if path not in (oauth.REGISTRATION_PATH, oauth.DEVICE_AUTHORIZATION_PATH, oauth.TOKEN_PATH, oauth.REVOCATION_PATH):
         return None
     if request.method != "POST":
         return hs, _bad_method()
+    if path == oauth.REVOCATION_PATH:
+        registry, response = oauth.revoke(hs.oauth, hs.registry, request)
+        return replace(hs, registry=registry), response
     if path == oauth.REGISTRATION_PATH:
         server, response = oauth.register_client(hs.oauth, request)
         return replace(hs, oauth=server), response

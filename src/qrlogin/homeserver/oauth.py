@@ -1,46 +1,57 @@
-"""The OAuth 2.0 device authorization grant a new device uses to obtain its tokens (RFC 8628, MSC4341).
+"""The OAuth 2.0 authorization server of the model: metadata, client registration, the three grants, revocation.
 
-Spec: RFC 8628 §3.1–3.5 (device authorization request and response, user interaction, token request, error codes
-``authorization_pending``, ``slow_down``, ``access_denied``, ``expired_token``), §5 security considerations, §6.1
-user code alphabet; RFC 6749 §5.1–5.2 (token and error responses) and §3.1 (no repeated parameters); RFC 7591
-(dynamic client registration, a subset); RFC 8414 / Matrix ``GET /_matrix/client/v1/auth_metadata`` (server metadata);
-MSC4341 (the grant in Matrix: scope ``urn:matrix:client:api:*`` plus ``urn:matrix:client:device:<id>``, a refresh
-token with every grant). docs/protocol.md §7 step 2 and 4 are what the new device does against these endpoints.
+Spec: the Matrix Client-Server API "OAuth 2.0 API" (``GET /_matrix/client/v1/auth_metadata`` and its MSC2965
+unstable path, the required metadata fields, the grants, token refresh and revocation, ``soft_logout`` for an
+expired token); RFC 8414 §2 (metadata); RFC 7591 with MSC2966 (registration, :mod:`~qrlogin.homeserver.clients`);
+RFC 6749 §4.1 with RFC 7636 (authorization code grant with PKCE, :mod:`~qrlogin.homeserver.authcode`), §5.1–5.2
+(token and error responses), §6 (refresh); RFC 8628 §3.1–3.5 with MSC4341 (device authorization grant: errors
+``authorization_pending``, ``slow_down``, ``access_denied``, ``expired_token``), §6.1 (user code alphabet);
+RFC 7009 (revocation). Scopes: :mod:`~qrlogin.homeserver.scopes`. docs/protocol.md §7 steps 2 and 4 are what the
+new device of a QR sign-in does against these endpoints.
 
 Theory of operation
 -------------------
-:class:`OAuthServer` is an immutable value holding registered clients and pending device grants. A grant is born by
-:func:`device_authorization` (``POST /oauth2/device``), is decided by the user through :func:`approve` or
-:func:`deny` (a pure operation the simulated user calls: the model has no browser page), and ends when the device
-redeems it at the token endpoint, or when it expires. Its status is one of ``pending``, ``approved`` (with the
-approving user), ``denied`` or ``redeemed``.
+:class:`OAuthServer` is an immutable value holding the registered clients, pending device grants (keyed by the
+digest of their device code, with an index from user code to that digest), unredeemed authorization codes (keyed by
+digest) and the browser sessions of the pages (:mod:`~qrlogin.homeserver.pages`). Every lookup goes through a key;
+nothing is found by scanning a table.
 
-Polling follows RFC 8628 §3.5: the first poll may come at any time; every later poll must come at least
-``interval`` seconds after the previous one, or it is answered ``slow_down`` and the grant's interval grows by
-5 seconds "for this and all subsequent requests". Once ``expires_in`` has passed every poll is ``expired_token``,
-whatever the user decided. A device code is single use: after the tokens are issued it is ``invalid_grant``.
+A device grant is born by :func:`device_authorization` (``POST /oauth2/device``), is decided by the signed-in user
+on the consent page at the ``verification_uri`` or through :func:`approve` / :func:`deny` (what the simulated user
+calls), and ends when the device redeems it at the token endpoint, or when it expires. Its status is ``pending``,
+``approved`` (with the approving user), ``denied`` or ``redeemed``. Polling follows RFC 8628 §3.5: the first poll
+may come at any time; every later poll must come at least ``interval`` seconds after the previous one, or it is
+answered ``slow_down`` and the grant's interval grows by 5 seconds "for this and all subsequent requests". Once
+``expires_in`` has passed every poll is ``expired_token``, whatever the user decided. A device code is single use.
 
-Redeeming an approved grant binds a fresh access token and refresh token to device ``<id>`` of the approving user
-through :func:`qrlogin.homeserver.devices.bind_device`. The device is created if the user has no device with that
-id; if one exists its previous tokens are invalidated, the same rule as login with a known ``device_id``. So the
-device the existing device looks up with ``GET /devices/<id>`` comes into being exactly when the tokens are issued
-(docs/protocol.md §7 step 5).
+An authorization code is born when the signed-in user consents on the page of ``/oauth2/authorize``
+(:func:`issue_code`) and is redeemed once at the token endpoint with its PKCE verifier.
 
-Device codes are stored only as digests. Errors use the OAuth shape ``{"error", "error_description"}``.
+Redeeming either grant binds a fresh access token (valid ``access_token_lifetime_s``, announced as ``expires_in``)
+and a refresh token to the device of the scope through :func:`qrlogin.homeserver.devices.bind_device`; the device
+is created if the user has none with that id, else its previous tokens are invalidated (the rule of a login with a
+known ``device_id``). Only a client registered for the refresh token grant gets a refresh token: any other would be
+refused when it used one (RFC 7591 §2, a client restricts itself to its registered grant types). So the device the
+existing device looks up with ``GET /devices/<id>`` comes into being exactly when the tokens are issued
+(docs/protocol.md §7 step 5). Tokens remember the client they were issued to: a refresh or a
+revocation by another client is refused. A refresh rotates both tokens. Revoking either token (RFC 7009) logs the
+device out: both tokens stop working and the device is deleted, as a logout does.
 
-Simplifications: the only grants are the device code and refresh token grants (no authorization code grant, so no
-``authorization_endpoint`` is advertised); access tokens do not expire, so token responses carry no ``expires_in``;
-user code guessing is not rate limited (RFC 8628 §5.1) because only the simulated user enters codes.
+Device codes, authorization codes and tokens are stored only as digests. Errors use the OAuth shape
+``{"error", "error_description"}`` with ``Cache-Control: no-store``.
+
+Simplifications: clients are public (``token_endpoint_auth_method`` ``none``); no ID token is issued (``openid`` is
+accepted in a scope and ignored); user code guessing is not rate limited (RFC 8628 §5.1); a reused authorization
+code is refused but does not revoke the tokens it produced (RFC 6749 §4.1.2 SHOULD).
 """
 
 from __future__ import annotations
 
 import enum
-import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..http import HttpRequest, HttpResponse, split_url
+from ..http import HttpRequest, HttpResponse
 from ._frozenmap import FrozenMap
 from ._http import (
     BodyError,
@@ -50,22 +61,26 @@ from ._http import (
     parse_json_object,
 )
 from ._ids import IdSource, normalize_user_code, token_digest
-from .devices import DeviceRegistry, bind_device, refresh_device
+from .authcode import CODE_LIFETIME_S, AuthorizationCode, AuthorizationRequest, pkce_matches, redirect_to_client
+from .clients import AUTHORIZATION_CODE_GRANT, Client, parse_client_metadata, registration_response
+from .devices import DeviceRegistry, IssuedTokens, bind_device, refresh_device, revoke_token
+from .scopes import API_SCOPE, DEVICE_SCOPE_PREFIX, MatrixScope, parse_scope
 
 __all__ = [
-    "API_SCOPE",
+    "AUTHORIZATION_PATH",
+    "DEFAULT_ACCESS_TOKEN_LIFETIME_S",
     "DEFAULT_EXPIRES_IN_S",
     "DEFAULT_INTERVAL_S",
     "DEVICE_AUTHORIZATION_PATH",
     "DEVICE_CODE_GRANT",
-    "DEVICE_SCOPE_PREFIX",
     "REFRESH_TOKEN_GRANT",
     "REGISTRATION_PATH",
+    "REVOCATION_PATH",
     "SLOW_DOWN_STEP_S",
     "SUPPORTED_GRANTS",
     "TOKEN_PATH",
     "VERIFICATION_PATH",
-    "Client",
+    "BrowserSession",
     "ConsentResult",
     "DeviceGrant",
     "GrantStatus",
@@ -73,31 +88,32 @@ __all__ = [
     "approve",
     "deny",
     "device_authorization",
+    "issue_code",
     "metadata",
     "new_oauth_server",
     "pending_grant",
     "register_client",
+    "revoke",
     "token",
     "verification_uri",
 ]
 
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 REFRESH_TOKEN_GRANT = "refresh_token"
-SUPPORTED_GRANTS = (DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT)
-API_SCOPE = "urn:matrix:client:api:*"
-DEVICE_SCOPE_PREFIX = "urn:matrix:client:device:"
+SUPPORTED_GRANTS = (AUTHORIZATION_CODE_GRANT, REFRESH_TOKEN_GRANT, DEVICE_CODE_GRANT)
 
 DEFAULT_INTERVAL_S = 5
 SLOW_DOWN_STEP_S = 5
 DEFAULT_EXPIRES_IN_S = 300
+DEFAULT_ACCESS_TOKEN_LIFETIME_S = 300
+"""How long an OAuth access token works (``expires_in``); the refresh token gets the next one."""
 
 REGISTRATION_PATH = "/oauth2/registration"
 DEVICE_AUTHORIZATION_PATH = "/oauth2/device"
 TOKEN_PATH = "/oauth2/token"
+REVOCATION_PATH = "/oauth2/revoke"
+AUTHORIZATION_PATH = "/oauth2/authorize"
 VERIFICATION_PATH = "/link"
-
-# The Matrix spec restricts device ids requested through a scope to RFC 3986 unreserved characters.
-_SCOPE_DEVICE_ID = re.compile(r"[A-Za-z0-9._~-]{1,255}")
 
 
 class GrantStatus(enum.Enum):
@@ -108,24 +124,28 @@ class GrantStatus(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Client:
-    client_id: str
-    client_name: str | None
-    client_uri: str
-    grant_types: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class DeviceGrant:
     client_id: str
-    scope: str
-    device_id: str
+    scope: MatrixScope
     user_code: str
     expires_at_ms: int
     interval_s: int
     status: GrantStatus = GrantStatus.PENDING
     user_id: str | None = None
     last_poll_ms: int | None = None
+
+    @property
+    def device_id(self) -> str | None:
+        """The device the scope names; None when the server picks one as it issues the tokens."""
+        return self.scope.device_id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BrowserSession:
+    """A browser signed in on the pages (:mod:`~qrlogin.homeserver.pages`), until ``expires_at_ms``."""
+
+    user_id: str
+    expires_at_ms: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,14 +154,19 @@ class OAuthServer:
     ids: IdSource
     expires_in_s: int = DEFAULT_EXPIRES_IN_S
     interval_s: int = DEFAULT_INTERVAL_S
+    access_token_lifetime_s: int = DEFAULT_ACCESS_TOKEN_LIFETIME_S
     clients: FrozenMap[str, Client] = field(default_factory=FrozenMap)
     grants: FrozenMap[bytes, DeviceGrant] = field(default_factory=FrozenMap, repr=False)
     user_codes: FrozenMap[str, bytes] = field(default_factory=FrozenMap, repr=False)
     """Normalised user code -> digest of its device code."""
+    codes: FrozenMap[bytes, AuthorizationCode] = field(default_factory=FrozenMap, repr=False)
+    """Digest of an authorization code -> what it was issued for."""
+    sessions: FrozenMap[bytes, BrowserSession] = field(default_factory=FrozenMap, repr=False)
+    """Digest of a signed-in browser's session cookie -> its session."""
 
 
 class ConsentResult(enum.Enum):
-    """What became of a user's approve/deny: the simulated user may act late, twice or on a mistyped code."""
+    """What became of a user's approve/deny: the user may act late, twice or on a mistyped code."""
 
     APPROVED = "approved"
     DENIED = "denied"
@@ -152,13 +177,19 @@ class ConsentResult(enum.Enum):
 
 
 def new_oauth_server(
-    base_url: str, seed: bytes, *, expires_in_s: int = DEFAULT_EXPIRES_IN_S, interval_s: int = DEFAULT_INTERVAL_S
+    base_url: str,
+    seed: bytes,
+    *,
+    expires_in_s: int = DEFAULT_EXPIRES_IN_S,
+    interval_s: int = DEFAULT_INTERVAL_S,
+    access_token_lifetime_s: int = DEFAULT_ACCESS_TOKEN_LIFETIME_S,
 ) -> OAuthServer:
     return OAuthServer(
         base_url=base_url.rstrip("/"),
         ids=IdSource.from_seed(seed, "oauth"),
         expires_in_s=expires_in_s,
         interval_s=interval_s,
+        access_token_lifetime_s=access_token_lifetime_s,
     )
 
 
@@ -166,18 +197,24 @@ def new_oauth_server(
 
 
 def metadata(server: OAuthServer) -> HttpResponse:
-    """``GET /_matrix/client/v1/auth_metadata`` (RFC 8414 fields the model implements)."""
+    """``GET /_matrix/client/v1/auth_metadata``: every field the Matrix spec requires, and the device grant's."""
     base = server.base_url
     return json_response(
         200,
         {
             "issuer": base + "/",
-            "registration_endpoint": base + REGISTRATION_PATH,
-            "device_authorization_endpoint": base + DEVICE_AUTHORIZATION_PATH,
+            "authorization_endpoint": base + AUTHORIZATION_PATH,
             "token_endpoint": base + TOKEN_PATH,
+            "registration_endpoint": base + REGISTRATION_PATH,
+            "revocation_endpoint": base + REVOCATION_PATH,
+            "device_authorization_endpoint": base + DEVICE_AUTHORIZATION_PATH,
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query", "fragment"],
             "grant_types_supported": list(SUPPORTED_GRANTS),
+            "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported": ["none"],
-            "scopes_supported": [API_SCOPE, DEVICE_SCOPE_PREFIX + "*"],
+            "revocation_endpoint_auth_methods_supported": ["none"],
+            "scopes_supported": ["openid", API_SCOPE, DEVICE_SCOPE_PREFIX + "*"],
         },
     )
 
@@ -186,54 +223,20 @@ def verification_uri(server: OAuthServer) -> str:
     return server.base_url + VERIFICATION_PATH
 
 
-# -- client registration (RFC 7591 subset) ---------------------------------------------------------------------
-
-
-def _string_list(value: object, name: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise BodyError(400, "invalid_client_metadata", f"{name} must be a list of strings")
-    return tuple(value)
-
-
-def _https_uri(value: object) -> str:
-    if not isinstance(value, str):
-        raise BodyError(400, "invalid_client_metadata", "client_uri must be a string")
-    parts = split_url(value)
-    if parts is None or parts.scheme != "https" or not parts.netloc:
-        raise BodyError(400, "invalid_client_metadata", "client_uri must be an absolute https URI")
-    return value
+# -- client registration (RFC 7591, MSC2966) -------------------------------------------------------------------
 
 
 def register_client(server: OAuthServer, request: HttpRequest) -> tuple[OAuthServer, HttpResponse]:
-    """``POST /oauth2/registration``: a public client (``token_endpoint_auth_method: none``) for our grants."""
+    """``POST /oauth2/registration``: a public client; the metadata rules are in :mod:`.clients`."""
     try:
         body = parse_json_object(request.body)
-        client_uri = _https_uri(body.get("client_uri"))
-        grant_types = _string_list(body.get("grant_types", [DEVICE_CODE_GRANT]), "grant_types")
-        unsupported = sorted(set(grant_types) - set(SUPPORTED_GRANTS))
-        if unsupported or not grant_types:
-            raise BodyError(400, "invalid_client_metadata", "grant_types must be a subset of the supported grants")
-        auth_method = body.get("token_endpoint_auth_method", "none")
-        if auth_method != "none":
-            raise BodyError(400, "invalid_client_metadata", "only public clients (auth method none) are supported")
-        client_name = body.get("client_name")
-        if client_name is not None and not isinstance(client_name, str):
-            raise BodyError(400, "invalid_client_metadata", "client_name must be a string")
+        client = parse_client_metadata(body, supported_grants=SUPPORTED_GRANTS)
     except BodyError as exc:
         return server, _body_error(exc, "invalid_client_metadata")
     ids, raw = server.ids.draw(16)
-    client_id = raw.hex()
-    client = Client(client_id=client_id, client_name=client_name, client_uri=client_uri, grant_types=grant_types)
-    server = replace(server, ids=ids, clients=server.clients.set(client_id, client))
-    content: dict[str, Any] = {
-        "client_id": client_id,
-        "client_uri": client_uri,
-        "grant_types": list(grant_types),
-        "token_endpoint_auth_method": "none",
-    }
-    if client_name is not None:
-        content["client_name"] = client_name
-    return server, json_response(201, content)
+    client = replace(client, client_id=raw.hex())
+    server = replace(server, ids=ids, clients=server.clients.set(client.client_id, client))
+    return server, json_response(201, registration_response(client), extra_headers=(("cache-control", "no-store"),))
 
 
 def _body_error(exc: BodyError, invalid: str) -> HttpResponse:
@@ -245,20 +248,6 @@ def _body_error(exc: BodyError, invalid: str) -> HttpResponse:
 
 
 # -- device authorization (RFC 8628 §3.1–3.2) ------------------------------------------------------------------
-
-
-def _device_from_scope(scope: str) -> str:
-    """The device id requested by a Matrix scope; the API scope must be present and nothing else is understood."""
-    tokens = scope.split(" ")
-    if "" in tokens or len(set(tokens)) != len(tokens):
-        raise BodyError(400, "invalid_scope", "scope must be distinct tokens separated by single spaces")
-    device_ids = [t[len(DEVICE_SCOPE_PREFIX) :] for t in tokens if t.startswith(DEVICE_SCOPE_PREFIX)]
-    unknown = [t for t in tokens if t != API_SCOPE and not t.startswith(DEVICE_SCOPE_PREFIX)]
-    if unknown or API_SCOPE not in tokens:
-        raise BodyError(400, "invalid_scope", f"scope must hold {API_SCOPE} and one device scope, nothing else")
-    if len(device_ids) != 1 or _SCOPE_DEVICE_ID.fullmatch(device_ids[0]) is None:
-        raise BodyError(400, "invalid_scope", "scope must name exactly one device id of unreserved characters")
-    return device_ids[0]
 
 
 def _client_for(server: OAuthServer, form: dict[str, str], grant: str) -> Client:
@@ -274,14 +263,14 @@ def _client_for(server: OAuthServer, form: dict[str, str], grant: str) -> Client
 
 
 def device_authorization(server: OAuthServer, request: HttpRequest, *, now_ms: int) -> tuple[OAuthServer, HttpResponse]:
-    """``POST /oauth2/device``: start a grant for scope ``urn:matrix:client:api:* urn:matrix:client:device:<id>``."""
+    """``POST /oauth2/device``: start a grant for a Matrix scope (:func:`.scopes.parse_scope`)."""
     try:
         form = parse_form(request)
         client = _client_for(server, form, DEVICE_CODE_GRANT)
         scope = form.get("scope")
         if scope is None:
             raise BodyError(400, "invalid_request", "scope is required")
-        device_id = _device_from_scope(scope)
+        matrix_scope = parse_scope(scope)
     except BodyError as exc:
         return server, _body_error(exc, "invalid_request")
     ids, device_code = server.ids.token("dc_")
@@ -290,8 +279,7 @@ def device_authorization(server: OAuthServer, request: HttpRequest, *, now_ms: i
         ids, user_code = ids.user_code()
     grant = DeviceGrant(
         client_id=client.client_id,
-        scope=scope,
-        device_id=device_id,
+        scope=matrix_scope,
         user_code=user_code,
         expires_at_ms=now_ms + server.expires_in_s * 1000,
         interval_s=server.interval_s,
@@ -363,14 +351,62 @@ def deny(server: OAuthServer, user_code: str, *, now_ms: int) -> tuple[OAuthServ
     return _decide(server, user_code, None, now_ms=now_ms)
 
 
-# -- token endpoint (RFC 8628 §3.4–3.5, RFC 6749 §6) -----------------------------------------------------------
+# -- authorization code (RFC 6749 §4.1.2) ----------------------------------------------------------------------
 
 
-def _token_response(issued_access: str, issued_refresh: str | None, scope: str) -> HttpResponse:
-    content: dict[str, Any] = {"access_token": issued_access, "token_type": "Bearer", "scope": scope}
-    if issued_refresh is not None:
-        content["refresh_token"] = issued_refresh
+def issue_code(
+    server: OAuthServer, request: AuthorizationRequest, user_id: str, *, now_ms: int
+) -> tuple[OAuthServer, str]:
+    """The signed-in ``user_id`` consented to ``request``: store a fresh code and return where to send the browser."""
+    ids, code = server.ids.token("ac_")
+    record = AuthorizationCode(
+        client_id=request.client.client_id,
+        redirect_uri=request.redirect_uri,
+        scope=request.scope,
+        code_challenge=request.code_challenge,
+        user_id=user_id,
+        expires_at_ms=now_ms + CODE_LIFETIME_S * 1000,
+    )
+    server = replace(server, ids=ids, codes=server.codes.set(token_digest(code), record))
+    fields = {"code": code}
+    if request.state is not None:
+        fields["state"] = request.state
+    return server, redirect_to_client(request.redirect_uri, request.response_mode, fields)
+
+
+# -- token endpoint (RFC 6749 §4.1.3, §6; RFC 8628 §3.4–3.5) ---------------------------------------------------
+
+
+def _token_response(issued: IssuedTokens, scope: str) -> HttpResponse:
+    content: dict[str, Any] = {"access_token": issued.access_token, "token_type": "Bearer", "scope": scope}
+    if issued.refresh_token is not None:
+        content["refresh_token"] = issued.refresh_token
+    if issued.expires_in_s is not None:
+        content["expires_in"] = issued.expires_in_s
     return json_response(200, content, extra_headers=(("cache-control", "no-store"),))
+
+
+def _issue(
+    server: OAuthServer,
+    registry: DeviceRegistry,
+    client: Client,
+    user_id: str,
+    scope: MatrixScope,
+    *,
+    now_ms: int,
+) -> tuple[DeviceRegistry, HttpResponse]:
+    """Bind fresh tokens to the scope's device; a refresh token only for a client registered to use one."""
+    registry, device_id, issued = bind_device(
+        registry,
+        user_id,
+        scope.device_id,
+        initial_display_name=None,
+        with_refresh_token=REFRESH_TOKEN_GRANT in client.grant_types,
+        now_ms=now_ms,
+        lifetime_s=server.access_token_lifetime_s,
+        client_id=client.client_id,
+    )
+    return registry, _token_response(issued, scope.granted(device_id))
 
 
 def _poll(
@@ -399,36 +435,59 @@ def _poll(
         return server, registry, oauth_error(400, "access_denied", "the user denied the request")
     # Approval checked that the account exists, and accounts are never removed.
     assert grant.user_id is not None
-    registry, _, issued = bind_device(
-        registry, grant.user_id, grant.device_id, initial_display_name=None, with_refresh_token=True, now_ms=now_ms
-    )
+    registry, response = _issue(server, registry, client, grant.user_id, grant.scope, now_ms=now_ms)
     server = replace(
         server,
         grants=server.grants.set(digest, replace(grant, status=GrantStatus.REDEEMED)),
         user_codes=server.user_codes.remove(normalize_user_code(grant.user_code)),
     )
-    return server, registry, _token_response(issued.access_token, issued.refresh_token, grant.scope)
+    return server, registry, response
+
+
+def _redeem_code(
+    server: OAuthServer, registry: DeviceRegistry, form: dict[str, str], *, now_ms: int
+) -> tuple[OAuthServer, DeviceRegistry, HttpResponse]:
+    client = _client_for(server, form, AUTHORIZATION_CODE_GRANT)
+    code, redirect_uri, verifier = form.get("code"), form.get("redirect_uri"), form.get("code_verifier")
+    if code is None or redirect_uri is None or verifier is None:
+        raise BodyError(400, "invalid_request", "code, redirect_uri and code_verifier are required")
+    digest = token_digest(code)
+    record = server.codes.get(digest)
+    if record is None or record.client_id != client.client_id:
+        raise BodyError(400, "invalid_grant", "unknown, foreign or already used code")
+    # The code is spent by any attempt to redeem it, right or wrong: a guessed verifier gets one try.
+    server = replace(server, codes=server.codes.remove(digest))
+    if now_ms >= record.expires_at_ms:
+        return server, registry, oauth_error(400, "invalid_grant", "the code has expired")
+    if redirect_uri != record.redirect_uri:
+        return server, registry, oauth_error(400, "invalid_grant", "redirect_uri differs from the authorization")
+    if not pkce_matches(verifier, record.code_challenge):
+        return server, registry, oauth_error(400, "invalid_grant", "code_verifier does not match the challenge")
+    if record.user_id not in registry.accounts:
+        return server, registry, oauth_error(400, "invalid_grant", "the user is gone")
+    registry, response = _issue(server, registry, client, record.user_id, record.scope, now_ms=now_ms)
+    return server, registry, response
 
 
 def _refresh(
     server: OAuthServer, registry: DeviceRegistry, form: dict[str, str], *, now_ms: int
 ) -> tuple[OAuthServer, DeviceRegistry, HttpResponse]:
-    _client_for(server, form, REFRESH_TOKEN_GRANT)
+    client = _client_for(server, form, REFRESH_TOKEN_GRANT)
     refresh_token = form.get("refresh_token")
     if refresh_token is None:
         raise BodyError(400, "invalid_request", "refresh_token is required")
-    rotated = refresh_device(registry, refresh_token, now_ms=now_ms)
-    if rotated is None:
-        raise BodyError(400, "invalid_grant", "unknown or already used refresh_token")
+    rotated = refresh_device(registry, refresh_token, now_ms=now_ms, lifetime_s=server.access_token_lifetime_s)
+    if rotated is None or rotated[1].client_id != client.client_id:
+        raise BodyError(400, "invalid_grant", "unknown, foreign or already used refresh_token")
     registry, binding, issued = rotated
     scope = f"{API_SCOPE} {DEVICE_SCOPE_PREFIX}{binding.device_id}"
-    return server, registry, _token_response(issued.access_token, issued.refresh_token, scope)
+    return server, registry, _token_response(issued, scope)
 
 
 def token(
     server: OAuthServer, registry: DeviceRegistry, request: HttpRequest, *, now_ms: int
 ) -> tuple[OAuthServer, DeviceRegistry, HttpResponse]:
-    """``POST /oauth2/token`` for the device code grant (polling) and the refresh token grant."""
+    """``POST /oauth2/token`` for the authorization code, device code and refresh token grants."""
     try:
         form = parse_form(request)
         grant_type = form.get("grant_type")
@@ -436,8 +495,40 @@ def token(
             raise BodyError(400, "invalid_request", "grant_type is required")
         if grant_type == DEVICE_CODE_GRANT:
             return _poll(server, registry, form, now_ms=now_ms)
+        if grant_type == AUTHORIZATION_CODE_GRANT:
+            return _redeem_code(server, registry, form, now_ms=now_ms)
         if grant_type == REFRESH_TOKEN_GRANT:
             return _refresh(server, registry, form, now_ms=now_ms)
         raise BodyError(400, "unsupported_grant_type", "grant_type is not supported")
     except BodyError as exc:
         return server, registry, _body_error(exc, "invalid_request")
+
+
+# -- revocation (RFC 7009) -------------------------------------------------------------------------------------
+
+
+def revoke(server: OAuthServer, registry: DeviceRegistry, request: HttpRequest) -> tuple[DeviceRegistry, HttpResponse]:
+    """``POST /oauth2/revoke``: log out the device of an access or refresh token issued to this client.
+
+    RFC 7009 §2.2: an unknown or already invalid token is answered 200 like a revoked one (the client's goal is
+    reached either way); a token issued to another client is refused (§2.1) and stays valid.
+    """
+    try:
+        form = parse_form(request)
+        client_id = form.get("client_id")
+        if client_id is None:
+            raise BodyError(400, "invalid_request", "client_id is required")
+        if client_id not in server.clients:
+            raise BodyError(401, "invalid_client", "unknown client_id")
+        token_value = form.get("token")
+        if token_value is None:
+            raise BodyError(400, "invalid_request", "token is required")
+        hint = form.get("token_type_hint")
+        if hint is not None and hint not in ("access_token", "refresh_token"):
+            raise BodyError(400, "unsupported_token_type", "token_type_hint is access_token or refresh_token")
+    except BodyError as exc:
+        return registry, _body_error(exc, "invalid_request")
+    revoked, binding = revoke_token(registry, token_value)
+    if binding is not None and binding.client_id != client_id:
+        return registry, oauth_error(400, "unauthorized_client", "the token was issued to another client")
+    return revoked, json_response(200, {}, extra_headers=(("cache-control", "no-store"),))

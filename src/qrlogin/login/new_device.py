@@ -12,7 +12,7 @@ The new device wants to sign in. Which device speaks first depends on who scanne
 
 Then, in both directions::
 
-    well-known (server name only) -> auth_metadata -> [registration] -> device authorization
+    well-known (server name only) -> auth_metadata [404: its unstable path] -> [registration] -> device authorization
         -> send m.login.protocol -> AwaitingProtocolAccepted
         -> show user code, poll the token endpoint every `interval` (+5 s on slow_down, doubled after a transport
            error as RFC 8628 §3.5 recommends, up to 60 s) until `expires_in`
@@ -157,6 +157,7 @@ class AwaitingWellKnown:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AwaitingAuthMetadata:
     config: NewDeviceConfig
+    unstable: bool = False  # asking MSC2965's unstable path, after the stable one answered 404
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -228,7 +229,8 @@ _REQUEST_IDS: dict[type, int] = {
     AwaitingRegistration: 3,
     AwaitingDeviceAuthorization: 4,
 }
-_FIRST_TOKEN_POLL_ID = 5
+_UNSTABLE_AUTH_METADATA_ID = 5
+_FIRST_TOKEN_POLL_ID = 6
 
 #: The longest the poll interval grows to by doubling after transport errors (a server's slow_down may go beyond).
 MAX_POLL_INTERVAL_MS = 60_000
@@ -238,6 +240,8 @@ def awaited_request_id(state: State) -> int | None:
     """The id of the request whose answer ``state`` waits for, or ``None``."""
     if isinstance(state, AwaitingToken):
         return state.request_id
+    if isinstance(state, AwaitingAuthMetadata) and state.unstable:
+        return _UNSTABLE_AUTH_METADATA_ID
     return _REQUEST_IDS.get(type(state))
 
 
@@ -410,10 +414,17 @@ def _auth_metadata_answered(
 ) -> tuple[AwaitingAuthMetadata | AwaitingRegistration | AwaitingDeviceAuthorization | LoginFailed, Effects]:
     if event.request_id != awaited_request_id(state):
         return state, ()
+    config = state.config
+    if event.response.status == 404 and not state.unstable and config.base_url is not None:
+        # Not on the stable path: servers from before Matrix 1.15 serve it on MSC2965's unstable one.
+        request = oauth.auth_metadata_request(config.base_url, unstable=True)
+        return AwaitingAuthMetadata(config=config, unstable=True), (
+            SendHttpRequest(request_id=_UNSTABLE_AUTH_METADATA_ID, request=request),
+        )
     try:
-        return _after_metadata(state.config, oauth.parse_auth_metadata(event.response))
+        return _after_metadata(config, oauth.parse_auth_metadata(event.response))
     except RemoteProtocolError:
-        return _homeserver_error(state.config, now_ms)
+        return _homeserver_error(config, now_ms)
 
 
 def _registration_answered(

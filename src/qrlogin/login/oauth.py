@@ -10,8 +10,9 @@ an :class:`~qrlogin.http.HttpRequest` and a *parser* taking the
 
 1. server discovery: ``GET https://<server_name>/.well-known/matrix/client`` -> ``m.homeserver.base_url``
    (a 404 means "use the server name": the spec's IGNORE outcome);
-2. ``GET <base_url>/_matrix/client/v1/auth_metadata``; ``grant_types_supported`` must list
-   ``urn:ietf:params:oauth:grant-type:device_code`` and a ``device_authorization_endpoint`` must be present;
+2. ``GET <base_url>/_matrix/client/v1/auth_metadata`` (after a 404 there, MSC2965's unstable
+   ``/_matrix/client/unstable/org.matrix.msc2965/auth_metadata``, which older servers serve); ``grant_types_supported``
+   must list ``urn:ietf:params:oauth:grant-type:device_code`` and a ``device_authorization_endpoint`` must be present;
 3. a static ``client_id`` or dynamic client registration (RFC 7591) at ``registration_endpoint``;
 4. the device authorization request with scope ``urn:matrix:client:api:*
    urn:matrix:client:device:<device_id>``;
@@ -36,9 +37,11 @@ from ..errors import RemoteProtocolError
 from ..http import HttpRequest, HttpResponse, split_url
 
 __all__ = [
+    "AUTH_METADATA_PATH",
     "DEFAULT_INTERVAL_S",
     "DEVICE_CODE_GRANT",
     "SLOW_DOWN_INCREMENT_S",
+    "UNSTABLE_AUTH_METADATA_PATH",
     "AuthMetadata",
     "DeviceAuthorization",
     "OAuthError",
@@ -150,8 +153,14 @@ class AuthMetadata:
     registration_endpoint: str | None
 
 
-def auth_metadata_request(base_url: str) -> HttpRequest:
-    return HttpRequest(method="GET", target=f"{_base(base_url)}/_matrix/client/v1/auth_metadata", headers=_JSON)
+#: Where the OAuth 2.0 server metadata is served: the stable path, and MSC2965's unstable one older servers serve.
+AUTH_METADATA_PATH = "/_matrix/client/v1/auth_metadata"
+UNSTABLE_AUTH_METADATA_PATH = "/_matrix/client/unstable/org.matrix.msc2965/auth_metadata"
+
+
+def auth_metadata_request(base_url: str, *, unstable: bool = False) -> HttpRequest:
+    path = UNSTABLE_AUTH_METADATA_PATH if unstable else AUTH_METADATA_PATH
+    return HttpRequest(method="GET", target=f"{_base(base_url)}{path}", headers=_JSON)
 
 
 def parse_auth_metadata(response: HttpResponse) -> AuthMetadata:

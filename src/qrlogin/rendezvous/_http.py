@@ -62,9 +62,13 @@ def media_type(content_type: str | None) -> str | None:
     return content_type.split(";", 1)[0].strip().lower()
 
 
+# Built once: json.dumps with options other than the defaults builds a new encoder on every call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def json_response(status: int, body: object, headers: Headers = ()) -> HttpResponse:
     """A compact UTF-8 JSON response, keys in the order given (the spec examples' order)."""
-    encoded = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    encoded = _ENCODER.encode(body).encode("utf-8")
     return HttpResponse(status=status, headers=(("content-type", "application/json"), *headers), body=encoded)
 
 

@@ -252,8 +252,9 @@ def _error(
     return json_response(status, body, (*_CORS_HEADERS, *_NO_CACHE, *extra))
 
 
-def _unrecognized(status: int = 404) -> HttpResponse:
-    return _error(status, "M_UNRECOGNIZED", "Unrecognized request", generation=None, stable=True)
+def _unrecognized(status: int = 404, *, allow: str | None = None) -> HttpResponse:
+    extra = () if allow is None else (("allow", allow),)  # a 405 names the methods the resource has (RFC 9110 §15.5.6)
+    return _error(status, "M_UNRECOGNIZED", "Unrecognized request", generation=None, stable=True, extra=extra)
 
 
 def _split_target(target: str) -> str:
@@ -286,10 +287,12 @@ def _plan_collection(config: ServerConfig, mount: Mount, request: HttpRequest) -
         return HttpResponse(status=204, headers=(*_CORS_HEADERS, *_NO_CACHE))
     if request.method == "GET":
         if ApiGeneration.V3 not in mount.generations:
-            return _unrecognized(405)
+            return _unrecognized(405, allow="POST, OPTIONS")
         return json_response(200, {"create_available": config.create_available}, (*_CORS_HEADERS, *_NO_CACHE))
     if request.method != "POST":
-        return _unrecognized(405)
+        return _unrecognized(
+            405, allow="GET, POST, OPTIONS" if ApiGeneration.V3 in mount.generations else "POST, OPTIONS"
+        )
     # The body limit comes first: nothing about an oversize request is looked at.
     if len(request.body) > MAX_JSON_BODY_BYTES:
         return _error(413, "M_TOO_LARGE", "Payload too large", generation=None, stable=mount.stable)
@@ -338,7 +341,7 @@ def _plan_session(mount: Mount, session_id: str, request: HttpRequest) -> HttpRe
     if request.method == "OPTIONS":
         return HttpResponse(status=204, headers=(*_CORS_HEADERS, *_NO_CACHE))
     if request.method not in ("GET", "PUT", "DELETE"):
-        return _unrecognized(405)
+        return _unrecognized(405, allow="GET, PUT, DELETE, OPTIONS")
     if len(request.body) > MAX_JSON_BODY_BYTES:
         return _error(413, "M_TOO_LARGE", "Payload too large", generation=None, stable=mount.stable)
     return Access(mount=mount, session_id=session_id)

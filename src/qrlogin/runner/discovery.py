@@ -42,10 +42,7 @@ __all__ = [
 #: ``unstable_features`` flags that advertise sign-in with QR code (MSC4108's and MSC4388's unstable names).
 QR_LOGIN_FEATURES = ("org.matrix.msc4108", "io.element.msc4388")
 #: Where the OAuth 2.0 server metadata is served: the stable path first, then MSC2965's unstable one.
-AUTH_METADATA_PATHS = (
-    "/_matrix/client/v1/auth_metadata",
-    "/_matrix/client/unstable/org.matrix.msc2965/auth_metadata",
-)
+AUTH_METADATA_PATHS = (oauth.AUTH_METADATA_PATH, oauth.UNSTABLE_AUTH_METADATA_PATH)
 _JSON = (("accept", "application/json"),)
 _MAX_BYTES = 65_536
 

@@ -27,6 +27,7 @@ What is shown, in the order a sign-in shows it:
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from .. import qr
@@ -64,7 +65,7 @@ class ScriptedUser:
     :meth:`show_check_code` can call it), consent is ``approve``, and the verification URI is "opened" by calling
     ``on_open`` (for example to approve the grant on a test server). Everything shown is recorded in ``shown``."""
 
-    def __init__(self, *, approve: bool = True, on_open: object = None) -> None:
+    def __init__(self, *, approve: bool = True, on_open: Callable[[str], object] | None = None) -> None:
         self.approve = approve
         self.on_open = on_open
         self.shown: list[tuple[str, object]] = []
@@ -91,7 +92,7 @@ class ScriptedUser:
 
     async def open_verification_uri(self, uri: str) -> bool:
         self.shown.append(("verification_uri", uri))
-        if callable(self.on_open):
+        if self.on_open is not None:
             self.on_open(uri)
         return True
 

@@ -3,7 +3,9 @@
 Theory of operation
 -------------------
 :class:`SignInResult` is the whole answer of one run: how it ended (``outcome`` is ``"success"`` or the reason, the
-same strings the login layer reports, plus ``"timeout"`` when the runner's own deadline ended it), and on the new
+same strings the login layer reports, plus ``"timeout"`` when the runner's own deadline ended it; ``by_peer`` says the
+other device reported it, ``session_end`` how the rendezvous session ended when its end ended the sign-in:
+``"deleted"`` by the other device, ``"expired"``, ``"failed"``), and on the new
 device everything an application needs to use the account at once: user id, device id, homeserver base URL, the
 OAuth client id and token endpoint the tokens belong to, the access and refresh tokens with the access token's
 expiry (Unix milliseconds), and the secrets the existing device handed over. On the existing device it names the
@@ -41,6 +43,7 @@ class SignInResult:
 
     outcome: str
     by_peer: bool = False
+    session_end: str | None = None
     user_id: str | None = None
     device_id: str | None = None
     base_url: str | None = None

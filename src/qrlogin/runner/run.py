@@ -41,9 +41,7 @@ import json
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
-
-import httpx
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import device as dv
 from .. import qr
@@ -72,6 +70,9 @@ from .discovery import DiscoveredServer, DiscoveryError, discover
 from .interface import UserInterface
 from .result import SignInResult
 from .transport import Transport, TransportOptions, now_ms
+
+if TYPE_CHECKING:
+    import httpx  # the client extra, imported when a run opens its own client
 
 __all__ = [
     "DEFAULT_CLIENT_METADATA",
@@ -209,6 +210,8 @@ class _Run:
             user.progress(f"received {effect.message_type}")
         elif isinstance(effect, dv.ReportOutcome):
             self.outcome = effect
+            # The login is over; the device may still owe the rendezvous a last message or the deletion.
+            user.progress("login ended, closing")
             for task in self.asks:
                 task.cancel()
 
@@ -259,7 +262,9 @@ class _Run:
     def _completed(self, task: asyncio.Future[Any]) -> None:
         if task in self.requests:
             request_id = self.requests.pop(task)
-            response = task.result()
+            # A request abandoned (its task cancelled when the run was interrupted) or one the transport could not
+            # even start is lost as far as the device can tell.
+            response = None if task.cancelled() or task.exception() is not None else task.result()
             if response is None:
                 self.feed(HttpRequestFailed(request_id=request_id))
             else:
@@ -279,8 +284,8 @@ class _Run:
 def _outcome_text(run: _Run) -> tuple[str, bool]:
     """The result's ``outcome`` string and whether the peer reported it."""
     reported = run.outcome
-    if reported is None:
-        return ("timeout" if run.timed_out or now_ms() >= run.soft_deadline_ms else "cancelled"), False
+    if reported is None:  # only the hard deadline stops a run before the device reported an outcome
+        return "timeout", False
     result = reported.result
     if isinstance(result, ReportLoginSuccess):
         return "success", False
@@ -327,7 +332,14 @@ async def run_device(
             await run.loop()
         raise
     outcome, by_peer = _outcome_text(run)
-    result = SignInResult(outcome=outcome, by_peer=by_peer, user_id=user_id, base_url=config.base_url)
+    session_end = run.outcome.session_end if run.outcome is not None else None
+    result = SignInResult(
+        outcome=outcome,
+        by_peer=by_peer,
+        session_end=None if session_end is None else session_end.value,
+        user_id=user_id,
+        base_url=config.base_url,
+    )
     reported = run.outcome.result if run.outcome is not None else None
     if isinstance(reported, ReportLoginSuccess):
         result = await _complete(result, reported, transport, deadline_ms=run.hard_deadline_ms)
@@ -430,7 +442,13 @@ def _seed(options: RunOptions) -> bytes:
     return options.seed if options.seed is not None else os.urandom(32)
 
 
-def _http(options: RunOptions) -> httpx.AsyncClient:
+def _http(
+    options: RunOptions, given: httpx.AsyncClient | None
+) -> contextlib.AbstractAsyncContextManager[httpx.AsyncClient]:
+    if given is not None:
+        return contextlib.nullcontext(given)
+    import httpx
+
     # The transport bounds each attempt by the device's deadline too; redirects are not followed: no API here redirects.
     timeout = httpx.Timeout(options.transport.request_timeout_s)
     return httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False)
@@ -459,12 +477,14 @@ async def login(
     client_id: str | None = None,
     options: RunOptions = RunOptions(),
     cancel: asyncio.Event | None = None,
+    http: httpx.AsyncClient | None = None,
 ) -> SignInResult:
     """Sign this application in as a new device: show a QR code on ``homeserver`` (discovered first), or scan
-    ``qr_payload`` shown by an existing device. ``client_id`` (static registration) replaces ``metadata``."""
+    ``qr_payload`` shown by an existing device. ``client_id`` (static registration) replaces ``metadata``. ``http`` is
+    a client of the caller's to use (a proxy, a custom transport); by default the run opens and closes its own."""
     deadline_ms = now_ms() + int(options.timeout_s * 1000)
-    async with _http(options) as http:
-        transport = Transport(http, options.transport)
+    async with _http(options, http) as client:
+        transport = Transport(client, options.transport)
         if qr_payload is None:
             if homeserver is None:
                 raise DiscoveryError("a device that shows a QR code needs its homeserver")
@@ -508,12 +528,14 @@ async def link(
     options: RunOptions = RunOptions(),
     cancel: asyncio.Event | None = None,
     discovered: DiscoveredServer | None = None,
+    http: httpx.AsyncClient | None = None,
 ) -> SignInResult:
     """Let a new device in from this signed-in one (``access_token`` is its token, ``secrets`` what it hands over):
-    show a QR code, or scan ``qr_payload`` shown by the new device."""
+    show a QR code, or scan ``qr_payload`` shown by the new device. ``discovered`` skips discovery; ``http`` as for
+    :func:`login`."""
     deadline_ms = now_ms() + int(options.timeout_s * 1000)
-    async with _http(options) as http:
-        transport = Transport(http, options.transport, access_token=access_token)
+    async with _http(options, http) as client:
+        transport = Transport(client, options.transport, access_token=access_token)
         found = discovered or await discover(transport, homeserver, deadline_ms=deadline_ms)
         user_id, _ = await whoami(transport, found.base_url, access_token, deadline_ms=deadline_ms)
         server_name = user_id.split(":", 1)[1] if ":" in user_id else found.server_name

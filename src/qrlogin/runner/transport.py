@@ -37,11 +37,13 @@ import ipaddress
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-
-import httpx
+from typing import TYPE_CHECKING
 
 from .._secret import Secret
 from ..http import HttpRequest, HttpResponse, split_url
+
+if TYPE_CHECKING:
+    import httpx  # the client extra: the caller hands in the client
 
 __all__ = ["Transport", "TransportOptions", "now_ms"]
 
@@ -124,10 +126,12 @@ class Transport:
             target = origin.rstrip("/") + target[len(f"{parts.scheme}://{parts.netloc}") :]
         if request.authenticated and self.access_token is not None:
             headers.append(("authorization", "Bearer " + self.access_token.value.decode("ascii")))
+        import httpx
+
         try:
             async with asyncio.timeout(budget_s):
                 return await self._exchange(request.method, target, headers, request.body)
-        except (TimeoutError, httpx.HTTPError, UnicodeDecodeError):
+        except (TimeoutError, httpx.HTTPError, httpx.InvalidURL, UnicodeDecodeError):
             return None
 
     async def _exchange(
