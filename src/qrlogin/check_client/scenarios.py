@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from .. import qr
+from ..device import SessionEnd
 from ..homeserver.oauth import DEVICE_AUTHORIZATION_PATH
 from ..http import HttpRequest, HttpResponse
 from ..login.events import ReportLoginSuccess
@@ -110,8 +111,10 @@ def _peer_heard(run: ClientRun) -> str:
     if failures:
         return f"peer told: {failures[-1]}"
     outcome = run.counterpart.outcome
+    if outcome is not None and outcome.session_end is SessionEnd.DELETED:
+        return "peer told nothing, but the session was deleted"
     if outcome is not None and outcome.session_end is not None:
-        return f"peer learned nothing; its session {outcome.session_end.value}"
+        return f"peer told nothing (its session {outcome.session_end.value})"
     return "peer told nothing"
 
 
