@@ -11,10 +11,10 @@ import pytest
 
 from qrlogin import qr
 from qrlogin.check_client.run import Target
-from qrlogin.check_client.suite import Report
+from qrlogin.check_client.suite import Report, run_fuzz
 from qrlogin.vocabulary import DeviceRole, QrSide
 
-from .scorecard import differences, play_all
+from .scorecard import JOBS, differences, play_all
 
 TEMPLATE = (
     f"{shlex.quote(sys.executable)} -m qrlogin.check_client.qrlogin_shim --role {{role}} --side {{side}}"
@@ -52,3 +52,9 @@ def test_qrlogin_passes_every_must(report: Report) -> None:
 
 def test_qrlogin_scorecard_is_the_recorded_one(report: Report) -> None:
     assert differences(report, EXPECTED_NOT_PASSING) == []
+
+
+def test_fuzzing_finds_no_crash_hang_or_success_after_tampering() -> None:
+    report = Report(shim=TEMPLATE)
+    run_fuzz(TEMPLATE, TARGETS, runs=12, seed=5, report=report, jobs=JOBS)
+    assert report.findings == []

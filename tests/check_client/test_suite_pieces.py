@@ -4,6 +4,7 @@ judges that grade misbehaving clients down (tests/check_client/fake_clients.py).
 from __future__ import annotations
 
 import json
+import random
 import shlex
 import subprocess
 import sys
@@ -16,10 +17,11 @@ from qrlogin.check_client import faults
 from qrlogin.check_client.run import Plan, Target, play
 from qrlogin.check_client.scenarios import SCENARIOS, Grade, Judgement, Level, worst
 from qrlogin.check_client.shim import PLACEHOLDERS, _parse, fill_template
-from qrlogin.check_client.suite import Report, ScenarioResult, run_fuzz, run_suite
+from qrlogin.check_client.suite import Report, ScenarioResult, _mutate_payload, _mutated_answer, run_fuzz, run_suite
 from qrlogin.check_client.wire import payload_of, with_payload
 from qrlogin.cli import main as cli_main
 from qrlogin.encoding import b64decode
+from qrlogin.http import HttpRequest
 from qrlogin.vocabulary import DeviceRole, QrSide
 
 FAKE = Path(__file__).with_name("fake_clients.py")
@@ -177,3 +179,15 @@ def test_the_scorecard_script_renders_what_is_not_a_pass(tmp_path: Path) -> None
         [sys.executable, str(script), str(path), "--expected"], capture_output=True, text=True, check=True
     )
     assert '("b", "new/shows/v1"): "fail",' in table.stdout and '("c", "new/shows/v1"): "warn",' in table.stdout
+
+
+def test_every_payload_mutation_changes_the_payload() -> None:
+    seen = set()
+    for seed in range(60):
+        rng = random.Random(seed)  # noqa: S311  (reproducible mutations)
+        mutated, how = _mutate_payload(rng, "AAECAwQFBgcICQ", ["ZWFybGllcg"])
+        seen.add(how.split(" at ")[0])
+        assert mutated != "AAECAwQFBgcICQ" or how.startswith("cut at 14"), how
+    assert seen == {"bit flipped", "cut", "extended", "random base64", "an earlier payload"}
+    answer = _mutated_answer(random.Random(1), HttpRequest(method="GET", target="/x"))  # noqa: S311
+    assert 400 <= answer.status < 600
