@@ -181,6 +181,9 @@ def _mutate_payload(rng: random.Random, payload: str, earlier: Sequence[str]) ->
 
 
 _STATUSES = (400, 401, 403, 404, 409, 412, 413, 429, 500, 502, 503)
+# Past the session's lifetime (the default plan's 25 s) with room to notice the expiry: a client that ends only when
+# its session expires has not hung.
+_FUZZ_DEADLINE_S = 40.0
 
 
 def _mutated_answer(rng: random.Random, request: HttpRequest) -> HttpResponse:
@@ -208,7 +211,7 @@ def _fuzz_plan(rng: random.Random) -> tuple[str, Plan]:
 
             return hook
 
-        return f"payload {index}", Plan(write_hook=write_hook, deadline_s=25)
+        return f"payload {index}", Plan(write_hook=write_hook, deadline_s=_FUZZ_DEADLINE_S)
     nth = rng.randrange(1, 16)
     lands = rng.random() < 0.3
 
@@ -226,7 +229,8 @@ def _fuzz_plan(rng: random.Random) -> tuple[str, Plan]:
 
         return answer
 
-    return f"HTTP answer {nth}" + (" (after it landed)" if lands else ""), Plan(intercept=intercept, deadline_s=25)
+    label = f"HTTP answer {nth}" + (" (after it landed)" if lands else "")
+    return label, Plan(intercept=intercept, deadline_s=_FUZZ_DEADLINE_S)
 
 
 def run_fuzz(
