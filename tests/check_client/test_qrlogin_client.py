@@ -1,0 +1,60 @@
+"""qrlogin's own runner (``qrlogin login`` / ``qrlogin link --events json``) under ``qrlogin check-client``: every MUST
+passes in every role and side, for v1 (the deployed generation) and v3 (the current text). The SHOULDs it does not
+meet are recorded here and in docs/conformance.md, so a change is noticed."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+import pytest
+
+from qrlogin import qr
+from qrlogin.check_client.run import Target
+from qrlogin.check_client.suite import Report, run_fuzz
+from qrlogin.vocabulary import DeviceRole, QrSide
+
+from .scorecard import JOBS, differences, play_all
+
+TEMPLATE = (
+    f"{shlex.quote(sys.executable)} -m qrlogin.check_client.qrlogin_shim --role {{role}} --side {{side}}"
+    " --generation {generation} --homeserver {homeserver} --qr {qr_hex} --user {user} --password {password}"
+    " --secrets {secrets_file} --device-id {device_id}"
+)
+# Each role and each side once in each generation (docs/conformance.md has the scorecard of all eight).
+TARGETS = [
+    Target(DeviceRole.NEW, QrSide.SHOWS, qr.Generation.V1),
+    Target(DeviceRole.EXISTING, QrSide.SCANS, qr.Generation.V1),
+    Target(DeviceRole.NEW, QrSide.SCANS, qr.Generation.V3),
+    Target(DeviceRole.EXISTING, QrSide.SHOWS, qr.Generation.V3),
+]
+
+#: What qrlogin does not pass, and why. A scanner whose channel failed can neither seal a failure nor (having not
+#: created the session) delete it; a conflict that leaves the slot unchanged ends the session (docs/rendezvous.md).
+EXPECTED_NOT_PASSING = {
+    ("stale-token-write", "new/shows/v1"): "warn",
+    ("stale-token-write", "existing/scans/v1"): "warn",
+    ("gives-up-tells-peer", "existing/scans/v1"): "fail",
+    ("stale-token-write", "new/scans/v3"): "warn",
+    ("gives-up-tells-peer", "new/scans/v3"): "fail",
+    ("stale-token-write", "existing/shows/v3"): "warn",
+}
+
+
+@pytest.fixture(scope="module")
+def report() -> Report:
+    return play_all(TEMPLATE, TARGETS)
+
+
+def test_qrlogin_passes_every_must(report: Report) -> None:
+    assert not report.must_failed, "\n".join(f"{r.scenario} {r.target}: {r.evidence}" for r in report.must_failed)
+
+
+def test_qrlogin_scorecard_is_the_recorded_one(report: Report) -> None:
+    assert differences(report, EXPECTED_NOT_PASSING) == []
+
+
+def test_fuzzing_finds_no_crash_hang_or_success_after_tampering() -> None:
+    report = Report(shim=TEMPLATE)
+    run_fuzz(TEMPLATE, TARGETS, runs=12, seed=5, report=report, jobs=JOBS)
+    assert report.findings == []
