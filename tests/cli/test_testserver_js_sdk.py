@@ -176,11 +176,14 @@ async def _drive(
 ) -> Outcome:
     user = User(js)
     js_events: list[dict[str, Any]] = []
+    js_gave_up = asyncio.Event()  # js-sdk failed: the qrlogin device need not wait for its timeout
     async with httpx.AsyncClient() as http:
         transport = rn.Transport(http, rn.TransportOptions(connect_to=routes), access_token=access)
 
         def start(qr_payload: bytes | None) -> asyncio.Task[rn.SignInResult]:
-            run = rn.run_device(config, user, transport, qr_payload=qr_payload, timeout_s=SIGN_IN_TIMEOUT_S)
+            run = rn.run_device(
+                config, user, transport, qr_payload=qr_payload, timeout_s=SIGN_IN_TIMEOUT_S, cancel=js_gave_up
+            )
             return asyncio.ensure_future(run)
 
         device = start(None) if js_scans else None
@@ -205,6 +208,8 @@ async def _drive(
                 js.send("consented")  # the testserver approved the grant when it was created
             elif kind in ("done", "failed", "exited"):
                 js_over = True
+                if kind != "done" and not any(e["event"] == "done" for e in js_events):
+                    js_gave_up.set()
         assert device is not None, f"js-sdk ended before showing a QR code: {js_events}\n{js.log_tail()}"
         return Outcome(result=await device, js_events=js_events)
 
