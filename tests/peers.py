@@ -12,10 +12,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -189,3 +191,36 @@ def run_qrlogin(*args: str) -> Iterator[str]:
         yield base
     finally:
         stop(process)
+
+
+@contextlib.contextmanager
+def run_qrlogin_testserver(*args: str) -> Iterator[str]:
+    """Yield the loopback origin of ``qrlogin testserver --port 0 ARGS`` (the real command, in a subprocess), read
+    from its announcement; the rest of its output is discarded."""
+    command = [sys.executable, "-m", "qrlogin", "testserver", "--host", "127.0.0.1", "--port", "0", *args]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
+    )
+    drain: threading.Thread | None = None
+    try:
+        assert process.stdout is not None
+        announced = b""
+        for line in process.stdout:
+            announced += line
+            if b"device authorizations:" in line:
+                break
+        found = re.search(rb"listening on (http://127\.0\.0\.1:[1-9][0-9]*)\n", announced)
+        if found is None:
+            raise RuntimeError(f"qrlogin testserver did not announce itself: {announced.decode(errors='replace')}")
+        base = found.group(1).decode()
+        wait_until_up(base + "/_matrix/client/versions", process)
+        drain = threading.Thread(target=process.stdout.read, daemon=True)  # keep its pipe from filling up
+        drain.start()
+        yield base
+    finally:
+        stop(process)
+        if drain is not None:
+            drain.join(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()

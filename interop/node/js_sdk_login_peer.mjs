@@ -1,18 +1,21 @@
 // The deployed v1 sign-in with QR code (MSC4108 "2024") as a peer for qrlogin's interop tests: matrix-js-sdk
 // 43.0.0's MSC4108SignInWithQR + MSC4108SecureChannel + MSC4108RendezvousSession, unchanged, in one of its four
-// roles. Element Web runs exactly these classes; the only stand-ins are the MatrixClient (four methods, below) and
-// the name-to-address step of the network (see "Network").
+// roles. Element Web runs exactly these classes, with a real MatrixClient (createClient) around them; the only
+// stand-ins are the client's getCrypto() (the secrets bundle, below) and the name-to-address step of the network
+// (see "Network").
 //
 // Start: node js_sdk_login_peer.mjs '<json config>'
 //   {"kind": "existing" | "new", "scan": bool, "server_name": str, "base_url": "https://...",
 //    "routes": {host: "http://127.0.0.1:<port>", ...}, "rendezvous_base": "https://..." (optional),
-//    existing: "access_token": str, "secrets": {...the exportSecretsBundle() result...}
+//    existing: "user_id": str, "device_id": str, "access_token": str,
+//              "secrets": {...the exportSecretsBundle() result...}
 //    new:      "device_id": str, "client_metadata": {...RFC 7591 registration body...}}
 //
 // Line protocol (one JSON object per line). Events on stdout:
 //   {"event": "qr", "qr": b64}                      we generated the QR (G)
 //   {"event": "check_code", "code": "NN"}          the channel is up; what flow.checkCode shows
 //   {"event": "protocols", "homeserver": str}       (new G) what m.login.protocols said
+//   {"event": "discovered", "base_url": str, "issuer": str}   (new) what js-sdk's discovery found
 //   {"event": "verification_uri", "uri": str}      (existing) the user should open this and consent
 //   {"event": "user_code", "user_code": str, "verification_uri": str}    (new)
 //   {"event": "logged_in", "access_token": str}     (new) the token endpoint answered
@@ -27,11 +30,20 @@
 //   {"op": "consented"}                             (existing) the user approved the grant in the browser
 //   {"op": "cancel"}                                the user pressed cancel: flow.cancel(user_cancelled), then exit
 //
+// Server discovery and the auth metadata are js-sdk's own, unmocked: the new device finds its homeserver with
+// AutoDiscovery.findClientConfig(server name) (.well-known, then /versions, validating both) and reads the auth
+// metadata with MatrixClient.getAuthMetadata() (js-sdk's metadata validation); every client call the rendezvous code
+// makes (getAuthMetadata, doesServerSupportUnstableFeature via /versions, http.getUrl, getDevice, getDomain) is the
+// real MatrixClient's. Dynamic client registration is a plain POST of "client_metadata" to the registration
+// endpoint js-sdk validated, as Element does around the flow.
+//
 // Network: the homeserver is reached at a public https name (base_url, and the server_name for .well-known), as a
-// deployed client would; globalThis.fetch is wrapped to send exactly those hosts to the loopback test server (an
-// /etc/hosts + TLS terminator in one line: "routes" maps each host to a loopback origin) and to refuse every other
-// host. js-sdk's own fetch calls are untouched. The rendezvous is created at "rendezvous_base" when given (another
-// server, e.g. `qrlogin serve`), else on the homeserver.
+// deployed client would. globalThis.fetch is wrapped to send exactly those hosts to the loopback test server and to
+// refuse every other host: "routes" maps each host to a loopback origin, an /etc/hosts + TLS terminator in one line.
+// That is address routing, not mocking: the request and the answer pass through unchanged, and the server's real
+// answers are what js-sdk validates. The rendezvous is created at "rendezvous_base" when given (another server, e.g.
+// `qrlogin serve`; the client's http.getUrl then points there, the one place the client is redirected), else on the
+// homeserver.
 //
 // js-sdk logs through loglevel to the console: console output is moved to stderr before js-sdk loads, so stdout
 // carries only this protocol.
@@ -55,7 +67,8 @@ globalThis.fetch = (resource, options) => {
 const wasm = await import("@matrix-org/matrix-sdk-crypto-wasm");
 await wasm.initAsync();
 const rendezvous = await import("matrix-js-sdk/lib/rendezvous/index.js");
-const { MatrixError, ClientPrefix } = await import("matrix-js-sdk/lib/http-api/index.js");
+const { ClientPrefix } = await import("matrix-js-sdk/lib/http-api/index.js");
+const { AutoDiscovery, createClient } = await import("matrix-js-sdk");
 const { logger } = await import("matrix-js-sdk/lib/logger.js");
 logger.setLevel(process.env.QRLOGIN_JS_LOG ?? "info");
 const {
@@ -98,29 +111,31 @@ function command(op) {
     return new Promise((resolve) => waiting.push({ op, resolve }));
 }
 
-// ---- the stubbed MatrixClient: exactly what the rendezvous code calls
+// ---- the MatrixClient: js-sdk's own, with only getCrypto() standing in (a real one needs the rust crypto store)
 async function getJson(url, init) {
     const response = await fetch(url, init);
     return { response, body: await response.json() };
 }
 
-function stubClient() {
-    const base = config.base_url;
-    return {
-        getDomain: () => config.server_name,
-        doesServerSupportUnstableFeature: async (feature) => feature === "org.matrix.msc4108",
-        http: {
-            getUrl: (path, _query, prefix) => new URL((config.rendezvous_base ?? base) + (prefix ?? ClientPrefix.V3) + path),
-        },
-        getAuthMetadata: async () => (await getJson(base + "/_matrix/client/v1/auth_metadata")).body,
-        getDevice: async (deviceId) => {
-            const url = `${base}/_matrix/client/v3/devices/${encodeURIComponent(deviceId)}`;
-            const { response, body } = await getJson(url, { headers: { authorization: `Bearer ${config.access_token}` } });
-            if (!response.ok) throw new MatrixError(body, response.status, url);
-            return body;
-        },
-        getCrypto: () => ({ exportSecretsBundle: async () => config.secrets }),
-    };
+const RENDEZVOUS_PATH = "/org.matrix.msc4108/rendezvous"; // what MSC4108RendezvousSession asks http.getUrl for
+
+function matrixClient(baseUrl, credentials = {}) {
+    const client = createClient({ baseUrl, ...credentials });
+    client.getCrypto = () => ({ exportSecretsBundle: async () => config.secrets });
+    if (config.rendezvous_base) {
+        const getUrl = client.http.getUrl.bind(client.http);
+        client.http.getUrl = (path, query, prefix, base) =>
+            getUrl(path, query, prefix, path === RENDEZVOUS_PATH ? config.rendezvous_base : base);
+    }
+    return client;
+}
+
+function existingClient() {
+    return matrixClient(config.base_url, {
+        userId: config.user_id,
+        deviceId: config.device_id,
+        accessToken: config.access_token,
+    });
 }
 
 const onFailure = (reason) => emit({ event: "on_failure", reason });
@@ -142,7 +157,7 @@ async function confirmCheckCode(flow) {
 }
 
 async function existingDevice() {
-    const client = stubClient();
+    const client = existingClient();
     let flow;
     if (config.scan) {
         ({ flow } = await scannedFlow(client));
@@ -161,9 +176,16 @@ async function existingDevice() {
     return secrets;
 }
 
+// What the new device's application does once it knows the server name: js-sdk's discovery and metadata validation.
 async function discover(serverName) {
-    const { body } = await getJson(`https://${serverName}/.well-known/matrix/client`);
-    return body["m.homeserver"].base_url.replace(/\/$/, "");
+    const discovery = await AutoDiscovery.findClientConfig(serverName);
+    const homeserver = discovery["m.homeserver"];
+    if (homeserver.state !== AutoDiscovery.SUCCESS) {
+        throw new Error(`discovery of ${serverName} failed: ${homeserver.state} ${homeserver.error ?? ""}`);
+    }
+    const metadata = await createClient({ baseUrl: homeserver.base_url }).getAuthMetadata();
+    emit({ event: "discovered", base_url: homeserver.base_url, issuer: metadata.issuer });
+    return metadata;
 }
 
 async function newDevice() {
@@ -175,7 +197,7 @@ async function newDevice() {
         await flow.negotiateProtocols();
         emit({ event: "check_code", code: flow.checkCode });
     } else {
-        const tempClient = stubClient();
+        const tempClient = matrixClient(config.base_url);  // no account yet: only the rendezvous endpoint
         flow = await signInByGeneratingQR(tempClient, onFailure, new AbortController().signal);
         flowForCancel = flow;
         emit({ event: "qr", qr: Buffer.from(flow.code).toString("base64") });
@@ -184,8 +206,7 @@ async function newDevice() {
         emit({ event: "check_code", code: flow.checkCode });
         await confirmCheckCode(flow);
     }
-    const base = await discover(serverName);
-    const { body: metadata } = await getJson(base + "/_matrix/client/v1/auth_metadata");
+    const metadata = await discover(serverName);
     const { response, body: registration } = await getJson(metadata.registration_endpoint, {
         method: "POST",
         headers: { "content-type": "application/json" },

@@ -193,7 +193,12 @@ def _run(
         js_config["routes"] = routes
         qr_kind = DeviceRole.NEW if js_kind is DeviceRole.EXISTING else DeviceRole.EXISTING
         if js_kind is DeviceRole.EXISTING:
-            js_config |= {"access_token": token, "secrets": _secrets_json(user_secrets("alice"))}
+            js_config |= {
+                "user_id": user_id,
+                "device_id": "LAPTOP",
+                "access_token": token,
+                "secrets": _secrets_json(user_secrets("alice")),
+            }
             config = dv.DeviceConfig(
                 kind=qr_kind, generation=qr.Generation.V1, seed=os.urandom(32), base_url=BASE_URL,
                 server_name=SERVER_NAME, device_id=QRLOGIN_NEW_DEVICE, client_metadata=CLIENT_METADATA,
@@ -341,6 +346,8 @@ def _assert_success(run: Run, js_kind: DeviceRole, js_scans: bool) -> None:
             "user_id": "@alice:qrlogin.test",
             "device_id": JS_NEW_DEVICE,
         }
+        # js-sdk's own discovery (AutoDiscovery, then getAuthMetadata's validation) found the model.
+        assert run.js_event("discovered") == {"event": "discovered", "base_url": BASE_URL, "issuer": BASE_URL + "/"}
     # Both ends derived the same check code (qrlogin's S showed it / qrlogin's G was given js's and accepted it).
     js_code = run.js_event("check_code")
     assert js_code is not None
