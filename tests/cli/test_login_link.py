@@ -79,7 +79,7 @@ class Command:
         return status, self.process.stderr.read()
 
 
-def _drive(new: Command, existing: Command, *, approve: bool = True) -> None:
+def _drive(new: Command, existing: Command, *, approve: bool = True, opened_prefix: str = "http://127.0.0.1:") -> None:
     """The user: carries the QR code across, types the check code, consents and opens the page."""
     shown_code: str | None = None
     asked: Command | None = None
@@ -105,7 +105,7 @@ def _drive(new: Command, existing: Command, *, approve: bool = True) -> None:
             elif kind == "prompt" and event["ask"] == "consent":
                 this.act("consent", approve=approve)
             elif kind == "prompt" and event["ask"] == "open_uri":
-                assert event["uri"].startswith("http://127.0.0.1:")
+                assert event["uri"].startswith(opened_prefix)
                 this.act("opened")
             elif kind in ("done", "exited"):
                 done.add(id(this))
@@ -149,6 +149,39 @@ def test_login_and_link_sign_in(
     assert credentials["user_id"] == server.user_id and credentials["device_id"] == device_id
     assert server.whoami(credentials["access_token"]) == {"user_id": server.user_id, "device_id": device_id}
     assert device_id in server.device_ids(credentials["access_token"])
+
+
+def test_login_and_link_over_https_trusting_the_testservers_certificate(tmp_path: Path) -> None:
+    """``testserver --tls`` writes its self-signed certificate; ``--ca-file`` makes both commands trust it, so the
+    whole sign-in runs over https with no ``--allow-http`` anywhere (the QR code carries an https URL)."""
+    cert = tmp_path / "testserver.pem"
+    with running_testserver("--auto-approve", "--tls", "--tls-cert", str(cert)) as server:
+        assert server.base_url.startswith("https://") and server.ca_file == str(cert)
+        common = ["--timeout", "25", "--ca-file", str(cert)]
+        out = tmp_path / "credentials.json"
+        new = Command("login", *common, "--device-id", "TLSPHONE", "--out", str(out), server.base_url)
+        existing = Command("link", server.base_url, *common, "--user", "alice", "--password", PASSWORD, "--qr", "-")
+        _drive(new, existing, opened_prefix="https://127.0.0.1:")
+        assert (new.finish()[0], existing.finish()[0]) == (0, 0), (new.seen, existing.seen)
+        (shown,) = [e["hex"] for e in new.seen if e["event"] == "qr"]
+        code = qr.decode(bytes.fromhex(shown))  # strict: an http URL would be refused here
+        assert code.base_url == server.base_url
+        credentials = json.loads(out.read_text())
+        assert server.whoami(credentials["access_token"])["device_id"] == "TLSPHONE"
+        # Without the certificate the same server is not trusted: discovery fails with one line, before any QR code.
+        untrusted = Command("login", "--timeout", "10", server.base_url)
+        status, err = untrusted.finish()
+        while (event := untrusted.poll(0.5)) is not None and event["event"] != "exited":
+            pass
+        assert status == 1 and not [e for e in untrusted.seen if e["event"] == "qr"]
+        assert err.count("\n") == 1 and "certificate is not trusted" in err, err
+
+
+def test_a_missing_ca_file_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["login", "https://127.0.0.1:9", "--ca-file", "/nonexistent/ca.pem", "--timeout", "3"]) == 1
+    assert (
+        capsys.readouterr().err.strip() == "qrlogin: LocalProtocolError: --ca-file: no such file: /nonexistent/ca.pem"
+    )
 
 
 def test_login_scans_the_qr_image_link_shows(server: LocalServer, tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """``qrlogin testserver`` as a subprocess on a free loopback port, for the runner's and the commands' tests.
 
-The server is plain http on ``127.0.0.1``: every client here runs with ``allow_http``. A password login gives the
+The server is plain http on ``127.0.0.1`` (every client then runs with ``allow_http``), or https with ``--tls``
+and ``--tls-cert FILE`` (clients then trust FILE). A password login gives the
 existing device its access token; ``whoami`` and the device list check what a sign-in produced.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,6 +29,10 @@ class LocalServer:
     base_url: str
     server_name: str
     process: subprocess.Popen[str]
+    ca_file: str | None = None
+
+    def _verify(self) -> ssl.SSLContext | bool:
+        return True if self.ca_file is None else ssl.create_default_context(cafile=self.ca_file)
 
     @property
     def user_id(self) -> str:
@@ -34,17 +40,22 @@ class LocalServer:
 
     def password_login(self, device_id: str) -> str:
         login = {"type": "m.login.password", "user": "alice", "password": PASSWORD, "device_id": device_id}
-        token = httpx.post(f"{self.base_url}/_matrix/client/v3/login", json=login).json()["access_token"]
+        answer = httpx.post(f"{self.base_url}/_matrix/client/v3/login", json=login, verify=self._verify())
+        token = answer.json()["access_token"]
         assert isinstance(token, str)
         return token
 
     def whoami(self, token: str) -> dict[str, Any]:
-        answer = httpx.get(f"{self.base_url}/_matrix/client/v3/account/whoami", headers=_bearer(token))
+        answer = httpx.get(
+            f"{self.base_url}/_matrix/client/v3/account/whoami", headers=_bearer(token), verify=self._verify()
+        )
         result: dict[str, Any] = answer.json()
         return result
 
     def device_ids(self, token: str) -> set[str]:
-        answer = httpx.get(f"{self.base_url}/_matrix/client/v3/devices", headers=_bearer(token)).json()
+        answer = httpx.get(
+            f"{self.base_url}/_matrix/client/v3/devices", headers=_bearer(token), verify=self._verify()
+        ).json()
         return {device["device_id"] for device in answer["devices"]}
 
 
@@ -72,10 +83,12 @@ def running_testserver(*flags: str) -> Iterator[LocalServer]:
             if "device authorizations:" in line:
                 break
         text = "".join(banner)
-        found = re.search(r"base URL: (http://127\.0\.0\.1:\d+)\n", text)
+        found = re.search(r"base URL: (https?://127\.0\.0\.1:\d+)\n", text)
         server = re.search(r"server name: (\S+)\n", text)
+        cert = re.search(r"certificate \(self-signed, trust it in the client\): (\S+)\n", text)
         assert found is not None and server is not None, text
-        yield LocalServer(base_url=found.group(1), server_name=server.group(1), process=process)
+        ca_file = None if cert is None else cert.group(1)
+        yield LocalServer(base_url=found.group(1), server_name=server.group(1), process=process, ca_file=ca_file)
     finally:
         process.terminate()
         try:

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import os
 import sys
 import threading
 from collections.abc import Awaitable, Callable
@@ -45,6 +46,11 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "--generation", choices=[g.value for g in qr.Generation], default="v3", help="protocol generation (default v3)"
     )
     parser.add_argument("--allow-http", action="store_true", help="allow plain-http servers and URLs (local tests)")
+    parser.add_argument(
+        "--ca-file",
+        metavar="PEM",
+        help="trust the certificates in this file instead of the system's (e.g. what qrlogin testserver --tls wrote)",
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds (default 300)")
     parser.add_argument(
         "--events", choices=("text", "json"), default="text", help="json: the line protocol of docs/events.md"
@@ -61,7 +67,10 @@ def options(args: argparse.Namespace) -> RunOptions:
 
     if args.timeout <= 0:
         raise LocalProtocolError("--timeout must be positive")
-    return RunOptions(timeout_s=args.timeout, transport=TransportOptions(allow_http=args.allow_http))
+    if args.ca_file is not None and not os.path.isfile(args.ca_file):
+        raise LocalProtocolError(f"--ca-file: no such file: {args.ca_file}")
+    transport = TransportOptions(allow_http=args.allow_http, ca_file=args.ca_file)
+    return RunOptions(timeout_s=args.timeout, transport=transport)
 
 
 def qr_to_scan(args: argparse.Namespace) -> bytes | None:

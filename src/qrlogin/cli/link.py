@@ -81,7 +81,7 @@ def _access_token(path: str) -> Secret:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        import httpx
+        import httpx  # noqa: F401 - the client extra: checked before anything is shown
     except ImportError:
         print("qrlogin link needs the 'client' extra: pip install 'qrlogin[client]'", file=sys.stderr)
         return 2
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
     async def session(user: runner.UserInterface, cancel: asyncio.Event) -> runner.SignInResult:
         deadline_ms = runner.transport.now_ms() + int(run_options.timeout_s * 1000)
-        async with httpx.AsyncClient(trust_env=False) as http:
+        async with runner.open_http_client(run_options.transport) as http:
             transport = runner.Transport(http, run_options.transport)
             found = await runner.discover(transport, args.homeserver, deadline_ms=deadline_ms)
             if args.access_token_file is not None:

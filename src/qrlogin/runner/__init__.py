@@ -43,7 +43,7 @@ from .run import (
     run_device,
     whoami,
 )
-from .transport import Transport, TransportOptions
+from .transport import Transport, TransportOptions, open_http_client
 
 __all__ = [
     "DEFAULT_CLIENT_METADATA",
@@ -62,6 +62,7 @@ __all__ = [
     "link_sync",
     "login",
     "login_sync",
+    "open_http_client",
     "password_login",
     "refresh",
     "run_device",

@@ -73,7 +73,7 @@ def login_protocols(metadata: JsonObject) -> tuple[str, ...]:
 async def _get(transport: Transport, url: str, deadline_ms: int, what: str) -> HttpResponse:
     response = await transport.perform(HttpRequest(method="GET", target=url, headers=_JSON), deadline_ms=deadline_ms)
     if response is None:
-        raise DiscoveryError(f"{what}: no answer from {url}")
+        raise DiscoveryError(f"{what}: no answer from {url} ({transport.last_failure or 'no reason given'})")
     return response
 
 

@@ -69,7 +69,7 @@ from ..vocabulary import (
 from .discovery import DiscoveredServer, DiscoveryError, discover
 from .interface import UserInterface
 from .result import SignInResult
-from .transport import Transport, TransportOptions, now_ms
+from .transport import Transport, TransportOptions, now_ms, open_http_client
 
 if TYPE_CHECKING:
     import httpx  # the client extra, imported when a run opens its own client
@@ -447,11 +447,7 @@ def _http(
 ) -> contextlib.AbstractAsyncContextManager[httpx.AsyncClient]:
     if given is not None:
         return contextlib.nullcontext(given)
-    import httpx
-
-    # The transport bounds each attempt by the device's deadline too; redirects are not followed: no API here redirects.
-    timeout = httpx.Timeout(options.transport.request_timeout_s)
-    return httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False)
+    return open_http_client(options.transport)
 
 
 def _scanned_location(payload: bytes, allow_http: bool) -> tuple[str, str]:

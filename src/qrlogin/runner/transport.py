@@ -28,12 +28,17 @@ whose host is a loopback address or ``localhost`` is sent over plain http: a ser
 protocol resolves one as ``https://NAME/.well-known/matrix/client``, which a local test server on loopback cannot
 answer (``qrlogin testserver`` is plain http). Requests marked ``authenticated`` get the
 bearer token the transport was given; no core ever holds it.
+
+``ca_file`` names a PEM file of certificates to trust instead of the system's, for a server with a private or
+self-signed certificate (``qrlogin testserver --tls`` writes one): :func:`open_http_client` builds the client with
+it. The environment (``SSL_CERT_FILE``, proxies) is never read: what a run trusts is what its options say.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -45,7 +50,7 @@ from ..http import HttpRequest, HttpResponse, split_url
 if TYPE_CHECKING:
     import httpx  # the client extra: the caller hands in the client
 
-__all__ = ["Transport", "TransportOptions", "now_ms"]
+__all__ = ["Transport", "TransportOptions", "now_ms", "open_http_client"]
 
 
 def now_ms() -> int:
@@ -63,6 +68,18 @@ class TransportOptions:
     retries: int = 3
     retry_base_s: float = 0.25
     connect_to: Mapping[str, str] = field(default_factory=dict)
+    ca_file: str | None = None
+
+
+def open_http_client(options: TransportOptions) -> httpx.AsyncClient:
+    """A new httpx client for :class:`Transport`: certificates from ``options.ca_file`` (else the system's), the
+    environment ignored, redirects not followed (no API here redirects). The caller closes it."""
+    import httpx
+
+    verify = ssl.create_default_context(cafile=options.ca_file)
+    # Each attempt is bounded by the device's deadline as well (Transport.perform).
+    timeout = httpx.Timeout(options.request_timeout_s)
+    return httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False, verify=verify)
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -72,6 +89,16 @@ def _is_loopback(host: str | None) -> bool:
         return host is not None and ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _failure(exc: BaseException) -> str:
+    """A few words on why a request failed; an untrusted certificate is named as such, since it has a remedy."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return f"the server's certificate is not trusted ({cause.verify_message})"
+        cause = cause.__cause__ or cause.__context__
+    return "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
 
 
 def _is_rendezvous(path: str) -> bool:
@@ -87,13 +114,17 @@ class Transport:
         self._http = http
         self.options = options
         self.access_token = access_token
+        #: Why the latest request got no answer, in a few words (for error messages; never holds a secret).
+        self.last_failure: str | None = None
 
     async def perform(self, request: HttpRequest, *, deadline_ms: int) -> HttpResponse | None:
         """The response, or None when none came in time (after the retries this request gets)."""
         parts = split_url(request.target)
         if parts is None or parts.scheme not in ("https", "http") or not parts.netloc:
+            self.last_failure = "not an http(s) URL"
             return None
         if parts.scheme == "http" and not self.options.allow_http:
+            self.last_failure = "plain http is not allowed"
             return None
         retries = 0 if _is_rendezvous(parts.path) else self.options.retries
         delay_s = self.options.retry_base_s
@@ -131,7 +162,8 @@ class Transport:
         try:
             async with asyncio.timeout(budget_s):
                 return await self._exchange(request.method, target, headers, request.body)
-        except (TimeoutError, httpx.HTTPError, httpx.InvalidURL, UnicodeDecodeError):
+        except (TimeoutError, httpx.HTTPError, httpx.InvalidURL, UnicodeDecodeError) as exc:
+            self.last_failure = _failure(exc)
             return None
 
     async def _exchange(
