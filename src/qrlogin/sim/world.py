@@ -39,6 +39,7 @@ from urllib.parse import parse_qsl, urlsplit
 from .. import device as dv
 from .. import homeserver as hsm
 from .. import qr
+from .._machine import ForkCache, fork_for_exploration
 from .._secret import Secret
 from ..channel import ecies, hpke
 from ..homeserver.rendezvous import install_rendezvous
@@ -175,6 +176,9 @@ class World:
     decided: bool = False
     faults: Faults = Faults()
     record: Record = field(default_factory=Record, compare=False)
+    # Set by an exploration, which steps one world along several actions: each device transition then starts from
+    # a fork of the device (its own channel cursor in the same position), so every branch can move on.
+    forks: ForkCache | None = field(default=None, compare=False, repr=False)
 
     def actor(self, name: str) -> Actor | None:
         for actor in self.actors:
@@ -557,7 +561,8 @@ def _feed(world: World, name: str, event: dv.Event) -> World:
     if dv.is_done(actor.device):
         return world  # an answer that was still on its way when the device finished: it needs nothing more
     before = dv.channel(actor.device)
-    device, effects = dv.transition(actor.device, event, now_ms=world.now_ms)
+    current = actor.device if world.forks is None else fork_for_exploration(actor.device, cache=world.forks)
+    device, effects = dv.transition(current, event, now_ms=world.now_ms)
     after = dv.channel(device)
     world = _update(world, name, device=device, check_code=_established_code(after) or actor.check_code)
     world = _track_seal(world, name, before, after)
