@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
 from .. import homeserver as hsm
 from .. import qr
 from ..device import derive, outcome
 from ..login.events import ReportLoginSuccess
+from ..sim import counterexample
 from ..sim.invariants import check
+from ..sim.matrix import faults_label
 from ..sim.run import MAX_STEPS, Run
 from ..sim.world import (
     ATTACKER,
@@ -60,6 +64,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--attacker", action="store_true", help="add a shoulder-surfer who races the user's device")
     parser.add_argument("--seed", type=int, default=1, help="seed for every key, id and token (default 1)")
     parser.add_argument("--verbose", action="store_true", help="also show every HTTP exchange")
+    parser.add_argument(
+        "--replay",
+        type=Path,
+        metavar="FILE",
+        help="play back a counterexample written by `qrlogin explore` (its scenario and schedule) instead",
+    )
     parser.set_defaults(func=_demo)
 
 
@@ -108,6 +118,8 @@ def _line(time_ms: int, who: str, text: str) -> str:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    if args.replay is not None:
+        return _replay(args.replay)
     generation = _GENERATIONS[args.generation]
     qr_on = DeviceRole(args.qr_on)
     seed = f"qrlogin demo {args.seed}".encode()
@@ -190,3 +202,37 @@ def _attack_summary(world: World, ok: bool, guessed: bool, violations: tuple[str
     stopped = not secrets and not tokens and ok
     print("the attack was stopped" if stopped else "the attack was NOT stopped")
     return 0 if stopped else 1
+
+
+def _replay(path: Path) -> int:
+    """Play a counterexample back: every step of its schedule, what each device saw, and the invariants' verdict."""
+    try:
+        example = counterexample.load(path)
+        result = counterexample.replay(example)
+    except counterexample.CounterexampleError as exc:
+        print(f"qrlogin demo: --replay: {exc}", file=sys.stderr)
+        return 2
+    scenario = example.scenario
+    world = result.world
+    mode = "with the attacker" if scenario.attacker else "no attacker"
+    print(f"qrlogin demo: replaying {path}")
+    print(f"generation {_TITLES[scenario.generation]}; the {scenario.qr_on.value} device shows the QR code; {mode}")
+    print(f"fault budget: {faults_label(scenario.faults)}; {len(example.choices)} scheduled actions")
+    print(f"recorded violation: {example.violation}\n")
+    print("schedule:")
+    for number, action in enumerate(result.trace, start=1):
+        marker = "" if number <= len(example.choices) else "  (fair continuation)"
+        print(f"  {number:4}. {action}{marker}")
+    print("\nwhat each device saw:")
+    for time_ms, who, text in world.record.transcript:
+        print(_line(time_ms, who, text))
+    print()
+    for name in (NEW, EXISTING) + ((ATTACKER,) if scenario.attacker else ()):
+        print(f"outcome on the {_WHO[name]}: {_outcome(world, name)}".replace("ATTACKER", "attacker's device"))
+    verdict = check(result)
+    if not verdict.violations:
+        print("\nevery invariant holds: the recorded violation no longer happens")
+        return 0
+    for violation in verdict.violations:
+        print(f"invariant violated: {violation}")
+    return 1

@@ -157,8 +157,9 @@ class Record:
     attacker_code: str | None = None  # the code of the attacker's channel when the user typed one
     transcript: tuple[tuple[int, str, str], ...] = ()  # (time, actor or "user"/"network", text)
     notices: tuple[tuple[str, str, bool], ...] = ()  # (actor, failure it sent, whether the peer's login still ran)
+    received: tuple[tuple[str, str], ...] = ()  # (actor, login message type it received)
     qr_payload: bytes | None = None
-    expires_ms: int | None = None
+    qr_shown_ms: int | None = None  # when the rendezvous session existed and its QR code was shown
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -614,7 +615,8 @@ def _apply_effects(world: World, name: str, effects: tuple[dv.Effect, ...]) -> W
         elif isinstance(effect, dv.ShowQrCode):
             if name != ATTACKER:
                 world = replace(world, qr_payload=effect.payload)
-                world = replace(world, record=replace(world.record, qr_payload=effect.payload))
+                record = replace(world.record, qr_payload=effect.payload, qr_shown_ms=world.now_ms)
+                world = replace(world, record=record)
                 world = _note(world, name, "shows the QR code")
         elif isinstance(effect, ShowCheckCode):
             world = _update(world, name, shown_code=effect.code)
@@ -639,6 +641,8 @@ def _apply_effects(world: World, name: str, effects: tuple[dv.Effect, ...]) -> W
                 notices = (*world.record.notices, (name, effect.message_type, running))
                 world = replace(world, record=replace(world.record, notices=notices))
         elif isinstance(effect, dv.ReportMessageReceived):
+            received = (*world.record.received, (name, effect.message_type))
+            world = replace(world, record=replace(world.record, received=received))
             world = _note(world, name, f"receives {effect.message_type}")
         else:
             assert isinstance(effect, dv.ReportOutcome)
