@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .. import homeserver as hsm
 from .. import qr
@@ -205,7 +206,7 @@ def _attack_summary(world: World, ok: bool, guessed: bool, violations: tuple[str
 
 
 def _replay(path: Path) -> int:
-    """Play a counterexample back: every step of its schedule, what each device saw, and the invariants' verdict."""
+    """Play a counterexample back, step by step: each scheduled action and what it made each device see and do."""
     try:
         example = counterexample.load(path)
         result = counterexample.replay(example)
@@ -213,22 +214,28 @@ def _replay(path: Path) -> int:
         print(f"qrlogin demo: --replay: {exc}", file=sys.stderr)
         return 2
     scenario = example.scenario
-    world = result.world
     mode = "with the attacker" if scenario.attacker else "no attacker"
     print(f"qrlogin demo: replaying {path}")
     print(f"generation {_TITLES[scenario.generation]}; the {scenario.qr_on.value} device shows the QR code; {mode}")
     print(f"fault budget: {faults_label(scenario.faults)}; {len(example.choices)} scheduled actions")
-    print(f"recorded violation: {example.violation}\n")
-    print("schedule:")
+    print(f"recorded violation: {example.violation}")
+    world = new_world(scenario)
+    shown = len(world.record.transcript)
+    for line in world.record.transcript:
+        print(_line(*line))
     for number, action in enumerate(result.trace, start=1):
-        marker = "" if number <= len(example.choices) else "  (fair continuation)"
-        print(f"  {number:4}. {action}{marker}")
-    print("\nwhat each device saw:")
-    for time_ms, who, text in world.record.transcript:
-        print(_line(time_ms, who, text))
+        fair = "" if number <= len(example.choices) else ", the fair continuation"
+        print(f"\n  step {number} (t={world.now_ms / 1000:.1f} s{fair}): {_describe_action(world, action)}")
+        world = step(world, action)
+        for line in world.record.transcript[shown:]:
+            print(_line(*line))
+        shown = len(world.record.transcript)
     print()
-    for name in (NEW, EXISTING) + ((ATTACKER,) if scenario.attacker else ()):
-        print(f"outcome on the {_WHO[name]}: {_outcome(world, name)}".replace("ATTACKER", "attacker's device"))
+    for name in (NEW, EXISTING, *((ATTACKER,) if scenario.attacker else ())):
+        print(
+            f"outcome on the {_WHO[name] if name != ATTACKER else 'attacker' + chr(39) + 's device'}: "
+            f"{_outcome(world, name)}"
+        )
     verdict = check(result)
     if not verdict.violations:
         print("\nevery invariant holds: the recorded violation no longer happens")
@@ -236,3 +243,21 @@ def _replay(path: Path) -> int:
     for violation in verdict.violations:
         print(f"invariant violated: {violation}")
     return 1
+
+
+def _describe_action(world: World, action: Action) -> str:
+    """An action as a person reads it: which request or answer a network action moves."""
+    if action.kind == "tick":
+        return "time passes to the next timer"
+    if action.kind == "delay":
+        return "time passes to the next timer while requests wait (a delay)"
+    if action.index < 0:
+        return str(action)
+    item = world.pending[action.index]
+    request = f"{item.request.method} {urlsplit(item.request.target).path}"
+    if item.response is None:
+        what = f"the {_WHO[item.actor]}'s request {request}"
+    else:
+        what = f"the answer {item.response.status} to the {_WHO[item.actor]}'s {request}"
+    verbs = {"deliver": "deliver", "drop": "lose", "duplicate": "duplicate"}
+    return f"{verbs.get(action.kind, action.kind)} {what}"

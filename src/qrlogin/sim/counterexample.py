@@ -57,14 +57,17 @@ def _scenario_json(scenario: Scenario) -> dict[str, Any]:
 
 
 def to_json(example: Counterexample) -> str:
-    document = {
-        "format": FORMAT,
-        "scenario": _scenario_json(example.scenario),
-        "choices": list(example.choices),
-        "actions": list(example.actions),
-        "violation": example.violation,
-    }
-    return json.dumps(document, indent=1) + "\n"
+    """The file's text: one line per key, the choices on one line, one line per action (for a reader's diff)."""
+    actions = ",\n  ".join(json.dumps(name) for name in example.actions)
+    return (
+        "{\n"
+        f' "format": {json.dumps(FORMAT)},\n'
+        f' "violation": {json.dumps(example.violation)},\n'
+        f' "scenario": {json.dumps(_scenario_json(example.scenario))},\n'
+        f' "choices": {json.dumps(list(example.choices))},\n'
+        f' "actions": [\n  {actions}\n ]\n'
+        "}\n"
+    )
 
 
 def write(path: Path, scenario: Scenario, choices: tuple[int, ...], violation: str) -> Counterexample:

@@ -41,7 +41,7 @@ from .invariants import check
 from .run import MAX_STEPS, Run
 from .world import Scenario, World, actions, is_finished, new_world, step
 
-__all__ = ["Exploration", "Violation", "explore", "fingerprint", "state_key"]
+__all__ = ["Counts", "Exploration", "Judge", "Violation", "explore", "fingerprint", "search", "state_key"]
 
 #: A schedule as the search keeps it: a linked list of choices, newest first, sharing prefixes between states.
 Path = tuple["Path", int] | None
@@ -113,7 +113,7 @@ def finish(world: World) -> tuple[World, int]:
     return world, MAX_STEPS
 
 
-class _Judge:
+class Judge:
     """Judges finished worlds, keeping each distinct violation once, with the first (shortest) schedule."""
 
     def __init__(self, limit: int = 20) -> None:
@@ -129,55 +129,124 @@ class _Judge:
                 self.violations[message] = Violation(message=message, choices=choices(), now_ms=world.now_ms)
 
 
+@dataclass(slots=True)
+class Counts:
+    """What one search (or one process of a parallel one) did."""
+
+    terminal: int = 0
+    cut: int = 0
+    transitions: int = 0
+    deepest: int = 0
+
+
+Frontier = list[tuple[World, Path]]
+
+
+def search(
+    frontier: Frontier,
+    depth: int,
+    *,
+    claim: Callable[[bytes], bool],
+    claimed: Callable[[], int],
+    judge: Judge,
+    counts: Counts,
+    max_depth: int,
+    max_states: int,
+    split_at: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Frontier:
+    """Breadth first from ``frontier`` (states at ``depth``, already claimed), level by level.
+
+    ``claim(key)`` is true for a state not seen before (and records it); ``claimed()`` is how many are known. With
+    ``split_at``, stop once a level holds that many states and return it, unexpanded (to spread over processes).
+    """
+    key = new_fingerprinter()
+    reported = claimed()
+    while frontier:
+        if split_at is not None and len(frontier) >= split_at:
+            return frontier
+        following: Frontier = []
+        for world, path in frontier:
+            options = actions(world)
+            if not options:
+                counts.terminal += 1
+                judge(world, lambda path=path: choices_of(path))  # type: ignore[misc]
+                continue
+            if depth >= max_depth or claimed() >= max_states:
+                counts.cut += 1
+                finished, taken = finish(world)
+                judge(finished, lambda path=path, taken=taken: choices_of(path) + (0,) * taken)  # type: ignore[misc]
+                continue
+            for index, action in enumerate(options):
+                counts.transitions += 1
+                child = step(world, action)
+                if claim(key(child)):
+                    following.append((child, (path, index)))
+        frontier = following
+        counts.deepest = max(counts.deepest, depth)
+        depth += 1
+        if progress is not None and claimed() - reported >= 10_000:
+            reported = claimed()
+            progress(reported)
+    return []
+
+
+def root_world(scenario: Scenario) -> World:
+    """The initial world of an exploration: it carries the cache its device forks use."""
+    return replace(new_world(scenario), forks=ForkCache())
+
+
 def explore(
     scenario: Scenario,
     *,
     max_depth: int = 1_000,
     max_states: int = 1_000_000,
+    jobs: int = 1,
     progress: Callable[[int], None] | None = None,
 ) -> Exploration:
-    """Explore every interleaving of ``scenario`` within its fault budget and the bounds; see the module docstring."""
+    """Explore every interleaving of ``scenario`` within its fault budget and the bounds; see the module docstring.
+
+    With ``jobs`` > 1 the search is spread over that many processes (:mod:`qrlogin.sim.parallel`).
+    """
+    if jobs > 1:
+        from .parallel import explore_parallel
+
+        return explore_parallel(scenario, jobs=jobs, max_depth=max_depth, max_states=max_states, progress=progress)
     started = time.perf_counter()
-    key = new_fingerprinter()
-    judge = _Judge()
-    root = replace(new_world(scenario), forks=ForkCache())
-    seen: set[bytes] = {key(root)}
-    frontier: list[tuple[World, Path]] = [(root, None)]
-    terminal = cut = transitions = depth = 0
-    reported = 0
-    while frontier:
-        following: list[tuple[World, Path]] = []
-        for world, path in frontier:
-            options = actions(world)
-            if not options:
-                terminal += 1
-                judge(world, lambda path=path: choices_of(path))  # type: ignore[misc]
-                continue
-            if depth >= max_depth or len(seen) >= max_states:
-                cut += 1
-                finished, taken = finish(world)
-                judge(finished, lambda path=path, taken=taken: choices_of(path) + (0,) * taken)  # type: ignore[misc]
-                continue
-            for index, action in enumerate(options):
-                transitions += 1
-                child = step(world, action)
-                child_key = key(child)
-                if child_key not in seen:
-                    seen.add(child_key)
-                    following.append((child, (path, index)))
-        frontier = following
-        depth += 1
-        if progress is not None and len(seen) - reported >= 10_000:
-            reported = len(seen)
-            progress(reported)
+    judge = Judge()
+    root = root_world(scenario)
+    seen: set[bytes] = {new_fingerprinter()(root)}
+
+    def claim(key: bytes) -> bool:
+        if key in seen:
+            return False
+        seen.add(key)
+        return True
+
+    counts = Counts()
+    search(
+        [(root, None)],
+        0,
+        claim=claim,
+        claimed=seen.__len__,
+        judge=judge,
+        counts=counts,
+        max_depth=max_depth,
+        max_states=max_states,
+        progress=progress,
+    )
+    return result(scenario, len(seen), counts, judge, time.perf_counter() - started)
+
+
+def result(scenario: Scenario, distinct: int, counts: Counts, judge: Judge, seconds: float) -> Exploration:
     return Exploration(
         scenario=scenario,
-        distinct_states=len(seen),
-        terminal_states=terminal,
-        cut_off=cut,
-        transitions=transitions,
-        max_depth=depth - 1,
-        seconds=time.perf_counter() - started,
+        distinct_states=distinct,
+        terminal_states=counts.terminal,
+        cut_off=counts.cut,
+        transitions=counts.transitions,
+        max_depth=counts.deepest,
+        seconds=seconds,
         violations=tuple(judge.violations.values()),
         outcomes=frozenset(judge.outcomes),
     )
