@@ -23,10 +23,12 @@ argument for each):
 
 Branching continues one world along several actions, which the secure channels refuse by design: a channel state
 moves on once (its cursor, :class:`~qrlogin._machine.Guard`). The explored worlds therefore carry a
-:class:`~qrlogin._machine.ForkCache` (``World.forks``), and every device transition in them starts from a fork of
+:class:`~qrlogin.sim.world.Branching` (``World.branching``): every device transition in them starts from a fork of
 that device (:func:`qrlogin._machine.fork_for_exploration`: its channel gets a cursor of its own in the same
 position). Forking the device a step moves, rather than the whole world for each branch, copies only what changes
-anyway: the other device and the homeserver stay shared, and their fingerprints stay memoised.
+anyway: the other device and the homeserver stay shared, and their fingerprints stay memoised. The same object
+remembers device transitions and homeserver answers by the identity of their inputs, so interleavings that meet a
+device state with the same event, or the homeserver with the same request, compute the result once.
 """
 
 from __future__ import annotations
@@ -35,11 +37,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from .._machine import ForkCache
 from .fingerprint import Fingerprinter
 from .invariants import check
 from .run import MAX_STEPS, Run
-from .world import Scenario, World, actions, is_finished, new_world, step
+from .world import Branching, Scenario, World, actions, is_finished, new_world, step
 
 __all__ = ["Counts", "Exploration", "Judge", "Violation", "explore", "fingerprint", "search", "state_key"]
 
@@ -193,7 +194,7 @@ def search(
 
 def root_world(scenario: Scenario) -> World:
     """The initial world of an exploration: it carries the cache its device forks use."""
-    return replace(new_world(scenario), forks=ForkCache())
+    return replace(new_world(scenario), branching=Branching())
 
 
 def explore(

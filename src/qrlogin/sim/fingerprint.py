@@ -83,7 +83,7 @@ class Fingerprinter:
 
     __slots__ = ("_digest", "_encoders", "_limit", "_multisets", "_old", "_part", "_young")
 
-    def __init__(self, *, memo_limit: int = 100_000, multisets: Iterable[tuple[type, str]] = ()) -> None:
+    def __init__(self, *, memo_limit: int = 20_000, multisets: Iterable[tuple[type, str]] = ()) -> None:
         # Memo entries are (part, b"#" + digest): the part itself keeps its id from being reused meanwhile.
         young: dict[int, tuple[object, bytes]] = {}
         self._young = young

@@ -162,6 +162,43 @@ class Record:
     qr_shown_ms: int | None = None  # when the rendezvous session existed and its QR code was shown
 
 
+class Branching:
+    """What lets an exploration step one world along several actions, and step alike worlds alike once.
+
+    A device transition starts from a fork of the device (:func:`qrlogin._machine.fork_for_exploration`: its channel
+    gets a cursor of its own in the same position), so that every branch can move the device on. And the pure
+    functions a step calls (a device's transition, the homeserver's handling of a request) are remembered by the
+    identity of their inputs: interleavings meet the same device state with the same event, or the same homeserver
+    with the same request, over and over (what another device did in between does not change them), and then share
+    one result, which also keeps its fingerprint memoised. Inputs are kept beside their results, so an id is not
+    reused while its entry lives; like the fingerprint memo, two generations of ``limit`` entries bound it.
+    """
+
+    __slots__ = ("_limit", "_old", "_young", "forks")
+
+    def __init__(self, limit: int = 20_000) -> None:
+        self.forks = ForkCache()
+        self._young: dict[tuple[object, ...], tuple[object, object]] = {}
+        self._old: dict[tuple[object, ...], tuple[object, object]] = {}
+        self._limit = limit
+
+    def recall(self, key: tuple[object, ...], source: object) -> object | None:
+        """The result remembered for ``key`` if it was computed from this very ``source``."""
+        hit = self._young.get(key)
+        if hit is None:
+            hit = self._old.get(key)
+            if hit is None:
+                return None
+            self._young[key] = hit
+        return hit[1] if hit[0] is source else None
+
+    def remember(self, key: tuple[object, ...], source: object, value: object) -> None:
+        if len(self._young) >= self._limit:
+            self._old = self._young
+            self._young = {}
+        self._young[key] = (source, value)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class World:
     scenario: Scenario
@@ -177,9 +214,8 @@ class World:
     decided: bool = False
     faults: Faults = Faults()
     record: Record = field(default_factory=Record, compare=False)
-    # Set by an exploration, which steps one world along several actions: each device transition then starts from
-    # a fork of the device (its own channel cursor in the same position), so every branch can move on.
-    forks: ForkCache | None = field(default=None, compare=False, repr=False)
+    # Set by an exploration, which steps one world along several actions (see Branching).
+    branching: Branching | None = field(default=None, compare=False, repr=False)
 
     def actor(self, name: str) -> Actor | None:
         for actor in self.actors:
@@ -490,7 +526,16 @@ def _serve(world: World, item: Pending) -> tuple[hsm.Homeserver, HttpResponse | 
     request = _host_request(world, item)
     if request is None:
         return world.hs, None
-    return hsm.handle(world.hs, request, now_ms=world.now_ms)
+    branching = world.branching
+    if branching is None:
+        return hsm.handle(world.hs, request, now_ms=world.now_ms)
+    key = (id(world.hs), request, world.now_ms)
+    known = branching.recall(key, world.hs)
+    if known is not None:
+        return known  # type: ignore[return-value]
+    result = hsm.handle(world.hs, request, now_ms=world.now_ms)
+    branching.remember(key, world.hs, result)
+    return result
 
 
 def _without(world: World, index: int, **changes: object) -> World:
@@ -562,12 +607,25 @@ def _feed(world: World, name: str, event: dv.Event) -> World:
     if dv.is_done(actor.device):
         return world  # an answer that was still on its way when the device finished: it needs nothing more
     before = dv.channel(actor.device)
-    current = actor.device if world.forks is None else fork_for_exploration(actor.device, cache=world.forks)
-    device, effects = dv.transition(current, event, now_ms=world.now_ms)
+    device, effects = _transition(world.branching, actor.device, event, world.now_ms)
     after = dv.channel(device)
     world = _update(world, name, device=device, check_code=_established_code(after) or actor.check_code)
     world = _track_seal(world, name, before, after)
     return _apply_effects(world, name, effects)
+
+
+def _transition(
+    branching: Branching | None, device: dv.State, event: dv.Event, now_ms: int
+) -> tuple[dv.State, tuple[dv.Effect, ...]]:
+    if branching is None:
+        return dv.transition(device, event, now_ms=now_ms)
+    key = (id(device), event, now_ms)
+    known = branching.recall(key, device)
+    if known is not None:
+        return known  # type: ignore[return-value]
+    result = dv.transition(fork_for_exploration(device, cache=branching.forks), event, now_ms=now_ms)
+    branching.remember(key, device, result)
+    return result
 
 
 def _established_code(state: object) -> str | None:
