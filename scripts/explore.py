@@ -57,8 +57,16 @@ def main() -> int:
     # Largest first (by the recorded counts), so that the last process does not start the biggest one last.
     scenarios.sort(key=lambda s: -(row.distinct_states if (row := recorded.get(row_key(s))) else 10**9))
     started = time.perf_counter()
+    results = []
     with get_context("fork").Pool(max(1, args.jobs)) as pool:
-        results = list(pool.imap_unordered(_explore, scenarios))
+        for done in pool.imap_unordered(_explore, scenarios):
+            results.append(done)
+            print(
+                f"  [{len(results)}/{len(scenarios)}] {' '.join(row_key(done.scenario))}: "
+                f"{done.distinct_states:,} states, {done.seconds:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
     wall = time.perf_counter() - started
     order = {row_key(s): i for i, s in enumerate(combined_scenarios() if args.combined else single_fault_scenarios())}
     results.sort(key=lambda r: order[row_key(r.scenario)])

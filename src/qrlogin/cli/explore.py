@@ -38,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="KIND=N,...",
         help=f"fault budget of every schedule, e.g. drops=1,cancels=1 (kinds: {', '.join(FAULT_KINDS)})",
     )
+    parser.add_argument("--jobs", type=int, default=1, metavar="N", help="processes to spread the search over")
     parser.add_argument(
         "--max-states", type=int, default=2_000_000, metavar="N", help="stop expanding after N distinct states"
     )
@@ -61,8 +62,8 @@ def _explore(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"qrlogin explore: --faults: {exc}", file=sys.stderr)
         return 2
-    if args.max_states < 1:
-        print("qrlogin explore: --max-states must be at least 1", file=sys.stderr)
+    if args.jobs < 1 or args.max_states < 1:
+        print("qrlogin explore: --jobs and --max-states must be at least 1", file=sys.stderr)
         return 2
     if faults.overwrites and not args.attacker:
         print("qrlogin explore: only the attacker overwrites the rendezvous (add --attacker)", file=sys.stderr)
@@ -75,7 +76,7 @@ def _explore(args: argparse.Namespace) -> int:
     )
     mode = "with the attacker" if args.attacker else "no attacker"
     print(f"exploring {args.generation}, QR code on the {args.qr_on} device, {mode}, faults: {faults_label(faults)}")
-    result = explore(scenario, max_states=args.max_states, progress=_progress)
+    result = explore(scenario, max_states=args.max_states, jobs=args.jobs, progress=_progress)
     _report(result)
     if result.cut_off:
         print(f"incomplete: {result.cut_off:,} states were cut off at --max-states {args.max_states:,}")
