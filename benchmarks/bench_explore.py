@@ -12,9 +12,9 @@ memory per distinct state (peak resident memory of the process minus its residen
 the distinct states). Ratios are new / baseline for rates, baseline / new for memory (>1: the new one is ahead).
 CPU time rather than wall time, because the machine may be shared; one process at a time.
 
-    python benchmarks/bench_explore.py [--rounds 2] [--faults drops=1 --faults cancels=1]
+    python benchmarks/bench_explore.py [--rounds 2] [--faults drops=1 --faults cancels=1 --faults attacker:delays=1]
 
-About 20 s per round with the defaults. Not part of pytest.
+About a minute per round with the defaults. Not part of pytest.
 """
 
 from __future__ import annotations
@@ -185,13 +185,19 @@ def _in_fresh_process(search: Callable[[Scenario], _Counts], scenario: Scenario)
 def main() -> None:
     parser = argparse.ArgumentParser(description="the explorer against the previous one")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--faults", action="append", default=None, help="fault budgets to explore (v3, QR on new)")
+    parser.add_argument(
+        "--faults",
+        action="append",
+        default=None,
+        help="fault budgets to explore (v3, QR on new), e.g. drops=1; attacker:delays=1 adds the attacker",
+    )
     args = parser.parse_args()
-    budgets = args.faults or ["drops=1", "cancels=1"]
+    budgets = args.faults or ["drops=1", "cancels=1", "attacker:delays=1"]
     new_world(Scenario())  # warm up imports and caches before the first fork
-    print("scenario        explorer  distinct  transitions   CPU s  transitions/s  states/s  bytes/state")
+    print("scenario              explorer  distinct  transitions   CPU s  transitions/s  states/s  bytes/state")
     for budget in budgets:
-        scenario = Scenario(faults=parse_faults(budget))
+        attacker, _, faults = budget.rpartition(":")
+        scenario = Scenario(faults=parse_faults(faults), attacker=attacker == "attacker")
         best: dict[str, tuple[_Counts, float, int]] = {}
         for _ in range(args.rounds):
             for name, search in (("baseline", baseline_explore), ("new", new_explore)):
@@ -200,7 +206,7 @@ def main() -> None:
                     best[name] = (counts, seconds, grown)
         for name, (counts, seconds, grown) in best.items():
             print(
-                f"v3 {budget:<12} {name:<9} {counts.distinct_states:>8,} {counts.transitions:>12,} {seconds:>7.2f} "
+                f"v3 {budget:<18} {name:<9} {counts.distinct_states:>8,} {counts.transitions:>12,} {seconds:>7.2f} "
                 f"{counts.transitions / seconds:>14,.0f} {counts.distinct_states / seconds:>9,.0f} "
                 f"{grown / counts.distinct_states:>12,.0f}"
             )

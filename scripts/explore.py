@@ -9,7 +9,7 @@ kind at once, and two drops) for longer runs. Configurations are spread over ``-
 table of counts and fails (exit 1) when an invariant is violated, when an exploration is cut short, or when a count
 falls more than 10% below the table the docs keep; ``--write`` records the counts in the docs instead (the combined
 table is only ever written, not checked). ``--only`` keeps the configurations whose row contains TEXT (e.g.
-``"honest | v3"``), for a quick look; the floor is then checked for those rows only.
+``"honest | v3"``; repeated, every TEXT), for a quick look; the floor is then checked for those rows only.
 """
 
 from __future__ import annotations
@@ -47,11 +47,13 @@ def main() -> int:
     parser.add_argument("--combined", action="store_true", help="the combined budgets instead of single faults")
     parser.add_argument("--jobs", type=int, default=1, help="processes to spread the configurations over")
     parser.add_argument("--write", action="store_true", help="record the counts in docs/simulation.md")
-    parser.add_argument("--only", default="", help="only the configurations whose row contains this text")
+    parser.add_argument(
+        "--only", action="append", default=[], help="only the configurations whose row contains this text (repeatable)"
+    )
     args = parser.parse_args()
     name = "combined" if args.combined else "single"
     scenarios = combined_scenarios() if args.combined else single_fault_scenarios()
-    scenarios = [s for s in scenarios if args.only in "| " + " | ".join(row_key(s)) + " |"]
+    scenarios = [s for s in scenarios if all(text in "| " + " | ".join(row_key(s)) + " |" for text in args.only)]
     document = DOC.read_text(encoding="utf-8")
     recorded = read_table(document, name)
     # Largest first (by the recorded counts), so that the last process does not start the biggest one last.
