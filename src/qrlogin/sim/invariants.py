@@ -22,8 +22,9 @@
   too and its own notice crossed this one);
 * **the homeserver agrees with the devices**: after every run the user's devices at the homeserver are the existing
   device plus exactly the devices whose device grant was redeemed (a run that failed before the tokens were
-  redeemed leaves no device); a new device that reports success is listed, and its access token and refresh token
-  are valid for it; an existing device that reports success saw a device the homeserver lists.
+  redeemed leaves no device); a new device that reports success is listed in the account it signed in to (the
+  user's; with the attacker as the existing device, possibly the attacker's), and its access token and refresh
+  token are valid for it; an existing device that reports success saw a device the homeserver lists.
 """
 
 from __future__ import annotations
@@ -205,6 +206,22 @@ def _refreshes(world: World, refresh_token: str) -> bool:
     return False
 
 
+def _signed_in_as_reported(world: World, device_id: str, result: ReportLoginSuccess) -> list[str]:
+    """The new device's tokens are valid for it, in whichever account it signed in to (with the attacker acting as
+    the existing device, that may be the attacker's: an evil-twin sign-in the other invariants judge)."""
+    tokens = result.tokens
+    who = _whoami(world, tokens.access_token.value.decode()) if tokens is not None else None
+    if tokens is None or who is None or not who.endswith(f"|{device_id}"):
+        return [f"the new device reports success, but its access token is not valid for it ({who})"]
+    own = hsm.HttpRequest.get("/_matrix/client/v3/devices", access_token=tokens.access_token.value.decode())
+    listed = {device["device_id"] for device in json.loads(_request(world, own).body)["devices"]}
+    if device_id not in listed:
+        return [f"the new device reports success, but the homeserver lists no device {device_id} for {who}"]
+    if tokens.refresh_token is not None and not _refreshes(world, tokens.refresh_token.value.decode()):
+        return ["the new device reports success, but its refresh token is not valid"]
+    return []
+
+
 def _homeserver_agrees(world: World) -> list[str]:
     found: list[str] = []
     user_id = f"@{USER}:{world.hs.server_name}"
@@ -224,14 +241,7 @@ def _homeserver_agrees(world: World) -> list[str]:
     new = world.actor(NEW)
     ended = dv.outcome(new.device) if new is not None else None
     if new is not None and ended is not None and isinstance(ended.result, ReportLoginSuccess):
-        device_id = new.device.config.device_id
-        tokens = ended.result.tokens
-        if device_id not in listed:
-            found.append(f"the new device reports success, but the homeserver lists no device {device_id}")
-        if tokens is None or _whoami(world, tokens.access_token.value.decode()) != f"{user_id}|{device_id}":
-            found.append("the new device reports success, but its access token is not valid for it")
-        elif tokens.refresh_token is not None and not _refreshes(world, tokens.refresh_token.value.decode()):
-            found.append("the new device reports success, but its refresh token is not valid")
+        found.extend(_signed_in_as_reported(world, new.device.config.device_id, ended.result))
     failed = ended is not None and isinstance(ended.result, ReportLoginFailure)
     if new is not None and failed and not redeemed and new.device.config.device_id in listed:
         found.append("the new device failed before its tokens were redeemed, but the homeserver lists it")
