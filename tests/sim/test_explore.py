@@ -9,13 +9,16 @@ more than a little, which would mean the exploration silently stopped covering p
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from qrlogin import qr
-from qrlogin.sim import Scenario
-from qrlogin.sim.explore import explore, fingerprint
+from qrlogin.homeserver._frozenmap import FrozenMap
+from qrlogin.sim import Faults, Scenario
+from qrlogin.sim.explore import explore, fingerprint, state_key
+from qrlogin.sim.fingerprint import Fingerprinter
 from qrlogin.sim.world import actions, new_world, step
 from qrlogin.vocabulary import DeviceRole
 
@@ -63,3 +66,41 @@ def test_fingerprint_identifies_states() -> None:
     assert fingerprint(moved) != fingerprint(world)
     other_seed = new_world(Scenario(seed=b"another seed"))
     assert fingerprint(other_seed) != fingerprint(world)
+
+
+def test_pending_order_is_not_part_of_a_state() -> None:
+    world = new_world(Scenario())
+    while len(world.pending) < 2:
+        world = step(world, actions(world)[0])
+    swapped = replace(world, pending=tuple(reversed(world.pending)))
+    assert state_key(swapped) == state_key(world)
+    plain = Fingerprinter()
+    assert plain(swapped) != plain(world)
+
+
+def test_fingerprints_do_not_depend_on_the_memo() -> None:
+    small, large = Fingerprinter(memo_limit=4), Fingerprinter()
+    world = new_world(Scenario(faults=Faults(drops=1)))
+    for _ in range(40):
+        assert small(world) == large(world)
+        world = step(world, actions(world)[-1])
+    assert small.memo_size() <= 8
+
+
+def test_mappings_are_fingerprinted_by_their_items() -> None:
+    fingerprinter = Fingerprinter()
+    assert fingerprinter(FrozenMap({"a": 1, "b": (2,)})) == fingerprinter(FrozenMap({"b": (2,), "a": 1}))
+    assert fingerprinter(FrozenMap({"a": 1})) != fingerprinter(FrozenMap({"a": 2}))
+    assert fingerprinter(FrozenMap({"a": 1})) != fingerprinter({"a": 1, "b": 1})
+
+
+def test_processes_explore_the_same_graph() -> None:
+    scenario = Scenario(faults=Faults(denials=1))
+    alone, spread = explore(scenario), explore(scenario, jobs=2)
+    assert (spread.distinct_states, spread.terminal_states, spread.transitions) == (
+        alone.distinct_states,
+        alone.terminal_states,
+        alone.transitions,
+    )
+    assert spread.outcomes == alone.outcomes
+    assert spread.violations == alone.violations == ()

@@ -17,7 +17,18 @@ from ..errors import QrLoginError
 __all__ = ["Handler", "build_parser", "main"]
 
 # Subcommand modules, in the order `qrlogin --help` lists them.
-_SUBCOMMANDS = ("demo", "qr", "channel", "serve", "testserver", "check_server", "login", "link", "check_client")
+_SUBCOMMANDS = (
+    "demo",
+    "explore",
+    "qr",
+    "channel",
+    "serve",
+    "testserver",
+    "check_server",
+    "login",
+    "link",
+    "check_client",
+)
 
 Handler = Callable[[argparse.Namespace], int]
 

@@ -14,12 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from .. import homeserver as hsm
 from .. import qr
 from ..device import derive, outcome
 from ..login.events import ReportLoginSuccess
+from ..sim import counterexample
 from ..sim.invariants import check
+from ..sim.matrix import faults_label
 from ..sim.run import MAX_STEPS, Run
 from ..sim.world import (
     ATTACKER,
@@ -60,6 +65,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--attacker", action="store_true", help="add a shoulder-surfer who races the user's device")
     parser.add_argument("--seed", type=int, default=1, help="seed for every key, id and token (default 1)")
     parser.add_argument("--verbose", action="store_true", help="also show every HTTP exchange")
+    parser.add_argument(
+        "--replay",
+        type=Path,
+        metavar="FILE",
+        help="play back a counterexample written by `qrlogin explore` (its scenario and schedule) instead",
+    )
     parser.set_defaults(func=_demo)
 
 
@@ -108,6 +119,8 @@ def _line(time_ms: int, who: str, text: str) -> str:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    if args.replay is not None:
+        return _replay(args.replay)
     generation = _GENERATIONS[args.generation]
     qr_on = DeviceRole(args.qr_on)
     seed = f"qrlogin demo {args.seed}".encode()
@@ -190,3 +203,61 @@ def _attack_summary(world: World, ok: bool, guessed: bool, violations: tuple[str
     stopped = not secrets and not tokens and ok
     print("the attack was stopped" if stopped else "the attack was NOT stopped")
     return 0 if stopped else 1
+
+
+def _replay(path: Path) -> int:
+    """Play a counterexample back, step by step: each scheduled action and what it made each device see and do."""
+    try:
+        example = counterexample.load(path)
+        result = counterexample.replay(example)
+    except counterexample.CounterexampleError as exc:
+        print(f"qrlogin demo: --replay: {exc}", file=sys.stderr)
+        return 2
+    scenario = example.scenario
+    mode = "with the attacker" if scenario.attacker else "no attacker"
+    print(f"qrlogin demo: replaying {path}")
+    print(f"generation {_TITLES[scenario.generation]}; the {scenario.qr_on.value} device shows the QR code; {mode}")
+    print(f"fault budget: {faults_label(scenario.faults)}; {len(example.choices)} scheduled actions")
+    print(f"recorded violation: {example.violation}")
+    world = new_world(scenario)
+    shown = len(world.record.transcript)
+    for line in world.record.transcript:
+        print(_line(*line))
+    for number, action in enumerate(result.trace, start=1):
+        fair = "" if number <= len(example.choices) else ", the fair continuation"
+        print(f"\n  step {number} (t={world.now_ms / 1000:.1f} s{fair}): {_describe_action(world, action)}")
+        world = step(world, action)
+        for line in world.record.transcript[shown:]:
+            print(_line(*line))
+        shown = len(world.record.transcript)
+    print()
+    for name in (NEW, EXISTING, *((ATTACKER,) if scenario.attacker else ())):
+        print(
+            f"outcome on the {_WHO[name] if name != ATTACKER else 'attacker' + chr(39) + 's device'}: "
+            f"{_outcome(world, name)}"
+        )
+    verdict = check(result)
+    if not verdict.violations:
+        print("\nevery invariant holds: the recorded violation no longer happens")
+        return 0
+    for violation in verdict.violations:
+        print(f"invariant violated: {violation}")
+    return 1
+
+
+def _describe_action(world: World, action: Action) -> str:
+    """An action as a person reads it: which request or answer a network action moves."""
+    if action.kind == "tick":
+        return "time passes to the next timer"
+    if action.kind == "delay":
+        return "time passes to the next timer while requests wait (a delay)"
+    if action.index < 0:
+        return str(action)
+    item = world.pending[action.index]
+    request = f"{item.request.method} {urlsplit(item.request.target).path}"
+    if item.response is None:
+        what = f"the {_WHO[item.actor]}'s request {request}"
+    else:
+        what = f"the answer {item.response.status} to the {_WHO[item.actor]}'s {request}"
+    verbs = {"deliver": "deliver", "drop": "lose", "duplicate": "duplicate"}
+    return f"{verbs.get(action.kind, action.kind)} {what}"

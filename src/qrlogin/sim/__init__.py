@@ -5,7 +5,10 @@
   ``step``;
 * :mod:`.run`: a scheduler driven by a list of choices (what hypothesis generates);
 * :mod:`.invariants`: what every finished run must satisfy;
-* :mod:`.explore`: a bounded exhaustive exploration of interleavings with state deduplication.
+* :mod:`.explore`: an exhaustive exploration of interleavings within a fault budget, with state deduplication by
+  :mod:`.fingerprint`, spread over processes by :mod:`.parallel`;
+* :mod:`.counterexample`: a violation's schedule as a file that ``qrlogin demo --replay`` plays back;
+* :mod:`.matrix`: the configurations CI explores and the table of counts the docs keep.
 
 See ``docs/simulation.md``.
 """

@@ -1,172 +1,253 @@
-"""Bounded exhaustive exploration of the simulator's interleavings, with state deduplication.
+"""Exhaustive exploration of the simulator's interleavings within a fault budget, with state deduplication.
 
 Theory of operation
 -------------------
-From the initial :class:`~qrlogin.sim.world.World` of a scenario, a depth-first search takes every enabled action
-of every state it reaches. Two interleavings that lead to the same state (same devices, homeserver, pending
-messages, clock and user state; the record of what happened is not part of a state) are explored once: a state is
-identified by a structural fingerprint, a SHA-256 over a canonical walk of the value. Key material is fingerprinted
-by digest, so states that differ only in secrets are still told apart.
+From the initial :class:`~qrlogin.sim.world.World` of a scenario, a breadth-first search takes every enabled action
+of every state it reaches; the scenario's :class:`~qrlogin.sim.world.Faults` is the budget of drops, duplicates,
+delays, cancels, denials and overwrites a schedule may spend, so "every interleaving with at most one drop" is one
+scenario. Two interleavings that lead to the same state (same devices, homeserver, pending messages, clock, user
+state and remaining budget; the record of what happened is not part of a state) are explored once: a state is
+identified by its fingerprint (:mod:`qrlogin.sim.fingerprint`).
 
 Every state without enabled actions is terminal and is judged by :func:`qrlogin.sim.invariants.check` (the
-invariants that speak of a whole run need only its final world and record). States at the depth bound, or beyond
-``max_states``, are counted as cut off: each is then finished with the fair schedule and judged too, so every
-explored prefix also ends in a checked run. The result says how many distinct states were covered.
+invariants that speak of a whole run need only its final world and record). States at the depth bound, or found
+once ``max_states`` distinct states are known, are cut off: each is finished with the fair schedule and judged too,
+so every explored prefix ends in a checked run. Breadth first, each state is first reached by a shortest schedule,
+so the schedule kept with a violation (the scheduler's choices from the initial world, :func:`qrlogin.sim.run.run`)
+is the shortest that reaches that state; :mod:`qrlogin.sim.counterexample` writes it to a file anyone can replay.
 
-Time only advances when nothing else can happen (no delay faults here), and each device has at most one request per
-layer in flight, so the branching is small and the graph of an honest sign-in is explored completely within a few
-thousand states.
+Reductions (each one merges or skips only what cannot change a judged outcome; ``docs/simulation.md`` gives the
+argument for each):
+
+* the pending HTTP items are a multiset: states that differ only in their order are one state.
 
 Branching continues one world along several actions, which the secure channels refuse by design: a channel state
-moves on once (its cursor, :class:`~qrlogin._machine.Guard`). Every branch but one therefore steps a fork of the
-world (:func:`qrlogin._machine.fork_for_exploration`), in which each channel has a cursor of its own in the same
-position; the parts of a world that hold no cursor are shared between forks, not copied.
+moves on once (its cursor, :class:`~qrlogin._machine.Guard`). The explored worlds therefore carry a
+:class:`~qrlogin.sim.world.Branching` (``World.branching``): every device transition in them starts from a fork of
+that device (:func:`qrlogin._machine.fork_for_exploration`: its channel gets a cursor of its own in the same
+position). Forking the device a step moves, rather than the whole world for each branch, copies only what changes
+anyway: the other device and the homeserver stay shared, and their fingerprints stay memoised. The same object
+remembers device transitions and homeserver answers by the identity of their inputs, so interleavings that meet a
+device state with the same event, or the homeserver with the same request, compute the result once.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import enum
-import hashlib
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from .._crypto import AeadKey, X25519Secret
-from .._machine import ForkCache, fork_for_exploration
-from .._secret import Secret
-from ..homeserver._frozenmap import FrozenMap
+from .fingerprint import Fingerprinter
 from .invariants import check
 from .run import MAX_STEPS, Run
-from .world import Scenario, World, actions, is_finished, new_world, step
+from .world import Branching, Scenario, World, actions, is_finished, new_world, step
 
-__all__ = ["Exploration", "explore", "fingerprint"]
+__all__ = ["Counts", "Exploration", "Judge", "Violation", "explore", "fingerprint", "search", "state_key"]
+
+#: A schedule as the search keeps it: a linked list of choices, newest first, sharing prefixes between states.
+Path = tuple["Path", int] | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Violation:
+    """An invariant a judged run broke, with the shortest schedule the search found that reaches it."""
+
+    message: str
+    choices: tuple[int, ...]
+    now_ms: int
+
+    def __str__(self) -> str:
+        return f"{self.message} (after {len(self.choices)} actions, t={self.now_ms} ms)"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Exploration:
+    scenario: Scenario
     distinct_states: int
     terminal_states: int
     cut_off: int
     transitions: int
-    violations: tuple[str, ...]
+    max_depth: int
+    seconds: float
+    violations: tuple[Violation, ...]
     outcomes: frozenset[tuple[tuple[str, str], ...]]
 
+    @property
+    def states_per_second(self) -> float:
+        return self.distinct_states / self.seconds if self.seconds > 0 else 0.0
 
-class _Fingerprinter:
-    """Canonical bytes for a value graph; shared sub-values are walked once (they are immutable)."""
+    @property
+    def transitions_per_second(self) -> float:
+        return self.transitions / self.seconds if self.seconds > 0 else 0.0
 
-    def __init__(self) -> None:
-        self._memo: dict[int, tuple[object, bytes]] = {}
 
-    def __call__(self, value: object) -> bytes:
-        key = id(value)
-        hit = self._memo.get(key)
-        if hit is not None and hit[0] is value:
-            return hit[1]
-        digest = hashlib.sha256(self._walk(value)).digest()
-        if not isinstance(value, int | str | bytes | bool | type(None)):
-            self._memo[key] = (value, digest)
-        return digest
+def new_fingerprinter() -> Fingerprinter:
+    """A fingerprinter that reads the world's pending items as a multiset (see the module docstring)."""
+    return Fingerprinter(multisets=[(World, "pending")])
 
-    def _walk(self, value: object) -> bytes:
-        if value is None or isinstance(value, bool | int | float):
-            return repr(value).encode()
-        if isinstance(value, str):
-            return b"s" + value.encode("utf-8", "surrogatepass")
-        if isinstance(value, bytes):
-            return b"b" + value
-        if isinstance(value, Secret):
-            return b"S" + hashlib.sha256(value.value).digest()
-        if isinstance(value, AeadKey):
-            return b"K" + hashlib.sha256(value._key).digest()
-        if isinstance(value, X25519Secret):
-            return b"X" + value.public_key
-        if isinstance(value, enum.Enum):
-            return b"E" + type(value).__name__.encode() + repr(value.value).encode()
-        if isinstance(value, tuple | list):
-            return b"T" + b"".join(self(item) for item in value)
-        if isinstance(value, FrozenMap | dict):
-            items = sorted((self(k), self(v)) for k, v in value.items())
-            return b"M" + b"".join(k + v for k, v in items)
-        if isinstance(value, frozenset | set):
-            return b"F" + b"".join(sorted(self(item) for item in value))
-        if dataclasses.is_dataclass(value):
-            parts = [type(value).__qualname__.encode()]
-            for field in dataclasses.fields(value):
-                if field.compare:
-                    parts.append(self(getattr(value, field.name)))
-            return b"D" + b"".join(parts)
-        slots = getattr(type(value), "__slots__", None)
-        if slots is not None:
-            return b"O" + type(value).__qualname__.encode() + b"".join(self(getattr(value, s)) for s in slots)
-        raise TypeError(f"cannot fingerprint a {type(value).__name__}")
+
+def state_key(world: World, fingerprinter: Fingerprinter | None = None) -> bytes:
+    """The identity of a world state in an exploration (everything but its record, pending items in any order)."""
+    return (fingerprinter or new_fingerprinter())(world)
 
 
 def fingerprint(world: World) -> bytes:
     """The identity of a world state (everything but its record of the past)."""
-    return _Fingerprinter()(world)
+    return state_key(world)
 
 
-def _finish(world: World) -> World:
-    for _ in range(MAX_STEPS):
+def choices_of(path: Path) -> tuple[int, ...]:
+    found: list[int] = []
+    while path is not None:
+        path, choice = path
+        found.append(choice)
+    return tuple(reversed(found))
+
+
+def finish(world: World) -> tuple[World, int]:
+    """``world`` run on with the fair schedule (always the first action) until it ends; and the steps it took."""
+    for taken in range(MAX_STEPS):
         options = actions(world)
         if not options:
-            break
+            return world, taken
         world = step(world, options[0])
-    return world
+    return world, MAX_STEPS
+
+
+class Judge:
+    """Judges finished worlds, keeping each distinct violation once, with the first (shortest) schedule."""
+
+    def __init__(self, limit: int = 20) -> None:
+        self.violations: dict[str, Violation] = {}
+        self.outcomes: set[tuple[tuple[str, str], ...]] = set()
+        self._limit = limit
+
+    def __call__(self, world: World, choices: Callable[[], tuple[int, ...]]) -> None:
+        verdict = check(Run(world=world, trace=(), finished=is_finished(world)))
+        self.outcomes.add(verdict.outcomes)
+        for message in verdict.violations:
+            if message not in self.violations and len(self.violations) < self._limit:
+                self.violations[message] = Violation(message=message, choices=choices(), now_ms=world.now_ms)
+
+
+@dataclass(slots=True)
+class Counts:
+    """What one search (or one process of a parallel one) did."""
+
+    terminal: int = 0
+    cut: int = 0
+    transitions: int = 0
+    deepest: int = 0
+
+
+Frontier = list[tuple[World, Path]]
+
+
+def search(
+    frontier: Frontier,
+    depth: int,
+    *,
+    claim: Callable[[bytes], bool],
+    claimed: Callable[[], int],
+    judge: Judge,
+    counts: Counts,
+    max_depth: int,
+    max_states: int,
+    split_at: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Frontier:
+    """Breadth first from ``frontier`` (states at ``depth``, already claimed), level by level.
+
+    ``claim(key)`` is true for a state not seen before (and records it); ``claimed()`` is how many are known. With
+    ``split_at``, stop once a level holds that many states and return it, unexpanded (to spread over processes).
+    """
+    key = new_fingerprinter()
+    reported = claimed()
+    while frontier:
+        if split_at is not None and len(frontier) >= split_at:
+            return frontier
+        following: Frontier = []
+        for world, path in frontier:
+            options = actions(world)
+            if not options:
+                counts.terminal += 1
+                judge(world, lambda path=path: choices_of(path))  # type: ignore[misc]
+                continue
+            if depth >= max_depth or claimed() >= max_states:
+                counts.cut += 1
+                finished, taken = finish(world)
+                judge(finished, lambda path=path, taken=taken: choices_of(path) + (0,) * taken)  # type: ignore[misc]
+                continue
+            for index, action in enumerate(options):
+                counts.transitions += 1
+                child = step(world, action)
+                if claim(key(child)):
+                    following.append((child, (path, index)))
+        frontier = following
+        counts.deepest = max(counts.deepest, depth)
+        depth += 1
+        if progress is not None and claimed() - reported >= 10_000:
+            reported = claimed()
+            progress(reported)
+    return []
+
+
+def root_world(scenario: Scenario) -> World:
+    """The initial world of an exploration: it carries the cache its device forks use."""
+    return replace(new_world(scenario), branching=Branching())
 
 
 def explore(
     scenario: Scenario,
     *,
-    max_depth: int = 400,
-    max_states: int = 20_000,
+    max_depth: int = 1_000,
+    max_states: int = 1_000_000,
+    jobs: int = 1,
     progress: Callable[[int], None] | None = None,
 ) -> Exploration:
-    """Explore every interleaving of ``scenario`` up to the bounds; see the module docstring."""
-    fp = _Fingerprinter()
-    forks = ForkCache()
-    seen: set[bytes] = set()
-    violations: list[str] = []
-    outcomes: set[tuple[tuple[str, str], ...]] = set()
-    terminal = cut = transitions = 0
-    stack: list[tuple[World, int]] = [(new_world(scenario), 0)]
+    """Explore every interleaving of ``scenario`` within its fault budget and the bounds; see the module docstring.
 
-    def judge(world: World, depth: int) -> None:
-        verdict = check(Run(world=world, trace=(), finished=is_finished(world)))
-        outcomes.add(verdict.outcomes)
-        for violation in verdict.violations:
-            if len(violations) < 20:
-                violations.append(f"{violation} (at depth {depth}, t={world.now_ms} ms)")
+    With ``jobs`` > 1 the search is spread over that many processes (:mod:`qrlogin.sim.parallel`).
+    """
+    if jobs > 1:
+        from .parallel import explore_parallel
 
-    while stack:
-        world, depth = stack.pop()
-        key = fp(world)
+        return explore_parallel(scenario, jobs=jobs, max_depth=max_depth, max_states=max_states, progress=progress)
+    started = time.perf_counter()
+    judge = Judge()
+    root = root_world(scenario)
+    seen: set[bytes] = {new_fingerprinter()(root)}
+
+    def claim(key: bytes) -> bool:
         if key in seen:
-            continue
+            return False
         seen.add(key)
-        if progress is not None and len(seen) % 1000 == 0:
-            progress(len(seen))
-        options = actions(world)
-        if not options:
-            terminal += 1
-            judge(world, depth)
-            continue
-        if depth >= max_depth or len(seen) >= max_states:
-            cut += 1
-            judge(_finish(world), depth)
-            continue
-        # Each branch but the last continues a fork of the world: the channels' cursors let a state move on once,
-        # and every branch must move on from the same states.
-        for remaining, action in enumerate(reversed(options), start=1 - len(options)):
-            transitions += 1
-            branch = world if remaining == 0 else fork_for_exploration(world, cache=forks)
-            stack.append((step(branch, action), depth + 1))
+        return True
+
+    counts = Counts()
+    search(
+        [(root, None)],
+        0,
+        claim=claim,
+        claimed=seen.__len__,
+        judge=judge,
+        counts=counts,
+        max_depth=max_depth,
+        max_states=max_states,
+        progress=progress,
+    )
+    return result(scenario, len(seen), counts, judge, time.perf_counter() - started)
+
+
+def result(scenario: Scenario, distinct: int, counts: Counts, judge: Judge, seconds: float) -> Exploration:
     return Exploration(
-        distinct_states=len(seen),
-        terminal_states=terminal,
-        cut_off=cut,
-        transitions=transitions,
-        violations=tuple(violations),
-        outcomes=frozenset(outcomes),
+        scenario=scenario,
+        distinct_states=distinct,
+        terminal_states=counts.terminal,
+        cut_off=counts.cut,
+        transitions=counts.transitions,
+        max_depth=counts.deepest,
+        seconds=seconds,
+        violations=tuple(judge.violations.values()),
+        outcomes=frozenset(judge.outcomes),
     )

@@ -15,21 +15,35 @@
   login still runs, the other is not left waiting for the rendezvous to expire: it learns of it (from the message,
   or from the deletion of the session by the device that created it) and the run ends before the session's expiry.
   Checked where nothing else can delay it: no attacker, and no lost, duplicated or delayed HTTP exchange.
+* **liveness with one fault**: with no attacker and a fault budget of at most one fault of any kind, both devices
+  end (success or a typed failure) before the rendezvous session expires plus one poll interval, and a device that
+  gave up while its peer's login still ran has told it: the peer read the ``m.login.failure``, or saw the session
+  deleted by the device that created it (unless the peer needed no notice: its login succeeded anyway, or it gave up
+  too and its own notice crossed this one);
+* **the homeserver agrees with the devices**: after every run the user's devices at the homeserver are the existing
+  device plus exactly the devices whose device grant was redeemed (a run that failed before the tokens were
+  redeemed leaves no device); a new device that reports success is listed in the account it signed in to (the
+  user's; with the attacker as the existing device, possibly the attacker's), and its access token and refresh
+  token are valid for it; an existing device that reports success saw a device the homeserver lists.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from .. import device as dv
 from .. import homeserver as hsm
-from ..login.events import ReportLoginSuccess
+from ..homeserver import oauth as hs_oauth
+from ..login.events import ReportLoginFailure, ReportLoginSuccess
 from ..login.messages import Secrets, serialize_message
 from .run import Run
-from .world import ATTACKER, EXISTING, NEW, USER, Faults, World, user_secrets
+from .world import ATTACKER, EXISTING, EXISTING_DEVICE_ID, NEW, USER, Faults, World, user_secrets
 
-__all__ = ["Verdict", "check", "is_honest", "is_reliable"]
+__all__ = ["Verdict", "check", "is_honest", "is_reliable", "is_single_fault"]
+
+#: How long after the session's expiry a device may still be finding out (one poll of the rendezvous client).
+POLL_INTERVAL_MS = 1_000  # rendezvous.client.ClientConfig.poll_interval_ms, which the devices keep
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,6 +66,12 @@ def is_reliable(world: World) -> bool:
 def is_honest(world: World) -> bool:
     """No attacker and no fault budget: the network may reorder freely but loses, duplicates and delays nothing."""
     return not world.scenario.attacker and world.scenario.faults == Faults()
+
+
+def is_single_fault(world: World) -> bool:
+    """No attacker, and a budget of at most one fault of any kind."""
+    faults = world.scenario.faults
+    return not world.scenario.attacker and sum(getattr(faults, f.name) for f in fields(Faults)) <= 1
 
 
 def _outcome(world: World, name: str) -> str:
@@ -119,6 +139,9 @@ def check(result: Run) -> Verdict:
                 violations.append("the attacker obtained an access token for the user's account")
     if is_reliable(world):
         violations.extend(_failures_reached_the_peer(world))
+    if is_single_fault(world):
+        violations.extend(_live_despite_one_fault(world))
+    violations.extend(_homeserver_agrees(world))
     seen: dict[tuple[str, str, int], str] = {}
     for name, key, counter, payload in world.record.seals:
         previous = seen.setdefault((name, key, counter), payload)
@@ -138,4 +161,93 @@ def _failures_reached_the_peer(world: World) -> list[str]:
             found.append(f"{name} sent {notice}, but the other device waited for the rendezvous to expire")
         if world.now_ms >= world.scenario.rendezvous_ttl_ms:
             found.append(f"{name} sent {notice}, and the run went on until the rendezvous expired")
+    return found
+
+
+def _live_despite_one_fault(world: World) -> list[str]:
+    found = []
+    created = world.record.qr_shown_ms
+    if created is not None:
+        bound = created + world.scenario.rendezvous_ttl_ms + POLL_INTERVAL_MS
+        if world.now_ms > bound:
+            found.append(
+                f"with one fault at most, the run ended at {world.now_ms} ms, after the rendezvous expired plus one "
+                f"poll interval ({bound} ms)"
+            )
+    for name, notice, peer_was_running in world.record.notices:
+        if not peer_was_running:
+            continue
+        peer_name = EXISTING if name == NEW else NEW
+        peer = world.actor(peer_name)
+        ended = dv.outcome(peer.device) if peer is not None else None
+        read = any(who == peer_name and kind.startswith("m.login.failure") for who, kind in world.record.received)
+        deleted = ended is not None and ended.session_end is dv.SessionEnd.DELETED
+        # The peer needed no notice if its login succeeded anyway (a cancel after the grant was redeemed) or if it
+        # gave up too, its own notice crossing this one.
+        succeeded = ended is not None and isinstance(ended.result, ReportLoginSuccess)
+        crossed = any(author == peer_name for author, _, _ in world.record.notices)
+        if not (read or deleted or succeeded or crossed):
+            found.append(f"{name} gave up with {notice} while the other device's login ran, and never told it")
+    return found
+
+
+def _request(world: World, request: hsm.HttpRequest) -> hsm.HttpResponse:
+    _, response = hsm.handle(world.hs, request, now_ms=world.now_ms)
+    return response
+
+
+def _refreshes(world: World, refresh_token: str) -> bool:
+    """Whether ``refresh_token`` is live at the homeserver, for one of its registered clients (nothing is changed:
+    the homeserver is a value, the rotated one is dropped)."""
+    for client_id in world.hs.oauth.clients:
+        form = {"grant_type": hs_oauth.REFRESH_TOKEN_GRANT, "refresh_token": refresh_token, "client_id": client_id}
+        if _request(world, hsm.HttpRequest.form(hs_oauth.TOKEN_PATH, form)).status == 200:
+            return True
+    return False
+
+
+def _signed_in_as_reported(world: World, device_id: str, result: ReportLoginSuccess) -> list[str]:
+    """The new device's tokens are valid for it, in whichever account it signed in to (with the attacker acting as
+    the existing device, that may be the attacker's: an evil-twin sign-in the other invariants judge)."""
+    tokens = result.tokens
+    who = _whoami(world, tokens.access_token.value.decode()) if tokens is not None else None
+    if tokens is None or who is None or not who.endswith(f"|{device_id}"):
+        return [f"the new device reports success, but its access token is not valid for it ({who})"]
+    own = hsm.HttpRequest.get("/_matrix/client/v3/devices", access_token=tokens.access_token.value.decode())
+    listed = {device["device_id"] for device in json.loads(_request(world, own).body)["devices"]}
+    if device_id not in listed:
+        return [f"the new device reports success, but the homeserver lists no device {device_id} for {who}"]
+    if tokens.refresh_token is not None and not _refreshes(world, tokens.refresh_token.value.decode()):
+        return ["the new device reports success, but its refresh token is not valid"]
+    return []
+
+
+def _homeserver_agrees(world: World) -> list[str]:
+    found: list[str] = []
+    user_id = f"@{USER}:{world.hs.server_name}"
+    token = dict(world.tokens)[EXISTING]
+    response = _request(world, hsm.HttpRequest.get("/_matrix/client/v3/devices", access_token=token))
+    listed = {device["device_id"] for device in json.loads(response.body)["devices"]}
+    redeemed = {
+        grant.device_id
+        for grant in world.hs.oauth.grants.values()
+        if grant.status is hs_oauth.GrantStatus.REDEEMED and grant.user_id == user_id
+    }
+    expected = {EXISTING_DEVICE_ID} | redeemed
+    if listed != expected:
+        found.append(
+            f"the homeserver lists devices {sorted(listed)} for the user; the redeemed grants make {sorted(expected)}"
+        )
+    new = world.actor(NEW)
+    ended = dv.outcome(new.device) if new is not None else None
+    if new is not None and ended is not None and isinstance(ended.result, ReportLoginSuccess):
+        found.extend(_signed_in_as_reported(world, new.device.config.device_id, ended.result))
+    failed = ended is not None and isinstance(ended.result, ReportLoginFailure)
+    if new is not None and failed and not redeemed and new.device.config.device_id in listed:
+        found.append("the new device failed before its tokens were redeemed, but the homeserver lists it")
+    existing = world.actor(EXISTING)
+    existing_ended = dv.outcome(existing.device) if existing is not None else None
+    succeeded = existing_ended is not None and isinstance(existing_ended.result, ReportLoginSuccess)
+    if succeeded and not listed - {EXISTING_DEVICE_ID}:
+        found.append("the existing device reports success, but the homeserver lists no new device")
     return found

@@ -39,6 +39,7 @@ from urllib.parse import parse_qsl, urlsplit
 from .. import device as dv
 from .. import homeserver as hsm
 from .. import qr
+from .._machine import ForkCache, fork_for_exploration
 from .._secret import Secret
 from ..channel import ecies, hpke
 from ..homeserver.rendezvous import install_rendezvous
@@ -156,8 +157,46 @@ class Record:
     attacker_code: str | None = None  # the code of the attacker's channel when the user typed one
     transcript: tuple[tuple[int, str, str], ...] = ()  # (time, actor or "user"/"network", text)
     notices: tuple[tuple[str, str, bool], ...] = ()  # (actor, failure it sent, whether the peer's login still ran)
+    received: tuple[tuple[str, str], ...] = ()  # (actor, login message type it received)
     qr_payload: bytes | None = None
-    expires_ms: int | None = None
+    qr_shown_ms: int | None = None  # when the rendezvous session existed and its QR code was shown
+
+
+class Branching:
+    """What lets an exploration step one world along several actions, and step alike worlds alike once.
+
+    A device transition starts from a fork of the device (:func:`qrlogin._machine.fork_for_exploration`: its channel
+    gets a cursor of its own in the same position), so that every branch can move the device on. And the pure
+    functions a step calls (a device's transition, the homeserver's handling of a request) are remembered by the
+    identity of their inputs: interleavings meet the same device state with the same event, or the same homeserver
+    with the same request, over and over (what another device did in between does not change them), and then share
+    one result, which also keeps its fingerprint memoised. Inputs are kept beside their results, so an id is not
+    reused while its entry lives; like the fingerprint memo, two generations of ``limit`` entries bound it.
+    """
+
+    __slots__ = ("_limit", "_old", "_young", "forks")
+
+    def __init__(self, limit: int = 20_000) -> None:
+        self.forks = ForkCache()
+        self._young: dict[tuple[object, ...], tuple[object, object]] = {}
+        self._old: dict[tuple[object, ...], tuple[object, object]] = {}
+        self._limit = limit
+
+    def recall(self, key: tuple[object, ...], source: object) -> object | None:
+        """The result remembered for ``key`` if it was computed from this very ``source``."""
+        hit = self._young.get(key)
+        if hit is None:
+            hit = self._old.get(key)
+            if hit is None:
+                return None
+            self._young[key] = hit
+        return hit[1] if hit[0] is source else None
+
+    def remember(self, key: tuple[object, ...], source: object, value: object) -> None:
+        if len(self._young) >= self._limit:
+            self._old = self._young
+            self._young = {}
+        self._young[key] = (source, value)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -175,6 +214,8 @@ class World:
     decided: bool = False
     faults: Faults = Faults()
     record: Record = field(default_factory=Record, compare=False)
+    # Set by an exploration, which steps one world along several actions (see Branching).
+    branching: Branching | None = field(default=None, compare=False, repr=False)
 
     def actor(self, name: str) -> Actor | None:
         for actor in self.actors:
@@ -485,7 +526,16 @@ def _serve(world: World, item: Pending) -> tuple[hsm.Homeserver, HttpResponse | 
     request = _host_request(world, item)
     if request is None:
         return world.hs, None
-    return hsm.handle(world.hs, request, now_ms=world.now_ms)
+    branching = world.branching
+    if branching is None:
+        return hsm.handle(world.hs, request, now_ms=world.now_ms)
+    key = (id(world.hs), request, world.now_ms)
+    known = branching.recall(key, world.hs)
+    if known is not None:
+        return known  # type: ignore[return-value]
+    result = hsm.handle(world.hs, request, now_ms=world.now_ms)
+    branching.remember(key, world.hs, result)
+    return result
 
 
 def _without(world: World, index: int, **changes: object) -> World:
@@ -557,11 +607,25 @@ def _feed(world: World, name: str, event: dv.Event) -> World:
     if dv.is_done(actor.device):
         return world  # an answer that was still on its way when the device finished: it needs nothing more
     before = dv.channel(actor.device)
-    device, effects = dv.transition(actor.device, event, now_ms=world.now_ms)
+    device, effects = _transition(world.branching, actor.device, event, world.now_ms)
     after = dv.channel(device)
     world = _update(world, name, device=device, check_code=_established_code(after) or actor.check_code)
     world = _track_seal(world, name, before, after)
     return _apply_effects(world, name, effects)
+
+
+def _transition(
+    branching: Branching | None, device: dv.State, event: dv.Event, now_ms: int
+) -> tuple[dv.State, tuple[dv.Effect, ...]]:
+    if branching is None:
+        return dv.transition(device, event, now_ms=now_ms)
+    key = (id(device), event, now_ms)
+    known = branching.recall(key, device)
+    if known is not None:
+        return known  # type: ignore[return-value]
+    result = dv.transition(fork_for_exploration(device, cache=branching.forks), event, now_ms=now_ms)
+    branching.remember(key, device, result)
+    return result
 
 
 def _established_code(state: object) -> str | None:
@@ -609,7 +673,8 @@ def _apply_effects(world: World, name: str, effects: tuple[dv.Effect, ...]) -> W
         elif isinstance(effect, dv.ShowQrCode):
             if name != ATTACKER:
                 world = replace(world, qr_payload=effect.payload)
-                world = replace(world, record=replace(world.record, qr_payload=effect.payload))
+                record = replace(world.record, qr_payload=effect.payload, qr_shown_ms=world.now_ms)
+                world = replace(world, record=record)
                 world = _note(world, name, "shows the QR code")
         elif isinstance(effect, ShowCheckCode):
             world = _update(world, name, shown_code=effect.code)
@@ -634,6 +699,8 @@ def _apply_effects(world: World, name: str, effects: tuple[dv.Effect, ...]) -> W
                 notices = (*world.record.notices, (name, effect.message_type, running))
                 world = replace(world, record=replace(world.record, notices=notices))
         elif isinstance(effect, dv.ReportMessageReceived):
+            received = (*world.record.received, (name, effect.message_type))
+            world = replace(world, record=replace(world.record, received=received))
             world = _note(world, name, f"receives {effect.message_type}")
         else:
             assert isinstance(effect, dv.ReportOutcome)

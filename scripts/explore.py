@@ -1,0 +1,105 @@
+"""Explore many configurations to completion and check their counts against docs/simulation.md.
+
+    python scripts/explore.py [--combined] [--jobs N] [--write] [--only TEXT]
+
+Without ``--combined`` it explores every single-fault configuration (:func:`qrlogin.sim.matrix.single_fault_scenarios`:
+each generation, both QR directions, honest and with the attacker, no fault and each fault kind alone with a budget
+of one), which CI does on every run (``scripts/test``). ``--combined`` explores the combined budgets (one of each
+kind at once, and two drops) for longer runs. Configurations are spread over ``--jobs`` processes. It prints the
+table of counts and fails (exit 1) when an invariant is violated, when an exploration is cut short, or when a count
+falls more than 10% below the table the docs keep; ``--write`` records the counts in the docs instead (the combined
+table is only ever written, not checked). ``--only`` keeps the configurations whose row contains TEXT (e.g.
+``"honest | v3"``; repeated, every TEXT), for a quick look; the floor is then checked for those rows only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from multiprocessing import get_context
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+from qrlogin.sim.explore import Exploration, explore
+from qrlogin.sim.matrix import (
+    combined_scenarios,
+    floor_failures,
+    format_table,
+    read_table,
+    replace_table,
+    row_key,
+    single_fault_scenarios,
+)
+from qrlogin.sim.world import Scenario
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "simulation.md"
+MAX_STATES = 5_000_000
+
+
+def _explore(scenario: Scenario) -> Exploration:
+    return explore(scenario, max_states=MAX_STATES)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--combined", action="store_true", help="the combined budgets instead of single faults")
+    parser.add_argument("--jobs", type=int, default=1, help="processes to spread the configurations over")
+    parser.add_argument("--write", action="store_true", help="record the counts in docs/simulation.md")
+    parser.add_argument(
+        "--only", action="append", default=[], help="only the configurations whose row contains this text (repeatable)"
+    )
+    args = parser.parse_args()
+    name = "combined" if args.combined else "single"
+    scenarios = combined_scenarios() if args.combined else single_fault_scenarios()
+    scenarios = [s for s in scenarios if all(text in "| " + " | ".join(row_key(s)) + " |" for text in args.only)]
+    document = DOC.read_text(encoding="utf-8")
+    recorded = read_table(document, name)
+    # Largest first (by the recorded counts), so that the last process does not start the biggest one last.
+    scenarios.sort(key=lambda s: -(row.distinct_states if (row := recorded.get(row_key(s))) else 10**9))
+    started = time.perf_counter()
+    results = []
+    with get_context("fork").Pool(max(1, args.jobs)) as pool:
+        for done in pool.imap_unordered(_explore, scenarios):
+            results.append(done)
+            print(
+                f"  [{len(results)}/{len(scenarios)}] {' '.join(row_key(done.scenario))}: "
+                f"{done.distinct_states:,} states, {done.seconds:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+    wall = time.perf_counter() - started
+    order = {row_key(s): i for i, s in enumerate(combined_scenarios() if args.combined else single_fault_scenarios())}
+    results.sort(key=lambda r: order[row_key(r.scenario)])
+    table = format_table(results)
+    print(table, end="")
+    states = sum(r.distinct_states for r in results)
+    transitions = sum(r.transitions for r in results)
+    cpu = sum(r.seconds for r in results)
+    print(
+        f"\n{len(results)} configurations, {states:,} distinct states, {transitions:,} transitions in {wall:.0f} s "
+        f"({cpu:.0f} s in explorations, {transitions / cpu if cpu else 0:,.0f} transitions/s per process, "
+        f"{args.jobs} processes)"
+    )
+    status = 0
+    for result in results:
+        for violation in result.violations:
+            print(f"{' '.join(row_key(result.scenario))}: invariant violated: {violation}")
+            print(f"  schedule: {list(violation.choices)}")
+            status = 1
+    if args.write:
+        DOC.write_text(replace_table(document, name, table), encoding="utf-8")
+        print(f"recorded in {DOC}")
+        return status
+    if not args.combined:
+        failures = floor_failures(results, recorded)
+        for failure in failures:
+            print(f"floor: {failure}")
+        if failures:
+            status = 1
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
