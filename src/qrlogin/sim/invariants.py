@@ -231,7 +231,7 @@ def _homeserver_agrees(world: World) -> list[str]:
     redeemed = {
         grant.device_id
         for grant in world.hs.oauth.grants.values()
-        if grant.status is hs_oauth.GrantStatus.REDEEMED and grant.user_id == user_id
+        if grant.status is hs_oauth.GrantStatus.REDEEMED and grant.user_id == user_id and grant.device_id is not None
     }
     expected = {EXISTING_DEVICE_ID} | redeemed
     if listed != expected:
