@@ -42,6 +42,7 @@ BUDGETS = {
     "rendezvous_server": 20_000,
     "homeserver": 40_000,
     "qr_decode": 100_000,
+    "discovery": 10_000,
 }
 MIN_RUNS = 10_000
 #: The hypothesis runners of the targets, run when atheris is missing.
