@@ -40,8 +40,9 @@ a payload the machine sealed but that never reaches the wire, at that payload's 
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -220,27 +221,8 @@ class Counterpart:
             sender, nonce = channel.keys.sender, ecies.nonce(channel.send_counter - 1)
             return lambda plaintext: sender.seal(nonce, plaintext)
         if isinstance(channel, hpke.Established):
-            keys, seq = channel.keys, channel.send_seq - 1
-            try:
-                sealed = b64decode(payload, padding="allow")
-            except Base64DecodeError:
-                return None
-            for aad in self._aad_candidates(keys):
-                try:
-                    keys.sender.open(seq, sealed, aad)
-                except AuthenticationError:
-                    continue
-                return lambda plaintext: keys.sender.seal(seq, plaintext, aad)
+            return hpke_resealer(channel, payload, self._tokens)
         return None
-
-    def _aad_candidates(self, keys: hpke.HpkeKeys) -> list[bytes]:
-        """``aad_prefix || EncodeStringAsBytes8(token)`` for every token seen, newest first."""
-        candidates = []
-        for token in reversed(self._tokens):
-            encoded = token.encode("utf-8", errors="replace")
-            if 1 <= len(encoded) <= hpke.MAX_IDENTIFIER_LENGTH:
-                candidates.append(keys.aad_prefix + bytes((len(encoded),)) + encoded)
-        return candidates
 
     def receiver_open(self, payload: str, counter: int) -> bytes | None:
         """``payload`` opened with the client's sending key at ``counter`` (for HPKE, under any AAD the rendezvous
@@ -257,15 +239,56 @@ class Counterpart:
                 return keys.receiver.open(ecies.nonce(counter), sealed)
             except AuthenticationError:
                 return None
-        shapes = [sealed, sealed[hpke.RESPONSE_NONCE_LENGTH :]] if counter == 0 else [sealed]
-        for aad in self._aad_candidates(keys):
-            for ciphertext in shapes:
-                try:
-                    return keys.receiver.open(counter, ciphertext, aad)
-                except (AuthenticationError, LocalProtocolError):
-                    continue
-        return None
+        return hpke_open(keys, sealed, counter, self._tokens)
 
     @property
     def keys_known(self) -> bool:
         return self._keys is not None
+
+
+# ------------------------------------------------------------------------------------------------ HPKE (v3)
+
+
+def _aad_candidates(keys: hpke.HpkeKeys, tokens: Sequence[str]) -> list[bytes]:
+    """``aad_prefix || EncodeStringAsBytes8(token)`` for every token an AAD can carry, the newest (last) first."""
+    candidates = []
+    for token in reversed(tokens):
+        encoded = token.encode("utf-8", errors="surrogatepass")
+        if 1 <= len(encoded) <= hpke.MAX_IDENTIFIER_LENGTH:
+            candidates.append(keys.aad_prefix + bytes((len(encoded),)) + encoded)
+    return candidates
+
+
+def hpke_resealer(channel: hpke.Established, payload: str, tokens: Sequence[str]) -> Callable[[bytes], bytes] | None:
+    """How to seal any plaintext exactly as ``payload`` was sealed by ``channel`` (the state its last seal
+    returned): ``keys.sender`` at ``send_seq - 1`` under the AAD of whichever of ``tokens`` opens ``payload``; None
+    when none does."""
+    keys, seq = channel.keys, channel.send_seq - 1
+    try:
+        sealed = b64decode(payload, padding="allow")
+    except Base64DecodeError:
+        return None
+    for aad in _aad_candidates(keys, tokens):
+        try:
+            keys.sender.open(seq, sealed, aad)
+        except (AuthenticationError, LocalProtocolError):
+            continue
+        return functools.partial(keys.sender.seal, seq, aad=aad)
+    return None
+
+
+def hpke_open(keys: hpke.HpkeKeys, sealed: bytes, seq: int, tokens: Sequence[str]) -> bytes | None:
+    """``sealed`` opened with the peer's sending context at ``seq`` under the AAD of any of ``tokens``, or None.
+
+    At 0 it may be the peer's handshake message, whose ciphertext follows a 32-byte prefix (``enc`` of
+    ``LoginInitiate``, the response nonce of ``LoginOk``).
+    """
+    # An X25519 enc and a ChaCha20-Poly1305 response nonce are both 32 bytes.
+    shapes = [sealed, sealed[hpke.RESPONSE_NONCE_LENGTH :]] if seq == 0 else [sealed]
+    for aad in _aad_candidates(keys, tokens):
+        for ciphertext in shapes:
+            try:
+                return keys.receiver.open(seq, ciphertext, aad)
+            except (AuthenticationError, LocalProtocolError):
+                continue
+    return None
