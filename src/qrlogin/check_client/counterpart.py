@@ -25,14 +25,15 @@ The suite owns this device's seed and so its whole side of the channel; it needs
 established channel state of either generation already holds its keys as plain fields (``ecies.Established.keys``,
 ``hpke.HpkeKeys.sender`` / ``receiver`` with the AAD prefix), and the counterpart reads them from the state its own
 machine returned, as any holder of that state could. Only the suite does this; an application never holds the
-counterpart's state. The channel's cursor is not bypassed for anything that is sent: a reseal happens in place of
-a payload the machine sealed but that never reaches the wire, at that payload's key and nonce.
+counterpart's state. One nonce still carries one ciphertext on the wire: a reseal is written instead of a payload
+the machine sealed, at that payload's key and nonce, and the payload it replaces is never written.
 
 * ECIES (v1, v2): the sender key at the channel's last send counter.
-* HPKE (v3): ``keys.sender`` at ``send_seq - 1`` with ``aad_prefix || u8(len token) || token``. The token is the
-  one of the device's last GET (docs/hpke.md), which the channel state does not keep, so the counterpart takes it
-  from the rendezvous answers it has seen, newest first, and keeps the first that opens the original payload: the
-  reseal is proven to use the very key, nonce and AAD of the message it replaces, or it is not made (None).
+* HPKE (v3): ``keys.sender`` at ``send_seq - 1`` with ``aad_prefix || u8(len token) || token``. The token is
+  the one of the device's last GET (:mod:`qrlogin.channel.hpke`), which the channel state does not keep, so the
+  counterpart takes it from the rendezvous answers it has seen, newest first, and keeps the first that opens the
+  original payload: the reseal is proven to use the very key, nonce and AAD of the message it replaces, or it is
+  not made (None).
   Opening what the client wrote works the same way in the other direction, with ``keys.receiver``; a handshake
   payload (``LoginInitiate``'s ``enc`` or ``LoginOk``'s response nonce before the ciphertext, both 32 bytes) is
   opened at sequence number 0 after its prefix.
