@@ -41,6 +41,32 @@ EXPECTED_NOT_PASSING = {
 }
 
 
+#: The scenarios that reseal a plaintext under the counterpart's channel keys, and the nonce check, which opens the
+#: client's payloads with them: graded in v3 (HPKE) as in v1 (ECIES), skipped only where the role has no such message.
+RESEALING = [
+    "plaintext-not-json",
+    "unknown-message-type",
+    "unexpected-message-1",
+    "unexpected-message-2",
+    "unexpected-message-3",
+    "failure-at-message-1",
+    "failure-at-message-2",
+    "failure-at-message-3",
+    "malformed-secrets",
+    "unsupported-protocol",
+    "nonce-unique",
+]
+NOT_APPLICABLE_V3 = {
+    ("unexpected-message-3", "new/scans/v3"),
+    ("failure-at-message-3", "new/scans/v3"),
+    ("unsupported-protocol", "new/scans/v3"),
+    ("unexpected-message-3", "existing/shows/v3"),
+    ("failure-at-message-3", "existing/shows/v3"),
+    ("malformed-secrets", "existing/shows/v3"),
+    ("unsupported-protocol", "existing/shows/v3"),
+}
+
+
 @pytest.fixture(scope="module")
 def report() -> Report:
     return play_all(TEMPLATE, TARGETS)
@@ -52,6 +78,21 @@ def test_qrlogin_passes_every_must(report: Report) -> None:
 
 def test_qrlogin_scorecard_is_the_recorded_one(report: Report) -> None:
     assert differences(report, EXPECTED_NOT_PASSING) == []
+
+
+def test_v3_reseal_scenarios_and_the_nonce_check_are_graded(report: Report) -> None:
+    graded = {
+        (result.scenario, result.target): (result.grade, result.evidence)
+        for result in report.results
+        if result.scenario in RESEALING and result.target.endswith("/v3")
+    }
+    assert len(graded) == 2 * len(RESEALING)
+    wrong = [
+        f"{scenario} {target}: {grade}: {evidence}"
+        for (scenario, target), (grade, evidence) in graded.items()
+        if grade != ("skip" if (scenario, target) in NOT_APPLICABLE_V3 else "pass")
+    ]
+    assert wrong == []
 
 
 def test_fuzzing_finds_no_crash_hang_or_success_after_tampering() -> None:

@@ -10,28 +10,49 @@ model, so the discovery of a v2 code and the model's absolute URLs need no name 
 Every rendezvous write it makes passes through the scenario's :data:`WriteHook` before it reaches the model. The
 hook sees a :class:`PendingWrite`: the payload exactly as the channel sealed it, its index among this device's
 distinct payloads (0 is the channel's handshake message, 1.. the login messages), the login message type it
-carries, and :meth:`PendingWrite.seal`, which seals any other plaintext at the same nonce with this device's key
-(ECIES only; the message it replaces is never sent, so no nonce is used twice on the wire). The hook returns the
+carries, and :meth:`PendingWrite.seal`, which seals any other plaintext exactly as the message it replaces was
+sealed (the message it replaces is never sent, so no nonce is used twice on the wire). The hook returns the
 payload to write instead, or None to write it unchanged. A retry of a payload is rewritten the same way as the
 first attempt, so the rendezvous client's conflict handling sees one story.
 
 The counterpart does not know it was tampered with: it goes on as if its message had arrived. That is the point.
 Its channel keys stay readable (:meth:`Counterpart.receiver_open`), so the suite can open every payload the client
 wrote and check the nonces it used.
+
+Where the keys come from
+------------------------
+The suite owns this device's seed and so its whole side of the channel; it needs no accessor on the cores. The
+established channel state of either generation already holds its keys as plain fields (``ecies.Established.keys``,
+``hpke.HpkeKeys.sender`` / ``receiver`` with the AAD prefix), and the counterpart reads them from the state its own
+machine returned, as any holder of that state could. Only the suite does this; an application never holds the
+counterpart's state. One nonce still carries one ciphertext on the wire: a reseal is written instead of a payload
+the machine sealed, at that payload's key and nonce, and the payload it replaces is never written.
+
+* ECIES (v1, v2): the sender key at the channel's last send counter.
+* HPKE (v3): ``keys.sender`` at ``send_seq - 1`` with ``aad_prefix || u8(len token) || token``. The token is
+  the one of the device's last GET (:mod:`qrlogin.channel.hpke`), which the channel state does not keep, so the
+  counterpart takes it from the rendezvous answers it has seen, newest first, and keeps the first that opens the
+  original payload: the reseal is proven to use the very key, nonce and AAD of the message it replaces, or it is
+  not made (None).
+  Opening what the client wrote works the same way in the other direction, with ``keys.receiver``; a handshake
+  payload (``LoginInitiate``'s ``enc`` or ``LoginOk``'s response nonce before the ciphertext, both 32 bytes) is
+  opened at sequence number 0 after its prefix.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from .. import device as dv
-from ..channel import ecies
+from .._json import JsonError, loads_object
+from ..channel import ecies, hpke
 from ..encoding import b64decode, b64encode
-from ..errors import AuthenticationError, Base64DecodeError
+from ..errors import AuthenticationError, Base64DecodeError, LocalProtocolError
 from ..http import HttpRequest, HttpResponse
 from ..login.events import ReportLoginSuccess
 from ..vocabulary import HttpResponseReceived, SendHttpRequest, TimerFired
@@ -48,14 +69,14 @@ class PendingWrite:
     index: int  # 0: the channel handshake message; 1..: the login messages, in order
     label: str  # "handshake" or the login message type (a failure's reason included)
     payload: str
-    _keys: ecies.EciesKeys | None = field(default=None, repr=False)
-    _counter: int | None = None
+    _sealer: Callable[[bytes], bytes] | None = field(default=None, repr=False, compare=False)
 
     def seal(self, plaintext: bytes) -> str | None:
-        """``plaintext`` sealed as this message would be (same key, same nonce); None where that is not possible."""
-        if self._keys is None or self._counter is None:
+        """``plaintext`` sealed as this message was (same key, nonce and, for HPKE, AAD); None where that is not
+        possible (the handshake message, or no channel)."""
+        if self._sealer is None:
             return None
-        return b64encode(self._keys.sender.seal(ecies.nonce(self._counter), plaintext))
+        return b64encode(self._sealer(plaintext))
 
     def seal_json(self, message: Mapping[str, Any]) -> str | None:
         return self.seal(json.dumps(message).encode())
@@ -88,7 +109,9 @@ class Counterpart:
         self._todo: list[SendHttpRequest] = []
         self._rewritten: dict[str, str] = {}
         self._labels: list[str] = []
-        self._keys: ecies.EciesKeys | None = None  # kept once known: a finished device no longer shows its channel
+        # Kept once known: a finished device no longer shows its channel.
+        self._keys: ecies.EciesKeys | hpke.HpkeKeys | None = None
+        self._tokens: list[str] = []  # every sequence token a rendezvous answer gave it, newest last
 
     # ---------------------------------------------------------------------------------------------- driving
 
@@ -116,7 +139,7 @@ class Counterpart:
     def _apply(self, result: tuple[dv.State, tuple[dv.Effect, ...]]) -> None:
         self.state, effects = result
         keys = getattr(dv.channel(self.state), "keys", None)
-        if isinstance(keys, ecies.EciesKeys):
+        if isinstance(keys, ecies.EciesKeys | hpke.HpkeKeys):
             self._keys = keys
         self.effects.extend(effects)
         for effect in effects:
@@ -134,9 +157,22 @@ class Counterpart:
         if request.method in ("PUT", "POST") and "/rendezvous" in parts.path:
             body = self._rewrite(request)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
-        return self.served.respond_to_counterpart(
+        response = self.served.respond_to_counterpart(
             HttpRequest(method=request.method, target=target, headers=tuple(headers), body=body)
         )
+        if "/rendezvous" in parts.path:
+            self._note_token(response.body)
+        return response
+
+    def _note_token(self, body: bytes) -> None:
+        if not body.startswith(b"{"):
+            return
+        try:
+            token = loads_object(body, max_bytes=1 << 20).get("sequence_token")
+        except JsonError:
+            return
+        if isinstance(token, str) and (not self._tokens or self._tokens[-1] != token):
+            self._tokens.append(token)
 
     def _rewrite(self, request: HttpRequest) -> bytes:
         payload = payload_of(request.body)
@@ -147,10 +183,8 @@ class Counterpart:
         index = len(self.writes)
         label = "handshake" if index == 0 else (self._labels[index - 1] if index - 1 < len(self._labels) else "?")
         channel = dv.channel(self.state) if self.state is not None else None
-        keys = counter = None
-        if index > 0 and isinstance(channel, ecies.Established):
-            keys, counter = channel.keys, channel.send_counter - 1
-        pending = PendingWrite(index=index, label=label, payload=payload, _keys=keys, _counter=counter)
+        sealer = self._sealer(channel, payload) if index > 0 else None
+        pending = PendingWrite(index=index, label=label, payload=payload, _sealer=sealer)
         replacement = self.write_hook(pending) if self.write_hook is not None else None
         sent = payload if replacement is None else replacement
         self.tampered = self.tampered or sent != payload
@@ -182,16 +216,80 @@ class Counterpart:
     def sent(self) -> list[str]:
         return list(self._labels)
 
+    def _sealer(self, channel: object, payload: str) -> Callable[[bytes], bytes] | None:
+        """How to seal in place of ``payload``, which the channel in state ``channel`` has just sealed."""
+        if isinstance(channel, ecies.Established):
+            sender, nonce = channel.keys.sender, ecies.nonce(channel.send_counter - 1)
+            return lambda plaintext: sender.seal(nonce, plaintext)
+        if isinstance(channel, hpke.Established):
+            return hpke_resealer(channel, payload, self._tokens)
+        return None
+
     def receiver_open(self, payload: str, counter: int) -> bytes | None:
-        """``payload`` opened with the client's sending key at ``counter``, or None (ECIES only)."""
+        """``payload`` opened with the client's sending key at ``counter`` (for HPKE, under any AAD the rendezvous
+        tokens allow; at 0, a handshake payload after its 32-byte prefix), or None."""
         keys = self._keys
         if keys is None:
             return None
         try:
-            return keys.receiver.open(ecies.nonce(counter), b64decode(payload, padding="allow"))
-        except (AuthenticationError, Base64DecodeError):
+            sealed = b64decode(payload, padding="allow")
+        except Base64DecodeError:
             return None
+        if isinstance(keys, ecies.EciesKeys):
+            try:
+                return keys.receiver.open(ecies.nonce(counter), sealed)
+            except AuthenticationError:
+                return None
+        return hpke_open(keys, sealed, counter, self._tokens)
 
     @property
     def keys_known(self) -> bool:
         return self._keys is not None
+
+
+# ------------------------------------------------------------------------------------------------ HPKE (v3)
+
+
+def _aad_candidates(keys: hpke.HpkeKeys, tokens: Sequence[str]) -> list[bytes]:
+    """``aad_prefix || EncodeStringAsBytes8(token)`` for every token an AAD can carry, the newest (last) first."""
+    candidates = []
+    for token in reversed(tokens):
+        encoded = token.encode("utf-8", errors="surrogatepass")
+        if 1 <= len(encoded) <= hpke.MAX_IDENTIFIER_LENGTH:
+            candidates.append(keys.aad_prefix + bytes((len(encoded),)) + encoded)
+    return candidates
+
+
+def hpke_resealer(channel: hpke.Established, payload: str, tokens: Sequence[str]) -> Callable[[bytes], bytes] | None:
+    """How to seal any plaintext exactly as ``payload`` was sealed by ``channel`` (the state its last seal
+    returned): ``keys.sender`` at ``send_seq - 1`` under the AAD of whichever of ``tokens`` opens ``payload``; None
+    when none does."""
+    keys, seq = channel.keys, channel.send_seq - 1
+    try:
+        sealed = b64decode(payload, padding="allow")
+    except Base64DecodeError:
+        return None
+    for aad in _aad_candidates(keys, tokens):
+        try:
+            keys.sender.open(seq, sealed, aad)
+        except (AuthenticationError, LocalProtocolError):
+            continue
+        return functools.partial(keys.sender.seal, seq, aad=aad)
+    return None
+
+
+def hpke_open(keys: hpke.HpkeKeys, sealed: bytes, seq: int, tokens: Sequence[str]) -> bytes | None:
+    """``sealed`` opened with the peer's sending context at ``seq`` under the AAD of any of ``tokens``, or None.
+
+    At 0 it may be the peer's handshake message, whose ciphertext follows a 32-byte prefix (``enc`` of
+    ``LoginInitiate``, the response nonce of ``LoginOk``).
+    """
+    # An X25519 enc and a ChaCha20-Poly1305 response nonce are both 32 bytes.
+    shapes = [sealed, sealed[hpke.RESPONSE_NONCE_LENGTH :]] if seq == 0 else [sealed]
+    for aad in _aad_candidates(keys, tokens):
+        for ciphertext in shapes:
+            try:
+                return keys.receiver.open(seq, ciphertext, aad)
+            except (AuthenticationError, LocalProtocolError):
+                continue
+    return None

@@ -25,7 +25,6 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from .. import qr
 from ..device import SessionEnd
 from ..homeserver.oauth import DEVICE_AUTHORIZATION_PATH
 from ..http import HttpRequest, HttpResponse
@@ -153,12 +152,6 @@ def _should_recover(what: str) -> Callable[[ClientRun], Judgement]:
 # ------------------------------------------------------------------------------------------------- plans
 
 
-def _legacy_only(target: Target) -> str | None:
-    if target.generation is qr.Generation.V3:
-        return "the suite reseals plaintexts with ECIES only (v1, v2)"
-    return None
-
-
 def _rewrite_at(
     index: int, rewrite: Callable[[PendingWrite, ClientRun], str | None]
 ) -> Callable[[ClientRun], WriteHook]:
@@ -220,9 +213,6 @@ def _expected_type(target: Target, index: int) -> str | None:
 
 def _unexpected_at(index: int) -> Callable[[Target], Variants]:
     def variants(target: Target) -> Variants:
-        skip = _legacy_only(target)
-        if skip:
-            return skip
         expected = _expected_type(target, index)
         if expected is None:
             return f"the counterpart sends no message {index} in this role"
@@ -237,9 +227,6 @@ def _unexpected_at(index: int) -> Callable[[Target], Variants]:
 
 def _failure_at(index: int, reasons: Sequence[str]) -> Callable[[Target], Variants]:
     def variants(target: Target) -> Variants:
-        skip = _legacy_only(target)
-        if skip:
-            return skip
         if _expected_type(target, index) is None:
             return f"the counterpart sends no message {index} in this role"
         return [
@@ -260,16 +247,6 @@ def _judge_failure_received(run: ClientRun) -> Judgement:
     if run.succeeded:
         return Judgement(Grade.FAIL, "done: success after the peer's m.login.failure")
     return Judgement(Grade.PASS, f"{run.summary()} after the peer's m.login.failure")
-
-
-def _with_variants(
-    base: Callable[[Target], Variants], *, skip: Callable[[Target], str | None] | None = None
-) -> Callable[[Target], Variants]:
-    def variants(target: Target) -> Variants:
-        reason = skip(target) if skip is not None else None
-        return reason if reason else base(target)
-
-    return variants
 
 
 # ---- honest run
@@ -708,7 +685,7 @@ def _judge_device_not_found(run: ClientRun) -> Judgement:
 
 
 def _malformed_secrets(target: Target) -> Variants:
-    skip = _new_only(target) or _legacy_only(target)
+    skip = _new_only(target)
     if skip:
         return skip
     index = 3 if target.side is QrSide.SHOWS else 2
@@ -732,9 +709,6 @@ def _judge_malformed_secrets(run: ClientRun) -> Judgement:
 def _unsupported_protocol(target: Target) -> Variants:
     if target.role is not DeviceRole.NEW or target.side is not QrSide.SHOWS:
         return "only a new device that shows the QR code receives m.login.protocols"
-    skip = _legacy_only(target)
-    if skip:
-        return skip
     message = {"type": "m.login.protocols", "protocols": ["org.example.other"], "homeserver": "example.org"}
     return [("no protocol in common", Plan(write_hook=_rewrite_at(1, _reseal(message))))]
 
@@ -817,8 +791,8 @@ def _judge_creator_deletes(run: ClientRun) -> Judgement:
     return Judgement(Grade.FAIL, f"left its rendezvous to expire ({run.summary()})")
 
 
-def nonce_reuse(run: ClientRun) -> str | None:
-    """Evidence of two different ciphertexts the client sealed under one nonce, or None."""
+def _opened_by_nonce(run: ClientRun) -> dict[int, set[str]]:
+    """The distinct payloads the client wrote that open with its sending key, by the nonce (counter) they open at."""
     by_counter: dict[int, set[str]] = {}
     payloads = list(dict.fromkeys(run.rendezvous_writes))
     for payload in payloads:
@@ -826,7 +800,12 @@ def nonce_reuse(run: ClientRun) -> str | None:
             if run.counterpart.receiver_open(payload, counter) is not None:
                 by_counter.setdefault(counter, set()).add(payload)
                 break
-    for counter, sealed in sorted(by_counter.items()):
+    return by_counter
+
+
+def nonce_reuse(run: ClientRun) -> str | None:
+    """Evidence of two different ciphertexts the client sealed under one nonce, or None."""
+    for counter, sealed in sorted(_opened_by_nonce(run).items()):
         if len(sealed) > 1:
             return f"{len(sealed)} different ciphertexts under nonce {counter}"
     return None
@@ -834,18 +813,21 @@ def nonce_reuse(run: ClientRun) -> str | None:
 
 def _judge_nonces(run: ClientRun) -> Judgement:
     if not run.counterpart.keys_known:
-        return Judgement(Grade.SKIP, f"no channel keys to check with (HPKE, or no channel): {run.summary()}")
+        return Judgement(Grade.SKIP, f"no channel keys to check with (no channel): {run.summary()}")
     reuse = nonce_reuse(run)
     if reuse is not None:
         return Judgement(Grade.FAIL, reuse)
     writes = run.rendezvous_writes
-    return Judgement(Grade.PASS, f"{len(writes)} payloads written, {len(set(writes))} distinct, every nonce used once")
+    opened = sum(len(sealed) for sealed in _opened_by_nonce(run).values())
+    if opened == 0:
+        return Judgement(Grade.SKIP, f"none of the {len(set(writes))} payloads written opened: {run.summary()}")
+    return Judgement(
+        Grade.PASS,
+        f"{len(writes)} payloads written, {len(set(writes))} distinct, {opened} opened, every nonce used once",
+    )
 
 
 def _nonces(target: Target) -> Variants:
-    skip = _legacy_only(target)
-    if skip:
-        return skip
 
     def conflict_then_retry(run: ClientRun) -> Intercept:
         return faults.after_first(_first_write, lambda request, forward: faults.conflict(target.generation))
@@ -973,7 +955,7 @@ SCENARIOS: tuple[ClientScenario, ...] = (
         _MSC4108_MESSAGES,
         Level.MUST,
         "the peer's message 1 sealed properly but not JSON",
-        _with_variants(_one(Plan(write_hook=_rewrite_at(1, _reseal_raw(b"this is not JSON")))), skip=_legacy_only),
+        _one(Plan(write_hook=_rewrite_at(1, _reseal_raw(b"this is not JSON")))),
         _must_refuse("a plaintext that is not JSON"),
     ),
     ClientScenario(
@@ -981,9 +963,7 @@ SCENARIOS: tuple[ClientScenario, ...] = (
         _MSC4108_MESSAGES,
         Level.MUST,
         "the peer's message 1 has an unknown type",
-        _with_variants(
-            _one(Plan(write_hook=_rewrite_at(1, _reseal({"type": "org.example.unknown"})))), skip=_legacy_only
-        ),
+        _one(Plan(write_hook=_rewrite_at(1, _reseal({"type": "org.example.unknown"})))),
         _must_refuse("a message of unknown type"),
     ),
     ClientScenario(
