@@ -83,6 +83,34 @@ def test_a_session_moves_between_instances(redis_server: RedisServer) -> None:
     asyncio.run(scenario())
 
 
+def test_a_read_is_one_redis_command_and_a_write_two(redis_server: RedisServer) -> None:
+    """What a request costs in round trips to Redis, counted by Redis itself (``INFO commandstats``)."""
+
+    async def scenario() -> None:
+        instance = Instance(redis_server.url, ServerConfig())
+        assert isinstance(instance.store, RedisStore)
+        client = instance.store.client
+        created = content(await instance.send("POST", V3_UNSTABLE_PREFIX, {"data": "first"}))
+        path = f"{V3_UNSTABLE_PREFIX}/{created['id']}"
+
+        async def commands(method: str, body: Any = None) -> dict[str, int]:
+            await client.config_resetstat()
+            await instance.send(method, path, body)
+            stats = await client.info("commandstats")
+            return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()
+                    if name not in ("cmdstat_config|resetstat", "cmdstat_config")}  # fmt: skip
+
+        assert await commands("GET") == {"get": 1}
+        stale = {"sequence_token": "0.stale", "data": "other"}
+        assert await commands("PUT", stale) == {"get": 1}  # a conflict is answered on its read
+        written = await commands("PUT", {"sequence_token": created["sequence_token"], "data": "second"})
+        # The read, then the compare-and-set script (Redis also counts the GET and SET the script runs).
+        assert written == {"get": 2, "evalsha": 1, "set": 1}
+        await instance.store.close()
+
+    asyncio.run(scenario())
+
+
 def test_concurrent_writers_over_two_instances_have_one_winner_per_round(redis_server: RedisServer) -> None:
     async def scenario() -> None:
         instances = [Instance(redis_server.url, ServerConfig()) for _ in range(2)]
