@@ -83,7 +83,10 @@ async def burst(store: Store, seconds: float, concurrency: int) -> float:
     async def worker() -> None:
         nonlocal done
         while time.perf_counter() < deadline:
-            done += await login_sequence(store)
+            # Await first, then add: ``done += await ...`` reads ``done`` before the await and loses every update
+            # another worker made meanwhile.
+            requests = await login_sequence(store)
+            done += requests
 
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
