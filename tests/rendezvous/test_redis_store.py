@@ -111,6 +111,27 @@ def test_a_read_is_one_redis_command_and_a_write_two(redis_server: RedisServer) 
     asyncio.run(scenario())
 
 
+def test_reads_asked_for_together_go_out_as_one_mget(redis_server: RedisServer) -> None:
+    """Reads of one turn of the event loop share one ``MGET``; each gets its own key's value (or None)."""
+
+    async def scenario() -> None:
+        instance = Instance(redis_server.url, ServerConfig())
+        store = instance.store
+        assert isinstance(store, RedisStore)
+        ids = [content(await instance.send("POST", V3_UNSTABLE_PREFIX, {"data": f"n{n}"}))["id"] for n in range(3)]
+        await store.client.config_resetstat()
+        wanted = [*ids, ids[0], "absent"]
+        sessions = await asyncio.gather(*(store.get(session_id) for session_id in wanted))
+        assert [None if session is None else session.data for session in sessions] == [b"n0", b"n1", b"n2", b"n0", None]
+        stats = await store.client.info("commandstats")
+        assert {name: int(value["calls"]) for name, value in stats.items() if "config" not in name} == {
+            "cmdstat_mget": 1
+        }
+        await store.close()
+
+    asyncio.run(scenario())
+
+
 def test_concurrent_writers_over_two_instances_have_one_winner_per_round(redis_server: RedisServer) -> None:
     async def scenario() -> None:
         instances = [Instance(redis_server.url, ServerConfig()) for _ in range(2)]
