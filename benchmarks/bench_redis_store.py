@@ -233,7 +233,7 @@ def main() -> int:
         finally:
             server.terminate()
             server.wait(timeout=10)
-    print_table(f"\n{args.concurrency} concurrent login sequences, in-process (no HTTP)", results)
+    print_table(f"{args.concurrency} concurrent login sequences, in-process (no HTTP)", results)
     if one_session:
         print_table("over HTTP (qrlogin serve, wrk, 8 connections), GET of one session", one_session)
         print_table(f"over HTTP (qrlogin serve, wrk, 8 connections), GET of {args.http_sessions} sessions in turn",
