@@ -132,6 +132,27 @@ def test_reads_asked_for_together_go_out_as_one_mget(redis_server: RedisServer) 
     asyncio.run(scenario())
 
 
+def test_more_requests_than_connections_wait_for_one_rather_than_fail(redis_server: RedisServer) -> None:
+    async def scenario() -> None:
+        instance = Instance(redis_server.url, ServerConfig())
+        instance.store = RedisStore.from_url(redis_server.url, max_connections=2)
+        store = instance.store
+        assert isinstance(store, RedisStore)
+        created = [await instance.send("POST", V3_UNSTABLE_PREFIX, {"data": f"n{n}"}) for n in range(20)]
+        before = {client["id"] for client in await store.client.client_list()}
+        writes = await asyncio.gather(*(
+            instance.send("PUT", f"{V3_UNSTABLE_PREFIX}/{content(response)['id']}",
+                          {"sequence_token": content(response)["sequence_token"], "data": "again"})
+            for response in created
+        ))  # fmt: skip
+        assert [response.status for response in writes] == [200] * 20  # redis-py's default pool: "Too many connections"
+        opened = {client["id"] for client in await store.client.client_list()} - before
+        assert len(opened) <= 1  # one connection served the sequential POSTs; the pool allows one more
+        await store.close()
+
+    asyncio.run(scenario())
+
+
 def test_concurrent_writers_over_two_instances_have_one_winner_per_round(redis_server: RedisServer) -> None:
     async def scenario() -> None:
         instances = [Instance(redis_server.url, ServerConfig()) for _ in range(2)]

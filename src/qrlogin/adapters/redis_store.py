@@ -29,7 +29,8 @@ applied; the client's retry then meets the protocol's own answers (v3 acknowledg
 a conflict, after which the client re-reads and finds its write). redis-py reconnects on the next command, and
 scripts are loaded again if a restarted Redis lost them, so an instance recovers without a restart. A command is
 retried once on a fresh connection (after Redis restarts, pooled connections are dead) and waits at most
-``timeout_s`` per try.
+``timeout_s`` per try. The connections are a bounded pool (:data:`DEFAULT_MAX_CONNECTIONS`): under a flood a
+request waits for a free connection (up to ``timeout_s``) instead of opening one more or failing at once.
 
 Reads are coalesced: the reads an instance's requests ask for in one turn of the event loop go out as one
 ``MGET`` (a lone one as ``GET``), on one connection, and each request gets its own key's value. That saves the
@@ -60,9 +61,17 @@ from ..rendezvous._http import ApiGeneration
 from ..rendezvous.limits import LimitKind, RateLimit, idle_ms
 from ..rendezvous.server import Session, StoreUnavailableError
 
-__all__ = ["DEFAULT_NAMESPACE", "TRIM_SLICE", "RedisStore", "decode_session", "encode_session"]
+__all__ = [
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_NAMESPACE",
+    "TRIM_SLICE",
+    "RedisStore",
+    "decode_session",
+    "encode_session",
+]
 
 DEFAULT_NAMESPACE = "qrlogin:rendezvous"
+DEFAULT_MAX_CONNECTIONS = 32
 TRIM_SLICE = 1_000
 
 _Arg: TypeAlias = bytes | str | int | float
@@ -182,13 +191,26 @@ class RedisStore:
         self._reading: set[asyncio.Task[None]] = set()  # the MGETs in flight (held so they are not collected)
 
     @classmethod
-    def from_url(cls, url: str, *, namespace: str = DEFAULT_NAMESPACE, timeout_s: float = 2.0) -> RedisStore:
-        """A store on the Redis at ``url`` (``redis://HOST:PORT/DB``, ``rediss://`` or ``unix://``)."""
+    def from_url(
+        cls,
+        url: str,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        timeout_s: float = 2.0,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    ) -> RedisStore:
+        """A store on the Redis at ``url`` (``redis://HOST:PORT/DB``, ``rediss://`` or ``unix://``).
+
+        At most ``max_connections`` commands are in flight at once; a request that finds them all busy waits up to
+        ``timeout_s`` for one (redis-py's default pool would fail it at once), then gets a 503.
+        """
         if not url.startswith(("redis://", "rediss://", "unix://")):
             raise LocalProtocolError(f"not a Redis URL (redis://HOST:PORT/DB): {url!r}")
         try:
-            client = redis.asyncio.Redis.from_url(
+            pool = redis.asyncio.BlockingConnectionPool.from_url(
                 url,
+                max_connections=max_connections,
+                timeout=timeout_s,
                 socket_timeout=timeout_s,
                 socket_connect_timeout=timeout_s,
                 retry=Retry(NoBackoff(), 1),
@@ -196,7 +218,7 @@ class RedisStore:
             )
         except ValueError as exc:
             raise LocalProtocolError(f"not a usable Redis URL: {exc}") from exc
-        return cls(client, namespace=namespace)
+        return cls(redis.asyncio.Redis.from_pool(pool), namespace=namespace)
 
     def session_key(self, session_id: str) -> str:
         return f"{self.namespace}:s:{session_id}"
