@@ -289,6 +289,10 @@ def test_redis_unreachable_or_stopped_gives_503_and_the_store_recovers(
             for method, target, body in (("POST", V3_UNSTABLE_PREFIX, {"data": "x"}), ("GET", path, None)):
                 answer = await instance.send(method, target, body)
                 assert (answer.status, content(answer)["errcode"]) == (503, "M_UNKNOWN")
+            # Reads asked for together share one MGET; when it fails, each of them gets the 503.
+            other = f"{V3_UNSTABLE_PREFIX}/absent"
+            answers = await asyncio.gather(*(instance.send("GET", target) for target in (path, other, path)))
+            assert [answer.status for answer in answers] == [503, 503, 503]
             # Back again (empty: no persistence): the same store object serves without a restart.
             server.start()
             again = await instance.send("POST", V3_UNSTABLE_PREFIX, {"data": "after"})

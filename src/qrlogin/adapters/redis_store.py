@@ -33,7 +33,7 @@ retried once on a fresh connection (after Redis restarts, pooled connections are
 request waits for a free connection (up to ``timeout_s``) instead of opening one more or failing at once.
 
 Reads are coalesced: the reads an instance's requests ask for in one turn of the event loop go out as one
-``MGET`` (a lone one as ``GET``), on one connection, and each request gets its own key's value. That saves the
+``MGET`` (a single key as ``GET``), on one connection, and each request gets its own key's value. That saves the
 per-command cost in redis-py and in Redis that dominates a polled session, and costs no round trip: the batch leaves
 on the next turn of the loop. It keeps reads linearizable: ``MGET`` reads every key at one instant, which comes
 after each request of the batch asked for its read and before any of them gets its answer, so each observes a
@@ -254,12 +254,14 @@ class RedisStore:
                 if not isinstance(values, list) or len(values) != len(keys):
                     raise StoreUnavailableError(f"Redis: MGET of {len(keys)} keys answered {values!r:.80}")
         except BaseException as exc:
+            # Every reader of the batch learns what its own command would have raised; a batch cancelled (at
+            # shutdown) leaves its readers a StoreUnavailableError rather than waiting forever.
+            failure = exc if isinstance(exc, Exception) else StoreUnavailableError(f"Redis: read interrupted: {exc!r}")
             for waiters in batch.values():
                 for waiter in waiters:
                     if not waiter.done():
-                        waiter.set_exception(exc if isinstance(exc, StoreUnavailableError) else
-                                             StoreUnavailableError(f"Redis: read interrupted: {exc!r}"))  # fmt: skip
-            if not isinstance(exc, Exception):
+                        waiter.set_exception(failure)
+            if failure is not exc:
                 raise
             return
         for value, waiters in zip(values, batch.values(), strict=True):
