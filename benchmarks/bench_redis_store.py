@@ -11,8 +11,11 @@ Starts its own redis-server (scripts/peers.d/redis.sh installs it) on a free loo
   against the :class:`RedisStore`, ``--concurrency`` sequences at a time, in alternating bursts of ``--seconds``.
   Prints requests per second of each and the ratio per burst, and the median.
 * Over HTTP, if ``wrk`` is installed: two ``qrlogin serve`` processes (in memory, and on this Redis; rate limits off),
-  each holding one session, and ``wrk`` reading that session (``GET``, the most frequent request: devices poll) in
-  alternating bursts of ``--seconds``, 8 connections, one thread. Prints requests per second and the ratio.
+  each holding ``--http-sessions`` sessions, and ``wrk`` reading them (``GET``, the most frequent request: devices
+  poll) in alternating bursts of ``--seconds``, 8 connections, one thread: first one session over and over, then
+  the sessions in turn. Prints requests per second and the ratio of each. The Redis store coalesces reads of one
+  event-loop turn, and reads of the same key into one; one session read by 8 connections at once is its best case,
+  the sessions in turn (as many pollers of different sessions) the honest one.
 
 Usage::
 
@@ -83,7 +86,10 @@ async def burst(store: Store, seconds: float, concurrency: int) -> float:
     async def worker() -> None:
         nonlocal done
         while time.perf_counter() < deadline:
-            done += await login_sequence(store)
+            # Await first, then add: ``done += await ...`` reads ``done`` before the await and loses every update
+            # another worker made meanwhile.
+            requests = await login_sequence(store)
+            done += requests
 
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -119,43 +125,72 @@ async def speed(url: str, bursts: int, seconds: float, concurrency: int) -> list
     return results
 
 
-def wrk(url: str, seconds: float) -> float:
-    done = subprocess.run(["wrk", "-t1", "-c8", f"-d{max(1, round(seconds))}s", url], capture_output=True, text=True,
-                          timeout=60, check=True)  # fmt: skip
+def wrk(url: str, seconds: float, script: str | None = None) -> float:
+    command = ["wrk", "-t1", "-c8", f"-d{max(1, round(seconds))}s", *(["-s", script] if script else []), url]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
     line = next(line for line in done.stdout.splitlines() if line.startswith("Requests/sec:"))
     return float(line.split()[1])
 
 
-def http_bursts(redis_url: str, bursts: int, seconds: float) -> list[tuple[float, float]]:
-    """(in memory, Redis) requests per second of wrk reading one session, per burst, the two alternating."""
+def rotation_script(directory: str, name: str, paths: list[str]) -> str:
+    """A wrk script that GETs ``paths`` in turn."""
+    script = os.path.join(directory, f"{name}.lua")
+    quoted = ", ".join(json.dumps(path) for path in paths)
+    with open(script, "w", encoding="utf-8") as file:
+        file.write(f"local paths = {{{quoted}}}\nlocal n = 0\n")
+        file.write("request = function()\n  n = n % #paths + 1\n  return wrk.format('GET', paths[n])\nend\n")
+    return script
+
+
+def http_bursts(
+    redis_url: str, bursts: int, seconds: float, sessions: int, directory: str
+) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """(in memory, Redis) requests per second of wrk reading one session, then ``sessions`` in turn, per burst."""
     servers = []
     try:
-        urls = []
+        urls: list[str] = []
+        scripts: list[str] = []
         for store in ("memory", redis_url):
             port = free_port()
             command = [sys.executable, "-m", "qrlogin", "serve", "--port", str(port), "--store", store,
                        "--create-rate", "0", "--write-rate", "0"]  # fmt: skip
             servers.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            base = f"http://127.0.0.1:{port}{V3_UNSTABLE_PREFIX}"
+            origin = f"http://127.0.0.1:{port}"
             for _ in range(200):
                 try:
-                    created = httpx.post(base, json={"data": PAYLOAD})
+                    httpx.get(origin + V3_UNSTABLE_PREFIX)
                     break
                 except httpx.TransportError:
                     time.sleep(0.05)
-            urls.append(f"{base}/{created.json()['id']}")
+            created = [httpx.post(origin + V3_UNSTABLE_PREFIX, json={"data": PAYLOAD}).json() for _ in range(sessions)]
+            paths = [f"{V3_UNSTABLE_PREFIX}/{session['id']}" for session in created]
+            urls.append(origin + paths[0])
+            scripts.append(rotation_script(directory, f"rotate{len(scripts)}", paths))
         wrk(urls[0], 1)  # warm up both
         wrk(urls[1], 1)
-        results = []
-        for n in range(bursts):
-            order = [0, 1] if n % 2 == 0 else [1, 0]
-            rates = {index: wrk(urls[index], seconds) for index in order}
-            results.append((rates[0], rates[1]))
-        return results
+        one: list[tuple[float, float]] = []
+        many: list[tuple[float, float]] = []
+        for results, use_script in ((one, False), (many, True)):
+            for n in range(bursts):
+                order = [0, 1] if n % 2 == 0 else [1, 0]
+                rates = {index: wrk(urls[index], seconds, scripts[index] if use_script else None) for index in order}
+                results.append((rates[0], rates[1]))
+        return one, many
     finally:
         for server in servers:
             server.terminate()
             server.wait(timeout=10)
+
+
+def print_table(title: str, results: list[tuple[float, float]]) -> None:
+    print(f"\n{title}; requests per second")
+    print("| burst | in memory | Redis | Redis / memory |")
+    print("|---:|---:|---:|---:|")
+    for n, (in_memory, in_redis) in enumerate(results, start=1):
+        print(f"| {n} | {in_memory:,.0f} | {in_redis:,.0f} | {in_redis / in_memory:.2f} |")
+    print(f"| median | {statistics.median(m for m, _ in results):,.0f} | "
+          f"{statistics.median(r for _, r in results):,.0f} | "
+          f"{statistics.median(r / m for m, r in results):.2f} |")  # fmt: skip
 
 
 def main() -> int:
@@ -164,6 +199,7 @@ def main() -> int:
     parser.add_argument("--bursts", type=int, default=6)
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--http-sessions", type=int, default=64)
     args = parser.parse_args()
     if shutil.which("redis-server") is None:
         print("redis-server is not installed (scripts/peers.d/redis.sh)")
@@ -189,27 +225,19 @@ def main() -> int:
             print(f"MEMORY USAGE of one session key: {usage} bytes")
             print(f"used_memory growth per session (key, value, expiry index member, tables): {growth:.0f} bytes")
             results = asyncio.run(speed(url, args.bursts, args.seconds, args.concurrency))
-            over_http = http_bursts(url, args.bursts, args.seconds) if shutil.which("wrk") else []
+            one_session, many_sessions = (
+                http_bursts(url, args.bursts, args.seconds, args.http_sessions, directory)
+                if shutil.which("wrk")
+                else ([], [])
+            )
         finally:
             server.terminate()
             server.wait(timeout=10)
-    print(f"\n{args.concurrency} concurrent login sequences, in-process (no HTTP); requests per second")
-    print("| burst | in memory | Redis | Redis / memory |")
-    print("|---:|---:|---:|---:|")
-    for n, (in_memory, in_redis) in enumerate(results, start=1):
-        print(f"| {n} | {in_memory:,.0f} | {in_redis:,.0f} | {in_redis / in_memory:.2f} |")
-    ratio = statistics.median(r / m for m, r in results)
-    memory_median, redis_median = statistics.median(m for m, _ in results), statistics.median(r for _, r in results)
-    print(f"| median | {memory_median:,.0f} | {redis_median:,.0f} | {ratio:.2f} |")
-    if over_http:
-        print("\nover HTTP (qrlogin serve, wrk, GET of one session, 8 connections); requests per second")
-        print("| burst | in memory | Redis | Redis / memory |")
-        print("|---:|---:|---:|---:|")
-        for n, (in_memory, in_redis) in enumerate(over_http, start=1):
-            print(f"| {n} | {in_memory:,.0f} | {in_redis:,.0f} | {in_redis / in_memory:.2f} |")
-        print(f"| median | {statistics.median(m for m, _ in over_http):,.0f} | "
-              f"{statistics.median(r for _, r in over_http):,.0f} | "
-              f"{statistics.median(r / m for m, r in over_http):.2f} |")  # fmt: skip
+    print_table(f"{args.concurrency} concurrent login sequences, in-process (no HTTP)", results)
+    if one_session:
+        print_table("over HTTP (qrlogin serve, wrk, 8 connections), GET of one session", one_session)
+        print_table(f"over HTTP (qrlogin serve, wrk, 8 connections), GET of {args.http_sessions} sessions in turn",
+                    many_sessions)  # fmt: skip
     return 0
 
 

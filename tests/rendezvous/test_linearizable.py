@@ -1,13 +1,13 @@
 """Many clients, several server processes sharing one store, arbitrary interleavings: the history is linearizable.
 
 Each request is split the way RendezvousServer.respond runs it: ``prepare`` (read the session, run the pure core)
-and ``commit`` (compare-and-set). Hypothesis interleaves the two steps of many requests over two server objects that
-share one InMemoryStore. The linearization point of a request is the read of its last, successful attempt: a
-request that changes nothing (a GET, a refused write, a v3 retry) stands on that read, and one that writes commits
-only if the session is still exactly what it read. So the response must be what a sequential reference model
-answers in the state of that read, and a write takes its effect on the model at its commit, which must find the
-model unchanged since the read. Every
-write carries a unique marker, so the checks "no write is lost" and "no write is applied twice" are exact.
+and, for a request that writes, ``commit`` (compare-and-set). Hypothesis interleaves the steps of many requests over
+two server objects that share one InMemoryStore. A request that changes nothing (a GET, a refused write, a v3 retry)
+is answered at its read with no second store operation, as respond does; one that writes commits only if the
+session is still exactly what it read. So the response must be what a sequential reference model answers in the
+state of that read, and a write takes its effect on the model at its commit, which must find the model unchanged
+since the read. Every write carries a unique marker, so the checks "no write is lost" and "no write is applied
+twice" are exact.
 """
 
 from __future__ import annotations
@@ -110,7 +110,12 @@ class SharedStoreMachine(RuleBasedStateMachine):
         step = plan(self.config, request)
         assert isinstance(step, Access)
         attempt = self.servers[server].prepare(step, request, now_ms=self.now_ms, entropy=self.entropy())
-        self.attempt[client] = (attempt, (self.model_data, self.model_token))
+        snapshot = (self.model_data, self.model_token)
+        if not attempt.changes:  # answered at its read, as respond does: no confirmation
+            self.attempt[client], self.pending[client] = None, None
+            self._linearize(client, request, attempt.response, snapshot)
+            return
+        self.attempt[client] = (attempt, snapshot)
 
     @precondition(_ready)
     @rule(client=st.integers(0, CLIENTS - 1), server=st.integers(0, 1))
@@ -123,8 +128,8 @@ class SharedStoreMachine(RuleBasedStateMachine):
         if not self.servers[server].commit(attempt):
             return  # lost the race: this request is still pending and will be prepared again
         self.pending[client] = None
-        if attempt.changes:
-            assert snapshot == (self.model_data, self.model_token), "a write committed over a session it did not read"
+        assert attempt.changes
+        assert snapshot == (self.model_data, self.model_token), "a write committed over a session it did not read"
         self._linearize(client, request, attempt.response, snapshot)
 
     def _linearize(self, client: int, request: HttpRequest, response: HttpResponse, snapshot: tuple[str, str]) -> None:

@@ -83,6 +83,76 @@ def test_a_session_moves_between_instances(redis_server: RedisServer) -> None:
     asyncio.run(scenario())
 
 
+def test_a_read_is_one_redis_command_and_a_write_two(redis_server: RedisServer) -> None:
+    """What a request costs in round trips to Redis, counted by Redis itself (``INFO commandstats``)."""
+
+    async def scenario() -> None:
+        instance = Instance(redis_server.url, ServerConfig())
+        assert isinstance(instance.store, RedisStore)
+        client = instance.store.client
+        created = content(await instance.send("POST", V3_UNSTABLE_PREFIX, {"data": "first"}))
+        path = f"{V3_UNSTABLE_PREFIX}/{created['id']}"
+
+        async def commands(method: str, body: Any = None) -> dict[str, int]:
+            await client.config_resetstat()
+            await instance.send(method, path, body)
+            stats = await client.info("commandstats")
+            return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()
+                    if name not in ("cmdstat_config|resetstat", "cmdstat_config")}  # fmt: skip
+
+        assert await commands("GET") == {"get": 1}
+        stale = {"sequence_token": "0.stale", "data": "other"}
+        assert await commands("PUT", stale) == {"get": 1}  # a conflict is answered on its read
+        written = await commands("PUT", {"sequence_token": created["sequence_token"], "data": "second"})
+        # The read, then the compare-and-set script (Redis also counts the GET and SET the script runs).
+        assert written == {"get": 2, "evalsha": 1, "set": 1}
+        await instance.store.close()
+
+    asyncio.run(scenario())
+
+
+def test_reads_asked_for_together_go_out_as_one_mget(redis_server: RedisServer) -> None:
+    """Reads of one turn of the event loop share one ``MGET``; each gets its own key's value (or None)."""
+
+    async def scenario() -> None:
+        instance = Instance(redis_server.url, ServerConfig())
+        store = instance.store
+        assert isinstance(store, RedisStore)
+        ids = [content(await instance.send("POST", V3_UNSTABLE_PREFIX, {"data": f"n{n}"}))["id"] for n in range(3)]
+        await store.client.config_resetstat()
+        wanted = [*ids, ids[0], "absent"]
+        sessions = await asyncio.gather(*(store.get(session_id) for session_id in wanted))
+        assert [None if session is None else session.data for session in sessions] == [b"n0", b"n1", b"n2", b"n0", None]
+        stats = await store.client.info("commandstats")
+        assert {name: int(value["calls"]) for name, value in stats.items() if "config" not in name} == {
+            "cmdstat_mget": 1
+        }
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_more_requests_than_connections_wait_for_one_rather_than_fail(redis_server: RedisServer) -> None:
+    async def scenario() -> None:
+        instance = Instance(redis_server.url, ServerConfig())
+        instance.store = RedisStore.from_url(redis_server.url, max_connections=2)
+        store = instance.store
+        assert isinstance(store, RedisStore)
+        created = [await instance.send("POST", V3_UNSTABLE_PREFIX, {"data": f"n{n}"}) for n in range(20)]
+        before = {client["id"] for client in await store.client.client_list()}
+        writes = await asyncio.gather(*(
+            instance.send("PUT", f"{V3_UNSTABLE_PREFIX}/{content(response)['id']}",
+                          {"sequence_token": content(response)["sequence_token"], "data": "again"})
+            for response in created
+        ))  # fmt: skip
+        assert [response.status for response in writes] == [200] * 20  # redis-py's default pool: "Too many connections"
+        opened = {client["id"] for client in await store.client.client_list()} - before
+        assert len(opened) <= 1  # one connection served the sequential POSTs; the pool allows one more
+        await store.close()
+
+    asyncio.run(scenario())
+
+
 def test_concurrent_writers_over_two_instances_have_one_winner_per_round(redis_server: RedisServer) -> None:
     async def scenario() -> None:
         instances = [Instance(redis_server.url, ServerConfig()) for _ in range(2)]
@@ -219,6 +289,10 @@ def test_redis_unreachable_or_stopped_gives_503_and_the_store_recovers(
             for method, target, body in (("POST", V3_UNSTABLE_PREFIX, {"data": "x"}), ("GET", path, None)):
                 answer = await instance.send(method, target, body)
                 assert (answer.status, content(answer)["errcode"]) == (503, "M_UNKNOWN")
+            # Reads asked for together share one MGET; when it fails, each of them gets the 503.
+            other = f"{V3_UNSTABLE_PREFIX}/absent"
+            answers = await asyncio.gather(*(instance.send("GET", target) for target in (path, other, path)))
+            assert [answer.status for answer in answers] == [503, 503, 503]
             # Back again (empty: no persistence): the same store object serves without a restart.
             server.start()
             again = await instance.send("POST", V3_UNSTABLE_PREFIX, {"data": "after"})

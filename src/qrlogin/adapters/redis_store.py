@@ -29,7 +29,16 @@ applied; the client's retry then meets the protocol's own answers (v3 acknowledg
 a conflict, after which the client re-reads and finds its write). redis-py reconnects on the next command, and
 scripts are loaded again if a restarted Redis lost them, so an instance recovers without a restart. A command is
 retried once on a fresh connection (after Redis restarts, pooled connections are dead) and waits at most
-``timeout_s`` per try.
+``timeout_s`` per try. The connections are a bounded pool (:data:`DEFAULT_MAX_CONNECTIONS`): under a flood a
+request waits for a free connection (up to ``timeout_s``) instead of opening one more or failing at once.
+
+Reads are coalesced: the reads an instance's requests ask for in one turn of the event loop go out as one
+``MGET`` (a single key as ``GET``), on one connection, and each request gets its own key's value. That saves the
+per-command cost in redis-py and in Redis that dominates a polled session, and costs no round trip: the batch leaves
+on the next turn of the loop. It keeps reads linearizable: ``MGET`` reads every key at one instant, which comes
+after each request of the batch asked for its read and before any of them gets its answer, so each observes a
+committed value at one instant of its own interval (the core's argument for one read, in
+:mod:`qrlogin.rendezvous.server`). Writes are never batched: each is its own compare-and-set script.
 
 The time in the scripts is the instance's ``now_ms``, as in one process; Redis's TTL uses Redis's clock, which
 only matters to the second for sessions that live minutes. Every key of a deployment lives on one Redis (a primary,
@@ -38,6 +47,7 @@ with replicas or Sentinel as the operator likes); a Redis Cluster would need the
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from typing import Any, Final, TypeAlias
 
@@ -51,9 +61,17 @@ from ..rendezvous._http import ApiGeneration
 from ..rendezvous.limits import LimitKind, RateLimit, idle_ms
 from ..rendezvous.server import Session, StoreUnavailableError
 
-__all__ = ["DEFAULT_NAMESPACE", "TRIM_SLICE", "RedisStore", "decode_session", "encode_session"]
+__all__ = [
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_NAMESPACE",
+    "TRIM_SLICE",
+    "RedisStore",
+    "decode_session",
+    "encode_session",
+]
 
 DEFAULT_NAMESPACE = "qrlogin:rendezvous"
+DEFAULT_MAX_CONNECTIONS = 32
 TRIM_SLICE = 1_000
 
 _Arg: TypeAlias = bytes | str | int | float
@@ -169,15 +187,30 @@ class RedisStore:
         self._compare_and_set = client.register_script(_COMPARE_AND_SET)
         self._take = client.register_script(_TAKE)
         self._trim = client.register_script(_TRIM)
+        self._batch: dict[str, list[asyncio.Future[bytes | None]]] = {}  # reads waiting for the next MGET
+        self._reading: set[asyncio.Task[None]] = set()  # the MGETs in flight (held so they are not collected)
 
     @classmethod
-    def from_url(cls, url: str, *, namespace: str = DEFAULT_NAMESPACE, timeout_s: float = 2.0) -> RedisStore:
-        """A store on the Redis at ``url`` (``redis://HOST:PORT/DB``, ``rediss://`` or ``unix://``)."""
+    def from_url(
+        cls,
+        url: str,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        timeout_s: float = 2.0,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    ) -> RedisStore:
+        """A store on the Redis at ``url`` (``redis://HOST:PORT/DB``, ``rediss://`` or ``unix://``).
+
+        At most ``max_connections`` commands are in flight at once; a request that finds them all busy waits up to
+        ``timeout_s`` for one (redis-py's default pool would fail it at once), then gets a 503.
+        """
         if not url.startswith(("redis://", "rediss://", "unix://")):
             raise LocalProtocolError(f"not a Redis URL (redis://HOST:PORT/DB): {url!r}")
         try:
-            client = redis.asyncio.Redis.from_url(
+            pool = redis.asyncio.BlockingConnectionPool.from_url(
                 url,
+                max_connections=max_connections,
+                timeout=timeout_s,
                 socket_timeout=timeout_s,
                 socket_connect_timeout=timeout_s,
                 retry=Retry(NoBackoff(), 1),
@@ -185,7 +218,7 @@ class RedisStore:
             )
         except ValueError as exc:
             raise LocalProtocolError(f"not a usable Redis URL: {exc}") from exc
-        return cls(client, namespace=namespace)
+        return cls(redis.asyncio.Redis.from_pool(pool), namespace=namespace)
 
     def session_key(self, session_id: str) -> str:
         return f"{self.namespace}:s:{session_id}"
@@ -197,8 +230,44 @@ class RedisStore:
             raise StoreUnavailableError(f"Redis: {type(exc).__name__}: {exc}") from exc
 
     async def get(self, session_id: str) -> Session | None:
-        raw = await self._call(self.client.get(self.session_key(session_id)))
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bytes | None] = loop.create_future()
+        if not self._batch:
+            loop.call_soon(self._send_batch)  # after the callbacks already due: their reads join this batch
+        self._batch.setdefault(self.session_key(session_id), []).append(waiter)
+        raw = await waiter
         return None if raw is None else decode_session(session_id, raw)
+
+    def _send_batch(self) -> None:
+        batch, self._batch = self._batch, {}
+        task = asyncio.get_running_loop().create_task(self._read_batch(batch))
+        self._reading.add(task)
+        task.add_done_callback(self._reading.discard)
+
+    async def _read_batch(self, batch: dict[str, list[asyncio.Future[bytes | None]]]) -> None:
+        keys = list(batch)
+        try:
+            if len(keys) == 1:
+                values = [await self._call(self.client.get(keys[0]))]
+            else:
+                values = await self._call(self.client.mget(keys))
+                if not isinstance(values, list) or len(values) != len(keys):
+                    raise StoreUnavailableError(f"Redis: MGET of {len(keys)} keys answered {values!r:.80}")
+        except BaseException as exc:
+            # Every reader of the batch learns what its own command would have raised; a batch cancelled (at
+            # shutdown) leaves its readers a StoreUnavailableError rather than waiting forever.
+            failure = exc if isinstance(exc, Exception) else StoreUnavailableError(f"Redis: read interrupted: {exc!r}")
+            for waiters in batch.values():
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_exception(failure)
+            if failure is not exc:
+                raise
+            return
+        for value, waiters in zip(values, batch.values(), strict=True):
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(value)
 
     async def insert(self, session: Session, *, now_ms: int, capacity: int) -> bool:
         ttl_ms = max(1, session.expires_ms - now_ms)

@@ -22,6 +22,16 @@ generations without doing any I/O itself:
   atomic compare-and-set from exactly that session to the new one; if another process got there first, the step is
   recomputed on the fresh value. Because the pure step never has side effects, recomputing is always safe, and every
   successful write has a single linearization point: its compare-and-set.
+* An answer that writes nothing (a GET, a refused or conflicting write, a v3 retry acknowledged again, a 404) is
+  given straight after its read, with no second store operation. It is linearizable at that read: the store reads
+  one committed session atomically (one Redis ``GET``; the in-memory dict under the GIL), the read happens after the
+  request arrived and before its answer leaves, and the answer is a pure function of what it read. So the request
+  observes a committed value at one instant of its interval, and every history of such reads and compare-and-set
+  writes orders by those instants. Such an answer may name a revision that a concurrent write replaced before the
+  answer left: that write's interval overlapped the request's, so ordering the read first is allowed. A read is one
+  round trip to the store; a write is two (read, compare-and-set), more only under contention.
+  :meth:`RendezvousServer.commit` is different: it serves a caller that holds a prepared attempt for as long as it
+  likes, so it confirms even a read-only attempt against the store and linearizes it at that confirmation.
 * Two drivers: :class:`RendezvousServer` runs the steps synchronously over a :class:`SyncStore` in this process
   (:class:`InMemoryStore`; embedding, tests, the simulator), and the ASGI adapter awaits them on a :class:`Store`,
   the awaitable interface (:class:`EmbeddedStore` over the in-memory store; the Redis store in
@@ -656,10 +666,9 @@ class Reading:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Committing:
-    """An access waits for the store to compare-and-set from what it read to what it wants stored.
+    """An access that changes the session waits for the store to compare-and-set from what it read to what it wants.
 
-    When it writes nothing (``prepared.changes`` is false) the compare-and-set only confirms that the session is
-    still what was read, so that a read-only answer is linearized at the same point a write's is.
+    Only attempts that write get here: a read-only answer stands on its read (:func:`after_read`).
     """
 
     reading: Reading
@@ -721,10 +730,21 @@ def after_insert(state: Inserting, inserted: bool) -> HttpResponse:
     return state.response if inserted else capacity_error(state.capacity, state.step)
 
 
-def after_read(config: ServerConfig, state: Reading, session: Session | None) -> Committing:
-    """The store read the session: run the pure core on it."""
+def _prepare(config: ServerConfig, state: Reading, session: Session | None) -> Prepared:
     write, response = handle(config, state.step, session, state.request, now_ms=state.now_ms, entropy=state.entropy)
-    return Committing(reading=state, prepared=Prepared(step=state.step, read=session, write=write, response=response))
+    return Prepared(step=state.step, read=session, write=write, response=response)
+
+
+def after_read(config: ServerConfig, state: Reading, session: Session | None) -> HttpResponse | Committing:
+    """The store read the session: run the pure core on it.
+
+    An answer that writes nothing is final here, linearized at the read (see the module docstring); one that writes
+    waits for its compare-and-set.
+    """
+    prepared = _prepare(config, state, session)
+    if not prepared.changes:
+        return prepared.response
+    return Committing(reading=state, prepared=prepared)
 
 
 def after_commit(state: Committing, committed: bool) -> HttpResponse | Reading:
@@ -1093,13 +1113,16 @@ class RendezvousServer:
     def prepare(self, step: Access, request: HttpRequest, *, now_ms: int, entropy: bytes) -> Prepared:
         """Read the session and compute the pure step (no write yet)."""
         reading = Reading(step=step, request=request, now_ms=now_ms, entropy=entropy)
-        return after_read(self.config, reading, self.store.get(step.session_id)).prepared
+        return _prepare(self.config, reading, self.store.get(step.session_id))
 
     def commit(self, attempt: Prepared) -> bool:
         """Store the attempt's result if the session is still what it read; True when the response stands.
 
-        An attempt that writes nothing (a read, or an error answer) still checks that the session is unchanged, so
-        that its answer is linearized at the commit like a write's: a read prepared before a concurrent write and
-        committed after it must not return the older payload.
+        The two halves of a request, for a caller that holds an attempt between them for as long as it likes (a
+        test interleaving requests, a driver of its own). Because this method cannot know whether the read still
+        lies within the caller's request, an attempt that writes nothing (a read, or an error answer) also checks
+        that the session is unchanged, and is linearized at the commit like a write: a read prepared before a
+        concurrent write and committed after it does not stand. :meth:`respond`, which answers at once, stands a
+        read-only answer on its read and skips this check.
         """
         return self.store.compare_and_set(attempt.step.session_id, attempt.read, attempt.write)
