@@ -1,4 +1,4 @@
-"""Start and stop real rendezvous servers on loopback for the interop tests: Synapse 1.163 and ``qrlogin serve``.
+"""Start and stop real servers on loopback for the tests: Synapse 1.163, ``qrlogin serve`` and ``qrlogin testserver``.
 
 Synapse comes from ``scripts/peers.d/synapse.sh`` (``.peers/synapse-venv``). Its config is generated here, once per
 test session, with both rendezvous APIs on (docs/protocol.md §10): v1 at
@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -37,7 +38,7 @@ def free_port() -> int:
         return port
 
 
-def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout_s: float = START_TIMEOUT_S) -> None:
+def wait_until_up(url: str, process: subprocess.Popen[Any], timeout_s: float = START_TIMEOUT_S) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -49,7 +50,7 @@ def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout_s: float =
     raise RuntimeError(f"{url} did not answer within {timeout_s} s")
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
+def stop(process: subprocess.Popen[Any]) -> None:
     process.terminate()
     try:
         process.wait(timeout=10)
@@ -194,33 +195,45 @@ def run_qrlogin(*args: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def run_qrlogin_testserver(*args: str) -> Iterator[str]:
-    """Yield the loopback origin of ``qrlogin testserver --port 0 ARGS`` (the real command, in a subprocess), read
-    from its announcement; the rest of its output is discarded."""
-    command = [sys.executable, "-m", "qrlogin", "testserver", "--host", "127.0.0.1", "--port", "0", *args]
+def start_testserver(*args: str, stdin: int = subprocess.DEVNULL) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``qrlogin testserver --port 0 ARGS`` (the real command, in a subprocess) once it has announced itself: yields
+    the process and its announcement, and on exit stops it (terminate, then kill) and closes its pipes. What the
+    announcement names (listening address, base URL, certificate) is each caller's to read."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-m", "qrlogin", "testserver", "--port", "0", *args]
     process = subprocess.Popen(
-        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
+        command, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
-    drain: threading.Thread | None = None
     try:
         assert process.stdout is not None
-        announced = b""
+        banner: list[str] = []
         for line in process.stdout:
-            announced += line
-            if b"device authorizations:" in line:
+            banner.append(line)
+            if "device authorizations:" in line:
                 break
-        found = re.search(rb"listening on (http://127\.0\.0\.1:[1-9][0-9]*)\n", announced)
-        if found is None:
-            raise RuntimeError(f"qrlogin testserver did not announce itself: {announced.decode(errors='replace')}")
-        base = found.group(1).decode()
-        wait_until_up(base + "/_matrix/client/versions", process)
-        drain = threading.Thread(target=process.stdout.read, daemon=True)  # keep its pipe from filling up
-        drain.start()
-        yield base
+        yield process, "".join(banner)
     finally:
         stop(process)
-        if drain is not None:
+        for stream in (process.stdin, process.stdout):
+            if stream is not None:
+                stream.close()
+
+
+@contextlib.contextmanager
+def run_qrlogin_testserver(*args: str) -> Iterator[str]:
+    """Yield the loopback origin of ``qrlogin testserver --port 0 ARGS``, read from its announcement; the rest of its
+    output is discarded."""
+    with start_testserver("--host", "127.0.0.1", *args) as (process, announced):
+        found = re.search(r"listening on (http://127\.0\.0\.1:[1-9][0-9]*)\n", announced)
+        if found is None:
+            raise RuntimeError(f"qrlogin testserver did not announce itself: {announced}")
+        base = found.group(1)
+        wait_until_up(base + "/_matrix/client/versions", process)
+        assert process.stdout is not None
+        drain = threading.Thread(target=process.stdout.read, daemon=True)  # keep its pipe from filling up
+        drain.start()
+        try:
+            yield base
+        finally:
+            stop(process)  # the drain ends at the pipe's end, before the pipe is closed
             drain.join(timeout=10)
-        if process.stdout is not None:
-            process.stdout.close()

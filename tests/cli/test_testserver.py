@@ -14,7 +14,6 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
@@ -47,6 +46,7 @@ from qrlogin.vocabulary import (
     TimerFired,
     VerificationUriOpened,
 )
+from tests.peers import start_testserver
 
 pytest.importorskip("uvicorn")
 
@@ -70,34 +70,12 @@ class Server:
 @contextmanager
 def _testserver(*flags: str) -> Iterator[tuple[subprocess.Popen[str], Server]]:
     """``qrlogin testserver --port 0 FLAGS`` answering as the public names, once it has announced itself."""
-    env = {**os.environ, "PYTHONPATH": str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    command = [sys.executable, "-m", "qrlogin", "testserver", "--port", "0", "--user", f"alice:{PASSWORD}", *flags]
-    command += ["--public-base-url", PUBLIC_BASE_URL, "--server-name", SERVER_NAME]
-    process = subprocess.Popen(
-        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-    )
-    try:
-        assert process.stdout is not None
-        banner: list[str] = []
-        for line in process.stdout:
-            banner.append(line)
-            if "device authorizations:" in line:
-                break
-        text = "".join(banner)
+    flags = ("--user", f"alice:{PASSWORD}", *flags, "--public-base-url", PUBLIC_BASE_URL, "--server-name", SERVER_NAME)
+    with start_testserver(*flags, stdin=subprocess.PIPE) as (process, text):
         found = re.search(r"listening on (http://127\.0\.0\.1:(\d+))\n", text)
         assert found is not None, text
         assert found.group(2) != "0"
         yield process, Server(loopback=found.group(1), base_url=PUBLIC_BASE_URL, server_name=SERVER_NAME, banner=text)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        for stream in (process.stdin, process.stdout):
-            if stream is not None:
-                stream.close()
 
 
 @pytest.fixture(scope="module")

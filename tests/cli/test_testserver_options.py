@@ -20,6 +20,8 @@ import httpx
 import pytest
 from cryptography import x509
 
+from tests.peers import start_testserver
+
 pytest.importorskip("uvicorn")
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -32,27 +34,10 @@ DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
 @contextmanager
 def running_testserver(*flags: str) -> Iterator[tuple[str, str]]:
     """``qrlogin testserver --port 0 FLAGS``: yields the URL it listens on and its announcement."""
-    env = {**os.environ, "PYTHONPATH": str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    command = [sys.executable, "-m", "qrlogin", "testserver", "--port", "0", "--auto-approve", *flags]
-    process = subprocess.Popen(
-        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-    )
-    try:
-        assert process.stdout is not None
-        banner: list[str] = []
-        for line in process.stdout:
-            banner.append(line)
-            if "device authorizations:" in line:
-                break
-        text = "".join(banner)
+    with start_testserver("--auto-approve", *flags) as (_, text):
         found = re.search(r"listening on (https?://127\.0\.0\.1:\d+)\n", text)
         assert found is not None, text
         yield found.group(1), text
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        if process.stdout is not None:
-            process.stdout.close()
 
 
 def run_to_exit(*flags: str) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,6 @@ import os
 import re
 import ssl
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tests.peers import start_testserver
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 PASSWORD = "correct horse battery staple"
@@ -70,32 +71,11 @@ def env() -> dict[str, str]:
 @contextmanager
 def running_testserver(*flags: str) -> Iterator[LocalServer]:
     """``qrlogin testserver --port 0 --user alice:PASSWORD --poll-interval 1 FLAGS`` once it has announced itself."""
-    command = [sys.executable, "-m", "qrlogin", "testserver", "--port", "0", "--user", f"alice:{PASSWORD}"]
-    command += ["--poll-interval", "1", *flags]
-    process = subprocess.Popen(
-        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env()
-    )
-    try:
-        assert process.stdout is not None
-        banner = []
-        for line in process.stdout:
-            banner.append(line)
-            if "device authorizations:" in line:
-                break
-        text = "".join(banner)
+    flags = ("--user", f"alice:{PASSWORD}", "--poll-interval", "1", *flags)
+    with start_testserver(*flags, stdin=subprocess.PIPE) as (process, text):
         found = re.search(r"base URL: (https?://127\.0\.0\.1:\d+)\n", text)
         server = re.search(r"server name: (\S+)\n", text)
         cert = re.search(r"certificate \(self-signed, trust it in the client\): (\S+)\n", text)
         assert found is not None and server is not None, text
         ca_file = None if cert is None else cert.group(1)
         yield LocalServer(base_url=found.group(1), server_name=server.group(1), process=process, ca_file=ca_file)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        for stream in (process.stdin, process.stdout):
-            if stream is not None:
-                stream.close()
