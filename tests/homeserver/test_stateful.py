@@ -6,7 +6,9 @@ Invariants (docs/protocol.md §8: the device management change and MSC4341):
 * a token is active exactly when it is the last one issued for its device and the device was not deleted since;
 * a deleted device's tokens are invalid;
 * a device granted through the device authorization grant exists once its tokens are issued;
-* device ids are unique per user, and each user's devices are exactly the ones the reference model expects.
+* device ids are unique per user, and each user's devices are exactly the ones the reference model expects;
+* an access token from the OAuth token endpoint stops authenticating ``expires_in`` seconds after it was issued and
+  is then refused as a soft logout (it still names its device, so the refresh token can replace it).
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ class HomeserverMachine(RuleBasedStateMachine):
         self.active: dict[tuple[str, str], str] = {}
         self.refresh: dict[tuple[str, str], str] = {}
         self.issued: list[str] = []
+        # access token -> when it stops authenticating (OAuth tokens only; password and registration tokens never do)
+        self.expires_at_ms: dict[str, int] = {}
         self.devices: dict[str, set[str]] = {}
         self.grants: list[Grant] = []
         self.client_id = ""
@@ -60,9 +64,13 @@ class HomeserverMachine(RuleBasedStateMachine):
     def setup(self) -> None:
         self.client_id = self.server.register_client()
 
-    def _issue(self, user_id: str, device_id: str, token: str, refresh: str | None) -> None:
+    def _issue(
+        self, user_id: str, device_id: str, token: str, refresh: str | None, expires_in_s: int | None = None
+    ) -> None:
         assert token not in self.issued
         self.issued.append(token)
+        if expires_in_s is not None:
+            self.expires_at_ms[token] = self.server.now_ms + expires_in_s * 1000
         self.active[(user_id, device_id)] = token
         self.refresh.pop((user_id, device_id), None)
         if refresh is not None:
@@ -112,6 +120,11 @@ class HomeserverMachine(RuleBasedStateMachine):
         event(f"delete with_auth={with_auth}")
         if not with_auth:
             assert response.status == 401
+            return
+        if self.server.now_ms >= self.expires_at_ms.get(token, self.server.now_ms + 1):
+            event("delete with an expired token")
+            assert response.status == 401
+            assert response.json()["soft_logout"] is True
             return
         assert response.status == 200
         self.active.pop((user_id, device_id), None)
@@ -173,7 +186,9 @@ class HomeserverMachine(RuleBasedStateMachine):
                 "user_id": user_id,
                 "device_id": grant.device_id,
             }
-            self._issue(user_id, grant.device_id, content["access_token"], content["refresh_token"])
+            self._issue(
+                user_id, grant.device_id, content["access_token"], content["refresh_token"], content["expires_in"]
+            )
         else:
             assert content["error"] in {
                 "authorization_pending",
@@ -191,7 +206,7 @@ class HomeserverMachine(RuleBasedStateMachine):
         form = {"grant_type": REFRESH_TOKEN_GRANT, "refresh_token": refresh, "client_id": self.client_id}
         content = self.server.send(HttpRequest.form("/oauth2/token", form)).json()
         event("refresh")
-        self._issue(user_id, device_id, content["access_token"], content["refresh_token"])
+        self._issue(user_id, device_id, content["access_token"], content["refresh_token"], content["expires_in"])
 
     @rule(ms=st.sampled_from((1_000, 5_000, 60_000)) | st.integers(min_value=0, max_value=400_000))
     def wait(self, ms: int) -> None:
