@@ -52,8 +52,15 @@ DEFAULT_MAX_JSON_BYTES = 1024 * 1024
 
 
 def _normalise(headers: Headers | Mapping[str, str]) -> Headers:
+    if type(headers) is tuple:
+        # Most headers arrive lowercased already (ASGI servers lowercase names; cores write them so): keep the tuple.
+        for pair in headers:
+            if type(pair) is not tuple or len(pair) != 2 or not pair[0].islower():
+                break
+        else:
+            return headers
     items = headers.items() if isinstance(headers, Mapping) else headers
-    return tuple((name.lower(), value) for name, value in items)
+    return tuple([(name.lower(), value) for name, value in items])
 
 
 def _first(headers: Headers, name: str) -> str | None:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import quote
 
@@ -94,36 +94,34 @@ class RendezvousApp:
         self._entropy = entropy
         self._last_maintenance_ms = 0
         self._maintenance_pending = False
+        self._rate_limited = config.create_limit is not None or config.write_limit is not None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
+            await acknowledge_lifespan(receive, send)
             return
         if scope["type"] != "http":
             return
-        request = await self._read(scope, receive)
+        await write_response(send, await self.answer(scope, receive))
+
+    async def answer(self, scope: Scope, receive: Receive) -> HttpResponse:
+        """The answer to the HTTP request of ``scope`` (its body read through ``receive``), not yet sent."""
+        request = await read_request(scope, receive, limit=_READ_LIMIT)
         now_ms = self._clock()
-        await self._maintain(now_ms)
-        peer = scope.get("client")
-        client = client_key(peer[0]) if peer else None
-        response = await respond(
-            self.config, self.store, request, now_ms=now_ms, entropy=self._entropy(32), client=client
-        )
-        await write_response(send, response)
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        await acknowledge_lifespan(receive, send)
-
-    async def _read(self, scope: Scope, receive: Receive) -> HttpRequest:
-        return await read_request(scope, receive, limit=_READ_LIMIT)
+        if self._maintenance_pending or now_ms - self._last_maintenance_ms >= _MAINTAIN_EVERY_MS:
+            await self._maintain(now_ms)
+        client = None
+        if self._rate_limited:
+            peer = scope.get("client")
+            client = client_key(peer[0]) if peer else None
+        return await respond(self.config, self.store, request, now_ms=now_ms, entropy=self._entropy(32), client=client)
 
     async def _maintain(self, now_ms: int) -> None:
-        if self._maintenance_pending or now_ms - self._last_maintenance_ms >= _MAINTAIN_EVERY_MS:
-            self._last_maintenance_ms = now_ms
-            try:
-                self._maintenance_pending = await self.store.maintain(now_ms)
-            except StoreUnavailableError:
-                self._maintenance_pending = False
+        self._last_maintenance_ms = now_ms
+        try:
+            self._maintenance_pending = await self.store.maintain(now_ms)
+        except StoreUnavailableError:
+            self._maintenance_pending = False
 
 
 async def respond(
@@ -167,13 +165,12 @@ async def read_request(scope: Scope, receive: Receive, *, limit: int) -> HttpReq
     A ``Content-Length`` over ``limit`` is refused unread: the body stands in as ``limit`` zero bytes, enough for a
     core that checks sizes first to answer 413.
     """
-    headers = []
+    headers = tuple([(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]])
     declared = None
-    for raw_name, raw_value in scope["headers"]:
-        name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
-        if declared is None and name.lower() == "content-length":
+    for name, value in headers:
+        if name == "content-length" or (len(name) == 14 and name.lower() == "content-length"):
             declared = value
-        headers.append((name, value))
+            break
     target = route_path(scope)
     if scope.get("query_string"):
         target += "?" + scope["query_string"].decode("latin-1")
@@ -193,7 +190,7 @@ async def read_request(scope: Scope, receive: Receive, *, limit: int) -> HttpReq
             size += len(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)[:limit]
-    return HttpRequest(method=scope["method"], target=target, headers=tuple(headers), body=body)
+    return HttpRequest(method=scope["method"], target=target, headers=headers, body=body)
 
 
 def route_path(scope: Scope) -> str:
@@ -218,28 +215,37 @@ def route_path(scope: Scope) -> str:
 
 
 _NO_CONTENT = frozenset({204, 304})
-# Most response headers are the same few pairs on every answer (CORS, caching, content type): their encoded form is
-# kept. The cache takes only the first pairs it meets, so per-session values (ETags, dates) cannot grow it.
-_ENCODED_HEADERS: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+# Most answers carry one of a few header sets (CORS, caching, content type): their encoded form is kept, keyed by the
+# whole set. Only the first sets met are kept, so per-answer values (ETags, locations) cannot grow the table, and a
+# set with a cookie is never kept (its value is a credential).
+_ENCODED_HEADERS: dict[tuple[tuple[str, str], ...], list[tuple[bytes, bytes]]] = {}
 _ENCODED_HEADERS_MAX = 64
 
 
-def _encoded(pair: tuple[str, str]) -> tuple[bytes, bytes]:
-    encoded = _ENCODED_HEADERS.get(pair)
-    if encoded is None:
-        encoded = (pair[0].encode("latin-1"), pair[1].encode("latin-1"))
-        if len(_ENCODED_HEADERS) < _ENCODED_HEADERS_MAX:
-            _ENCODED_HEADERS[pair] = encoded
+def _encoded(headers: tuple[tuple[str, str], ...]) -> list[tuple[bytes, bytes]]:
+    encoded = _ENCODED_HEADERS.get(headers)
+    if encoded is not None:
+        return encoded.copy()
+    encoded = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+    if len(_ENCODED_HEADERS) < _ENCODED_HEADERS_MAX and all(name != "set-cookie" for name, _ in headers):
+        _ENCODED_HEADERS[headers] = encoded.copy()
     return encoded
 
 
-async def write_response(send: Send, response: HttpResponse) -> None:
-    """Send ``response``; ``Content-Length`` on every status that may carry a body (not on 1xx, 204 or 304)."""
-    headers = [_encoded(pair) for pair in response.headers]
+async def write_response(
+    send: Send, response: HttpResponse, *, extra_headers: Iterable[tuple[bytes, bytes]] = (), head: bool = False
+) -> None:
+    """Send ``response``; ``Content-Length`` on every status that may carry a body (not on 1xx, 204 or 304).
+
+    ``extra_headers`` (encoded) follow the response's own; ``head``: the answer to a HEAD request, the length of
+    ``response.body`` announced and the body itself left out.
+    """
+    headers = _encoded(response.headers)
+    headers.extend(extra_headers)
     if response.status >= 200 and response.status not in _NO_CONTENT:
-        headers.append((b"content-length", str(len(response.body)).encode("ascii")))
+        headers.append((b"content-length", b"%d" % len(response.body)))
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    await send({"type": "http.response.body", "body": response.body})
+    await send({"type": "http.response.body", "body": b"" if head else response.body})
 
 
 def create_app(config: ServerConfig | None = None, store: Store | None = None) -> RendezvousApp:

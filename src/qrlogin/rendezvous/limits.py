@@ -23,6 +23,7 @@ gets, so that walking through one's own addresses does not give fresh buckets (:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 from dataclasses import dataclass
@@ -84,6 +85,13 @@ def client_key(address: str | None) -> str | None:
     """The bucket name of a peer address: an IPv4 address as is, an IPv6 one by its /64 (None: unknown peer)."""
     if not address:
         return None
+    return _bucket_name(address)
+
+
+@functools.lru_cache(maxsize=4096)
+def _bucket_name(address: str) -> str:
+    # Parsing an address costs more than the rest of a rate-limit check; a server sees the same peers again and
+    # again. The cache is bounded, so a peer that cycles through addresses only evicts.
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:

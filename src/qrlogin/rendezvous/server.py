@@ -495,6 +495,11 @@ def _same_token(a: str, b: str) -> bool:
 
 def _navigation(request: HttpRequest) -> bool:
     """Fetch metadata of a top-level browser navigation (MSC4388 §GET: unsafe content)."""
+    for name, _ in request.headers:
+        if name.startswith("sec-fetch-"):
+            break
+    else:
+        return False  # no fetch metadata at all: what every non-browser client sends
     dest = request.header("sec-fetch-dest")
     return (
         (dest is not None and dest != "empty")
@@ -741,10 +746,10 @@ def after_read(config: ServerConfig, state: Reading, session: Session | None) ->
     An answer that writes nothing is final here, linearized at the read (see the module docstring); one that writes
     waits for its compare-and-set.
     """
-    prepared = _prepare(config, state, session)
-    if not prepared.changes:
-        return prepared.response
-    return Committing(reading=state, prepared=prepared)
+    write, response = handle(config, state.step, session, state.request, now_ms=state.now_ms, entropy=state.entropy)
+    if write is session:
+        return response
+    return Committing(reading=state, prepared=Prepared(step=state.step, read=session, write=write, response=response))
 
 
 def after_commit(state: Committing, committed: bool) -> HttpResponse | Reading:
