@@ -133,10 +133,28 @@ def loads_object(data: bytes | str, *, max_bytes: int, max_depth: int = DEFAULT_
         raise JsonSyntaxError(f"invalid JSON: {type(exc).__name__}") from None
     if not isinstance(value, dict):
         raise JsonError("JSON text is not an object")
-    _check_strings(value)
+    if "\\u" in text:
+        # Valid UTF-8 cannot spell a surrogate, so a lone one can only come from a \u escape.
+        _check_strings(value)
     return value
 
 
+def _compact_encoder() -> Any:
+    # json.dumps with any option builds a new encoder on every call, which costs more than encoding a small object;
+    # the standard library's C encoder is built once instead (None where the C accelerator is missing).
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return None
+    default = json.JSONEncoder().default  # raises TypeError for what JSON cannot hold
+    # No cycle markers: the values written here are trees the project builds (a cycle still ends in RecursionError).
+    return make(None, default, json.encoder.encode_basestring, None, ":", ",", False, False, False)
+
+
+_COMPACT = _compact_encoder()
+
+
 def dumps(value: JsonObject) -> bytes:
-    """Compact, deterministic UTF-8 JSON (insertion order kept, no NaN)."""
+    """Compact, deterministic UTF-8 JSON (insertion order kept, no NaN): the project's one JSON writer."""
+    if _COMPACT is not None:
+        return "".join(_COMPACT(value, 0)).encode("utf-8")
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")

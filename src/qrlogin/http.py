@@ -43,7 +43,15 @@ from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
 
 from ._json import DEFAULT_MAX_DEPTH, JsonObject, loads_object
 
-__all__ = ["DEFAULT_MAX_JSON_BYTES", "Headers", "HttpRequest", "HttpResponse", "origin_form", "split_url"]
+__all__ = [
+    "DEFAULT_MAX_JSON_BYTES",
+    "Headers",
+    "HttpRequest",
+    "HttpResponse",
+    "lowercase_headers",
+    "origin_form",
+    "split_url",
+]
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -51,7 +59,21 @@ Headers = tuple[tuple[str, str], ...]
 DEFAULT_MAX_JSON_BYTES = 1024 * 1024
 
 
+# Header sets declared once as constants (lowercase_headers), by identity: they are kept alive here, so an id in this
+# table is never reused by another object.
+_DECLARED: dict[int, Headers] = {}
+
+
+def lowercase_headers(headers: Headers) -> Headers:
+    """``headers`` with lowercase names, declared as a constant: a message built on this very tuple skips the check."""
+    normal = _normalise(headers)
+    _DECLARED[id(normal)] = normal
+    return normal
+
+
 def _normalise(headers: Headers | Mapping[str, str]) -> Headers:
+    if _DECLARED.get(id(headers)) is headers:
+        return headers
     if type(headers) is tuple:
         # Most headers arrive lowercased already (ASGI servers lowercase names; cores write them so): keep the tuple.
         for pair in headers:

@@ -168,7 +168,7 @@ class FrontApp:
         if scope["type"] != "http":
             await self.app(scope, receive, send)  # lifespan (the store's start and stop) belongs to the app
             return
-        started = time.perf_counter()
+        started = time.perf_counter() if self._access_log else 0.0
         path = route_path(scope)
         method: str = scope["method"]
         status = 500

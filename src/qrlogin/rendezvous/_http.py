@@ -15,11 +15,10 @@ ids and tokens follow, and a strict JSON reader: at most one value per key, no `
 from __future__ import annotations
 
 import enum
-import json
 import re
 from typing import Any
 
-from .._json import JsonError, loads_object
+from .._json import JsonError, JsonObject, dumps, loads_object
 from ..errors import RemoteProtocolError
 from ..http import Headers, HttpResponse
 
@@ -62,14 +61,17 @@ def media_type(content_type: str | None) -> str | None:
     return content_type.split(";", 1)[0].strip().lower()
 
 
-# Built once: json.dumps with options other than the defaults builds a new encoder on every call.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+JSON_CONTENT_TYPE = ("content-type", "application/json")
 
 
-def json_response(status: int, body: object, headers: Headers = ()) -> HttpResponse:
-    """A compact UTF-8 JSON response, keys in the order given (the spec examples' order)."""
-    encoded = _ENCODER.encode(body).encode("utf-8")
-    return HttpResponse(status=status, headers=(("content-type", "application/json"), *headers), body=encoded)
+def json_body(body: JsonObject) -> bytes:
+    """``body`` as compact UTF-8 JSON, keys in the order given (the spec examples' order)."""
+    return dumps(body)
+
+
+def json_response(status: int, body: JsonObject, headers: Headers = ()) -> HttpResponse:
+    """A compact UTF-8 JSON response (:func:`json_body`) with ``headers`` after its content type."""
+    return HttpResponse(status=status, headers=(JSON_CONTENT_TYPE, *headers), body=json_body(body))
 
 
 class MalformedJsonError(RemoteProtocolError):

@@ -62,13 +62,15 @@ from email.utils import formatdate
 from typing import Protocol
 
 from ..errors import LocalProtocolError
-from ..http import HttpRequest, HttpResponse
+from ..http import HttpRequest, HttpResponse, lowercase_headers
 from ._http import (
+    JSON_CONTENT_TYPE,
     MAX_JSON_BODY_BYTES,
     MAX_PAYLOAD_BYTES,
     ApiGeneration,
     MalformedJsonError,
     is_opaque_id,
+    json_body,
     json_response,
     media_type,
     parse_json_object,
@@ -132,6 +134,8 @@ _CORS_HEADERS = (
     ("access-control-expose-headers", "ETag"),
 )
 _NO_CACHE = (("cache-control", "no-store"), ("pragma", "no-cache"))
+_CORS_NO_CACHE = lowercase_headers((*_CORS_HEADERS, *_NO_CACHE))
+_JSON_OK_HEADERS = lowercase_headers((JSON_CONTENT_TYPE, *_CORS_NO_CACHE))  # most answers: built once
 _HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
 
@@ -329,11 +333,11 @@ def _oversize(request: HttpRequest, generation: ApiGeneration | None, stable: bo
 
 def _plan_collection(config: ServerConfig, mount: Mount, request: HttpRequest) -> HttpResponse | Create:
     if request.method == "OPTIONS":
-        return HttpResponse(status=204, headers=(*_CORS_HEADERS, *_NO_CACHE))
+        return HttpResponse(status=204, headers=_CORS_NO_CACHE)
     if request.method == "GET":
         if ApiGeneration.V3 not in mount.generations:
             return _unrecognized(405, allow="POST, OPTIONS")
-        return json_response(200, {"create_available": config.create_available}, (*_CORS_HEADERS, *_NO_CACHE))
+        return json_response(200, {"create_available": config.create_available}, _CORS_NO_CACHE)
     if request.method != "POST":
         return _unrecognized(
             405, allow="GET, POST, OPTIONS" if ApiGeneration.V3 in mount.generations else "POST, OPTIONS"
@@ -388,7 +392,7 @@ def _plan_collection(config: ServerConfig, mount: Mount, request: HttpRequest) -
 
 def _plan_session(mount: Mount, session_id: str, request: HttpRequest) -> HttpResponse | Access:
     if request.method == "OPTIONS":
-        return HttpResponse(status=204, headers=(*_CORS_HEADERS, *_NO_CACHE))
+        return HttpResponse(status=204, headers=_CORS_NO_CACHE)
     if request.method not in ("GET", "PUT", "DELETE"):
         return _unrecognized(405, allow="GET, PUT, DELETE, OPTIONS")
     if len(request.body) > MAX_JSON_BODY_BYTES:
@@ -414,7 +418,7 @@ def _v1_headers(session: Session) -> tuple[tuple[str, str], ...]:
 
 
 def _json_ok(body: dict[str, object]) -> HttpResponse:
-    return json_response(200, body, (*_CORS_HEADERS, *_NO_CACHE))
+    return HttpResponse(status=200, headers=_JSON_OK_HEADERS, body=json_body(body))
 
 
 def _expiry_field(session: Session, now_ms: int) -> dict[str, object]:
@@ -567,7 +571,7 @@ def _handle_v1(
             status=200, headers=(("content-type", "text/plain"), *_v1_headers(session)), body=session.data
         )
     if request.method == "DELETE":
-        return None, HttpResponse(status=204, headers=(*_CORS_HEADERS, *_NO_CACHE))
+        return None, HttpResponse(status=204, headers=_CORS_NO_CACHE)
     kind = media_type(request.header("content-type"))
     if kind is None:
         return session, _error(400, "M_MISSING_PARAM", "Content-Type is required", generation=gen, stable=stable)
