@@ -148,7 +148,7 @@ def burst_wrk(url: str, workload: str, seconds: int, connections: int, script: P
     out = result.stdout
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _milliseconds(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _milliseconds(re.search(r"^\s*99%\s+(\S+)\s*$", out, re.MULTILINE).group(1))  # type: ignore[union-attr]
     if "Non-2xx" in out:
         raise RuntimeError(f"{url}: error answers during the burst:\n{out}")
     return requests, rate, p99

@@ -64,14 +64,9 @@ def media_type(content_type: str | None) -> str | None:
 JSON_CONTENT_TYPE = ("content-type", "application/json")
 
 
-def json_body(body: JsonObject) -> bytes:
-    """``body`` as compact UTF-8 JSON, keys in the order given (the spec examples' order)."""
-    return dumps(body)
-
-
 def json_response(status: int, body: JsonObject, headers: Headers = ()) -> HttpResponse:
-    """A compact UTF-8 JSON response (:func:`json_body`) with ``headers`` after its content type."""
-    return HttpResponse(status=status, headers=(JSON_CONTENT_TYPE, *headers), body=json_body(body))
+    """A compact UTF-8 JSON response, keys in the order given (the spec examples' order), ``headers`` after its type."""
+    return HttpResponse(status=status, headers=(JSON_CONTENT_TYPE, *headers), body=dumps(body))
 
 
 class MalformedJsonError(RemoteProtocolError):

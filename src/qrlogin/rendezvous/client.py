@@ -41,7 +41,6 @@ Rules the machine keeps:
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -49,6 +48,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Final, TypeVar
 from urllib.parse import urljoin
 
+from .._json import dumps
 from .._machine import Machine, stay
 from ..errors import LocalProtocolError, RemoteProtocolError
 from ..http import HttpRequest, HttpResponse, split_url
@@ -329,10 +329,6 @@ def _check_payload(payload: str) -> bytes:
     return encoded
 
 
-def _json_body(body: dict[str, str]) -> bytes:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
 def _post(config: ClientConfig, payload: bytes) -> HttpRequest:
     if config.generation is ApiGeneration.V1:
         return HttpRequest(
@@ -346,7 +342,7 @@ def _post(config: ClientConfig, payload: bytes) -> HttpRequest:
         method="POST",
         target=config.endpoint,
         headers=(("content-type", "application/json"),),
-        body=_json_body({"data": payload.decode("utf-8")}),
+        body=dumps({"data": payload.decode("utf-8")}),
         authenticated=config.authenticated_create,
     )
 
@@ -371,7 +367,7 @@ def _put(link: Link, payload: bytes) -> HttpRequest:
         method="PUT",
         target=link.url,
         headers=(("content-type", "application/json"),),
-        body=_json_body({"sequence_token": link.seen_token, "data": payload.decode("utf-8")}),
+        body=dumps({"sequence_token": link.seen_token, "data": payload.decode("utf-8")}),
     )
 
 

@@ -61,6 +61,7 @@ from dataclasses import dataclass, field, replace
 from email.utils import formatdate
 from typing import Protocol
 
+from .._json import dumps
 from ..errors import LocalProtocolError
 from ..http import HttpRequest, HttpResponse, lowercase_headers
 from ._http import (
@@ -70,7 +71,6 @@ from ._http import (
     ApiGeneration,
     MalformedJsonError,
     is_opaque_id,
-    json_body,
     json_response,
     media_type,
     parse_json_object,
@@ -418,7 +418,7 @@ def _v1_headers(session: Session) -> tuple[tuple[str, str], ...]:
 
 
 def _json_ok(body: dict[str, object]) -> HttpResponse:
-    return HttpResponse(status=200, headers=_JSON_OK_HEADERS, body=json_body(body))
+    return HttpResponse(status=200, headers=_JSON_OK_HEADERS, body=dumps(body))
 
 
 def _expiry_field(session: Session, now_ms: int) -> dict[str, object]:
