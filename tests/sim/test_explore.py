@@ -16,7 +16,8 @@ import pytest
 
 from qrlogin import qr
 from qrlogin.homeserver._frozenmap import FrozenMap
-from qrlogin.sim import Faults, Scenario
+from qrlogin.sim import Faults, Scenario, parallel
+from qrlogin.sim import explore as explore_module
 from qrlogin.sim.explore import explore, fingerprint, state_key
 from qrlogin.sim.fingerprint import Fingerprinter
 from qrlogin.sim.world import actions, new_world, step
@@ -92,6 +93,22 @@ def test_mappings_are_fingerprinted_by_their_items() -> None:
     assert fingerprinter(FrozenMap({"a": 1, "b": (2,)})) == fingerprinter(FrozenMap({"b": (2,), "a": 1}))
     assert fingerprinter(FrozenMap({"a": 1})) != fingerprinter(FrozenMap({"a": 2}))
     assert fingerprinter(FrozenMap({"a": 1})) != fingerprinter({"a": 1, "b": 1})
+
+
+def test_an_idle_process_takes_over_part_of_a_busy_ones_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One root for two processes: the second has nothing of its own, so everything it does was handed over.
+    monkeypatch.setattr(parallel, "_ROOTS_PER_JOB", 0)
+    monkeypatch.setattr(explore_module, "SHARE_EVERY", 64)
+    scenario = Scenario(faults=Faults(denials=1))
+    alone, spread = explore(scenario), explore(scenario, jobs=2)
+    assert spread.handed_over > 0
+    assert (spread.distinct_states, spread.terminal_states, spread.transitions) == (
+        alone.distinct_states,
+        alone.terminal_states,
+        alone.transitions,
+    )
+    assert spread.outcomes == alone.outcomes
+    assert spread.violations == alone.violations == ()
 
 
 def test_processes_explore_the_same_graph() -> None:

@@ -101,3 +101,5 @@ def _report(result: Exploration) -> None:
     print(f"  time              {result.seconds:>12.1f} s")
     print(f"  states per second {result.states_per_second:>12,.0f}")
     print(f"  transitions per s {result.transitions_per_second:>12,.0f}")
+    if result.handed_over:
+        print(f"  handed over       {result.handed_over:>12,} states between processes")

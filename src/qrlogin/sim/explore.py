@@ -42,7 +42,17 @@ from .invariants import check
 from .run import MAX_STEPS, Run
 from .world import Branching, Scenario, World, actions, is_finished, new_world, step
 
-__all__ = ["Counts", "Exploration", "Judge", "Violation", "explore", "fingerprint", "search", "state_key"]
+__all__ = [
+    "Counts",
+    "Exploration",
+    "Judge",
+    "Violation",
+    "explore",
+    "fingerprint",
+    "replay",
+    "search",
+    "state_key",
+]
 
 #: A schedule as the search keeps it: a linked list of choices, newest first, sharing prefixes between states.
 Path = tuple["Path", int] | None
@@ -71,6 +81,7 @@ class Exploration:
     seconds: float
     violations: tuple[Violation, ...]
     outcomes: frozenset[tuple[tuple[str, str], ...]]
+    handed_over: int = 0  # states one process handed to another (--jobs), replayed from their schedules
 
     @property
     def states_per_second(self) -> float:
@@ -138,9 +149,13 @@ class Counts:
     cut: int = 0
     transitions: int = 0
     deepest: int = 0
+    handed: int = 0
 
 
 Frontier = list[tuple[World, Path]]
+
+SHARE_EVERY = 1024
+"""Transitions between two offers of work to idle processes (:func:`search`'s ``share``)."""
 
 
 def search(
@@ -155,11 +170,14 @@ def search(
     max_states: int,
     split_at: int | None = None,
     progress: Callable[[int], None] | None = None,
+    share: Callable[[Frontier, int], None] | None = None,
 ) -> Frontier:
     """Breadth first from ``frontier`` (states at ``depth``, already claimed), level by level.
 
     ``claim(key)`` is true for a state not seen before (and records it); ``claimed()`` is how many are known. With
     ``split_at``, stop once a level holds that many states and return it, unexpanded (to spread over processes).
+    ``share(following, depth)`` is offered the next level as it grows, every :data:`SHARE_EVERY` transitions, and may
+    take states out of it (claimed, unexpanded, at ``depth``) for another process to search.
     """
     key = new_fingerprinter()
     reported = claimed()
@@ -183,6 +201,8 @@ def search(
                 child = step(world, action)
                 if claim(key(child)):
                     following.append((child, (path, index)))
+            if share is not None and counts.transitions % SHARE_EVERY < len(options):
+                share(following, depth + 1)
         frontier = following
         counts.deepest = max(counts.deepest, depth)
         depth += 1
@@ -190,6 +210,16 @@ def search(
             reported = claimed()
             progress(reported)
     return []
+
+
+def replay(root: World, choices: tuple[int, ...]) -> tuple[World, Path]:
+    """The state ``choices`` lead to from ``root``, with its path: how a state travels between processes."""
+    world: World = root
+    path: Path = None
+    for choice in choices:
+        world = step(world, actions(world)[choice])
+        path = (path, choice)
+    return world, path
 
 
 def root_world(scenario: Scenario) -> World:
@@ -250,4 +280,5 @@ def result(scenario: Scenario, distinct: int, counts: Counts, judge: Judge, seco
         seconds=seconds,
         violations=tuple(judge.violations.values()),
         outcomes=frozenset(judge.outcomes),
+        handed_over=counts.handed,
     )
