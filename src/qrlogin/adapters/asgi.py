@@ -94,7 +94,6 @@ class RendezvousApp:
         self._entropy = entropy
         self._last_maintenance_ms = 0
         self._maintenance_pending = False
-        self._rate_limited = config.create_limit is not None or config.write_limit is not None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -110,11 +109,12 @@ class RendezvousApp:
         now_ms = self._clock()
         if self._maintenance_pending or now_ms - self._last_maintenance_ms >= _MAINTAIN_EVERY_MS:
             await self._maintain(now_ms)
+        config = self.config
         client = None
-        if self._rate_limited:
+        if config.create_limit is not None or config.write_limit is not None:
             peer = scope.get("client")
             client = client_key(peer[0]) if peer else None
-        return await respond(self.config, self.store, request, now_ms=now_ms, entropy=self._entropy(32), client=client)
+        return await respond(config, self.store, request, now_ms=now_ms, entropy=self._entropy(32), client=client)
 
     async def _maintain(self, now_ms: int) -> None:
         self._last_maintenance_ms = now_ms

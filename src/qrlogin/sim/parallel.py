@@ -39,6 +39,7 @@ from .explore import (
     Exploration,
     Frontier,
     Judge,
+    Path,
     Violation,
     choices_of,
     new_fingerprinter,
@@ -109,7 +110,7 @@ class _Handover:
         for _, path in handed:
             self._queue.put((choices_of(path), depth))
 
-    def take(self, root: World) -> tuple[World, Any, int] | None:
+    def take(self, root: World) -> tuple[tuple[World, Path], int] | None:
         """A state handed over (replayed from ``root``) and its depth; None once every process waits for nothing."""
         with self._lock:
             self._state[0] += 1
@@ -123,8 +124,7 @@ class _Handover:
                     return None
             time.sleep(_WAIT_S)
         choices, depth = self._queue.get()
-        world, path = replay(root, choices)
-        return world, path, depth
+        return replay(root, choices), depth
 
 
 def _worker(
@@ -151,8 +151,7 @@ def _worker(
             taken = handover.take(root)
             if taken is None:
                 break
-            world, path, start_depth = taken
-            start = (world, path)
+            start, start_depth = taken
             counts.handed += 1
         search(
             [start],
