@@ -22,8 +22,8 @@ code. ``--state FILE`` keeps accounts, devices, clients and tokens in SQLite
 password, and without ``--user`` the stored accounts are served as they are.
 
 ``--password-attempts``, ``--user-code-attempts`` and ``--attempt-window`` set the model's guessing limits
-(:mod:`qrlogin.homeserver.limits`): failed passwords and unknown user codes per account before further attempts are
-refused until the window that the first failure opened closes.
+(:mod:`qrlogin.homeserver.limits`): failed passwords, and user codes matching no grant waiting for approval, per
+account before further attempts are refused until the window that the first failure opened closes.
 """
 
 from __future__ import annotations
@@ -131,8 +131,8 @@ def register(subparsers: Any) -> None:
         type=_positive,
         default=DEFAULT_USER_CODE_LIMIT.max_failures,
         metavar="N",
-        help="unknown user codes per account on the /link page before it answers 429 until the window closes"
-        f" (default {DEFAULT_USER_CODE_LIMIT.max_failures}, RFC 8628 5.1)",
+        help="user codes per account on /link that match no device grant waiting for approval before the page"
+        f" answers 429 until the window closes (default {DEFAULT_USER_CODE_LIMIT.max_failures}, RFC 8628 5.1)",
     )
     parser.add_argument(
         "--attempt-window",
