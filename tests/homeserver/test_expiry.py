@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qrlogin.homeserver import ConsentResult, HttpRequest, approve_user_code, deny_user_code
-from qrlogin.homeserver._expiry import PURGE_BUDGET, ExpiryQueue
+from qrlogin.homeserver._expiry import CHUNK, NEVER, PURGE_BUDGET, ExpiryQueue
 from qrlogin.homeserver._frozenmap import FrozenMap
 from qrlogin.homeserver.authcode import CODE_LIFETIME_S
 from qrlogin.homeserver.devices import UIA_SESSION_LIFETIME_S
@@ -41,6 +41,10 @@ def start_grants(server: Server, count: int) -> tuple[str, list[dict[str, Any]]]
     return client_id, grants
 
 
+def holds_nothing(queue: ExpiryQueue[Any]) -> bool:
+    return len(queue) == 0 and list(queue) == [] and not queue.front and not queue.middle and not queue.back
+
+
 def drain(server: Server, requests: int) -> None:
     for _ in range(requests):
         server.send_versions()
@@ -48,7 +52,7 @@ def drain(server: Server, requests: int) -> None:
 
 def test_the_queue_pops_due_entries_in_order_within_the_budget() -> None:
     queue: ExpiryQueue[str] = ExpiryQueue()
-    assert not queue.due(10**12) and len(queue) == 0
+    assert not queue.due(10**15) and len(queue) == 0 and queue.head_due_ms == NEVER
     for index in range(6):
         queue = queue.push(f"k{index}", 100 + index)
     assert queue.head_due_ms == 100 and not queue.due(99) and queue.due(100)
@@ -59,8 +63,40 @@ def test_the_queue_pops_due_entries_in_order_within_the_budget() -> None:
     queue, popped = queue.pop_due(104)
     assert popped == ["k4"] and queue.head_due_ms == 105
     queue, popped = queue.pop_due(200)
-    assert popped == ["k5"] and queue.head_due_ms is None and not queue.entries and len(queue) == 0
+    assert popped == ["k5"] and queue.head_due_ms == NEVER and holds_nothing(queue)
     assert queue.push("again", 300).head_due_ms == 300
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 3 * CHUNK), st.integers(0, 2 * PURGE_BUDGET)), max_size=60))
+def test_the_queue_pops_what_a_plain_deque_would(steps: list[tuple[bool, int, int]]) -> None:
+    """Pushes of pairs due at growing times and bounded pops, across chunk boundaries, against a list."""
+    queue: ExpiryQueue[int] = ExpiryQueue()
+    reference: list[tuple[int, int]] = []
+    versions = []
+    pushed = 0
+    for push, count, budget in steps:
+        if push:
+            for _ in range(count):
+                queue = queue.push(pushed, 10 * pushed)
+                reference.append((pushed, 10 * pushed))
+                pushed += 1
+        else:
+            now = 10 * count
+            queue, popped = queue.pop_due(now, budget=budget)
+            expected: list[int] = []
+            for key, due_ms in reference:
+                if due_ms > now or len(expected) == budget:
+                    break
+                expected.append(key)
+            assert popped == expected
+            del reference[: len(popped)]
+        assert list(queue) == reference and len(queue) == len(reference)
+        assert queue.head_due_ms == (reference[0][1] if reference else NEVER)
+        assert len(queue.front) + len(queue.back) + CHUNK * len(queue.middle) == len(reference)
+        versions.append((queue, list(reference)))
+    for version, content in versions:
+        assert list(version) == content  # every earlier version is unchanged
 
 
 def test_every_grant_leaves_a_minute_after_it_expires_whatever_became_of_it() -> None:
@@ -75,7 +111,7 @@ def test_every_grant_leaves_a_minute_after_it_expires_whatever_became_of_it() ->
     server.hs, _ = approve_user_code(server.hs, redeemed["user_code"], ALICE, now_ms=server.now_ms)
     assert server.poll(client_id, redeemed["device_code"]).status == 200
     oauth = server.hs.oauth
-    assert len(oauth.grants) == 4 and len(oauth.user_codes) == 3 and len(oauth.grant_queue) == 4
+    assert len(oauth.grants) == 4 and len(oauth.user_codes) == 3 and len(oauth.queues.grants) == 4
 
     server.now_ms += DEFAULT_EXPIRES_IN_S * 1000
     assert server.poll(client_id, grants[3]["device_code"]).json()["error"] == "expired_token"
@@ -84,7 +120,7 @@ def test_every_grant_leaves_a_minute_after_it_expires_whatever_became_of_it() ->
     server.now_ms += GRANT_KEPT_AFTER_EXPIRY_S * 1000
     server.send_versions()
     oauth = server.hs.oauth
-    assert not oauth.grants and not oauth.user_codes and not oauth.grant_queue.entries
+    assert not oauth.grants and not oauth.user_codes and holds_nothing(oauth.queues.grants)
     assert oauth.grants == FrozenMap() and hash(oauth.grants) == hash(FrozenMap())
     for grant in grants:
         assert server.poll(client_id, grant["device_code"]).json()["error"] == "invalid_grant"
@@ -101,7 +137,7 @@ def test_each_request_purges_a_bounded_number_and_a_backlog_drains() -> None:
         server.send_versions()
         sizes.append(len(server.hs.oauth.grants))
     assert sizes == [2 * PURGE_BUDGET + 1, PURGE_BUDGET + 1, 1, 0]
-    assert len(server.hs.oauth.grant_queue) == 0
+    assert len(server.hs.oauth.queues.grants) == 0
 
 
 def test_the_answer_does_not_depend_on_how_far_the_purge_has_got() -> None:
@@ -149,7 +185,7 @@ def test_codes_leave_when_they_expire() -> None:
     assert len(server.hs.oauth.codes) == 2
     server.now_ms += 1
     server.send_versions()
-    assert not server.hs.oauth.codes and not server.hs.oauth.code_queue.entries
+    assert not server.hs.oauth.codes and holds_nothing(server.hs.oauth.queues.codes)
 
 
 def test_browser_sessions_leave_when_they_expire_and_the_browser_must_sign_in_again() -> None:
@@ -157,13 +193,13 @@ def test_browser_sessions_leave_when_they_expire_and_the_browser_must_sign_in_ag
     server.register("alice")
     browser, other = Browser(server), Browser(server)
     assert browser.sign_in("alice").status == 303 and other.sign_in("alice").status == 303
-    assert len(server.hs.oauth.sessions) == 2 and len(server.hs.oauth.session_queue) == 2
+    assert len(server.hs.oauth.sessions) == 2 and len(server.hs.oauth.queues.sessions) == 2
     server.now_ms += SESSION_LIFETIME_S * 1000 - 1
     assert browser.get("/link").status == 200
     server.now_ms += 1
     to_login = browser.get("/link")
     assert to_login.status == 303 and (to_login.header("location") or "").startswith("/login")
-    assert not server.hs.oauth.sessions and len(server.hs.oauth.session_queue) == 0
+    assert not server.hs.oauth.sessions and len(server.hs.oauth.queues.sessions) == 0
 
 
 def test_abandoned_uia_sessions_leave_and_an_old_one_is_refused() -> None:
@@ -190,7 +226,7 @@ def test_memory_follows_the_live_records_in_a_steady_stream() -> None:
         server.now_ms += step_ms
         server.authorize_device(client_id, device_scope(f"D{index}"))
         oauth = server.hs.oauth
-        assert len(oauth.grants) <= live and len(oauth.grant_queue) <= live and len(oauth.user_codes) <= live
+        assert len(oauth.grants) <= live and len(oauth.queues.grants) <= live and len(oauth.user_codes) <= live
 
 
 @settings(max_examples=40, deadline=None)
@@ -206,7 +242,7 @@ def test_purged_tables_equal_and_hash_like_tables_built_from_their_content(steps
         else:
             server.send_versions()
         oauth = server.hs.oauth
-        for table in (oauth.grants, oauth.user_codes, oauth.grant_queue.entries):
+        for table in (oauth.grants, oauth.user_codes, oauth.queues.grants.middle):
             rebuilt: FrozenMap[Any, Any] = FrozenMap(dict(table.items()))
             assert table == rebuilt and hash(table) == hash(rebuilt)
         assert hash(server.hs) == hash(server.hs)

@@ -354,11 +354,11 @@ class OAuthMachine(RuleBasedStateMachine):
     @invariant()
     def every_record_waits_in_its_queue(self) -> None:
         oauth, now = self.server.hs.oauth, self.server.now_ms
-        queued = set(oauth.grant_queue.entries.values())
+        queued = set(oauth.queues.grants)
         assert all((key, grant.forgotten_at_ms) in queued for key, grant in oauth.grants.items())
-        queued = set(oauth.code_queue.entries.values())
+        queued = set(oauth.queues.codes)
         assert all((key, code.expires_at_ms) in queued for key, code in oauth.codes.items())
-        queued = set(oauth.session_queue.entries.values())
+        queued = set(oauth.queues.sessions)
         assert all((key, session.expires_at_ms) in queued for key, session in oauth.sessions.items())
         for limiter, reference in (
             (oauth.user_code_failures, self.code_failures),

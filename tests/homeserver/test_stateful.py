@@ -293,11 +293,11 @@ class HomeserverMachine(RuleBasedStateMachine):
         """Each grant and failure count has a queue entry for its own time, so the purge will reach it."""
         hs, now = self.server.hs, self.server.now_ms
         oauth = hs.oauth
-        queued = set(oauth.grant_queue.entries.values())
+        queued = set(oauth.queues.grants)
         assert all((digest, grant.forgotten_at_ms) in queued for digest, grant in oauth.grants.items())
         assert set(oauth.user_codes.values()) <= set(oauth.grants)
         failures = hs.registry.password_failures
-        queued_counts = set(failures.queue.entries.values())
+        queued_counts = set(failures.queue)
         assert all((user_id, count.until_ms) in queued_counts for user_id, count in failures.counts.items())
         live = {user_id: (c.failures, c.until_ms) for user_id, c in failures.counts.items() if now < c.until_ms}
         assert live == self.failures.open_windows(now)

@@ -247,6 +247,8 @@ def attempt_password(
 
 def expire(registry: DeviceRegistry, now_ms: int) -> DeviceRegistry:
     """Forget a few abandoned UIA sessions and closed failure windows (bounded work; see :mod:`._expiry`)."""
+    if now_ms < registry.uia_queue.head_due_ms and now_ms < registry.password_failures.queue.head_due_ms:
+        return registry
     limiter = registry.password_failures.purge(now_ms)
     if limiter is not registry.password_failures:
         registry = replace(registry, password_failures=limiter)

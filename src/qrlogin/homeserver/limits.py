@@ -73,7 +73,7 @@ class FailureLimiter:
     queue: ExpiryQueue[str] = field(default_factory=ExpiryQueue, repr=False)
 
     def _live(self, key: str, now_ms: int) -> FailureCount | None:
-        count = self.counts.get(key)
+        count = self.counts.get(key) if self.counts else None
         return None if count is None or now_ms >= count.until_ms else count
 
     def retry_after_ms(self, key: str, *, now_ms: int) -> int | None:
@@ -98,12 +98,12 @@ class FailureLimiter:
 
     def forget(self, key: str) -> FailureLimiter:
         """Drop the count under ``key`` (its queue entry leaves when its time comes)."""
-        counts = self.counts.remove(key)
+        counts = self.counts.remove(key) if self.counts else self.counts
         return self if counts is self.counts else replace(self, counts=counts)
 
     def purge(self, now_ms: int) -> FailureLimiter:
         """Forget a few counters whose window has closed (see :mod:`~._expiry`)."""
-        if not self.queue.due(now_ms):
+        if now_ms < self.queue.head_due_ms:
             return self
         queue, keys = self.queue.pop_due(now_ms)
         counts = self.counts

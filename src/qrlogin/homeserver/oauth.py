@@ -95,6 +95,7 @@ __all__ = [
     "BrowserSession",
     "ConsentResult",
     "DeviceGrant",
+    "ExpiryQueues",
     "GrantStatus",
     "OAuthServer",
     "approve",
@@ -169,6 +170,19 @@ class BrowserSession:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ExpiryQueues:
+    """The creation-order queues beside the tables whose records leave when their time comes (:mod:`._expiry`).
+
+    One field of :class:`OAuthServer` rather than three, since every request that changes the server copies its
+    fields and only a request that creates a record touches a queue.
+    """
+
+    grants: ExpiryQueue[bytes] = field(default_factory=ExpiryQueue)
+    codes: ExpiryQueue[bytes] = field(default_factory=ExpiryQueue)
+    sessions: ExpiryQueue[bytes] = field(default_factory=ExpiryQueue)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class OAuthServer:
     base_url: str
     ids: IdSource
@@ -183,9 +197,7 @@ class OAuthServer:
     """Digest of an authorization code -> what it was issued for."""
     sessions: FrozenMap[bytes, BrowserSession] = field(default_factory=FrozenMap, repr=False)
     """Digest of a signed-in browser's session cookie -> its session."""
-    grant_queue: ExpiryQueue[bytes] = field(default_factory=ExpiryQueue, repr=False)
-    code_queue: ExpiryQueue[bytes] = field(default_factory=ExpiryQueue, repr=False)
-    session_queue: ExpiryQueue[bytes] = field(default_factory=ExpiryQueue, repr=False)
+    queues: ExpiryQueues = field(default_factory=ExpiryQueues, repr=False)
     user_code_failures: FailureLimiter = field(
         default_factory=lambda: FailureLimiter(limit=DEFAULT_USER_CODE_LIMIT), repr=False
     )
@@ -224,12 +236,20 @@ def new_oauth_server(
 
 def expire(server: OAuthServer, now_ms: int) -> OAuthServer:
     """Forget a few records past their time from each table (bounded work; see :mod:`._expiry`)."""
+    queues = server.queues
+    if (
+        now_ms < queues.grants.head_due_ms
+        and now_ms < queues.codes.head_due_ms
+        and now_ms < queues.sessions.head_due_ms
+        and now_ms < server.user_code_failures.queue.head_due_ms
+    ):
+        return server
     limiter = server.user_code_failures.purge(now_ms)
     if limiter is not server.user_code_failures:
         server = replace(server, user_code_failures=limiter)
-    if server.grant_queue.due(now_ms):
-        queue, digests = server.grant_queue.pop_due(now_ms)
-        grants, user_codes = server.grants, server.user_codes
+    grants, user_codes, codes, sessions = server.grants, server.user_codes, server.codes, server.sessions
+    if queues.grants.due(now_ms):
+        queue, digests = queues.grants.pop_due(now_ms)
         for digest in digests:
             grant = grants.get(digest)
             if grant is None or now_ms < grant.forgotten_at_ms:
@@ -238,24 +258,24 @@ def expire(server: OAuthServer, now_ms: int) -> OAuthServer:
             user_code = normalize_user_code(grant.user_code)
             if user_codes.get(user_code) == digest:
                 user_codes = user_codes.remove(user_code)
-        server = replace(server, grants=grants, user_codes=user_codes, grant_queue=queue)
-    if server.code_queue.due(now_ms):
-        queue, digests = server.code_queue.pop_due(now_ms)
-        codes = server.codes
+        queues = replace(queues, grants=queue)
+    if queues.codes.due(now_ms):
+        queue, digests = queues.codes.pop_due(now_ms)
         for digest in digests:
             code = codes.get(digest)
             if code is not None and now_ms >= code.expires_at_ms:
                 codes = codes.remove(digest)
-        server = replace(server, codes=codes, code_queue=queue)
-    if server.session_queue.due(now_ms):
-        queue, digests = server.session_queue.pop_due(now_ms)
-        sessions = server.sessions
+        queues = replace(queues, codes=queue)
+    if queues.sessions.due(now_ms):
+        queue, digests = queues.sessions.pop_due(now_ms)
         for digest in digests:
             session = sessions.get(digest)
             if session is not None and now_ms >= session.expires_at_ms:
                 sessions = sessions.remove(digest)
-        server = replace(server, sessions=sessions, session_queue=queue)
-    return server
+        queues = replace(queues, sessions=queue)
+    if queues is server.queues:
+        return server
+    return replace(server, grants=grants, user_codes=user_codes, codes=codes, sessions=sessions, queues=queues)
 
 
 # -- discovery -------------------------------------------------------------------------------------------------
@@ -355,7 +375,7 @@ def device_authorization(server: OAuthServer, request: HttpRequest, *, now_ms: i
         ids=ids,
         grants=server.grants.set(digest, grant),
         user_codes=server.user_codes.set(normalize_user_code(user_code), digest),
-        grant_queue=server.grant_queue.push(digest, grant.forgotten_at_ms),
+        queues=replace(server.queues, grants=server.queues.grants.push(digest, grant.forgotten_at_ms)),
     )
     uri = verification_uri(server)
     return server, json_response(
@@ -443,7 +463,7 @@ def issue_code(
         server,
         ids=ids,
         codes=server.codes.set(digest, record),
-        code_queue=server.code_queue.push(digest, record.expires_at_ms),
+        queues=replace(server.queues, codes=server.queues.codes.push(digest, record.expires_at_ms)),
     )
     fields = {"code": code}
     if request.state is not None:

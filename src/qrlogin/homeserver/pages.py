@@ -207,7 +207,7 @@ def _sign_in(server: OAuthServer, visitor: _Visitor, user_id: str, *, now_ms: in
         server,
         ids=ids,
         sessions=sessions.set(digest, session),
-        session_queue=server.session_queue.push(digest, session.expires_at_ms),
+        queues=replace(server.queues, sessions=server.queues.sessions.push(digest, session.expires_at_ms)),
     )
     return server, _set_cookie(server, value)
 
