@@ -12,8 +12,8 @@ Invariants (docs/protocol.md §8: the device management change and MSC4341):
 * failed password attempts (login, user-interactive auth) are limited per account: once an account's failures in
   the window reach the limit, every attempt is ``429 M_LIMIT_EXCEEDED`` with ``retry_after_ms`` until the window
   closes, and a right password forgets the count;
-* a device grant is answered until a minute after it expires and forgotten after that; the tables never hold a
-  record past its time for long (the purge keeps up with the requests).
+* a device grant is answered until a minute after it expires and forgotten after that; every grant and failure
+  count waits in its expiry queue under its own time, so the purge reaches it.
 """
 
 from __future__ import annotations
