@@ -1,4 +1,4 @@
-"""``qrlogin testserver --tls``, ``--rendezvous-create`` and ``--state``, each against the real command over HTTP.
+"""``qrlogin testserver --tls``, ``--rendezvous-create``, the guessing limits and ``--state``, against the real command.
 
 Every test starts the command as a subprocess on a free port, reads its announcement, and talks to it with httpx:
 over https verified against nothing but the certificate file the command wrote, with and without an access token
@@ -129,6 +129,30 @@ def test_discovery_and_create_agree_in_every_creation_mode(mode: str) -> None:
 def test_an_unknown_creation_mode_is_a_usage_error() -> None:
     result = run_to_exit("--rendezvous-create", "sometimes")
     assert result.returncode == 2 and "invalid choice" in result.stderr and "Traceback" not in result.stderr
+
+
+# ------------------------------------------------------------------------- --password-attempts, --attempt-window
+
+
+def test_the_guessing_limits_are_the_ones_given() -> None:
+    flags = ("--user", "alice:pw", "--password-attempts", "2", "--user-code-attempts", "3", "--attempt-window", "90")
+    with running_testserver(*flags) as (url, banner):
+        assert "guessing limits per account: 2 failed passwords and 3 unknown user codes in 90 s\n" in banner
+        wrong = {"type": "m.login.password", "user": "alice", "password": "guess"}
+        for _ in range(2):
+            assert httpx.post(f"{url}{V3}/login", json=wrong).status_code == 403
+        refused = httpx.post(f"{url}{V3}/login", json={**wrong, "password": "pw"})
+        assert refused.status_code == 429 and refused.json()["errcode"] == "M_LIMIT_EXCEEDED"
+        retry_after_ms = refused.json()["retry_after_ms"]
+        assert 80_000 < retry_after_ms <= 90_000
+        assert refused.headers["retry-after"] == str(-(-retry_after_ms // 1000))
+
+
+@pytest.mark.parametrize("flag", ["--password-attempts", "--user-code-attempts", "--attempt-window"])
+@pytest.mark.parametrize("value", ["0", "-3", "many"])
+def test_a_limit_that_allows_nothing_is_a_usage_error(flag: str, value: str) -> None:
+    result = run_to_exit(flag, value)
+    assert result.returncode == 2 and "at least 1" in result.stderr and "Traceback" not in result.stderr
 
 
 # ---------------------------------------------------------------------------------------------------------- --state

@@ -6,11 +6,12 @@ import base64
 import hashlib
 import html
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
 from qrlogin.homeserver import Homeserver, HttpRequest, HttpResponse, handle, new_homeserver
+from qrlogin.homeserver.limits import RateLimit
 from qrlogin.homeserver.oauth import DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT
 
 SERVER_NAME = "example.org"
@@ -68,6 +69,10 @@ class Server:
 
     def authorize_device(self, client_id: str, scope: str) -> HttpResponse:
         return self.send(HttpRequest.form("/oauth2/device", {"client_id": client_id, "scope": scope}))
+
+    def send_versions(self) -> HttpResponse:
+        """A request that touches no table (every request first purges a few records past their time)."""
+        return self.send(HttpRequest.get("/_matrix/client/versions"))
 
     def poll(self, client_id: str, device_code: str, *, advance_ms: int = 0) -> HttpResponse:
         form = {"grant_type": DEVICE_CODE_GRANT, "device_code": device_code, "client_id": client_id}
@@ -147,3 +152,40 @@ class Browser:
         form = self.get(f"/login?{urlencode({'next': next_path})}")
         fields = hidden_fields(form)
         return self.post("/login", {**fields, "username": username, "password": password})
+
+
+@dataclass
+class ReferenceLimit:
+    """A plain reference for :class:`qrlogin.homeserver.limits.FailureLimiter`: failures per key in a fixed window."""
+
+    limit: RateLimit
+    windows: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """key -> (failures in the open window, when it closes)"""
+
+    def _open(self, key: str, now_ms: int) -> tuple[int, int]:
+        failures, until = self.windows.get(key, (0, 0))
+        return (failures, until) if now_ms < until else (0, now_ms + self.limit.window_s * 1000)
+
+    def refused(self, key: str, now_ms: int) -> int | None:
+        """The ``retry_after_ms`` an attempt under ``key`` is refused with now, or None if it is checked."""
+        failures, until = self._open(key, now_ms)
+        return until - now_ms if failures >= self.limit.max_failures else None
+
+    def failed(self, key: str, now_ms: int) -> None:
+        failures, until = self._open(key, now_ms)
+        self.windows[key] = (failures + 1, until)
+
+    def forget(self, key: str) -> None:
+        self.windows.pop(key, None)
+
+    def open_windows(self, now_ms: int) -> dict[str, tuple[int, int]]:
+        return {key: window for key, window in self.windows.items() if now_ms < window[1]}
+
+
+def too_many_page(response: HttpResponse) -> int:
+    """The seconds a 429 page says to wait, checked against its ``Retry-After`` header."""
+    assert response.status == 429
+    assert response.header("content-type") == "text/html; charset=utf-8"
+    match = re.search(r"Try again in (\d+) seconds\.", response.body.decode())
+    assert match is not None and response.header("retry-after") == match.group(1)
+    return int(match.group(1))

@@ -11,7 +11,12 @@ Invariants (Client-Server API "OAuth 2.0 API", RFC 6749, 7009, 7636, 8628):
 * every replaced, revoked or logged-out token is unknown (``soft_logout: false``), never another device's;
 * a device's current refresh token is bound to the client the tokens were issued to; spent ones are gone;
 * a code is redeemed at most once, and only with its verifier by its client;
-* at most one access token per device, and every signed-in browser session belongs to an existing user.
+* at most one access token per device, and every signed-in browser session belongs to an existing user;
+* on the pages, wrong passwords and user codes that stand for no waiting grant are limited per account: past the
+  limit the page is ``429`` with ``Retry-After`` until the window closes (a right password forgets the count, a
+  right user code does not);
+* a device grant is answered until a minute after it expires, then ``invalid_grant``; every grant, code and
+  session in the tables waits in its expiry queue.
 """
 
 from __future__ import annotations
@@ -25,10 +30,26 @@ from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from qrlogin.homeserver import HttpRequest
+from qrlogin.homeserver import HttpRequest, HttpResponse
 from qrlogin.homeserver.devices import lookup_access_token, lookup_refresh_token
-from qrlogin.homeserver.oauth import DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT
-from tests.homeserver.homeserver_support import WEB_CLIENT, Browser, Server, hidden_fields, new_server, pkce_pair
+from qrlogin.homeserver.limits import DEFAULT_PASSWORD_LIMIT, DEFAULT_USER_CODE_LIMIT
+from qrlogin.homeserver.oauth import (
+    DEFAULT_EXPIRES_IN_S,
+    DEVICE_CODE_GRANT,
+    GRANT_KEPT_AFTER_EXPIRY_S,
+    REFRESH_TOKEN_GRANT,
+)
+from tests.homeserver.homeserver_support import (
+    PASSWORD,
+    WEB_CLIENT,
+    Browser,
+    ReferenceLimit,
+    Server,
+    hidden_fields,
+    new_server,
+    pkce_pair,
+    too_many_page,
+)
 
 USERS = ("alice", "bob")
 DEVICE_IDS = ("PHONE00001", "LAPTOP0001", "TV00000001")
@@ -66,6 +87,7 @@ class PendingGrant:
     device_code: str
     user_code: str
     device_id: str
+    forgotten_at_ms: int
     user_id: str | None = None
     decided: bool = False
     finished: bool = False
@@ -93,6 +115,8 @@ class OAuthMachine(RuleBasedStateMachine):
         self.grants: list[PendingGrant] = []
         self.codes: list[PendingCode] = []
         self.browsers: dict[str, Browser] = {}
+        self.password_failures = ReferenceLimit(DEFAULT_PASSWORD_LIMIT)
+        self.code_failures = ReferenceLimit(DEFAULT_USER_CODE_LIMIT)
 
     @initialize()
     def setup(self) -> None:
@@ -138,17 +162,22 @@ class OAuthMachine(RuleBasedStateMachine):
         response = self.server.authorize_device(client_id, form.format(device_id))
         assert response.status == 200, response.json()
         content = response.json()
-        self.grants.append(PendingGrant(client_id, content["device_code"], content["user_code"], device_id))
+        forgotten_at_ms = self.server.now_ms + (DEFAULT_EXPIRES_IN_S + GRANT_KEPT_AFTER_EXPIRY_S) * 1000
+        self.grants.append(
+            PendingGrant(client_id, content["device_code"], content["user_code"], device_id, forgotten_at_ms)
+        )
 
     @precondition(lambda self: bool(self.grants))
     @rule(data=st.data(), user=st.sampled_from(USERS), action=st.sampled_from(("approve", "deny", "forged")))
     def decide_on_the_page(self, data: st.DataObject, user: str, action: str) -> None:
         grant = data.draw(st.sampled_from(self.grants))
         browser = self.browsers[user]
-        page = browser.get("/link?" + urlencode({"user_code": grant.user_code}))
+        page = self._enter_code(user, grant.user_code)
+        if page.status == 429:
+            return
         if page.status != 200:
-            event(f"approval page {page.status}")
-            assert grant.decided or grant.finished or page.status == 404
+            expired = self.server.now_ms >= grant.forgotten_at_ms - GRANT_KEPT_AFTER_EXPIRY_S * 1000
+            assert grant.decided or grant.finished or expired
             return
         fields = hidden_fields(page)
         if action == "forged":
@@ -156,10 +185,49 @@ class OAuthMachine(RuleBasedStateMachine):
             return
         done = browser.post("/link", {**fields, "action": action})
         event(f"page {action} -> {done.status}")
-        if done.status == 200:
-            assert not grant.decided
-            grant.decided = True
-            grant.user_id = uid(user) if action == "approve" else None
+        assert done.status == 200 and not grant.decided
+        grant.decided = True
+        grant.user_id = uid(user) if action == "approve" else None
+
+    def _enter_code(self, user: str, user_code: str) -> HttpResponse:
+        """Open the approval page for ``user_code``; checks the limit's answer and returns the page."""
+        page = self.browsers[user].get("/link?" + urlencode({"user_code": user_code}))
+        now = self.server.now_ms
+        event(f"approval page {page.status}")
+        refused = self.code_failures.refused(uid(user), now)
+        if refused is not None:
+            assert too_many_page(page) == -(-refused // 1000)
+        elif page.status == 404:
+            self.code_failures.failed(uid(user), now)
+        else:
+            assert page.status == 200
+        return page
+
+    @rule(user=st.sampled_from(USERS), attempts=st.sampled_from((1, 3, DEFAULT_USER_CODE_LIMIT.max_failures + 1)))
+    def guess_user_codes(self, user: str, attempts: int) -> None:
+        for attempt in range(attempts):
+            page = self._enter_code(user, f"BCDF-{attempt:04}")
+            assert page.status in (404, 429)
+
+    @rule(
+        user=st.sampled_from(USERS),
+        right=st.booleans(),
+        attempts=st.sampled_from((1, 3, DEFAULT_PASSWORD_LIMIT.max_failures + 1)),
+    )
+    def sign_in_on_the_page(self, user: str, right: bool, attempts: int) -> None:
+        """A new browser signs in, with the right password or a run of wrong ones."""
+        for _ in range(attempts):
+            response = Browser(self.server).sign_in(user, PASSWORD if right else "guess")
+            refused = self.password_failures.refused(uid(user), self.server.now_ms)
+            event(f"sign-in right={right} -> {response.status}")
+            if refused is not None:
+                assert too_many_page(response) == -(-refused // 1000)
+            elif right:
+                assert response.status == 303
+                self.password_failures.forget(uid(user))
+            else:
+                assert response.status == 403
+                self.password_failures.failed(uid(user), self.server.now_ms)
 
     @precondition(lambda self: bool(self.grants))
     @rule(data=st.data())
@@ -173,7 +241,9 @@ class OAuthMachine(RuleBasedStateMachine):
             grant.finished = True
             self._issued(grant.user_id, grant.device_id, grant.client_id, content)
         else:
-            assert content["error"] != "invalid_grant" or grant.finished
+            forgotten = self.server.now_ms >= grant.forgotten_at_ms
+            assert content["error"] != "invalid_grant" or grant.finished or forgotten
+            assert content["error"] == "invalid_grant" or not forgotten
             assert content["error"] != "access_denied" or (grant.decided and grant.user_id is None)
 
     @rule(data=st.data(), user=st.sampled_from(USERS), device_id=st.sampled_from(DEVICE_IDS))
@@ -280,6 +350,22 @@ class OAuthMachine(RuleBasedStateMachine):
         registry = self.server.hs.registry
         assert all(lookup_access_token(registry, token) is None for token in self.retired)
         assert all(lookup_refresh_token(registry, token) is None for token in self.retired_refresh)
+
+    @invariant()
+    def every_record_waits_in_its_queue(self) -> None:
+        oauth, now = self.server.hs.oauth, self.server.now_ms
+        queued = set(oauth.queues.grants)
+        assert all((key, grant.forgotten_at_ms) in queued for key, grant in oauth.grants.items())
+        queued = set(oauth.queues.codes)
+        assert all((key, code.expires_at_ms) in queued for key, code in oauth.codes.items())
+        queued = set(oauth.queues.sessions)
+        assert all((key, session.expires_at_ms) in queued for key, session in oauth.sessions.items())
+        for limiter, reference in (
+            (oauth.user_code_failures, self.code_failures),
+            (self.server.hs.registry.password_failures, self.password_failures),
+        ):
+            live = {key: (c.failures, c.until_ms) for key, c in limiter.counts.items() if now < c.until_ms}
+            assert live == reference.open_windows(now)
 
     @invariant()
     def one_token_per_device_and_sessions_belong_to_users(self) -> None:

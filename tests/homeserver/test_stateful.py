@@ -8,7 +8,12 @@ Invariants (docs/protocol.md §8: the device management change and MSC4341):
 * a device granted through the device authorization grant exists once its tokens are issued;
 * device ids are unique per user, and each user's devices are exactly the ones the reference model expects;
 * an access token from the OAuth token endpoint stops authenticating ``expires_in`` seconds after it was issued and
-  is then refused as a soft logout (it still names its device, so the refresh token can replace it).
+  is then refused as a soft logout (it still names its device, so the refresh token can replace it);
+* failed password attempts (login, user-interactive auth) are limited per account: once an account's failures in
+  the window reach the limit, every attempt is ``429 M_LIMIT_EXCEEDED`` with ``retry_after_ms`` until the window
+  closes, and a right password forgets the count;
+* a device grant is answered until a minute after it expires and forgotten after that; every grant and failure
+  count waits in its expiry queue under its own time, so the purge reaches it.
 """
 
 from __future__ import annotations
@@ -20,14 +25,16 @@ from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from qrlogin.homeserver import ConsentResult, HttpRequest, approve_user_code, deny_user_code
+from qrlogin.homeserver import ConsentResult, HttpRequest, HttpResponse, approve_user_code, deny_user_code
 from qrlogin.homeserver.devices import lookup_access_token
-from qrlogin.homeserver.oauth import REFRESH_TOKEN_GRANT
-from tests.homeserver.homeserver_support import Server, device_scope, new_server, password_auth
+from qrlogin.homeserver.limits import DEFAULT_PASSWORD_LIMIT
+from qrlogin.homeserver.oauth import DEFAULT_EXPIRES_IN_S, GRANT_KEPT_AFTER_EXPIRY_S, REFRESH_TOKEN_GRANT
+from tests.homeserver.homeserver_support import ReferenceLimit, Server, device_scope, new_server, password_auth
 
 USERS = ("alice", "bob")
 DEVICE_IDS = ("PHONE00001", "LAPTOP0001", "TV00000001")
 PASSWORD = "pw"
+LIMIT = DEFAULT_PASSWORD_LIMIT
 
 
 def uid(localpart: str) -> str:
@@ -40,6 +47,7 @@ class Grant:
     device_code: str
     user_code: str
     device_id: str
+    forgotten_at_ms: int
     decided: bool = False
     finished: bool = False
     user_id: str | None = None
@@ -59,6 +67,7 @@ class HomeserverMachine(RuleBasedStateMachine):
         self.devices: dict[str, set[str]] = {}
         self.grants: list[Grant] = []
         self.client_id = ""
+        self.failures = ReferenceLimit(LIMIT)
 
     @initialize()
     def setup(self) -> None:
@@ -76,6 +85,24 @@ class HomeserverMachine(RuleBasedStateMachine):
         if refresh is not None:
             self.refresh[(user_id, device_id)] = refresh
         self.devices.setdefault(user_id, set()).add(device_id)
+
+    def _expect_password_attempt(self, user_id: str, right: bool) -> int | None:
+        """The reference limit: the ``retry_after_ms`` of a refused attempt, or None when the password is checked."""
+        refused = self.failures.refused(user_id, self.server.now_ms)
+        if refused is None and right:
+            self.failures.forget(user_id)
+        elif refused is None:
+            self.failures.failed(user_id, self.server.now_ms)
+        return refused
+
+    def _check_refusal(self, response: HttpResponse, retry_after_ms: int) -> None:
+        event("password attempt refused by the limit")
+        assert response.status == 429
+        assert response.json() == {
+            "errcode": "M_LIMIT_EXCEEDED",
+            "error": "too many failed password attempts for this account",
+            "retry_after_ms": retry_after_ms,
+        }
 
     def _any_token(self, user_id: str) -> str | None:
         for (owner, _), token in sorted(self.active.items()):
@@ -101,6 +128,10 @@ class HomeserverMachine(RuleBasedStateMachine):
     def login(self, user: str, device_id: str | None, right: bool) -> None:
         extra = {} if device_id is None else {"device_id": device_id}
         response = self.server.login(user, PASSWORD if right else "wrong", **extra)
+        refused = self._expect_password_attempt(uid(user), right and user in self.registered)
+        if refused is not None:
+            self._check_refusal(response, refused)
+            return
         if not right or user not in self.registered:
             assert response.status == 403
             return
@@ -110,6 +141,22 @@ class HomeserverMachine(RuleBasedStateMachine):
         else:
             assert content["device_id"] == device_id
         self._issue(uid(user), content["device_id"], content["access_token"], None)
+
+    @rule(
+        user=st.sampled_from(USERS),
+        attempts=st.sampled_from((1, 3, LIMIT.max_failures + 1)),
+        spacing_ms=st.sampled_from((0, 1_000, 30_000)),
+    )
+    def guess_passwords(self, user: str, attempts: int, spacing_ms: int) -> None:
+        """Several wrong passwords in a row, so that runs reach the limit."""
+        for _ in range(attempts):
+            self.server.now_ms += spacing_ms
+            response = self.server.login(user, "guess")
+            refused = self._expect_password_attempt(uid(user), False)
+            if refused is None:
+                assert response.status == 403
+            else:
+                self._check_refusal(response, refused)
 
     @precondition(lambda self: bool(self.active))
     @rule(data=st.data(), device_id=st.sampled_from(DEVICE_IDS), with_auth=st.booleans())
@@ -126,6 +173,10 @@ class HomeserverMachine(RuleBasedStateMachine):
             assert response.status == 401
             assert response.json()["soft_logout"] is True
             return
+        refused = self._expect_password_attempt(user_id, True)
+        if refused is not None:
+            self._check_refusal(response, refused)
+            return
         assert response.status == 200
         self.active.pop((user_id, device_id), None)
         self.refresh.pop((user_id, device_id), None)
@@ -135,7 +186,10 @@ class HomeserverMachine(RuleBasedStateMachine):
     def start_grant(self, device_id: str) -> None:
         response = self.server.authorize_device(self.client_id, device_scope(device_id))
         content = response.json()
-        self.grants.append(Grant(self.client_id, content["device_code"], content["user_code"], device_id))
+        forgotten_at_ms = self.server.now_ms + (DEFAULT_EXPIRES_IN_S + GRANT_KEPT_AFTER_EXPIRY_S) * 1000
+        self.grants.append(
+            Grant(self.client_id, content["device_code"], content["user_code"], device_id, forgotten_at_ms)
+        )
 
     @precondition(lambda self: bool(self.registered))
     @rule(data=st.data(), device_id=st.sampled_from(DEVICE_IDS))
@@ -197,7 +251,9 @@ class HomeserverMachine(RuleBasedStateMachine):
                 "expired_token",
                 "invalid_grant",
             }
-            assert content["error"] != "invalid_grant" or grant.finished
+            forgotten = self.server.now_ms >= grant.forgotten_at_ms
+            assert content["error"] != "invalid_grant" or grant.finished or forgotten
+            assert content["error"] == "invalid_grant" or not forgotten
 
     @precondition(lambda self: bool(self.refresh))
     @rule(data=st.data())
@@ -231,6 +287,20 @@ class HomeserverMachine(RuleBasedStateMachine):
             else:
                 assert binding is None
         assert len(registry.access_tokens) == len(self.active)
+
+    @invariant()
+    def every_record_waits_in_its_queue(self) -> None:
+        """Each grant and failure count has a queue entry for its own time, so the purge will reach it."""
+        hs, now = self.server.hs, self.server.now_ms
+        oauth = hs.oauth
+        queued = set(oauth.queues.grants)
+        assert all((digest, grant.forgotten_at_ms) in queued for digest, grant in oauth.grants.items())
+        assert set(oauth.user_codes.values()) <= set(oauth.grants)
+        failures = hs.registry.password_failures
+        queued_counts = set(failures.queue)
+        assert all((user_id, count.until_ms) in queued_counts for user_id, count in failures.counts.items())
+        live = {user_id: (c.failures, c.until_ms) for user_id, c in failures.counts.items() if now < c.until_ms}
+        assert live == self.failures.open_windows(now)
 
     @invariant()
     def devices_are_the_expected_ones(self) -> None:

@@ -20,6 +20,10 @@ default is ``open``, so that a new device without an account on this server can 
 code. ``--state FILE`` keeps accounts, devices, clients and tokens in SQLite
 (:mod:`qrlogin.adapters.homeserver_state`); a ``--user`` that exists there keeps its devices and takes the given
 password, and without ``--user`` the stored accounts are served as they are.
+
+``--password-attempts``, ``--user-code-attempts`` and ``--attempt-window`` set the model's guessing limits
+(:mod:`qrlogin.homeserver.limits`): failed passwords, and user codes matching no grant waiting for approval, per
+account before further attempts are refused until the window that the first failure opened closes.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from urllib.parse import urlsplit
 
 from .. import homeserver as hsm
 from ..homeserver import devices
+from ..homeserver.limits import DEFAULT_PASSWORD_LIMIT, DEFAULT_USER_CODE_LIMIT, RateLimit
 from ..homeserver.oauth import DEVICE_AUTHORIZATION_PATH
 from ..homeserver.rendezvous import CreateMode, install_rendezvous
 from ..http import HttpRequest, HttpResponse
@@ -62,6 +67,16 @@ def _user(text: str) -> tuple[str, str]:
     if not sep or not name or not password:
         raise argparse.ArgumentTypeError("a user is NAME:PASSWORD")
     return name, password
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
 
 
 def register(subparsers: Any) -> None:
@@ -104,6 +119,30 @@ def register(subparsers: Any) -> None:
         " (default open)",
     )
     parser.add_argument(
+        "--password-attempts",
+        type=_positive,
+        default=DEFAULT_PASSWORD_LIMIT.max_failures,
+        metavar="N",
+        help="failed passwords per account (login, sign-in page, device deletion) before every attempt is refused"
+        f" with 429 until the window closes (default {DEFAULT_PASSWORD_LIMIT.max_failures})",
+    )
+    parser.add_argument(
+        "--user-code-attempts",
+        type=_positive,
+        default=DEFAULT_USER_CODE_LIMIT.max_failures,
+        metavar="N",
+        help="user codes per account on /link that match no device grant waiting for approval before the page"
+        f" answers 429 until the window closes (default {DEFAULT_USER_CODE_LIMIT.max_failures}, RFC 8628 5.1)",
+    )
+    parser.add_argument(
+        "--attempt-window",
+        type=_positive,
+        default=DEFAULT_PASSWORD_LIMIT.window_s,
+        metavar="SECONDS",
+        help="how long after an account's first failure its failures are counted, and the longest a refusal lasts"
+        f" (default {DEFAULT_PASSWORD_LIMIT.window_s})",
+    )
+    parser.add_argument(
         "--state",
         type=Path,
         default=None,
@@ -122,11 +161,18 @@ def build_homeserver(
     poll_interval_s: int,
     rendezvous_create: CreateMode = CreateMode.OPEN,
     state: StateFile | None = None,
+    password_limit: RateLimit = DEFAULT_PASSWORD_LIMIT,
+    user_code_limit: RateLimit = DEFAULT_USER_CODE_LIMIT,
 ) -> tuple[hsm.Homeserver, list[str]]:
     """A freshly seeded homeserver with the rendezvous installed, ``state`` restored and ``users`` created (or given
     the password, if ``state`` has them); returns it and the user ids."""
     hs = hsm.new_homeserver(
-        server_name=server_name, base_url=base_url, seed=os.urandom(32), poll_interval_s=poll_interval_s
+        server_name=server_name,
+        base_url=base_url,
+        seed=os.urandom(32),
+        poll_interval_s=poll_interval_s,
+        password_limit=password_limit,
+        user_code_limit=user_code_limit,
     )
     hs = install_rendezvous(hs, seed=os.urandom(32), create_mode=rendezvous_create)
     if state is not None:
@@ -276,6 +322,8 @@ def _serve(
         poll_interval_s=args.poll_interval,
         rendezvous_create=mode,
         state=state,
+        password_limit=RateLimit(max_failures=args.password_attempts, window_s=args.attempt_window),
+        user_code_limit=RateLimit(max_failures=args.user_code_attempts, window_s=args.attempt_window),
     )
     announced = [f"  user: {uid} password {password}" for uid, (_, password) in zip(user_ids, users, strict=True)]
     if not user_ids and len(hs.registry.accounts):
@@ -309,6 +357,10 @@ def _serve(
     if tls_files is not None:
         lines.append(f"  certificate (self-signed, trust it in the client): {tls_files[0]}")
     lines.append(f"  rendezvous creation: {mode.value}")
+    lines.append(
+        f"  guessing limits per account: {args.password_attempts} failed passwords and {args.user_code_attempts}"
+        f" unknown user codes in {args.attempt_window} s"
+    )
     if state is not None:
         lines.append(f"  state: {args.state} ({len(hs.registry.accounts)} accounts)")
     lines.append(

@@ -53,6 +53,21 @@ def matrix_error(status: int, errcode: str, error: str, **extra: object) -> Http
     return json_response(status, {"errcode": errcode, "error": error, **extra})
 
 
+def retry_after_s(retry_after_ms: int) -> str:
+    """A ``Retry-After`` header value (RFC 9110 §10.2.3): whole seconds, rounded up, at least 1."""
+    return str(max(1, -(-retry_after_ms // 1000)))
+
+
+def limit_exceeded(retry_after_ms: int, error: str) -> HttpResponse:
+    """The Client-Server API's rate limit answer: ``429 M_LIMIT_EXCEEDED`` with ``retry_after_ms`` and
+    ``Retry-After``."""
+    return json_response(
+        429,
+        {"errcode": "M_LIMIT_EXCEEDED", "error": error, "retry_after_ms": retry_after_ms},
+        extra_headers=(("retry-after", retry_after_s(retry_after_ms)),),
+    )
+
+
 def oauth_error(status: int, error: str, description: str) -> HttpResponse:
     """An OAuth 2.0 error (RFC 6749 §5.2): ``{"error", "error_description"}``, never cached."""
     return json_response(

@@ -28,8 +28,15 @@ does not need one.
 
 User-interactive authentication (UIA) guards ``DELETE /devices/{id}``: without an ``auth`` object the server
 answers 401 with the one flow it offers (``m.login.password``) and a fresh ``session``; with the right password the
-device is deleted and the session is consumed. A session is bound to the user and to the device it was issued for.
-Deleting an absent device after successful UIA answers 200, as the seed's "or had been removed previously" says.
+device is deleted and the session is consumed. A session is bound to the user and to the device it was issued for,
+and is forgotten :data:`UIA_SESSION_LIFETIME_S` after it was issued. Deleting an absent device after successful UIA
+answers 200, as the seed's "or had been removed previously" says.
+
+Password guessing is limited per account (:mod:`~qrlogin.homeserver.limits`): every password check, at ``/login``, in
+UIA and on the sign-in page, goes through :func:`attempt_password`, which refuses an account whose failures in the
+current window reached the limit (``429 M_LIMIT_EXCEEDED`` here) without looking at the password, counts a wrong
+password, and forgets the count on a right one. Abandoned UIA sessions and closed failure windows leave through
+creation-order queues (:mod:`~qrlogin.homeserver._expiry`) that :func:`expire` pops on every request.
 
 The HTTP layer here only parses bodies and maps outcomes to Matrix errors (``{"errcode", "error"}``); routing and
 authentication of the request live in :mod:`qrlogin.homeserver.model`.
@@ -44,26 +51,32 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..http import HttpRequest, HttpResponse
+from ._expiry import ExpiryQueue
 from ._frozenmap import FrozenMap
-from ._http import BodyError, json_response, matrix_error, parse_json_object
+from ._http import BodyError, json_response, limit_exceeded, matrix_error, parse_json_object
 from ._ids import IdSource, token_digest
+from .limits import DEFAULT_PASSWORD_LIMIT, FailureLimiter, RateLimit
 
 __all__ = [
     "MAX_DEVICE_ID_LENGTH",
     "MAX_DISPLAY_NAME_LENGTH",
     "PASSWORD_STAGE",
+    "UIA_SESSION_LIFETIME_S",
     "Account",
     "Device",
     "DeviceRegistry",
     "DeviceTokens",
     "IssuedTokens",
+    "Refused",
     "TokenBinding",
     "UiaSession",
     "add_account",
+    "attempt_password",
     "bind_device",
     "check_password",
     "delete_device",
     "delete_device_request",
+    "expire",
     "get_device",
     "list_devices",
     "login",
@@ -87,6 +100,8 @@ __all__ = [
 MAX_DEVICE_ID_LENGTH = 255
 MAX_DISPLAY_NAME_LENGTH = 100
 PASSWORD_STAGE = "m.login.password"
+UIA_SESSION_LIFETIME_S = 600
+"""How long a user-interactive auth session may wait for its password."""
 
 _LOCALPART = re.compile(r"[a-z0-9._=/+-]{1,255}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -141,6 +156,7 @@ class DeviceTokens:
 class UiaSession:
     user_id: str
     device_id: str
+    expires_at_ms: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -161,10 +177,20 @@ class DeviceRegistry:
     refresh_tokens: FrozenMap[bytes, TokenBinding] = field(default_factory=FrozenMap, repr=False)
     device_tokens: FrozenMap[tuple[str, str], DeviceTokens] = field(default_factory=FrozenMap, repr=False)
     uia_sessions: FrozenMap[str, UiaSession] = field(default_factory=FrozenMap, repr=False)
+    uia_queue: ExpiryQueue[str] = field(default_factory=ExpiryQueue, repr=False)
+    password_failures: FailureLimiter = field(
+        default_factory=lambda: FailureLimiter(limit=DEFAULT_PASSWORD_LIMIT), repr=False
+    )
 
 
-def new_registry(server_name: str, seed: bytes) -> DeviceRegistry:
-    return DeviceRegistry(server_name=server_name, ids=IdSource.from_seed(seed, "devices"))
+def new_registry(
+    server_name: str, seed: bytes, *, password_limit: RateLimit = DEFAULT_PASSWORD_LIMIT
+) -> DeviceRegistry:
+    return DeviceRegistry(
+        server_name=server_name,
+        ids=IdSource.from_seed(seed, "devices"),
+        password_failures=FailureLimiter(limit=password_limit),
+    )
 
 
 # -- pure operations -------------------------------------------------------------------------------------------
@@ -192,6 +218,53 @@ def check_password(registry: DeviceRegistry, user_id: str, password: str) -> boo
     offered = _password_digest(user_id, password)
     stored = account.password_digest if account is not None else bytes(32)
     return hmac.compare_digest(offered, stored) and account is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A password attempt refused unchecked: the account's failures reached the limit."""
+
+    retry_after_ms: int
+
+
+def attempt_password(
+    registry: DeviceRegistry, user_id: str, password: str, *, now_ms: int
+) -> tuple[DeviceRegistry, bool | Refused]:
+    """Check ``password`` for ``user_id`` under the account's failure limit (module docstring).
+
+    An unknown user id is counted like a known one, so the answers do not tell them apart.
+    """
+    limiter = registry.password_failures
+    retry_after_ms = limiter.retry_after_ms(user_id, now_ms=now_ms)
+    if retry_after_ms is not None:
+        return registry, Refused(retry_after_ms)
+    right = check_password(registry, user_id, password)
+    counted = limiter.forget(user_id) if right else limiter.failed(user_id, now_ms=now_ms)
+    if counted is not limiter:
+        registry = replace(registry, password_failures=counted)
+    return registry, right
+
+
+def expire(registry: DeviceRegistry, now_ms: int) -> DeviceRegistry:
+    """Forget a few abandoned UIA sessions and closed failure windows (bounded work; see :mod:`._expiry`)."""
+    if now_ms < registry.uia_queue.head_due_ms and now_ms < registry.password_failures.queue.head_due_ms:
+        return registry
+    limiter = registry.password_failures.purge(now_ms)
+    if limiter is not registry.password_failures:
+        registry = replace(registry, password_failures=limiter)
+    if not registry.uia_queue.due(now_ms):
+        return registry
+    queue, keys = registry.uia_queue.pop_due(now_ms)
+    sessions = registry.uia_sessions
+    for key in keys:
+        session = sessions.get(key)
+        if session is not None and now_ms >= session.expires_at_ms:
+            sessions = sessions.remove(key)
+    return replace(registry, uia_sessions=sessions, uia_queue=queue)
+
+
+def _password_refused(refused: Refused) -> HttpResponse:
+    return limit_exceeded(refused.retry_after_ms, "too many failed password attempts for this account")
 
 
 def lookup_access_token(registry: DeviceRegistry, token: str) -> TokenBinding | None:
@@ -404,7 +477,10 @@ def login(registry: DeviceRegistry, request: HttpRequest, *, now_ms: int) -> tup
         device_id, display_name = _device_fields(body)
     except BodyError as exc:
         return registry, _error(exc)
-    if not check_password(registry, user_id, password):
+    registry, checked = attempt_password(registry, user_id, password, now_ms=now_ms)
+    if isinstance(checked, Refused):
+        return registry, _password_refused(checked)
+    if not checked:
         return registry, matrix_error(403, "M_FORBIDDEN", "invalid username or password")
     registry, device_id, issued = bind_device(
         registry, user_id, device_id, initial_display_name=display_name, with_refresh_token=False, now_ms=now_ms
@@ -512,15 +588,24 @@ def update_device(
 
 
 def _uia_challenge(
-    registry: DeviceRegistry, binding: TokenBinding, device_id: str, session: str | None, failure: str | None
+    registry: DeviceRegistry,
+    binding: TokenBinding,
+    device_id: str,
+    session: str | None,
+    failure: str | None,
+    *,
+    now_ms: int,
 ) -> tuple[DeviceRegistry, HttpResponse]:
     if session is None:
         ids, raw = registry.ids.draw(16)
         session = raw.hex()
+        expires_at_ms = now_ms + UIA_SESSION_LIFETIME_S * 1000
+        issued = UiaSession(user_id=binding.user_id, device_id=device_id, expires_at_ms=expires_at_ms)
         registry = replace(
             registry,
             ids=ids,
-            uia_sessions=registry.uia_sessions.set(session, UiaSession(user_id=binding.user_id, device_id=device_id)),
+            uia_sessions=registry.uia_sessions.set(session, issued),
+            uia_queue=registry.uia_queue.push(session, expires_at_ms),
         )
     content: dict[str, Any] = {
         "flows": [{"stages": [PASSWORD_STAGE]}],
@@ -534,31 +619,40 @@ def _uia_challenge(
 
 
 def delete_device_request(
-    registry: DeviceRegistry, binding: TokenBinding, device_id: str, request: HttpRequest
+    registry: DeviceRegistry, binding: TokenBinding, device_id: str, request: HttpRequest, *, now_ms: int
 ) -> tuple[DeviceRegistry, HttpResponse]:
     """``DELETE /devices/{id}`` behind user-interactive auth with ``m.login.password``."""
     try:
         body = parse_json_object(request.body, allow_empty=True)
         auth = body.get("auth")
         if auth is None:
-            return _uia_challenge(registry, binding, device_id, None, None)
+            return _uia_challenge(registry, binding, device_id, None, None, now_ms=now_ms)
         if not isinstance(auth, dict):
             raise BodyError(400, "M_BAD_JSON", "auth must be an object")
         session = _optional_str(auth, "session")
         if session is not None:
             issued = registry.uia_sessions.get(session)
-            if issued != UiaSession(user_id=binding.user_id, device_id=device_id):
+            if (
+                issued is None
+                or (issued.user_id, issued.device_id) != (binding.user_id, device_id)
+                or now_ms >= issued.expires_at_ms
+            ):
                 raise BodyError(400, "M_UNKNOWN", "unknown user-interactive auth session")
         if auth.get("type") != PASSWORD_STAGE:
-            return _uia_challenge(registry, binding, device_id, session, "unsupported auth type")
+            return _uia_challenge(registry, binding, device_id, session, "unsupported auth type", now_ms=now_ms)
         user_id = _identified_user(registry, auth)
         password = auth.get("password")
         if not isinstance(password, str):
             raise BodyError(400, "M_BAD_JSON", "password must be a string")
     except BodyError as exc:
         return registry, _error(exc)
-    if user_id not in (None, binding.user_id) or not check_password(registry, binding.user_id, password):
-        return _uia_challenge(registry, binding, device_id, session, "invalid password")
+    if user_id not in (None, binding.user_id):
+        return _uia_challenge(registry, binding, device_id, session, "invalid password", now_ms=now_ms)
+    registry, checked = attempt_password(registry, binding.user_id, password, now_ms=now_ms)
+    if isinstance(checked, Refused):
+        return registry, _password_refused(checked)
+    if not checked:
+        return _uia_challenge(registry, binding, device_id, session, "invalid password", now_ms=now_ms)
     if session is not None:
         registry = replace(registry, uia_sessions=registry.uia_sessions.remove(session))
     return delete_device(registry, binding.user_id, device_id), json_response(200, {})

@@ -21,6 +21,14 @@ response (unknown path: ``404 M_UNRECOGNIZED``; known path, wrong method: ``405 
 raises. With the same seed, the same requests at the same times give the same responses, byte for byte. Time
 enters only through ``now_ms``; randomness only through the seed given to :func:`new_homeserver`.
 
+Abuse bounds
+------------
+Password and user code guessing are limited per account (:mod:`~qrlogin.homeserver.limits`; the limits are
+:func:`new_homeserver` arguments), and every record that lives for a limited time (device grants, authorization
+codes, browser sessions, UIA sessions, failure counters) leaves its table through a creation-order queue
+(:mod:`~qrlogin.homeserver._expiry`): :func:`handle` first pops a few due entries off each queue, so the value holds
+the live records only and no request scans a table.
+
 A user in a browser decides on the approval page at the ``verification_uri``; the simulated user acts through
 :func:`approve_user_code` and :func:`deny_user_code`, which do what that page does (RFC 8628 §3.3), and can be
 given an account with :func:`add_user`.
@@ -45,6 +53,7 @@ from ..http import HttpRequest, HttpResponse
 from . import devices, oauth, pages
 from ._http import bearer_token, json_response, matrix_error, split_path
 from .devices import DeviceRegistry, TokenBinding
+from .limits import DEFAULT_PASSWORD_LIMIT, DEFAULT_USER_CODE_LIMIT, RateLimit
 from .oauth import ConsentResult, OAuthServer
 
 __all__ = [
@@ -106,23 +115,27 @@ def new_homeserver(
     grant_expires_in_s: int = oauth.DEFAULT_EXPIRES_IN_S,
     poll_interval_s: int = oauth.DEFAULT_INTERVAL_S,
     access_token_lifetime_s: int = oauth.DEFAULT_ACCESS_TOKEN_LIFETIME_S,
+    password_limit: RateLimit = DEFAULT_PASSWORD_LIMIT,
+    user_code_limit: RateLimit = DEFAULT_USER_CODE_LIMIT,
 ) -> Homeserver:
     """A homeserver with no accounts; every id and token it will ever issue follows from ``seed``.
 
     ``access_token_lifetime_s`` is how long an access token issued through OAuth works before it must be
-    refreshed; tokens from ``/login`` and ``/register`` do not expire.
+    refreshed; tokens from ``/login`` and ``/register`` do not expire. ``password_limit`` bounds failed password
+    attempts per account, ``user_code_limit`` unknown user codes entered per account on the approval page.
     """
     base_url = base_url.rstrip("/")
     return Homeserver(
         server_name=server_name,
         base_url=base_url,
-        registry=devices.new_registry(server_name, seed),
+        registry=devices.new_registry(server_name, seed, password_limit=password_limit),
         oauth=oauth.new_oauth_server(
             base_url,
             seed,
             expires_in_s=grant_expires_in_s,
             interval_s=poll_interval_s,
             access_token_lifetime_s=access_token_lifetime_s,
+            user_code_limit=user_code_limit,
         ),
     )
 
@@ -231,7 +244,7 @@ def _client_api(
     if method == "PUT":
         registry, response = devices.update_device(hs.registry, auth, device_id, request)
     else:
-        registry, response = devices.delete_device_request(hs.registry, auth, device_id, request)
+        registry, response = devices.delete_device_request(hs.registry, auth, device_id, request, now_ms=now_ms)
     return replace(hs, registry=registry), response
 
 
@@ -240,8 +253,8 @@ def _oauth_api(hs: Homeserver, request: HttpRequest, *, now_ms: int) -> tuple[Ho
     if path in (AUTH_METADATA_PATH, UNSTABLE_AUTH_METADATA_PATH):
         return hs, oauth.metadata(hs.oauth) if request.method == "GET" else _bad_method()
     if path in pages.PAGE_PATHS:
-        server, response = pages.handle_page(hs.oauth, hs.registry, request, now_ms=now_ms)
-        return replace(hs, oauth=server), response
+        server, registry, response = pages.handle_page(hs.oauth, hs.registry, request, now_ms=now_ms)
+        return replace(hs, oauth=server, registry=registry), response
     if path not in (oauth.REGISTRATION_PATH, oauth.DEVICE_AUTHORIZATION_PATH, oauth.TOKEN_PATH, oauth.REVOCATION_PATH):
         return None
     if request.method != "POST":
@@ -263,8 +276,17 @@ def _is_rendezvous(path: str) -> bool:
     return any(path == prefix or path.startswith(prefix + "/") for prefix in RENDEZVOUS_PREFIXES)
 
 
+def _expire(hs: Homeserver, now_ms: int) -> Homeserver:
+    registry = devices.expire(hs.registry, now_ms)
+    server = oauth.expire(hs.oauth, now_ms)
+    if registry is hs.registry and server is hs.oauth:
+        return hs
+    return replace(hs, registry=registry, oauth=server)
+
+
 def handle(hs: Homeserver, request: HttpRequest, *, now_ms: int) -> tuple[Homeserver, HttpResponse]:
     """Answer one request; see the module docstring for the routing table and the guarantees."""
+    hs = _expire(hs, now_ms)
     if _is_rendezvous(request.path):
         if hs.rendezvous is None:
             return hs, _unrecognized()

@@ -40,9 +40,18 @@ device out: both tokens stop working and the device is deleted, as a logout does
 Device codes, authorization codes and tokens are stored only as digests. Errors use the OAuth shape
 ``{"error", "error_description"}`` with ``Cache-Control: no-store``.
 
+Forgetting: a grant, whatever became of it, is kept :data:`GRANT_KEPT_AFTER_EXPIRY_S` past its expiry, so that a
+late poll still reads ``expired_token`` and a repeated one ``invalid_grant``; after that it is treated as unknown
+and leaves the table with its user code. Codes leave when they expire, browser sessions when theirs does. Each table
+has a creation-order queue beside it (:mod:`~qrlogin.homeserver._expiry`) that :func:`expire` pops on every
+request, a few entries at a time, so memory follows the live records and no request scans a table. User codes
+entered on the approval page are limited per account (:attr:`OAuthServer.user_code_failures`,
+:mod:`~qrlogin.homeserver.limits`, RFC 8628 §5.1); :func:`approve` and :func:`deny` are not, since they stand for
+the user, not for a request.
+
 Simplifications: clients are public (``token_endpoint_auth_method`` ``none``); no ID token is issued (``openid`` is
-accepted in a scope and ignored); user code guessing is not rate limited (RFC 8628 §5.1); a reused authorization
-code is refused but does not revoke the tokens it produced (RFC 6749 §4.1.2 SHOULD).
+accepted in a scope and ignored); a reused authorization code is refused but does not revoke the tokens it produced
+(RFC 6749 §4.1.2 SHOULD).
 """
 
 from __future__ import annotations
@@ -52,6 +61,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..http import HttpRequest, HttpResponse
+from ._expiry import ExpiryQueue
 from ._frozenmap import FrozenMap
 from ._http import (
     BodyError,
@@ -64,6 +74,7 @@ from ._ids import IdSource, normalize_user_code, token_digest
 from .authcode import CODE_LIFETIME_S, AuthorizationCode, AuthorizationRequest, pkce_matches, redirect_to_client
 from .clients import AUTHORIZATION_CODE_GRANT, Client, parse_client_metadata, registration_response
 from .devices import DeviceRegistry, IssuedTokens, bind_device, refresh_device, revoke_token
+from .limits import DEFAULT_USER_CODE_LIMIT, FailureLimiter, RateLimit
 from .scopes import API_SCOPE, DEVICE_SCOPE_PREFIX, MatrixScope, parse_scope
 
 __all__ = [
@@ -73,6 +84,7 @@ __all__ = [
     "DEFAULT_INTERVAL_S",
     "DEVICE_AUTHORIZATION_PATH",
     "DEVICE_CODE_GRANT",
+    "GRANT_KEPT_AFTER_EXPIRY_S",
     "REFRESH_TOKEN_GRANT",
     "REGISTRATION_PATH",
     "REVOCATION_PATH",
@@ -83,11 +95,13 @@ __all__ = [
     "BrowserSession",
     "ConsentResult",
     "DeviceGrant",
+    "ExpiryQueues",
     "GrantStatus",
     "OAuthServer",
     "approve",
     "deny",
     "device_authorization",
+    "expire",
     "issue_code",
     "metadata",
     "new_oauth_server",
@@ -107,6 +121,8 @@ SLOW_DOWN_STEP_S = 5
 DEFAULT_EXPIRES_IN_S = 300
 DEFAULT_ACCESS_TOKEN_LIFETIME_S = 300
 """How long an OAuth access token works (``expires_in``); the refresh token gets the next one."""
+GRANT_KEPT_AFTER_EXPIRY_S = 60
+"""How long an expired device grant is still answered as such before it is forgotten."""
 
 REGISTRATION_PATH = "/oauth2/registration"
 DEVICE_AUTHORIZATION_PATH = "/oauth2/device"
@@ -139,6 +155,11 @@ class DeviceGrant:
         """The device the scope names; None when the server picks one as it issues the tokens."""
         return self.scope.device_id
 
+    @property
+    def forgotten_at_ms(self) -> int:
+        """From when the grant is treated as unknown (and may leave the table)."""
+        return self.expires_at_ms + GRANT_KEPT_AFTER_EXPIRY_S * 1000
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BrowserSession:
@@ -146,6 +167,19 @@ class BrowserSession:
 
     user_id: str
     expires_at_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExpiryQueues:
+    """The creation-order queues beside the tables whose records leave when their time comes (:mod:`._expiry`).
+
+    One field of :class:`OAuthServer` rather than three, since every request that changes the server copies its
+    fields and only a request that creates a record touches a queue.
+    """
+
+    grants: ExpiryQueue[bytes] = field(default_factory=ExpiryQueue)
+    codes: ExpiryQueue[bytes] = field(default_factory=ExpiryQueue)
+    sessions: ExpiryQueue[bytes] = field(default_factory=ExpiryQueue)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -163,6 +197,11 @@ class OAuthServer:
     """Digest of an authorization code -> what it was issued for."""
     sessions: FrozenMap[bytes, BrowserSession] = field(default_factory=FrozenMap, repr=False)
     """Digest of a signed-in browser's session cookie -> its session."""
+    queues: ExpiryQueues = field(default_factory=ExpiryQueues, repr=False)
+    user_code_failures: FailureLimiter = field(
+        default_factory=lambda: FailureLimiter(limit=DEFAULT_USER_CODE_LIMIT), repr=False
+    )
+    """Unknown user codes entered per account on the approval page."""
 
 
 class ConsentResult(enum.Enum):
@@ -183,6 +222,7 @@ def new_oauth_server(
     expires_in_s: int = DEFAULT_EXPIRES_IN_S,
     interval_s: int = DEFAULT_INTERVAL_S,
     access_token_lifetime_s: int = DEFAULT_ACCESS_TOKEN_LIFETIME_S,
+    user_code_limit: RateLimit = DEFAULT_USER_CODE_LIMIT,
 ) -> OAuthServer:
     return OAuthServer(
         base_url=base_url.rstrip("/"),
@@ -190,7 +230,52 @@ def new_oauth_server(
         expires_in_s=expires_in_s,
         interval_s=interval_s,
         access_token_lifetime_s=access_token_lifetime_s,
+        user_code_failures=FailureLimiter(limit=user_code_limit),
     )
+
+
+def expire(server: OAuthServer, now_ms: int) -> OAuthServer:
+    """Forget a few records past their time from each table (bounded work; see :mod:`._expiry`)."""
+    queues = server.queues
+    if (
+        now_ms < queues.grants.head_due_ms
+        and now_ms < queues.codes.head_due_ms
+        and now_ms < queues.sessions.head_due_ms
+        and now_ms < server.user_code_failures.queue.head_due_ms
+    ):
+        return server
+    limiter = server.user_code_failures.purge(now_ms)
+    if limiter is not server.user_code_failures:
+        server = replace(server, user_code_failures=limiter)
+    grants, user_codes, codes, sessions = server.grants, server.user_codes, server.codes, server.sessions
+    if queues.grants.due(now_ms):
+        queue, digests = queues.grants.pop_due(now_ms)
+        for digest in digests:
+            grant = grants.get(digest)
+            if grant is None or now_ms < grant.forgotten_at_ms:
+                continue
+            grants = grants.remove(digest)
+            user_code = normalize_user_code(grant.user_code)
+            if user_codes.get(user_code) == digest:
+                user_codes = user_codes.remove(user_code)
+        queues = replace(queues, grants=queue)
+    if queues.codes.due(now_ms):
+        queue, digests = queues.codes.pop_due(now_ms)
+        for digest in digests:
+            code = codes.get(digest)
+            if code is not None and now_ms >= code.expires_at_ms:
+                codes = codes.remove(digest)
+        queues = replace(queues, codes=queue)
+    if queues.sessions.due(now_ms):
+        queue, digests = queues.sessions.pop_due(now_ms)
+        for digest in digests:
+            session = sessions.get(digest)
+            if session is not None and now_ms >= session.expires_at_ms:
+                sessions = sessions.remove(digest)
+        queues = replace(queues, sessions=queue)
+    if queues is server.queues:
+        return server
+    return replace(server, grants=grants, user_codes=user_codes, codes=codes, sessions=sessions, queues=queues)
 
 
 # -- discovery -------------------------------------------------------------------------------------------------
@@ -290,6 +375,7 @@ def device_authorization(server: OAuthServer, request: HttpRequest, *, now_ms: i
         ids=ids,
         grants=server.grants.set(digest, grant),
         user_codes=server.user_codes.set(normalize_user_code(user_code), digest),
+        queues=replace(server.queues, grants=server.queues.grants.push(digest, grant.forgotten_at_ms)),
     )
     uri = verification_uri(server)
     return server, json_response(
@@ -309,10 +395,15 @@ def device_authorization(server: OAuthServer, request: HttpRequest, *, now_ms: i
 # -- user consent (RFC 8628 §3.3) ------------------------------------------------------------------------------
 
 
+def _grant(server: OAuthServer, digest: bytes | None, now_ms: int) -> DeviceGrant | None:
+    """The grant under a device code's digest, unless it is unknown or forgotten (whether purged yet or not)."""
+    grant = None if digest is None else server.grants.get(digest)
+    return None if grant is None or now_ms >= grant.forgotten_at_ms else grant
+
+
 def pending_grant(server: OAuthServer, user_code: str, *, now_ms: int) -> DeviceGrant | None:
     """The grant a user code stands for, if it is still waiting for a decision: what a consent page would show."""
-    digest = server.user_codes.get(normalize_user_code(user_code))
-    grant = None if digest is None else server.grants.get(digest)
+    grant = _grant(server, server.user_codes.get(normalize_user_code(user_code)), now_ms)
     if grant is None or grant.status is not GrantStatus.PENDING or now_ms >= grant.expires_at_ms:
         return None
     return grant
@@ -322,7 +413,7 @@ def _decide(
     server: OAuthServer, user_code: str, user_id: str | None, *, now_ms: int
 ) -> tuple[OAuthServer, ConsentResult]:
     digest = server.user_codes.get(normalize_user_code(user_code))
-    grant = None if digest is None else server.grants.get(digest)
+    grant = _grant(server, digest, now_ms)
     if digest is None or grant is None:
         return server, ConsentResult.UNKNOWN_CODE
     if now_ms >= grant.expires_at_ms:
@@ -367,7 +458,13 @@ def issue_code(
         user_id=user_id,
         expires_at_ms=now_ms + CODE_LIFETIME_S * 1000,
     )
-    server = replace(server, ids=ids, codes=server.codes.set(token_digest(code), record))
+    digest = token_digest(code)
+    server = replace(
+        server,
+        ids=ids,
+        codes=server.codes.set(digest, record),
+        queues=replace(server.queues, codes=server.queues.codes.push(digest, record.expires_at_ms)),
+    )
     fields = {"code": code}
     if request.state is not None:
         fields["state"] = request.state
@@ -417,7 +514,7 @@ def _poll(
     if device_code is None:
         raise BodyError(400, "invalid_request", "device_code is required")
     digest = token_digest(device_code)
-    grant = server.grants.get(digest)
+    grant = _grant(server, digest, now_ms)
     if grant is None or grant.client_id != client.client_id or grant.status is GrantStatus.REDEEMED:
         raise BodyError(400, "invalid_grant", "unknown, foreign or already used device_code")
     if now_ms >= grant.expires_at_ms:
@@ -453,12 +550,11 @@ def _redeem_code(
         raise BodyError(400, "invalid_request", "code, redirect_uri and code_verifier are required")
     digest = token_digest(code)
     record = server.codes.get(digest)
-    if record is None or record.client_id != client.client_id:
-        raise BodyError(400, "invalid_grant", "unknown, foreign or already used code")
+    # An expired code is unknown whether or not it has been purged yet, so the answer never depends on the purge.
+    if record is None or record.client_id != client.client_id or now_ms >= record.expires_at_ms:
+        raise BodyError(400, "invalid_grant", "unknown, expired, foreign or already used code")
     # The code is spent by any attempt to redeem it, right or wrong: a guessed verifier gets one try.
     server = replace(server, codes=server.codes.remove(digest))
-    if now_ms >= record.expires_at_ms:
-        return server, registry, oauth_error(400, "invalid_grant", "the code has expired")
     if redirect_uri != record.redirect_uri:
         return server, registry, oauth_error(400, "invalid_grant", "redirect_uri differs from the authorization")
     if not pkce_matches(verifier, record.code_challenge):

@@ -37,6 +37,12 @@ nothing (CSP ``default-src 'none'``) and send no ``Referer`` to another origin (
 code).
 
 Everything shown that came from a request or a client's registration is HTML-escaped.
+
+Guessing is limited per account (:mod:`~qrlogin.homeserver.limits`): the sign-in form's password check is the one
+``/login`` uses (:func:`~qrlogin.homeserver.devices.attempt_password`), and the approval page counts, for the
+signed-in account, every user code it is given that stands for no grant waiting for a decision. An account over
+either limit gets the form again with ``429 Too Many Requests``, a ``Retry-After`` header and a message saying
+when to retry, and nothing it sends is checked until then.
 """
 
 from __future__ import annotations
@@ -48,11 +54,11 @@ from html import escape
 from urllib.parse import parse_qsl, urlencode
 
 from ..http import HttpRequest, HttpResponse, split_url
-from ._http import MAX_FORM_FIELDS, BodyError, parse_form
+from ._http import MAX_FORM_FIELDS, BodyError, parse_form, retry_after_s
 from ._ids import token_digest
 from .authcode import AuthorizationError, AuthorizationRequest, parse_authorization_request, redirect_to_client
 from .clients import printable_uri
-from .devices import DeviceRegistry, check_password, user_id_for
+from .devices import DeviceRegistry, Refused, attempt_password, user_id_for
 from .oauth import (
     AUTHORIZATION_PATH,
     VERIFICATION_PATH,
@@ -110,6 +116,16 @@ def _redirect(location: str, *, cookie: str | None = None) -> HttpResponse:
     link = f'<p><a href="{escape(location)}">Continue</a></p>'
     page = _page(303, "Redirecting", link, cookie=cookie)
     return replace(page, headers=(*page.headers, ("location", location)))
+
+
+def _too_many(title: str, body: str, retry_after_ms: int) -> HttpResponse:
+    """RFC 6585 §4: the page says when to try again, and so does ``Retry-After``."""
+    page = _page(429, title, body)
+    return replace(page, headers=(*page.headers, ("retry-after", retry_after_s(retry_after_ms))))
+
+
+def _retry_message(what: str, retry_after_ms: int) -> str:
+    return f"Too many {what}. Try again in {retry_after_s(retry_after_ms)} seconds."
 
 
 def _error_page(status: int, message: str) -> HttpResponse:
@@ -186,7 +202,13 @@ def _sign_in(server: OAuthServer, visitor: _Visitor, user_id: str, *, now_ms: in
         sessions = sessions.remove(token_digest(visitor.cookie))
     ids, value = server.ids.token("bs_")
     session = BrowserSession(user_id=user_id, expires_at_ms=now_ms + SESSION_LIFETIME_S * 1000)
-    server = replace(server, ids=ids, sessions=sessions.set(token_digest(value), session))
+    digest = token_digest(value)
+    server = replace(
+        server,
+        ids=ids,
+        sessions=sessions.set(digest, session),
+        queues=replace(server.queues, sessions=server.queues.sessions.push(digest, session.expires_at_ms)),
+    )
     return server, _set_cookie(server, value)
 
 
@@ -261,19 +283,24 @@ def _login_get(server: OAuthServer, request: HttpRequest, now_ms: int) -> tuple[
 
 def _login_post(
     server: OAuthServer, registry: DeviceRegistry, request: HttpRequest, form: dict[str, str], now_ms: int
-) -> tuple[OAuthServer, HttpResponse]:
+) -> tuple[OAuthServer, DeviceRegistry, HttpResponse]:
     visitor = _visitor(server, request, now_ms)
     if _forged(server, request, form, visitor):
-        return server, _error_page(403, _FORGED)
+        return server, registry, _error_page(403, _FORGED)
     assert visitor.cookie is not None
     next_path = _local_path(form.get("next"))
     username, password = form.get("username", ""), form.get("password", "")
     user_id = username if username.startswith("@") else user_id_for(registry, username)
-    if not check_password(registry, user_id, password):
+    registry, checked = attempt_password(registry, user_id, password, now_ms=now_ms)
+    if isinstance(checked, Refused):
+        message = _retry_message("failed sign-ins for this account", checked.retry_after_ms)
+        again = _login_form(_csrf_token(server, visitor.cookie), next_path, message)
+        return server, registry, _too_many("Sign in", again, checked.retry_after_ms)
+    if not checked:
         retry = _login_form(_csrf_token(server, visitor.cookie), next_path, "Wrong username or password.")
-        return server, _page(403, "Sign in", retry)
+        return server, registry, _page(403, "Sign in", retry)
     server, set_cookie = _sign_in(server, visitor, user_id, now_ms=now_ms)
-    return server, _redirect(next_path, cookie=set_cookie)
+    return server, registry, _redirect(next_path, cookie=set_cookie)
 
 
 # -- authorization endpoint -------------------------------------------------------------------------------------
@@ -370,6 +397,15 @@ def _code_form(message: str | None) -> str:
     )
 
 
+def _codes_refused(retry_after_ms: int) -> HttpResponse:
+    return _too_many("Link a device", _code_form(_retry_message("wrong codes", retry_after_ms)), retry_after_ms)
+
+
+def _code_failed(server: OAuthServer, user_id: str, now_ms: int) -> OAuthServer:
+    """Count a user code that stood for no grant waiting for a decision against the signed-in account."""
+    return replace(server, user_code_failures=server.user_code_failures.failed(user_id, now_ms=now_ms))
+
+
 def _link_get(server: OAuthServer, request: HttpRequest, now_ms: int) -> tuple[OAuthServer, HttpResponse]:
     user_code = _query_param(request, "user_code")
     visitor = _visitor(server, request, now_ms)
@@ -378,8 +414,12 @@ def _link_get(server: OAuthServer, request: HttpRequest, now_ms: int) -> tuple[O
         return server, _to_login(VERIFICATION_PATH + query)
     if user_code is None:
         return server, _page(200, "Link a device", _code_form(None))
+    retry_after_ms = server.user_code_failures.retry_after_ms(visitor.user_id, now_ms=now_ms)
+    if retry_after_ms is not None:
+        return server, _codes_refused(retry_after_ms)
     grant = pending_grant(server, user_code, now_ms=now_ms)
     if grant is None:
+        server = _code_failed(server, visitor.user_id, now_ms)
         return server, _page(404, "Link a device", _code_form("That code is unknown, used or expired."))
     client = server.clients.get(grant.client_id)
     name = client.display_name() if client is not None else grant.client_id
@@ -419,12 +459,17 @@ def _link_post(
     if user_id is None:
         return server, _to_login(f"{VERIFICATION_PATH}?{urlencode({'user_code': user_code})}")
     action = form.get("action")
+    if action not in ("approve", "deny"):
+        return server, _error_page(400, "Choose Approve or Deny.")
+    retry_after_ms = server.user_code_failures.retry_after_ms(user_id, now_ms=now_ms)
+    if retry_after_ms is not None:
+        return server, _codes_refused(retry_after_ms)
     if action == "approve":
         server, result = approve(server, registry, user_code, user_id, now_ms=now_ms)
-    elif action == "deny":
-        server, result = deny(server, user_code, now_ms=now_ms)
     else:
-        return server, _error_page(400, "Choose Approve or Deny.")
+        server, result = deny(server, user_code, now_ms=now_ms)
+    if result not in (ConsentResult.APPROVED, ConsentResult.DENIED):
+        server = _code_failed(server, user_id, now_ms)
     status, title, message = _OUTCOMES[result]
     return server, _page(status, title, f"<p id=outcome>{escape(message)}</p>")
 
@@ -434,23 +479,30 @@ def _link_post(
 
 def handle_page(
     server: OAuthServer, registry: DeviceRegistry, request: HttpRequest, *, now_ms: int
-) -> tuple[OAuthServer, HttpResponse]:
-    """Answer a request for one of :data:`PAGE_PATHS` (GET shows, POST acts; other methods get 405)."""
+) -> tuple[OAuthServer, DeviceRegistry, HttpResponse]:
+    """Answer a request for one of :data:`PAGE_PATHS` (GET shows, POST acts; other methods get 405).
+
+    Only the sign-in form changes the registry (its failure counts); the other pages return it as it was.
+    """
     path = request.path
     if request.method == "GET":
         if path == LOGIN_PATH:
-            return _login_get(server, request, now_ms)
-        if path == AUTHORIZATION_PATH:
-            return _authorize_get(server, request, now_ms)
-        return _link_get(server, request, now_ms)
+            server, response = _login_get(server, request, now_ms)
+        elif path == AUTHORIZATION_PATH:
+            server, response = _authorize_get(server, request, now_ms)
+        else:
+            server, response = _link_get(server, request, now_ms)
+        return server, registry, response
     if request.method != "POST":
-        return server, _error_page(405, "Method not allowed.")
+        return server, registry, _error_page(405, "Method not allowed.")
     try:
         form = parse_form(request)
     except BodyError as exc:
-        return server, _error_page(exc.status, "The form could not be read.")
+        return server, registry, _error_page(exc.status, "The form could not be read.")
     if path == LOGIN_PATH:
         return _login_post(server, registry, request, form, now_ms)
     if path == AUTHORIZATION_PATH:
-        return _authorize_post(server, request, form, now_ms)
-    return _link_post(server, registry, request, form, now_ms)
+        server, response = _authorize_post(server, request, form, now_ms)
+    else:
+        server, response = _link_post(server, registry, request, form, now_ms)
+    return server, registry, response
