@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from qrlogin.homeserver import Homeserver, HttpRequest, HttpResponse, handle, new_homeserver
-from qrlogin.homeserver.limits import RateLimit
+from qrlogin.homeserver.limits import FailureLimit
 from qrlogin.homeserver.oauth import DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT
 
 SERVER_NAME = "example.org"
@@ -158,7 +158,7 @@ class Browser:
 class ReferenceLimit:
     """A plain reference for :class:`qrlogin.homeserver.limits.FailureLimiter`: failures per key in a fixed window."""
 
-    limit: RateLimit
+    limit: FailureLimit
     windows: dict[str, tuple[int, int]] = field(default_factory=dict)
     """key -> (failures in the open window, when it closes)"""
 

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 import pytest
 
 from qrlogin.homeserver import ConsentResult, HttpResponse, approve_user_code
-from qrlogin.homeserver.limits import FailureLimiter, RateLimit
+from qrlogin.homeserver.limits import FailureLimit, FailureLimiter
 from qrlogin.homeserver.oauth import GrantStatus, pending_grant
 from tests.homeserver.homeserver_support import (
     PASSWORD,
@@ -25,11 +25,11 @@ from tests.homeserver.homeserver_support import (
     too_many_page,
 )
 
-LIMIT = RateLimit(max_failures=3, window_s=60)
+LIMIT = FailureLimit(max_failures=3, window_s=60)
 ALICE = "@alice:example.org"
 
 
-def limited_server(**limits: RateLimit) -> Server:
+def limited_server(**limits: FailureLimit) -> Server:
     server = new_server(password_limit=limits.get("password", LIMIT), user_code_limit=limits.get("user_code", LIMIT))
     server.register("alice")
     server.register("bob")
@@ -175,7 +175,7 @@ def test_the_simulated_user_is_not_limited() -> None:
 
 
 def test_the_limits_are_separate() -> None:
-    server = limited_server(user_code=RateLimit(max_failures=1, window_s=60))
+    server = limited_server(user_code=FailureLimit(max_failures=1, window_s=60))
     browser = Browser(server)
     browser.sign_in("alice")
     assert enter(browser, "BBBB-BBBB").status == 404
@@ -207,7 +207,7 @@ def test_a_counter_behind_one_from_later_is_read_as_closed_and_purged_when_the_h
 @pytest.mark.parametrize(("max_failures", "window_s"), [(0, 60), (3, 0), (-1, -1)])
 def test_a_limit_must_allow_something(max_failures: int, window_s: int) -> None:
     with pytest.raises(ValueError, match="at least one"):
-        RateLimit(max_failures=max_failures, window_s=window_s)
+        FailureLimit(max_failures=max_failures, window_s=window_s)
 
 
 def test_no_password_or_code_shows_in_the_value() -> None:

@@ -47,7 +47,7 @@ from urllib.parse import urlsplit
 
 from .. import homeserver as hsm
 from ..homeserver import devices
-from ..homeserver.limits import DEFAULT_PASSWORD_LIMIT, DEFAULT_USER_CODE_LIMIT, RateLimit
+from ..homeserver.limits import DEFAULT_PASSWORD_LIMIT, DEFAULT_USER_CODE_LIMIT, FailureLimit
 from ..homeserver.oauth import DEVICE_AUTHORIZATION_PATH
 from ..homeserver.rendezvous import CreateMode, install_rendezvous
 from ..http import HttpRequest, HttpResponse
@@ -161,8 +161,8 @@ def build_homeserver(
     poll_interval_s: int,
     rendezvous_create: CreateMode = CreateMode.OPEN,
     state: StateFile | None = None,
-    password_limit: RateLimit = DEFAULT_PASSWORD_LIMIT,
-    user_code_limit: RateLimit = DEFAULT_USER_CODE_LIMIT,
+    password_limit: FailureLimit = DEFAULT_PASSWORD_LIMIT,
+    user_code_limit: FailureLimit = DEFAULT_USER_CODE_LIMIT,
 ) -> tuple[hsm.Homeserver, list[str]]:
     """A freshly seeded homeserver with the rendezvous installed, ``state`` restored and ``users`` created (or given
     the password, if ``state`` has them); returns it and the user ids."""
@@ -322,8 +322,8 @@ def _serve(
         poll_interval_s=args.poll_interval,
         rendezvous_create=mode,
         state=state,
-        password_limit=RateLimit(max_failures=args.password_attempts, window_s=args.attempt_window),
-        user_code_limit=RateLimit(max_failures=args.user_code_attempts, window_s=args.attempt_window),
+        password_limit=FailureLimit(max_failures=args.password_attempts, window_s=args.attempt_window),
+        user_code_limit=FailureLimit(max_failures=args.user_code_attempts, window_s=args.attempt_window),
     )
     announced = [f"  user: {uid} password {password}" for uid, (_, password) in zip(user_ids, users, strict=True)]
     if not user_ids and len(hs.registry.accounts):

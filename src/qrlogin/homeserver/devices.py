@@ -55,7 +55,7 @@ from ._expiry import ExpiryQueue
 from ._frozenmap import FrozenMap
 from ._http import BodyError, json_response, limit_exceeded, matrix_error, parse_json_object
 from ._ids import IdSource, token_digest
-from .limits import DEFAULT_PASSWORD_LIMIT, FailureLimiter, RateLimit
+from .limits import DEFAULT_PASSWORD_LIMIT, FailureLimit, FailureLimiter
 
 __all__ = [
     "MAX_DEVICE_ID_LENGTH",
@@ -184,7 +184,7 @@ class DeviceRegistry:
 
 
 def new_registry(
-    server_name: str, seed: bytes, *, password_limit: RateLimit = DEFAULT_PASSWORD_LIMIT
+    server_name: str, seed: bytes, *, password_limit: FailureLimit = DEFAULT_PASSWORD_LIMIT
 ) -> DeviceRegistry:
     return DeviceRegistry(
         server_name=server_name,

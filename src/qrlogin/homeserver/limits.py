@@ -6,7 +6,7 @@ header since v1.10); RFC 6585 §4 (``429 Too Many Requests``, ``Retry-After``) f
 
 Theory of operation
 -------------------
-A :class:`FailureLimiter` counts failed attempts per key (a user id) under a :class:`RateLimit`: the first failure
+A :class:`FailureLimiter` counts failed attempts per key (a user id) under a :class:`FailureLimit`: the first failure
 opens a window of ``window_s`` seconds; after ``max_failures`` failures in it, every attempt under that key is
 refused, without being checked, until the window closes, and :meth:`FailureLimiter.retry_after_ms` says how long
 that is. Closing the window forgets the count. What else restores access is the caller's choice: a right password
@@ -33,13 +33,13 @@ __all__ = [
     "DEFAULT_PASSWORD_LIMIT",
     "DEFAULT_USER_CODE_LIMIT",
     "FailureCount",
+    "FailureLimit",
     "FailureLimiter",
-    "RateLimit",
 ]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RateLimit:
+class FailureLimit:
     """At most ``max_failures`` failed attempts per key in ``window_s`` seconds from the first of them."""
 
     max_failures: int
@@ -50,9 +50,9 @@ class RateLimit:
             raise ValueError("a rate limit needs at least one failure in a window of at least one second")
 
 
-DEFAULT_PASSWORD_LIMIT = RateLimit(max_failures=10, window_s=300)
+DEFAULT_PASSWORD_LIMIT = FailureLimit(max_failures=10, window_s=300)
 """Failed password attempts per account (``/login``, the sign-in page, user-interactive auth)."""
-DEFAULT_USER_CODE_LIMIT = RateLimit(max_failures=10, window_s=300)
+DEFAULT_USER_CODE_LIMIT = FailureLimit(max_failures=10, window_s=300)
 """Unknown user codes entered per account on the approval page (RFC 8628 §5.1)."""
 
 
@@ -66,9 +66,9 @@ class FailureCount:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FailureLimiter:
-    """Failure counters per key under one :class:`RateLimit`, with the queue that expires them."""
+    """Failure counters per key under one :class:`FailureLimit`, with the queue that expires them."""
 
-    limit: RateLimit
+    limit: FailureLimit
     counts: FrozenMap[str, FailureCount] = field(default_factory=FrozenMap, repr=False)
     queue: ExpiryQueue[str] = field(default_factory=ExpiryQueue, repr=False)
 

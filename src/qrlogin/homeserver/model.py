@@ -53,7 +53,7 @@ from ..http import HttpRequest, HttpResponse
 from . import devices, oauth, pages
 from ._http import bearer_token, json_response, matrix_error, split_path
 from .devices import DeviceRegistry, TokenBinding
-from .limits import DEFAULT_PASSWORD_LIMIT, DEFAULT_USER_CODE_LIMIT, RateLimit
+from .limits import DEFAULT_PASSWORD_LIMIT, DEFAULT_USER_CODE_LIMIT, FailureLimit
 from .oauth import ConsentResult, OAuthServer
 
 __all__ = [
@@ -115,8 +115,8 @@ def new_homeserver(
     grant_expires_in_s: int = oauth.DEFAULT_EXPIRES_IN_S,
     poll_interval_s: int = oauth.DEFAULT_INTERVAL_S,
     access_token_lifetime_s: int = oauth.DEFAULT_ACCESS_TOKEN_LIFETIME_S,
-    password_limit: RateLimit = DEFAULT_PASSWORD_LIMIT,
-    user_code_limit: RateLimit = DEFAULT_USER_CODE_LIMIT,
+    password_limit: FailureLimit = DEFAULT_PASSWORD_LIMIT,
+    user_code_limit: FailureLimit = DEFAULT_USER_CODE_LIMIT,
 ) -> Homeserver:
     """A homeserver with no accounts; every id and token it will ever issue follows from ``seed``.
 

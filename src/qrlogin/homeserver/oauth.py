@@ -74,7 +74,7 @@ from ._ids import IdSource, normalize_user_code, token_digest
 from .authcode import CODE_LIFETIME_S, AuthorizationCode, AuthorizationRequest, pkce_matches, redirect_to_client
 from .clients import AUTHORIZATION_CODE_GRANT, Client, parse_client_metadata, registration_response
 from .devices import DeviceRegistry, IssuedTokens, bind_device, refresh_device, revoke_token
-from .limits import DEFAULT_USER_CODE_LIMIT, FailureLimiter, RateLimit
+from .limits import DEFAULT_USER_CODE_LIMIT, FailureLimit, FailureLimiter
 from .scopes import API_SCOPE, DEVICE_SCOPE_PREFIX, MatrixScope, parse_scope
 
 __all__ = [
@@ -222,7 +222,7 @@ def new_oauth_server(
     expires_in_s: int = DEFAULT_EXPIRES_IN_S,
     interval_s: int = DEFAULT_INTERVAL_S,
     access_token_lifetime_s: int = DEFAULT_ACCESS_TOKEN_LIFETIME_S,
-    user_code_limit: RateLimit = DEFAULT_USER_CODE_LIMIT,
+    user_code_limit: FailureLimit = DEFAULT_USER_CODE_LIMIT,
 ) -> OAuthServer:
     return OAuthServer(
         base_url=base_url.rstrip("/"),
