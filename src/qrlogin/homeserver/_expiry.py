@@ -32,7 +32,7 @@ the head reaches it, and until then it only costs memory.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -41,6 +41,7 @@ from ._frozenmap import FrozenMap
 __all__ = ["CHUNK", "NEVER", "PURGE_BUDGET", "ExpiryQueue"]
 
 K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 
 PURGE_BUDGET = 4
 """Most pairs one request pops from one queue: more than a request can push, so a backlog drains."""
@@ -114,3 +115,15 @@ class ExpiryQueue(Generic[K]):
             ExpiryQueue(front, middle, middle_head, self.middle_tail, back, self.size - len(popped), head_due),
             popped,
         )
+
+    def purge(
+        self, table: FrozenMap[K, V], now_ms: int, *, due_ms: Callable[[V], int]
+    ) -> tuple[ExpiryQueue[K], FrozenMap[K, V]]:
+        """Pop the due pairs (:meth:`pop_due`) and remove from ``table`` the record of each popped key that is due
+        itself by ``due_ms(record)`` (the key may name a newer record than its pair was pushed for)."""
+        queue, keys = self.pop_due(now_ms)
+        for key in keys:
+            record = table.get(key)
+            if record is not None and now_ms >= due_ms(record):
+                table = table.remove(key)
+        return queue, table

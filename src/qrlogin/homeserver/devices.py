@@ -48,6 +48,7 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass, field, replace
+from operator import attrgetter
 from typing import Any
 
 from ..http import HttpRequest, HttpResponse
@@ -254,12 +255,7 @@ def expire(registry: DeviceRegistry, now_ms: int) -> DeviceRegistry:
         registry = replace(registry, password_failures=limiter)
     if not registry.uia_queue.due(now_ms):
         return registry
-    queue, keys = registry.uia_queue.pop_due(now_ms)
-    sessions = registry.uia_sessions
-    for key in keys:
-        session = sessions.get(key)
-        if session is not None and now_ms >= session.expires_at_ms:
-            sessions = sessions.remove(key)
+    queue, sessions = registry.uia_queue.purge(registry.uia_sessions, now_ms, due_ms=attrgetter("expires_at_ms"))
     return replace(registry, uia_sessions=sessions, uia_queue=queue)
 
 

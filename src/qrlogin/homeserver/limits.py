@@ -25,6 +25,7 @@ accounts gets each account's allowance for user codes (docs/homeserver.md).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from operator import attrgetter
 
 from ._expiry import ExpiryQueue
 from ._frozenmap import FrozenMap
@@ -105,10 +106,5 @@ class FailureLimiter:
         """Forget a few counters whose window has closed (see :mod:`~._expiry`)."""
         if now_ms < self.queue.head_due_ms:
             return self
-        queue, keys = self.queue.pop_due(now_ms)
-        counts = self.counts
-        for key in keys:
-            count = counts.get(key)
-            if count is not None and now_ms >= count.until_ms:
-                counts = counts.remove(key)
+        queue, counts = self.queue.purge(self.counts, now_ms, due_ms=attrgetter("until_ms"))
         return replace(self, counts=counts, queue=queue)

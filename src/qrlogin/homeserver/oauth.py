@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field, replace
+from operator import attrgetter
 from typing import Any
 
 from ..http import HttpRequest, HttpResponse
@@ -260,18 +261,10 @@ def expire(server: OAuthServer, now_ms: int) -> OAuthServer:
                 user_codes = user_codes.remove(user_code)
         queues = replace(queues, grants=queue)
     if queues.codes.due(now_ms):
-        queue, digests = queues.codes.pop_due(now_ms)
-        for digest in digests:
-            code = codes.get(digest)
-            if code is not None and now_ms >= code.expires_at_ms:
-                codes = codes.remove(digest)
+        queue, codes = queues.codes.purge(codes, now_ms, due_ms=attrgetter("expires_at_ms"))
         queues = replace(queues, codes=queue)
     if queues.sessions.due(now_ms):
-        queue, digests = queues.sessions.pop_due(now_ms)
-        for digest in digests:
-            session = sessions.get(digest)
-            if session is not None and now_ms >= session.expires_at_ms:
-                sessions = sessions.remove(digest)
+        queue, sessions = queues.sessions.purge(sessions, now_ms, due_ms=attrgetter("expires_at_ms"))
         queues = replace(queues, sessions=queue)
     if queues is server.queues:
         return server
