@@ -152,7 +152,7 @@ def test_the_guessing_limits_are_the_ones_given() -> None:
 @pytest.mark.parametrize("value", ["0", "-3", "many"])
 def test_a_limit_that_allows_nothing_is_a_usage_error(flag: str, value: str) -> None:
     result = run_to_exit(flag, value)
-    assert result.returncode == 2 and "at least 1" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "positive number" in result.stderr and "Traceback" not in result.stderr
 
 
 # ---------------------------------------------------------------------------------------------------------- --state

@@ -1,4 +1,5 @@
-"""What ``qrlogin serve`` and ``qrlogin testserver`` share: the listening, logging and limit flags, and running.
+"""What ``qrlogin serve`` and ``qrlogin testserver`` share: the listening, logging and limit flags, and running (and
+the parser of positive numbers the other commands take too).
 
 Both commands bind first and announce the address a client can reach (with the real port when ``--port 0``) once
 the app has started and the socket is served; they run the app on uvicorn through
@@ -15,12 +16,14 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["add_arguments", "bind_or_explain", "limits", "listening_url", "run"]
+__all__ = ["add_arguments", "bind_or_explain", "limits", "listening_url", "positive", "run"]
 
 _LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
-def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+def positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse ``type``: ``kind`` of the text, refused unless it is above zero."""
+
     def parse(text: str) -> Any:
         try:
             value = kind(text)
@@ -47,28 +50,28 @@ def add_arguments(parser: argparse.ArgumentParser, *, log_level: str = "info", a
     limits = parser.add_argument_group("limits")
     limits.add_argument(
         "--max-header-bytes",
-        type=_positive(int),
+        type=positive(int),
         default=16384,
         help="request line and headers together (default 16384); beyond: 431",
     )
-    limits.add_argument("--max-headers", type=_positive(int), default=100, help="headers per request (default 100)")
+    limits.add_argument("--max-headers", type=positive(int), default=100, help="headers per request (default 100)")
     limits.add_argument(
-        "--header-timeout", type=_positive(float), default=10.0, help="seconds to receive a request's head (default 10)"
+        "--header-timeout", type=positive(float), default=10.0, help="seconds to receive a request's head (default 10)"
     )
     limits.add_argument(
-        "--body-timeout", type=_positive(float), default=10.0, help="seconds to receive a request's body (default 10)"
+        "--body-timeout", type=positive(float), default=10.0, help="seconds to receive a request's body (default 10)"
     )
     limits.add_argument(
-        "--keep-alive", type=_positive(int), default=5, help="seconds an idle connection stays open (default 5)"
+        "--keep-alive", type=positive(int), default=5, help="seconds an idle connection stays open (default 5)"
     )
     limits.add_argument(
         "--shutdown-timeout",
-        type=_positive(int),
+        type=positive(int),
         default=5,
         help="seconds running requests get after SIGTERM before they are cancelled (default 5)",
     )
     limits.add_argument(
-        "--max-connections", type=_positive(int), default=1024, help="open connections at most (default 1024)"
+        "--max-connections", type=positive(int), default=1024, help="open connections at most (default 1024)"
     )
 
 

@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from ..rendezvous._http import ApiGeneration
+from . import _serving
 
 __all__ = ["main", "register", "run"]
 
@@ -35,22 +36,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--rate-limit",
         metavar="N",
-        type=_positive,
+        type=_serving.positive(int),
         default=None,
         help="also send up to N writes, then N creates, as fast as possible and expect a well-formed 429 "
         "(spends this client's allowance: runs last)",
     )
     parser.set_defaults(func=run)
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError("a positive number of requests")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

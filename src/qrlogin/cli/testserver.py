@@ -69,16 +69,6 @@ def _user(text: str) -> tuple[str, str]:
     return name, password
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return value
-
-
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("testserver", help="run an in-memory homeserver for trying sign-in with QR code")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -120,7 +110,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--password-attempts",
-        type=_positive,
+        type=_serving.positive(int),
         default=DEFAULT_PASSWORD_LIMIT.max_failures,
         metavar="N",
         help="failed passwords per account (login, sign-in page, device deletion) before every attempt is refused"
@@ -128,7 +118,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--user-code-attempts",
-        type=_positive,
+        type=_serving.positive(int),
         default=DEFAULT_USER_CODE_LIMIT.max_failures,
         metavar="N",
         help="user codes per account on /link that match no device grant waiting for approval before the page"
@@ -136,7 +126,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--attempt-window",
-        type=_positive,
+        type=_serving.positive(int),
         default=DEFAULT_PASSWORD_LIMIT.window_s,
         metavar="SECONDS",
         help="how long after an account's first failure its failures are counted, and the longest a refusal lasts"
