@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from qrlogin.errors import LocalProtocolError
 from qrlogin.http import HttpRequest
 from qrlogin.rendezvous import ApiGeneration
 from qrlogin.rendezvous.limits import LimitKind, RateLimit, client_key, take
@@ -109,6 +111,17 @@ def test_client_key_groups_ipv6_by_64_and_unwraps_mapped_ipv4() -> None:
     assert client_key("::ffff:192.0.2.7") == "192.0.2.7"
     assert client_key("192.0.2.7") == "192.0.2.7"
     assert client_key(None) is None and client_key("") is None
+    # uvicorn on a Unix socket names the peer by a path or nothing like an address: one bucket per distinct string
+    assert client_key("/run/qrlogin.sock") == "/run/qrlogin.sock"
+    assert client_key("proxy.internal") == "proxy.internal"
+
+
+@pytest.mark.parametrize(
+    ("per_second", "burst"), [(0.0, 1), (-1.0, 1), (float("nan"), 1), (float("inf"), 1), (1.0, 0), (1.0, -3)]
+)
+def test_a_rate_limit_that_could_never_refill_or_never_admit_is_refused(per_second: float, burst: int) -> None:
+    with pytest.raises(LocalProtocolError):
+        RateLimit(per_second=per_second, burst=burst)
 
 
 def test_creates_and_writes_are_limited_per_client() -> None:
