@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hpke as pyca_hpke
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -259,8 +261,14 @@ def test_context_key_seals_at_the_sequence_numbers_a_context_would() -> None:
     for exhausted in (hpke.MAX_SEQ, -1):
         with pytest.raises(hpke.MessageLimitReachedError):
             key.seal(exhausted, b"x", b"")
+        with pytest.raises(hpke.MessageLimitReachedError):
+            key.open(exhausted, X(v["encryptions"][0]["ct"]), b"")
     assert schedule.key.value.hex() not in repr(key) and "redacted" in repr(key)
     assert key == hpke.ContextKey(schedule.key.value, schedule.base_nonce.value)
+    assert key not in (schedule.key.value, "ContextKey(<redacted>)")  # equal only to a key of the same bytes
+    assert copy.copy(key) is key and copy.deepcopy(key) is key  # immutable: a copy is the same key
+    with pytest.raises(LocalProtocolError, match="base nonce"):
+        hpke.ContextKey(schedule.key.value, schedule.base_nonce.value + b"\0")
     with pytest.raises(AttributeError):
         key.key = Secret(bytes(32))
 
@@ -281,3 +289,22 @@ def test_a_context_seals_once_whatever_is_kept_or_copied() -> None:
         recipient.open(ct, aad=b"")
     with pytest.raises(TypeError):
         pickle.dumps(after)
+
+
+def test_an_expand_longer_than_one_block_is_plain_hkdf_expand() -> None:
+    # HPKE's own expands fit one SHA-256 block and take a single HMAC; a longer export takes the general path, and
+    # both agree with RFC 5869 as cryptography implements it (the first block is a prefix of the longer output).
+    prk = bytes(range(32))
+    long = hpke._expand(prk, b"info", 80)
+    assert long == HKDFExpand(hashes.SHA256(), 80, b"info").derive(prk)
+    assert long[:32] == hpke._expand(prk, b"info", 32)
+
+
+def test_a_response_context_needs_an_enc_and_a_nonce_of_the_suite_sizes() -> None:
+    secret = bytes(32)
+    with pytest.raises(LocalProtocolError, match="response nonce"):
+        hpke.response_key_nonce(secret, enc=bytes(hpke.N_ENC), response_nonce=bytes(31))
+    with pytest.raises(LocalProtocolError, match="enc must be"):
+        hpke.response_key_nonce(secret, enc=bytes(hpke.N_ENC - 1), response_nonce=bytes(32))
+    key, nonce = hpke.response_key_nonce(secret, enc=bytes(hpke.N_ENC), response_nonce=bytes(32))
+    assert (len(key), len(nonce)) == (hpke.CHACHA20_POLY1305.nk, hpke.CHACHA20_POLY1305.nn)
