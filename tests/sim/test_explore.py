@@ -8,7 +8,9 @@ more than a little, which would mean the exploration silently stopped covering p
 
 from __future__ import annotations
 
+import gc
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -112,3 +114,44 @@ def test_processes_explore_the_same_graph(all_handed_over: bool, monkeypatch: py
     )
     assert spread.outcomes == alone.outcomes
     assert spread.violations == alone.violations == ()
+
+
+def _collections(run: Callable[[], None]) -> list[tuple[int, bool]]:
+    """``(generation, during a search)`` of each collection while ``run()`` ran, the collector at its busiest."""
+    collected: list[tuple[int, bool]] = []
+
+    def record(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            # A search is the only place that raises the full collections' threshold this high.
+            collected.append((info["generation"], gc.get_threshold()[2] > 10**9))
+
+    thresholds = gc.get_threshold()
+    gc.set_threshold(1, 1, 1)
+    gc.callbacks.append(record)
+    try:
+        run()
+    finally:
+        gc.callbacks.remove(record)
+        gc.set_threshold(*thresholds)
+    return collected
+
+
+def test_a_search_makes_young_collections_but_no_full_ones() -> None:
+    after: list[tuple[int, int, int]] = []
+
+    def run() -> None:
+        explore(Scenario(generation=qr.Generation.V3), max_states=2_000)
+        after.append(gc.get_threshold())
+
+    collected = _collections(run)
+    assert (0, True) in collected and (2, True) not in collected
+    assert (2, False) in collected  # the control: outside the search, these thresholds make full collections
+    assert after == [(1, 1, 1)]  # restored once the search returned
+
+
+def test_the_collector_thresholds_come_back_when_a_search_raises() -> None:
+    thresholds = gc.get_threshold()
+    with pytest.raises(RuntimeError), explore_module.young_collections_only():
+        assert gc.get_threshold()[:2] == thresholds[:2] and gc.get_threshold()[2] > 10**9
+        raise RuntimeError("the search failed")
+    assert gc.get_threshold() == thresholds
