@@ -40,7 +40,7 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, replace
 
 from .fingerprint import Fingerprinter
@@ -189,6 +189,7 @@ def search(
     frontier: Frontier,
     depth: int,
     *,
+    key: Fingerprinter,
     claim: Callable[[bytes], bool],
     claimed: Callable[[], int],
     judge: Judge,
@@ -201,13 +202,14 @@ def search(
 ) -> Frontier:
     """Breadth first from ``frontier`` (states at ``depth``, already claimed), level by level.
 
-    ``claim(key)`` is true for a state not seen before (and records it); ``claimed()`` is how many are known. With
-    ``split_at``, stop once a level holds that many states and return it, unexpanded (to spread over processes).
+    ``key`` fingerprints states (one per exploration or process: its memo serves every search it makes).
+    ``claim(fingerprint)`` is true for a state not seen before (and records it); ``claimed()`` is how many are
+    known. With ``split_at``, stop once a level holds that many states and return it, unexpanded (to spread over
+    processes).
     ``share(following, depth)`` is offered the next level as it grows, every :data:`SHARE_EVERY` transitions, and may
     take states out of it (claimed, unexpanded, at ``depth``) for another process to search.
     """
     with young_collections_only():
-        key = new_fingerprinter()
         reported = claimed()
         while frontier:
             if split_at is not None and len(frontier) >= split_at:
@@ -273,8 +275,7 @@ def explore(
         return explore_parallel(scenario, jobs=jobs, max_depth=max_depth, max_states=max_states, progress=progress)
     started = time.perf_counter()
     judge = Judge()
-    root = root_world(scenario)
-    seen: set[bytes] = {new_fingerprinter()(root)}
+    seen: set[bytes] = set()
 
     def claim(key: bytes) -> bool:
         if key in seen:
@@ -283,17 +284,21 @@ def explore(
         return True
 
     counts = Counts()
-    search(
-        [(root, None)],
-        0,
-        claim=claim,
-        claimed=seen.__len__,
-        judge=judge,
-        counts=counts,
-        max_depth=max_depth,
-        max_states=max_states,
-        progress=progress,
-    )
+    root = root_world(scenario)
+    with closing(new_fingerprinter()) as key:
+        claim(key(root))
+        search(
+            [(root, None)],
+            0,
+            key=key,
+            claim=claim,
+            claimed=seen.__len__,
+            judge=judge,
+            counts=counts,
+            max_depth=max_depth,
+            max_states=max_states,
+            progress=progress,
+        )
     return result(scenario, len(seen), counts, judge, time.perf_counter() - started)
 
 

@@ -133,6 +133,13 @@ class Fingerprinter:
     def memo_size(self) -> int:
         return len(self._young) + len(self._old)
 
+    def close(self) -> None:
+        """Forget every memoised part. A fingerprinter refers to itself (its encoders call back into it), so without
+        this its memo stays alive until Python's cyclic collector runs, which a search holds off."""
+        self._young.clear()
+        self._old = {}
+        self._encoders.clear()
+
     def _learn(self, cls: type) -> _Encoder:
         encoder = self._encoders[cls] = self._encoder_for(cls)
         return encoder

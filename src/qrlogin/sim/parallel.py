@@ -30,6 +30,7 @@ from __future__ import annotations
 import mmap
 import time
 from collections.abc import Callable
+from contextlib import closing
 from multiprocessing import get_context
 from multiprocessing.connection import Connection
 from typing import Any
@@ -141,6 +142,7 @@ def _worker(
 ) -> None:
     judge = Judge()
     counts = Counts()
+    key = new_fingerprinter()
     while True:
         with next_root.get_lock():
             index = next_root.value
@@ -156,6 +158,7 @@ def _worker(
         search(
             [start],
             start_depth,
+            key=key,
             claim=table.claim,
             claimed=table.__len__,
             judge=judge,
@@ -180,61 +183,63 @@ def explore_parallel(
     context = get_context("fork")
     table = ClaimTable(max_states, context.Lock())
     root = root_world(scenario)
-    table.claim(new_fingerprinter()(root))
-    judge = Judge()
-    counts = Counts()
-    level = search(
-        [(root, None)],
-        0,
-        claim=table.claim,
-        claimed=table.__len__,
-        judge=judge,
-        counts=counts,
-        max_depth=max_depth,
-        max_states=max_states,
-        split_at=_ROOTS_PER_JOB * jobs,
-    )
-    depth = len(choices_of(level[0][1])) if level else 0  # a level's states are as deep as their schedules
-    next_root = context.Value("q", 0)
-    handover = _Handover(context, jobs)
-    workers = []
-    for _ in range(jobs if level else 0):
-        receiver, sender = context.Pipe(duplex=False)
-        process = context.Process(
-            target=_worker,
-            kwargs={
-                "roots": level,
-                "depth": depth,
-                "table": table,
-                "next_root": next_root,
-                "handover": handover,
-                "root": root,
-                "sender": sender,
-                "max_depth": max_depth,
-                "max_states": max_states,
-            },
-            daemon=True,
+    with closing(new_fingerprinter()) as key:
+        table.claim(key(root))
+        judge = Judge()
+        counts = Counts()
+        level = search(
+            [(root, None)],
+            0,
+            key=key,
+            claim=table.claim,
+            claimed=table.__len__,
+            judge=judge,
+            counts=counts,
+            max_depth=max_depth,
+            max_states=max_states,
+            split_at=_ROOTS_PER_JOB * jobs,
         )
-        process.start()
-        sender.close()
-        workers.append((process, receiver))
-    violations: dict[str, Violation] = dict(judge.violations)
-    outcomes = set(judge.outcomes)
-    for process, receiver in workers:
-        if progress is not None:
-            progress(len(table))
-        worker_counts, found, worker_outcomes = receiver.recv()
-        process.join()
-        counts.terminal += worker_counts.terminal
-        counts.cut += worker_counts.cut
-        counts.transitions += worker_counts.transitions
-        counts.deepest = max(counts.deepest, worker_counts.deepest)
-        counts.handed += worker_counts.handed
-        outcomes |= worker_outcomes
-        for violation in found:
-            known = violations.get(violation.message)
-            if known is None or len(violation.choices) < len(known.choices):
-                violations[violation.message] = violation
-    judge.violations = dict(list(violations.items())[:20])
-    judge.outcomes = outcomes
+        depth = len(choices_of(level[0][1])) if level else 0  # a level's states are as deep as their schedules
+        next_root = context.Value("q", 0)
+        handover = _Handover(context, jobs)
+        workers = []
+        for _ in range(jobs if level else 0):
+            receiver, sender = context.Pipe(duplex=False)
+            process = context.Process(
+                target=_worker,
+                kwargs={
+                    "roots": level,
+                    "depth": depth,
+                    "table": table,
+                    "next_root": next_root,
+                    "handover": handover,
+                    "root": root,
+                    "sender": sender,
+                    "max_depth": max_depth,
+                    "max_states": max_states,
+                },
+                daemon=True,
+            )
+            process.start()
+            sender.close()
+            workers.append((process, receiver))
+        violations: dict[str, Violation] = dict(judge.violations)
+        outcomes = set(judge.outcomes)
+        for process, receiver in workers:
+            if progress is not None:
+                progress(len(table))
+            worker_counts, found, worker_outcomes = receiver.recv()
+            process.join()
+            counts.terminal += worker_counts.terminal
+            counts.cut += worker_counts.cut
+            counts.transitions += worker_counts.transitions
+            counts.deepest = max(counts.deepest, worker_counts.deepest)
+            counts.handed += worker_counts.handed
+            outcomes |= worker_outcomes
+            for violation in found:
+                known = violations.get(violation.message)
+                if known is None or len(violation.choices) < len(known.choices):
+                    violations[violation.message] = violation
+        judge.violations = dict(list(violations.items())[:20])
+        judge.outcomes = outcomes
     return result(scenario, len(table), counts, judge, time.perf_counter() - started)
