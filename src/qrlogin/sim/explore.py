@@ -173,7 +173,7 @@ def young_collections_only() -> Iterator[None]:
 
     A full collection traverses every object alive. A search holds a level of states alive, up to hundreds of
     thousands of worlds, each a tree of frozen values (nothing in a world refers back to what holds it), so full
-    collections find nothing to free: at 87,581 states they took a third of the search's CPU time, and they cost
+    collections find nothing to free: at 87,581 states they took a quarter to a third of the CPU time, and they cost
     more as levels grow. Young collections still run, so a cycle made and dropped on the way (an exception and its
     traceback) is still freed. The collector's thresholds are restored afterwards.
     """
