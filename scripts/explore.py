@@ -1,6 +1,6 @@
 """Explore many configurations to completion and check their counts against docs/simulation.md.
 
-    python scripts/explore.py [--combined] [--jobs N] [--write] [--only TEXT]
+    python scripts/explore.py [--combined] [--jobs N] [--write] [--only TEXT] [--max-states N]
 
 Without ``--combined`` it explores every single-fault configuration (:func:`qrlogin.sim.matrix.single_fault_scenarios`:
 each generation, both QR directions, honest and with the attacker, no fault and each fault kind alone with a budget
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -38,8 +39,8 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "simulation.md"
 MAX_STATES = 5_000_000
 
 
-def _explore(scenario: Scenario) -> Exploration:
-    return explore(scenario, max_states=MAX_STATES)
+def _explore(scenario: Scenario, max_states: int) -> Exploration:
+    return explore(scenario, max_states=max_states)
 
 
 def main() -> int:
@@ -47,6 +48,12 @@ def main() -> int:
     parser.add_argument("--combined", action="store_true", help="the combined budgets instead of single faults")
     parser.add_argument("--jobs", type=int, default=1, help="processes to spread the configurations over")
     parser.add_argument("--write", action="store_true", help="record the counts in docs/simulation.md")
+    parser.add_argument(
+        "--max-states",
+        type=int,
+        default=MAX_STATES,
+        help=f"distinct states at which one exploration is cut short, and fails (default {MAX_STATES:,})",
+    )
     parser.add_argument(
         "--only", action="append", default=[], help="only the configurations whose row contains this text (repeatable)"
     )
@@ -61,7 +68,7 @@ def main() -> int:
     started = time.perf_counter()
     results = []
     with get_context("fork").Pool(max(1, args.jobs)) as pool:
-        for done in pool.imap_unordered(_explore, scenarios):
+        for done in pool.imap_unordered(partial(_explore, max_states=args.max_states), scenarios):
             results.append(done)
             print(
                 f"  [{len(results)}/{len(scenarios)}] {' '.join(row_key(done.scenario))}: "
@@ -84,11 +91,16 @@ def main() -> int:
     )
     status = 0
     for result in results:
+        if result.cut_off:
+            print(f"{' '.join(row_key(result.scenario))}: incomplete, cut off at --max-states {args.max_states:,}")
+            status = 1
         for violation in result.violations:
             print(f"{' '.join(row_key(result.scenario))}: invariant violated: {violation}")
             print(f"  schedule: {list(violation.choices)}")
             status = 1
     if args.write:
+        # Only explorations that ran to completion are recorded: a cut-off count is not a count of the configuration.
+        table = format_table([result for result in results if not result.cut_off])
         DOC.write_text(replace_table(document, name, table), encoding="utf-8")
         print(f"recorded in {DOC}")
         return status

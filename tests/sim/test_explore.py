@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import gc
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -170,3 +172,17 @@ def test_an_exploration_leaves_nothing_for_the_cyclic_collector(jobs: int) -> No
         gc.enable()
     assert result.distinct_states >= 3_000
     assert left < 100
+
+
+def test_the_script_for_long_runs_fails_an_exploration_it_cut_short() -> None:
+    script = Path(__file__).resolve().parents[2] / "scripts" / "explore.py"
+    only = ["--only", "honest | v3 | new | drops=2"]
+    done = subprocess.run(
+        [sys.executable, str(script), "--combined", *only, "--max-states", "2000"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "honest v3 new drops=2: incomplete, cut off at --max-states 2,000" in done.stdout
