@@ -5,11 +5,13 @@
 Without ``--combined`` it explores every single-fault configuration (:func:`qrlogin.sim.matrix.single_fault_scenarios`:
 each generation, both QR directions, honest and with the attacker, no fault and each fault kind alone with a budget
 of one), which CI does on every run (``scripts/test``). ``--combined`` explores the combined budgets (one of each
-kind at once, and two drops) for longer runs. Configurations are spread over ``--jobs`` processes. It prints the
+kind at once, and two drops) for longer runs. Configurations are spread over ``--jobs`` processes; when there are
+fewer configurations than processes, each configuration's states are spread over them instead. It prints the
 table of counts and fails (exit 1) when an invariant is violated, when an exploration is cut short, or when a count
 falls more than 10% below the table the docs keep; ``--write`` records the counts in the docs instead (the combined
 table is only ever written, not checked). ``--only`` keeps the configurations whose row contains TEXT (e.g.
-``"honest | v3"``; repeated, every TEXT), for a quick look; the floor is then checked for those rows only.
+``"honest | v3"``; repeated, every TEXT), for a quick look; the floor is then checked for those rows only, and
+``--write`` replaces those rows and keeps the others.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Iterable
 from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
@@ -28,8 +31,8 @@ from qrlogin.sim.matrix import (
     combined_scenarios,
     floor_failures,
     format_table,
+    merge_table,
     read_table,
-    replace_table,
     row_key,
     single_fault_scenarios,
 )
@@ -39,8 +42,19 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "simulation.md"
 MAX_STATES = 5_000_000
 
 
-def _explore(scenario: Scenario, max_states: int) -> Exploration:
-    return explore(scenario, max_states=max_states)
+def _explore(scenario: Scenario, max_states: int, jobs: int = 1) -> Exploration:
+    return explore(scenario, max_states=max_states, jobs=jobs)
+
+
+def _collect(explorations: Iterable[Exploration], results: list[Exploration], total: int) -> None:
+    for done in explorations:
+        results.append(done)
+        print(
+            f"  [{len(results)}/{total}] {' '.join(row_key(done.scenario))}: "
+            f"{done.distinct_states:,} states, {done.seconds:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def main() -> int:
@@ -66,18 +80,19 @@ def main() -> int:
     # Largest first (by the recorded counts), so that the last process does not start the biggest one last.
     scenarios.sort(key=lambda s: -(row.distinct_states if (row := recorded.get(row_key(s))) else 10**9))
     started = time.perf_counter()
-    results = []
-    with get_context("fork").Pool(max(1, args.jobs)) as pool:
-        for done in pool.imap_unordered(partial(_explore, max_states=args.max_states), scenarios):
-            results.append(done)
-            print(
-                f"  [{len(results)}/{len(scenarios)}] {' '.join(row_key(done.scenario))}: "
-                f"{done.distinct_states:,} states, {done.seconds:.1f} s",
-                file=sys.stderr,
-                flush=True,
-            )
+    results: list[Exploration] = []
+    if len(scenarios) < args.jobs:
+        explorations: Iterable[Exploration] = map(
+            partial(_explore, max_states=args.max_states, jobs=args.jobs), scenarios
+        )
+        _collect(explorations, results, len(scenarios))
+    else:
+        with get_context("fork").Pool(max(1, args.jobs)) as pool:
+            explorations = pool.imap_unordered(partial(_explore, max_states=args.max_states), scenarios)
+            _collect(explorations, results, len(scenarios))
     wall = time.perf_counter() - started
-    order = {row_key(s): i for i, s in enumerate(combined_scenarios() if args.combined else single_fault_scenarios())}
+    every = combined_scenarios() if args.combined else single_fault_scenarios()
+    order = {row_key(s): i for i, s in enumerate(every)}
     results.sort(key=lambda r: order[row_key(r.scenario)])
     table = format_table(results)
     print(table, end="")
@@ -100,8 +115,8 @@ def main() -> int:
             status = 1
     if args.write:
         # Only explorations that ran to completion are recorded: a cut-off count is not a count of the configuration.
-        table = format_table([result for result in results if not result.cut_off])
-        DOC.write_text(replace_table(document, name, table), encoding="utf-8")
+        complete = [result for result in results if not result.cut_off]
+        DOC.write_text(merge_table(document, name, complete, every), encoding="utf-8")
         print(f"recorded in {DOC}")
         return status
     if not args.combined:

@@ -16,6 +16,7 @@ from qrlogin.sim.matrix import (
     faults_label,
     floor_failures,
     format_table,
+    merge_table,
     parse_faults,
     read_table,
     replace_table,
@@ -83,6 +84,26 @@ def test_table_round_trips_through_the_document() -> None:
     assert "old" not in written
     rows = read_table(written, "single")
     assert [rows[row_key(s)].distinct_states for s in scenarios] == [1000, 1001, 1002]
+
+
+def test_recording_a_few_configurations_keeps_the_rows_of_the_others() -> None:
+    every = combined_scenarios()
+    first, second, third = every[0], every[1], every[2]
+    document = replace_table(
+        "<!-- explore: combined -->\n<!-- /explore -->\n",
+        "combined",
+        format_table([_result(third, 300), _result(first, 100)]),
+    )
+    written = merge_table(document, "combined", [_result(second, 200), _result(third, 333)], every)
+    rows = read_table(written, "combined")
+    assert {key: row.distinct_states for key, row in rows.items()} == {
+        row_key(first): 100,
+        row_key(second): 200,
+        row_key(third): 333,
+    }
+    lines = [line for line in written.splitlines() if line.startswith("| honest")]
+    assert [line.split(" | ")[3] for line in lines] == [row_key(s)[3] for s in (first, second, third)]
+    assert written.count("| mode |") == 1
 
 
 def test_floor_fails_below_ten_percent_only() -> None:

@@ -31,6 +31,7 @@ __all__ = [
     "faults_label",
     "floor_failures",
     "format_table",
+    "merge_table",
     "parse_faults",
     "read_table",
     "replace_table",
@@ -143,6 +144,25 @@ def replace_table(document: str, name: str, table: str) -> str:
     if _block(name).search(document) is None:
         raise ValueError(f"no table <!-- explore: {name} --> in the document")
     return _block(name).sub(lambda match: match.group(1) + table + match.group(3), document, count=1)
+
+
+def merge_table(document: str, name: str, results: Sequence[Exploration], order: Sequence[Scenario]) -> str:
+    """``document`` with ``results`` recorded in its table ``name``: their rows replaced or added, every other row
+    kept as it was (a run of a few configurations does not erase the figures of the others), in the order of
+    ``order``; rows of configurations not in ``order`` go last."""
+    block = _block(name).search(document)
+    if block is None:
+        raise ValueError(f"no table <!-- explore: {name} --> in the document")
+    lines: dict[tuple[str, str, str, str], str] = {}
+    for line in block.group(2).splitlines(keepends=True):
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) >= 7 and cells[4].isdigit():
+            lines[(cells[0], cells[1], cells[2], cells[3])] = line
+    for result in results:
+        lines[row_key(result.scenario)] = format_table([result]).removeprefix(_HEADER)
+    position = {row_key(scenario): index for index, scenario in enumerate(order)}
+    keys = sorted(lines, key=lambda key: position.get(key, len(position)))
+    return replace_table(document, name, _HEADER + "".join(lines[key] for key in keys))
 
 
 def floor_failures(
