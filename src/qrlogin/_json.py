@@ -60,11 +60,9 @@ def _finite_float(text: str) -> float:
 
 
 def _unique_pairs(pairs: list[tuple[str, Any]]) -> JsonObject:
-    result: JsonObject = {}
-    for key, value in pairs:
-        if key in result:
-            raise JsonError("duplicate key in object")
-        result[key] = value
+    result: JsonObject = dict(pairs)
+    if len(result) != len(pairs):  # a repeated key kept only its last value
+        raise JsonError("duplicate key in object")
     return result
 
 

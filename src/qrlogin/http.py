@@ -41,6 +41,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
 
+from ._frozen import slot_setters
 from ._json import DEFAULT_MAX_DEPTH, JsonObject, loads_object
 
 __all__ = [
@@ -138,8 +139,14 @@ class HttpRequest:
     body: bytes = b""
     authenticated: bool = False
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "headers", _normalise(self.headers))
+    def __init__(
+        self, *, method: str, target: str, headers: Headers = (), body: bytes = b"", authenticated: bool = False
+    ) -> None:
+        _set_request_method(self, method)
+        _set_request_target(self, target)
+        _set_request_headers(self, _normalise(headers))
+        _set_request_body(self, body)
+        _set_request_authenticated(self, authenticated)
 
     def __repr__(self) -> str:
         path, mark, query = self.target.partition("?")
@@ -205,8 +212,10 @@ class HttpResponse:
     headers: Headers = ()
     body: bytes = b""
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "headers", _normalise(self.headers))
+    def __init__(self, *, status: int, headers: Headers = (), body: bytes = b"") -> None:
+        _set_response_status(self, status)
+        _set_response_headers(self, _normalise(headers))
+        _set_response_body(self, body)
 
     def __repr__(self) -> str:
         return (
@@ -221,3 +230,9 @@ class HttpResponse:
     def json(self, *, max_bytes: int = DEFAULT_MAX_JSON_BYTES, max_depth: int = DEFAULT_MAX_DEPTH) -> JsonObject:
         """The body as one strict JSON object (:func:`qrlogin._json.loads_object`; raises its ``JsonError``)."""
         return loads_object(self.body, max_bytes=max_bytes, max_depth=max_depth)
+
+
+_set_request_method, _set_request_target, _set_request_headers, _set_request_body, _set_request_authenticated = (
+    slot_setters(HttpRequest)
+)
+_set_response_status, _set_response_headers, _set_response_body = slot_setters(HttpResponse)

@@ -7,7 +7,9 @@ Each HTTP request is read into a plain :class:`~qrlogin.http.HttpRequest` and an
 peer's address for the rate limits) says what the request waits for, a store operation; the app awaits it on the
 :class:`~qrlogin.rendezvous.server.Store` (in memory by default, Redis with :mod:`qrlogin.adapters.redis_store`) and
 hands the result to the matching ``after_*`` function, until the core gives the answer. The core decides; only this
-loop does I/O. A store that cannot be reached (:class:`~qrlogin.rendezvous.server.StoreUnavailableError`) gives
+loop does I/O. The in-memory store (:class:`~qrlogin.rendezvous.server.EmbeddedStore`) answers at once, so over it
+the same steps are driven synchronously (:class:`~qrlogin.rendezvous.server.RendezvousServer`), without a coroutine
+per step. A store that cannot be reached (:class:`~qrlogin.rendezvous.server.StoreUnavailableError`) gives
 ``503 M_UNKNOWN`` with ``Retry-After``. Between requests, at most one bounded slice of the store's housekeeping
 runs per request (a second or more apart, or at once while a backlog is left), so purging never stalls the loop.
 
@@ -39,6 +41,7 @@ from ..rendezvous.server import (
     Inserting,
     Limiting,
     Reading,
+    RendezvousServer,
     ServerConfig,
     Store,
     StoreUnavailableError,
@@ -94,6 +97,9 @@ class RendezvousApp:
         self._entropy = entropy
         self._last_maintenance_ms = 0
         self._maintenance_pending = False
+        # The in-memory store answers at once, so its steps are driven without awaiting each one (a subclass may
+        # await something else and is awaited like any store).
+        self._in_memory = RendezvousServer(config, store.memory) if type(store) is EmbeddedStore else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -114,6 +120,8 @@ class RendezvousApp:
         if config.create_limit is not None or config.write_limit is not None:
             peer = scope.get("client")
             client = client_key(peer[0]) if peer else None
+        if self._in_memory is not None:
+            return self._in_memory.respond(request, now_ms=now_ms, entropy=self._entropy(32), client=client)
         return await respond(config, self.store, request, now_ms=now_ms, entropy=self._entropy(32), client=client)
 
     async def _maintain(self, now_ms: int) -> None:

@@ -48,6 +48,10 @@ class ApiGeneration(enum.Enum):
     V2 = "v2"  # MSC4108 seed era: JSON, sequence_token, expires_ts
     V3 = "v3"  # MSC4388: JSON, sequence_token, expires_in_ms, idempotent PUT, discovery GET
 
+    # Members are singletons compared by identity: hashing them by identity too is consistent, and it is a C slot
+    # where Enum's own hash is a Python call (membership in a mount's generations is tested on every request).
+    __hash__ = object.__hash__
+
 
 def is_opaque_id(value: str) -> bool:
     """True when ``value`` follows the Matrix opaque identifier grammar: 1-255 of ``[A-Za-z0-9._~-]``."""

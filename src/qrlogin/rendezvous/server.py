@@ -50,7 +50,7 @@ token without writing anything.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import heapq
 import hmac
 import re
@@ -61,6 +61,7 @@ from dataclasses import dataclass, field, replace
 from email.utils import formatdate
 from typing import Protocol
 
+from .._frozen import slot_setters
 from .._json import dumps
 from ..errors import LocalProtocolError
 from ..http import HttpRequest, HttpResponse, lowercase_headers
@@ -154,20 +155,18 @@ class Mount:
     prefix: str
     generations: frozenset[ApiGeneration]
     stable: bool = False
+    json_generation: ApiGeneration | None = field(init=False, repr=False, compare=False)
+    """The JSON generation served here (v2 or v3), or None: derived from ``generations``."""
 
     def __post_init__(self) -> None:
         if not self.generations:
             raise LocalProtocolError("a mount needs at least one generation")
-        if len(self.generations & _JSON_GENERATIONS) > 1:
+        json_generations = self.generations & _JSON_GENERATIONS
+        if len(json_generations) > 1:
             raise LocalProtocolError("v2 and v3 cannot share a prefix: their requests are indistinguishable")
         if not self.prefix.startswith("/") or self.prefix.endswith("/"):
             raise LocalProtocolError("a prefix starts with '/' and does not end with one")
-
-    @property
-    def json_generation(self) -> ApiGeneration | None:
-        for generation in self.generations & _JSON_GENERATIONS:
-            return generation
-        return None
+        object.__setattr__(self, "json_generation", next(iter(json_generations), None))
 
 
 def default_mounts(
@@ -237,6 +236,27 @@ class Session:
     modified_ms: int
     expires_ms: int
 
+    def __init__(
+        self,
+        *,
+        id: str,
+        generation: ApiGeneration,
+        prefix: str,
+        data: bytes,
+        revision: int,
+        nonce: int,
+        modified_ms: int,
+        expires_ms: int,
+    ) -> None:
+        _set_session_id(self, id)
+        _set_session_generation(self, generation)
+        _set_session_prefix(self, prefix)
+        _set_session_data(self, data)
+        _set_session_revision(self, revision)
+        _set_session_nonce(self, nonce)
+        _set_session_modified_ms(self, modified_ms)
+        _set_session_expires_ms(self, expires_ms)
+
     @property
     def token(self) -> str:
         return _token(self.revision, self.nonce)
@@ -245,8 +265,23 @@ class Session:
         return now_ms < self.expires_ms
 
 
+(
+    _set_session_id,
+    _set_session_generation,
+    _set_session_prefix,
+    _set_session_data,
+    _set_session_revision,
+    _set_session_nonce,
+    _set_session_modified_ms,
+    _set_session_expires_ms,
+) = slot_setters(Session)
+
+
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def _b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    return binascii.b2a_base64(raw, newline=False).rstrip(b"=").translate(_URLSAFE).decode("ascii")
 
 
 def _nonce(entropy: bytes) -> int:
@@ -272,6 +307,13 @@ class Create:
     mount: Mount
     generation: ApiGeneration
 
+    def __init__(self, *, mount: Mount, generation: ApiGeneration) -> None:
+        _set_create_mount(self, mount)
+        _set_create_generation(self, generation)
+
+
+_set_create_mount, _set_create_generation = slot_setters(Create)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Access:
@@ -279,6 +321,13 @@ class Access:
 
     mount: Mount
     session_id: str
+
+    def __init__(self, *, mount: Mount, session_id: str) -> None:
+        _set_access_mount(self, mount)
+        _set_access_session_id(self, session_id)
+
+
+_set_access_mount, _set_access_session_id = slot_setters(Access)
 
 
 def _error(
@@ -661,6 +710,22 @@ class Inserting:
     now_ms: int
     response: HttpResponse  # the answer if it is added
 
+    def __init__(self, *, step: Create, session: Session, capacity: int, now_ms: int, response: HttpResponse) -> None:
+        _set_inserting_step(self, step)
+        _set_inserting_session(self, session)
+        _set_inserting_capacity(self, capacity)
+        _set_inserting_now_ms(self, now_ms)
+        _set_inserting_response(self, response)
+
+
+(
+    _set_inserting_step,
+    _set_inserting_session,
+    _set_inserting_capacity,
+    _set_inserting_now_ms,
+    _set_inserting_response,
+) = slot_setters(Inserting)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Reading:
@@ -671,6 +736,22 @@ class Reading:
     now_ms: int
     entropy: bytes = field(repr=False)
     attempt: int = 0
+
+    def __init__(self, *, step: Access, request: HttpRequest, now_ms: int, entropy: bytes, attempt: int = 0) -> None:
+        _set_reading_step(self, step)
+        _set_reading_request(self, request)
+        _set_reading_now_ms(self, now_ms)
+        _set_reading_entropy(self, entropy)
+        _set_reading_attempt(self, attempt)
+
+
+(
+    _set_reading_step,
+    _set_reading_request,
+    _set_reading_now_ms,
+    _set_reading_entropy,
+    _set_reading_attempt,
+) = slot_setters(Reading)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
