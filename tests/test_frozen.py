@@ -13,7 +13,8 @@ import pytest
 
 import qrlogin
 from qrlogin.http import HttpRequest, HttpResponse
-from qrlogin.rendezvous.server import Access, ApiGeneration, Create, Inserting, Reading, Session, default_mounts
+from qrlogin.rendezvous import ApiGeneration
+from qrlogin.rendezvous.server import Access, Create, Inserting, Reading, Session, default_mounts
 
 HAND_WRITTEN = [HttpRequest, HttpResponse, Session, Create, Access, Inserting, Reading]
 
