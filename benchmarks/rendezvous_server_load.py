@@ -4,10 +4,10 @@ Three servers run side by side for the whole run:
 
 * ``qrlogin serve`` (the real command, access log off, in-memory store);
 * Synapse 1.163 (``scripts/peers.d/synapse.sh``; started with the interop tests' config, ``tests/peers.py``);
-* a *bare* ASGI app on exactly the same uvicorn settings (:func:`qrlogin.adapters.uvicorn_runner.serve`, the same
-  guarded protocol and limits): it reads the request body and answers a fixed JSON body of the same size as
-  qrlogin's, so the difference to it is what the rendezvous itself costs (routing, strict JSON, the store, the
-  response encoding, the front's metrics).
+* a *bare* ASGI app (``benchmarks/bare_app.py``) on exactly the same uvicorn settings
+  (:func:`qrlogin.adapters.uvicorn_runner.serve`, the same guarded protocol and limits): it reads the request body and
+  answers a fixed JSON body of the same size as qrlogin's, so the difference to it is what the rendezvous itself
+  costs (routing, strict JSON, the store, the response encoding, the front's metrics).
 
 Sequential runs of one server after another on a shared machine measure the machine's load as much as the servers
 (three such runs gave 4.5x, 1.4x and 5.0x Synapse). Here the load comes in **bursts**: each round runs one short
@@ -56,30 +56,6 @@ from tests.peers import ROOT, free_port, run_synapse, stop, synapse_available, w
 PREFIX = "/_matrix/client/unstable/io.element.msc4388/rendezvous"
 PAYLOAD = "x" * 256
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-# The bare app: reads the body like the rendezvous app and answers a fixed body of the same shape and size.
-BARE_APP = """
-import sys
-from qrlogin.adapters.uvicorn_runner import Limits, bind, serve
-
-BODY = b'{"id":"AAAAAAAAAAAAAAAAAAAAAA","sequence_token":"0.AAAAAAAAAAAAAAAAAAAAAA","expires_in_ms":120000}'
-HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]
-
-async def app(scope, receive, send):
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            await send({"type": message["type"] + ".complete"})
-            if message["type"] == "lifespan.shutdown":
-                return
-    more = True
-    while more:
-        more = (await receive()).get("more_body", False)
-    await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
-    await send({"type": "http.response.body", "body": BODY})
-
-serve(app, bind("127.0.0.1", int(sys.argv[1])), limits=Limits(), log_level="warning")
-"""
 
 
 @dataclass
@@ -277,7 +253,7 @@ def main() -> int:
     qrlogin_cmd = [sys.executable, "-m", "qrlogin", "serve", "--port", "{port}", "--no-access-log"]
     qrlogin_cmd += ["--log-level", "warning", "--max-sessions", "300000"]
     qrlogin_cmd += ["--create-rate", "0", "--write-rate", "0"]  # one loopback client: per-client limits would bind
-    bare_cmd = [sys.executable, "-c", BARE_APP, "{port}"]
+    bare_cmd = [sys.executable, str(Path(__file__).resolve().parent / "bare_app.py"), "{port}"]
     with contextlib.ExitStack() as stack:
         servers = []
         base, pid = stack.enter_context(run_process(qrlogin_cmd, PREFIX))
