@@ -28,6 +28,7 @@ This is the one strict JSON reader of the project; the login, rendezvous and hom
 from __future__ import annotations
 
 import json
+import json.scanner
 import math
 from typing import Any
 
@@ -107,6 +108,9 @@ def _check_strings(value: Any) -> None:
 
 # One decoder for every call: json.loads with hooks would build a new JSONDecoder (and its scanner) each time.
 _DECODER = json.JSONDecoder(object_pairs_hook=_unique_pairs, parse_constant=_reject_constant, parse_float=_finite_float)
+# The scanner JSONDecoder builds for itself (its scan_once), built here from the same decoder as context.
+_SCAN = json.scanner.make_scanner(_DECODER)  # type: ignore[arg-type]
+_JSON_WHITESPACE = " \t\n\r"  # RFC 8259 §2
 
 
 def loads_object(data: bytes | str, *, max_bytes: int, max_depth: int = DEFAULT_MAX_DEPTH) -> JsonObject:
@@ -121,14 +125,21 @@ def loads_object(data: bytes | str, *, max_bytes: int, max_depth: int = DEFAULT_
     # Nesting never exceeds the number of opening brackets, so most texts skip the per-character scan.
     if text.count("[") + text.count("{") > max_depth and _nesting_depth(text) > max_depth:
         raise JsonSyntaxError(f"JSON nesting deeper than {max_depth}")
+    # The decoder's scanner directly (JSONDecoder.decode adds two Python frames and two regex matches around it):
+    # one value, with nothing but JSON whitespace around it.
+    start = len(text) - len(text.lstrip(_JSON_WHITESPACE))
     try:
-        value = _DECODER.decode(text)
+        value, end = _SCAN(text, start)
     except JsonError:
         raise
+    except StopIteration:  # no value where one must start
+        raise JsonSyntaxError("invalid JSON: JSONDecodeError") from None
     except (ValueError, RecursionError, TypeError) as exc:
         # ValueError covers JSONDecodeError and int-string conversion limits; RecursionError cannot happen
         # after the depth check but is caught so that it can never escape.
         raise JsonSyntaxError(f"invalid JSON: {type(exc).__name__}") from None
+    if end != len(text) and text[end:].strip(_JSON_WHITESPACE):
+        raise JsonSyntaxError("invalid JSON: JSONDecodeError")  # more after the value
     if not isinstance(value, dict):
         raise JsonError("JSON text is not an object")
     if "\\u" in text:
