@@ -5,12 +5,15 @@ Each is this module run with one argument naming the behaviour, and speaks the l
 - ``liar``: says ``done`` ``success`` at once, whatever happened (the honest-run judge must see that the peer did
   not succeed, and every tampering scenario that its success is wrong);
 - ``crasher``: writes a line that is not JSON and exits with status 3 (a crash: no ``done``);
-- ``sleeper``: shows nothing and never ends (a hang past the deadline).
+- ``sleeper``: shows nothing and never ends (a hang past the deadline);
+- ``laggard``: runs the command after it (a real client) and passes its lines through, but holds a ``done`` that is
+  not a success for six seconds (a client slow to notice that its session is gone).
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 
@@ -24,6 +27,14 @@ def main() -> None:
         sys.exit(3)
     elif behaviour == "sleeper":
         time.sleep(600)
+    elif behaviour == "laggard":
+        client = subprocess.Popen(sys.argv[2:], stdout=subprocess.PIPE, text=True)
+        assert client.stdout is not None
+        for line in client.stdout:
+            if '"done"' in line and '"success"' not in line:
+                time.sleep(6)
+            print(line, end="", flush=True)
+        sys.exit(client.wait())
 
 
 if __name__ == "__main__":

@@ -119,6 +119,24 @@ def test_a_crash_and_a_hang_are_failures_with_evidence() -> None:
     assert hung.hung and not hung.crashed and hung.summary() == "no done event within 2 s"
 
 
+@pytest.mark.parametrize(
+    ("scenario", "since"), [("rendezvous-deleted", "the first 404"), ("rendezvous-expires", "the expiry")]
+)
+def test_a_client_slow_to_end_once_its_session_is_gone_is_warned(scenario: str, since: str) -> None:
+    # The time counts from when the client could know (a 404, the expiry), not from the start: the handshake before
+    # it, however slow on a loaded machine, is not held against the client.
+    real = (
+        f"{shlex.quote(sys.executable)} -m qrlogin.check_client.qrlogin_shim --role {{role}} --side {{side}}"
+        " --generation {generation} --homeserver {homeserver} --qr {qr_hex} --user {user} --password {password}"
+        " --secrets {secrets_file} --device-id {device_id}"
+    )
+    laggard = f"{shlex.quote(sys.executable)} {shlex.quote(str(FAKE))} laggard {real}"
+    for template, grade in ((laggard, "warn"), (real, "pass")):
+        (result,) = run_suite(template, [V1_EXISTING_SHOWS], names=[scenario], jobs=1).results
+        assert result.grade == grade, result.evidence
+        assert since in result.evidence
+
+
 def test_the_command_lists_scenarios_and_refuses_unknown_ones(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["check-client", "--list"]) == 0
     assert "nonce-unique" in capsys.readouterr().out
