@@ -1,55 +1,33 @@
-"""The values whose ``__init__`` is written by hand (qrlogin._frozen) construct exactly as the dataclass would."""
+"""The builders of qrlogin._frozen make exactly the value the class call makes, and refuse classes they cannot."""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
 import importlib
-import inspect
 import pkgutil
 from typing import Any
 
 import pytest
 
 import qrlogin
+from qrlogin._frozen import BUILDERS, builder
 from qrlogin.http import HttpRequest, HttpResponse
 from qrlogin.rendezvous import ApiGeneration
 from qrlogin.rendezvous.server import Access, Create, Inserting, Reading, Session, default_mounts
 
-HAND_WRITTEN = [HttpRequest, HttpResponse, Session, Create, Access, Inserting, Reading]
+BUILT = [HttpRequest, HttpResponse, Session, Create, Access, Inserting, Reading]
 
 
-def _dataclasses_with_an_init_of_their_own() -> set[type]:
-    found = set()
+def _import_every_module() -> None:
     for info in pkgutil.walk_packages(qrlogin.__path__, "qrlogin."):
-        if info.name.endswith(".__main__"):
-            continue  # runs the command line
-        module = importlib.import_module(info.name)
-        for value in vars(module).values():
-            if (
-                isinstance(value, type)
-                and value.__module__ == module.__name__
-                and dataclasses.is_dataclass(value)
-                and value.__init__.__code__.co_filename != "<string>"  # a dataclass writes its own in "<string>"
-            ):
-                found.add(value)
-    return found
+        if not info.name.endswith(".__main__"):  # runs the command line
+            importlib.import_module(info.name)
 
 
-def test_every_dataclass_with_a_hand_written_init_is_checked_here() -> None:
-    assert _dataclasses_with_an_init_of_their_own() == set(HAND_WRITTEN)
-
-
-@pytest.mark.parametrize("cls", HAND_WRITTEN, ids=lambda cls: cls.__name__)
-def test_init_takes_the_fields_keyword_only_with_their_defaults(cls: type) -> None:
-    assert dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen  # type: ignore[attr-defined]
-    parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
-    fields = [field for field in dataclasses.fields(cls) if field.init]
-    assert [parameter.name for parameter in parameters] == [field.name for field in fields]
-    for parameter, field in zip(parameters, fields, strict=True):
-        assert parameter.kind is inspect.Parameter.KEYWORD_ONLY
-        expected = inspect.Parameter.empty if field.default is dataclasses.MISSING else field.default
-        assert parameter.default == expected, field.name
+def test_every_builder_in_the_package_is_checked_here() -> None:
+    _import_every_module()
+    assert {cls for cls in BUILDERS if cls.__module__.startswith("qrlogin.")} == set(BUILT)
 
 
 def _sample(cls: type) -> dict[str, Any]:
@@ -91,22 +69,67 @@ def _sample(cls: type) -> dict[str, Any]:
     return samples[cls]
 
 
-@pytest.mark.parametrize("cls", HAND_WRITTEN, ids=lambda cls: cls.__name__)
-def test_each_field_holds_what_was_given_and_the_value_stays_a_frozen_dataclass(cls: type) -> None:
+@pytest.mark.parametrize("cls", BUILT, ids=lambda cls: cls.__name__)
+def test_a_built_value_is_the_class_calls_value_and_stays_a_frozen_dataclass(cls: type) -> None:
     values = _sample(cls)
-    made = cls(**values)
+    built: Any = BUILDERS[cls](**values)
     for name, value in values.items():
-        assert getattr(made, name) == value
-    assert made == cls(**values) and hash(made) == hash(cls(**values))
-    assert dataclasses.replace(made) == made
-    assert copy.deepcopy(made) == made and copy.copy(made) == made
+        assert getattr(built, name) == value
+    assert built == cls(**values) and hash(built) == hash(cls(**values)) and repr(built) == repr(cls(**values))
+    assert dataclasses.replace(built) == built
+    assert copy.deepcopy(built) == built and copy.copy(built) == built
     name = next(iter(values))
     with pytest.raises(dataclasses.FrozenInstanceError):
-        setattr(made, name, values[name])
+        setattr(built, name, values[name])
+    assert type(built) is cls  # the fields twin never shows
 
 
-def test_headers_are_lowercased_on_construction_as_before() -> None:
-    request = HttpRequest(method="GET", target="/", headers=(("Content-Type", "a"),))
-    response = HttpResponse(status=200, headers={"X-A": "1"})  # type: ignore[arg-type]
-    assert request.headers == (("content-type", "a"),) and response.headers == (("x-a", "1"),)
-    assert dataclasses.replace(request, headers=(("B", "2"),)).headers == (("b", "2"),)
+@pytest.mark.parametrize("cls", BUILT, ids=lambda cls: cls.__name__)
+def test_a_builder_takes_the_same_keywords_and_defaults_as_the_class(cls: type) -> None:
+    values = _sample(cls)
+    required = {field.name for field in dataclasses.fields(cls) if field.default is dataclasses.MISSING}
+    only_required = {name: value for name, value in values.items() if name in required}
+    assert BUILDERS[cls](**only_required) == cls(**only_required)
+    with pytest.raises(TypeError):
+        BUILDERS[cls](*values.values())  # keyword-only, as the class
+    with pytest.raises(TypeError):
+        BUILDERS[cls](**values, unknown=1)
+    if required:
+        with pytest.raises(TypeError):
+            BUILDERS[cls](**{name: value for name, value in values.items() if name not in required})
+
+
+@pytest.mark.parametrize("cls", [HttpRequest, HttpResponse], ids=lambda cls: cls.__name__)
+def test_headers_are_lowercased_by_the_builder_as_by_the_class(cls: type) -> None:
+    values = {**_sample(cls), "headers": (("Content-Type", "a"), ("x-b", "B"))}
+    assert BUILDERS[cls](**values).headers == cls(**values).headers == (("content-type", "a"), ("x-b", "B"))
+    assert cls(**{**values, "headers": {"X-A": "1"}}).headers == (("x-a", "1"),)
+    assert dataclasses.replace(cls(**values), headers=(("B", "2"),)).headers == (("b", "2"),)
+
+
+def test_a_builder_refuses_what_it_cannot_build_as_the_class_would() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class NoSlots:
+        a: int
+
+    @dataclasses.dataclass(slots=True)
+    class NotFrozen:
+        a: int
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Factory:
+        a: list[int] = dataclasses.field(default_factory=list)
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class PostInit:
+        a: int
+
+        def __post_init__(self) -> None:
+            object.__setattr__(self, "a", abs(self.a))
+
+    for cls in (NoSlots, NotFrozen, Factory, PostInit):
+        with pytest.raises(TypeError):
+            builder(cls)
+    with pytest.raises(TypeError):
+        builder(PostInit, convert={"b": abs})
+    assert builder(PostInit, convert={"a": abs})(a=-3) == PostInit(a=-3) == PostInit(a=3)

@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import quote
 
-from ..http import HttpRequest, HttpResponse
+from ..http import HttpRequest, HttpResponse, build_request
 from ..rendezvous.limits import client_key
 from ..rendezvous.server import (
     MAX_JSON_BODY_BYTES,
@@ -198,7 +198,7 @@ async def read_request(scope: Scope, receive: Receive, *, limit: int) -> HttpReq
             size += len(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)[:limit]
-    return HttpRequest(method=scope["method"], target=target, headers=headers, body=body)
+    return build_request(method=scope["method"], target=target, headers=headers, body=body)
 
 
 def route_path(scope: Scope) -> str:

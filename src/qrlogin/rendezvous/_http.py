@@ -20,7 +20,7 @@ from typing import Any
 
 from .._json import JsonError, JsonObject, dumps, loads_object
 from ..errors import RemoteProtocolError
-from ..http import Headers, HttpResponse
+from ..http import Headers, HttpResponse, build_response
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",
@@ -70,7 +70,7 @@ JSON_CONTENT_TYPE = ("content-type", "application/json")
 
 def json_response(status: int, body: JsonObject, headers: Headers = ()) -> HttpResponse:
     """A compact UTF-8 JSON response, keys in the order given (the spec examples' order), ``headers`` after its type."""
-    return HttpResponse(status=status, headers=(JSON_CONTENT_TYPE, *headers), body=dumps(body))
+    return build_response(status=status, headers=(JSON_CONTENT_TYPE, *headers), body=dumps(body))
 
 
 class MalformedJsonError(RemoteProtocolError):

@@ -61,10 +61,10 @@ from dataclasses import dataclass, field, replace
 from email.utils import formatdate
 from typing import Protocol
 
-from .._frozen import slot_setters
+from .._frozen import builder
 from .._json import dumps
 from ..errors import LocalProtocolError
-from ..http import HttpRequest, HttpResponse, lowercase_headers
+from ..http import HttpRequest, HttpResponse, build_response, lowercase_headers
 from ._http import (
     JSON_CONTENT_TYPE,
     MAX_JSON_BODY_BYTES,
@@ -236,27 +236,6 @@ class Session:
     modified_ms: int
     expires_ms: int
 
-    def __init__(
-        self,
-        *,
-        id: str,
-        generation: ApiGeneration,
-        prefix: str,
-        data: bytes,
-        revision: int,
-        nonce: int,
-        modified_ms: int,
-        expires_ms: int,
-    ) -> None:
-        _set_session_id(self, id)
-        _set_session_generation(self, generation)
-        _set_session_prefix(self, prefix)
-        _set_session_data(self, data)
-        _set_session_revision(self, revision)
-        _set_session_nonce(self, nonce)
-        _set_session_modified_ms(self, modified_ms)
-        _set_session_expires_ms(self, expires_ms)
-
     @property
     def token(self) -> str:
         return _token(self.revision, self.nonce)
@@ -265,16 +244,7 @@ class Session:
         return now_ms < self.expires_ms
 
 
-(
-    _set_session_id,
-    _set_session_generation,
-    _set_session_prefix,
-    _set_session_data,
-    _set_session_revision,
-    _set_session_nonce,
-    _set_session_modified_ms,
-    _set_session_expires_ms,
-) = slot_setters(Session)
+_build_session = builder(Session)  # Session(...), built faster (qrlogin._frozen)
 
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
@@ -307,12 +277,8 @@ class Create:
     mount: Mount
     generation: ApiGeneration
 
-    def __init__(self, *, mount: Mount, generation: ApiGeneration) -> None:
-        _set_create_mount(self, mount)
-        _set_create_generation(self, generation)
 
-
-_set_create_mount, _set_create_generation = slot_setters(Create)
+_build_create = builder(Create)  # Create(...), built faster (qrlogin._frozen)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -322,12 +288,8 @@ class Access:
     mount: Mount
     session_id: str
 
-    def __init__(self, *, mount: Mount, session_id: str) -> None:
-        _set_access_mount(self, mount)
-        _set_access_session_id(self, session_id)
 
-
-_set_access_mount, _set_access_session_id = slot_setters(Access)
+_build_access = builder(Access)  # Access(...), built faster (qrlogin._frozen)
 
 
 def _error(
@@ -423,7 +385,7 @@ def _plan_collection(config: ServerConfig, mount: Mount, request: HttpRequest) -
                 generation=ApiGeneration.V1,
                 stable=mount.stable,
             )
-        return Create(mount=mount, generation=ApiGeneration.V1)
+        return _build_create(mount=mount, generation=ApiGeneration.V1)
     assert json_generation is not None
     if ApiGeneration.V1 in mount.generations and kind != "application/json":
         # v1 and a JSON generation share this prefix: the content type is the only way to tell them apart.
@@ -436,7 +398,7 @@ def _plan_collection(config: ServerConfig, mount: Mount, request: HttpRequest) -
             generation=None,
             stable=mount.stable,
         )
-    return Create(mount=mount, generation=json_generation)
+    return _build_create(mount=mount, generation=json_generation)
 
 
 def _plan_session(mount: Mount, session_id: str, request: HttpRequest) -> HttpResponse | Access:
@@ -446,7 +408,7 @@ def _plan_session(mount: Mount, session_id: str, request: HttpRequest) -> HttpRe
         return _unrecognized(405, allow="GET, PUT, DELETE, OPTIONS")
     if len(request.body) > MAX_JSON_BODY_BYTES:
         return _error(413, "M_TOO_LARGE", "Payload too large", generation=None, stable=mount.stable)
-    return Access(mount=mount, session_id=session_id)
+    return _build_access(mount=mount, session_id=session_id)
 
 
 # ------------------------------------------------------------------------------------------------------- the core
@@ -467,7 +429,7 @@ def _v1_headers(session: Session) -> tuple[tuple[str, str], ...]:
 
 
 def _json_ok(body: dict[str, object]) -> HttpResponse:
-    return HttpResponse(status=200, headers=_JSON_OK_HEADERS, body=dumps(body))
+    return build_response(status=200, headers=_JSON_OK_HEADERS, body=dumps(body))
 
 
 def _expiry_field(session: Session, now_ms: int) -> dict[str, object]:
@@ -522,7 +484,7 @@ def create(
         if isinstance(parsed, HttpResponse):
             return None, parsed
         data = parsed[0]
-    session = Session(
+    session = _build_session(
         id=_b64url(entropy[16:32]),
         generation=generation,
         prefix=step.mount.prefix,
@@ -649,8 +611,16 @@ def _handle_v1(
 
 
 def _advance(session: Session, data: bytes, *, now_ms: int, entropy: bytes) -> Session:
-    revision = session.revision + 1
-    return replace(session, data=data, revision=revision, nonce=_nonce(entropy), modified_ms=now_ms)
+    return _build_session(
+        id=session.id,
+        generation=session.generation,
+        prefix=session.prefix,
+        data=data,
+        revision=session.revision + 1,
+        nonce=_nonce(entropy),
+        modified_ms=now_ms,
+        expires_ms=session.expires_ms,
+    )
 
 
 def _handle_json(
@@ -710,21 +680,8 @@ class Inserting:
     now_ms: int
     response: HttpResponse  # the answer if it is added
 
-    def __init__(self, *, step: Create, session: Session, capacity: int, now_ms: int, response: HttpResponse) -> None:
-        _set_inserting_step(self, step)
-        _set_inserting_session(self, session)
-        _set_inserting_capacity(self, capacity)
-        _set_inserting_now_ms(self, now_ms)
-        _set_inserting_response(self, response)
 
-
-(
-    _set_inserting_step,
-    _set_inserting_session,
-    _set_inserting_capacity,
-    _set_inserting_now_ms,
-    _set_inserting_response,
-) = slot_setters(Inserting)
+_build_inserting = builder(Inserting)  # Inserting(...), built faster (qrlogin._frozen)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -737,21 +694,8 @@ class Reading:
     entropy: bytes = field(repr=False)
     attempt: int = 0
 
-    def __init__(self, *, step: Access, request: HttpRequest, now_ms: int, entropy: bytes, attempt: int = 0) -> None:
-        _set_reading_step(self, step)
-        _set_reading_request(self, request)
-        _set_reading_now_ms(self, now_ms)
-        _set_reading_entropy(self, entropy)
-        _set_reading_attempt(self, attempt)
 
-
-(
-    _set_reading_step,
-    _set_reading_request,
-    _set_reading_now_ms,
-    _set_reading_entropy,
-    _set_reading_attempt,
-) = slot_setters(Reading)
+_build_reading = builder(Reading)  # Reading(...), built faster (qrlogin._frozen)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -797,11 +741,13 @@ def begin(
         session, response = create(config, step, request, now_ms=now_ms, entropy=entropy)
         if session is None:
             return response
-        then = Inserting(step=step, session=session, capacity=config.max_sessions, now_ms=now_ms, response=response)
+        then = _build_inserting(
+            step=step, session=session, capacity=config.max_sessions, now_ms=now_ms, response=response
+        )
         kind, limit = LimitKind.CREATE, config.create_limit
     else:
         _check_entropy(entropy)
-        then = Reading(step=step, request=request, now_ms=now_ms, entropy=entropy)
+        then = _build_reading(step=step, request=request, now_ms=now_ms, entropy=entropy)
         kind, limit = LimitKind.WRITE, (config.write_limit if request.method == "PUT" else None)
     if client is None or limit is None:
         return then
