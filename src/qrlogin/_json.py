@@ -30,11 +30,12 @@ from __future__ import annotations
 import json
 import json.scanner
 import math
+from collections.abc import Callable
 from typing import Any
 
 from .errors import RemoteProtocolError
 
-__all__ = ["DEFAULT_MAX_DEPTH", "JsonError", "JsonObject", "JsonSyntaxError", "dumps", "loads_object"]
+__all__ = ["DEFAULT_MAX_DEPTH", "JsonError", "JsonObject", "JsonSyntaxError", "dumps", "json_string", "loads_object"]
 
 DEFAULT_MAX_DEPTH = 16
 
@@ -160,6 +161,11 @@ def _compact_encoder() -> Any:
 
 
 _COMPACT = _compact_encoder()
+
+
+#: ``text`` as a JSON string literal, quotes included, exactly as :func:`dumps` writes a string (the standard
+#: library's own escaper: control characters, quote and backslash escaped, everything else as itself).
+json_string: Callable[[str], str] = json.encoder.encode_basestring
 
 
 def dumps(value: JsonObject) -> bytes:

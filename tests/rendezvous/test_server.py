@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from qrlogin._json import dumps
 from qrlogin.errors import LocalProtocolError
 from qrlogin.http import HttpRequest
-from qrlogin.rendezvous import MAX_PAYLOAD_BYTES, ApiGeneration
+from qrlogin.rendezvous import MAX_PAYLOAD_BYTES, ApiGeneration, server
 from qrlogin.rendezvous._http import is_opaque_id
 from qrlogin.rendezvous.server import (
     V1_V2_UNSTABLE_PREFIX,
@@ -19,9 +22,12 @@ from qrlogin.rendezvous.server import (
     RendezvousServer,
     ServerConfig,
     Session,
+    created_json,
     default_mounts,
     handle,
     plan,
+    read_json,
+    token_json,
 )
 from tests.rendezvous.rendezvous_util import BASE, PREFIX, STABLE_PREFIX, Loopback, jbody, json_of, req
 
@@ -421,3 +427,29 @@ def test_a_write_that_always_loses_the_race_answers_503_after_bounded_attempts()
     response = server.respond(put, now_ms=1, entropy=bytes(32))
     assert (response.status, json_of(response)["errcode"]) == (503, "M_UNKNOWN")
     assert store.get(str(created["id"])) is not None
+
+
+@given(
+    data=st.text(st.characters(exclude_categories=["Cs"]), max_size=300),  # a stored payload is valid UTF-8
+    revision=st.integers(0, 2**31),
+    nonce=st.integers(0, 2**128 - 1),
+    id_bytes=st.binary(min_size=16, max_size=16),
+    expires_ms=st.integers(0, 2**45),
+    now_ms=st.integers(0, 2**45),
+    generation=st.sampled_from([ApiGeneration.V2, ApiGeneration.V3]),
+)
+def test_the_json_answers_are_the_bytes_dumps_writes(
+    *, data: str, revision: int, nonce: int, id_bytes: bytes, expires_ms: int, now_ms: int, generation: ApiGeneration
+) -> None:
+    # The answers are written from templates; the templates must agree with the project's JSON writer on every
+    # session, whatever its payload holds (quotes, backslashes, control characters, any Unicode).
+    session = Session(id=server._b64url(id_bytes), generation=generation, prefix=PREFIX[generation],
+                      data=data.encode("utf-8"), revision=revision, nonce=nonce,
+                      modified_ms=0, expires_ms=expires_ms)  # fmt: skip
+    expiry: dict[str, object] = (
+        {"expires_ts": expires_ms} if generation is ApiGeneration.V2 else {"expires_in_ms": max(0, expires_ms - now_ms)}
+    )
+    assert created_json(session, now_ms) == dumps({"id": session.id, "sequence_token": session.token, **expiry})
+    assert read_json(session, now_ms) == dumps({"data": data, "sequence_token": session.token, **expiry})
+    assert token_json(session) == dumps({"sequence_token": session.token})
+    assert json.loads(read_json(session, now_ms))["data"] == data
