@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qrlogin._json import DEFAULT_MAX_DEPTH, JsonError, dumps, loads_object
+from qrlogin._json import DEFAULT_MAX_DEPTH, JsonError, JsonSyntaxError, dumps, loads_object
 from qrlogin.errors import RemoteProtocolError
 
 
@@ -67,17 +67,27 @@ def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
 
 
 def test_many_sibling_brackets_are_not_nesting() -> None:
-    # More brackets than the depth limit, so the per-character scan runs, and finds the depth is 3.
+    # More brackets than the depth limit, in containers only 3 deep.
     wide = b'{"a":[' + b",".join([b"{}", b"[]"] * 50) + b"]}"
     assert len(loads_object(wide, max_bytes=4096)["a"]) == 100
 
 
 def test_a_recursion_bomb_never_raises_recursion_error() -> None:
-    # 200k brackets would make json.loads raise RecursionError; the pre-scan refuses it first.
-    with pytest.raises(JsonError):
-        loads_object(b"[" * 200_000, max_bytes=1_000_000)
-    with pytest.raises(JsonError):
-        loads_object(b'{"a":' + b"[" * 200_000, max_bytes=1_000_000)
+    # 200k brackets make json.loads raise RecursionError; here that is refused as nesting, whatever the container.
+    for bomb in (b"[" * 200_000, b'{"a":' + b"[" * 200_000, b'{"a":' * 200_000, b'{"a":[' * 100_000 + b"]}" * 100_000):
+        with pytest.raises(JsonSyntaxError, match="nesting deeper than"):
+            loads_object(bomb, max_bytes=2_000_000)
+
+
+def test_nesting_within_the_limit_but_wide_and_deep_is_measured_exactly() -> None:
+    # Arrays and objects mixed, the deepest branch last: only the deepest counts.
+    def nested(depth: int) -> bytes:
+        return b"[" * (depth - 1) + b"]" * (depth - 1)
+
+    at_limit = b'{"a":[1,{"b":2}],"c":' + nested(DEFAULT_MAX_DEPTH) + b"}"
+    assert loads_object(at_limit, max_bytes=4096)["a"] == [1, {"b": 2}]
+    with pytest.raises(JsonSyntaxError, match="nesting deeper than"):
+        loads_object(b'{"a":[1,{"b":2}],"c":' + nested(DEFAULT_MAX_DEPTH + 1) + b"}", max_bytes=4096)
 
 
 def test_str_input_with_surrogates_is_rejected_not_crashing() -> None:

@@ -10,10 +10,11 @@ around the call:
 
 1. the size is checked first (a caller-chosen byte limit, 4096 for channel messages, docs/threats.md T6);
 2. the bytes must be strict UTF-8;
-3. a linear pre-scan counts bracket nesting outside strings and refuses anything deeper than ``max_depth``, so
-   the recursive parser never gets near the interpreter's limit;
-4. ``object_pairs_hook`` rejects duplicate keys, ``parse_constant`` rejects ``NaN``/``Infinity``,
+3. ``object_pairs_hook`` rejects duplicate keys, ``parse_constant`` rejects ``NaN``/``Infinity``,
    ``parse_float`` rejects overflow to infinity;
+4. nesting deeper than ``max_depth`` is refused: nesting deep enough to reach the interpreter's recursion limit
+   stops the (recursion-guarded) C scanner with :class:`RecursionError`, caught here, and anything shallower is
+   measured on the parsed value by an iterative walk, which for a flat object is one look at its values;
 5. a final walk rejects strings that cannot be encoded as UTF-8 (lone surrogates from ``\\ud800`` escapes).
 
 Whatever goes wrong, the only exception that leaves this module is :class:`JsonError`, a
@@ -68,26 +69,21 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> JsonObject:
     return result
 
 
-def _nesting_depth(text: str) -> int:
-    """Deepest bracket nesting outside string literals; a linear scan with no recursion."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth -= 1
-    return deepest
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether containers nest deeper than ``limit`` in ``value`` (a container is depth 1); iterative."""
+    if isinstance(value, dict):
+        pending = [(child, 2) for child in value.values() if isinstance(child, (dict, list))]
+    elif isinstance(value, list):
+        pending = [(child, 2) for child in value if isinstance(child, (dict, list))]
+    else:
+        return False
+    while pending:
+        item, depth = pending.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        pending.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 def _check_strings(value: Any) -> None:
@@ -123,9 +119,6 @@ def loads_object(data: bytes | str, *, max_bytes: int, max_depth: int = DEFAULT_
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise JsonSyntaxError("JSON text is not valid UTF-8") from None
-    # Nesting never exceeds the number of opening brackets, so most texts skip the per-character scan.
-    if text.count("[") + text.count("{") > max_depth and _nesting_depth(text) > max_depth:
-        raise JsonSyntaxError(f"JSON nesting deeper than {max_depth}")
     # The decoder's scanner directly (JSONDecoder.decode adds two Python frames and two regex matches around it):
     # one value, with nothing but JSON whitespace around it.
     start = len(text) - len(text.lstrip(_JSON_WHITESPACE))
@@ -135,12 +128,17 @@ def loads_object(data: bytes | str, *, max_bytes: int, max_depth: int = DEFAULT_
         raise
     except StopIteration:  # no value where one must start
         raise JsonSyntaxError("invalid JSON: JSONDecodeError") from None
-    except (ValueError, RecursionError, TypeError) as exc:
-        # ValueError covers JSONDecodeError and int-string conversion limits; RecursionError cannot happen
-        # after the depth check but is caught so that it can never escape.
+    except RecursionError:
+        # The scanner guards its own recursion (the interpreter's limit): nesting that deep is refused as such.
+        raise JsonSyntaxError(f"JSON nesting deeper than {max_depth}") from None
+    except (ValueError, TypeError) as exc:  # ValueError: JSONDecodeError and int-string conversion limits
         raise JsonSyntaxError(f"invalid JSON: {type(exc).__name__}") from None
     if end != len(text) and text[end:].strip(_JSON_WHITESPACE):
         raise JsonSyntaxError("invalid JSON: JSONDecodeError")  # more after the value
+    # Depth is checked on the value: the scanner's recursion is bounded by the interpreter's (caught above), and a
+    # flat object, the usual case, costs one look at its values instead of a pass over the text.
+    if _deeper_than(value, max_depth):
+        raise JsonSyntaxError(f"JSON nesting deeper than {max_depth}")
     if not isinstance(value, dict):
         raise JsonError("JSON text is not an object")
     if "\\u" in text:

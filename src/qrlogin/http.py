@@ -77,8 +77,9 @@ def _normalise(headers: Headers | Mapping[str, str]) -> Headers:
         return headers
     if type(headers) is tuple:
         # Most headers arrive lowercased already (ASGI servers lowercase names; cores write them so): keep the tuple.
-        for pair in headers:
-            if type(pair) is not tuple or len(pair) != 2 or not pair[0].islower():
+        # (A name without letters is not islower() and takes the copy below, which leaves it as it is.)
+        for name, _ in headers:
+            if not name.islower():
                 break
         else:
             return headers

@@ -109,9 +109,12 @@ class RendezvousApp:
             return
         await write_response(send, await self.answer(scope, receive))
 
-    async def answer(self, scope: Scope, receive: Receive) -> HttpResponse:
-        """The answer to the HTTP request of ``scope`` (its body read through ``receive``), not yet sent."""
-        request = await read_request(scope, receive, limit=_READ_LIMIT)
+    async def answer(self, scope: Scope, receive: Receive, *, path: str | None = None) -> HttpResponse:
+        """The answer to the HTTP request of ``scope`` (its body read through ``receive``), not yet sent.
+
+        ``path``: the request's :func:`route_path`, when the caller has it already.
+        """
+        request = await read_request(scope, receive, limit=_READ_LIMIT, path=path)
         now_ms = self._clock()
         if self._maintenance_pending or now_ms - self._last_maintenance_ms >= _MAINTAIN_EVERY_MS:
             await self._maintain(now_ms)
@@ -167,11 +170,11 @@ async def acknowledge_lifespan(receive: Receive, send: Send) -> None:
             return
 
 
-async def read_request(scope: Scope, receive: Receive, *, limit: int) -> HttpRequest:
+async def read_request(scope: Scope, receive: Receive, *, limit: int, path: str | None = None) -> HttpRequest:
     """The request of an ASGI ``http`` scope, its body cut at ``limit`` bytes (a larger one is never buffered).
 
     A ``Content-Length`` over ``limit`` is refused unread: the body stands in as ``limit`` zero bytes, enough for a
-    core that checks sizes first to answer 413.
+    core that checks sizes first to answer 413. ``path``: the scope's :func:`route_path`, when the caller has it.
     """
     headers = tuple([(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]])
     declared = None
@@ -179,25 +182,31 @@ async def read_request(scope: Scope, receive: Receive, *, limit: int) -> HttpReq
         if name == "content-length" or (len(name) == 14 and name.lower() == "content-length"):
             declared = value
             break
-    target = route_path(scope)
+    target = route_path(scope) if path is None else path
     if scope.get("query_string"):
         target += "?" + scope["query_string"].decode("latin-1")
     body = b""
     if declared is not None and declared.isdigit() and int(declared) > limit:
         body = b"\0" * limit  # stands in for the refused body: the core answers 413 from its size alone
     else:
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        while more and size <= limit:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                break
-            chunk = message.get("body", b"")
-            chunks.append(chunk)
-            size += len(chunk)
-            more = message.get("more_body", False)
-        body = b"".join(chunks)[:limit]
+        message = await receive()
+        if message["type"] != "http.disconnect":
+            body = message.get("body", b"")
+            if message.get("more_body", False):  # most bodies come in one message; the rest are gathered here
+                chunks = [body]
+                size = len(body)
+                while size <= limit:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        break
+                    chunk = message.get("body", b"")
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if not message.get("more_body", False):
+                        break
+                body = b"".join(chunks)
+            if len(body) > limit:
+                body = body[:limit]
     return build_request(method=scope["method"], target=target, headers=headers, body=body)
 
 

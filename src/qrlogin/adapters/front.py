@@ -179,7 +179,7 @@ class FrontApp:
                 response = HttpResponse(status=200, headers=_METRICS_HEADERS, body=self.metrics.exposition())
             else:
                 # The app answers, this front sends: one write of the answer with the front's header added.
-                response = await self.app.answer(scope, receive)
+                response = await self.app.answer(scope, receive, path=path)
             status = response.status
             await write_response(send, response, extra_headers=_FRONT_HEADERS, head=method == "HEAD")
         finally:
