@@ -121,7 +121,7 @@ def loads_object(data: bytes | str, *, max_bytes: int, max_depth: int = DEFAULT_
         raise JsonSyntaxError("JSON text is not valid UTF-8") from None
     # The decoder's scanner directly (JSONDecoder.decode adds two Python frames and two regex matches around it):
     # one value, with nothing but JSON whitespace around it.
-    start = len(text) - len(text.lstrip(_JSON_WHITESPACE))
+    start = len(text) - len(text.lstrip(_JSON_WHITESPACE)) if text[:1].isspace() else 0
     try:
         value, end = _SCAN(text, start)
     except JsonError:
@@ -135,9 +135,10 @@ def loads_object(data: bytes | str, *, max_bytes: int, max_depth: int = DEFAULT_
         raise JsonSyntaxError(f"invalid JSON: {type(exc).__name__}") from None
     if end != len(text) and text[end:].strip(_JSON_WHITESPACE):
         raise JsonSyntaxError("invalid JSON: JSONDecodeError")  # more after the value
-    # Depth is checked on the value: the scanner's recursion is bounded by the interpreter's (caught above), and a
-    # flat object, the usual case, costs one look at its values instead of a pass over the text.
-    if _deeper_than(value, max_depth):
+    # Depth is checked on the value: the scanner's recursion is bounded by the interpreter's (caught above). A text
+    # with no bracket after its first holds no container in a container, the usual case, and skips the walk.
+    nests = text.find("{", start + 1) >= 0 or text.find("[", start + 1) >= 0
+    if nests and _deeper_than(value, max_depth):
         raise JsonSyntaxError(f"JSON nesting deeper than {max_depth}")
     if not isinstance(value, dict):
         raise JsonError("JSON text is not an object")

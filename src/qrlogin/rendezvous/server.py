@@ -255,8 +255,8 @@ _URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def _b64url(raw: bytes) -> str:
-    # Unpadded (the padding, only ever at the end, is deleted by the same translate).
-    return binascii.b2a_base64(raw, newline=False).translate(_URLSAFE, b"=").decode("ascii")
+    # Unpadded: the padding and the newline, only ever at the end, are deleted by the same translate.
+    return binascii.b2a_base64(raw).translate(_URLSAFE, b"=\n").decode()
 
 
 def _nonce(entropy: bytes) -> int:
