@@ -49,6 +49,7 @@ __all__ = [
     "Headers",
     "HttpRequest",
     "HttpResponse",
+    "is_declared",
     "lowercase_headers",
     "origin_form",
     "split_url",
@@ -70,6 +71,11 @@ def lowercase_headers(headers: Headers) -> Headers:
     normal = _normalise(headers)
     _DECLARED[id(normal)] = normal
     return normal
+
+
+def is_declared(headers: Headers) -> bool:
+    """Whether ``headers`` is a set declared with :func:`lowercase_headers` (a constant, alive for good)."""
+    return _DECLARED.get(id(headers)) is headers
 
 
 def _normalise(headers: Headers | Mapping[str, str]) -> Headers:

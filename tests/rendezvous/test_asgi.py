@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
+from qrlogin.adapters import asgi
 from qrlogin.adapters.asgi import RendezvousApp, create_app
 from qrlogin.cli import main
+from qrlogin.http import lowercase_headers
 from qrlogin.rendezvous.limits import RateLimit
 from qrlogin.rendezvous.server import (
     MAX_JSON_BODY_BYTES,
@@ -176,3 +178,14 @@ def test_serve_store_and_limit_flags(capsys: pytest.CaptureFixture[str]) -> None
     assert "not a Redis URL" in capsys.readouterr().err
     assert main(["serve", "--write-burst", "0"]) == 1
     assert "burst" in capsys.readouterr().err
+
+
+def test_only_declared_header_sets_are_kept_encoded_and_each_answer_gets_its_own_list() -> None:
+    declared = lowercase_headers((("x-declared", "1"),))
+    fresh = (("x-fresh", "2"),)
+    assert asgi._encoded(declared) == [(b"x-declared", b"1")]
+    assert asgi._encoded(fresh) == [(b"x-fresh", b"2")]
+    assert id(declared) in asgi._ENCODED_HEADERS and id(fresh) not in asgi._ENCODED_HEADERS
+    first = asgi._encoded(declared)
+    first.append((b"content-length", b"0"))  # what write_response does to the list it gets
+    assert asgi._encoded(declared) == [(b"x-declared", b"1")]

@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import quote
 
-from ..http import HttpRequest, HttpResponse, build_request
+from ..http import HttpRequest, HttpResponse, build_request, is_declared
 from ..rendezvous.limits import client_key
 from ..rendezvous.server import (
     MAX_JSON_BODY_BYTES,
@@ -232,20 +232,19 @@ def route_path(scope: Scope) -> str:
 
 
 _NO_CONTENT = frozenset({204, 304})
-# Most answers carry one of a few header sets (CORS, caching, content type): their encoded form is kept, keyed by the
-# whole set. Only the first sets met are kept, so per-answer values (ETags, locations) cannot grow the table, and a
-# set with a cookie is never kept (its value is a credential).
-_ENCODED_HEADERS: dict[tuple[tuple[str, str], ...], list[tuple[bytes, bytes]]] = {}
-_ENCODED_HEADERS_MAX = 64
+# Most answers carry one of a few header sets the core declares as constants (CORS, caching, content type;
+# qrlogin.http.lowercase_headers): their encoded form is kept, by the constant's identity (a declared set lives for
+# good, so its id is never reused). Sets built per answer (ETags, locations) are encoded each time.
+_ENCODED_HEADERS: dict[int, list[tuple[bytes, bytes]]] = {}
 
 
 def _encoded(headers: tuple[tuple[str, str], ...]) -> list[tuple[bytes, bytes]]:
-    encoded = _ENCODED_HEADERS.get(headers)
+    encoded = _ENCODED_HEADERS.get(id(headers))
     if encoded is not None:
         return encoded.copy()
     encoded = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
-    if len(_ENCODED_HEADERS) < _ENCODED_HEADERS_MAX and all(name != "set-cookie" for name, _ in headers):
-        _ENCODED_HEADERS[headers] = encoded.copy()
+    if is_declared(headers):
+        _ENCODED_HEADERS[id(headers)] = encoded.copy()
     return encoded
 
 

@@ -81,9 +81,10 @@ class Metrics:
     def count_request(self, route: str, method: str, status: int) -> None:
         key = (route, method, status)
         self.requests[key] = self.requests.get(key, 0) + 1
-        reason = _REJECTION_BY_STATUS.get(status)
-        if reason is not None:
-            self.rejections[reason] = self.rejections.get(reason, 0) + 1
+        if status >= 400:
+            reason = _REJECTION_BY_STATUS.get(status)
+            if reason is not None:
+                self.rejections[reason] = self.rejections.get(reason, 0) + 1
 
     def reject(self, reason: str) -> None:
         """Count a refusal decided outside the app (the HTTP layer's header limits and read timeouts)."""
