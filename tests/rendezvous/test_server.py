@@ -326,6 +326,14 @@ def test_config_validation() -> None:
             Mount(prefix=prefix, generations=frozenset({V1}))
     with pytest.raises(LocalProtocolError, match="max_sessions"):
         ServerConfig(max_sessions=0)
+    # "/x/v3" would be both a mount's collection and a session of "/x"; "/xy" is only a longer name.
+    with pytest.raises(LocalProtocolError, match="lies under"):
+        ServerConfig(
+            mounts=(Mount(prefix="/x", generations=frozenset({V1})), Mount(prefix="/x/v3", generations=frozenset({V3})))
+        )
+    ServerConfig(
+        mounts=(Mount(prefix="/x", generations=frozenset({V1})), Mount(prefix="/xy", generations=frozenset({V3})))
+    )
     with pytest.raises(LocalProtocolError, match="entropy"):
         RendezvousServer(ServerConfig(), InMemoryStore()).respond(
             req("POST", V3_UNSTABLE_PREFIX, jbody(data="x")), now_ms=0, entropy=bytes(31)

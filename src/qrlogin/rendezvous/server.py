@@ -208,6 +208,8 @@ class ServerConfig:
     create_available: bool = True
     create_limit: RateLimit | None = DEFAULT_CREATE_LIMIT
     write_limit: RateLimit | None = DEFAULT_WRITE_LIMIT
+    mount_at: dict[str, Mount] = field(init=False, repr=False, compare=False)
+    """Each mount by its prefix: derived from ``mounts``, for routing."""
 
     def __post_init__(self) -> None:
         if not 1_000 <= self.ttl_ms <= 300_000:
@@ -217,6 +219,11 @@ class ServerConfig:
         prefixes = [mount.prefix for mount in self.mounts]
         if len(set(prefixes)) != len(prefixes):
             raise LocalProtocolError("two mounts share a prefix")
+        for prefix in prefixes:
+            if any(prefix.startswith(other + "/") for other in prefixes):
+                # Its collection path would also be a session path of the other mount.
+                raise LocalProtocolError(f"the prefix {prefix} lies under another mount's prefix")
+        object.__setattr__(self, "mount_at", {mount.prefix: mount for mount in self.mounts})
 
 
 # ------------------------------------------------------------------------------------------------------- sessions
@@ -322,22 +329,19 @@ def _unrecognized(status: int = 404, *, allow: str | None = None) -> HttpRespons
     return _error(status, "M_UNRECOGNIZED", "Unrecognized request", generation=None, stable=True, extra=extra)
 
 
-def _split_target(target: str) -> str:
-    return target.split("?", 1)[0]
-
-
 def plan(config: ServerConfig, request: HttpRequest) -> HttpResponse | Create | Access:
     """Classify ``request``; answer at once whatever needs no session."""
-    path = _split_target(request.target)
-    for mount in config.mounts:
-        if path == mount.prefix:
-            return _plan_collection(config, mount, request)
-        if path.startswith(mount.prefix + "/"):
-            session_id = path[len(mount.prefix) + 1 :]
-            if "/" in session_id or not session_id:
-                return _unrecognized()
-            return _plan_session(mount, session_id, request)
-    return _unrecognized()
+    path = request.target.partition("?")[0]
+    mount = config.mount_at.get(path)
+    if mount is not None:
+        return _plan_collection(config, mount, request)
+    # A session path is a mount's prefix, "/" and one non-empty segment. No prefix lies under another, so a path
+    # whose last segment is cut off names at most one mount.
+    collection, _, session_id = path.rpartition("/")
+    mount = config.mount_at.get(collection)
+    if mount is None or not session_id:
+        return _unrecognized()
+    return _plan_session(mount, session_id, request)
 
 
 def _oversize(request: HttpRequest, generation: ApiGeneration | None, stable: bool) -> HttpResponse | None:
