@@ -452,9 +452,9 @@ def _expiry_json(session: Session, now_ms: int) -> str:
     return f'"expires_in_ms":{max(0, session.expires_ms - now_ms)}'
 
 
-def created_json(session: Session, now_ms: int) -> bytes:
-    """The answer to a v2 or v3 create: ``{"id", "sequence_token", expiry}``."""
-    return f'{{"id":"{session.id}","sequence_token":"{session.token}",{_expiry_json(session, now_ms)}}}'.encode()
+def created_json(session: Session, token: str, now_ms: int) -> bytes:
+    """The answer to a v2 or v3 create: ``{"id", "sequence_token", expiry}`` (``token`` is ``session.token``)."""
+    return f'{{"id":"{session.id}","sequence_token":"{token}",{_expiry_json(session, now_ms)}}}'.encode()
 
 
 def read_json(session: Session, now_ms: int) -> bytes:
@@ -468,6 +468,9 @@ def token_json(session: Session) -> bytes:
     return f'{{"sequence_token":"{session.token}"}}'.encode()
 
 
+_ABSENT = object()
+
+
 def _read_json_payload(
     body: bytes, *, need_token: bool, generation: ApiGeneration, stable: bool
 ) -> tuple[bytes, str | None] | HttpResponse:
@@ -476,20 +479,27 @@ def _read_json_payload(
         content = parse_json_object(body)
     except MalformedJsonError as exc:
         return _error(400, "M_NOT_JSON", str(exc), generation=generation, stable=stable)
-    names = ("sequence_token", "data") if need_token else ("data",)
-    for name in names:
-        if name not in content:
-            return _error(400, "M_MISSING_PARAM", f"Missing '{name}'", generation=generation, stable=stable)
-        if not isinstance(content[name], str):
-            return _error(400, "M_INVALID_PARAM", f"'{name}' must be a string", generation=generation, stable=stable)
+    token = None
+    if need_token:  # checked first: a write names the revision it replaces before the data it brings
+        token = content.get("sequence_token", _ABSENT)
+        if type(token) is not str:
+            return _parameter_error("sequence_token", token, generation, stable)
+    text = content.get("data", _ABSENT)
+    if type(text) is not str:
+        return _parameter_error("data", text, generation, stable)
     try:
-        data = content["data"].encode("utf-8")
+        data = text.encode("utf-8")
     except UnicodeEncodeError:
         return _error(400, "M_INVALID_PARAM", "'data' is not valid Unicode", generation=generation, stable=stable)
     if len(data) > MAX_PAYLOAD_BYTES:
         return _error(413, "M_TOO_LARGE", "Payload too large", generation=generation, stable=stable)
-    token = content["sequence_token"] if need_token else None
     return data, token
+
+
+def _parameter_error(name: str, value: object, generation: ApiGeneration, stable: bool) -> HttpResponse:
+    if value is _ABSENT:
+        return _error(400, "M_MISSING_PARAM", f"Missing '{name}'", generation=generation, stable=stable)
+    return _error(400, "M_INVALID_PARAM", f"'{name}' must be a string", generation=generation, stable=stable)
 
 
 def _base_url(config: ServerConfig, request: HttpRequest) -> str:
@@ -514,20 +524,22 @@ def create(
         if isinstance(parsed, HttpResponse):
             return None, parsed
         data = parsed[0]
+    token_bytes = entropy[:16]
     session = _build_session(
         id=_b64url(entropy[16:32]),
         generation=generation,
         prefix=step.mount.prefix,
         data=data,
         revision=0,
-        nonce=_nonce(entropy),
+        nonce=int.from_bytes(token_bytes, "big"),
         modified_ms=now_ms,
         expires_ms=now_ms + config.ttl_ms,
     )
     if generation is _V1:
         url = f"{_base_url(config, request)}{step.mount.prefix}/{session.id}"
         return session, json_response(201, {"url": url}, _v1_headers(session))
-    return session, _json_ok(created_json(session, now_ms))
+    # session.token, spelled from the bytes at hand rather than from the nonce again
+    return session, _json_ok(created_json(session, f"0.{_b64url(token_bytes)}", now_ms))
 
 
 def _etags(header: str) -> list[str]:
