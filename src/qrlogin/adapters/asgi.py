@@ -63,6 +63,7 @@ __all__ = [
     "create_app",
     "read_request",
     "respond",
+    "response_messages",
     "route_path",
     "write_response",
 ]
@@ -248,20 +249,33 @@ def _encoded(headers: tuple[tuple[str, str], ...]) -> list[tuple[bytes, bytes]]:
     return encoded
 
 
-async def write_response(
-    send: Send, response: HttpResponse, *, extra_headers: Iterable[tuple[bytes, bytes]] = (), head: bool = False
-) -> None:
-    """Send ``response``; ``Content-Length`` on every status that may carry a body (not on 1xx, 204 or 304).
+def response_messages(
+    response: HttpResponse, *, extra_headers: Iterable[tuple[bytes, bytes]] = (), head: bool = False
+) -> tuple[Message, Message]:
+    """The ASGI ``http.response.start`` and ``http.response.body`` messages of ``response``.
 
-    ``extra_headers`` (encoded) follow the response's own; ``head``: the answer to a HEAD request, the length of
-    ``response.body`` announced and the body itself left out.
+    ``Content-Length`` goes on every status that may carry a body (not on 1xx, 204 or 304); ``extra_headers``
+    (encoded) follow the response's own; ``head``: the answer to a HEAD request, the length of ``response.body``
+    announced and the body itself left out.
     """
     headers = _encoded(response.headers)
     headers.extend(extra_headers)
-    if response.status >= 200 and response.status not in _NO_CONTENT:
+    status = response.status
+    if status >= 200 and status not in _NO_CONTENT:
         headers.append((b"content-length", b"%d" % len(response.body)))
-    await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    await send({"type": "http.response.body", "body": b"" if head else response.body})
+    return (
+        {"type": "http.response.start", "status": status, "headers": headers},
+        {"type": "http.response.body", "body": b"" if head else response.body},
+    )
+
+
+async def write_response(
+    send: Send, response: HttpResponse, *, extra_headers: Iterable[tuple[bytes, bytes]] = (), head: bool = False
+) -> None:
+    """Send ``response`` (:func:`response_messages`)."""
+    start, body = response_messages(response, extra_headers=extra_headers, head=head)
+    await send(start)
+    await send(body)
 
 
 def create_app(config: ServerConfig | None = None, store: Store | None = None) -> RendezvousApp:

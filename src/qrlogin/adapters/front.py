@@ -47,7 +47,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from ..http import HttpResponse
-from .asgi import Receive, RendezvousApp, Scope, Send, route_path, write_response
+from .asgi import Receive, RendezvousApp, Scope, Send, response_messages, route_path
 
 __all__ = ["FrontApp", "Metrics"]
 
@@ -182,7 +182,9 @@ class FrontApp:
                 # The app answers, this front sends: one write of the answer with the front's header added.
                 response = await self.app.answer(scope, receive, path=path)
             status = response.status
-            await write_response(send, response, extra_headers=_FRONT_HEADERS, head=method == "HEAD")
+            start, body = response_messages(response, extra_headers=_FRONT_HEADERS, head=method == "HEAD")
+            await send(start)
+            await send(body)
         finally:
             route = self.route(path)
             self.metrics.count_request(route, method if method in _KNOWN_METHODS else _OTHER, status)
