@@ -58,10 +58,13 @@ def is_opaque_id(value: str) -> bool:
     return _OPAQUE_ID.fullmatch(value) is not None
 
 
+_BARE_MEDIA_TYPES = frozenset({"application/json", "text/plain"})  # what clients send, spelled as returned
+
+
 def media_type(content_type: str | None) -> str | None:
     """``"text/plain; charset=utf-8"`` -> ``"text/plain"``; None stays None."""
-    if content_type is None:
-        return None
+    if content_type is None or content_type in _BARE_MEDIA_TYPES:
+        return content_type
     return content_type.split(";", 1)[0].strip().lower()
 
 
