@@ -457,7 +457,9 @@ def test_the_json_answers_are_the_bytes_dumps_writes(
     expiry: dict[str, object] = (
         {"expires_ts": expires_ms} if generation is ApiGeneration.V2 else {"expires_in_ms": max(0, expires_ms - now_ms)}
     )
-    assert created_json(session, session.token, now_ms) == dumps({"id": session.id, "sequence_token": session.token, **expiry})
+    assert created_json(session, session.token, now_ms) == dumps(
+        {"id": session.id, "sequence_token": session.token, **expiry}
+    )
     assert read_json(session, now_ms) == dumps({"data": data, "sequence_token": session.token, **expiry})
     assert token_json(session) == dumps({"sequence_token": session.token})
     assert json.loads(read_json(session, now_ms))["data"] == data
