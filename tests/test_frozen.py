@@ -1,4 +1,5 @@
-"""The builders of qrlogin._frozen make exactly the value the class call makes, and refuse classes they cannot."""
+"""The builders (qrlogin._frozen) make exactly the value the class call makes; twins and builders that could not are
+refused when they are made."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 import qrlogin
-from qrlogin._frozen import BUILDERS, builder
+from qrlogin._frozen import BUILDERS, builds, fields_twin
 from qrlogin.http import HttpRequest, HttpResponse
 from qrlogin.rendezvous import ApiGeneration
 from qrlogin.rendezvous.server import Access, Create, Inserting, Reading, Session, default_mounts
@@ -107,7 +108,7 @@ def test_headers_are_lowercased_by_the_builder_as_by_the_class(cls: type) -> Non
     assert dataclasses.replace(cls(**values), headers=(("B", "2"),)).headers == (("b", "2"),)
 
 
-def test_a_builder_refuses_what_it_cannot_build_as_the_class_would() -> None:
+def test_a_twin_is_refused_for_a_class_a_builder_cannot_make() -> None:
     @dataclasses.dataclass(frozen=True)
     class NoSlots:
         a: int
@@ -120,16 +121,39 @@ def test_a_builder_refuses_what_it_cannot_build_as_the_class_would() -> None:
     class Factory:
         a: list[int] = dataclasses.field(default_factory=list)
 
-    @dataclasses.dataclass(frozen=True, slots=True)
-    class PostInit:
-        a: int
-
-        def __post_init__(self) -> None:
-            object.__setattr__(self, "a", abs(self.a))
-
-    for cls in (NoSlots, NotFrozen, Factory, PostInit):
+    for cls in (NoSlots, NotFrozen, Factory):
         with pytest.raises(TypeError):
-            builder(cls)
-    with pytest.raises(TypeError):
-        builder(PostInit, convert={"b": abs})
-    assert builder(PostInit, convert={"a": abs})(a=-3) == PostInit(a=-3) == PostInit(a=3)
+            fields_twin(cls)
+
+
+def test_a_builder_whose_parameters_are_not_the_fields_is_refused_when_it_is_registered() -> None:
+    @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+    class Pair:
+        a: int
+        b: int = 2
+
+    twin = fields_twin(Pair)
+
+    def build_pair(*, a: int, b: int = 2) -> Pair:
+        pair = object.__new__(twin)
+        pair.a = a
+        pair.b = b
+        pair.__class__ = Pair
+        return pair  # type: ignore[no-any-return]
+
+    def wrong_default(*, a: int, b: int = 3) -> Pair:
+        return Pair(a=a, b=b)
+
+    def wrong_order(*, b: int = 2, a: int) -> Pair:
+        return Pair(a=a, b=b)
+
+    def positional(a: int, b: int = 2) -> Pair:
+        return Pair(a=a, b=b)
+
+    for wrong in (wrong_default, wrong_order, positional):
+        with pytest.raises(TypeError):
+            builds(Pair)(wrong)
+    assert Pair not in BUILDERS
+    assert builds(Pair)(build_pair) is build_pair and BUILDERS.pop(Pair) is build_pair
+    built = build_pair(a=1)
+    assert type(built) is Pair and built == Pair(a=1, b=2)

@@ -41,7 +41,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
 
-from ._frozen import builder
+from ._frozen import builds, fields_twin, new_object
 from ._json import DEFAULT_MAX_DEPTH, JsonObject, loads_object
 
 __all__ = [
@@ -237,6 +237,32 @@ def _lowercase_names(message: HttpRequest | HttpResponse) -> None:
         object.__setattr__(message, "headers", headers)
 
 
-#: ``HttpRequest(...)`` and ``HttpResponse(...)``, built faster (:mod:`qrlogin._frozen`), for a server's hot path.
-build_request = builder(HttpRequest, convert={"headers": _normalise})
-build_response = builder(HttpResponse, convert={"headers": _normalise})
+# HttpRequest(...) and HttpResponse(...), built faster for a server's hot path (qrlogin._frozen).
+_RequestFields = fields_twin(HttpRequest)
+_ResponseFields = fields_twin(HttpResponse)
+
+
+@builds(HttpRequest)
+def build_request(
+    *, method: str, target: str, headers: Headers = (), body: bytes = b"", authenticated: bool = False
+) -> HttpRequest:
+    """``HttpRequest(...)``, built faster (:mod:`qrlogin._frozen`)."""
+    request = new_object(_RequestFields)
+    request.method = method
+    request.target = target
+    request.headers = _normalise(headers)
+    request.body = body
+    request.authenticated = authenticated
+    request.__class__ = HttpRequest
+    return request  # type: ignore[no-any-return]  # a fields twin until the line above
+
+
+@builds(HttpResponse)
+def build_response(*, status: int, headers: Headers = (), body: bytes = b"") -> HttpResponse:
+    """``HttpResponse(...)``, built faster (:mod:`qrlogin._frozen`)."""
+    response = new_object(_ResponseFields)
+    response.status = status
+    response.headers = _normalise(headers)
+    response.body = body
+    response.__class__ = HttpResponse
+    return response  # type: ignore[no-any-return]  # a fields twin until the line above

@@ -253,16 +253,16 @@ def test_a_million_headers_cost_little_and_others_are_served() -> None:
         attackers = [threading.Thread(target=_flood, args=(served.port, 1_000_000, outcomes)) for _ in range(4)]
         for attacker in attackers:
             attacker.start()
-        served_reads = 0
-        while any(attacker.is_alive() for attacker in attackers):
-            # Each read must be answered within the socket timeout while the attack runs.
+        # Each read must be answered within the socket timeout while the attack runs: one at least, however soon the
+        # attackers are refused, and more for as long as any of them is still sending.
+        while True:
             answer = exchange(served.port, http("GET", f"{V3}/{session['id']}"), timeout_s=2.0)
             assert answer.status == 200
-            served_reads += 1
+            if not any(attacker.is_alive() for attacker in attackers):
+                break
         for attacker in attackers:
             attacker.join()
         growth_kib = served.rss_peak_kib() - before_kib
-        assert served_reads >= 1
         assert len(outcomes) == 4 and "sent everything" not in outcomes, outcomes
         assert growth_kib < 16 * 1024, f"peak RSS grew {growth_kib} KiB under the header flood"
         assert metric(served.port, "qrlogin_rendezvous_rejections_total", reason="too_many_headers") == 4

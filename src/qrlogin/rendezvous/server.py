@@ -61,7 +61,7 @@ from dataclasses import dataclass, field, replace
 from email.utils import formatdate
 from typing import Protocol
 
-from .._frozen import builder
+from .._frozen import builds, fields_twin, new_object
 from .._json import json_string
 from ..errors import LocalProtocolError
 from ..http import HttpRequest, HttpResponse, build_response, lowercase_headers
@@ -255,7 +255,33 @@ class Session:
         return now_ms < self.expires_ms
 
 
-_build_session = builder(Session)  # Session(...), built faster (qrlogin._frozen)
+_SessionFields = fields_twin(Session)
+
+
+@builds(Session)
+def _build_session(
+    *,
+    id: str,
+    generation: ApiGeneration,
+    prefix: str,
+    data: bytes,
+    revision: int,
+    nonce: int,
+    modified_ms: int,
+    expires_ms: int,
+) -> Session:
+    """``Session(...)``, built faster (:mod:`qrlogin._frozen`)."""
+    session = new_object(_SessionFields)
+    session.id = id
+    session.generation = generation
+    session.prefix = prefix
+    session.data = data
+    session.revision = revision
+    session.nonce = nonce
+    session.modified_ms = modified_ms
+    session.expires_ms = expires_ms
+    session.__class__ = Session
+    return session  # type: ignore[no-any-return]  # a fields twin until the line above
 
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
@@ -290,7 +316,17 @@ class Create:
     generation: ApiGeneration
 
 
-_build_create = builder(Create)  # Create(...), built faster (qrlogin._frozen)
+_CreateFields = fields_twin(Create)
+
+
+@builds(Create)
+def _build_create(*, mount: Mount, generation: ApiGeneration) -> Create:
+    """``Create(...)``, built faster (:mod:`qrlogin._frozen`)."""
+    create = new_object(_CreateFields)
+    create.mount = mount
+    create.generation = generation
+    create.__class__ = Create
+    return create  # type: ignore[no-any-return]  # a fields twin until the line above
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -301,7 +337,17 @@ class Access:
     session_id: str
 
 
-_build_access = builder(Access)  # Access(...), built faster (qrlogin._frozen)
+_AccessFields = fields_twin(Access)
+
+
+@builds(Access)
+def _build_access(*, mount: Mount, session_id: str) -> Access:
+    """``Access(...)``, built faster (:mod:`qrlogin._frozen`)."""
+    access = new_object(_AccessFields)
+    access.mount = mount
+    access.session_id = session_id
+    access.__class__ = Access
+    return access  # type: ignore[no-any-return]  # a fields twin until the line above
 
 
 def _error(
@@ -715,7 +761,22 @@ class Inserting:
     response: HttpResponse  # the answer if it is added
 
 
-_build_inserting = builder(Inserting)  # Inserting(...), built faster (qrlogin._frozen)
+_InsertingFields = fields_twin(Inserting)
+
+
+@builds(Inserting)
+def _build_inserting(
+    *, step: Create, session: Session, capacity: int, now_ms: int, response: HttpResponse
+) -> Inserting:
+    """``Inserting(...)``, built faster (:mod:`qrlogin._frozen`)."""
+    inserting = new_object(_InsertingFields)
+    inserting.step = step
+    inserting.session = session
+    inserting.capacity = capacity
+    inserting.now_ms = now_ms
+    inserting.response = response
+    inserting.__class__ = Inserting
+    return inserting  # type: ignore[no-any-return]  # a fields twin until the line above
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -729,7 +790,20 @@ class Reading:
     attempt: int = 0
 
 
-_build_reading = builder(Reading)  # Reading(...), built faster (qrlogin._frozen)
+_ReadingFields = fields_twin(Reading)
+
+
+@builds(Reading)
+def _build_reading(*, step: Access, request: HttpRequest, now_ms: int, entropy: bytes, attempt: int = 0) -> Reading:
+    """``Reading(...)``, built faster (:mod:`qrlogin._frozen`)."""
+    reading = new_object(_ReadingFields)
+    reading.step = step
+    reading.request = request
+    reading.now_ms = now_ms
+    reading.entropy = entropy
+    reading.attempt = attempt
+    reading.__class__ = Reading
+    return reading  # type: ignore[no-any-return]  # a fields twin until the line above
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
