@@ -71,12 +71,9 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> JsonObject:
 
 def _deeper_than(value: Any, limit: int) -> bool:
     """Whether containers nest deeper than ``limit`` in ``value`` (a container is depth 1); iterative."""
-    if isinstance(value, dict):
-        pending = [(child, 2) for child in value.values() if isinstance(child, (dict, list))]
-    elif isinstance(value, list):
-        pending = [(child, 2) for child in value if isinstance(child, (dict, list))]
-    else:
+    if not isinstance(value, (dict, list)):
         return False
+    pending = [(value, 1)]
     while pending:
         item, depth = pending.pop()
         if depth > limit:

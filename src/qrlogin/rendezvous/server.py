@@ -297,7 +297,12 @@ def _nonce(entropy: bytes) -> int:
 
 
 def _token(revision: int, nonce: int) -> str:
-    return f"{revision}.{_b64url(nonce.to_bytes(16, 'big'))}"
+    return _spell_token(revision, nonce.to_bytes(16, "big"))
+
+
+def _spell_token(revision: int, nonce_bytes: bytes) -> str:
+    """A sequence token: the revision and the 16 random bytes of the nonce, base64url."""
+    return f"{revision}.{_b64url(nonce_bytes)}"
 
 
 def _check_entropy(entropy: bytes) -> None:
@@ -570,22 +575,22 @@ def create(
         if isinstance(parsed, HttpResponse):
             return None, parsed
         data = parsed[0]
-    token_bytes = entropy[:16]
+    nonce_bytes = entropy[:16]  # what _nonce(entropy) reads: the token below is spelled from the same bytes
     session = _build_session(
         id=_b64url(entropy[16:32]),
         generation=generation,
         prefix=step.mount.prefix,
         data=data,
         revision=0,
-        nonce=int.from_bytes(token_bytes, "big"),
+        nonce=int.from_bytes(nonce_bytes, "big"),
         modified_ms=now_ms,
         expires_ms=now_ms + config.ttl_ms,
     )
     if generation is _V1:
         url = f"{_base_url(config, request)}{step.mount.prefix}/{session.id}"
         return session, json_response(201, {"url": url}, _v1_headers(session))
-    # session.token, spelled from the bytes at hand rather than from the nonce again
-    return session, _json_ok(created_json(session, f"0.{_b64url(token_bytes)}", now_ms))
+    # session.token, spelled from the bytes at hand rather than from the nonce turned back into bytes
+    return session, _json_ok(created_json(session, _spell_token(0, nonce_bytes), now_ms))
 
 
 def _etags(header: str) -> list[str]:
