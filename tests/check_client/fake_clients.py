@@ -7,7 +7,9 @@ Each is this module run with one argument naming the behaviour, and speaks the l
 - ``crasher``: writes a line that is not JSON and exits with status 3 (a crash: no ``done``);
 - ``sleeper``: shows nothing and never ends (a hang past the deadline);
 - ``laggard``: runs the command after it (a real client) and passes its lines through, but holds a ``done`` that is
-  not a success for six seconds (a client slow to notice that its session is gone).
+  not a success for six seconds (a client slow to notice that its session is gone);
+- ``quitter``: runs the command after it (a real client) and, at its first ``progress`` line, stops it and says
+  ``done`` ``channel_closed`` (a client that gives up half way).
 """
 
 from __future__ import annotations
@@ -35,6 +37,16 @@ def main() -> None:
                 time.sleep(6)
             print(line, end="", flush=True)
         sys.exit(client.wait())
+    elif behaviour == "quitter":
+        client = subprocess.Popen(sys.argv[2:], stdout=subprocess.PIPE, text=True)
+        assert client.stdout is not None
+        for line in client.stdout:
+            print(line, end="", flush=True)
+            if '"progress"' in line:
+                client.kill()
+                print(json.dumps({"event": "done", "outcome": "channel_closed"}), flush=True)
+                break
+        client.wait()
 
 
 if __name__ == "__main__":

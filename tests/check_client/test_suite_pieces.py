@@ -137,6 +137,20 @@ def test_a_client_slow_to_end_once_its_session_is_gone_is_warned(scenario: str, 
         assert since in result.evidence
 
 
+def test_a_failed_honest_run_says_where_the_client_stopped() -> None:
+    real = (
+        f"{shlex.quote(sys.executable)} -m qrlogin.check_client.qrlogin_shim --role {{role}} --side {{side}}"
+        " --generation {generation} --homeserver {homeserver} --qr {qr_hex} --user {user} --password {password}"
+        " --secrets {secrets_file} --device-id {device_id}"
+    )
+    quitter = f"{shlex.quote(sys.executable)} {shlex.quote(str(FAKE))} quitter {real}"
+    (result,) = run_suite(quitter, [V1_EXISTING_SHOWS], names=["sign-in-completes"], jobs=1).results
+    assert result.grade == "fail", result.evidence
+    assert "an honest sign-in failed: done: channel_closed (last step: " in result.evidence
+    # The existing device showed the QR code: it created the session and read the peer's first message.
+    assert "last rendezvous requests: POST 201, GET 200" in result.evidence, result.evidence
+
+
 def test_the_command_lists_scenarios_and_refuses_unknown_ones(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["check-client", "--list"]) == 0
     assert "nonce-unique" in capsys.readouterr().out

@@ -186,6 +186,18 @@ def test_429_backs_off_honouring_retry_after_then_resends() -> None:
     assert creator.timer() == net.now_ms + 2 * config(V3).retry_base_ms
 
 
+@pytest.mark.parametrize(("status", "maybe_applied"), [(429, False), (500, True), (503, True)])
+def test_a_write_refused_by_a_rate_limit_is_known_not_to_have_landed(status: int, maybe_applied: bool) -> None:
+    net = Loopback()
+    _creator, joiner = pair(net, V3)
+    joiner.deliver()
+    joiner.feed(c.SendRequested(payload="initiate"))
+    _fake(joiner, HttpResponse(status=status, body=b'{"errcode":"M_LIMIT_EXCEEDED","retry_after_ms":10}'))
+    assert isinstance(joiner.state, c.BackingOff)
+    assert isinstance(joiner.state.resume, c.Writing)
+    assert joiner.state.resume.maybe_applied is maybe_applied
+
+
 def _backoff_after_429(headers: tuple[tuple[str, str], ...], body: bytes = b"") -> int:
     """How long the creator backs off after a 429 with ``headers`` (its first retry, at t=0)."""
     state, _ = c.create_session(config(V3), "x", now_ms=0)

@@ -170,6 +170,22 @@ class ClientRun:
             return f"no done event within {self.plan.deadline_s:.0f} s"
         return "no done event"
 
+    def trail(self, last: int = 6) -> str:
+        """The client's last progress step and its last rendezvous requests with their answers (the evidence of a
+        run that should have succeeded: where it stopped, and what the server told it)."""
+        steps = [str(event.get("step")) for event in self.events if event.kind == "progress"]
+        exchanges = [
+            f"{exchange.method} {exchange.response.status}"
+            for exchange in self.served.exchanges
+            if "rendezvous" in exchange.path.split("/")
+        ]
+        return "; ".join(
+            [
+                f"last step: {steps[-1] if steps else 'none'}",
+                f"last rendezvous requests: {', '.join(exchanges[-last:]) if exchanges else 'none'}",
+            ]
+        )
+
     @property
     def crashed(self) -> bool:
         return self.exited_without_done

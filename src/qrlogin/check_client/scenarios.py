@@ -257,7 +257,9 @@ def _judge_honest(run: ClientRun) -> Judgement:
     if bad is not None:
         return bad
     if not run.succeeded:
-        return Judgement(Grade.FAIL, f"an honest sign-in failed: {run.summary()}; peer: {run.counterpart.outcome}")
+        return Judgement(
+            Grade.FAIL, f"an honest sign-in failed: {run.summary()} ({run.trail()}); peer: {run.counterpart.outcome}"
+        )
     outcome = run.counterpart.outcome
     if outcome is None or not isinstance(outcome.result, ReportLoginSuccess):
         return Judgement(Grade.FAIL, f"the client reported success but the peer did not: {outcome}")

@@ -261,7 +261,7 @@ class Writing:
     request: HttpRequest
     request_id: int
     attempts: int = 0
-    maybe_applied: bool = False  # an earlier attempt got no answer (or a 5xx): it may have landed
+    maybe_applied: bool = False  # an earlier attempt got no answer (or a 5xx, not a 429): it may have landed
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -482,7 +482,9 @@ def _back_off(
     if response is not None:
         delay = max(delay, _retry_after_ms(response))
     resume = replace(state, attempts=state.attempts + 1)
-    if isinstance(resume, Writing):
+    if isinstance(resume, Writing) and (response is None or response.status != 429):
+        # No answer, or a 5xx (perhaps from a proxy whose upstream took the write): it may have landed. A 429 says
+        # the server refused the request before acting on it.
         resume = replace(resume, maybe_applied=True)
     return BackingOff(resume=resume, until_ms=now_ms + delay), ()
 
