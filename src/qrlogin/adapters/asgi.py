@@ -28,7 +28,6 @@ no other (never on ``204`` or ``304``). Health, metrics, the access log and the 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import quote
@@ -52,6 +51,7 @@ from ..rendezvous.server import (
     begin,
     store_unavailable_error,
 )
+from .clock import unix_ms
 
 __all__ = [
     "Message",
@@ -78,7 +78,7 @@ _MAINTAIN_EVERY_MS = 1_000
 
 
 def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
+    return unix_ms()
 
 
 class RendezvousApp:

@@ -15,7 +15,6 @@ Nothing here decides anything about the protocol: every answer is the model's.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -23,6 +22,7 @@ from ..homeserver import Homeserver, handle
 from ..homeserver._http import MAX_BODY_BYTES
 from ..http import HttpRequest, HttpResponse
 from .asgi import Receive, Scope, Send, acknowledge_lifespan, read_request, write_response
+from .clock import unix_ms
 
 __all__ = ["AfterStep", "HomeserverApp"]
 
@@ -34,7 +34,7 @@ T = TypeVar("T")
 
 
 def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
+    return unix_ms()
 
 
 class HomeserverApp:

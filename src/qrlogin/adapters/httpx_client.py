@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections import deque
 
 import httpx
@@ -25,6 +24,7 @@ from ..errors import QrLoginError
 from ..http import HttpResponse
 from ..rendezvous import client as machine
 from ..vocabulary import HttpRequestFailed, HttpResponseReceived, SendHttpRequest, TimerFired
+from .clock import unix_ms
 
 __all__ = ["RendezvousEnded", "RendezvousSession"]
 
@@ -39,7 +39,7 @@ class RendezvousEnded(QrLoginError):
 
 
 def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
+    return unix_ms()
 
 
 class RendezvousSession:

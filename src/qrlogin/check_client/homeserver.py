@@ -34,6 +34,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from .. import homeserver as hsm
 from ..adapters.asgi import Receive, Scope, Send, acknowledge_lifespan, read_request, write_response
+from ..adapters.clock import unix_ms
 from ..adapters.homeserver_asgi import HomeserverApp
 from ..homeserver._http import MAX_BODY_BYTES
 from ..homeserver.rendezvous import install_rendezvous
@@ -65,8 +66,9 @@ def forward_unchanged(request: HttpRequest, forward: Forward) -> HttpResponse:
 
 
 def now_ms() -> int:
-    """Unix milliseconds: js-sdk arms its expiry timer with ``Expires - Date.now()``, so the model's clock is real."""
-    return time.time_ns() // 1_000_000
+    """Unix milliseconds: js-sdk arms its expiry timer with ``Expires - Date.now()``, so the model's clock is real; it
+    never jumps (:mod:`qrlogin.adapters.clock`), so a session's lifetime and a last message's grace are elapsed time."""
+    return unix_ms()
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,11 +36,12 @@ import shlex
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..adapters.clock import unix_ms
 
 __all__ = ["PLACEHOLDERS", "Shim", "ShimEvent", "fill_template"]
 
@@ -183,4 +184,4 @@ def _parse(line: str) -> ShimEvent:
 
 
 def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
+    return unix_ms()

@@ -39,12 +39,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import ssl
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .._secret import Secret
+from ..adapters.clock import unix_ms
 from ..http import HttpRequest, HttpResponse, split_url
 
 if TYPE_CHECKING:
@@ -54,8 +54,9 @@ __all__ = ["Transport", "TransportOptions", "now_ms", "open_http_client"]
 
 
 def now_ms() -> int:
-    """Wall-clock Unix milliseconds: v2 sessions carry absolute expiry times, so the core is given real time."""
-    return time.time_ns() // 1_000_000
+    """Unix milliseconds that never jump (:mod:`qrlogin.adapters.clock`): v2 sessions carry absolute expiry times, so
+    the core is given real time, and its deadlines measure elapsed time even if the system clock is stepped."""
+    return unix_ms()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
