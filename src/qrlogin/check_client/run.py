@@ -41,6 +41,7 @@ from ..vocabulary import (
     ShowCheckCode,
     VerificationUriOpened,
 )
+from . import faults
 from .counterpart import Counterpart, WriteHook
 from .homeserver import ACCOUNT, EXISTING_DEVICE_ID, PASSWORD, Exchange, Intercept, ServedHomeserver, now_ms
 from .shim import Shim, ShimEvent, fill_template
@@ -174,11 +175,7 @@ class ClientRun:
         """The client's last progress step and its last rendezvous requests with their answers (the evidence of a
         run that should have succeeded: where it stopped, and what the server told it)."""
         steps = [str(event.get("step")) for event in self.events if event.kind == "progress"]
-        exchanges = [
-            f"{exchange.method} {exchange.response.status}"
-            for exchange in self.served.exchanges
-            if "rendezvous" in exchange.path.split("/")
-        ]
+        exchanges = [f"{x.method} {x.response.status}" for x in self.exchanges if faults.is_rendezvous(x.request)]
         return "; ".join(
             [
                 f"last step: {steps[-1] if steps else 'none'}",
