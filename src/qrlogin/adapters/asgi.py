@@ -77,10 +77,6 @@ _READ_LIMIT = MAX_JSON_BODY_BYTES + 1
 _MAINTAIN_EVERY_MS = 1_000
 
 
-def _now_ms() -> int:
-    return unix_ms()
-
-
 class RendezvousApp:
     """``await app(scope, receive, send)``: HTTP requests go to the rendezvous core; lifespan is acknowledged."""
 
@@ -89,7 +85,7 @@ class RendezvousApp:
         config: ServerConfig,
         store: Store,
         *,
-        clock: Callable[[], int] = _now_ms,
+        clock: Callable[[], int] = unix_ms,
         entropy: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self.config = config

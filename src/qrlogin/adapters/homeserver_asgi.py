@@ -33,14 +33,10 @@ AfterStep = Callable[[Homeserver, HttpRequest, HttpResponse, int], Homeserver]
 T = TypeVar("T")
 
 
-def _now_ms() -> int:
-    return unix_ms()
-
-
 class HomeserverApp:
     """``await app(scope, receive, send)``: HTTP requests go to the homeserver model; lifespan is acknowledged."""
 
-    def __init__(self, hs: Homeserver, *, clock: Callable[[], int] = _now_ms, after: AfterStep | None = None) -> None:
+    def __init__(self, hs: Homeserver, *, clock: Callable[[], int] = unix_ms, after: AfterStep | None = None) -> None:
         self._hs = hs
         self._clock = clock
         self._after = after

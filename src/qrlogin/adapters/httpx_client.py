@@ -6,7 +6,8 @@ Theory of operation
 :func:`qrlogin.rendezvous.client.transition` and does exactly what its effects say: a ``SendHttpRequest`` becomes one
 ``httpx.AsyncClient.request`` whose response (or transport error, as ``HttpRequestFailed``) is fed straight back; when
 nothing is in flight it sleeps until :func:`~qrlogin.rendezvous.client.deadline` and feeds ``TimerFired``. The
-time it passes in is the wall clock in milliseconds (v2 servers give an absolute ``expires_ts``). Everything the
+time it passes in is Unix milliseconds from :mod:`qrlogin.adapters.clock` (v2 servers give an absolute
+``expires_ts``). Everything the
 machine surfaces is queued and handed out by :meth:`receive` and :meth:`send`; a terminal state raises
 :class:`RendezvousEnded`.
 """
@@ -38,10 +39,6 @@ class RendezvousEnded(QrLoginError):
         super().__init__(f"rendezvous session ended ({effect.reason}{detail})")
 
 
-def _now_ms() -> int:
-    return unix_ms()
-
-
 class RendezvousSession:
     """One device's side of a rendezvous session over httpx."""
 
@@ -56,14 +53,14 @@ class RendezvousSession:
     @classmethod
     async def create(cls, http: httpx.AsyncClient, config: machine.ClientConfig, payload: str) -> RendezvousSession:
         """POST ``payload`` and return once the session exists (``.created`` says where)."""
-        session = cls(http, machine.create_session(config, payload, now_ms=_now_ms()))
+        session = cls(http, machine.create_session(config, payload, now_ms=unix_ms()))
         await session._until(machine.ReportWriteConfirmed)
         return session
 
     @classmethod
     def join(cls, http: httpx.AsyncClient, config: machine.ClientConfig, session: str) -> RendezvousSession:
         """Join ``session`` (v1 URL or v2/v3 id); the first :meth:`receive` returns the creator's payload."""
-        return cls(http, machine.join_session(config, session, now_ms=_now_ms()))
+        return cls(http, machine.join_session(config, session, now_ms=unix_ms()))
 
     @property
     def state(self) -> machine.State:
@@ -91,7 +88,7 @@ class RendezvousSession:
             await self._until(machine.ReportSessionClosed)
 
     def _feed(self, event: machine.Event) -> None:
-        self._effects.extend(self._driver.handle(event, now_ms=_now_ms()))
+        self._effects.extend(self._driver.handle(event, now_ms=unix_ms()))
 
     async def _until(self, *kinds: type) -> machine.Effect:
         while True:
@@ -117,7 +114,7 @@ class RendezvousSession:
             timer = machine.deadline(self.state)
             if timer is None:
                 raise RendezvousEnded(machine.ReportSessionClosed(reason="ended"))
-            await asyncio.sleep(max(0, timer - _now_ms()) / 1000)
+            await asyncio.sleep(max(0, timer - unix_ms()) / 1000)
             self._feed(TimerFired())
 
     async def _perform(self, effect: machine.Effect) -> None:
