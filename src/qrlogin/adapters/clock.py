@@ -17,10 +17,11 @@ import time
 
 __all__ = ["unix_ms"]
 
-_WALL_AT_START_NS = time.time_ns()
-_MONOTONIC_AT_START_NS = time.monotonic_ns()
+_monotonic_ns = time.monotonic_ns
+# What to add to a monotonic reading to make it Unix time, as it was when this module was imported.
+_UNIX_OFFSET_NS = time.time_ns() - _monotonic_ns()
 
 
 def unix_ms() -> int:
     """Unix milliseconds, advancing with the monotonic clock (never stepped back or forward)."""
-    return (_WALL_AT_START_NS + time.monotonic_ns() - _MONOTONIC_AT_START_NS) // 1_000_000
+    return (_monotonic_ns() + _UNIX_OFFSET_NS) // 1_000_000
