@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 from collections.abc import Iterable
 
 from qrlogin.check_client.run import Target
@@ -9,6 +11,13 @@ from qrlogin.check_client.suite import Report, run_suite
 
 #: Runs played at once. Each run mostly waits (for one-second polls), so more than the cores is what keeps it short.
 JOBS = 10
+
+#: The shim template of qrlogin's own runner (``qrlogin login`` / ``qrlogin link``).
+QRLOGIN_SHIM = (
+    f"{shlex.quote(sys.executable)} -m qrlogin.check_client.qrlogin_shim --role {{role}} --side {{side}}"
+    " --generation {generation} --homeserver {homeserver} --qr {qr_hex} --user {user} --password {password}"
+    " --secrets {secrets_file} --device-id {device_id}"
+)
 
 
 def play_all(template: str, targets: Iterable[Target]) -> Report:

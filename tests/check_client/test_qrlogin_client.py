@@ -4,9 +4,6 @@ meet are recorded here and in docs/conformance.md, so a change is noticed."""
 
 from __future__ import annotations
 
-import shlex
-import sys
-
 import pytest
 
 from qrlogin import qr
@@ -14,13 +11,8 @@ from qrlogin.check_client.run import Target
 from qrlogin.check_client.suite import Report, run_fuzz
 from qrlogin.vocabulary import DeviceRole, QrSide
 
-from .scorecard import JOBS, differences, play_all
+from .scorecard import JOBS, QRLOGIN_SHIM, differences, play_all
 
-TEMPLATE = (
-    f"{shlex.quote(sys.executable)} -m qrlogin.check_client.qrlogin_shim --role {{role}} --side {{side}}"
-    " --generation {generation} --homeserver {homeserver} --qr {qr_hex} --user {user} --password {password}"
-    " --secrets {secrets_file} --device-id {device_id}"
-)
 # Each role and each side once in each generation (docs/conformance.md has the scorecard of all eight).
 TARGETS = [
     Target(DeviceRole.NEW, QrSide.SHOWS, qr.Generation.V1),
@@ -69,7 +61,7 @@ NOT_APPLICABLE_V3 = {
 
 @pytest.fixture(scope="module")
 def report() -> Report:
-    return play_all(TEMPLATE, TARGETS)
+    return play_all(QRLOGIN_SHIM, TARGETS)
 
 
 def test_qrlogin_passes_every_must(report: Report) -> None:
@@ -96,6 +88,6 @@ def test_v3_reseal_scenarios_and_the_nonce_check_are_graded(report: Report) -> N
 
 
 def test_fuzzing_finds_no_crash_hang_or_success_after_tampering() -> None:
-    report = Report(shim=TEMPLATE)
-    run_fuzz(TEMPLATE, TARGETS, runs=12, seed=5, report=report, jobs=JOBS)
+    report = Report(shim=QRLOGIN_SHIM)
+    run_fuzz(QRLOGIN_SHIM, TARGETS, runs=12, seed=5, report=report, jobs=JOBS)
     assert report.findings == []

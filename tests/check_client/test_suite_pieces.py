@@ -24,12 +24,19 @@ from qrlogin.encoding import b64decode
 from qrlogin.http import HttpRequest
 from qrlogin.vocabulary import DeviceRole, QrSide
 
+from .scorecard import QRLOGIN_SHIM
+
 FAKE = Path(__file__).with_name("fake_clients.py")
 V1_EXISTING_SHOWS = Target(DeviceRole.EXISTING, QrSide.SHOWS, qr.Generation.V1)
 
 
 def fake(behaviour: str) -> str:
     return f"{shlex.quote(sys.executable)} {shlex.quote(str(FAKE))} {behaviour} {{role}}"
+
+
+def around_qrlogin(behaviour: str) -> str:
+    """A fake that wraps qrlogin's own runner (``laggard``, ``quitter``)."""
+    return f"{shlex.quote(sys.executable)} {shlex.quote(str(FAKE))} {behaviour} {QRLOGIN_SHIM}"
 
 
 def test_a_filled_placeholder_is_one_argument_whatever_it_holds() -> None:
@@ -125,26 +132,14 @@ def test_a_crash_and_a_hang_are_failures_with_evidence() -> None:
 def test_a_client_slow_to_end_once_its_session_is_gone_is_warned(scenario: str, since: str) -> None:
     # The time counts from when the client could know (a 404, the expiry), not from the start: the handshake before
     # it, however slow on a loaded machine, is not held against the client.
-    real = (
-        f"{shlex.quote(sys.executable)} -m qrlogin.check_client.qrlogin_shim --role {{role}} --side {{side}}"
-        " --generation {generation} --homeserver {homeserver} --qr {qr_hex} --user {user} --password {password}"
-        " --secrets {secrets_file} --device-id {device_id}"
-    )
-    laggard = f"{shlex.quote(sys.executable)} {shlex.quote(str(FAKE))} laggard {real}"
-    for template, grade in ((laggard, "warn"), (real, "pass")):
+    for template, grade in ((around_qrlogin("laggard"), "warn"), (QRLOGIN_SHIM, "pass")):
         (result,) = run_suite(template, [V1_EXISTING_SHOWS], names=[scenario], jobs=1).results
         assert result.grade == grade, result.evidence
         assert since in result.evidence
 
 
 def test_a_failed_honest_run_says_where_the_client_stopped() -> None:
-    real = (
-        f"{shlex.quote(sys.executable)} -m qrlogin.check_client.qrlogin_shim --role {{role}} --side {{side}}"
-        " --generation {generation} --homeserver {homeserver} --qr {qr_hex} --user {user} --password {password}"
-        " --secrets {secrets_file} --device-id {device_id}"
-    )
-    quitter = f"{shlex.quote(sys.executable)} {shlex.quote(str(FAKE))} quitter {real}"
-    (result,) = run_suite(quitter, [V1_EXISTING_SHOWS], names=["sign-in-completes"], jobs=1).results
+    (result,) = run_suite(around_qrlogin("quitter"), [V1_EXISTING_SHOWS], names=["sign-in-completes"], jobs=1).results
     assert result.grade == "fail", result.evidence
     assert "an honest sign-in failed: done: channel_closed (last step: " in result.evidence
     # The existing device showed the QR code: it created the session and read the peer's first message.
